@@ -1,0 +1,28 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "deployctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "deployctl", targets: ["deployctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Support"),
+        .target(name: "SQLite", dependencies: ["CSQLite", "Support"]),
+        .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib"]),
+        .target(name: "Locking", dependencies: ["SQLite", "Support"]),
+        .target(name: "Migration", dependencies: ["SQLite", "Support"]),
+        .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "SQLite", "Support"]),
+        .executableTarget(name: "deployctl", dependencies: [
+            "Orchestrator", "Support",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "SQLite", "Support"]),
+    ]
+)

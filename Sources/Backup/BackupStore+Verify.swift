@@ -1,0 +1,135 @@
+import Foundation
+import SQLite
+import Support
+
+/// The outcome of checking one backup.
+public struct VerifyResult: Sendable {
+    public let entry: BackupEntry
+    /// Empty when the backup is good.
+    public let problems: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// A readable database file for a backup: the backup itself, or a temp inflated copy that is
+/// removed by `discard()`.
+public struct OpenedBackup: Sendable {
+    /// A plain SQLite file holding the backup's database; open it `.immutable`.
+    public let databasePath: String
+    let temporary: Bool
+
+    /// Removes the inflated temp copy, if one was made.
+    public func discard() {
+        if temporary { unlink(databasePath) }
+    }
+}
+
+extension BackupStore {
+    /// Checks a backup: its SHA-256 against the manifest, then SQLite's `quick_check` on the
+    /// database opened read-only and immutable (a `.gz` is inflated — every member — to a temp
+    /// file in the backups folder first). Leaves no file behind. When `keep` is true the
+    /// readable copy is returned for the caller to use and discard.
+    /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
+    ///   `.io` on read errors.
+    public func check(_ entry: BackupEntry, keep: Bool = false) throws -> OpenedBackup? {
+        guard let manifest = entry.manifest else {
+            throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
+                          hint: "use another backup; a backup without a manifest was never finished")
+        }
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        guard sha256 == manifest.sha256, bytes == manifest.bytes else {
+            throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        var opened = OpenedBackup(databasePath: entry.path, temporary: false)
+        if entry.compressed {
+            let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(3)))
+            opened = OpenedBackup(databasePath: temp, temporary: true)
+            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(temp)", errno, creating: true) }
+            do {
+                defer { close(fd) }
+                try Gzip.inflate(source: entry.path, into: fd, outputPath: temp)
+            } catch {
+                opened.discard()
+                throw error
+            }
+        }
+        do {
+            let db = try Connection(path: opened.databasePath, mode: .immutable)
+            let problems = try db.integrityProblems()
+            guard problems.isEmpty else {
+                throw Failure(.badData, "backup \(entry.name) fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                              hint: "use another backup (deployctl backups list)")
+            }
+        } catch let error as SQLiteError {
+            opened.discard()
+            throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
+                          hint: "use another backup (deployctl backups list)")
+        } catch {
+            opened.discard()
+            throw error
+        }
+        if keep { return opened }
+        opened.discard()
+        return nil
+    }
+
+    /// Checks a backup and records `verified_at` in its manifest when it is good.
+    /// - Throws: only for failures to record the result; a bad backup is a result.
+    public func verify(_ entry: BackupEntry, now: Date) throws -> VerifyResult {
+        do {
+            _ = try check(entry)
+        } catch let failure as Failure where failure.kind == .badData {
+            return VerifyResult(entry: entry, problems: [failure.message])
+        }
+        var manifest = entry.manifest!
+        manifest.verifiedAt = now
+        try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: true)
+        return VerifyResult(entry: BackupEntry(name: entry.name, path: entry.path, manifest: manifest, label: entry.label,
+                                               createdAt: entry.createdAt, bytes: entry.bytes), problems: [])
+    }
+
+    /// The newest backup (optionally with `label`) whose checksum is good.
+    /// - Throws: `Failure` `.missingInput` when there is none.
+    public func latestGood(label: String? = nil) throws -> BackupEntry {
+        for entry in entries() where label == nil || entry.label == label {
+            guard let manifest = entry.manifest,
+                  let (bytes, sha) = try? FileDigest.sha256(of: entry.path),
+                  sha == manifest.sha256, bytes == manifest.bytes else { continue }
+            return entry
+        }
+        throw Failure(.missingInput, "no backup with a good checksum in \(folder)\(label.map { " with label \($0)" } ?? "")",
+                      hint: "take one with 'deployctl snapshot'")
+    }
+
+    /// What `prune` would remove: per label, everything after the newest `keepLast`, except the
+    /// newest backup of any `pre_*` label and the names in `protected`.
+    public func pruneCandidates(keepLast: Int, label: String? = nil, protected: Set<String> = []) -> [BackupEntry] {
+        var byLabel = [String: [BackupEntry]]()
+        for entry in entries() where label == nil || entry.label == label {
+            byLabel[entry.label, default: []].append(entry)
+        }
+        var doomed = [BackupEntry]()
+        for (label, list) in byLabel {
+            for (index, entry) in list.enumerated() where index >= keepLast {
+                if label.hasPrefix("pre_") && index == 0 { continue }
+                if protected.contains(entry.name) { continue }
+                doomed.append(entry)
+            }
+        }
+        return doomed.sorted { $0.createdAt > $1.createdAt }
+    }
+
+    /// Removes backups and their manifests (the manifest last, so an interrupted removal leaves
+    /// a "no manifest" entry at worst, never a manifest without its file), then fsyncs the folder.
+    /// - Throws: `Failure` `.io`.
+    public func remove(_ entries: [BackupEntry]) throws {
+        for entry in entries {
+            unlink(entry.manifestPath)
+            guard unlink(entry.path) == 0 || errno == ENOENT else {
+                throw DurableFile.posixFailure("cannot remove \(entry.path)", errno)
+            }
+        }
+        if !entries.isEmpty { try DurableFile.syncDirectory(folder) }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import SQLite
+import Support
+
+/// What a snapshot should be.
+public struct SnapshotRequest: Sendable {
+    /// The live database.
+    public var databasePath: String
+    /// Label in the backup's name (`snapshot`, `pre_cashback_tables`, `pre_restore`, …).
+    public var label: String
+    /// Store as `.db.gz`.
+    public var gzip: Bool
+    /// Run `quick_check` on the copy before publishing it.
+    public var verify: Bool
+    /// How long to wait for locks.
+    public var busyTimeout: Duration
+    /// The creation time written to the name and manifest.
+    public var now: Date
+
+    public init(databasePath: String, label: String, gzip: Bool = false, verify: Bool = false,
+                busyTimeout: Duration = .seconds(5), now: Date = Date()) {
+        self.databasePath = databasePath
+        self.label = label
+        self.gzip = gzip
+        self.verify = verify
+        self.busyTimeout = busyTimeout
+        self.now = now
+    }
+}
+
+/// Progress of long work, reported as bytes done of a total (0 when unknown).
+public typealias ProgressHandler = (_ phase: String, _ done: Int64, _ total: Int64) -> Void
+
+/// Takes online snapshots of a live database into a `BackupStore`.
+public struct Snapshotter: Sendable {
+    public let store: BackupStore
+
+    public init(store: BackupStore) { self.store = store }
+
+    /// Takes one snapshot with SQLite's online backup API and publishes it with its manifest.
+    ///
+    /// Guarantees: the live database is only read (one read transaction: a consistent copy even
+    /// under a concurrent writer); the copy is stored in rollback-journal mode, 0600; it is
+    /// written under a hidden temp name, fsynced, linked to a name no file has, and the folder is
+    /// fsynced; the manifest follows the same way. On any failure every partial file is removed.
+    /// - Throws: `Failure` `.missingInput`/`.badData` for the source, `.cannotCreate` for the
+    ///   folder, `.io` for a short write or full disk; `SQLiteError`.
+    public func snapshot(_ request: SnapshotRequest, progress: ProgressHandler = { _, _, _ in }) throws -> BackupEntry {
+        try BackupStore.validate(label: request.label)
+        let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
+        try store.prepareForWriting()
+
+        let name = store.newName(label: request.label, at: request.now, compressed: request.gzip)
+        let finalPath = store.folder + "/" + name
+        let tempDatabase = DurableFile.temporaryPath(for: store.folder + "/" + (request.gzip ? String(name.dropLast(3)) : name))
+        var cleanup = [tempDatabase, tempDatabase + "-journal"]
+        defer { for path in cleanup { unlink(path) } }
+
+        progress("copy", 0, 0)
+        let info = try copy(from: source, to: tempDatabase, verify: request.verify, timeout: request.busyTimeout)
+        try DurableFile.syncFile(tempDatabase)
+
+        var stored = tempDatabase
+        let sha256: String
+        let bytes: Int64
+        if request.gzip {
+            let tempGzip = DurableFile.temporaryPath(for: finalPath)
+            cleanup.append(tempGzip)
+            let fd = open(tempGzip, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(tempGzip)", errno, creating: true) }
+            do {
+                defer { close(fd) }
+                (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
+                    progress("gzip", done, info.bytes)
+                }
+                guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempGzip)", errno) }
+            }
+            stored = tempGzip
+        } else {
+            (bytes, sha256) = try FileDigest.sha256(of: tempDatabase)
+        }
+        try DurableFile.publish(stored, as: finalPath)
+        cleanup.append(finalPath)
+        let manifest = Manifest(
+            name: name, sha256: sha256, bytes: bytes, compressed: request.gzip, databaseBytes: info.bytes,
+            pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
+            appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
+            label: request.label, verifiedAt: request.verify ? request.now : nil)
+        try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
+        cleanup.removeAll()
+        unlink(tempDatabase)
+        return BackupEntry(name: name, path: finalPath, manifest: manifest, label: request.label,
+                           createdAt: request.now, bytes: bytes)
+    }
+
+    struct CopyInfo {
+        var bytes: Int64
+        var pageSize: Int
+        var pageCount: Int
+        var migrations: [String]
+    }
+
+    /// Copies `source` into a new file at `path` with the backup API and switches the copy to
+    /// rollback-journal mode, so opening it later never needs `-wal`/`-shm` files.
+    func copy(from source: Connection, to path: String, verify: Bool, timeout: Duration) throws -> CopyInfo {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(path)", errno, creating: true) }
+        close(fd)
+        let destination = try Connection(path: path, mode: .create)
+        try destination.execute("PRAGMA synchronous = OFF")
+        try source.backup(into: destination, timeout: timeout)
+        _ = try destination.scalar("PRAGMA journal_mode = DELETE")
+        if verify {
+            let problems = try destination.integrityProblems()
+            guard problems.isEmpty else {
+                throw Failure(.badData, "the copy of \(source.path) fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                              hint: "run 'deployctl verify' on the live database; it may be damaged")
+            }
+        }
+        let pageSize = Int(try destination.scalar("PRAGMA page_size").int ?? 0)
+        let pageCount = Int(try destination.scalar("PRAGMA page_count").int ?? 0)
+        return CopyInfo(bytes: Int64(pageSize * pageCount), pageSize: pageSize, pageCount: pageCount,
+                        migrations: try Self.appliedMigrations(destination))
+    }
+
+    /// The migration names recorded in `deployctl_migrations`, in order; empty when the table
+    /// does not exist.
+    static func appliedMigrations(_ db: Connection) throws -> [String] {
+        guard try db.scalar("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'deployctl_migrations'").int == 1 else {
+            return []
+        }
+        return try db.rows("SELECT name FROM deployctl_migrations ORDER BY id").compactMap { $0[0].string }
+    }
+}
+
+/// Whole-file digests.
+enum FileDigest {
+    /// SHA-256 and size of the file at `path`, read in 1 MiB blocks.
+    static func sha256(of path: String) throws -> (bytes: Int64, sha256: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var hasher = SHA256()
+        var total: Int64 = 0
+        while true {
+            let n = try Gzip.readFully(fd, into: buffer, path: path)
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += Int64(n)
+        }
+        return (total, hasher.finalizeHex())
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Support
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The result of running one app hook.
+public struct HookResult: Codable, Sendable {
+    public let name: String
+    public let command: String
+    /// The exit status, nil when the hook was killed for its timeout or by a signal.
+    public let exitCode: Int32?
+    public let timedOut: Bool
+    public let seconds: Double
+    /// The file holding the hook's stdout and stderr.
+    public let outputPath: String
+
+    public var succeeded: Bool { exitCode == 0 && !timedOut }
+
+    enum CodingKeys: String, CodingKey {
+        case name, command, seconds
+        case exitCode = "exit_code"
+        case timedOut = "timed_out"
+        case outputPath = "output_path"
+    }
+}
+
+/// Runs app hooks (`stop`, `start`, `health`): `/bin/sh -c COMMAND` in its own process group,
+/// stdin from /dev/null, stdout and stderr to a file, killed as a group on timeout.
+///
+/// Output goes to a file, not a pipe, so a hook that starts the app in the background returns
+/// as soon as the shell exits: the app keeps the file open, not our pipe.
+public struct HookRunner: Sendable {
+    /// The folder for output files.
+    public let outputFolder: String
+    /// The working directory of hooks (the instance folder).
+    public let workingDirectory: String
+    /// Extra environment for hooks.
+    public let environment: [String: String]
+
+    public init(outputFolder: String, workingDirectory: String, environment: [String: String] = [:]) {
+        self.outputFolder = outputFolder
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+    }
+
+    /// Runs `command` as hook `name` with `timeout`.
+    /// - Throws: `Failure` `.failed` only when the hook cannot be started; a failing hook is a
+    ///   result, not an error.
+    public func run(name: String, command: String, timeout: Duration, tag: String) throws -> HookResult {
+        try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let outputPath = outputFolder + "/\(tag)-\(name).log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        env["DEPLOYCTL_HOOK"] = name
+        // The shell changes to the instance folder itself: posix_spawn's chdir action is a GNU
+        // extension that Swift's Glibc module does not expose.
+        let argv = ["/bin/sh", "-c", "cd -- \"$1\" || exit 126; eval \"$2\"", "deployctl-hook", workingDirectory, command]
+        let envp = env.map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        let start = ContinuousClock.now
+        let rc = withCStrings(argv) { cArgv in
+            withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
+        }
+        guard rc == 0 else {
+            throw Failure(.failed, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
+        }
+        let deadline = start + timeout
+        var status: Int32 = 0
+        var timedOut = false
+        while true {
+            let done = waitpid(pid, &status, WNOHANG)
+            if done == pid { break }
+            if done < 0 && errno != EINTR { break }
+            if ContinuousClock.now >= deadline {
+                timedOut = true
+                kill(-pid, SIGTERM)
+                usleep(200_000)
+                kill(-pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                break
+            }
+            usleep(10_000)
+        }
+        let elapsed = ContinuousClock.now - start
+        let exited = (status & 0x7f) == 0
+        let code: Int32? = (!timedOut && exited) ? (status >> 8) & 0xff : nil
+        return HookResult(name: name, command: command, exitCode: code, timedOut: timedOut,
+                          seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                          outputPath: outputPath)
+    }
+}
+
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return body(pointers)
+}

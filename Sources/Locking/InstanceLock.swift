@@ -1,0 +1,87 @@
+import Foundation
+import Support
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who holds (or last held) an instance lock, as recorded in the lock file.
+public struct LockHolder: Codable, Sendable, Equatable {
+    public let pid: Int32
+    public let host: String
+    public let command: String
+    public let startedAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case pid, host, command
+        case startedAt = "started_at"
+    }
+}
+
+/// The instance lock: `flock` on a lock file in the instance folder (SPEC.md, Conventions).
+///
+/// The file is opened close-on-exec (hooks never inherit it) and never deleted. While held it
+/// records the holder; a clean release empties it, so a holder still recorded when the lock is
+/// next taken was a run that died (the kernel freed its lock): `crashedHolder` names it.
+public final class InstanceLock {
+    /// The lock file.
+    public let path: String
+    /// The previous holder, when the last run ended without releasing the lock.
+    public let crashedHolder: LockHolder?
+    private var fd: Int32
+
+    /// Takes the lock without waiting.
+    /// - Throws: `Failure` `.temporary` naming the PID and command of the holder when another
+    ///   process has it; `.cannotCreate` when the lock file cannot be opened.
+    public init(path: String, command: String, now: Date = Date()) throws {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot open lock file \(path)", errno, creating: true) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = Self.readHolder(fd)
+            close(fd)
+            let who = holder.map { "PID \($0.pid) (\($0.command)) on \($0.host) since \(ISO8601DateFormatter().string(from: $0.startedAt))" }
+                ?? "another deployctl"
+            throw Failure(.temporary, "instance is locked by \(who); lock file \(path)",
+                          hint: "wait for that command to finish, then run again")
+        }
+        crashedHolder = Self.readHolder(fd)
+        let holder = LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: command, startedAt: now)
+        let data = (try? JSON.encoder().encode(holder)) ?? Data()
+        ftruncate(fd, 0)
+        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        fsync(fd)
+    }
+
+    /// Releases the lock, first emptying the file so the next holder knows this run finished.
+    public func release() {
+        guard fd >= 0 else { return }
+        ftruncate(fd, 0)
+        fsync(fd)
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+
+    /// The holder recorded in the lock file at `path`, and whether its lock is still held.
+    /// Reads only; used by `status`.
+    public static func inspect(path: String) -> (holder: LockHolder?, held: Bool) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return (nil, false) }
+        defer { close(fd) }
+        let holder = readHolder(fd)
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return (holder, false)
+        }
+        return (holder, true)
+    }
+
+    private static func readHolder(_ fd: Int32) -> LockHolder? {
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = pread(fd, &bytes, bytes.count, 0)
+        guard n > 0 else { return nil }
+        return try? JSON.decoder().decode(LockHolder.self, from: Data(bytes[0..<n]))
+    }
+}

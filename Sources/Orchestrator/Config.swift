@@ -1,0 +1,116 @@
+import Foundation
+import Support
+
+/// `instances/deploy.toml`: instance order and the migrations folder.
+public struct DeployConfig: Sendable {
+    /// Instances in promotion order (dev, testing, prod).
+    public let order: [String]
+    /// The migrations folder (absolute).
+    public let migrationsFolder: String
+
+    static let keys: Set<String> = ["order", "migrations"]
+
+    /// Loads `deploy.toml` from `instancesFolder`; a missing file means no order and the
+    /// `migrations` folder beside it.
+    /// - Throws: `Failure` `.usage` naming file, line and key.
+    static func load(instancesFolder: String) throws -> DeployConfig {
+        let path = instancesFolder + "/deploy.toml"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            return DeployConfig(order: [], migrationsFolder: instancesFolder + "/migrations")
+        }
+        let toml = try TOMLSubset(text: text, file: path)
+        try toml.rejectUnknownKeys(allowed: keys)
+        let order = try toml.strings("order") ?? []
+        for name in order {
+            guard Workspace.isValidName(name) else {
+                throw TOMLSubset.error(path, toml.line(of: "order") ?? 1, "key 'order': '\(name)' is not a valid instance name")
+            }
+        }
+        let migrations = try toml.string("migrations") ?? "migrations"
+        return DeployConfig(order: order, migrationsFolder: resolve(migrations, against: instancesFolder))
+    }
+}
+
+/// `instances/<name>/instance.toml`.
+public struct InstanceConfig: Sendable {
+    public let name: String
+    /// The instance folder.
+    public let folder: String
+    /// The config file.
+    public let file: String
+    /// The live database (absolute).
+    public let databasePath: String
+    /// The backups folder (absolute).
+    public let backupsFolder: String
+    /// The deploy reports folder (absolute).
+    public let deploysFolder: String
+    public let busyTimeout: Duration
+    /// Whether deploy snapshots are gzipped unless `--gzip`/`--no-gzip` says otherwise.
+    public let gzip: Bool
+    /// Default retention for `deploy` and `snapshot` (per label); nil keeps everything.
+    public let keepLast: Int?
+    /// SQL file that builds the database the first time it is needed (the example instance).
+    public let seedSQL: String?
+    public let hooks: Hooks
+
+    /// App hooks: shell commands run in the instance folder.
+    public struct Hooks: Sendable {
+        public let stop: String?
+        public let start: String?
+        public let health: String?
+        public let timeout: Duration
+        /// How many times the health check is tried, a second apart, before it counts as failed.
+        public let healthAttempts: Int
+    }
+
+    static let keys: Set<String> = [
+        "database.path", "database.busy_timeout_ms", "database.seed_sql",
+        "backups.path", "backups.gzip", "backups.keep_last",
+        "deploys.path",
+        "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
+    ]
+
+    /// Loads and checks `instance.toml`. Relative paths resolve against the instance folder.
+    /// - Throws: `Failure` `.usage` naming file, line and key; `.missingInput` when the file is absent.
+    static func load(name: String, folder: String) throws -> InstanceConfig {
+        let file = folder + "/instance.toml"
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw Failure(.missingInput, "no instance '\(name)': \(file) does not exist",
+                          hint: "check the name, or create the instance's config (see instances/prod/instance.toml)")
+        }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw Failure(.usage, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
+        }
+        let toml = try TOMLSubset(text: text, file: file)
+        try toml.rejectUnknownKeys(allowed: keys)
+        guard let database = try toml.string("database.path"), !database.isEmpty else {
+            throw TOMLSubset.error(file, 1, "key 'database.path' is required (the live database file)")
+        }
+        let timeoutMS = try toml.int("database.busy_timeout_ms", range: 0...600_000) ?? 5000
+        return InstanceConfig(
+            name: name, folder: folder, file: file,
+            databasePath: resolve(database, against: folder),
+            backupsFolder: resolve(try toml.string("backups.path") ?? "backups", against: folder),
+            deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
+            busyTimeout: .milliseconds(timeoutMS),
+            gzip: try toml.bool("backups.gzip") ?? false,
+            keepLast: try toml.int("backups.keep_last", range: 1...100_000),
+            seedSQL: try toml.string("database.seed_sql").map { resolve($0, against: folder) },
+            hooks: Hooks(
+                stop: try toml.string("hooks.stop"), start: try toml.string("hooks.start"),
+                health: try toml.string("hooks.health"),
+                timeout: .seconds(try toml.int("hooks.timeout_seconds", range: 1...3600) ?? 30),
+                healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5))
+    }
+
+    /// The instance lock file.
+    public var lockPath: String { folder + "/.deployctl.lock" }
+    /// The deploy journal (present only while a deploy is unfinished).
+    public var journalPath: String { folder + "/.deployctl.journal" }
+}
+
+/// Resolves a config path against the config's folder (never the current directory).
+func resolve(_ path: String, against folder: String) -> String {
+    let joined = path.hasPrefix("/") ? path : folder + "/" + path
+    return URL(fileURLWithPath: joined).standardizedFileURL.path
+}

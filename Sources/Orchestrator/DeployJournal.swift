@@ -1,0 +1,60 @@
+import Foundation
+import Support
+
+/// The deploy journal: written (fsynced) before each stage starts and removed when the deploy
+/// ends, so a deploy killed at any point can be finished or undone by the next run.
+public struct DeployJournal: Codable, Sendable, Equatable {
+    public var deployId: String
+    public var instance: String
+    public var startedAt: Date
+    /// The stage about to run or running.
+    public var stage: String
+    /// The pre-deploy snapshot's name, once taken.
+    public var snapshot: String?
+    /// Migrations being applied.
+    public var migrations: [String]
+    /// Whether the stop hook ran (so the app may be stopped).
+    public var appStopped: Bool
+    /// Whether the migrating transaction committed.
+    public var committed: Bool
+    /// Whether the migrations are additive (undo drops what they created) or need a restore.
+    public var additive: Bool
+    /// Objects the migrations created (type, name), for an undo.
+    public var created: [CreatedObject]
+
+    /// One schema object a migration created.
+    public struct CreatedObject: Codable, Sendable, Equatable {
+        public let type: String
+        public let name: String
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case instance, stage, snapshot, migrations, committed, additive, created
+        case deployId = "deploy_id"
+        case startedAt = "started_at"
+        case appStopped = "app_stopped"
+    }
+
+    /// Reads the journal at `path`; nil when there is none.
+    /// - Throws: `Failure` `.badData` when it exists but cannot be read.
+    static func read(path: String) throws -> DeployJournal? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do {
+            return try JSON.decoder().decode(DeployJournal.self, from: data)
+        } catch {
+            throw Failure(.badData, "the deploy journal \(path) cannot be read: \(error)",
+                          hint: "inspect it by hand; it records an unfinished deploy")
+        }
+    }
+
+    /// Writes the journal durably (temp, fsync, rename, folder fsync).
+    func write(path: String) throws {
+        try DurableFile.write(try JSON.encoder().encode(self), to: path, replace: true)
+    }
+
+    /// Removes the journal durably.
+    static func remove(path: String) throws {
+        unlink(path)
+        try DurableFile.syncDirectory(containing: path)
+    }
+}

@@ -1,0 +1,71 @@
+import Backup
+import Foundation
+import SQLite
+import Support
+
+/// What every library entry point needs from the outside world, passed in (no globals): the
+/// deployment root, the clock, failpoints, the command line for lock records, and a progress
+/// sink.
+public struct Runtime: Sendable {
+    public let workspace: Workspace
+    public let failpoints: Failpoints
+    /// The command line recorded in the instance lock.
+    public let commandLine: String
+    /// Returns the current time.
+    public let clock: @Sendable () -> Date
+    /// Receives progress of long work; the CLI draws it on a terminal only.
+    public let progress: @Sendable (_ phase: String, _ done: Int64, _ total: Int64) -> Void
+    /// Receives checklist and detail lines as work happens (deploy stages, table lines).
+    public let log: @Sendable (String) -> Void
+
+    public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
+                clock: @escaping @Sendable () -> Date = { Date() },
+                progress: @escaping @Sendable (String, Int64, Int64) -> Void = { _, _, _ in },
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.workspace = workspace
+        self.failpoints = failpoints
+        self.commandLine = commandLine
+        self.clock = clock
+        self.progress = progress
+        self.log = log
+    }
+
+    /// The backup store of an instance.
+    func store(_ config: InstanceConfig) -> BackupStore {
+        BackupStore(folder: config.backupsFolder, databasePath: config.databasePath)
+    }
+
+    /// Makes sure the instance's live database exists. Only an instance whose config names a
+    /// `seed_sql` gets one built (the bundled example): in a temp file, fsynced, linked into
+    /// place without replacing. Every other instance with no database is an error; a live
+    /// database is never conjured up.
+    /// - Throws: `Failure` `.missingInput`; `SQLiteError` for a bad seed.
+    func ensureDatabase(_ config: InstanceConfig) throws {
+        if FileManager.default.fileExists(atPath: config.databasePath) { return }
+        guard let seed = config.seedSQL else {
+            throw Failure(.missingInput, "database file \(config.databasePath) of instance '\(config.name)' does not exist",
+                          hint: "check database.path in \(config.file), or recover it with 'deployctl restore \(config.name) --latest --replace'")
+        }
+        guard let sql = try? String(contentsOfFile: seed, encoding: .utf8) else {
+            throw Failure(.missingInput, "seed file \(seed) of instance '\(config.name)' cannot be read")
+        }
+        let folder = (config.databasePath as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let temp = DurableFile.temporaryPath(for: config.databasePath)
+        defer { unlink(temp); unlink(temp + "-journal"); unlink(temp + "-wal"); unlink(temp + "-shm") }
+        do {
+            let db = try Connection(path: temp, mode: .create)
+            // No surrounding transaction: the seed may set the journal mode. The temp file
+            // becomes the database only when complete, so a failed seed leaves nothing.
+            try db.execute(sql)
+        }
+        try DurableFile.syncFile(temp)
+        do {
+            try DurableFile.publish(temp, as: config.databasePath)
+        } catch let failure as Failure where FileManager.default.fileExists(atPath: config.databasePath) {
+            _ = failure  // another run built it first; theirs stands
+        }
+        try DurableFile.syncDirectory(containing: config.databasePath)
+        log("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)")
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Support
+
+/// The deployment root: the folder holding `instances/`.
+public struct Workspace: Sendable {
+    /// The root folder (absolute).
+    public let root: String
+    /// `<root>/instances`.
+    public var instancesFolder: String { root + "/instances" }
+
+    /// Picks the root: `--root`, else `$DEPLOYCTL_ROOT`, else the current directory.
+    /// - Throws: `Failure` `.usage` when it holds no `instances/` folder.
+    public init(root: String?, environment: [String: String]) throws {
+        let chosen = root ?? environment["DEPLOYCTL_ROOT"] ?? FileManager.default.currentDirectoryPath
+        let absolute = URL(fileURLWithPath: chosen, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            .standardizedFileURL.path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: absolute + "/instances", isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Failure(.usage, "\(absolute) is not a deployment root: it has no instances/ folder",
+                          hint: "run from the deployment root, or pass --root DIR (or set DEPLOYCTL_ROOT)")
+        }
+        self.root = absolute
+    }
+
+    /// Whether `name` is a valid instance name: `[a-z0-9][a-z0-9_-]*`.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, name.count <= 64 else { return false }
+        func ok(_ c: Unicode.Scalar) -> Bool { (c >= "a" && c <= "z") || (c >= "0" && c <= "9") }
+        return ok(first) && name.unicodeScalars.allSatisfy { ok($0) || $0 == "_" || $0 == "-" }
+    }
+
+    /// The config of instance `name`.
+    /// - Throws: `Failure` `.usage` for an invalid name or config; `.missingInput` for no such instance.
+    public func instance(_ name: String) throws -> InstanceConfig {
+        guard Self.isValidName(name) else {
+            throw Failure(.usage, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
+                          hint: "list the instances with 'ls \(instancesFolder)'")
+        }
+        return try InstanceConfig.load(name: name, folder: instancesFolder + "/" + name)
+    }
+
+    /// The deploy order and migrations folder.
+    /// - Throws: `Failure` `.usage` for a malformed `deploy.toml`.
+    public func deployConfig() throws -> DeployConfig {
+        try DeployConfig.load(instancesFolder: instancesFolder)
+    }
+
+    /// Instances for `all`: deploy.toml's order, else every folder with an `instance.toml`.
+    public func allInstances() throws -> [String] {
+        let order = try deployConfig().order
+        if !order.isEmpty { return order }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: instancesFolder)) ?? []
+        return names.filter { Self.isValidName($0) && FileManager.default.fileExists(atPath: instancesFolder + "/\($0)/instance.toml") }.sorted()
+    }
+}

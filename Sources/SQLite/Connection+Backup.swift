@@ -1,0 +1,35 @@
+import CSQLite
+import Foundation
+
+extension Connection {
+    /// Copies this whole database into `destination` with SQLite's online backup API
+    /// (https://sqlite.org/backup.html).
+    ///
+    /// The copy is taken in one `sqlite3_backup_step(-1)`: one read transaction on the source,
+    /// so it is a consistent snapshot and completes even while another process commits every few
+    /// milliseconds in WAL mode (stepping in small batches restarts on every foreign commit).
+    /// Writing into a live destination is one write transaction there: all or nothing.
+    /// BUSY/LOCKED are retried until `timeout`.
+    /// - Throws: `SQLiteError` (`.temporary` kind when the lock was never had).
+    public func backup(into destination: Connection, timeout: Duration = .seconds(5)) throws {
+        guard let backup = sqlite3_backup_init(destination.handle, "main", handle, "main") else {
+            let rc = sqlite3_errcode(destination.handle)
+            throw destination.error(rc, sql: "backup into \(destination.path)")
+        }
+        let deadline = ContinuousClock.now + timeout
+        var rc: Int32
+        repeat {
+            rc = sqlite3_backup_step(backup, -1)
+            if rc == SQLITE_BUSY || rc == SQLITE_LOCKED {
+                if ContinuousClock.now > deadline { break }
+                usleep(20_000)
+            }
+        } while rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED
+        let finish = sqlite3_backup_finish(backup)
+        if rc != SQLITE_DONE {
+            throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)),
+                              sql: "backup \(path) into \(destination.path)", context: destination.path)
+        }
+        if finish != SQLITE_OK { throw destination.error(finish, sql: "backup into \(destination.path)") }
+    }
+}

@@ -1,0 +1,131 @@
+import CSQLite
+import Support
+
+/// One object in `sqlite_schema`.
+public struct SchemaObject: Sendable, Hashable, Codable {
+    /// "table", "index", "view" or "trigger".
+    public let type: String
+    public let name: String
+    /// The table an index or trigger belongs to (the object itself for tables and views).
+    public let table: String
+    /// The CREATE statement, normalized for comparison (nil for automatic indexes).
+    public let sql: String?
+}
+
+/// A table's content fingerprint: row count and an order-independent hash of every row.
+public struct TableFingerprint: Sendable, Hashable, Codable {
+    public let table: String
+    public let rows: Int
+    public let sha256: String
+}
+
+/// Quotes an identifier for SQL ("name" with inner quotes doubled).
+public func quoteIdentifier(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+extension Connection {
+    /// Every schema object of the main database except SQLite's internal ones, sorted by type
+    /// and name.
+    /// - Throws: `SQLiteError`.
+    public func schema(database: String = "main") throws -> [SchemaObject] {
+        try rows("SELECT type, name, tbl_name, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name")
+            .map { SchemaObject(type: $0[0].string ?? "", name: $0[1].string ?? "", table: $0[2].string ?? "",
+                                sql: $0[3].string.map(Self.normalizeSQL)) }
+    }
+
+    /// The names of the user tables, sorted.
+    /// - Throws: `SQLiteError`.
+    public func tableNames(database: String = "main") throws -> [String] {
+        try schema(database: database).filter { $0.type == "table" }.map(\.name)
+    }
+
+    /// Collapses whitespace so that equal CREATE statements compare equal.
+    public static func normalizeSQL(_ sql: String) -> String {
+        sql.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).joined(separator: " ")
+    }
+
+    /// The number of rows in `table`.
+    /// - Throws: `SQLiteError`.
+    public func rowCount(_ table: String, database: String = "main") throws -> Int {
+        Int(try scalar("SELECT count(*) FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))").int ?? 0)
+    }
+
+    /// The journal mode ("wal", "delete", …).
+    /// - Throws: `SQLiteError`.
+    public func journalMode() throws -> String {
+        try scalar("PRAGMA journal_mode").string ?? "unknown"
+    }
+
+    /// `PRAGMA quick_check` (or `integrity_check` when `full`); returns the problems found, empty
+    /// when the database is healthy.
+    /// - Throws: `SQLiteError` (a corrupt file often fails to read at all).
+    public func integrityProblems(full: Bool = false) throws -> [String] {
+        let result = try rows(full ? "PRAGMA integrity_check" : "PRAGMA quick_check").compactMap { $0.first?.string }
+        return result == ["ok"] ? [] : result
+    }
+
+    /// `PRAGMA foreign_key_check`: one line per violating row, empty when none.
+    /// - Throws: `SQLiteError`.
+    public func foreignKeyProblems() throws -> [String] {
+        try rows("PRAGMA foreign_key_check").map { row in
+            "\(row[0].string ?? "?") row \(row[1].int.map(String.init) ?? "?") → \(row[2].string ?? "?")"
+        }
+    }
+
+    /// The content fingerprint of `table`: its row count and an order-independent hash
+    /// (sum modulo 2^256 of each row's SHA-256), so it is stable across VACUUM and rowid
+    /// renumbering, like `sqlite3 .sha3sum`, and any changed, added or removed row changes it.
+    /// - Throws: `SQLiteError`.
+    public func fingerprint(table: String, database: String = "main") throws -> TableFingerprint {
+        let stmt = try prepare("SELECT * FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))")
+        let columns = stmt.columnCount
+        var sum = [UInt64](repeating: 0, count: 4)
+        var rows = 0
+        var tag: UInt8 = 0
+        var length: UInt32 = 0
+        while try stmt.step() {
+            rows += 1
+            var hasher = SHA256()
+            for i in 0..<columns {
+                stmt.withColumnBytes(i) { type, bytes in
+                    tag = UInt8(truncatingIfNeeded: type)
+                    length = UInt32(truncatingIfNeeded: bytes.count).bigEndian
+                    withUnsafeBytes(of: &tag) { hasher.update($0) }
+                    withUnsafeBytes(of: &length) { hasher.update($0) }
+                    hasher.update(bytes)
+                }
+            }
+            let digest = hasher.finalize()
+            var carry: UInt64 = 0
+            for lane in (0..<4).reversed() {
+                var word: UInt64 = 0
+                for b in 0..<8 { word = word << 8 | UInt64(digest[lane * 8 + b]) }
+                let (partial, o1) = sum[lane].addingReportingOverflow(word)
+                let (total, o2) = partial.addingReportingOverflow(carry)
+                sum[lane] = total
+                carry = (o1 ? 1 : 0) + (o2 ? 1 : 0)
+            }
+        }
+        let hex = sum.map { word in
+            let s = String(word, radix: 16)
+            return String(repeating: "0", count: 16 - s.count) + s
+        }.joined()
+        return TableFingerprint(table: table, rows: rows, sha256: hex)
+    }
+
+    /// The logical content hash of the whole database: schema plus every table's fingerprint.
+    /// Two databases with equal hashes hold the same schema and the same rows.
+    /// - Throws: `SQLiteError`.
+    public func contentHash(database: String = "main") throws -> String {
+        var hasher = SHA256()
+        for object in try schema(database: database) {
+            hasher.update("\(object.type)\u{0}\(object.name)\u{0}\(object.sql ?? "")\u{0}")
+            if object.type == "table" {
+                let print = try fingerprint(table: object.name, database: database)
+                hasher.update("\(print.rows)\u{0}\(print.sha256)\u{0}")
+            }
+        }
+        return hasher.finalizeHex()
+    }
+}

@@ -1,0 +1,198 @@
+import CSQLite
+import Foundation
+import Support
+
+/// One SQLite connection over the system `libsqlite3`.
+///
+/// Not `Sendable`: a connection belongs to the code that opened it. It is closed on deinit.
+/// Every result code is checked on the spot and turned into `SQLiteError`.
+public final class Connection {
+    /// How a database file is opened.
+    public enum Mode: Sendable {
+        /// Read-only; the file must exist.
+        case readOnly
+        /// Read-only and immutable: SQLite takes no locks and never creates `-wal`/`-shm`/journal
+        /// files beside it. Only for files nothing else writes (backups, scratch copies).
+        case immutable
+        /// Reads the latest committed state of a live database and cannot write
+        /// (`PRAGMA query_only`). Opened read-write without create because a read-only WAL
+        /// connection leaves `-wal`/`-shm` files behind that were not there; this one removes them
+        /// when it is the last connection, and the database's bytes and mtime stay unchanged.
+        case inspect
+        /// Read-write; the file must exist (never created: a live database is never conjured up).
+        case readWrite
+        /// Read-write, created if missing: only for new files deployctl owns (temp backups).
+        case create
+    }
+
+    let handle: OpaquePointer
+    /// The file this connection opened.
+    public let path: String
+    var authorizerBox: AuthorizerBox?
+
+    /// Opens `path` in `mode` with a busy timeout.
+    ///
+    /// Checks the header first for existing files so that a non-database fails fast and clearly.
+    /// - Throws: `SQLiteError`; `.missingInput` `Failure` when the file does not exist and `mode`
+    ///   does not create; `.badData` when the file is not a SQLite database.
+    public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5)) throws {
+        self.path = path
+        if mode != .create {
+            try Self.checkIsDatabase(path)
+        }
+        var flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+        var filename = path
+        switch mode {
+        case .readOnly: flags |= SQLITE_OPEN_READONLY
+        case .immutable:
+            flags |= SQLITE_OPEN_READONLY
+            filename = Self.uri(path, query: "immutable=1")
+        case .readWrite, .inspect: flags |= SQLITE_OPEN_READWRITE
+        case .create: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        }
+        if mode != .immutable { filename = Self.uri(path, query: nil) }
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(filename, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, message: message, context: path)
+        }
+        handle = db
+        let ms = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        sqlite3_busy_timeout(db, Int32(clamping: ms))
+        sqlite3_extended_result_codes(db, 1)
+        if mode == .inspect { try execute("PRAGMA query_only = ON") }
+    }
+
+    deinit {
+        if authorizerBox != nil { sqlite3_set_authorizer(handle, nil, nil) }
+        sqlite3_close_v2(handle)
+    }
+
+    /// Throws unless `path` exists and starts with the SQLite header (an empty file counts as a
+    /// database, as SQLite itself treats it).
+    /// - Throws: `Failure` `.missingInput` or `.badData`.
+    public static func checkIsDatabase(_ path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            if FileManager.default.fileExists(atPath: path) {
+                throw Failure(.io, "cannot read \(path)", hint: "check the file's permissions")
+            }
+            throw Failure(.missingInput, "database file \(path) does not exist",
+                          hint: "check the instance config's database path; deployctl never creates a live database")
+        }
+        defer { try? handle.close() }
+        let header = (try? handle.read(upToCount: 16)) ?? Data()
+        if header.isEmpty { return }
+        guard header == Data("SQLite format 3\0".utf8) else {
+            throw Failure(.badData, "\(path) is not a SQLite database (its header is wrong)",
+                          hint: "check the path, or restore the file from a backup")
+        }
+    }
+
+    /// A `file:` URI for `path`, escaping the characters URIs reserve.
+    package static func uri(_ path: String, query: String?) -> String {
+        var escaped = ""
+        for ch in path.unicodeScalars {
+            switch ch {
+            case "%": escaped += "%25"
+            case "?": escaped += "%3f"
+            case "#": escaped += "%23"
+            default: escaped.unicodeScalars.append(ch)
+            }
+        }
+        let absolute = escaped.hasPrefix("/") ? escaped : FileManager.default.currentDirectoryPath + "/" + escaped
+        return "file:" + absolute + (query.map { "?" + $0 } ?? "")
+    }
+
+    /// The last error on this connection as a `SQLiteError`.
+    func error(_ rc: Int32, sql: String? = nil) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql, context: path)
+    }
+
+    /// Prepares one statement.
+    /// - Throws: `SQLiteError` naming the SQL.
+    public func prepare(_ sql: String) throws -> Statement {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql: sql) }
+        return Statement(handle: stmt, connection: self, sql: sql)
+    }
+
+    /// Runs one or more statements, discarding rows.
+    /// - Throws: `SQLiteError` naming the failing statement.
+    public func execute(_ sql: String) throws {
+        for statement in try Self.split(sql) {
+            let stmt = try prepare(statement)
+            while try stmt.step() {}
+        }
+    }
+
+    /// Runs a query with bound values and returns every row.
+    /// - Throws: `SQLiteError`.
+    public func rows(_ sql: String, _ values: [Value] = []) throws -> [[Value]] {
+        let stmt = try prepare(sql)
+        try stmt.bind(values)
+        var result = [[Value]]()
+        while try stmt.step() { result.append(stmt.row()) }
+        return result
+    }
+
+    /// The first column of the first row, or `.null`.
+    /// - Throws: `SQLiteError`.
+    public func scalar(_ sql: String, _ values: [Value] = []) throws -> Value {
+        let stmt = try prepare(sql)
+        try stmt.bind(values)
+        return try stmt.step() ? stmt.column(0) : .null
+    }
+
+    /// Splits SQL text into complete statements, using SQLite's own tokenizer
+    /// (`sqlite3_complete`), so semicolons inside strings, comments and triggers are handled.
+    /// Empty statements and pure comments are dropped.
+    public static func split(_ sql: String) throws -> [String] {
+        var statements = [String]()
+        var current = ""
+        for line in sql.split(separator: "\n", omittingEmptySubsequences: false) {
+            current += line + "\n"
+            for piece in splitLine(&current) { statements.append(piece) }
+        }
+        let rest = current.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !rest.isEmpty && !isOnlyComments(rest) { statements.append(rest) }
+        return statements
+    }
+
+    private static func splitLine(_ buffer: inout String) -> [String] {
+        var out = [String]()
+        var start = buffer.startIndex
+        var index = buffer.startIndex
+        while index < buffer.endIndex {
+            if buffer[index] == ";" {
+                let candidate = String(buffer[start...index])
+                if sqlite3_complete(candidate) != 0 {
+                    let trimmed = candidate.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !isOnlyComments(trimmed) && trimmed != ";" { out.append(trimmed) }
+                    start = buffer.index(after: index)
+                }
+            }
+            index = buffer.index(after: index)
+        }
+        buffer = String(buffer[start...])
+        return out
+    }
+
+    private static func isOnlyComments(_ text: String) -> Bool {
+        text.split(separator: "\n").allSatisfy { line in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            return t.isEmpty || t.hasPrefix("--") || t == ";"
+        }
+    }
+
+    /// Whether the connection is inside a transaction.
+    public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// The number of rows the last statement changed.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// The SQLite library version, e.g. "3.40.1".
+    public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
+}

@@ -1,0 +1,106 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Durable file operations: temp file, fsync, rename without replacing, fsync of the folder.
+///
+/// Every backup, manifest, report and journal deployctl writes goes through here, so a crash at
+/// any instant leaves either the old state or the complete new file, never a half-written one.
+public enum DurableFile {
+    /// Writes `data` to `path` atomically and durably.
+    ///
+    /// The bytes go to a hidden temp file in the same folder, are fsynced, renamed over `path`
+    /// (`replace: true`) or linked into place only if `path` does not exist (`replace: false`),
+    /// and the folder is fsynced. The temp file is removed on every failure path.
+    /// - Throws: `Failure` `.io` (or `.cannotCreate` when the folder refuses new files);
+    ///   `.io` with "exists" when `replace` is false and `path` exists.
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o600, replace: Bool = true) throws {
+        let temp = temporaryPath(for: path)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw posixFailure("cannot create \(temp)", errno, creating: true) }
+        var ok = false
+        defer { if !ok { unlink(temp) } }
+        do {
+            defer { close(fd) }
+            try data.withUnsafeBytes { try writeAll(fd: fd, $0, path: temp) }
+            guard fsync(fd) == 0 else { throw posixFailure("cannot fsync \(temp)", errno) }
+        }
+        if replace {
+            guard rename(temp, path) == 0 else { throw posixFailure("cannot rename \(temp) to \(path)", errno) }
+        } else {
+            try publish(temp, as: path)
+        }
+        ok = true
+        try syncDirectory(containing: path)
+    }
+
+    /// Moves a finished temp file to `path` without ever replacing an existing file, then
+    /// removes the temp name. The caller fsyncs the file before and the folder after.
+    /// - Throws: `Failure` `.io`; the message says "exists" when `path` is taken.
+    public static func publish(_ temp: String, as path: String) throws {
+        guard link(temp, path) == 0 else {
+            let code = errno
+            if code == EEXIST { throw Failure(.io, "\(path) exists; refusing to replace it") }
+            throw posixFailure("cannot link \(temp) to \(path)", code)
+        }
+        unlink(temp)
+    }
+
+    /// fsyncs the folder holding `path`, so a rename or unlink in it is durable.
+    public static func syncDirectory(containing path: String) throws {
+        try syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// fsyncs a folder.
+    public static func syncDirectory(_ folder: String) throws {
+        let fd = open(folder.isEmpty ? "." : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw posixFailure("cannot open folder \(folder)", errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw posixFailure("cannot fsync folder \(folder)", errno) }
+    }
+
+    /// fsyncs a file by path.
+    public static func syncFile(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw posixFailure("cannot open \(path)", errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw posixFailure("cannot fsync \(path)", errno) }
+    }
+
+    /// A hidden temp name beside `path`, unique to this process and call.
+    public static func temporaryPath(for path: String, suffix: String = "") -> String {
+        let url = URL(fileURLWithPath: path)
+        let unique = UInt32.random(in: 0...UInt32.max)
+        return url.deletingLastPathComponent()
+            .appendingPathComponent(".tmp-\(getpid())-\(String(unique, radix: 16))-\(url.lastPathComponent)\(suffix)").path
+    }
+
+    /// Writes every byte of `bytes` to `fd`, retrying short writes.
+    /// - Throws: `Failure` `.io` naming `path` (disk full shows as ENOSPC).
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw posixFailure("cannot write \(path)", errno)
+            }
+            offset += n
+        }
+    }
+
+    /// A `Failure` for a failed system call: ENOSPC and EIO are `.io`; EACCES/EROFS are
+    /// `.cannotCreate` when creating.
+    public static func posixFailure(_ what: String, _ code: Int32, creating: Bool = false) -> Failure {
+        let reason = String(cString: strerror(code))
+        switch code {
+        case ENOSPC, EDQUOT:
+            return Failure(.io, "\(what): \(reason)", hint: "free disk space, then run the command again")
+        case EACCES, EROFS, EPERM:
+            return Failure(creating ? .cannotCreate : .io, "\(what): \(reason)", hint: "check the folder's owner and permissions")
+        default:
+            return Failure(.io, "\(what): \(reason)")
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Orchestrator
+import Support
+
+struct BackupsVerify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check backups: SHA-256 against the manifest, then SQLite's quick_check; records verified_at.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The instance whose backups to check.")
+    var instance: String
+
+    @Argument(help: "The backup to check (a bare name from 'backups list'; default: the newest).")
+    var backup: String?
+
+    @Flag(help: "Check every backup.")
+    var all = false
+
+    func validate() throws {
+        if all && backup != nil { throw ValidationError("Give a backup name or --all, not both.") }
+    }
+
+    func run() throws {
+        let console = Console(global)
+        try console.run { runtime in
+            let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
+            if global.json {
+                struct Item: Encodable { let name: String; let ok: Bool; let problems: [String] }
+                try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems) })
+            } else {
+                for result in results {
+                    if result.ok {
+                        console.line(console.green("✓") + " \(result.entry.name): checksum and quick_check good")
+                    } else {
+                        console.line(console.red("✗") + " \(result.entry.name): \(result.problems.joined(separator: "; "))")
+                    }
+                }
+            }
+            let bad = results.filter { !$0.ok }
+            if !bad.isEmpty {
+                throw Failure(.badData, "\(bad.count) of \(results.count) backup(s) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))",
+                              hint: "do not restore from them; take a new snapshot")
+            }
+        }
+    }
+}

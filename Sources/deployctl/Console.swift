@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import Orchestrator
+import Support
+
+/// Everything the CLI prints: human lines, tables and progress on stdout/stderr, or one JSON
+/// document with `--json`; nothing on success with `--quiet`.
+struct Console: Sendable {
+    let options: GlobalOptions
+    let isTerminal: Bool
+    let colors: Bool
+
+    init(_ options: GlobalOptions) {
+        self.options = options
+        isTerminal = isatty(1) == 1
+        colors = isTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+    }
+
+    /// Whether human output is printed at all.
+    var human: Bool { !options.json && !options.quiet }
+
+    /// Prints a human line on stdout (not with --json or --quiet).
+    func line(_ text: String = "") {
+        guard human else { return }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    /// Prints a line on stderr unless --quiet.
+    func note(_ text: String) {
+        guard !options.quiet, options.logLevel != .error else { return }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// Prints `value` as the one JSON document of the command.
+    func json<T: Encodable>(_ value: T) throws {
+        let data = try JSON.encoder().encode(value)
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+
+    func green(_ s: String) -> String { colors ? "\u{1b}[32m\(s)\u{1b}[0m" : s }
+    func red(_ s: String) -> String { colors ? "\u{1b}[31m\(s)\u{1b}[0m" : s }
+
+    /// A progress sink drawing one self-overwriting line on a terminal's stderr; silent otherwise.
+    func progressHandler() -> @Sendable (String, Int64, Int64) -> Void {
+        guard isatty(2) == 1, human else { return { _, _, _ in } }
+        return { phase, done, total in
+            guard total > 0 else { return }
+            let percent = Int(Double(done) / Double(total) * 100)
+            let bar = String(repeating: "█", count: percent / 5) + String(repeating: "░", count: 20 - percent / 5)
+            let end = done >= total ? "\r\u{1b}[K" : ""
+            FileHandle.standardError.write(Data("\r  \(phase) \(bar) \(percent)%\(end)".utf8))
+        }
+    }
+
+    /// Builds the runtime for a command.
+    func runtime() throws -> Runtime {
+        let environment = ProcessInfo.processInfo.environment
+        let workspace = try Workspace(root: options.root, environment: environment)
+        let printer = self
+        return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
+                       commandLine: CommandLine.arguments.joined(separator: " "),
+                       progress: progressHandler(), log: { printer.line($0) })
+    }
+
+    /// Runs a command body, turning every error into its message and exit code (SPEC.md):
+    /// the one place where failure kinds become exit codes.
+    func run(_ body: (Runtime) throws -> Void) throws {
+        do {
+            try body(try runtime())
+        } catch let error as DeployctlError {
+            report(error.kind, error.message, error.hint)
+            throw ExitCode(Self.exitCode(error.kind))
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            report(.failed, "\(error)", nil)
+            throw ExitCode(1)
+        }
+    }
+
+    static func exitCode(_ kind: FailureKind) -> Int32 {
+        switch kind {
+        case .failed: return 1
+        case .unproven: return 2
+        case .usage: return 64
+        case .badData: return 65
+        case .missingInput: return 66
+        case .cannotCreate: return 73
+        case .io: return 74
+        case .temporary: return 75
+        }
+    }
+
+    private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
+        if options.quiet {
+            let first = message.split(separator: "\n").first.map(String.init) ?? message
+            FileHandle.standardError.write(Data("deployctl: \(first)\n".utf8))
+            return
+        }
+        var text = red("error:") + " " + message + "\n"
+        if let hint { text += "Try: \(hint)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+        if options.json {
+            struct ErrorDocument: Encodable { let error: String; let kind: String; let hint: String?; let exit_code: Int32 }
+            try? json(ErrorDocument(error: message, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))
+        }
+    }
+
+    /// Formats rows as an aligned table with a header.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func format(_ row: [String]) -> String {
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }
+        return ([format(header)] + rows.map(format)).joined(separator: "\n")
+    }
+
+    /// Bytes in a human unit.
+    static func size(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    /// A UTC timestamp as `2026-11-24 17:30:00`.
+    static func time(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return formatter.string(from: date)
+    }
+}

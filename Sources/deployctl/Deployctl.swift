@@ -1,0 +1,57 @@
+import ArgumentParser
+
+@main
+struct Deployctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deployctl",
+        abstract: "Deploy schema changes to SQLite-backed applications without losing data.",
+        discussion: "Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, 65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.",
+        subcommands: [Snapshot.self, Backups.self, Restore.self])
+
+    static func main() {
+        // Global options may stand before the subcommand name: move them after it, where every
+        // subcommand's @OptionGroup reads them.
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        arguments = GlobalOptionsMover.reorder(arguments, subcommands: Set(configuration.subcommands.map { $0._commandName }))
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Moves global options written before the subcommand to after it.
+enum GlobalOptionsMover {
+    static let valued: Set<String> = ["--root", "--log-level"]
+    static let flags: Set<String> = ["--json", "--quiet"]
+
+    static func reorder(_ arguments: [String], subcommands: Set<String>) -> [String] {
+        var globals = [String]()
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+            if valued.contains(name) {
+                globals.append(argument)
+                if !argument.contains("="), index + 1 < arguments.count {
+                    globals.append(arguments[index + 1])
+                    index += 1
+                }
+                index += 1
+            } else if flags.contains(argument) {
+                globals.append(argument)
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !globals.isEmpty, index < arguments.count, subcommands.contains(arguments[index]) else { return arguments }
+        var rest = Array(arguments[index...])
+        // A command group (backups list): keep its own subcommand name first too.
+        let insertAt = rest.count > 1 && !rest[1].hasPrefix("-") && rest[0] == "backups" ? 2 : 1
+        rest.insert(contentsOf: globals, at: min(insertAt, rest.count))
+        return rest
+    }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+
+/// Options every subcommand accepts, before or after its name.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "The deployment root holding instances/ (default: $DEPLOYCTL_ROOT, else the current directory).")
+    var root: String?
+
+    @Option(help: "How much to log to stderr: error, warning, info or debug.")
+    var logLevel: LogLevel = .info
+
+    @Flag(help: "Print one JSON document on stdout and nothing else there.")
+    var json = false
+
+    @Flag(help: "Print nothing on success and one line to stderr on failure.")
+    var quiet = false
+
+    enum LogLevel: String, ExpressibleByArgument, CaseIterable {
+        case error, warning, info, debug
+    }
+}
