@@ -181,7 +181,15 @@ public final class Connection {
     }
 
     private static func isOnlyComments(_ text: String) -> Bool {
-        text.split(separator: "\n").allSatisfy { line in
+        var rest = Substring(text)
+        var kept = ""
+        while let open = rest.range(of: "/*") {
+            kept += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].range(of: "*/") else { rest = ""; break }
+            rest = rest[close.upperBound...]
+        }
+        kept += rest
+        return kept.split(separator: "\n").allSatisfy { line in
             let t = line.trimmingCharacters(in: .whitespaces)
             return t.isEmpty || t.hasPrefix("--") || t == ";"
         }

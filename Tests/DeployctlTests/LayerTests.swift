@@ -1,0 +1,46 @@
+import Foundation
+import SQLite
+import Support
+import Testing
+
+@Suite("building blocks")
+struct LayerTests {
+    @Test("SHA-256 matches the FIPS test vectors")
+    func sha256Vectors() {
+        #expect(SHA256.hex(of: Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(of: Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let million = Data(repeating: UInt8(ascii: "a"), count: 1_000_000)
+        #expect(SHA256.hex(of: million) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        let text = Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(SHA256.hex(of: text) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    @Test("fingerprints ignore row order and rowids but see every changed value")
+    func fingerprints() throws {
+        let folder = NSTemporaryDirectory() + "fp-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let a = try Connection(path: folder + "/a.db", mode: .create)
+        let b = try Connection(path: folder + "/b.db", mode: .create)
+        try a.execute("CREATE TABLE t(x, y); INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, x'00ff');")
+        try b.execute("CREATE TABLE t(x, y); INSERT INTO t VALUES (3, x'00ff'), (1, 'one'), (2, 'two');")
+        #expect(try a.fingerprint(table: "t") == b.fingerprint(table: "t"))
+        try b.execute("UPDATE t SET y = 'One' WHERE x = 1")
+        #expect(try a.fingerprint(table: "t") != b.fingerprint(table: "t"))
+        try b.execute("UPDATE t SET y = 'one' WHERE x = 1")
+        try b.execute("INSERT INTO t VALUES (1, 'one')")
+        #expect(try a.fingerprint(table: "t").sha256 != b.fingerprint(table: "t").sha256)
+    }
+
+    @Test("SQL splitting follows SQLite's tokenizer")
+    func splitting() throws {
+        let parts = try Connection.split("""
+            -- comment; with a semicolon
+            CREATE TABLE a(x TEXT DEFAULT 'a;b');
+            CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;
+            /* trailing */
+            """)
+        #expect(parts.count == 2)
+        #expect(parts[1].hasSuffix("END;"))
+    }
+}

@@ -1,0 +1,116 @@
+import Backup
+import Foundation
+import Testing
+
+@Suite("snapshot")
+struct SnapshotTests {
+    @Test("a snapshot holds the live content and is stored as SPEC.md says", arguments: ["wal", "delete"], [false, true])
+    func snapshotMatchesSource(journalMode: String, gzip: Bool) throws {
+        let box = try Sandbox(journalMode: journalMode)
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["snapshot", "prod", "--verify", "--json"] + (gzip ? ["--gzip"] : ["--no-gzip"]))
+        #expect(result.status == 0, "\(result.stderr)")
+        let names = box.backupNames()
+        #expect(names.count == 1)
+        let name = try #require(names.first)
+        #expect(name.hasPrefix("lending_app_prod_snapshot_") && name.hasSuffix(gzip ? ".db.gz" : ".db"))
+        let file = box.backupsFolder + "/" + name
+        var plain = file
+        if gzip {
+            #expect(try Sandbox.exec("/bin/gzip", ["-t", file]).status == 0)
+            plain = box.path("restored.db")
+            let out = try Sandbox.exec("/bin/sh", ["-c", "gunzip -c '\(file)' > '\(plain)'"])
+            #expect(out.status == 0)
+        }
+        #expect(try box.sqlite(plain, "PRAGMA integrity_check") == "ok")
+        #expect(try box.sqlite(plain, "PRAGMA journal_mode") == "delete")
+        #expect(try box.sha3(plain) == before)
+        // Manifest: sha256 of the stored file, permissions 0600, folder 0700.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
+        let sum = try Sandbox.exec("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init)
+        #expect(manifest["sha256"] as? String == sum)
+        #expect(manifest["label"] as? String == "snapshot")
+        #expect(manifest["compressed"] as? Bool == gzip)
+        #expect(manifest["verified_at"] != nil)
+        let attributes = try FileManager.default.attributesOfItem(atPath: file)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let folder = try FileManager.default.attributesOfItem(atPath: box.backupsFolder)
+        #expect((folder[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
+    @Test("a WAL snapshot completes while another process commits every few milliseconds")
+    func snapshotUnderWriter() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 3000)
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        writer.arguments = ["-c", """
+            import sqlite3, time
+            db = sqlite3.connect('\(box.databasePath)', timeout=5, isolation_level=None)
+            db.execute('CREATE TABLE IF NOT EXISTS ticks (id INTEGER PRIMARY KEY, at REAL)')
+            end = time.time() + 6
+            while time.time() < end:
+                db.execute('INSERT INTO ticks (at) VALUES (?)', (time.time(),))
+                time.sleep(0.003)
+            """]
+        try writer.run()
+        defer { writer.terminate(); writer.waitUntilExit() }
+        Thread.sleep(forTimeInterval: 0.3)
+        for _ in 0..<3 {
+            let result = try box.deployctl(["snapshot", "prod", "--gzip"])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        #expect(box.backupNames().count == 3)
+        let verify = try box.deployctl(["backups", "verify", "prod", "--all"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test("two snapshots in the same second are both kept under distinct names")
+    func sameSecond() throws {
+        let box = try Sandbox(rows: 20)
+        let store = BackupStore(folder: box.backupsFolder, databasePath: box.databasePath)
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let first = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", now: now))
+        let second = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", now: now))
+        let third = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", gzip: true, now: now))
+        #expect(first.name == "lending_app_prod_snapshot_20270115_080000.db")
+        #expect(second.name == "lending_app_prod_snapshot_20270115_080000_1.db")
+        #expect(third.name == "lending_app_prod_snapshot_20270115_080000_2.db.gz")
+        #expect(box.backupNames().count == 3)
+    }
+
+    @Test("--keep-last prunes per label after success, and backups list shows newest first")
+    func retentionAndList() throws {
+        let box = try Sandbox(rows: 20)
+        for label in ["nightly", "nightly", "nightly", "pre_cashback_tables"] {
+            #expect(try box.deployctl(["snapshot", "prod", "--label", label]).status == 0)
+        }
+        let keep = try box.deployctl(["snapshot", "prod", "--label", "nightly", "--keep-last", "2"])
+        #expect(keep.status == 0, "\(keep.stderr)")
+        let list = try box.deployctl(["--json", "backups", "list", "prod"])
+        #expect(list.status == 0)
+        let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as! [[String: Any]]
+        #expect(entries.filter { $0["label"] as? String == "nightly" }.count == 2)
+        #expect(entries.filter { $0["label"] as? String == "pre_cashback_tables" }.count == 1)
+        for key in ["name", "path", "created_at", "bytes", "compressed", "label", "sha256", "status", "verified_at"] {
+            #expect(entries[0].keys.contains(key) || key == "verified_at", "missing \(key)")
+        }
+        let dates = entries.compactMap { $0["created_at"] as? String }
+        #expect(dates == dates.sorted(by: >))
+        // Prune never removes the newest backup of a pre_* label.
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(box.backupNames().count == 1)
+        #expect(box.backupNames().first?.contains("pre_cashback_tables") == true)
+        #expect(box.allBackupFiles().count == 2)
+    }
+
+    @Test("a cron snapshot with --quiet prints nothing")
+    func quiet() throws {
+        let box = try Sandbox(rows: 10)
+        let result = try box.deployctl(["snapshot", "prod", "--gzip", "--label", "nightly", "--keep-last", "14", "--quiet"])
+        #expect(result.status == 0)
+        #expect(result.stdout.isEmpty && result.stderr.isEmpty)
+    }
+}

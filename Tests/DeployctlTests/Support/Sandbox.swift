@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+/// A deployment root in a fresh temp folder, with real SQLite files, and helpers to run the
+/// built `deployctl`, `sqlite3` and `gzip` as a user would.
+final class Sandbox {
+    let root: String
+
+    init(journalMode: String = "wal", rows: Int = 300, config: String? = nil) throws {
+        root = NSTemporaryDirectory() + "deployctl-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: root + "/instances/prod/database", withIntermediateDirectories: true)
+        try write("instances/prod/instance.toml", config ?? """
+            [database]
+            path = "database/lending_app_prod.db"
+            busy_timeout_ms = 2000
+            [backups]
+            path = "backups"
+            """)
+        try makeLendingDatabase(path: databasePath, journalMode: journalMode, rows: rows)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    var databasePath: String { root + "/instances/prod/database/lending_app_prod.db" }
+    var backupsFolder: String { root + "/instances/prod/backups" }
+
+    func path(_ relative: String) -> String { root + "/" + relative }
+
+    func write(_ relative: String, _ text: String) throws {
+        let full = path(relative)
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: full, atomically: true, encoding: .utf8)
+    }
+
+    /// Builds a lending database with the sqlite3 CLI.
+    func makeLendingDatabase(path: String, journalMode: String, rows: Int) throws {
+        let sql = """
+            PRAGMA journal_mode=\(journalMode);
+            CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE);
+            CREATE TABLE loan (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES user(id), principal_cents INTEGER, rate REAL, status TEXT);
+            CREATE TABLE payment (id INTEGER PRIMARY KEY, loan_id INTEGER NOT NULL REFERENCES loan(id), amount_cents INTEGER, note BLOB);
+            CREATE TABLE tracker (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES user(id), name TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < \(rows))
+              INSERT INTO user SELECT i, 'User ' || i, 'u' || i || '@example.com' FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < \(rows))
+              INSERT INTO loan SELECT i, 1 + i % \(rows), i * 1000, 4.5, 'active' FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < \(rows * 3))
+              INSERT INTO payment SELECT i, 1 + i % \(rows), i * 10, randomblob(64) FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < \(rows / 3))
+              INSERT INTO tracker SELECT i, 1 + i % \(rows), 'Goal ' || i FROM n;
+            """
+        let result = try Sandbox.exec("/usr/bin/sqlite3", [path], input: sql)
+        #expect(result.status == 0, "sqlite3 failed: \(result.stderr)")
+    }
+
+    /// Runs the built deployctl with `--root` set to this sandbox.
+    @discardableResult
+    func deployctl(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws -> Sandbox.Result {
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        for (k, v) in environment { env[k] = v }
+        return try Sandbox.exec(Sandbox.binary, arguments + ["--root", root], environment: env, input: input)
+    }
+
+    /// `sqlite3 DB SQL` output, trimmed.
+    func sqlite(_ db: String, _ sql: String) throws -> String {
+        let result = try Sandbox.exec("/usr/bin/sqlite3", [db, sql])
+        #expect(result.status == 0, "sqlite3 \(sql): \(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `sqlite3 DB .sha3sum` — the outsider's logical hash of a database.
+    func sha3(_ db: String) throws -> String { try sqlite(db, ".sha3sum") }
+
+    /// Backup file names in the backups folder (no manifests, no temp files).
+    func backupNames() -> [String] {
+        allBackupFiles().filter { !$0.hasSuffix(".json") && !$0.hasPrefix(".") }
+    }
+
+    /// Every file in the backups folder, manifests and hidden files included.
+    func allBackupFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: backupsFolder)) ?? []).sorted()
+    }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static let binary: String = {
+        // The test bundle lives in the build products folder beside the deployctl executable.
+        var url = Bundle(for: Sandbox.self).bundleURL
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("deployctl").path), url.path != "/" {
+            url.deleteLastPathComponent()
+        }
+        return url.appendingPathComponent("deployctl").path
+    }()
+
+    static func exec(_ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe(), err = Pipe(), inPipe = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = inPipe
+        try process.run()
+        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+        try inPipe.fileHandleForWriting.close()
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
