@@ -157,7 +157,7 @@ public final class Connection {
             for piece in splitLine(&current) { statements.append(piece) }
         }
         let rest = current.trimmingCharacters(in: .whitespacesAndNewlines)
-        if !rest.isEmpty && !isOnlyComments(rest) { statements.append(rest) }
+        if !rest.isEmpty && !isOnlyComments(rest) { statements.append(stripLeadingComments(rest)) }
         return statements
     }
 
@@ -170,7 +170,7 @@ public final class Connection {
                 let candidate = String(buffer[start...index])
                 if sqlite3_complete(candidate) != 0 {
                     let trimmed = candidate.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if !isOnlyComments(trimmed) && trimmed != ";" { out.append(trimmed) }
+                    if !isOnlyComments(trimmed) && trimmed != ";" { out.append(stripLeadingComments(trimmed)) }
                     start = buffer.index(after: index)
                 }
             }
@@ -178,6 +178,15 @@ public final class Connection {
         }
         buffer = String(buffer[start...])
         return out
+    }
+
+    /// Drops the `--` comment lines and blank lines in front of a statement.
+    private static func stripLeadingComments(_ text: String) -> String {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)[...]
+        while let first = lines.first, first.trimmingCharacters(in: .whitespaces).hasPrefix("--") || first.trimmingCharacters(in: .whitespaces).isEmpty {
+            lines = lines.dropFirst()
+        }
+        return lines.joined(separator: "\n")
     }
 
     private static func isOnlyComments(_ text: String) -> Bool {

@@ -6,7 +6,7 @@ struct Deployctl: ParsableCommand {
         commandName: "deployctl",
         abstract: "Deploy schema changes to SQLite-backed applications without losing data.",
         discussion: "Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, 65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.",
-        subcommands: [Snapshot.self, Backups.self, Restore.self])
+        subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self])
 
     static func main() {
         // Global options may stand before the subcommand name: move them after it, where every

@@ -1,0 +1,134 @@
+import Foundation
+import SQLite
+import Support
+
+/// The schema and row counts a rehearsal produced, for the live run to match.
+public struct Rehearsal: Codable, Sendable {
+    public let schema: [SchemaObject]
+    public let rowCounts: [String: Int]
+
+    enum CodingKeys: String, CodingKey {
+        case schema
+        case rowCounts = "row_counts"
+    }
+}
+
+/// What applying the pending migrations did.
+public struct ApplyResult: Codable, Sendable {
+    public let tablesCreated: [String]
+    public let tablesAlreadyExisted: [String]
+    /// Pre-existing tables whose fingerprints were proven unchanged.
+    public let tablesProvenUnchanged: Int
+    /// How long the write lock was held (application writes blocked), in milliseconds.
+    public let writeLockMilliseconds: Double
+    /// The resulting schema and row counts.
+    public let result: Rehearsal
+
+    enum CodingKeys: String, CodingKey {
+        case result
+        case tablesCreated = "tables_created"
+        case tablesAlreadyExisted = "tables_already_existed"
+        case tablesProvenUnchanged = "tables_proven_unchanged"
+        case writeLockMilliseconds = "write_lock_ms"
+    }
+}
+
+/// Applies pending migrations and verifies them in one `BEGIN IMMEDIATE` transaction that
+/// commits only when verification passes (SPEC.md stage 5).
+public struct Applier: Sendable {
+    public let failpoints: Failpoints
+    public let log: @Sendable (String) -> Void
+
+    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void) {
+        self.failpoints = failpoints
+        self.log = log
+    }
+
+    /// Applies `pending` with their history rows, then verifies inside the transaction: every
+    /// pre-existing table's fingerprint unchanged (history table excluded), the schema and new
+    /// tables' row counts equal to `rehearsal` (when given), `quick_check`, `foreign_key_check`
+    /// of the new tables, and each migration's verify queries. Commits only if all pass.
+    /// Failpoints `migrate` (after the first statement) and `verify` fire inside.
+    /// - Throws: on any failure the transaction is rolled back, so the database is as before:
+    ///   `Failure` `.failed` for a failed verification, `SQLiteError` for SQL or lock errors.
+    public func apply(_ pending: [MigrationFile], plan: MigrationPlan, to db: Connection, deployId: String,
+                      appliedAt: String, rehearsal: Rehearsal?) throws -> ApplyResult {
+        try db.execute("BEGIN IMMEDIATE")
+        let lockedAt = ContinuousClock.now
+        do {
+            let result = try applyAndVerify(pending, plan: plan, db: db, deployId: deployId, appliedAt: appliedAt, rehearsal: rehearsal)
+            try db.execute("COMMIT")
+            let held = ContinuousClock.now - lockedAt
+            let ms = Double(held.components.seconds) * 1000 + Double(held.components.attoseconds) / 1e15
+            return ApplyResult(tablesCreated: result.0, tablesAlreadyExisted: result.1, tablesProvenUnchanged: result.2,
+                               writeLockMilliseconds: ms, result: result.3)
+        } catch {
+            if db.inTransaction { try? db.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private func applyAndVerify(_ pending: [MigrationFile], plan: MigrationPlan, db: Connection, deployId: String,
+                                appliedAt: String, rehearsal: Rehearsal?) throws -> ([String], [String], Int, Rehearsal) {
+        let existing = try db.tableNames().filter { $0 != History.table }
+        var before = [String: TableFingerprint]()
+        for table in existing { before[table] = try db.fingerprint(table: table) }
+
+        try db.execute(History.createSQL)
+        var created = [String]()
+        var already = [String]()
+        var first = true
+        for file in pending {
+            let key = "\(String(format: "%04d", file.id))_\(file.name)"
+            let statements = plan.statements.filter { $0.migration == key }
+            for (offset, sql) in try Connection.split(file.sql).enumerated() {
+                let info = statements.first { $0.index == offset + 1 }
+                let newTables = info?.creates.filter { $0.type == "table" }.map(\.name) ?? []
+                for table in newTables { log("→ Creating \(table)…") }
+                try db.execute(sql)
+                for table in newTables { log("✓ \(table) created") }
+                for name in info?.alreadyExists ?? [] where existing.contains(name) {
+                    log("\(name) already exists")
+                    already.append(name)
+                }
+                created += newTables
+                if first {
+                    first = false
+                    try failpoints.hit("migrate")
+                }
+            }
+            try db.rows("INSERT INTO deployctl_migrations (id, name, sha256, applied_at, deploy_id) VALUES (?, ?, ?, ?, ?)",
+                        [.integer(Int64(file.id)), .text(file.name), .text(file.sha256), .text(appliedAt), .text(deployId)]).forEach { _ in }
+        }
+        try failpoints.hit("verify")
+
+        var problems = [String]()
+        for table in existing where try db.fingerprint(table: table) != before[table] {
+            problems.append("existing table \(table) changed")
+        }
+        let schema = try db.schema()
+        var counts = [String: Int]()
+        for table in try db.tableNames() where !existing.contains(table) { counts[table] = try db.rowCount(table) }
+        if let rehearsal {
+            if schema != rehearsal.schema { problems.append("the schema differs from the rehearsal's") }
+            if counts != rehearsal.rowCounts { problems.append("new tables' row counts \(counts) differ from the rehearsal's \(rehearsal.rowCounts)") }
+        }
+        problems += try db.integrityProblems().map { "quick_check: \($0)" }
+        for table in created {
+            problems += try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))").map { "foreign key violation in \($0[0].string ?? table)" }
+        }
+        for file in pending {
+            for query in file.verifyQueries {
+                let rows = try db.rows(query)
+                if rows.count != 1 || rows[0].count != 1 || !rows[0][0].isTrue {
+                    problems.append("verify query of \(file.fileName) is not true: \(query)")
+                }
+            }
+        }
+        guard problems.isEmpty else {
+            throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
+                          hint: "fix the migration and run again")
+        }
+        return (created, already, existing.count, Rehearsal(schema: schema, rowCounts: counts))
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import SQLite
+import Support
+
+/// A row of `deployctl_migrations`.
+public struct AppliedMigration: Sendable, Codable, Equatable {
+    public let id: Int
+    public let name: String
+    public let sha256: String
+    public let appliedAt: String
+    public let deployId: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, sha256
+        case appliedAt = "applied_at"
+        case deployId = "deploy_id"
+    }
+}
+
+/// The migration history table and the comparison of history with the files.
+public enum History {
+    /// The history table's name; verification excludes it from "unchanged" checks.
+    public static let table = "deployctl_migrations"
+
+    static let createSQL = """
+        CREATE TABLE IF NOT EXISTS deployctl_migrations (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            applied_at TEXT NOT NULL,
+            deploy_id TEXT NOT NULL
+        )
+        """
+
+    /// The applied migrations, in order; empty when the table does not exist.
+    /// - Throws: `SQLiteError`.
+    public static func applied(_ db: Connection) throws -> [AppliedMigration] {
+        guard try db.scalar("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).int == 1 else { return [] }
+        return try db.rows("SELECT id, name, sha256, applied_at, deploy_id FROM deployctl_migrations ORDER BY id").map {
+            AppliedMigration(id: Int($0[0].int ?? 0), name: $0[1].string ?? "", sha256: $0[2].string ?? "",
+                             appliedAt: $0[3].string ?? "", deployId: $0[4].string ?? "")
+        }
+    }
+
+    /// The files not yet applied, in order, after checking that every applied migration's file
+    /// is unchanged.
+    /// - Throws: `Failure` `.usage` naming the file whose checksum changed, or an applied
+    ///   migration whose file is gone.
+    public static func pending(files: [MigrationFile], applied: [AppliedMigration]) throws -> [MigrationFile] {
+        let byId = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0) })
+        for row in applied {
+            guard let file = byId[row.id] else {
+                throw Failure(.usage, "migration \(String(format: "%04d", row.id))_\(row.name) is applied but its file is missing",
+                              hint: "restore the file from version control; applied migrations are never removed")
+            }
+            guard file.sha256 == row.sha256 else {
+                throw Failure(.usage, "migration file \(file.path) changed after it was applied (sha256 \(file.sha256.prefix(12)) ≠ applied \(row.sha256.prefix(12)))",
+                              hint: "restore the file as applied and put the change in a new migration")
+            }
+        }
+        let appliedIds = Set(applied.map(\.id))
+        return files.filter { !appliedIds.contains($0.id) }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import SQLite
+import Support
+
+/// A schema object a migration creates.
+public struct CreatedObject: Codable, Sendable, Hashable {
+    public let type: String
+    public let name: String
+}
+
+/// What one statement of a migration does, as SQLite's authorizer reported it.
+public struct StatementPlan: Codable, Sendable {
+    public let migration: String
+    /// 1-based position in its file.
+    public let index: Int
+    /// The statement's text, shortened.
+    public let sql: String
+    /// The authorizer's actions, e.g. "CREATE TABLE cashback_transaction".
+    public let actions: [String]
+    /// Objects it creates.
+    public let creates: [CreatedObject]
+    /// Names it would create that already exist (a `CREATE … IF NOT EXISTS` no-op).
+    public let alreadyExists: [String]
+    /// Why it is not additive; empty when it is.
+    public let problems: [String]
+
+    public var additive: Bool { problems.isEmpty }
+}
+
+/// One of the guide's safety claims, marked proven or not, with how.
+public struct SafetyClaim: Codable, Sendable {
+    public let claim: String
+    public let proven: Bool
+    public let how: String
+}
+
+/// The plan for the pending migrations of one database (SPEC.md stage 2).
+public struct MigrationPlan: Codable, Sendable {
+    /// Applied migrations, in order.
+    public let applied: [AppliedMigration]
+    /// Pending migration names (`0001_cashback_tables`), in order.
+    public let pending: [String]
+    public let statements: [StatementPlan]
+    /// Tables the pending migrations create.
+    public let tablesToCreate: [String]
+    /// Tables the pending migrations define that already exist.
+    public let tablesAlreadyExisting: [String]
+    /// Tables that exist before the migration, with their row counts.
+    public let existingTables: [String: Int]
+    public let journalMode: String
+    /// Every object the pending migrations create (for an undo).
+    public let created: [CreatedObject]
+    public let claims: [SafetyClaim]
+    /// True when every statement is additive.
+    public var additive: Bool { statements.allSatisfy(\.additive) }
+
+    enum CodingKeys: String, CodingKey {
+        case applied, pending, statements, created, claims, additive
+        case tablesToCreate = "tables_to_create"
+        case tablesAlreadyExisting = "tables_already_existing"
+        case existingTables = "existing_tables"
+        case journalMode = "journal_mode"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(applied, forKey: .applied)
+        try c.encode(pending, forKey: .pending)
+        try c.encode(statements, forKey: .statements)
+        try c.encode(created, forKey: .created)
+        try c.encode(claims, forKey: .claims)
+        try c.encode(additive, forKey: .additive)
+        try c.encode(tablesToCreate, forKey: .tablesToCreate)
+        try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
+        try c.encode(existingTables, forKey: .existingTables)
+        try c.encode(journalMode, forKey: .journalMode)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        applied = try c.decode([AppliedMigration].self, forKey: .applied)
+        pending = try c.decode([String].self, forKey: .pending)
+        statements = try c.decode([StatementPlan].self, forKey: .statements)
+        created = try c.decode([CreatedObject].self, forKey: .created)
+        claims = try c.decode([SafetyClaim].self, forKey: .claims)
+        tablesToCreate = try c.decode([String].self, forKey: .tablesToCreate)
+        tablesAlreadyExisting = try c.decode([String].self, forKey: .tablesAlreadyExisting)
+        existingTables = try c.decode([String: Int].self, forKey: .existingTables)
+        journalMode = try c.decode(String.self, forKey: .journalMode)
+    }
+
+    init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],
+         tablesAlreadyExisting: [String], existingTables: [String: Int], journalMode: String, created: [CreatedObject],
+         claims: [SafetyClaim]) {
+        self.applied = applied
+        self.pending = pending
+        self.statements = statements
+        self.tablesToCreate = tablesToCreate
+        self.tablesAlreadyExisting = tablesAlreadyExisting
+        self.existingTables = existingTables
+        self.journalMode = journalMode
+        self.created = created
+        self.claims = claims
+    }
+}

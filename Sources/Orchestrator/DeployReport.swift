@@ -1,0 +1,42 @@
+import Foundation
+import Locking
+import Migration
+
+/// One stage of a deploy as the report records it.
+public struct StageRecord: Codable, Sendable {
+    public let name: String
+    /// "ok", "failed" or "skipped".
+    public var status: String
+    public var seconds: Double
+    public var detail: String?
+}
+
+/// The report of one deploy: `instances/<name>/deploys/<deploy-id>.json`.
+public struct DeployReport: Codable, Sendable {
+    public let deployId: String
+    public let instance: String
+    public let startedAt: Date
+    public var finishedAt: Date?
+    /// "success", "nothing to do", "dry run", "failed", "undone", "unproven".
+    public var outcome: String
+    public var error: String?
+    public var stages: [StageRecord] = []
+    public var pending: [String] = []
+    public var tablesCreated: [String] = []
+    public var tablesAlreadyExisted: [String] = []
+    public var snapshot: String?
+    public var writeLockMilliseconds: Double?
+    public var hooks: [HookResult] = []
+    /// What recovery of an earlier unfinished deploy did first, if anything.
+    public var recovered: String?
+
+    enum CodingKeys: String, CodingKey {
+        case instance, outcome, error, stages, pending, snapshot, hooks, recovered
+        case deployId = "deploy_id"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case tablesCreated = "tables_created"
+        case tablesAlreadyExisted = "tables_already_existed"
+        case writeLockMilliseconds = "write_lock_ms"
+    }
+}

@@ -1,0 +1,346 @@
+import Backup
+import Foundation
+import Locking
+import Migration
+import SQLite
+import Support
+
+/// Flags of `deployctl deploy`.
+public struct DeployOptions: Sendable {
+    public var dryRun = false
+    public var gzip: Bool?
+    public var allowDestructive = false
+    public var skipPromotionCheck = false
+
+    public init(dryRun: Bool = false, gzip: Bool? = nil, allowDestructive: Bool = false, skipPromotionCheck: Bool = false) {
+        self.dryRun = dryRun
+        self.gzip = gzip
+        self.allowDestructive = allowDestructive
+        self.skipPromotionCheck = skipPromotionCheck
+    }
+}
+
+/// A deploy that failed: the report (already written) and the error that ended it.
+public struct DeployFailure: DeployctlError {
+    public let report: DeployReport
+    public let underlying: DeployctlError
+    public var kind: FailureKind { underlying.kind }
+    public var message: String { underlying.message }
+    public var hint: String? { underlying.hint }
+}
+
+extension Runtime {
+    /// `deployctl deploy <instance>`: SPEC.md's pipeline. Returns the report on success (and for
+    /// a dry run or nothing to do); on failure throws `DeployFailure` after undoing what must
+    /// be undone, starting the app again and writing the report.
+    public func deploy(instance name: String, options: DeployOptions) throws -> DeployReport {
+        let config = try workspace.instance(name)
+        try ensureDatabase(config)
+        let id = Self.deployId(clock())
+        var pipeline = Pipeline(runtime: self, config: config, options: options,
+                                report: DeployReport(deployId: id, instance: name, startedAt: clock(), outcome: "failed"))
+        do {
+            try pipeline.run()
+            return pipeline.report
+        } catch let error as DeployctlError {
+            throw pipeline.fail(error)
+        } catch {
+            throw pipeline.fail(Failure(.failed, "\(error)"))
+        }
+    }
+
+    /// `deployctl deploy all`: every instance in deploy.toml's order; stops at the first failure.
+    public func deployAll(options: DeployOptions) throws -> [DeployReport] {
+        var reports = [DeployReport]()
+        for name in try workspace.allInstances() {
+            log("============================================================")
+            log("Deploying instance: \(name)")
+            log("============================================================")
+            reports.append(try deploy(instance: name, options: options))
+        }
+        return reports
+    }
+
+    static func deployId(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: date) + "-" + String(UInt32.random(in: 0...0xffff), radix: 16)
+    }
+}
+
+/// One deploy run: its stages, journal and report.
+struct Pipeline {
+    let runtime: Runtime
+    let config: InstanceConfig
+    let options: DeployOptions
+    var report: DeployReport
+    var journal: DeployJournal?
+    var lock: InstanceLock?
+    var hooks: HookRunner {
+        HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
+                   environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath])
+    }
+
+    init(runtime: Runtime, config: InstanceConfig, options: DeployOptions, report: DeployReport) {
+        self.runtime = runtime
+        self.config = config
+        self.options = options
+        self.report = report
+    }
+
+    /// Runs one stage: journal it, print `→`, then `✓`/`✗` with elapsed time, and record it.
+    mutating func stage<T>(_ name: String, _ body: (inout Pipeline) throws -> T) throws -> T {
+        if var journal {
+            journal.stage = name
+            try journal.write(path: config.journalPath)
+            self.journal = journal
+        }
+        let start = ContinuousClock.now
+        runtime.log("→ \(name)…")
+        do {
+            let value = try body(&self)
+            let seconds = Self.seconds(since: start)
+            report.stages.append(StageRecord(name: name, status: "ok", seconds: seconds, detail: nil))
+            runtime.log("✓ \(name) (\(String(format: "%.2f", seconds))s)")
+            return value
+        } catch {
+            let seconds = Self.seconds(since: start)
+            report.stages.append(StageRecord(name: name, status: "failed", seconds: seconds, detail: "\(error)"))
+            runtime.log("✗ \(name) (\(String(format: "%.2f", seconds))s)")
+            throw error
+        }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    mutating func run() throws {
+        let (files, plan) = try stage("preflight") { p in try p.preflight() }
+        report.pending = plan.pending
+        try stage("plan") { p in try p.showPlan(plan, files: files) }
+        if options.dryRun {
+            report.outcome = "dry run"
+            runtime.log("Dry run: nothing was changed.")
+            return
+        }
+        if plan.pending.isEmpty {
+            try finishWithNothingToDo(files: files)
+            return
+        }
+        let migrationName = files.first { "\(String(format: "%04d", $0.id))_\($0.name)" == plan.pending.last }?.name ?? "migration"
+        let pending = files.filter { plan.pending.contains("\(String(format: "%04d", $0.id))_\($0.name)") }
+        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
+                                snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
+                                committed: false, additive: plan.additive,
+                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) })
+        let store = runtime.store(config)
+        let backup = try stage("snapshot") { p in
+            let entry = try Snapshotter(store: store).snapshot(
+                SnapshotRequest(databasePath: p.config.databasePath, label: "pre_\(migrationName)", gzip: p.options.gzip ?? p.config.gzip,
+                                busyTimeout: p.config.busyTimeout, now: p.runtime.clock()), progress: p.runtime.progress)
+            p.report.snapshot = entry.name
+            p.journal?.snapshot = entry.name
+            try p.journal?.write(path: p.config.journalPath)
+            p.runtime.log("  backup: \(entry.path)")
+            try p.runtime.failpoints.hit("after-snapshot")
+            return entry
+        }
+        let rehearsal = try stage("rehearse") { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
+        let result = try stage("migrate and verify") { p in
+            let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
+            let log = p.runtime.log
+            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) })
+            do {
+                let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
+                                               appliedAt: ISO8601DateFormatter().string(from: p.runtime.clock()), rehearsal: rehearsal)
+                p.journal?.committed = true
+                try p.journal?.write(path: p.config.journalPath)
+                return result
+            } catch let error as SQLiteError where error.kind == .temporary {
+                throw DatabaseHolders.busy(path: p.config.databasePath, timeout: p.config.busyTimeout)
+            }
+        }
+        report.tablesCreated = result.tablesCreated
+        report.tablesAlreadyExisted = result.tablesAlreadyExisted
+        report.writeLockMilliseconds = result.writeLockMilliseconds
+        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) existing tables proven unchanged")
+        try stage("restart") { p in try p.restart(committed: true) }
+        report.outcome = "success"
+        try stage("report") { p in try p.writeReport() }
+        try DeployJournal.remove(path: config.journalPath)
+        summary()
+    }
+
+    /// Preflight: database, folders, lock, recovery, promotion, stop hook, write lock.
+    mutating func preflight() throws -> ([MigrationFile], MigrationPlan) {
+        try Connection.checkIsDatabase(config.databasePath)
+        if !options.dryRun {
+            try runtime.store(config).prepareForWriting()
+            lock = try InstanceLock(path: config.lockPath, command: runtime.commandLine, now: runtime.clock())
+            if let crashed = lock?.crashedHolder {
+                runtime.log("  warning: an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed")
+            }
+            if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
+        }
+        try runtime.failpoints.hit("preflight")
+        let (files, plan) = try runtime.makePlan(config)
+        if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
+        try runtime.checkAdditive(plan, files: files, allowDestructive: options.allowDestructive)
+        guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
+        if let stop = config.hooks.stop {
+            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "preflight",
+                              snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
+                              created: []).write(path: config.journalPath)
+            let result = try hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "preflight")
+            report.hooks.append(result)
+            guard result.succeeded else {
+                throw Failure(.failed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); output in \(result.outputPath)",
+                              hint: "check the hook's command in \(config.file)")
+            }
+        }
+        try DatabaseHolders.probeWriteLock(path: config.databasePath, timeout: config.busyTimeout)
+        return (files, plan)
+    }
+
+    /// Promotion: each instance before this one in deploy.toml that has a database here must
+    /// already have the pending migrations applied.
+    func checkPromotion(_ pending: [String]) throws {
+        let order = try runtime.workspace.deployConfig().order
+        guard let position = order.firstIndex(of: config.name) else { return }
+        for earlier in order[..<position] {
+            let other = try runtime.workspace.instance(earlier)
+            guard FileManager.default.fileExists(atPath: other.databasePath) else {
+                runtime.log("  warning: \(earlier) has no database on this host (\(other.databasePath)); promotion not checked there")
+                continue
+            }
+            let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
+            let applied = Set(try History.applied(db).map { "\(String(format: "%04d", $0.id))_\($0.name)" })
+            let missing = pending.filter { !applied.contains($0) }
+            guard missing.isEmpty else {
+                throw Failure(.failed, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
+                              hint: "deploy \(earlier) first ('deployctl deploy \(earlier)'), or pass --skip-promotion-check")
+            }
+        }
+    }
+
+    func showPlan(_ plan: MigrationPlan, files: [MigrationFile]) throws {
+        runtime.log("  database: \(config.databasePath) (\(plan.journalMode))")
+        runtime.log("  existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!))" }.joined(separator: ", "))
+        runtime.log("  pending: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
+        for claim in plan.claims where !plan.pending.isEmpty {
+            runtime.log("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") (\(claim.how))")
+        }
+    }
+
+    mutating func finishWithNothingToDo(files: [MigrationFile]) throws {
+        let defined = try Planner.tablesDefined(by: files)
+        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+        let existing = Set(try live.tableNames())
+        for table in defined where existing.contains(table) {
+            runtime.log("  \(table) already exists")
+            report.tablesAlreadyExisted.append(table)
+        }
+        report.outcome = "nothing to do"
+        runtime.log("Nothing to do: every migration is already applied.")
+        try writeReport()
+        summary()
+    }
+
+    /// Applies the pending migrations to a scratch copy of the snapshot, with the same code and
+    /// checks as the live run, and returns the resulting schema and row counts.
+    func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
+        let opened = try store.check(backup, keep: true)!
+        defer { opened.discard() }
+        let scratchPath = DurableFile.temporaryPath(for: store.folder + "/rehearsal.db")
+        defer { unlink(scratchPath); unlink(scratchPath + "-journal") }
+        do {
+            let scratch = try Connection(path: scratchPath, mode: .create)
+            try Connection(path: opened.databasePath, mode: .immutable).backup(into: scratch)
+        }
+        let scratch = try Connection(path: scratchPath, mode: .readWrite)
+        try runtime.failpoints.hit("rehearse")
+        let result = try Applier(failpoints: .none, log: { _ in })
+            .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
+        runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
+        return result.result
+    }
+
+    /// Start hook and health check; on failure undo the committed deploy.
+    mutating func restart(committed: Bool) throws {
+        try runtime.failpoints.hit("after-commit")
+        if let start = config.hooks.start {
+            let result = try hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "restart")
+            report.hooks.append(result)
+            guard result.succeeded else {
+                throw Failure(.failed, "the start hook failed; output in \(result.outputPath)")
+            }
+        }
+        try runtime.failpoints.hit("restart")
+        if let health = config.hooks.health {
+            var last: HookResult?
+            for attempt in 1...config.hooks.healthAttempts {
+                let result = try hooks.run(name: "health", command: health, timeout: config.hooks.timeout, tag: "health-\(attempt)")
+                last = result
+                if result.succeeded { break }
+                if attempt < config.hooks.healthAttempts { usleep(1_000_000) }
+            }
+            report.hooks.append(last!)
+            guard last!.succeeded else {
+                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s); output in \(last!.outputPath)")
+            }
+        }
+    }
+
+    /// Turns a failure into its final form: undo a committed deploy, start the app if this run
+    /// stopped it, write the report, release the lock.
+    mutating func fail(_ error: DeployctlError) -> DeployFailure {
+        var final: DeployctlError = error
+        report.error = error.message
+        if let journal, journal.committed {
+            if let stop = config.hooks.stop, report.hooks.contains(where: { $0.name == "start" && $0.succeeded }),
+               let result = try? hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "undo") {
+                report.hooks.append(result)
+            }
+            do {
+                try runtime.undo(journal: journal, config: config)
+                report.outcome = "undone"
+                runtime.log("✓ undone: the deploy's changes were removed and the database proven back")
+                final = Failure(.failed, "\(error.message)\nThe deploy was undone: the objects it created were dropped; application writes to existing tables were kept.", hint: error.hint)
+            } catch let undoError {
+                report.outcome = "unproven"
+                final = Failure(.unproven, "\(error.message)\nUndoing the deploy failed too: \(undoError)",
+                                hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'")
+            }
+        }
+        if report.hooks.contains(where: { $0.name == "stop" && $0.succeeded }) || journal?.appStopped == true,
+           let start = config.hooks.start, !report.hooks.contains(where: { $0.name == "start" && $0.succeeded }) {
+            if let result = try? hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "after-failure") {
+                report.hooks.append(result)
+            }
+        }
+        if !options.dryRun && lock != nil {
+            try? writeReport()
+            if report.outcome != "unproven" { try? DeployJournal.remove(path: config.journalPath) }
+        }
+        lock?.release()
+        return DeployFailure(report: report, underlying: final)
+    }
+
+    mutating func writeReport() throws {
+        report.finishedAt = runtime.clock()
+        try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(report.deployId).json")
+    }
+
+    func summary() {
+        runtime.log("")
+        runtime.log("✓ Migration completed for \(config.name)")
+        runtime.log("  Tables created: \(report.tablesCreated.count)")
+        runtime.log("  Tables already existed: \(report.tablesAlreadyExisted.count)")
+        if let snapshot = report.snapshot { runtime.log("  Backup: \(snapshot)") }
+    }
+}

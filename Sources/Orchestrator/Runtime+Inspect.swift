@@ -1,0 +1,109 @@
+import Backup
+import Foundation
+import Locking
+import Migration
+import SQLite
+import Support
+
+/// The result of `deployctl verify`.
+public struct LiveVerification: Codable, Sendable {
+    public let instance: String
+    public let database: String
+    public let problems: [String]
+    public let applied: [String]
+    public let pending: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// The result of `deployctl status`.
+public struct InstanceStatus: Codable, Sendable {
+    public let instance: String
+    public let database: String
+    public let exists: Bool
+    public let bytes: Int64?
+    public let journalMode: String?
+    public let applied: [String]
+    public let pending: [String]
+    public let lastBackup: String?
+    public let lastDeploy: String?
+    public let lastDeployOutcome: String?
+    public let lockHolder: LockHolder?
+    public let databaseHolders: [DatabaseHolder]
+    public let unfinishedDeploy: String?
+
+    enum CodingKeys: String, CodingKey {
+        case instance, database, exists, bytes, applied, pending
+        case journalMode = "journal_mode"
+        case lastBackup = "last_backup"
+        case lastDeploy = "last_deploy"
+        case lastDeployOutcome = "last_deploy_outcome"
+        case lockHolder = "lock_holder"
+        case databaseHolders = "database_holders"
+        case unfinishedDeploy = "unfinished_deploy"
+    }
+}
+
+extension Runtime {
+    /// `deployctl verify`: integrity of the live database and applied migrations matching their
+    /// files; pending migrations are reported, not a failure. Reads only.
+    /// - Throws: `Failure` for config or a missing database.
+    public func verifyLive(instance name: String) throws -> LiveVerification {
+        let config = try workspace.instance(name)
+        let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+        var problems = try db.integrityProblems().map { "quick_check: \($0)" }
+        problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
+        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        let applied = try History.applied(db)
+        var pending = [String]()
+        do {
+            pending = try History.pending(files: files, applied: applied).map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+        } catch let failure as Failure {
+            problems.append(failure.message)
+        }
+        return LiveVerification(instance: name, database: config.databasePath, problems: problems,
+                                applied: applied.map { "\(String(format: "%04d", $0.id))_\($0.name)" }, pending: pending)
+    }
+
+    /// `deployctl status`: what an operator checks first. Reads only; an unfinished deploy is
+    /// reported, not recovered.
+    /// - Throws: `Failure` for config.
+    public func status(instance name: String) throws -> InstanceStatus {
+        let config = try workspace.instance(name)
+        let exists = FileManager.default.fileExists(atPath: config.databasePath)
+        var bytes: Int64?
+        var mode: String?
+        var applied = [String]()
+        var pending = [String]()
+        if exists {
+            bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
+            if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
+                mode = try? db.journalMode()
+                let rows = (try? History.applied(db)) ?? []
+                applied = rows.map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+                let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
+                pending = files.filter { file in !rows.contains { $0.id == file.id } }.map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+            }
+        }
+        let reports = deployReports(config)
+        let lock = InstanceLock.inspect(path: config.lockPath)
+        return InstanceStatus(
+            instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
+            applied: applied, pending: pending, lastBackup: store(config).entries().first?.name,
+            lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
+            lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
+            unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId)
+    }
+
+    /// `deployctl history`: past deploys, newest first.
+    public func history(instance name: String) throws -> [DeployReport] {
+        deployReports(try workspace.instance(name))
+    }
+
+    func deployReports(_ config: InstanceConfig) -> [DeployReport] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: config.deploysFolder)) ?? []
+        let decoder = JSON.decoder()
+        return names.filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }
+            .compactMap { FileManager.default.contents(atPath: config.deploysFolder + "/" + $0).flatMap { try? decoder.decode(DeployReport.self, from: $0) } }
+            .sorted { $0.startedAt > $1.startedAt }
+    }
+}

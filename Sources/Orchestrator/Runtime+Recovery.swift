@@ -1,0 +1,90 @@
+import Backup
+import Foundation
+import Locking
+import Migration
+import SQLite
+import Support
+
+extension Runtime {
+    /// Finishes or undoes a deploy that was killed, from its journal (SPEC.md): an uncommitted
+    /// migration was rolled back by SQLite; a committed one is verified again and kept (or
+    /// undone when the check fails); an app the journal shows stopped is started. Writes that
+    /// deploy's report and removes the journal. Returns what it did, or nil when there was
+    /// nothing to recover. The caller holds the instance lock.
+    /// - Throws: `Failure` `.unproven` when a committed deploy fails its check and cannot be undone.
+    func recoverUnfinishedDeploy(_ config: InstanceConfig) throws -> String? {
+        guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
+        let committed: Bool
+        let healthy: Bool
+        do {
+            let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+            committed = try History.applied(live).contains { $0.deployId == journal.deployId }
+            healthy = try live.integrityProblems().isEmpty
+        }
+        var note: String
+        if committed && healthy {
+            note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
+        } else if committed {
+            try undo(journal: journal, config: config)
+            note = "deploy \(journal.deployId) was interrupted after its commit and failed quick_check; it was undone"
+        } else {
+            note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
+        }
+        var hooks = [HookResult]()
+        if journal.appStopped, let start = config.hooks.start {
+            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder)
+            let result = try runner.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "recovery")
+            hooks.append(result)
+            note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
+        }
+        var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
+                                  outcome: committed && healthy ? "recovered: kept" : (committed ? "recovered: undone" : "recovered: rolled back"))
+        report.finishedAt = clock()
+        report.snapshot = journal.snapshot
+        report.pending = journal.migrations
+        report.hooks = hooks
+        report.recovered = note
+        try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
+        try DeployJournal.remove(path: config.journalPath)
+        log("  recovered: \(note)")
+        return note
+    }
+
+    /// Undoes a committed deploy (SPEC.md stage 6). Additive: drops exactly the objects it
+    /// created and its history rows in one transaction, so application writes to older tables
+    /// survive, then proves none of them is left. Otherwise: restores the snapshot.
+    /// - Throws: when the undo fails or cannot be proven.
+    func undo(journal: DeployJournal, config: InstanceConfig) throws {
+        if journal.additive {
+            let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            try live.execute("BEGIN IMMEDIATE")
+            do {
+                for object in journal.created.reversed() where ["table", "view", "trigger"].contains(object.type) {
+                    try live.execute("DROP \(object.type.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
+                }
+                for object in journal.created where object.type == "index" {
+                    try live.execute("DROP INDEX IF EXISTS \(quoteIdentifier(object.name))")
+                }
+                if try live.scalar("SELECT 1 FROM sqlite_schema WHERE name = 'deployctl_migrations'").int == 1 {
+                    try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
+                }
+                let names = Set(try live.schema().map(\.name))
+                let left = journal.created.filter { names.contains($0.name) }
+                guard left.isEmpty, try live.integrityProblems().isEmpty else {
+                    throw Failure(.unproven, "undo left \(left.map(\.name).joined(separator: ", ")) behind")
+                }
+                try live.execute("COMMIT")
+            } catch {
+                try? live.execute("ROLLBACK")
+                throw error
+            }
+            return
+        }
+        guard let name = journal.snapshot else { throw Failure(.unproven, "no snapshot recorded to restore from") }
+        let store = store(config)
+        let opened = try store.check(try store.entry(named: name), keep: true)!
+        defer { opened.discard() }
+        _ = try Restorer(busyTimeout: config.busyTimeout).restore(opened, intoLive: config.databasePath)
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Orchestrator
+
+struct Deploy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Preflight, snapshot, rehearse, migrate and verify in one transaction, restart; undo on failure.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The instance to deploy, or 'all' for deploy.toml's order.")
+    var instance: String
+
+    @Flag(help: "Plan only: show what would happen; take no lock, run no hook, change nothing.")
+    var dryRun = false
+
+    @Flag(inversion: .prefixedNo, help: "Gzip the pre-deploy snapshot (default: the instance config's backups.gzip).")
+    var gzip: Bool?
+
+    @Flag(help: "Do not ask for confirmation.")
+    var yes = false
+
+    @Flag(help: "Allow non-additive statements in migration files that say allow-destructive.")
+    var allowDestructive = false
+
+    @Flag(help: "Skip the check that earlier instances in deploy.toml already have the pending migrations.")
+    var skipPromotionCheck = false
+
+    func run() throws {
+        let console = Console(global)
+        try console.run { runtime in
+            let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck)
+            let reports = instance == "all"
+                ? try runtime.deployAll(options: options)
+                : [try runtime.deploy(instance: instance, options: options)]
+            if global.json { try console.json(instance == "all" ? AnyEncodable(reports) : AnyEncodable(reports[0])) }
+        }
+    }
+}
+
+/// Wraps a value so either of two encodable shapes can be printed.
+struct AnyEncodable: Encodable {
+    let encodeValue: (Encoder) throws -> Void
+    init<T: Encodable>(_ value: T) { encodeValue = value.encode }
+    func encode(to encoder: Encoder) throws { try encodeValue(encoder) }
+}

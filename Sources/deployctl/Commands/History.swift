@@ -1,0 +1,23 @@
+import ArgumentParser
+import Orchestrator
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List past deploys of an instance, newest first.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The instance.")
+    var instance: String
+
+    func run() throws {
+        let console = Console(global)
+        try console.run { runtime in
+            let reports = try runtime.history(instance: instance)
+            if global.json { try console.json(reports); return }
+            guard !reports.isEmpty else { console.line("No deploys of \(instance) yet."); return }
+            console.line(Console.table(["DEPLOY", "STARTED (UTC)", "OUTCOME", "CREATED", "SNAPSHOT"], reports.map {
+                [$0.deployId, Console.time($0.startedAt), $0.outcome, String($0.tablesCreated.count), $0.snapshot ?? "-"]
+            }))
+        }
+    }
+}
