@@ -37,7 +37,12 @@ public final class InstanceLock {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open lock file \(path)", errno, creating: true) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = Self.readHolder(fd)
+            // The holder writes its record just after taking the lock: give it a moment.
+            var holder = Self.readHolder(fd)
+            for _ in 0..<5 where holder == nil {
+                usleep(50_000)
+                holder = Self.readHolder(fd)
+            }
             close(fd)
             let who = holder.map { "PID \($0.pid) (\($0.command)) on \($0.host) since \(ISO8601DateFormatter().string(from: $0.startedAt))" }
                 ?? "another deployctl"

@@ -73,7 +73,10 @@ public struct Planner: Sendable {
                             exists.append(target)
                             if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
                                normalizeCreate(existing) != normalizeCreate(sql) {
-                                problems.append("table \(target) already exists with a different shape")
+                                // Later statements (indexes on its columns) would fail against the
+                                // wrong shape, so say what is wrong here rather than there.
+                                throw Failure(.usage, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
+                                              hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
                             }
                             continue
                         }
@@ -120,7 +123,11 @@ public struct Planner: Sendable {
         }
         // Claims 5 and 6 are checked on the rehearsed copy itself.
         var unchanged = true
-        for table in originalTables where try scratch.fingerprint(table: table) != before[table] { unchanged = false }
+        let remaining = Set(try scratch.tableNames())
+        for table in originalTables {
+            if !remaining.contains(table) { unchanged = false; continue }
+            if try scratch.fingerprint(table: table) != before[table] { unchanged = false }
+        }
         let afterHash = try scratch.contentHash()
         var rerunClean = true
         for file in pending {

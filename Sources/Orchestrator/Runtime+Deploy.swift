@@ -316,11 +316,11 @@ struct Pipeline {
                                 hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'")
             }
         }
-        if report.hooks.contains(where: { $0.name == "stop" && $0.succeeded }) || journal?.appStopped == true,
-           let start = config.hooks.start, !report.hooks.contains(where: { $0.name == "start" && $0.succeeded }) {
-            if let result = try? hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "after-failure") {
-                report.hooks.append(result)
-            }
+        // Start the app again when the last thing done to it was a stop.
+        let lastAppHook = report.hooks.last { $0.name == "stop" || $0.name == "start" }
+        if lastAppHook?.name == "stop", let start = config.hooks.start,
+           let result = try? hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "after-failure") {
+            report.hooks.append(result)
         }
         if !options.dryRun && lock != nil {
             try? writeReport()

@@ -37,8 +37,8 @@ public final class Connection {
     ///   does not create; `.badData` when the file is not a SQLite database.
     public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5)) throws {
         self.path = path
-        if mode != .create {
-            try Self.checkIsDatabase(path)
+        if mode != .create || path == ":memory:" {
+            if path != ":memory:" { try Self.checkIsDatabase(path) }
         }
         var flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         var filename = path
@@ -50,7 +50,7 @@ public final class Connection {
         case .readWrite, .inspect: flags |= SQLITE_OPEN_READWRITE
         case .create: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
         }
-        if mode != .immutable { filename = Self.uri(path, query: nil) }
+        if mode != .immutable { filename = path == ":memory:" ? "file::memory:" : Self.uri(path, query: nil) }
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(filename, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {

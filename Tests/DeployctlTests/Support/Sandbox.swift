@@ -120,3 +120,49 @@ final class Sandbox {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 }
+
+extension Sandbox {
+    /// The repository's own migrations folder.
+    static let repositoryMigrations: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
+        return url.appendingPathComponent("instances/migrations").path
+    }()
+
+    /// Copies the shipped cashback migration into this sandbox's migrations folder.
+    func installCashbackMigration() throws {
+        try FileManager.default.createDirectory(atPath: path("instances/migrations"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Sandbox.repositoryMigrations + "/0001_cashback_tables.sql",
+                                         toPath: path("instances/migrations/0001_cashback_tables.sql"))
+    }
+
+    /// Adds an instance `name` with its own lending database, after the ones in deploy.toml.
+    func addInstance(_ name: String, hooks: String = "", journalMode: String = "wal") throws {
+        try write("instances/\(name)/instance.toml", """
+            [database]
+            path = "database/lending_app_\(name).db"
+            busy_timeout_ms = 1000
+            [backups]
+            path = "backups"
+            [hooks]
+            timeout_seconds = 10
+            health_attempts = 2
+            \(hooks)
+            """)
+        try FileManager.default.createDirectory(atPath: path("instances/\(name)/database"), withIntermediateDirectories: true)
+        try makeLendingDatabase(path: path("instances/\(name)/database/lending_app_\(name).db"), journalMode: journalMode, rows: 200)
+    }
+
+    /// sha3 of each pre-existing lending table, for "unchanged" checks from outside.
+    func oldTableHashes(_ db: String? = nil) throws -> [String] {
+        try ["user", "loan", "payment", "tracker"].map { try sqlite(db ?? databasePath, ".sha3sum \($0)") }
+    }
+
+    /// Tables in a database, per the sqlite3 CLI.
+    func tables(_ db: String? = nil) throws -> [String] {
+        try sqlite(db ?? databasePath, "SELECT name FROM sqlite_schema WHERE type='table' ORDER BY name").split(separator: "\n").map(String.init)
+    }
+
+    static let cashbackTables = ["cashback_redemption", "cashback_transaction", "loan_cashback_config",
+                                 "tracker_cashback_config", "tracker_entry", "user_payment_method"]
+}

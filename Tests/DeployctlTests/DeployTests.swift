@@ -1,0 +1,209 @@
+import Foundation
+import Testing
+
+@Suite("deploy")
+struct DeployTests {
+    @Test("happy path: six tables, old tables unchanged, a second run creates none", arguments: ["wal", "delete"])
+    func happyPath(journalMode: String) throws {
+        let box = try Sandbox(journalMode: journalMode)
+        try box.installCashbackMigration()
+        let old = try box.oldTableHashes()
+        let first = try box.deployctl(["deploy", "prod"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("Tables created: 6"))
+        #expect(first.stdout.contains("✓ cashback_transaction created"))
+        #expect(try box.tables().filter { Sandbox.cashbackTables.contains($0) } == Sandbox.cashbackTables)
+        #expect(try box.oldTableHashes() == old)
+        #expect(try box.sqlite(box.databasePath, "SELECT name FROM deployctl_migrations") == "cashback_tables")
+        #expect(box.backupNames().contains { $0.contains("_pre_cashback_tables_") })
+        let second = try box.deployctl(["deploy", "prod"])
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("Tables created: 0"))
+        #expect(second.stdout.contains("Tables already existed: 6"))
+        #expect(second.stdout.contains("tracker_entry already exists"))
+        let history = try box.deployctl(["history", "prod", "--json"])
+        let reports = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as! [[String: Any]]
+        #expect(reports.count == 2)
+        #expect(Set(reports.compactMap { $0["outcome"] as? String }) == ["success", "nothing to do"])
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+    }
+
+    @Test("a failpoint before the commit leaves the live database exactly as it was",
+          arguments: ["preflight", "after-snapshot", "rehearse", "migrate", "verify"])
+    func errorBeforeCommit(failpoint: String) throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "\(failpoint)=error"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("failpoint '\(failpoint)'"))
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+    }
+
+    @Test("a failure after the commit undoes the deploy: new tables gone, old tables unchanged, app started again",
+          arguments: ["after-commit", "restart"])
+    func errorAfterCommit(failpoint: String) throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        try box.write("instances/prod/instance.toml", """
+            [database]
+            path = "database/lending_app_prod.db"
+            [hooks]
+            stop = "echo stopped >> app.log"
+            start = "echo started >> app.log"
+            """)
+        let old = try box.oldTableHashes()
+        let result = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "\(failpoint)=error"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("undone"))
+        #expect(try box.oldTableHashes() == old)
+        #expect(try box.tables() == ["loan", "payment", "tracker", "user"] || box.tables() == ["deployctl_migrations", "loan", "payment", "tracker", "user"])
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'cashback%'") == "0")
+        let log = try String(contentsOfFile: box.path("instances/prod/app.log"), encoding: .utf8)
+        #expect(log.hasSuffix("started\n"), "app log: \(log)")
+    }
+
+    @Test("a killed deploy is finished by the next one, nothing lost", arguments: ["after-snapshot", "migrate", "after-commit"])
+    func crashRecovery(failpoint: String) throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        let old = try box.oldTableHashes()
+        let crashed = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "\(failpoint)=crash"])
+        #expect(crashed.status == 9, "expected SIGKILL, got \(crashed.status): \(crashed.stderr)")
+        #expect(FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+        let status = try box.deployctl(["status", "prod"])
+        #expect(status.stdout.contains("unfinished deploy"))
+        let next = try box.deployctl(["deploy", "prod"])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stdout.contains("recovered:"))
+        #expect(next.stdout.contains("crashed or was killed"))
+        #expect(try box.oldTableHashes() == old)
+        #expect(try box.tables().filter { Sandbox.cashbackTables.contains($0) } == Sandbox.cashbackTables)
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+    }
+
+    @Test("another process holding a write transaction: 75 naming its PID, nothing changed")
+    func writeLockHeld() throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", """
+            import sqlite3, time, sys
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            db.execute('BEGIN IMMEDIATE')
+            db.execute("INSERT INTO user VALUES (999999, 'x', 'x@x')")
+            print('locked', flush=True)
+            time.sleep(20)
+            """]
+        let out = Pipe()
+        holder.standardOutput = out
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        _ = out.fileHandleForReading.availableData  // wait for "locked"
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 75, "\(result.stderr)")
+        #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")
+        holder.terminate()
+        holder.waitUntilExit()
+        #expect(!(try box.tables().contains("cashback_transaction")))
+    }
+
+    @Test("two deploys at once: one waits at a delay failpoint, the other exits 75")
+    func twoDeploys() throws {
+        let box = try Sandbox(rows: 50)
+        try box.installCashbackMigration()
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Sandbox.binary)
+        first.arguments = ["deploy", "prod", "--root", box.root]
+        var env = ProcessInfo.processInfo.environment
+        env["DEPLOYCTL_FAILPOINTS"] = "after-snapshot=delay:3000"
+        first.environment = env
+        first.standardOutput = FileHandle.nullDevice
+        try first.run()
+        let lockFile = box.path("instances/prod/.deployctl.lock")
+        for _ in 0..<100 where !((try? String(contentsOfFile: lockFile, encoding: .utf8)) ?? "").contains("\(first.processIdentifier)") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let second = try box.deployctl(["deploy", "prod"])
+        #expect(second.status == 75, "\(second.stderr)")
+        #expect(second.stderr.contains("PID \(first.processIdentifier)"))
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+    }
+
+    @Test("a failing health check while the app writes to old tables keeps those writes and drops the new tables")
+    func healthFailsKeepsWrites() throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        let db = box.databasePath
+        // The "app": started by the start hook in the background; writes to payment every 20 ms.
+        try box.write("instances/prod/app.py", """
+            import sqlite3, time
+            db = sqlite3.connect('\(db)', timeout=5, isolation_level=None)
+            for i in range(100):
+                db.execute('INSERT INTO payment (loan_id, amount_cents) VALUES (1, ?)', (i,))
+                time.sleep(0.02)
+            """)
+        try box.write("instances/prod/instance.toml", """
+            [database]
+            path = "database/lending_app_prod.db"
+            [hooks]
+            start = "python3 app.py > app.out 2>&1 &"
+            health = "sleep 1; exit 1"
+            health_attempts = 2
+            timeout_seconds = 10
+            """)
+        let paymentsBefore = Int(try box.sqlite(db, "SELECT count(*) FROM payment"))!
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 1, "\(result.stderr)")
+        Thread.sleep(forTimeInterval: 2.5)
+        let paymentsAfter = Int(try box.sqlite(db, "SELECT count(*) FROM payment"))!
+        #expect(paymentsAfter > paymentsBefore, "the app's writes were lost")
+        #expect(try box.sqlite(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'cashback%'") == "0")
+    }
+
+    @Test("deploy all stops at a failing testing and leaves prod untouched; promotion refuses prod alone")
+    func deployAllAndPromotion() throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        try box.addInstance("dev")
+        try box.addInstance("testing")
+        try box.write("instances/deploy.toml", "order = [\"dev\", \"testing\", \"prod\"]\n")
+        let prodBefore = try box.sha3(box.databasePath)
+        let promotion = try box.deployctl(["deploy", "prod"])
+        #expect(promotion.status == 1, "\(promotion.stderr)")
+        #expect(promotion.stderr.contains("promotion refused: dev"))
+        #expect(try box.sha3(box.databasePath) == prodBefore)
+
+        let testingDB = box.path("instances/testing/database/lending_app_testing.db")
+        try FileManager.default.removeItem(atPath: testingDB)
+        try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: testingDB))
+        let all = try box.deployctl(["deploy", "all"])
+        #expect(all.status == 65, "\(all.stderr)")
+        #expect(try box.tables(box.path("instances/dev/database/lending_app_dev.db")).contains("cashback_transaction"))
+        #expect(try box.sha3(box.databasePath) == prodBefore)
+    }
+
+    @Test("dry run leaves the database byte-identical and runs no hook")
+    func dryRun() throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        try box.write("instances/prod/instance.toml", """
+            [database]
+            path = "database/lending_app_prod.db"
+            [hooks]
+            stop = "touch stop-ran"
+            start = "touch start-ran"
+            """)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: box.databasePath))
+        let result = try box.deployctl(["deploy", "prod", "--dry-run"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: box.databasePath)) == bytes)
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/stop-ran")))
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.lock")))
+        #expect(box.backupNames().isEmpty)
+    }
+}
