@@ -100,7 +100,9 @@ struct Pipeline {
         let start = ContinuousClock.now
         runtime.log("→ \(name)…")
         do {
+            try checkInterruption()
             let value = try body(&self)
+            try checkInterruption()
             let seconds = Self.seconds(since: start)
             report.stages.append(StageRecord(name: name, status: "ok", seconds: seconds, detail: nil))
             runtime.log("✓ \(name) (\(String(format: "%.2f", seconds))s)")
@@ -110,6 +112,14 @@ struct Pipeline {
             report.stages.append(StageRecord(name: name, status: "failed", seconds: seconds, detail: "\(error)"))
             runtime.log("✗ \(name) (\(String(format: "%.2f", seconds))s)")
             throw error
+        }
+    }
+
+    /// Throws when SIGINT or SIGTERM arrived: the deploy then fails at the current stage and
+    /// undoes what it must, like any other error.
+    func checkInterruption() throws {
+        if let signal = runtime.interruption() {
+            throw Failure(.failed, "interrupted by signal \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : String(signal))")
         }
     }
 

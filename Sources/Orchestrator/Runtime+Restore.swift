@@ -56,7 +56,10 @@ extension Runtime {
         let config = try workspace.instance(name)
         let store = store(config)
         var lock: InstanceLock?
-        if !dryRun { lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock()) }
+        if !dryRun {
+            lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+            _ = try recoverUnfinishedDeploy(config)
+        }
         defer { lock?.release() }
 
         let entry: BackupEntry

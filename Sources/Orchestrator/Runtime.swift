@@ -17,17 +17,22 @@ public struct Runtime: Sendable {
     public let progress: @Sendable (_ phase: String, _ done: Int64, _ total: Int64) -> Void
     /// Receives checklist and detail lines as work happens (deploy stages, table lines).
     public let log: @Sendable (String) -> Void
+    /// Returns the signal (SIGINT, SIGTERM) received since the command started, if any; a
+    /// deploy treats it as an error at the current stage.
+    public let interruption: @Sendable () -> Int32?
 
     public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
                 clock: @escaping @Sendable () -> Date = { Date() },
                 progress: @escaping @Sendable (String, Int64, Int64) -> Void = { _, _, _ in },
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                log: @escaping @Sendable (String) -> Void = { _ in },
+                interruption: @escaping @Sendable () -> Int32? = { nil }) {
         self.workspace = workspace
         self.failpoints = failpoints
         self.commandLine = commandLine
         self.clock = clock
         self.progress = progress
         self.log = log
+        self.interruption = interruption
     }
 
     /// The backup store of an instance.

@@ -57,9 +57,11 @@ struct Console: Sendable {
         let environment = ProcessInfo.processInfo.environment
         let workspace = try Workspace(root: options.root, environment: environment)
         let printer = self
+        let signals = SignalWatcher()
         return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
                        commandLine: CommandLine.arguments.joined(separator: " "),
-                       progress: progressHandler(), log: { printer.line($0) })
+                       progress: progressHandler(), log: { printer.line($0) },
+                       interruption: { signals.received })
     }
 
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):

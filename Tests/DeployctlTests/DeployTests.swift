@@ -206,4 +206,32 @@ struct DeployTests {
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.lock")))
         #expect(box.backupNames().isEmpty)
     }
+
+    @Test("SIGTERM during a deploy is handled like an error at the current stage")
+    func sigterm() throws {
+        let box = try Sandbox(rows: 50)
+        try box.installCashbackMigration()
+        let before = try box.sha3(box.databasePath)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Sandbox.binary)
+        process.arguments = ["deploy", "prod", "--root", box.root]
+        var env = ProcessInfo.processInfo.environment
+        env["DEPLOYCTL_FAILPOINTS"] = "after-snapshot=delay:2000"
+        process.environment = env
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let journal = box.path("instances/prod/.deployctl.journal")
+        for _ in 0..<100 where !((try? String(contentsOfFile: journal, encoding: .utf8)) ?? "").contains("\"snapshot\" : \"") {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("interrupted by signal SIGTERM"))
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(!FileManager.default.fileExists(atPath: journal))
+    }
 }
