@@ -79,7 +79,7 @@ public struct Applier: Sendable {
         var already = [String]()
         var first = true
         for file in pending {
-            let key = "\(String(format: "%04d", file.id))_\(file.name)"
+            let key = file.key
             let statements = plan.statements.filter { $0.migration == key }
             for (offset, sql) in try Connection.split(file.sql).enumerated() {
                 let info = statements.first { $0.index == offset + 1 }

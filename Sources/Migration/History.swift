@@ -10,6 +10,9 @@ public struct AppliedMigration: Sendable, Codable, Equatable {
     public let appliedAt: String
     public let deployId: String
 
+    /// The migration's key, `0001_cashback_tables`.
+    public var key: String { migrationKey(id: id, name: name) }
+
     enum CodingKeys: String, CodingKey {
         case id, name, sha256
         case appliedAt = "applied_at"
@@ -50,7 +53,7 @@ public enum History {
         let byId = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0) })
         for row in applied {
             guard let file = byId[row.id] else {
-                throw Failure(.usage, "migration \(String(format: "%04d", row.id))_\(row.name) is applied but its file is missing",
+                throw Failure(.usage, "migration \(row.key) is applied but its file is missing",
                               hint: "restore the file from version control; applied migrations are never removed")
             }
             guard file.sha256 == row.sha256 else {

@@ -21,6 +21,9 @@ public struct MigrationFile: Sendable, Equatable {
     /// Queries that must each return a single true value after the migration.
     public let verifyQueries: [String]
 
+    /// The migration's key, `0001_cashback_tables`: its number and name.
+    public var key: String { migrationKey(id: id, name: name) }
+
     /// The file name.
     public var fileName: String { URL(fileURLWithPath: path).lastPathComponent }
 
@@ -84,4 +87,9 @@ public struct MigrationFile: Sendable, Equatable {
         }
         return files
     }
+}
+
+/// `NNNN_name`, the key by which plans, history and reports name a migration.
+func migrationKey(id: Int, name: String) -> String {
+    String(format: "%04d_", id) + name
 }

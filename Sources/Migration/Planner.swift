@@ -116,7 +116,7 @@ public struct Planner: Sendable {
                 for object in creates where object.type == "table" { toCreate.append(object.name) }
                 for name in exists where !alreadyExisting.contains(name) && existingTables[name] != nil { alreadyExisting.append(name) }
                 created += creates
-                statements.append(StatementPlan(migration: "\(String(format: "%04d", file.id))_\(file.name)", index: offset + 1,
+                statements.append(StatementPlan(migration: file.key, index: offset + 1,
                                                 sql: summary(sql), actions: described, creates: creates,
                                                 alreadyExists: exists, problems: problems))
             }
@@ -149,7 +149,7 @@ public struct Planner: Sendable {
                         how: rerunClean ? "running the migrations again on the rehearsed copy succeeds and changes nothing; deployctl_migrations also records them"
                                         : "running the migrations again on the rehearsed copy fails or changes content; deployctl_migrations still prevents a second run"),
         ]
-        return MigrationPlan(applied: applied, pending: pending.map { "\(String(format: "%04d", $0.id))_\($0.name)" },
+        return MigrationPlan(applied: applied, pending: pending.map(\.key),
                              statements: statements, tablesToCreate: toCreate, tablesAlreadyExisting: alreadyExisting,
                              existingTables: existingTables, journalMode: journalMode, created: created, claims: claims)
     }

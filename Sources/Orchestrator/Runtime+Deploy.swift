@@ -141,8 +141,8 @@ struct Pipeline {
             try finishWithNothingToDo(files: files)
             return
         }
-        let migrationName = files.first { "\(String(format: "%04d", $0.id))_\($0.name)" == plan.pending.last }?.name ?? "migration"
-        let pending = files.filter { plan.pending.contains("\(String(format: "%04d", $0.id))_\($0.name)") }
+        let migrationName = files.first { $0.key == plan.pending.last }?.name ?? "migration"
+        let pending = files.filter { plan.pending.contains($0.key) }
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
@@ -228,7 +228,7 @@ struct Pipeline {
                 continue
             }
             let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
-            let applied = Set(try History.applied(db).map { "\(String(format: "%04d", $0.id))_\($0.name)" })
+            let applied = Set(try History.applied(db).map(\.key))
             let missing = pending.filter { !applied.contains($0) }
             guard missing.isEmpty else {
                 throw Failure(.failed, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",

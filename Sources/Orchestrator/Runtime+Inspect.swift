@@ -56,12 +56,12 @@ extension Runtime {
         let applied = try History.applied(db)
         var pending = [String]()
         do {
-            pending = try History.pending(files: files, applied: applied).map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+            pending = try History.pending(files: files, applied: applied).map(\.key)
         } catch let failure as Failure {
             problems.append(failure.message)
         }
         return LiveVerification(instance: name, database: config.databasePath, problems: problems,
-                                applied: applied.map { "\(String(format: "%04d", $0.id))_\($0.name)" }, pending: pending)
+                                applied: applied.map(\.key), pending: pending)
     }
 
     /// `deployctl status`: what an operator checks first. Reads only; an unfinished deploy is
@@ -79,9 +79,9 @@ extension Runtime {
             if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
                 mode = try? db.journalMode()
                 let rows = (try? History.applied(db)) ?? []
-                applied = rows.map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+                applied = rows.map(\.key)
                 let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
-                pending = files.filter { file in !rows.contains { $0.id == file.id } }.map { "\(String(format: "%04d", $0.id))_\($0.name)" }
+                pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
             }
         }
         let reports = deployReports(config)

@@ -34,7 +34,7 @@ extension Runtime {
     func checkAdditive(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
         let bad = plan.statements.filter { !$0.additive }
         guard !bad.isEmpty else { return }
-        let filesAllow = bad.allSatisfy { statement in files.contains { "\(String(format: "%04d", $0.id))_\($0.name)" == statement.migration && $0.allowDestructive } }
+        let filesAllow = bad.allSatisfy { statement in files.contains { $0.key == statement.migration && $0.allowDestructive } }
         if filesAllow && allowDestructive { return }
         let lines = bad.map { "  \($0.migration) statement \($0.index): \($0.problems.joined(separator: ", ")) — \($0.sql)" }
         throw Failure(.usage, "refused: the pending migrations are not additive:\n" + lines.joined(separator: "\n"),

@@ -96,7 +96,7 @@ struct DeployTests {
             db.execute('BEGIN IMMEDIATE')
             db.execute("INSERT INTO user VALUES (999999, 'x', 'x@x')")
             print('locked', flush=True)
-            time.sleep(20)
+            time.sleep(8)
             """]
         let out = Pipe()
         holder.standardOutput = out
@@ -115,14 +115,7 @@ struct DeployTests {
     func twoDeploys() throws {
         let box = try Sandbox(rows: 50)
         try box.installCashbackMigration()
-        let first = Process()
-        first.executableURL = URL(fileURLWithPath: Sandbox.binary)
-        first.arguments = ["deploy", "prod", "--root", box.root]
-        var env = ProcessInfo.processInfo.environment
-        env["DEPLOYCTL_FAILPOINTS"] = "after-snapshot=delay:3000"
-        first.environment = env
-        first.standardOutput = FileHandle.nullDevice
-        try first.run()
+        let first = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-snapshot=delay:3000"])
         let lockFile = box.path("instances/prod/.deployctl.lock")
         for _ in 0..<100 where !((try? String(contentsOfFile: lockFile, encoding: .utf8)) ?? "").contains("\(first.processIdentifier)") {
             Thread.sleep(forTimeInterval: 0.05)
@@ -212,16 +205,8 @@ struct DeployTests {
         let box = try Sandbox(rows: 50)
         try box.installCashbackMigration()
         let before = try box.sha3(box.databasePath)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Sandbox.binary)
-        process.arguments = ["deploy", "prod", "--root", box.root]
-        var env = ProcessInfo.processInfo.environment
-        env["DEPLOYCTL_FAILPOINTS"] = "after-snapshot=delay:2000"
-        process.environment = env
         let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-snapshot=delay:2000"], stderr: err)
         let journal = box.path("instances/prod/.deployctl.journal")
         for _ in 0..<100 where !((try? String(contentsOfFile: journal, encoding: .utf8)) ?? "").contains("\"snapshot\" : \"") {
             Thread.sleep(forTimeInterval: 0.05)

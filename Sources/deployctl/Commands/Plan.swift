@@ -22,7 +22,7 @@ struct Plan: ParsableCommand {
             } else {
                 console.line("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", "))
                 console.line("Journal mode: \(plan.journalMode)")
-                console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map { String(format: "%04d_", $0.id) + $0.name }.joined(separator: ", "))")
+                console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))")
                 console.line("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
                 for statement in plan.statements {
                     let mark = statement.additive ? "✓" : "✗"

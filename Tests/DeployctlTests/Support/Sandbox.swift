@@ -62,6 +62,20 @@ final class Sandbox {
         return try Sandbox.exec(Sandbox.binary, arguments + ["--root", root], environment: env, input: input)
     }
 
+    /// Starts the built deployctl in the background (stdout discarded, stderr to `stderr`).
+    func spawnDeployctl(_ arguments: [String], environment: [String: String], stderr: Pipe? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Sandbox.binary)
+        process.arguments = arguments + ["--root", root]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        if let stderr { process.standardError = stderr }
+        try process.run()
+        return process
+    }
+
     /// `sqlite3 DB SQL` output, trimmed.
     func sqlite(_ db: String, _ sql: String) throws -> String {
         let result = try Sandbox.exec("/usr/bin/sqlite3", [db, sql])
