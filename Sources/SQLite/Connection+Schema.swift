@@ -80,32 +80,36 @@ extension Connection {
     public func fingerprint(table: String, database: String = "main") throws -> TableFingerprint {
         let stmt = try prepare("SELECT * FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))")
         let columns = stmt.columnCount
-        var sum = [UInt64](repeating: 0, count: 4)
+        var sum: [UInt64] = [0, 0, 0, 0]
         var rows = 0
-        var tag: UInt8 = 0
-        var length: UInt32 = 0
+        var row = [UInt8]()
+        row.reserveCapacity(512)
         while try stmt.step() {
             rows += 1
-            var hasher = SHA256()
+            row.removeAll(keepingCapacity: true)
             for i in 0..<columns {
                 stmt.withColumnBytes(i) { type, bytes in
-                    tag = UInt8(truncatingIfNeeded: type)
-                    length = UInt32(truncatingIfNeeded: bytes.count).bigEndian
-                    withUnsafeBytes(of: &tag) { hasher.update($0) }
-                    withUnsafeBytes(of: &length) { hasher.update($0) }
-                    hasher.update(bytes)
+                    row.append(UInt8(truncatingIfNeeded: type))
+                    let length = UInt32(truncatingIfNeeded: bytes.count)
+                    row.append(UInt8(truncatingIfNeeded: length >> 24))
+                    row.append(UInt8(truncatingIfNeeded: length >> 16))
+                    row.append(UInt8(truncatingIfNeeded: length >> 8))
+                    row.append(UInt8(truncatingIfNeeded: length))
+                    row.append(contentsOf: bytes)
                 }
             }
-            let digest = hasher.finalize()
+            let digest = row.withUnsafeBytes { SHA256.digestWords(of: $0) }
             var carry: UInt64 = 0
-            for lane in (0..<4).reversed() {
-                var word: UInt64 = 0
-                for b in 0..<8 { word = word << 8 | UInt64(digest[lane * 8 + b]) }
+            func add(_ lane: Int, _ word: UInt64) {
                 let (partial, o1) = sum[lane].addingReportingOverflow(word)
                 let (total, o2) = partial.addingReportingOverflow(carry)
                 sum[lane] = total
                 carry = (o1 ? 1 : 0) + (o2 ? 1 : 0)
             }
+            add(3, digest.3)
+            add(2, digest.2)
+            add(1, digest.1)
+            add(0, digest.0)
         }
         let hex = sum.map { word in
             let s = String(word, radix: 16)

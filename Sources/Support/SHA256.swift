@@ -70,6 +70,34 @@ public struct SHA256: Sendable {
         return hasher.finalizeHex()
     }
 
+    /// The digest of `bytes` in one call, as four big-endian 64-bit words, without allocating:
+    /// the fast path for hashing millions of small rows.
+    public static func digestWords(of bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+        var hasher = SHA256()
+        var index = 0
+        if let base = bytes.baseAddress {
+            while bytes.count - index >= 64 {
+                hasher.compress(base + index)
+                index += 64
+            }
+        }
+        let rest = bytes.count - index
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+            tail.initialize(repeating: 0)
+            for i in 0..<rest { tail[i] = bytes[index + i] }
+            tail[rest] = 0x80
+            let blocks = rest + 9 <= 64 ? 1 : 2
+            let bits = UInt64(bytes.count) &* 8
+            for i in 0..<8 { tail[blocks * 64 - 1 - i] = UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8)) }
+            let raw = UnsafeRawPointer(tail.baseAddress!)
+            hasher.compress(raw)
+            if blocks == 2 { hasher.compress(raw + 64) }
+            let s = hasher.state
+            return (UInt64(s.0) << 32 | UInt64(s.1), UInt64(s.2) << 32 | UInt64(s.3),
+                    UInt64(s.4) << 32 | UInt64(s.5), UInt64(s.6) << 32 | UInt64(s.7))
+        }
+    }
+
     /// Lowercase hex of a byte array.
     public static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
@@ -92,7 +120,7 @@ public struct SHA256: Sendable {
 
     @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
-    private mutating func compress(_ block: UnsafeRawPointer) {
+    mutating func compress(_ block: UnsafeRawPointer) {
         Self.k.withUnsafeBufferPointer { k in
             withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
                 for i in 0..<16 {

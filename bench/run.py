@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""deployctl benchmark runner.
+
+Generates a lending database of the given size (WAL and rollback-journal variants) and prints,
+in one run, the median wall time and peak anonymous memory (RssAnon) of deployctl's commands
+next to the anchors an operator would otherwise run, on the same file, with the ratio.
+
+    swift build -c release && python3 bench/run.py --mb 1024 --runs 3
+"""
+import argparse, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+
+def generate(path, mb, journal):
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA journal_mode={journal}")
+    db.executescript("""
+        CREATE TABLE user (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL);
+        CREATE TABLE loan (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES user(id), principal_cents INTEGER, rate REAL, status TEXT);
+        CREATE TABLE payment (id INTEGER PRIMARY KEY, loan_id INTEGER NOT NULL REFERENCES loan(id), amount_cents INTEGER, paid_at TEXT, memo TEXT);
+        CREATE TABLE tracker (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES user(id), name TEXT);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50000)
+          INSERT INTO user SELECT i, 'User ' || i, 'u' || i || '@example.com' FROM n;
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 80000)
+          INSERT INTO loan SELECT i, 1 + i % 50000, i * 1000, 4.5, 'active' FROM n;
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000)
+          INSERT INTO tracker SELECT i, 1 + i % 50000, 'Goal ' || i FROM n;
+    """)
+    batch = max(2000, min(200000, mb * 800))
+    while os.path.getsize(path) < mb * 1024 * 1024:
+        db.execute(f"""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {batch})
+            INSERT INTO payment (loan_id, amount_cents, paid_at, memo)
+            SELECT 1 + abs(random()) % 80000, abs(random()) % 100000, date('2024-01-01', '+' || (i % 700) || ' days'),
+                   'payment ' || i || ' ' || substr(hex(randomblob(24)), 1, 20 + i % 28) FROM n""")
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+def run(cmd, cwd=None, shell=False):
+    """Runs a command; returns (seconds, peak RssAnon in KiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    def sample():
+        nonlocal peak
+        while proc.poll() is None:
+            try:
+                for pid in [proc.pid] + children(proc.pid):
+                    with open(f"/proc/{pid}/status") as f:
+                        for line in f:
+                            if line.startswith("RssAnon:"):
+                                peak = max(peak, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.01)
+    t = threading.Thread(target=sample); t.start()
+    _, err = proc.communicate(); t.join()
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {cmd}\n{err.decode()}")
+    return elapsed, peak
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+def median(cmd, runs, before=None, **kw):
+    times, peaks = [], []
+    for _ in range(runs):
+        if before: before()
+        t, p = run(cmd, **kw)
+        times.append(t); peaks.append(p)
+    return statistics.median(times), max(peaks)
+
+def writer_latency(db_path, seconds, during=None):
+    """A separate process commits a small row every 2 ms; returns p50/p99 ms and busy errors."""
+    code = f"""
+import sqlite3, time, json
+db = sqlite3.connect({db_path!r}, timeout=5, isolation_level=None)
+db.execute('CREATE TABLE IF NOT EXISTS bench_ticks (id INTEGER PRIMARY KEY, at REAL)')
+lat, busy = [], 0
+end = time.time() + {seconds}
+while time.time() < end:
+    t = time.perf_counter()
+    try:
+        db.execute('INSERT INTO bench_ticks (at) VALUES (?)', (time.time(),))
+    except sqlite3.OperationalError:
+        busy += 1
+    lat.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.002)
+lat.sort()
+print(json.dumps([lat[len(lat)//2], lat[int(len(lat)*0.99)], busy]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    if during:
+        time.sleep(0.3); during()
+    out, _ = proc.communicate()
+    import json
+    return json.loads(out)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=256, help="database size in MiB")
+    ap.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    ap.add_argument("--binary", default=".build/release/deployctl", help="the deployctl to measure")
+    ap.add_argument("--journal", default="wal,delete", help="journal modes to measure")
+    args = ap.parse_args()
+    binary = os.path.abspath(args.binary)
+    pigz = shutil.which("pigz")
+    print(f"deployctl benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.mb} MiB, median of {args.runs}")
+    for journal in args.journal.split(","):
+        root = tempfile.mkdtemp(prefix="deployctl-bench-")
+        try:
+            inst = os.path.join(root, "instances", "prod")
+            os.makedirs(os.path.join(inst, "database"))
+            with open(os.path.join(inst, "instance.toml"), "w") as f:
+                f.write('[database]\npath = "database/lending_app_prod.db"\n[backups]\npath = "backups"\n')
+            db = os.path.join(inst, "database", "lending_app_prod.db")
+            generate(db, args.mb, journal)
+            backups = os.path.join(inst, "backups")
+            out = os.path.join(root, "out.db")
+            def clean():
+                shutil.rmtree(backups, ignore_errors=True)
+                for p in (out, out + ".gz"):
+                    if os.path.exists(p): os.remove(p)
+            ours = lambda *a: [binary, *a, "--root", root, "--quiet"]
+            rows = []
+            def compare(name, our_cmd, anchors, before=clean):
+                t, m = median(our_cmd, args.runs, before)
+                for anchor_name, cmd, shell in anchors:
+                    at, am = median(cmd, args.runs, clean, shell=shell)
+                    rows.append((name, t, m, anchor_name, at, am))
+            compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
+                ("sqlite3 .backup", ["sqlite3", db, f".backup {out}"], False),
+                ("VACUUM INTO", ["sqlite3", db, f"VACUUM INTO '{out}'"], False),
+                ("cp", ["cp", db, out], False)])
+            gz_anchors = [(".backup + gzip -6", f"sqlite3 '{db}' '.backup {out}' && gzip -6 -f '{out}'", True)]
+            if pigz:
+                gz_anchors.append((".backup + pigz -p2 -6", f"sqlite3 '{db}' '.backup {out}' && pigz -p2 -6 -f '{out}'", True))
+            compare("snapshot --gzip", ours("snapshot", "prod", "--gzip"), gz_anchors)
+            # Restore from .gz: keep one gz backup, restore it repeatedly.
+            clean(); run(ours("snapshot", "prod", "--gzip"))
+            gz = [f for f in os.listdir(backups) if f.endswith(".gz")][0]
+            t, m = median(ours("restore", "prod", gz, "--yes"), args.runs)
+            at, am = median(f"gunzip -c '{backups}/{gz}' > '{out}' && cp '{out}' '{out}.copy' && rm -f '{out}.copy'", args.runs, shell=True)
+            rows.append(("restore <gz> --yes", t, m, "gunzip + cp", at, am))
+            t, m = median(ours("verify", "prod"), args.runs)
+            for anchor_name, cmd in [("sqlite3 .sha3sum", ["sqlite3", db, ".sha3sum"]), ("pragma quick_check", ["sqlite3", db, "pragma quick_check"])]:
+                at, am = median(cmd, args.runs)
+                rows.append(("verify", t, m, anchor_name, at, am))
+            print(f"\n## {journal} ({os.path.getsize(db) / 2**20:.0f} MiB)\n")
+            print("| ours | s | RssAnon MiB | anchor | s | RssAnon MiB | ratio |")
+            print("|---|---|---|---|---|---|---|")
+            for name, t, m, an, at, am in rows:
+                print(f"| `{name}` | {t:.2f} | {m/1024:.1f} | {an} | {at:.2f} | {am/1024:.1f} | {t/at:.2f}× |")
+            if journal == "wal":
+                base = writer_latency(db, 2)
+                clean()
+                during = writer_latency(db, 3, during=lambda: run(ours("snapshot", "prod", "--no-gzip")))
+                print(f"\nwriter every 2 ms: baseline p50 {base[0]:.2f} ms p99 {base[1]:.2f} ms busy {base[2]}; "
+                      f"during snapshot p50 {during[0]:.2f} ms p99 {during[1]:.2f} ms busy {during[2]}")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
