@@ -13,7 +13,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "Support"),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "Support", dependencies: ["CCrypto"]),
         .target(name: "SQLite", dependencies: ["CSQLite", "Support"]),
         .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib"]),
         .target(name: "Locking", dependencies: ["SQLite", "Support"]),
