@@ -17,17 +17,22 @@ public struct Planner: Sendable {
     public func plan(livePath: String, files: [MigrationFile], scratchFolder: String, busyTimeout: Duration) throws -> MigrationPlan {
         let scratchPath = scratchFolder + "/.deployctl-plan-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).db"
         defer { unlink(scratchPath); unlink(scratchPath + "-journal") }
-        let (applied, journalMode): ([AppliedMigration], String)
-        do {
-            let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
-            applied = try History.applied(live)
-            journalMode = try live.journalMode()
-            let scratch = try Connection(path: scratchPath, mode: .create)
-            try live.backup(into: scratch, timeout: busyTimeout)
-        }
+        let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
+        let applied = try History.applied(live)
+        let journalMode = try live.journalMode()
         let pending = try History.pending(files: files, applied: applied)
-        let scratch = try Connection(path: scratchPath, mode: .readWrite)
-        try scratch.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+        // Nothing pending: classify nothing, but still report the state without copying.
+        let scratch: Connection
+        if pending.isEmpty {
+            scratch = live
+        } else {
+            do {
+                let copy = try Connection(path: scratchPath, mode: .create)
+                try live.backup(into: copy, timeout: busyTimeout)
+            }
+            scratch = try Connection(path: scratchPath, mode: .readWrite)
+            try scratch.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+        }
         return try Self.classify(pending: pending, applied: applied, journalMode: journalMode, on: scratch)
     }
 
@@ -39,6 +44,10 @@ public struct Planner: Sendable {
         let originalTables = original.filter { $0.type == "table" }.map(\.name)
         var existingTables = [String: Int]()
         for table in originalTables { existingTables[table] = try scratch.rowCount(table) }
+        if pending.isEmpty {
+            return MigrationPlan(applied: applied, pending: [], statements: [], tablesToCreate: [], tablesAlreadyExisting: [],
+                                 existingTables: existingTables, journalMode: journalMode, created: [], claims: [])
+        }
         let before = try Dictionary(uniqueKeysWithValues: originalTables.map { ($0, try scratch.fingerprint(table: $0)) })
 
         var statements = [StatementPlan]()

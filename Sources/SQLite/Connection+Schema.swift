@@ -84,6 +84,7 @@ extension Connection {
         var rows = 0
         var row = [UInt8]()
         row.reserveCapacity(512)
+        let hasher = SHA256.Repeated()
         while try stmt.step() {
             rows += 1
             row.removeAll(keepingCapacity: true)
@@ -98,7 +99,7 @@ extension Connection {
                     row.append(contentsOf: bytes)
                 }
             }
-            let digest = row.withUnsafeBytes { SHA256.digestWords(of: $0) }
+            let digest = row.withUnsafeBytes { hasher.digestWords(of: $0) }
             var carry: UInt64 = 0
             func add(_ lane: Int, _ word: UInt64) {
                 let (partial, o1) = sum[lane].addingReportingOverflow(word)
