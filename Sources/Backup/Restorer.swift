@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import SQLite
 import Support
@@ -28,33 +29,61 @@ public struct Restorer: Sendable {
 
     public init(busyTimeout: Duration) { self.busyTimeout = busyTimeout }
 
-    /// Compares every table of the live database with the backup, row by row (as sets), so
-    /// the operator sees what a restore would discard. Reads only.
+    /// The comparison of the live database with a backup, shown before a restore.
+    public struct Comparison: Sendable {
+        public let differences: [TableDifference]
+        /// The backup's logical content hash, which the restored database must have.
+        public let backupHash: String
+    }
+
+    /// Compares every table of the live database with the backup, so the operator sees what a
+    /// restore would discard: table fingerprints of both sides, computed on two cores at once,
+    /// and row-set differences only for tables whose fingerprints differ. Reads only.
     /// - Throws: `SQLiteError`.
-    public func differences(livePath: String, backup: OpenedBackup) throws -> [TableDifference] {
+    public func compare(livePath: String, backup: OpenedBackup) throws -> Comparison {
+        final class Sides: @unchecked Sendable {
+            var live: Result<[String: TableFingerprint], Error> = .success([:])
+            var backup: Result<(prints: [String: TableFingerprint], hash: String), Error> = .success(([:], ""))
+        }
+        let sides = Sides()
+        let timeout = busyTimeout
+        DispatchQueue.concurrentPerform(iterations: 2) { side in
+            if side == 0 {
+                sides.live = Result {
+                    let db = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+                    return try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
+                }
+            } else {
+                sides.backup = Result {
+                    let db = try Connection(path: backup.databasePath, mode: .immutable)
+                    let prints = try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
+                    return (prints, try db.contentHash(known: prints))
+                }
+            }
+        }
+        let livePrints = try sides.live.get()
+        let (backupPrints, backupHash) = try sides.backup.get()
+
         let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
-        let liveTables = Set(try live.tableNames())
-        let backupTables = Set(try live.tableNames(database: "restore_source"))
         var result = [TableDifference]()
-        for table in liveTables.union(backupTables).sorted() {
-            let liveRows = liveTables.contains(table) ? try live.rowCount(table) : nil
-            let backupRows = backupTables.contains(table) ? try live.rowCount(table, database: "restore_source") : nil
+        for table in Set(livePrints.keys).union(backupPrints.keys).sorted() {
+            let liveRows = livePrints[table]?.rows
+            let backupRows = backupPrints[table]?.rows
             guard let liveRows, let backupRows else {
                 result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                               discarded: liveRows ?? 0, restored: backupRows ?? 0))
                 continue
             }
-            let liveColumns = try columns(live, table, "main")
-            guard liveColumns == (try columns(live, table, "restore_source")) else {
-                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
-                                              discarded: liveRows, restored: backupRows))
+            // Equal fingerprints mean equal rows: no set differences needed.
+            if livePrints[table] == backupPrints[table] {
+                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: 0, restored: 0))
                 continue
             }
-            // Equal fingerprints mean equal rows: skip the costly set differences.
-            if try live.fingerprint(table: table) == live.fingerprint(table: table, database: "restore_source") {
-                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: 0, restored: 0))
+            guard try columns(live, table, "main") == columns(live, table, "restore_source") else {
+                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
+                                              discarded: liveRows, restored: backupRows))
                 continue
             }
             let q = quoteIdentifier(table)
@@ -63,7 +92,7 @@ public struct Restorer: Sendable {
             result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                           discarded: Int(discarded), restored: Int(restored)))
         }
-        return result
+        return Comparison(differences: result, backupHash: backupHash)
     }
 
     private func columns(_ db: Connection, _ table: String, _ database: String) throws -> [String] {
@@ -75,11 +104,13 @@ public struct Restorer: Sendable {
     /// content equals the backup's. Returns the proven content hash.
     /// - Throws: `SQLiteError` (`.temporary` when the write lock is not had in time; the live
     ///   database is then unchanged); `Failure` `.unproven` when the proof fails.
-    public func restore(_ backup: OpenedBackup, intoLive livePath: String) throws -> String {
+    /// `expectedHash`, when given, is the backup's content hash from `compare`, so the backup
+    /// is not hashed a second time.
+    public func restore(_ backup: OpenedBackup, intoLive livePath: String, expectedHash: String? = nil) throws -> String {
         let live = try Connection(path: livePath, mode: .readWrite, busyTimeout: busyTimeout)
         let source = try Connection(path: backup.databasePath, mode: .immutable)
         try source.backup(into: live, timeout: busyTimeout)
-        return try prove(live, equals: source, what: "the live database \(livePath)")
+        return try prove(live, equals: source, expectedHash: expectedHash, what: "the live database \(livePath)")
     }
 
     /// Restores `backup` into `target`, a file that must not exist: temp file, fsync, link
@@ -132,9 +163,9 @@ public struct Restorer: Sendable {
         return hash
     }
 
-    private func prove(_ restored: Connection, equals source: Connection, what: String) throws -> String {
+    private func prove(_ restored: Connection, equals source: Connection, expectedHash: String? = nil, what: String) throws -> String {
         let restoredHash = try restored.contentHash()
-        let sourceHash = try source.contentHash()
+        let sourceHash = try expectedHash ?? source.contentHash()
         guard restoredHash == sourceHash else {
             throw Failure(.unproven, "after the restore, \(what) does not hold the backup's content (content hash \(restoredHash.prefix(12)) ≠ \(sourceHash.prefix(12)))",
                           hint: "do not start the application; run 'deployctl verify' and restore again with --replace")

@@ -104,8 +104,9 @@ extension Runtime {
 
         case .live:
             _ = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+            let comparison = try restorer.compare(livePath: config.databasePath, backup: opened)
             let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath,
-                                         differences: try restorer.differences(livePath: config.databasePath, backup: opened))
+                                         differences: comparison.differences)
             if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, contentHash: nil) }
             guard try confirm(preview) else { throw Failure(.failed, "restore cancelled; nothing was changed") }
             let safety = try Snapshotter(store: store).snapshot(
@@ -113,7 +114,7 @@ extension Runtime {
                                 busyTimeout: config.busyTimeout, now: clock()), progress: progress)
             log("✓ Saved the current database as \(safety.name)")
             try failpoints.hit("restore")
-            let hash = try restorer.restore(opened, intoLive: config.databasePath)
+            let hash = try restorer.restore(opened, intoLive: config.databasePath, expectedHash: comparison.backupHash)
             try failpoints.hit("after-restore")
             return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, contentHash: hash)
         }

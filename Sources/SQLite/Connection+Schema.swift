@@ -122,12 +122,13 @@ extension Connection {
     /// The logical content hash of the whole database: schema plus every table's fingerprint.
     /// Two databases with equal hashes hold the same schema and the same rows.
     /// - Throws: `SQLiteError`.
-    public func contentHash(database: String = "main") throws -> String {
+    /// Fingerprints already computed for this database (by table name) are used as they are.
+    public func contentHash(database: String = "main", known: [String: TableFingerprint] = [:]) throws -> String {
         var hasher = SHA256()
         for object in try schema(database: database) {
             hasher.update("\(object.type)\u{0}\(object.name)\u{0}\(object.sql ?? "")\u{0}")
             if object.type == "table" {
-                let print = try fingerprint(table: object.name, database: database)
+                let print = try known[object.name] ?? fingerprint(table: object.name, database: database)
                 hasher.update("\(print.rows)\u{0}\(print.sha256)\u{0}")
             }
         }
