@@ -38,10 +38,14 @@ public struct ApplyResult: Codable, Sendable {
 public struct Applier: Sendable {
     public let failpoints: Failpoints
     public let log: @Sendable (String) -> Void
+    /// Whether to fingerprint the pre-existing tables before and after. The live run always
+    /// does; a rehearsal on a throwaway copy need not (two passes over the data saved).
+    public let proveUnchanged: Bool
 
-    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void) {
+    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true) {
         self.failpoints = failpoints
         self.log = log
+        self.proveUnchanged = proveUnchanged
     }
 
     /// Applies `pending` with their history rows, then verifies inside the transaction: every
@@ -72,7 +76,8 @@ public struct Applier: Sendable {
                                 appliedAt: String, rehearsal: Rehearsal?) throws -> ([String], [String], Int, Rehearsal) {
         let existing = try db.tableNames().filter { $0 != History.table }
         var before = [String: TableFingerprint]()
-        if plan.additive { for table in existing { before[table] = try db.fingerprint(table: table) } }
+        let fingerprinting = plan.additive && proveUnchanged
+        if fingerprinting { for table in existing { before[table] = try db.fingerprint(table: table) } }
 
         try db.execute(History.createSQL)
         var created = [String]()
@@ -105,7 +110,7 @@ public struct Applier: Sendable {
         var problems = [String]()
         // A non-additive migration is meant to change existing tables (both the file and the
         // command allowed it); the rehearsal comparison below still proves its result.
-        for table in existing where plan.additive {
+        for table in existing where fingerprinting {
             if try db.fingerprint(table: table) != before[table] { problems.append("existing table \(table) changed") }
         }
         let schema = try db.schema()
@@ -135,6 +140,6 @@ public struct Applier: Sendable {
             throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
                           hint: "fix the migration and run again")
         }
-        return (created, already, existing.count, Rehearsal(schema: schema, rowCounts: counts))
+        return (created, already, fingerprinting ? existing.count : 0, Rehearsal(schema: schema, rowCounts: counts))
     }
 }

@@ -32,6 +32,15 @@ public struct SafetyClaim: Codable, Sendable {
     public let claim: String
     public let proven: Bool
     public let how: String
+    /// Not checked by the plan but later, by the deploy itself.
+    public let deferred: Bool
+
+    init(claim: String, proven: Bool, how: String, deferred: Bool = false) {
+        self.claim = claim
+        self.proven = proven
+        self.how = how
+        self.deferred = deferred
+    }
 }
 
 /// The plan for the pending migrations of one database (SPEC.md stage 2).

@@ -197,7 +197,7 @@ struct Pipeline {
             if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
         }
         try runtime.failpoints.hit("preflight")
-        let (files, plan) = try runtime.makePlan(config)
+        let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         try runtime.checkAdditive(plan, files: files, allowDestructive: options.allowDestructive)
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
@@ -242,7 +242,9 @@ struct Pipeline {
         runtime.log("  existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!))" }.joined(separator: ", "))
         runtime.log("  pending: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
         for claim in plan.claims where !plan.pending.isEmpty {
-            runtime.log("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") (\(claim.how))")
+            let mark = claim.proven ? "✓" : claim.deferred ? "…" : "✗"
+            let verdict = claim.proven ? "proven" : claim.deferred ? "checked below" : "NOT proven"
+            runtime.log("  \(mark) \(claim.claim): \(verdict) (\(claim.how))")
         }
     }
 
@@ -273,7 +275,7 @@ struct Pipeline {
         }
         let scratch = try Connection(path: scratchPath, mode: .readWrite)
         try runtime.failpoints.hit("rehearse")
-        let result = try Applier(failpoints: .none, log: { _ in })
+        let result = try Applier(failpoints: .none, log: { _ in }, proveUnchanged: false)
             .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
         runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
         return result.result

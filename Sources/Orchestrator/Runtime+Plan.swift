@@ -5,10 +5,12 @@ import Support
 
 extension Runtime {
     /// The migrations folder's files and the plan for `config`'s database. Reads only.
-    func makePlan(_ config: InstanceConfig) throws -> (files: [MigrationFile], plan: MigrationPlan) {
+    /// `forDeploy` leaves claim 5 to the deploy's own in-transaction proof.
+    func makePlan(_ config: InstanceConfig, forDeploy: Bool = false) throws -> (files: [MigrationFile], plan: MigrationPlan) {
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         let scratch = NSTemporaryDirectory()
-        let plan = try Planner().plan(livePath: config.databasePath, files: files, scratchFolder: scratch, busyTimeout: config.busyTimeout)
+        let plan = try Planner().plan(livePath: config.databasePath, files: files, scratchFolder: scratch, busyTimeout: config.busyTimeout,
+                                      fingerprintCopy: !forDeploy)
         return (files, plan)
     }
 

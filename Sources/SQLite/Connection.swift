@@ -207,6 +207,10 @@ public final class Connection {
     /// Whether the connection is inside a transaction.
     public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
+    /// Rows inserted, updated or deleted since the connection opened
+    /// (https://sqlite.org/c3ref/total_changes.html).
+    public var totalChanges: Int64 { sqlite3_total_changes64(handle) }
+
     /// The number of rows the last statement changed.
     public var changes: Int { Int(sqlite3_changes(handle)) }
 
