@@ -114,9 +114,30 @@ extension Runtime {
                                 busyTimeout: config.busyTimeout, now: clock()), progress: progress)
             log("✓ Saved the current database as \(safety.name)")
             try failpoints.hit("restore")
-            let hash = try restorer.restore(opened, intoLive: config.databasePath, expectedHash: comparison.backupHash)
-            try failpoints.hit("after-restore")
-            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, contentHash: hash)
+            do {
+                let hash = try restorer.restore(opened, intoLive: config.databasePath, expectedHash: comparison.backupHash)
+                try failpoints.hit("after-restore")
+                return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, contentHash: hash)
+            } catch let error as DeployctlError {
+                // The live database may have been replaced: put back what was there, so a
+                // failed restore leaves the database as it was before the command.
+                try rollBack(to: safety, store: store, config: config, after: error)
+                throw Failure(error.kind == .unproven ? .unproven : .failed,
+                              "\(error.message)\nThe live database was put back as it was (from \(safety.name)).", hint: error.hint)
+            }
+        }
+    }
+
+    /// Restores the `pre_restore` snapshot after a failed restore, proving the result.
+    /// - Throws: `Failure` `.unproven` naming the snapshot when that fails too.
+    private func rollBack(to safety: BackupEntry, store: BackupStore, config: InstanceConfig, after error: DeployctlError) throws {
+        do {
+            let opened = try store.check(store.entry(named: safety.name), keep: true)!
+            defer { opened.discard() }
+            _ = try Restorer(busyTimeout: config.busyTimeout).restore(opened, intoLive: config.databasePath)
+        } catch let rollBackError {
+            throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(rollBackError)",
+                          hint: "restore \(safety.name) by hand: deployctl restore \(config.name) \(safety.name) --yes")
         }
     }
 }

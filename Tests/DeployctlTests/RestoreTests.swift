@@ -123,3 +123,20 @@ struct RestoreTests {
         #expect(box.allBackupFiles() == files)
     }
 }
+
+@Suite("restore failpoints")
+struct RestoreFailpointTests {
+    @Test("a restore failing after its pre_restore snapshot or after the copy leaves the database as it was",
+          arguments: ["restore", "after-restore"])
+    func failpoints(name: String) throws {
+        let box = try Sandbox()
+        #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO user VALUES (100000, 'Late', 'late@example.com')")
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "\(name)=error"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("failpoint '\(name)'"))
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.backupNames().contains { $0.contains("_pre_restore_") })
+    }
+}
