@@ -61,7 +61,7 @@ public struct MigrationPlan: Codable, Sendable {
     public let created: [CreatedObject]
     public let claims: [SafetyClaim]
     /// True when every statement is additive.
-    public let additive: Bool
+    public var additive: Bool { statements.allSatisfy(\.additive) }
 
     enum CodingKeys: String, CodingKey {
         case applied, pending, statements, created, claims, additive
@@ -69,6 +69,33 @@ public struct MigrationPlan: Codable, Sendable {
         case tablesAlreadyExisting = "tables_already_existing"
         case existingTables = "existing_tables"
         case journalMode = "journal_mode"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(applied, forKey: .applied)
+        try c.encode(pending, forKey: .pending)
+        try c.encode(statements, forKey: .statements)
+        try c.encode(created, forKey: .created)
+        try c.encode(claims, forKey: .claims)
+        try c.encode(additive, forKey: .additive)
+        try c.encode(tablesToCreate, forKey: .tablesToCreate)
+        try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
+        try c.encode(existingTables, forKey: .existingTables)
+        try c.encode(journalMode, forKey: .journalMode)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        applied = try c.decode([AppliedMigration].self, forKey: .applied)
+        pending = try c.decode([String].self, forKey: .pending)
+        statements = try c.decode([StatementPlan].self, forKey: .statements)
+        created = try c.decode([CreatedObject].self, forKey: .created)
+        claims = try c.decode([SafetyClaim].self, forKey: .claims)
+        tablesToCreate = try c.decode([String].self, forKey: .tablesToCreate)
+        tablesAlreadyExisting = try c.decode([String].self, forKey: .tablesAlreadyExisting)
+        existingTables = try c.decode([String: Int].self, forKey: .existingTables)
+        journalMode = try c.decode(String.self, forKey: .journalMode)
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],
@@ -83,6 +110,5 @@ public struct MigrationPlan: Codable, Sendable {
         self.journalMode = journalMode
         self.created = created
         self.claims = claims
-        self.additive = statements.allSatisfy(\.additive)
     }
 }
