@@ -77,6 +77,8 @@ struct Pipeline {
     let options: DeployOptions
     var report: DeployReport
     var journal: DeployJournal?
+    /// Whether this run wrote the journal file (an earlier run's journal is never removed here).
+    var wroteJournal = false
     var lock: InstanceLock?
     var hooks: HookRunner {
         HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
@@ -95,6 +97,7 @@ struct Pipeline {
         if var journal {
             journal.stage = name
             try journal.write(path: config.journalPath)
+            wroteJournal = true
             self.journal = journal
         }
         let start = ContinuousClock.now
@@ -205,6 +208,7 @@ struct Pipeline {
             try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "preflight",
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
                               created: []).write(path: config.journalPath)
+            wroteJournal = true
             let result = try hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "preflight")
             report.hooks.append(result)
             guard result.succeeded else {
@@ -336,7 +340,7 @@ struct Pipeline {
         }
         if !options.dryRun && lock != nil {
             try? writeReport()
-            if report.outcome != "unproven" { try? DeployJournal.remove(path: config.journalPath) }
+            if wroteJournal && report.outcome != "unproven" { try? DeployJournal.remove(path: config.journalPath) }
         }
         lock?.release()
         return DeployFailure(report: report, underlying: final)
