@@ -44,8 +44,7 @@ extension BackupStore {
         if entry.compressed {
             let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(3)))
             opened = OpenedBackup(databasePath: temp, temporary: true)
-            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(temp)", errno, creating: true) }
+            let fd = try DurableFile.createNew(temp)
             do {
                 defer { close(fd) }
                 try Gzip.inflate(source: entry.path, into: fd, outputPath: temp)

@@ -149,8 +149,7 @@ public struct Restorer: Sendable {
     }
 
     private func writeCopy(of backup: OpenedBackup, to temp: String) throws -> String {
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(temp)", errno, creating: true) }
+        let fd = try DurableFile.createNew(temp)
         close(fd)
         let hash: String
         do {

@@ -66,8 +66,7 @@ public struct Snapshotter: Sendable {
         if request.gzip {
             let tempGzip = DurableFile.temporaryPath(for: finalPath)
             cleanup.append(tempGzip)
-            let fd = open(tempGzip, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(tempGzip)", errno, creating: true) }
+            let fd = try DurableFile.createNew(tempGzip)
             do {
                 defer { close(fd) }
                 (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
@@ -103,8 +102,7 @@ public struct Snapshotter: Sendable {
     /// Copies `source` into a new file at `path` with the backup API and switches the copy to
     /// rollback-journal mode, so opening it later never needs `-wal`/`-shm` files.
     func copy(from source: Connection, to path: String, verify: Bool, timeout: Duration) throws -> CopyInfo {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DurableFile.posixFailure("cannot create \(path)", errno, creating: true) }
+        let fd = try DurableFile.createNew(path)
         close(fd)
         let destination = try Connection(path: path, mode: .create)
         try destination.execute("PRAGMA synchronous = OFF")

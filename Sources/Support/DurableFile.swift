@@ -47,6 +47,14 @@ public enum DurableFile {
         unlink(temp)
     }
 
+    /// Creates a new file at `path` (0600) that must not exist, open for writing.
+    /// - Throws: `Failure` (`.cannotCreate` for permissions, `.io` otherwise).
+    public static func createNew(_ path: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw posixFailure("cannot create \(path)", errno, creating: true) }
+        return fd
+    }
+
     /// fsyncs the folder holding `path`, so a rename or unlink in it is durable.
     public static func syncDirectory(containing path: String) throws {
         try syncDirectory((path as NSString).deletingLastPathComponent)
