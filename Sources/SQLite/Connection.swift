@@ -211,9 +211,6 @@ public final class Connection {
     /// (https://sqlite.org/c3ref/total_changes.html).
     public var totalChanges: Int64 { sqlite3_total_changes64(handle) }
 
-    /// The number of rows the last statement changed.
-    public var changes: Int { Int(sqlite3_changes(handle)) }
-
     /// The SQLite library version, e.g. "3.40.1".
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
 }

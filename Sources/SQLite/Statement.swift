@@ -45,11 +45,6 @@ public final class Statement {
         }
     }
 
-    /// Resets the statement so it can be stepped again.
-    public func reset() {
-        sqlite3_reset(handle)
-    }
-
     /// The number of result columns.
     public var columnCount: Int { Int(sqlite3_column_count(handle)) }
 
@@ -57,9 +52,6 @@ public final class Statement {
     public var columnNames: [String] {
         (0..<Int32(columnCount)).map { String(cString: sqlite3_column_name(handle, $0)) }
     }
-
-    /// Whether the statement only reads (https://sqlite.org/c3ref/stmt_readonly.html).
-    public var isReadOnly: Bool { sqlite3_stmt_readonly(handle) != 0 }
 
     /// Column `i` of the current row.
     public func column(_ i: Int) -> Value {

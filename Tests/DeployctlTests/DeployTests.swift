@@ -46,10 +46,7 @@ struct DeployTests {
     func errorAfterCommit(failpoint: String) throws {
         let box = try Sandbox()
         try box.installCashbackMigration()
-        try box.write("instances/prod/instance.toml", """
-            [database]
-            path = "database/lending_app_prod.db"
-            [hooks]
+        try box.configureHooks("""
             stop = "echo stopped >> app.log"
             start = "echo started >> app.log"
             """)
@@ -140,10 +137,7 @@ struct DeployTests {
                 db.execute('INSERT INTO payment (loan_id, amount_cents) VALUES (1, ?)', (i,))
                 time.sleep(0.02)
             """)
-        try box.write("instances/prod/instance.toml", """
-            [database]
-            path = "database/lending_app_prod.db"
-            [hooks]
+        try box.configureHooks("""
             start = "python3 app.py > app.out 2>&1 &"
             health = "sleep 1; exit 1"
             health_attempts = 2
@@ -184,10 +178,7 @@ struct DeployTests {
     func dryRun() throws {
         let box = try Sandbox()
         try box.installCashbackMigration()
-        try box.write("instances/prod/instance.toml", """
-            [database]
-            path = "database/lending_app_prod.db"
-            [hooks]
+        try box.configureHooks("""
             stop = "touch stop-ran"
             start = "touch start-ran"
             """)

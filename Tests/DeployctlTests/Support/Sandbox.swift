@@ -167,6 +167,11 @@ extension Sandbox {
         try makeLendingDatabase(path: path("instances/\(name)/database/lending_app_\(name).db"), journalMode: journalMode, rows: 200)
     }
 
+    /// Rewrites prod's config with app hooks (`key = value` lines of the `[hooks]` table).
+    func configureHooks(_ hooks: String) throws {
+        try write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[hooks]\n\(hooks)\n")
+    }
+
     /// sha3 of each pre-existing lending table, for "unchanged" checks from outside.
     func oldTableHashes(_ db: String? = nil) throws -> [String] {
         try ["user", "loan", "payment", "tracker"].map { try sqlite(db ?? databasePath, ".sha3sum \($0)") }
