@@ -41,28 +41,15 @@ public struct Restorer: Sendable {
     /// and row-set differences only for tables whose fingerprints differ. Reads only.
     /// - Throws: `SQLiteError`.
     public func compare(livePath: String, backup: OpenedBackup) throws -> Comparison {
-        final class Sides: @unchecked Sendable {
-            var live: Result<[String: TableFingerprint], Error> = .success([:])
-            var backup: Result<(prints: [String: TableFingerprint], hash: String), Error> = .success(([:], ""))
-        }
-        let sides = Sides()
         let timeout = busyTimeout
-        DispatchQueue.concurrentPerform(iterations: 2) { side in
-            if side == 0 {
-                sides.live = Result {
-                    let db = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
-                    return try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
-                }
-            } else {
-                sides.backup = Result {
-                    let db = try Connection(path: backup.databasePath, mode: .immutable)
-                    let prints = try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
-                    return (prints, try db.contentHash(known: prints))
-                }
-            }
-        }
-        let livePrints = try sides.live.get()
-        let (backupPrints, backupHash) = try sides.backup.get()
+        let (livePrints, (backupPrints, backupHash)) = try bothAtOnce({
+            let db = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+            return try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
+        }, {
+            let db = try Connection(path: backup.databasePath, mode: .immutable)
+            let prints = try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
+            return (prints, try db.contentHash(known: prints))
+        })
 
         let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")

@@ -30,12 +30,13 @@ public final class Connection {
     public let path: String
     var authorizerBox: AuthorizerBox?
 
-    /// Opens `path` in `mode` with a busy timeout.
+    /// Opens `path` in `mode` with a busy timeout, through the VFS named `vfs` (the default one
+    /// when nil).
     ///
     /// Checks the header first for existing files so that a non-database fails fast and clearly.
     /// - Throws: `SQLiteError`; `.missingInput` `Failure` when the file does not exist and `mode`
     ///   does not create; `.badData` when the file is not a SQLite database.
-    public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5)) throws {
+    public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5), vfs: String? = nil) throws {
         self.path = path
         if mode != .create || path == ":memory:" {
             if path != ":memory:" { try Self.checkIsDatabase(path) }
@@ -52,7 +53,7 @@ public final class Connection {
         }
         if mode != .immutable { filename = path == ":memory:" ? "file::memory:" : Self.uri(path, query: nil) }
         var db: OpaquePointer?
-        let rc = sqlite3_open_v2(filename, &db, flags, nil)
+        let rc = sqlite3_open_v2(filename, &db, flags, vfs)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
