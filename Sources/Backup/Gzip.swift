@@ -8,14 +8,24 @@ import Support
 /// Compression splits the input into independent 4 MiB gzip members deflated on every core at
 /// once (as pigz does); `gunzip` and `gzip -t` read multi-member files as one stream, and so does
 /// `inflate` here, which reads every member.
+///
+/// Each member's header carries its own length in an extra field (subfield `DC`, 4 bytes, little
+/// endian; RFC 1952 §2.3.1.1, the way BGZF marks its blocks), which `gunzip` skips. With it
+/// `inflate` finds every member without decompressing and inflates them on every core at once;
+/// a file without it (any other gzip) is inflated in one pass.
 enum Gzip {
     /// Input bytes per gzip member.
     static let memberSize = 4 << 20
+    /// The zlib level: the fastest whose output stays within 1 % of `gzip -6` on a lending
+    /// database (level 5: 1.009×, 40 % less time than level 6; level 4 was 1.035×).
+    static let level: Int32 = 5
+    /// Bytes before the deflate data in our member headers: 10 fixed, XLEN, subfield `DC`.
+    static let headerSize = 20
 
     /// Compresses the file at `source` into the open file `output` at `level`, hashing what is
     /// written. Returns the bytes written and their SHA-256.
     /// - Throws: `Failure` `.io` on read or write errors.
-    static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = 6,
+    static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = Gzip.level,
                          progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
@@ -58,7 +68,7 @@ enum Gzip {
         return (written, hasher.finalizeHex())
     }
 
-    /// Deflates `input` into one complete gzip member.
+    /// Deflates `input` into one complete gzip member whose header records the member's length.
     /// - Throws: `Failure` `.io` if zlib fails (out of memory).
     static func deflateMember(_ input: UnsafeRawBufferPointer, level: Int32) throws(Failure) -> [UInt8] {
         var stream = z_stream()
@@ -66,27 +76,141 @@ enum Gzip {
                                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard rc == Z_OK else { throw Failure(.io, "zlib deflateInit2 failed (\(rc))") }
         defer { deflateEnd(&stream) }
-        let bound = Int(deflateBound(&stream, uLong(input.count)))
+        // The length is patched in below, once known; the header has no CRC to invalidate.
+        var extra: [UInt8] = [0x44, 0x43, 4, 0, 0, 0, 0, 0]
+        var header = gz_header()
+        header.os = 3
+        let bound = Int(deflateBound(&stream, uLong(input.count))) + extra.count + 2
         var output = [UInt8](repeating: 0, count: bound)
-        let result: Int32 = output.withUnsafeMutableBytes { out in
+        let result: Int32 = extra.withUnsafeMutableBufferPointer { extra in
+            header.extra = extra.baseAddress
+            header.extra_len = uInt(extra.count)
+            guard deflateSetHeader(&stream, &header) == Z_OK else { return Z_STREAM_ERROR }
+            return output.withUnsafeMutableBytes { out in
             stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
             stream.avail_in = uInt(input.count)
             stream.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
             stream.avail_out = uInt(out.count)
             return deflate(&stream, Z_FINISH)
+            }
         }
         guard result == Z_STREAM_END else { throw Failure(.io, "zlib deflate failed (\(result))") }
         output.removeLast(Int(stream.avail_out))
+        withUnsafeBytes(of: UInt32(output.count).littleEndian) { output.replaceSubrange(16..<20, with: $0) }
         return output
     }
 
-    /// Inflates every gzip member of `source` into the open file `output`.
+    /// One member found through its header's length field.
+    struct Member {
+        var offset: Int64
+        var length: Int
+        var inflatedOffset: Int64
+        var inflatedLength: Int
+    }
+
+    /// Every member's place in the file and in the output, read from the `DC` length fields and
+    /// the members' size trailers; nil when any member lacks the field or the lengths do not
+    /// tile the file exactly (another tool's gzip, or damage: the one-pass inflate judges it).
+    static func memberIndex(_ fd: Int32, size: Int64) -> [Member]? {
+        var members = [Member]()
+        var offset: Int64 = 0
+        var inflated: Int64 = 0
+        var header = [UInt8](repeating: 0, count: headerSize)
+        var trailer: UInt32 = 0
+        while offset < size {
+            guard pread(fd, &header, headerSize, off_t(offset)) == headerSize,
+                  header[0] == 0x1f, header[1] == 0x8b, header[2] == 8, header[3] == 4,
+                  header[10] == 8, header[11] == 0, header[12] == 0x44, header[13] == 0x43, header[14] == 4, header[15] == 0
+            else { return nil }
+            let length = Int(header[16]) | Int(header[17]) << 8 | Int(header[18]) << 16 | Int(header[19]) << 24
+            // deflate never grows a 4 MiB member by more than a few hundred bytes.
+            guard length >= headerSize + 8, length <= memberSize + memberSize / 256 + 1024, offset + Int64(length) <= size,
+                  pread(fd, &trailer, 4, off_t(offset) + off_t(length) - 4) == 4 else { return nil }
+            let inflatedLength = Int(UInt32(littleEndian: trailer))
+            guard inflatedLength <= memberSize else { return nil }
+            members.append(Member(offset: offset, length: length, inflatedOffset: inflated, inflatedLength: inflatedLength))
+            offset += Int64(length)
+            inflated += Int64(inflatedLength)
+        }
+        return members.isEmpty ? nil : members
+    }
+
+    /// Inflates the members of an indexed file on every core at once, writing each at its place.
+    /// - Throws: `Failure` `.badData` when zlib rejects a member (bad data, CRC or length) or a
+    ///   member does not end where its header says; `.io` on read or write errors.
+    static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String) throws {
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+        let maxCompressed = members.map(\.length).max() ?? 0
+        let buffers = (0..<workers).map { _ in
+            (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
+             UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
+        }
+        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        for batch in stride(from: 0, to: members.count, by: workers) {
+            let count = min(workers, members.count - batch)
+            let results = UnsafeMutableBufferPointer<Result<Void, Failure>>.allocate(capacity: count)
+            results.initialize(repeating: .success(()))
+            defer { results.deinitialize(); results.deallocate() }
+            nonisolated(unsafe) let shared = (results, buffers)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                let (compressed, inflated) = shared.1[i]
+                shared.0[i] = Result { () throws(Failure) in
+                    try inflateMember(members[batch + i], source: source, input: input, compressed: compressed,
+                                      inflated: inflated, output: output, outputPath: outputPath)
+                }
+            }
+            for result in results { try result.get() }
+        }
+    }
+
+    /// Inflates one indexed member: read it, inflate it whole (zlib checks its CRC and length),
+    /// write the result at its place in `output`.
+    private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: UnsafeMutableRawBufferPointer,
+                                      inflated: UnsafeMutableRawBufferPointer, output: Int32, outputPath: String) throws(Failure) {
+        var done = 0
+        while done < member.length {
+            let n = pread(input, compressed.baseAddress! + done, member.length - done, off_t(member.offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw DurableFile.posixFailure("cannot read \(source)", n < 0 ? errno : EIO) }
+            done += n
+        }
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw Failure(.io, "zlib inflateInit2 failed")
+        }
+        defer { inflateEnd(&stream) }
+        stream.next_in = compressed.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.avail_in = uInt(member.length)
+        stream.next_out = inflated.baseAddress!.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(inflated.count)
+        let rc = CZlib.inflate(&stream, Z_FINISH)
+        let produced = inflated.count - Int(stream.avail_out)
+        guard rc == Z_STREAM_END, stream.avail_in == 0, produced == member.inflatedLength else {
+            let reason = stream.msg.map { String(cString: $0) } ?? (rc == Z_STREAM_END ? "member length mismatch" : "zlib error \(rc)")
+            throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
+                          hint: "the backup is damaged; use another one (deployctl backups list)")
+        }
+        var written = 0
+        while written < produced {
+            let n = pwrite(output, inflated.baseAddress! + written, produced - written, off_t(member.inflatedOffset) + off_t(written))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw DurableFile.posixFailure("cannot write \(outputPath)", n < 0 ? errno : ENOSPC) }
+            written += n
+        }
+    }
+
+    /// Inflates every gzip member of `source` into the open file `output`: indexed members
+    /// (ours) on every core at once, any other gzip in one pass.
     /// - Throws: `Failure` `.badData` for a truncated stream, a bad CRC or length, trailing
     ///   garbage or anything else zlib rejects; `.io` on read or write errors.
     static func inflate(source: String, into output: Int32, outputPath: String) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
+        var info = stat()
+        if fstat(input, &info) == 0, let members = memberIndex(input, size: Int64(info.st_size)) {
+            return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath)
+        }
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw Failure(.io, "zlib inflateInit2 failed")

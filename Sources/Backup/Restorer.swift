@@ -32,54 +32,86 @@ public struct Restorer: Sendable {
     /// The comparison of the live database with a backup, shown before a restore.
     public struct Comparison: Sendable {
         public let differences: [TableDifference]
-        /// The backup's logical content hash, which the restored database must have.
-        public let backupHash: String
     }
 
     /// Compares every table of the live database with the backup, so the operator sees what a
-    /// restore would discard: table fingerprints of both sides, computed on two cores at once,
-    /// and row-set differences only for tables whose fingerprints differ. Reads only.
+    /// restore would discard. Reads only, in one read transaction on the live database.
+    ///
+    /// First every live page is compared with the backup's (`comparePages`, about the cost of
+    /// a copy). A table none of whose live pages differ (SQLite's `dbstat` lists them), with the
+    /// same root page and definition on both sides, holds the same rows: only its rows are
+    /// counted. The other tables get fingerprints on both sides (two cores at once), and
+    /// row-set differences when those differ.
     /// - Throws: `SQLiteError`.
     public func compare(livePath: String, backup: OpenedBackup) throws -> Comparison {
-        let timeout = busyTimeout
-        let (livePrints, (backupPrints, backupHash)) = try bothAtOnce({
-            let db = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
-            return try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
-        }, {
-            let db = try Connection(path: backup.databasePath, mode: .immutable)
-            let prints = try Dictionary(uniqueKeysWithValues: db.tableNames().map { ($0, try db.fingerprint(table: $0)) })
-            return (prints, try db.contentHash(known: prints))
-        })
-
         let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
+        try live.execute("BEGIN")
+        defer { try? live.execute("COMMIT") }
+        let liveTables = try tables(live, "main")
+        let backupTables = try tables(live, "restore_source")
+        let pages = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
+        var touched = Set<String>()
+        if !pages.identical {
+            do {
+                for row in try live.rows("SELECT name, pageno FROM dbstat('main')") where pages.pages.contains(Int(row[1].int ?? 0)) {
+                    touched.insert(row[0].string ?? "")
+                }
+            } catch {
+                // A libsqlite3 without dbstat: every table takes the slow path.
+                touched = Set(liveTables.keys)
+            }
+        }
+
         var result = [TableDifference]()
-        for table in Set(livePrints.keys).union(backupPrints.keys).sorted() {
-            let liveRows = livePrints[table]?.rows
-            let backupRows = backupPrints[table]?.rows
-            guard let liveRows, let backupRows else {
+        for table in Set(liveTables.keys).union(backupTables.keys).sorted() {
+            let q = quoteIdentifier(table)
+            guard let liveTable = liveTables[table], let backupTable = backupTables[table] else {
+                let liveRows = liveTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
+                let backupRows = backupTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM restore_source.\(q)").int ?? 0)
                 result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                               discarded: liveRows ?? 0, restored: backupRows ?? 0))
                 continue
             }
+            if !touched.contains(table) && liveTable == backupTable {
+                let rows = Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
+                result.append(TableDifference(table: table, liveRows: rows, backupRows: rows, discarded: 0, restored: 0))
+                continue
+            }
+            let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) }, {
+                try Connection(path: backup.databasePath, mode: .immutable).fingerprint(table: table)
+            })
             // Equal fingerprints mean equal rows: no set differences needed.
-            if livePrints[table] == backupPrints[table] {
-                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: 0, restored: 0))
+            if livePrint == backupPrint {
+                result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows, discarded: 0, restored: 0))
                 continue
             }
             guard try columns(live, table, "main") == columns(live, table, "restore_source") else {
-                result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
-                                              discarded: liveRows, restored: backupRows))
+                result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows,
+                                              discarded: livePrint.rows, restored: backupPrint.rows))
                 continue
             }
-            let q = quoteIdentifier(table)
             let discarded = try live.scalar("SELECT count(*) FROM (SELECT * FROM main.\(q) EXCEPT SELECT * FROM restore_source.\(q))").int ?? 0
             let restored = try live.scalar("SELECT count(*) FROM (SELECT * FROM restore_source.\(q) EXCEPT SELECT * FROM main.\(q))").int ?? 0
-            result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
+            result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows,
                                           discarded: Int(discarded), restored: Int(restored)))
         }
-        return Comparison(differences: result, backupHash: backupHash)
+        return Comparison(differences: result)
+    }
+
+    /// Root page and definition of every table in `database`, by name.
+    private func tables(_ db: Connection, _ database: String) throws -> [String: TableShape] {
+        var result = [String: TableShape]()
+        for row in try db.rows("SELECT name, rootpage, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") {
+            result[row[0].string ?? ""] = TableShape(rootPage: row[1].int ?? 0, sql: row[2].string ?? "")
+        }
+        return result
+    }
+
+    private struct TableShape: Equatable {
+        let rootPage: Int64
+        let sql: String
     }
 
     private func columns(_ db: Connection, _ table: String, _ database: String) throws -> [String] {
@@ -88,75 +120,80 @@ public struct Restorer: Sendable {
 
     /// Restores `backup` into the live database with the backup API: one write transaction,
     /// correct with a `-wal` file present, keeping the live journal mode; then proves the live
-    /// content equals the backup's. Returns the proven content hash.
+    /// database equals the backup: a new connection reads every page and compares it with the
+    /// backup file's. Returns the number of pages proven identical.
     /// - Throws: `SQLiteError` (`.temporary` when the write lock is not had in time; the live
     ///   database is then unchanged); `Failure` `.unproven` when the proof fails.
-    /// `expectedHash`, when given, is the backup's content hash from `compare`, so the backup
-    /// is not hashed a second time.
-    public func restore(_ backup: OpenedBackup, intoLive livePath: String, expectedHash: String? = nil) throws -> String {
-        let live = try Connection(path: livePath, mode: .readWrite, busyTimeout: busyTimeout)
-        let source = try Connection(path: backup.databasePath, mode: .immutable)
-        try source.backup(into: live, timeout: busyTimeout)
-        return try prove(live, equals: source, expectedHash: expectedHash, what: "the live database \(livePath)")
+    public func restore(_ backup: OpenedBackup, intoLive livePath: String) throws -> Int {
+        do {
+            let live = try Connection(path: livePath, mode: .readWrite, busyTimeout: busyTimeout)
+            try copy(backup, into: live)
+        }
+        return try prove(Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout),
+                         equals: backup, what: "the live database \(livePath)")
     }
 
     /// Restores `backup` into `target`, a file that must not exist: temp file, fsync, link
-    /// without replacing, folder fsync. Returns the proven content hash.
+    /// without replacing, folder fsync. Returns the number of pages proven identical.
     /// - Throws: `Failure` `.cannotCreate` when `target` exists or cannot be created.
-    public func restore(_ backup: OpenedBackup, toNewFile target: String) throws -> String {
+    public func restore(_ backup: OpenedBackup, toNewFile target: String) throws -> Int {
         guard !FileManager.default.fileExists(atPath: target) else {
             throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file",
                           hint: "choose a path that does not exist")
         }
         let temp = DurableFile.temporaryPath(for: target)
         defer { unlink(temp); unlink(temp + "-journal") }
-        let hash = try writeCopy(of: backup, to: temp)
+        let pages = try writeCopy(of: backup, to: temp)
         try DurableFile.publish(temp, as: target)
         try DurableFile.syncDirectory(containing: target)
-        return hash
+        return pages
     }
 
     /// Replaces a missing or unreadable live database with `backup`: a temp copy beside it,
     /// fsynced, renamed over it, stale `-wal`/`-shm`/`-journal` files moved aside, folder fsynced.
     /// The caller has checked that no process holds the file. Whatever was there is kept: the
     /// unreadable file and its side files are renamed to `aside` + suffix, never deleted.
-    /// Returns the proven content hash.
+    /// Returns the number of pages proven identical.
     /// - Throws: `Failure` `.io`.
-    public func replace(livePath: String, with backup: OpenedBackup, aside: String) throws -> String {
+    public func replace(livePath: String, with backup: OpenedBackup, aside: String) throws -> Int {
         let temp = DurableFile.temporaryPath(for: livePath)
         defer { unlink(temp); unlink(temp + "-journal") }
-        let hash = try writeCopy(of: backup, to: temp)
+        let pages = try writeCopy(of: backup, to: temp)
         for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: livePath + suffix) {
             try DurableFile.publish(livePath + suffix, as: aside + suffix)
         }
         guard rename(temp, livePath) == 0 else { throw DurableFile.posixFailure("cannot rename \(temp) to \(livePath)", errno) }
         try DurableFile.syncDirectory(containing: livePath)
         try DurableFile.syncDirectory(containing: aside)
-        return hash
+        return pages
     }
 
-    private func writeCopy(of backup: OpenedBackup, to temp: String) throws -> String {
+    private func writeCopy(of backup: OpenedBackup, to temp: String) throws -> Int {
         let fd = try DurableFile.createNew(temp)
         close(fd)
-        let hash: String
         do {
             let destination = try Connection(path: temp, mode: .create)
-            let source = try Connection(path: backup.databasePath, mode: .immutable)
-            try source.backup(into: destination, timeout: busyTimeout)
-            hash = try prove(destination, equals: source, what: temp)
+            try copy(backup, into: destination)
         }
+        let pages = try prove(Connection(path: temp, mode: .inspect), equals: backup, what: temp)
         try DurableFile.syncFile(temp)
-        return hash
+        return pages
     }
 
-    private func prove(_ restored: Connection, equals source: Connection, expectedHash: String? = nil, what: String) throws -> String {
-        let restoredHash = try restored.contentHash()
-        let sourceHash = try expectedHash ?? source.contentHash()
-        guard restoredHash == sourceHash else {
-            throw Failure(.unproven, "after the restore, \(what) does not hold the backup's content (content hash \(restoredHash.prefix(12)) ≠ \(sourceHash.prefix(12)))",
+    /// The backup API from the backup file, read through `mmap` (it is immutable), into `destination`.
+    private func copy(_ backup: OpenedBackup, into destination: Connection) throws {
+        let source = try Connection(path: backup.databasePath, mode: .immutable)
+        try source.execute("PRAGMA mmap_size = \(Int64(1) << 40)")
+        try source.backup(into: destination, timeout: busyTimeout)
+    }
+
+    private func prove(_ restored: Connection, equals backup: OpenedBackup, what: String) throws -> Int {
+        let differences = try restored.comparePages(with: backup.databasePath, timeout: busyTimeout)
+        guard differences.identical else {
+            throw Failure(.unproven, "after the restore, \(what) does not hold the backup's pages (\(differences.pages.count) of \(differences.referencePageCount) differ)",
                           hint: "do not start the application; run 'deployctl verify' and restore again with --replace")
         }
-        return restoredHash
+        return differences.pageCount
     }
 }
 

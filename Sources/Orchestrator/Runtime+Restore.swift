@@ -42,8 +42,8 @@ public struct RestoreOutcome: Sendable {
     public let preRestoreBackup: BackupEntry?
     /// Where an unreadable live database was moved (`--replace`).
     public let movedAside: String?
-    /// The proven content hash of the restored database.
-    public let contentHash: String?
+    /// Pages of the restored database proven byte-identical to the backup's.
+    public let provenPages: Int?
 }
 
 extension Runtime {
@@ -78,9 +78,9 @@ extension Runtime {
             guard !FileManager.default.fileExists(atPath: absolute) else {
                 throw Failure(.cannotCreate, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
             }
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, contentHash: nil) }
-            let hash = try restorer.restore(opened, toNewFile: absolute)
-            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: nil, contentHash: hash)
+            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
+            let pages = try restorer.restore(opened, toNewFile: absolute)
+            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: nil, provenPages: pages)
 
         case .replace:
             let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath, differences: [])
@@ -94,20 +94,20 @@ extension Runtime {
                 throw Failure(.temporary, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
                               hint: "stop the application, then run again")
             }
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, contentHash: nil) }
+            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
             guard try confirm(preview) else { throw Failure(.failed, "restore cancelled; nothing was changed") }
             try store.prepareForWriting()
             let aside = store.folder + "/" + store.newName(label: "replaced", at: clock(), compressed: false)
-            let hash = try restorer.replace(livePath: config.databasePath, with: opened, aside: aside)
+            let pages = try restorer.replace(livePath: config.databasePath, with: opened, aside: aside)
             let moved = FileManager.default.fileExists(atPath: aside) ? aside : nil
-            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: moved, contentHash: hash)
+            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: moved, provenPages: pages)
 
         case .live:
             _ = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
             let comparison = try restorer.compare(livePath: config.databasePath, backup: opened)
             let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath,
                                          differences: comparison.differences)
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, contentHash: nil) }
+            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
             guard try confirm(preview) else { throw Failure(.failed, "restore cancelled; nothing was changed") }
             let safety = try Snapshotter(store: store).snapshot(
                 SnapshotRequest(databasePath: config.databasePath, label: "pre_restore", gzip: config.gzip,
@@ -115,9 +115,9 @@ extension Runtime {
             log("✓ Saved the current database as \(safety.name)")
             try failpoints.hit("restore")
             do {
-                let hash = try restorer.restore(opened, intoLive: config.databasePath, expectedHash: comparison.backupHash)
+                let pages = try restorer.restore(opened, intoLive: config.databasePath)
                 try failpoints.hit("after-restore")
-                return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, contentHash: hash)
+                return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, provenPages: pages)
             } catch let error as DeployctlError {
                 // The live database may have been replaced: put back what was there, so a
                 // failed restore leaves the database as it was before the command.

@@ -1,9 +1,10 @@
 import CSQLite
 import Foundation
 
-/// A VFS (https://sqlite.org/vfs.html) for one brand-new file that SQLite fills from start to end,
-/// such as the destination of an online backup: page writes at consecutive offsets are gathered
-/// into 8 MiB writes instead of one `pwrite` per page.
+/// A VFS (https://sqlite.org/vfs.html) for the destination of an online backup, a brand-new file
+/// that SQLite fills from start to end: page writes at consecutive offsets are gathered into
+/// 8 MiB writes instead of one `pwrite` per page. In comparing mode nothing is written at all:
+/// every page SQLite would write is compared with the same page of a reference file.
 ///
 /// Why: the backup API writes one page per syscall; on a 1 GiB database that is 262,144 writes and
 /// most of the copy's time. Every other file SQLite opens through this VFS (a journal, a temp file)
@@ -20,6 +21,10 @@ import Foundation
 /// - The first write error (with its `errno`) is kept in `writeError`; SQLite sees `SQLITE_FULL`
 ///   or `IOError.write`.
 ///
+/// In comparing mode (`init(comparingWith:)`) the main database file is virtual: writes are
+/// compared with the reference file and the differing page numbers collected in
+/// `differingPages`; reading written data back fails (a backup into an empty file never does).
+///
 /// Keep the instance alive until every connection opened with `name` is closed.
 package final class CopyTargetVFS {
     /// The name to pass to `sqlite3_open_v2` (see `Connection.init(path:mode:busyTimeout:vfs:)`).
@@ -32,6 +37,9 @@ package final class CopyTargetVFS {
     fileprivate let base: UnsafeMutablePointer<sqlite3_vfs>
     fileprivate let lock = NSLock()
     fileprivate var firstError: (path: String, errno: Int32)?
+    fileprivate let reference: String?
+    fileprivate var differences = Set<Int>()
+    fileprivate var comparedSize: Int64 = 0
 
     /// How many bytes are gathered before one write.
     static let bufferSize = 8 << 20
@@ -42,9 +50,24 @@ package final class CopyTargetVFS {
         return firstError
     }
 
-    /// Registers a new uniquely named VFS layered on the default one.
+    /// Comparing mode: the page numbers (1-based) whose bytes differ from the reference file's,
+    /// ignoring the page-1 header fields a backup rewrites (see `PageComparer`).
+    package var differingPages: Set<Int> {
+        lock.lock(); defer { lock.unlock() }
+        return differences
+    }
+
+    /// Comparing mode: the size the virtual file would have.
+    package var comparedBytes: Int64 {
+        lock.lock(); defer { lock.unlock() }
+        return comparedSize
+    }
+
+    /// Registers a new uniquely named VFS layered on the default one; with `reference`, in
+    /// comparing mode against that file.
     /// - Throws: `SQLiteError` when SQLite has no default VFS or refuses the registration.
-    package init() throws {
+    package init(comparingWith reference: String? = nil) throws {
+        self.reference = reference
         guard let base = sqlite3_vfs_find(nil) else {
             throw SQLiteError(code: SQLITE_ERROR, message: "SQLite has no default VFS", context: "vfs")
         }
@@ -87,6 +110,16 @@ package final class CopyTargetVFS {
 
     fileprivate var ioMethodsPointer: UnsafePointer<sqlite3_io_methods> { UnsafePointer(methods) }
 
+    fileprivate func recordDifference(page: Int) {
+        lock.lock(); defer { lock.unlock() }
+        differences.insert(page)
+    }
+
+    fileprivate func recordSize(_ size: Int64) {
+        lock.lock(); defer { lock.unlock() }
+        comparedSize = size
+    }
+
     fileprivate func record(path: String, errno code: Int32) {
         lock.lock(); defer { lock.unlock() }
         if firstError == nil { firstError = (path, code) }
@@ -97,29 +130,21 @@ package final class CopyTargetVFS {
         sqlite3_io_methods(
         iVersion: 1,
         xClose: { file in
-            guard let writer = CopyTargetFile.writer(file) else { return SQLITE_OK }
-            let rc = writer.flush()
-            writer.closeFile()
+            guard let target = CopyTargetFile.target(file) else { return SQLITE_OK }
+            let rc = target.sync()
+            target.close()
             CopyTargetFile.release(file)
             return rc
         },
         xRead: { file, buffer, amount, offset in
-            CopyTargetFile.writer(file)!.read(into: buffer!, count: Int(amount), at: offset)
+            CopyTargetFile.target(file)!.read(into: buffer!, count: Int(amount), at: offset)
         },
         xWrite: { file, buffer, amount, offset in
-            CopyTargetFile.writer(file)!.write(buffer!, count: Int(amount), at: offset)
+            CopyTargetFile.target(file)!.write(buffer!, count: Int(amount), at: offset)
         },
-        xTruncate: { file, size in CopyTargetFile.writer(file)!.truncate(to: size) },
-        xSync: { file, _ in CopyTargetFile.writer(file)!.flush() },
-        xFileSize: { file, size in
-            let writer = CopyTargetFile.writer(file)!
-            let rc = writer.flush()
-            guard rc == SQLITE_OK else { return rc }
-            var info = stat()
-            guard fstat(writer.fd, &info) == 0 else { return IOError.fstat }
-            size!.pointee = sqlite3_int64(info.st_size)
-            return SQLITE_OK
-        },
+        xTruncate: { file, size in CopyTargetFile.target(file)!.truncate(to: size) },
+        xSync: { file, _ in CopyTargetFile.target(file)!.sync() },
+        xFileSize: { file, size in CopyTargetFile.target(file)!.size(into: size!) },
         xLock: { _, _ in SQLITE_OK },
         xUnlock: { _, _ in SQLITE_OK },
         xCheckReservedLock: { _, result in result!.pointee = 0; return SQLITE_OK },
@@ -130,31 +155,42 @@ package final class CopyTargetVFS {
     }
 }
 
-/// The `sqlite3_file` SQLite allocates for us (`szOsFile` bytes): the methods pointer, then a
-/// retained pointer to our writer.
-private enum CopyTargetFile {
-    static let writerOffset = MemoryLayout<sqlite3_file>.stride
-    static let size = writerOffset + MemoryLayout<UnsafeRawPointer>.size
+/// What stands behind one open main-database file of the VFS. Results are SQLite result codes.
+private protocol TargetFile: AnyObject {
+    func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32
+    func read(into destination: UnsafeMutableRawPointer, count: Int, at offset: Int64) -> Int32
+    func truncate(to size: Int64) -> Int32
+    func sync() -> Int32
+    func size(into result: UnsafeMutablePointer<sqlite3_int64>) -> Int32
+    func close()
+}
 
-    static func writer(_ file: UnsafeMutablePointer<sqlite3_file>?) -> BufferedPageWriter? {
-        guard let file, let raw = UnsafeMutableRawPointer(file).load(fromByteOffset: writerOffset, as: UnsafeMutableRawPointer?.self) else {
+/// The `sqlite3_file` SQLite allocates for us (`szOsFile` bytes): the methods pointer, then a
+/// retained pointer to our `TargetFile` (boxed, as the protocol is not a class).
+private enum CopyTargetFile {
+    final class Box { let target: TargetFile; init(_ target: TargetFile) { self.target = target } }
+    static let targetOffset = MemoryLayout<sqlite3_file>.stride
+    static let size = targetOffset + MemoryLayout<UnsafeRawPointer>.size
+
+    static func target(_ file: UnsafeMutablePointer<sqlite3_file>?) -> TargetFile? {
+        guard let file, let raw = UnsafeMutableRawPointer(file).load(fromByteOffset: targetOffset, as: UnsafeMutableRawPointer?.self) else {
             return nil
         }
-        return Unmanaged<BufferedPageWriter>.fromOpaque(raw).takeUnretainedValue()
+        return Unmanaged<Box>.fromOpaque(raw).takeUnretainedValue().target
     }
 
-    static func attach(_ writer: BufferedPageWriter, methods: UnsafePointer<sqlite3_io_methods>, to file: UnsafeMutablePointer<sqlite3_file>) {
+    static func attach(_ target: TargetFile, methods: UnsafePointer<sqlite3_io_methods>, to file: UnsafeMutablePointer<sqlite3_file>) {
         file.pointee.pMethods = methods
-        UnsafeMutableRawPointer(file).storeBytes(of: Unmanaged.passRetained(writer).toOpaque(), toByteOffset: writerOffset,
+        UnsafeMutableRawPointer(file).storeBytes(of: Unmanaged.passRetained(Box(target)).toOpaque(), toByteOffset: targetOffset,
                                                  as: UnsafeMutableRawPointer?.self)
     }
 
     static func release(_ file: UnsafeMutablePointer<sqlite3_file>?) {
-        guard let file, let raw = UnsafeMutableRawPointer(file).load(fromByteOffset: writerOffset, as: UnsafeMutableRawPointer?.self) else {
+        guard let file, let raw = UnsafeMutableRawPointer(file).load(fromByteOffset: targetOffset, as: UnsafeMutableRawPointer?.self) else {
             return
         }
-        Unmanaged<BufferedPageWriter>.fromOpaque(raw).release()
-        UnsafeMutableRawPointer(file).storeBytes(of: nil, toByteOffset: writerOffset, as: UnsafeMutableRawPointer?.self)
+        Unmanaged<Box>.fromOpaque(raw).release()
+        UnsafeMutableRawPointer(file).storeBytes(of: nil, toByteOffset: targetOffset, as: UnsafeMutableRawPointer?.self)
     }
 }
 
@@ -165,22 +201,24 @@ private func copyTargetOpen(_ vfs: UnsafeMutablePointer<sqlite3_vfs>?, _ path: s
     guard flags & SQLITE_OPEN_MAIN_DB != 0, let path else {
         return owner.base.pointee.xOpen(owner.base, path, file, flags, outFlags)
     }
-    let name = String(cString: path)
-    let fd = open(name, O_RDWR | O_CLOEXEC)
+    let name = owner.reference ?? String(cString: path)
+    let fd = open(name, (owner.reference == nil ? O_RDWR : O_RDONLY) | O_CLOEXEC)
     guard fd >= 0 else {
         file?.pointee.pMethods = nil
         owner.record(path: name, errno: errno)
         return SQLITE_CANTOPEN
     }
-    let writer = BufferedPageWriter(fd: fd, path: name, owner: owner)
-    CopyTargetFile.attach(writer, methods: owner.ioMethodsPointer, to: file!)
+    let target: TargetFile = owner.reference == nil
+        ? BufferedPageWriter(fd: fd, path: name, owner: owner)
+        : PageComparer(fd: fd, path: name, owner: owner)
+    CopyTargetFile.attach(target, methods: owner.ioMethodsPointer, to: file!)
     outFlags?.pointee = flags
     return SQLITE_OK
 }
 
 /// Gathers writes at consecutive offsets into one buffer and writes it out when it is full, when
 /// a write is not consecutive, or before any read, size query, truncate or sync.
-private final class BufferedPageWriter {
+private final class BufferedPageWriter: TargetFile {
     let fd: Int32
     let path: String
     unowned let owner: CopyTargetVFS
@@ -196,7 +234,18 @@ private final class BufferedPageWriter {
 
     deinit { buffer.deallocate() }
 
-    func closeFile() { close(fd) }
+    func close() { _ = Glibc.close(fd) }
+
+    func sync() -> Int32 { flush() }
+
+    func size(into result: UnsafeMutablePointer<sqlite3_int64>) -> Int32 {
+        let rc = flush()
+        guard rc == SQLITE_OK else { return rc }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return IOError.fstat }
+        result.pointee = sqlite3_int64(info.st_size)
+        return SQLITE_OK
+    }
 
     func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
         if offset == 0 && count >= 20 {
@@ -267,6 +316,82 @@ private final class BufferedPageWriter {
         guard rc == SQLITE_OK else { return rc }
         return ftruncate(fd, off_t(size)) == 0 ? SQLITE_OK : IOError.truncate
     }
+}
+
+/// Compares every page SQLite writes with the same bytes of the reference file and keeps nothing.
+///
+/// Page 1's header fields that a backup rewrites or that name the journal mode are not compared:
+/// bytes 18–19 (WAL or rollback), 24–27 (change counter), 40–43 (schema cookie), 92–99
+/// (version-valid-for and SQLite version). Everything else, including the schema table on
+/// page 1, must be equal.
+private final class PageComparer: TargetFile {
+    let fd: Int32
+    let path: String
+    unowned let owner: CopyTargetVFS
+    var size: Int64 = 0
+    var scratch = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
+    var scratchSize = 65536
+    static let ignoredHeaderBytes: [Range<Int>] = [18..<20, 24..<28, 40..<44, 92..<100]
+
+    init(fd: Int32, path: String, owner: CopyTargetVFS) {
+        self.fd = fd
+        self.path = path
+        self.owner = owner
+    }
+
+    deinit { scratch.deallocate() }
+
+    func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
+        if count > scratchSize {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: count, alignment: 16)
+            scratchSize = count
+        }
+        let page = Int(offset / Int64(count)) + 1
+        var done = 0
+        while done < count {
+            let n = pread(fd, scratch + done, count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { owner.record(path: path, errno: errno); return IOError.read }
+            if n == 0 { break }
+            done += n
+        }
+        if done < count {
+            owner.recordDifference(page: page)
+        } else if offset == 0 {
+            var start = 0
+            for range in Self.ignoredHeaderBytes + [count..<count] {
+                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page) }
+                start = range.upperBound
+            }
+        } else if memcmp(source, scratch, count) != 0 {
+            owner.recordDifference(page: page)
+        }
+        size = max(size, offset + Int64(count))
+        owner.recordSize(size)
+        return SQLITE_OK
+    }
+
+    func read(into destination: UnsafeMutableRawPointer, count: Int, at offset: Int64) -> Int32 {
+        guard offset >= size else { return IOError.read }
+        destination.initializeMemory(as: UInt8.self, repeating: 0, count: count)
+        return IOError.shortRead
+    }
+
+    func truncate(to newSize: Int64) -> Int32 {
+        size = newSize
+        owner.recordSize(size)
+        return SQLITE_OK
+    }
+
+    func sync() -> Int32 { SQLITE_OK }
+
+    func size(into result: UnsafeMutablePointer<sqlite3_int64>) -> Int32 {
+        result.pointee = sqlite3_int64(size)
+        return SQLITE_OK
+    }
+
+    func close() { _ = Glibc.close(fd) }
 }
 
 /// SQLite's extended I/O result codes (C macros Swift cannot see; https://sqlite.org/rescode.html).

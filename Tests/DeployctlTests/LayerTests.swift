@@ -32,6 +32,36 @@ struct LayerTests {
         #expect(try a.fingerprint(table: "t").sha256 != b.fingerprint(table: "t").sha256)
     }
 
+    @Test("page comparison: a copy is identical, one changed row or one more page is found", arguments: ["wal", "delete"])
+    func comparePages(journalMode: String) throws {
+        let folder = NSTemporaryDirectory() + "pages-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let live = try Connection(path: folder + "/live.db", mode: .create)
+        _ = try live.scalar("PRAGMA journal_mode = \(journalMode)")
+        try live.execute("""
+            CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+              INSERT INTO t SELECT i, printf('row %d', i) FROM n;
+            """)
+        let copy = folder + "/copy.db"
+        #expect(try Sandbox.exec("/usr/bin/sqlite3", [folder + "/live.db", ".backup '\(copy)'"]).status == 0)
+        let same = try live.comparePages(with: copy, timeout: .seconds(1))
+        #expect(same.identical, "\(same.pages.sorted())")
+        #expect(same.pageCount > 10 && same.pageCount == same.referencePageCount)
+
+        try live.execute("UPDATE t SET v = 'changed' WHERE id = 2500")
+        let changed = try live.comparePages(with: copy, timeout: .seconds(1))
+        #expect(!changed.identical)
+        #expect(changed.pages.count == 1 && changed.pageCount == same.pageCount)
+
+        try live.execute("INSERT INTO t(v) SELECT v FROM t WHERE id <= 400")
+        let grown = try live.comparePages(with: copy, timeout: .seconds(1))
+        #expect(!grown.identical && grown.pageCount > grown.referencePageCount)
+        #expect(try Sandbox.exec("/bin/ls", [folder]).stdout.split(separator: "\n").filter { $0.hasPrefix("copy") } == ["copy.db"],
+                "the comparison creates no file beside the reference")
+    }
+
     @Test("SQL splitting follows SQLite's tokenizer")
     func splitting() throws {
         let parts = try Connection.split("""

@@ -22,6 +22,11 @@ struct RestoreTests {
         let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("1 row(s) of the live database are discarded"))
+        // Per table: user lost the late row, tracker gets its 5 rows back, the rest is untouched.
+        let rows = result.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.first { $0.first == "user" }?.suffix(2) == ["1", "0"])
+        #expect(rows.first { $0.first == "tracker" }?.suffix(2) == ["0", "5"])
+        #expect(rows.first { $0.first == "payment" }?.suffix(2) == ["0", "0"])
         #expect(try box.sha3(box.databasePath) == snapshotHash)
         #expect(try box.sqlite(box.databasePath, "PRAGMA journal_mode") == journalMode)
         #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
@@ -58,6 +63,32 @@ struct RestoreTests {
         #expect(box.allBackupFiles() == files, "files appeared or vanished beside the backups")
         // --latest skips a backup whose checksum is bad and finds none.
         #expect(try box.deployctl(["restore", "prod", "--latest", "--yes"]).status == 66)
+    }
+
+    @Test("a backup recompressed by gzip -6 (no member index) still verifies and restores")
+    func foreignGzip() throws {
+        let box = try Sandbox()
+        #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
+        let name = try #require(box.backupNames().first)
+        let file = box.backupsFolder + "/" + name
+        let snapshotHash = try box.sha3(box.databasePath)
+        // Ours: every member's header has the DC length field (FEXTRA set).
+        let ours = try Data(contentsOf: URL(fileURLWithPath: file))
+        #expect(ours[3] == 0x04 && ours[12] == 0x44 && ours[13] == 0x43)
+        #expect(try Sandbox.exec("/bin/sh", ["-c", "gunzip -c '\(file)' | gzip -6 > '\(file).tmp' && mv '\(file).tmp' '\(file)'"]).status == 0)
+        let manifestURL = URL(fileURLWithPath: file + ".json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        manifest["sha256"] = try Sandbox.exec("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init)
+        manifest["bytes"] = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file))[3] & 0x04 == 0, "gzip -6 writes no extra field")
+
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 7 = 0")
+        let verify = try box.deployctl(["backups", "verify", "prod", name])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let restore = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try box.sha3(box.databasePath) == snapshotHash)
     }
 
     @Test("a gzip member stream that fails its CRC is bad data even when the checksum is recomputed")

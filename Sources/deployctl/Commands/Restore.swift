@@ -66,7 +66,7 @@ struct Restore: ParsableCommand {
             }
             if let aside = outcome.movedAside { console.line("  the unreadable database was moved to \(aside)") }
             console.line(console.green("✓") + " Restored \(outcome.preview.backup.name) into \(outcome.preview.targetPath)")
-            if let hash = outcome.contentHash { console.line("  content proven equal to the backup (hash \(hash.prefix(16)))") }
+            if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
             if let safety = outcome.preRestoreBackup {
                 console.line("  the database as it was is saved as \(safety.name)")
             }
@@ -94,7 +94,7 @@ struct RestoreDocument: Encodable {
     let discarded_rows: Int
     let pre_restore_backup: String?
     let moved_aside: String?
-    let content_hash: String?
+    let proven_pages: Int?
 
     init(_ outcome: RestoreOutcome) {
         backup = outcome.preview.backup.name
@@ -104,6 +104,6 @@ struct RestoreDocument: Encodable {
         discarded_rows = outcome.preview.discardedRows
         pre_restore_backup = outcome.preRestoreBackup?.name
         moved_aside = outcome.movedAside
-        content_hash = outcome.contentHash
+        proven_pages = outcome.provenPages
     }
 }

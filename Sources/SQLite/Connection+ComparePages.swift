@@ -1,0 +1,54 @@
+import CSQLite
+import Foundation
+import Support
+
+/// Where a database differs from a reference database file, page by page.
+public struct PageDifferences: Sendable {
+    /// Page numbers (1-based) whose bytes differ, or that exist on one side only.
+    public let pages: Set<Int>
+    /// Pages in the compared database.
+    public let pageCount: Int
+    /// Pages in the reference file.
+    public let referencePageCount: Int
+
+    /// True when every page is byte-identical (bar the page-1 header fields a backup rewrites),
+    /// which proves the two databases hold the same schema and rows.
+    public var identical: Bool { pages.isEmpty && pageCount == referencePageCount }
+}
+
+extension Connection {
+    /// Compares every page of this database, as one read transaction sees it (the open one, if
+    /// any), with the database file at `reference`, byte for byte, without writing anything.
+    ///
+    /// It runs SQLite's online backup API (https://sqlite.org/backup.html) into `CopyTargetVFS`
+    /// in comparing mode, so pages come from SQLite's own consistent read of a live database
+    /// (WAL included) and the reference file is only read. Page-1 header fields that name the
+    /// journal mode or count changes are ignored (see `CopyTargetVFS`). Reads this database
+    /// through `mmap`.
+    /// - Throws: `SQLiteError` (`.temporary` kind when no read lock was had within `timeout`);
+    ///   `Failure` `.io` when the reference cannot be read.
+    public func comparePages(with reference: String, timeout: Duration) throws -> PageDifferences {
+        try execute("PRAGMA mmap_size = \(Int64(1) << 40)")
+        let vfs = try CopyTargetVFS(comparingWith: reference)
+        do {
+            // The name is never created: the comparing VFS opens `reference` read-only instead.
+            let target = try Connection(path: reference + "-compare", mode: .create, vfs: vfs.name)
+            try target.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+            try backup(into: target, timeout: timeout)
+        } catch {
+            if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot read \(failure.path)", failure.errno) }
+            throw error
+        }
+        if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot read \(failure.path)", failure.errno) }
+        let pageSize = Int64(try scalar("PRAGMA page_size").int ?? 4096)
+        var info = stat()
+        guard stat(reference, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(reference)", errno) }
+        let pageCount = Int(vfs.comparedBytes / pageSize)
+        let referencePageCount = Int(Int64(info.st_size) / pageSize)
+        var pages = vfs.differingPages
+        if pageCount != referencePageCount {
+            pages.formUnion(min(pageCount, referencePageCount) + 1 ... max(pageCount, referencePageCount))
+        }
+        return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount)
+    }
+}
