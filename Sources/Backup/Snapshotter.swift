@@ -101,28 +101,12 @@ public struct Snapshotter: Sendable {
         var migrations: [String]
     }
 
-    /// Copies `source` into a new file at `path` with the backup API, stored in rollback-journal
-    /// mode so that opening it later never needs `-wal`/`-shm` files. Not yet fsynced.
-    ///
-    /// Where the time goes: the backup API reads and writes one page per syscall. The source is
-    /// read through `mmap` (SQLite only maps pages of the snapshot it reads, which no checkpoint
-    /// or truncation can remove while its read transaction is open) and the copy is written
-    /// through `CopyTargetVFS`, which gathers the pages into 8 MiB writes.
+    /// Copies `source` into a new file at `path` (`Connection.copy(into:timeout:)`), not yet
+    /// fsynced, and reads its size and applied migrations back from the copy.
     func copy(from source: Connection, to path: String, verify: Bool, timeout: Duration) throws -> CopyInfo {
         let fd = try DurableFile.createNew(path)
         close(fd)
-        try source.execute("PRAGMA mmap_size = \(Int64(1) << 40)")
-        let vfs = try CopyTargetVFS()
-        do {
-            let destination = try Connection(path: path, mode: .create, vfs: vfs.name)
-            try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL")
-            try source.backup(into: destination, timeout: timeout)
-        } catch {
-            // A failed write is reported with its errno (a full disk is ENOSPC), not as SQLite's code.
-            if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot write \(failure.path)", failure.errno) }
-            throw error
-        }
-        if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot write \(failure.path)", failure.errno) }
+        try source.copy(into: path, timeout: timeout)
 
         let copy = try Connection(path: path, mode: .readWrite)
         if verify {

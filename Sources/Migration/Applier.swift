@@ -18,8 +18,10 @@ public struct Rehearsal: Codable, Sendable {
 public struct ApplyResult: Codable, Sendable {
     public let tablesCreated: [String]
     public let tablesAlreadyExisted: [String]
-    /// Pre-existing tables whose fingerprints were proven unchanged.
+    /// Pre-existing tables proven unchanged.
     public let tablesProvenUnchanged: Int
+    /// How they were proven (nil when not: a rehearsal, or a non-additive migration).
+    public let unchangedProof: String?
     /// How long the write lock was held (application writes blocked), in milliseconds.
     public let writeLockMilliseconds: Double
     /// The resulting schema and row counts.
@@ -30,6 +32,7 @@ public struct ApplyResult: Codable, Sendable {
         case tablesCreated = "tables_created"
         case tablesAlreadyExisted = "tables_already_existed"
         case tablesProvenUnchanged = "tables_proven_unchanged"
+        case unchangedProof = "unchanged_proof"
         case writeLockMilliseconds = "write_lock_ms"
     }
 }
@@ -39,8 +42,8 @@ public struct ApplyResult: Codable, Sendable {
 public struct Applier: Sendable {
     public let failpoints: Failpoints
     public let log: @Sendable (String) -> Void
-    /// Whether to fingerprint the pre-existing tables before and after. The live run always
-    /// does; a rehearsal on a throwaway copy need not (two passes over the data saved).
+    /// Whether to prove the pre-existing tables unchanged. The live run always does; a
+    /// rehearsal on a throwaway copy is proven by fingerprints outside any write lock instead.
     public let proveUnchanged: Bool
 
     public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true) {
@@ -50,7 +53,9 @@ public struct Applier: Sendable {
     }
 
     /// Applies `pending` with their history rows, then verifies inside the transaction: every
-    /// pre-existing table's fingerprint unchanged (history table excluded), the schema and new
+    /// pre-existing table unchanged (history table excluded; see `RowChangeRecorder`: no row
+    /// change recorded, the same definition and root page, the same row count; or, without the
+    /// preupdate hook, equal fingerprints before and after), the schema and new
     /// tables' row counts equal to `rehearsal` (when given), `quick_check`, `foreign_key_check`
     /// of the new tables, and each migration's verify queries. Commits only if all pass.
     /// Failpoints `migrate` (after the first statement) and `verify` fire inside.
@@ -65,8 +70,9 @@ public struct Applier: Sendable {
             try db.execute("COMMIT")
             let held = ContinuousClock.now - lockedAt
             let ms = Double(held.components.seconds) * 1000 + Double(held.components.attoseconds) / 1e15
-            return ApplyResult(tablesCreated: result.0, tablesAlreadyExisted: result.1, tablesProvenUnchanged: result.2,
-                               writeLockMilliseconds: ms, result: result.3)
+            return ApplyResult(tablesCreated: result.created, tablesAlreadyExisted: result.already,
+                               tablesProvenUnchanged: result.proven, unchangedProof: result.proof,
+                               writeLockMilliseconds: ms, result: result.rehearsal)
         } catch {
             if db.inTransaction { try? db.execute("ROLLBACK") }
             throw error
@@ -74,10 +80,16 @@ public struct Applier: Sendable {
     }
 
     private func applyAndVerify(_ pending: [MigrationFile], plan: MigrationPlan, db: Connection, deployId: String,
-                                appliedAt: String, rehearsal: Rehearsal?) throws -> ([String], [String], Int, Rehearsal) {
+                                appliedAt: String, rehearsal: Rehearsal?)
+        throws -> (created: [String], already: [String], proven: Int, proof: String?, rehearsal: Rehearsal) {
         let existing = try db.tableNames().filter { $0 != History.table }
         var before = [String: TableFingerprint]()
-        let fingerprinting = plan.additive && proveUnchanged
+        let proving = plan.additive && proveUnchanged
+        // SQLite's own record of every row change costs nothing while writes are blocked; two
+        // fingerprint passes cost about one `.sha3sum` of the database.
+        let recording = proving && RowChangeRecorder.isAvailable
+        let fingerprinting = proving && !recording
+        let shapesBefore = recording ? try tableShapes(db, existing) : [:]
         // In WAL mode a second connection sees exactly the state this transaction started from
         // (we hold the write lock, so nobody commits, and our changes are not visible to it):
         // the "before" fingerprints are taken there, on the other core, while this connection
@@ -87,6 +99,8 @@ public struct Applier: Sendable {
         if fingerprinting, try db.journalMode() == "wal" { background = try BeforeFingerprints(path: db.path, tables: existing) }
         if fingerprinting && background == nil { for table in existing { before[table] = try db.fingerprint(table: table) } }
 
+        let recorder = recording ? try RowChangeRecorder(db) : nil
+        defer { recorder?.stop() }
         try db.execute(History.createSQL)
         var created = [String]()
         var already = [String]()
@@ -113,9 +127,17 @@ public struct Applier: Sendable {
             try db.rows("INSERT INTO deployctl_migrations (id, name, sha256, applied_at, deploy_id) VALUES (?, ?, ?, ?, ?)",
                         [.integer(Int64(file.id)), .text(file.name), .text(file.sha256), .text(appliedAt), .text(deployId)]).forEach { _ in }
         }
+        let rowChanges = recorder?.stop() ?? [:]
         try failpoints.hit("verify")
 
         var problems = [String]()
+        if recording {
+            let shapesAfter = try tableShapes(db, existing)
+            for table in existing {
+                if let changed = rowChanges["main." + table] { problems.append("existing table \(table) changed: SQLite recorded \(changed) row change(s)") }
+                if shapesAfter[table] != shapesBefore[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
+            }
+        }
         if let background { before = try background.wait() }
         // A non-additive migration is meant to change existing tables (both the file and the
         // command allowed it); the rehearsal comparison below still proves its result.
@@ -129,7 +151,16 @@ public struct Applier: Sendable {
             if schema != rehearsal.schema { problems.append("the schema differs from the rehearsal's") }
             if counts != rehearsal.rowCounts { problems.append("new tables' row counts \(counts) differ from the rehearsal's \(rehearsal.rowCounts)") }
         }
-        problems += try db.integrityProblems().map { "quick_check: \($0)" }
+        if recording || (plan.additive && !proveUnchanged) {
+            // Check what the migration wrote: the new tables and the schema. The old tables are
+            // proven untouched (above, or by the rehearsal's fingerprints), and the whole
+            // database passed quick_check as the snapshot the rehearsal checked first.
+            for table in created + ["sqlite_schema", History.table] {
+                problems += try db.integrityProblems(table: table).map { "quick_check(\(table)): \($0)" }
+            }
+        } else {
+            problems += try db.integrityProblems().map { "quick_check: \($0)" }
+        }
         for table in created {
             do {
                 problems += try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))").map { "foreign key violation in \($0[0].string ?? table)" }
@@ -149,7 +180,20 @@ public struct Applier: Sendable {
             throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
                           hint: "fix the migration and run again")
         }
-        return (created, already, fingerprinting ? existing.count : 0, Rehearsal(schema: schema, rowCounts: counts))
+        let proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"
+            : fingerprinting ? "content fingerprints equal before and after, inside the transaction" : nil
+        return (created, already, proving ? existing.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+    }
+
+    /// Definition, root page and row count of each table. The hook sees no DROP or CREATE: a
+    /// dropped and recreated table shows as a new root page or lost rows.
+    private func tableShapes(_ db: Connection, _ tables: [String]) throws -> [String: [String]] {
+        var shapes = [String: [String]]()
+        for row in try db.rows("SELECT name, rootpage, sql FROM sqlite_schema WHERE type = 'table'") {
+            guard let name = row[0].string, tables.contains(name) else { continue }
+            shapes[name] = [String(row[1].int ?? 0), row[2].string ?? "", String(try db.rowCount(name))]
+        }
+        return shapes
     }
 }
 

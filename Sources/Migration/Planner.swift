@@ -29,10 +29,8 @@ public struct Planner: Sendable {
         if pending.isEmpty {
             scratch = live
         } else {
-            do {
-                let copy = try Connection(path: scratchPath, mode: .create)
-                try live.backup(into: copy, timeout: busyTimeout)
-            }
+            close(try DurableFile.createNew(scratchPath))
+            try live.copy(into: scratchPath, timeout: busyTimeout)
             scratch = try Connection(path: scratchPath, mode: .readWrite)
             try scratch.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
         }
@@ -163,7 +161,7 @@ public struct Planner: Sendable {
                 ? SafetyClaim(claim: "All existing \(originalTables.filter { $0 != History.table }.joined(separator: ", ")) remain untouched", proven: unchanged,
                               how: "content fingerprints of \(originalTables.count) existing tables equal before and after, on a rehearsal copy")
                 : SafetyClaim(claim: "All existing \(originalTables.filter { $0 != History.table }.joined(separator: ", ")) remain untouched", proven: false,
-                              how: "proven in the migrate stage: content fingerprints of \(originalTables.count) existing tables compared inside the migrating transaction",
+                              how: "proven by the deploy: content fingerprints of \(originalTables.count) existing tables on a rehearsal copy, then SQLite's record of row changes inside the migrating transaction",
                               deferred: true),
             SafetyClaim(claim: "Safe to run multiple times (idempotent)", proven: rerunClean,
                         how: rerunClean ? "running the migrations again on the rehearsed copy succeeds and changes no schema object and no row; deployctl_migrations also records them"

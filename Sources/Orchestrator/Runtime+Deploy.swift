@@ -180,7 +180,8 @@ struct Pipeline {
         report.tablesCreated = result.tablesCreated
         report.tablesAlreadyExisted = result.tablesAlreadyExisted
         report.writeLockMilliseconds = result.writeLockMilliseconds
-        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) existing tables proven unchanged")
+        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) existing tables proven unchanged"
+                    + (result.unchangedProof.map { " (\($0))" } ?? ""))
         try stage("restart") { p in try p.restart(committed: true) }
         report.outcome = "success"
         try stage("report") { p in try p.writeReport() }
@@ -267,21 +268,35 @@ struct Pipeline {
     }
 
     /// Applies the pending migrations to a scratch copy of the snapshot, with the same code and
-    /// checks as the live run, and returns the resulting schema and row counts.
+    /// checks as the live run, and returns the resulting schema and row counts. For an additive
+    /// plan it also proves, with content fingerprints, that the existing tables of the copy are
+    /// unchanged: snapshot and copy are fingerprinted on two cores at once, and no write lock
+    /// on the live database is held meanwhile.
+    /// - Throws: `Failure` `.failed` when an existing table changed on the copy.
     func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
         let opened = try store.check(backup, keep: true)!
         defer { opened.discard() }
         let scratchPath = DurableFile.temporaryPath(for: store.folder + "/rehearsal.db")
         defer { unlink(scratchPath); unlink(scratchPath + "-journal") }
-        do {
-            let scratch = try Connection(path: scratchPath, mode: .create)
-            try Connection(path: opened.databasePath, mode: .immutable).backup(into: scratch)
-        }
+        // The checked backup is an immutable file in rollback-journal mode: a file copy is exact.
+        try DurableFile.copyNew(opened.databasePath, to: scratchPath)
         let scratch = try Connection(path: scratchPath, mode: .readWrite)
         try runtime.failpoints.hit("rehearse")
         let result = try Applier(failpoints: .none, log: { _ in }, proveUnchanged: false)
             .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
         runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
+        if plan.additive {
+            let original = try Connection(path: opened.databasePath, mode: .immutable)
+            let tables = try original.tableNames().filter { $0 != History.table }
+            let (before, after) = try bothAtOnce({ try tables.map { try original.fingerprint(table: $0) } },
+                                                 { try tables.map { try scratch.fingerprint(table: $0) } })
+            let changed = zip(before, after).filter { $0 != $1 }.map(\.0.table)
+            guard changed.isEmpty else {
+                throw Failure(.failed, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
+                              hint: "the migration is not additive after all; fix it, the live database was not touched")
+            }
+            runtime.log("  rehearsal: content fingerprints of \(tables.count) existing tables equal before and after")
+        }
         return result.result
     }
 

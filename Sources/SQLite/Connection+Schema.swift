@@ -57,11 +57,12 @@ extension Connection {
         try scalar("PRAGMA journal_mode").string ?? "unknown"
     }
 
-    /// `PRAGMA quick_check` (or `integrity_check` when `full`); returns the problems found, empty
-    /// when the database is healthy.
+    /// `PRAGMA quick_check` (or `integrity_check` when `full`) of the whole database, or of
+    /// `table` and its indexes only; returns the problems found, empty when healthy.
     /// - Throws: `SQLiteError` (a corrupt file often fails to read at all).
-    public func integrityProblems(full: Bool = false) throws -> [String] {
-        let result = try rows(full ? "PRAGMA integrity_check" : "PRAGMA quick_check").compactMap { $0.first?.string }
+    public func integrityProblems(full: Bool = false, table: String? = nil) throws -> [String] {
+        let pragma = (full ? "PRAGMA integrity_check" : "PRAGMA quick_check") + (table.map { "(\(quoteIdentifier($0)))" } ?? "")
+        let result = try rows(pragma).compactMap { $0.first?.string }
         return result == ["ok"] ? [] : result
     }
 

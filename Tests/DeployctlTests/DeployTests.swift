@@ -12,6 +12,8 @@ struct DeployTests {
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("Tables created: 6"))
         #expect(first.stdout.contains("✓ cashback_transaction created"))
+        #expect(first.stdout.contains("content fingerprints of 4 existing tables equal before and after"), "\(first.stdout)")
+        #expect(first.stdout.contains("4 existing tables proven unchanged (SQLite's preupdate hook recorded no row change"), "\(first.stdout)")
         #expect(try box.tables().filter { Sandbox.cashbackTables.contains($0) } == Sandbox.cashbackTables)
         #expect(try box.oldTableHashes() == old)
         #expect(try box.sqlite(box.databasePath, "SELECT name FROM deployctl_migrations") == "cashback_tables")

@@ -62,6 +62,37 @@ struct LayerTests {
                 "the comparison creates no file beside the reference")
     }
 
+    @Test("the row change recorder sees DML, triggers, cascades, REPLACE and DELETE without WHERE")
+    func rowChanges() throws {
+        #expect(RowChangeRecorder.isAvailable, "Debian's libsqlite3 has the preupdate hook")
+        let db = try Connection(path: ":memory:", mode: .create)
+        try db.execute("""
+            PRAGMA foreign_keys = ON;
+            CREATE TABLE parent(id INTEGER PRIMARY KEY);
+            CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id REFERENCES parent(id) ON DELETE CASCADE);
+            CREATE TABLE audit(n);
+            CREATE TABLE keyed(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+            CREATE TRIGGER log_parent AFTER INSERT ON parent BEGIN INSERT INTO audit VALUES (new.id); END;
+            INSERT INTO child VALUES (99, NULL);
+            INSERT INTO keyed VALUES ('a', 1);
+            """)
+        let recorder = try RowChangeRecorder(db)
+        try db.execute("""
+            INSERT INTO parent VALUES (1), (2);
+            INSERT INTO child VALUES (10, 1), (11, 1);
+            DELETE FROM parent WHERE id = 1;
+            INSERT OR REPLACE INTO keyed VALUES ('a', 2);
+            DELETE FROM child;
+            """)
+        let counts = recorder.stop()
+        #expect(counts["main.parent"] == 3)            // 2 inserts, 1 delete
+        #expect(counts["main.audit"] == 2)             // by the trigger
+        #expect(counts["main.child"] == 2 + 2 + 1)     // 2 inserts, 2 cascaded deletes, the last row by DELETE without WHERE
+        #expect((counts["main.keyed"] ?? 0) >= 2)      // REPLACE: the old row's delete and the insert
+        try db.execute("INSERT INTO audit VALUES (0)")
+        #expect(recorder.stop() == counts, "nothing is recorded after stop")
+    }
+
     @Test("SQL splitting follows SQLite's tokenizer")
     func splitting() throws {
         let parts = try Connection.split("""
