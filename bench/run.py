@@ -7,7 +7,7 @@ next to the anchors an operator would otherwise run, on the same file, with the 
 
     swift build -c release && python3 bench/run.py --mb 1024 --runs 3
 """
-import argparse, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, sqlite3, statistics, subprocess, sys, tempfile, threading, time
 
 def generate(path, mb, journal):
     db = sqlite3.connect(path)
@@ -90,14 +90,16 @@ while time.time() < end:
     lat.append((time.perf_counter() - t) * 1000)
     time.sleep(0.002)
 lat.sort()
-print(json.dumps([lat[len(lat)//2], lat[int(len(lat)*0.99)], busy]))
+print(json.dumps([lat[len(lat)//2], lat[int(len(lat)*0.99)], busy, lat[-1]]))
 """
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     if during:
         time.sleep(0.3); during()
     out, _ = proc.communicate()
-    import json
     return json.loads(out)
+
+CASHBACK_TABLES = ["cashback_redemption", "user_payment_method", "tracker_cashback_config", "tracker_entry",
+                   "loan_cashback_config", "cashback_transaction", "deployctl_migrations"]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,13 +109,19 @@ def main():
     ap.add_argument("--journal", default="wal,delete", help="journal modes to measure")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
+    migration = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "instances", "migrations", "0001_cashback_tables.sql")
     pigz = shutil.which("pigz")
-    print(f"deployctl benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.mb} MiB, median of {args.runs}")
+    print(f"deployctl benchmark — {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.mb} MiB, median of {args.runs}"
+          + ("" if pigz else " (pigz not installed: apt-get install pigz)"))
     for journal in args.journal.split(","):
         root = tempfile.mkdtemp(prefix="deployctl-bench-")
         try:
             inst = os.path.join(root, "instances", "prod")
             os.makedirs(os.path.join(inst, "database"))
+            os.makedirs(os.path.join(root, "instances", "migrations"))
+            shutil.copy(migration, os.path.join(root, "instances", "migrations"))
+            with open(os.path.join(root, "instances", "deploy.toml"), "w") as f:
+                f.write('order = ["prod"]\nmigrations = "migrations"\n')
             with open(os.path.join(inst, "instance.toml"), "w") as f:
                 f.write('[database]\npath = "database/lending_app_prod.db"\n[backups]\npath = "backups"\n')
             db = os.path.join(inst, "database", "lending_app_prod.db")
@@ -122,16 +130,19 @@ def main():
             out = os.path.join(root, "out.db")
             def clean():
                 shutil.rmtree(backups, ignore_errors=True)
+                shutil.rmtree(os.path.join(inst, "deploys"), ignore_errors=True)
                 for p in (out, out + ".gz"):
                     if os.path.exists(p): os.remove(p)
+                subprocess.run(["sync"])
             ours = lambda *a: [binary, *a, "--root", root, "--quiet"]
-            rows = []
+            rows, notes = [], []
             def compare(name, our_cmd, anchors, before=clean):
                 t, m = median(our_cmd, args.runs, before)
                 for anchor_name, cmd, shell in anchors:
                     at, am = median(cmd, args.runs, clean, shell=shell)
                     rows.append((name, t, m, anchor_name, at, am))
-            compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
+                return t
+            snap = compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
                 ("sqlite3 .backup", ["sqlite3", db, f".backup {out}"], False),
                 ("VACUUM INTO", ["sqlite3", db, f"VACUUM INTO '{out}'"], False),
                 ("cp", ["cp", db, out], False)])
@@ -139,27 +150,63 @@ def main():
             if pigz:
                 gz_anchors.append((".backup + pigz -p2 -6", f"sqlite3 '{db}' '.backup {out}' && pigz -p2 -6 -f '{out}'", True))
             compare("snapshot --gzip", ours("snapshot", "prod", "--gzip"), gz_anchors)
-            # Restore from .gz: keep one gz backup, restore it repeatedly.
             clean(); run(ours("snapshot", "prod", "--gzip"))
-            gz = [f for f in os.listdir(backups) if f.endswith(".gz")][0]
-            t, m = median(ours("restore", "prod", gz, "--yes"), args.runs)
-            at, am = median(f"gunzip -c '{backups}/{gz}' > '{out}' && cp '{out}' '{out}.copy' && rm -f '{out}.copy'", args.runs, shell=True)
-            rows.append(("restore <gz> --yes", t, m, "gunzip + cp", at, am))
-            t, m = median(ours("verify", "prod"), args.runs)
+            ours_gz = os.path.getsize(os.path.join(backups, [f for f in os.listdir(backups) if f.endswith(".gz")][0]))
+            run(f"gzip -6 -c '{db}' > '{out}.gz'", shell=True)
+            notes.append(f"gzip size: ours {ours_gz / 2**20:.1f} MiB, gzip -6 {os.path.getsize(out + '.gz') / 2**20:.1f} MiB "
+                         f"({ours_gz / os.path.getsize(out + '.gz'):.3f}×)")
+            # restore --latest: keep one snapshot; drop the pre_restore snapshot each run makes.
+            for kind in ("plain", "gz"):
+                clean(); run(ours("snapshot", "prod", "--gzip" if kind == "gz" else "--no-gzip"))
+                snapshot_file = os.path.join(backups, [f for f in os.listdir(backups) if not f.endswith(".json")][0])
+                def drop_pre_restore():
+                    for f in os.listdir(backups):
+                        if "_pre_restore_" in f: os.remove(os.path.join(backups, f))
+                    subprocess.run(["sync"])
+                t, m = median(ours("restore", "prod", "--latest", "--yes"), args.runs, drop_pre_restore)
+                anchor = (f"gunzip -c '{snapshot_file}' > '{out}' && cp '{out}' '{out}.copy' && rm -f '{out}.copy'" if kind == "gz"
+                          else f"cp '{snapshot_file}' '{out}'")
+                at, am = median(anchor, args.runs, shell=True)
+                rows.append((f"restore --latest --yes ({kind})", t, m, "gunzip + cp" if kind == "gz" else "cp", at, am))
+            clean()
+            verify, vm = median(ours("verify", "prod"), args.runs)
             for anchor_name, cmd in [("sqlite3 .sha3sum", ["sqlite3", db, ".sha3sum"]), ("pragma quick_check", ["sqlite3", db, "pragma quick_check"])]:
                 at, am = median(cmd, args.runs)
-                rows.append(("verify", t, m, anchor_name, at, am))
+                rows.append(("verify", verify, vm, anchor_name, at, am))
+            sha3, _ = median(["sqlite3", db, ".sha3sum"], 1)
+            # deploy of the cashback migration; each run starts from the database without it.
+            blocked = []
+            def undeploy():
+                clean()
+                conn = sqlite3.connect(db)
+                for table in CASHBACK_TABLES: conn.execute(f"DROP TABLE IF EXISTS {table}")
+                conn.commit(); conn.close()
+            def deploy_once():
+                t, m = run(ours("deploy", "prod"))
+                reports = os.path.join(inst, "deploys")
+                with open(os.path.join(reports, os.listdir(reports)[0])) as f:
+                    blocked.append(json.load(f)["write_lock_ms"] / 1000)
+                return t, m
+            times, peaks = [], []
+            for _ in range(args.runs):
+                undeploy(); t, m = deploy_once(); times.append(t); peaks.append(m)
+            rows.append(("deploy (cashback)", statistics.median(times), max(peaks), "our snapshot + verify", snap + verify, 0))
+            rows.append(("  writes blocked in deploy", statistics.median(blocked), 0, "sqlite3 .sha3sum", sha3, 0))
             print(f"\n## {journal} ({os.path.getsize(db) / 2**20:.0f} MiB)\n")
             print("| ours | s | RssAnon MiB | anchor | s | RssAnon MiB | ratio |")
             print("|---|---|---|---|---|---|---|")
             for name, t, m, an, at, am in rows:
                 print(f"| `{name}` | {t:.2f} | {m/1024:.1f} | {an} | {at:.2f} | {am/1024:.1f} | {t/at:.2f}× |")
+            for note in notes: print(f"\n{note}")
             if journal == "wal":
                 base = writer_latency(db, 2)
                 clean()
                 during = writer_latency(db, 3, during=lambda: run(ours("snapshot", "prod", "--no-gzip")))
+                undeploy()
+                during_deploy = writer_latency(db, 6, during=deploy_once)
                 print(f"\nwriter every 2 ms: baseline p50 {base[0]:.2f} ms p99 {base[1]:.2f} ms busy {base[2]}; "
-                      f"during snapshot p50 {during[0]:.2f} ms p99 {during[1]:.2f} ms busy {during[2]}")
+                      f"during snapshot p50 {during[0]:.2f} ms p99 {during[1]:.2f} ms busy {during[2]}; "
+                      f"during deploy p50 {during_deploy[0]:.2f} ms p99 {during_deploy[1]:.2f} ms max {during_deploy[3]:.0f} ms busy {during_deploy[2]}")
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -52,17 +52,8 @@ public struct Restorer: Sendable {
         let liveTables = try tables(live, "main")
         let backupTables = try tables(live, "restore_source")
         let pages = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
-        var touched = Set<String>()
-        if !pages.identical {
-            do {
-                for row in try live.rows("SELECT name, pageno FROM dbstat('main')") where pages.pages.contains(Int(row[1].int ?? 0)) {
-                    touched.insert(row[0].string ?? "")
-                }
-            } catch {
-                // A libsqlite3 without dbstat: every table takes the slow path.
-                touched = Set(liveTables.keys)
-            }
-        }
+        // Without dbstat every table takes the slow path.
+        let touched = pages.identical ? [] : live.objectsOwning(pages: pages.pages) ?? Set(liveTables.keys)
 
         var result = [TableDifference]()
         for table in Set(liveTables.keys).union(backupTables.keys).sorted() {

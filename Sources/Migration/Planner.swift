@@ -161,7 +161,7 @@ public struct Planner: Sendable {
                 ? SafetyClaim(claim: "All existing \(originalTables.filter { $0 != History.table }.joined(separator: ", ")) remain untouched", proven: unchanged,
                               how: "content fingerprints of \(originalTables.count) existing tables equal before and after, on a rehearsal copy")
                 : SafetyClaim(claim: "All existing \(originalTables.filter { $0 != History.table }.joined(separator: ", ")) remain untouched", proven: false,
-                              how: "proven by the deploy: content fingerprints of \(originalTables.count) existing tables on a rehearsal copy, then SQLite's record of row changes inside the migrating transaction",
+                              how: "proven by the deploy: on a rehearsal copy the \(originalTables.count) existing tables' pages are identical to the snapshot's (or their content fingerprints equal), then SQLite's record of row changes inside the migrating transaction",
                               deferred: true),
             SafetyClaim(claim: "Safe to run multiple times (idempotent)", proven: rerunClean,
                         how: rerunClean ? "running the migrations again on the rehearsed copy succeeds and changes no schema object and no row; deployctl_migrations also records them"

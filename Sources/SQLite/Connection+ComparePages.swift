@@ -52,3 +52,25 @@ extension Connection {
         return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount)
     }
 }
+
+extension Connection {
+    /// The tables and indexes of `main` that own any of `pages` (from SQLite's `dbstat` virtual
+    /// table, https://sqlite.org/dbstat.html: b-tree and overflow pages, by owner name); nil when
+    /// this libsqlite3 has no `dbstat`.
+    ///
+    /// With `comparePages` this proves a table unchanged without reading its rows: when none of
+    /// its pages differ from the reference and its root page is the same there, walking its b-tree
+    /// in either file visits the same bytes.
+    public func objectsOwning(pages: Set<Int>) -> Set<String>? {
+        guard !pages.isEmpty else { return [] }
+        do {
+            var owners = Set<String>()
+            for row in try rows("SELECT name, pageno FROM dbstat('main')") where pages.contains(Int(row[1].int ?? 0)) {
+                owners.insert(row[0].string ?? "")
+            }
+            return owners
+        } catch {
+            return nil
+        }
+    }
+}

@@ -55,40 +55,6 @@ public enum DurableFile {
         return fd
     }
 
-    /// Copies the file at `source` into a new file at `path` (0600, must not exist) inside the
-    /// kernel (`sendfile`; a read/write loop where that is not supported). Not fsynced:
-    /// for scratch copies of files nothing writes.
-    /// - Throws: `Failure` (`.io` for a full disk or a read error; the partial copy is removed).
-    public static func copyNew(_ source: String, to path: String) throws {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw posixFailure("cannot open \(source)", errno) }
-        defer { close(input) }
-        let output = try createNew(path)
-        defer { close(output) }
-        do {
-            while true {
-                let n = sendfile(output, input, nil, 1 << 30)
-                if n > 0 { continue }
-                if n == 0 { return }
-                if errno == EINTR { continue }
-                if errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP { break }
-                throw posixFailure("cannot copy \(source) to \(path)", errno)
-            }
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
-            while true {
-                let n = read(input, buffer.baseAddress!, buffer.count)
-                if n < 0 && errno == EINTR { continue }
-                guard n >= 0 else { throw posixFailure("cannot read \(source)", errno) }
-                if n == 0 { return }
-                try writeAll(fd: output, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: path)
-            }
-        } catch {
-            unlink(path)
-            throw error
-        }
-    }
-
     /// fsyncs the folder holding `path`, so a rename or unlink in it is durable.
     public static func syncDirectory(containing path: String) throws {
         try syncDirectory((path as NSString).deletingLastPathComponent)
