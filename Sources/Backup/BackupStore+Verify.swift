@@ -27,10 +27,11 @@ extension BackupStore {
     /// Checks a backup: its SHA-256 against the manifest, then SQLite's `quick_check` on the
     /// database opened read-only and immutable (a `.gz` is inflated — every member — to a temp
     /// file in the backups folder first). Leaves no file behind. When `keep` is true the
-    /// readable copy is returned for the caller to use and discard.
+    /// readable copy is returned for the caller to use and discard; a caller that runs
+    /// `quickCheck` itself (beside other work) passes `quickCheck: false`.
     /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
     ///   `.io` on read errors.
-    public func check(_ entry: BackupEntry, keep: Bool = false) throws -> OpenedBackup? {
+    public func check(_ entry: BackupEntry, keep: Bool = false, quickCheck runQuickCheck: Bool = true) throws -> OpenedBackup? {
         guard let manifest = entry.manifest else {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
@@ -53,6 +54,22 @@ extension BackupStore {
                 throw error
             }
         }
+        if runQuickCheck {
+            do {
+                try quickCheck(opened, of: entry)
+            } catch {
+                opened.discard()
+                throw error
+            }
+        }
+        if keep { return opened }
+        opened.discard()
+        return nil
+    }
+
+    /// SQLite's `quick_check` of an opened backup, read-only and immutable.
+    /// - Throws: `Failure` `.badData` naming the backup when it fails or is not a database.
+    public func quickCheck(_ opened: OpenedBackup, of entry: BackupEntry) throws {
         do {
             let db = try Connection(path: opened.databasePath, mode: .immutable)
             let problems = try db.integrityProblems()
@@ -61,16 +78,9 @@ extension BackupStore {
                               hint: "use another backup (deployctl backups list)")
             }
         } catch let error as SQLiteError {
-            opened.discard()
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
                           hint: "use another backup (deployctl backups list)")
-        } catch {
-            opened.discard()
-            throw error
         }
-        if keep { return opened }
-        opened.discard()
-        return nil
     }
 
     /// Checks a backup and records `verified_at` in its manifest when it is good.

@@ -67,7 +67,9 @@ extension Runtime {
         case .latest(let label): entry = try store.latestGood(label: label)
         case .named(let backupName): entry = try store.entry(named: backupName)
         }
-        let opened = try store.check(entry, keep: true)!
+        // Into the live database, quick_check runs beside the comparison below.
+        let intoLive = if case .live = target { true } else { false }
+        let opened = try store.check(entry, keep: true, quickCheck: !intoLive)!
         defer { opened.discard() }
         let restorer = Restorer(busyTimeout: config.busyTimeout)
 
@@ -104,7 +106,8 @@ extension Runtime {
 
         case .live:
             _ = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-            let comparison = try restorer.compare(livePath: config.databasePath, backup: opened)
+            let ((), comparison) = try bothAtOnce({ try store.quickCheck(opened, of: entry) },
+                                                  { try restorer.compare(livePath: config.databasePath, backup: opened) })
             let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath,
                                          differences: comparison.differences)
             if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }

@@ -47,17 +47,23 @@ extension Connection {
     /// - Throws: `Failure` `.io` with the `errno` of a failed write (ENOSPC for a full disk);
     ///   `SQLiteError`.
     public func copy(into path: String, timeout: Duration) throws {
+        try backup(into: path, through: try CopyTargetVFS(), pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
+                   timeout: timeout, failing: "cannot write")
+    }
+
+    /// Runs the backup API, reading this database through `mmap`, into `path` opened through
+    /// `vfs`. A failed read or write inside the VFS is reported with its `errno` (a full disk is
+    /// ENOSPC), not as SQLite's result code.
+    func backup(into path: String, through vfs: CopyTargetVFS, pragmas: String, timeout: Duration, failing verb: String) throws {
         try execute("PRAGMA mmap_size = \(Int64(1) << 40)")
-        let vfs = try CopyTargetVFS()
         do {
             let destination = try Connection(path: path, mode: .create, vfs: vfs.name)
-            try destination.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL")
+            try destination.execute(pragmas)
             try backup(into: destination, timeout: timeout)
         } catch {
-            // A failed write is reported with its errno (a full disk is ENOSPC), not as SQLite's code.
-            if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot write \(failure.path)", failure.errno) }
+            if let failure = vfs.writeError { throw DurableFile.posixFailure("\(verb) \(failure.path)", failure.errno) }
             throw error
         }
-        if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot write \(failure.path)", failure.errno) }
+        if let failure = vfs.writeError { throw DurableFile.posixFailure("\(verb) \(failure.path)", failure.errno) }
     }
 }

@@ -28,18 +28,10 @@ extension Connection {
     /// - Throws: `SQLiteError` (`.temporary` kind when no read lock was had within `timeout`);
     ///   `Failure` `.io` when the reference cannot be read.
     public func comparePages(with reference: String, timeout: Duration) throws -> PageDifferences {
-        try execute("PRAGMA mmap_size = \(Int64(1) << 40)")
         let vfs = try CopyTargetVFS(comparingWith: reference)
-        do {
-            // The name is never created: the comparing VFS opens `reference` read-only instead.
-            let target = try Connection(path: reference + "-compare", mode: .create, vfs: vfs.name)
-            try target.execute("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
-            try backup(into: target, timeout: timeout)
-        } catch {
-            if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot read \(failure.path)", failure.errno) }
-            throw error
-        }
-        if let failure = vfs.writeError { throw DurableFile.posixFailure("cannot read \(failure.path)", failure.errno) }
+        // The name is never created: the comparing VFS opens `reference` read-only instead.
+        try backup(into: reference + "-compare", through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF",
+                   timeout: timeout, failing: "cannot read")
         let pageSize = Int64(try scalar("PRAGMA page_size").int ?? 4096)
         var info = stat()
         guard stat(reference, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(reference)", errno) }
