@@ -119,20 +119,4 @@ extension Connection {
         }.joined()
         return TableFingerprint(table: table, rows: rows, sha256: hex)
     }
-
-    /// The logical content hash of the whole database: schema plus every table's fingerprint.
-    /// Two databases with equal hashes hold the same schema and the same rows.
-    /// - Throws: `SQLiteError`.
-    /// Fingerprints already computed for this database (by table name) are used as they are.
-    public func contentHash(database: String = "main", known: [String: TableFingerprint] = [:]) throws -> String {
-        var hasher = SHA256()
-        for object in try schema(database: database) {
-            hasher.update("\(object.type)\u{0}\(object.name)\u{0}\(object.sql ?? "")\u{0}")
-            if object.type == "table" {
-                let print = try known[object.name] ?? fingerprint(table: object.name, database: database)
-                hasher.update("\(print.rows)\u{0}\(print.sha256)\u{0}")
-            }
-        }
-        return hasher.finalizeHex()
-    }
 }
