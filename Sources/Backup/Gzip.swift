@@ -21,6 +21,23 @@ enum Gzip {
     static let level: Int32 = 5
     /// Bytes before the deflate data in our member headers: 10 fixed, XLEN, subfield `DC`.
     static let headerSize = 20
+    /// Members worked on at once: one per core, at most 8 (each holds two 4 MiB buffers).
+    static var workers: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) }
+
+    /// Runs `body` for `0..<count` on every core at once and returns the results in order, or
+    /// throws the first failure (by index) once all have finished.
+    static func inParallel<T>(_ count: Int, _ body: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
+        let results = UnsafeMutableBufferPointer<Result<T, Failure>?>.allocate(capacity: count)
+        results.initialize(repeating: nil)
+        defer { results.deinitialize(); results.deallocate() }
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let shared = (results, body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                shared.0[i] = Result { () throws(Failure) in try shared.1(i) }
+            }
+        }
+        return try results.map { result throws(Failure) in try result!.get() }
+    }
 
     /// Compresses the file at `source` into the open file `output` at `level`, hashing what is
     /// written. Returns the bytes written and their SHA-256.
@@ -30,7 +47,6 @@ enum Gzip {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize * workers, alignment: 16)
         defer { buffer.deallocate() }
         var hasher = SHA256()
@@ -40,18 +56,12 @@ enum Gzip {
             let filled = try readFully(input, into: buffer, path: source)
             if filled == 0 { break }
             consumed += Int64(filled)
-            let members = (filled + memberSize - 1) / memberSize
-            let results = UnsafeMutableBufferPointer<Result<[UInt8], Failure>>.allocate(capacity: members)
-            results.initialize(repeating: .success([]))
-            defer { results.deinitialize(); results.deallocate() }
-            nonisolated(unsafe) let shared = (results, UnsafeRawBufferPointer(buffer))
-            DispatchQueue.concurrentPerform(iterations: members) { i in
+            let read = UnsafeRawBufferPointer(buffer)
+            let members = try inParallel((filled + memberSize - 1) / memberSize) { i throws(Failure) in
                 let start = i * memberSize
-                let slice = UnsafeRawBufferPointer(rebasing: shared.1[start..<min(start + memberSize, filled)])
-                shared.0[i] = Result { () throws(Failure) in try deflateMember(slice, level: level) }
+                return try deflateMember(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]), level: level)
             }
-            for result in results {
-                let bytes = try result.get()
+            for bytes in members {
                 try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: output, $0, path: outputPath) }
                 hasher.update(bytes)
                 written += Int64(bytes.count)
@@ -139,27 +149,17 @@ enum Gzip {
     /// - Throws: `Failure` `.badData` when zlib rejects a member (bad data, CRC or length) or a
     ///   member does not end where its header says; `.io` on read or write errors.
     static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String) throws {
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
         let maxCompressed = members.map(\.length).max() ?? 0
         let buffers = (0..<workers).map { _ in
             (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
              UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
         }
         defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
-        for batch in stride(from: 0, to: members.count, by: workers) {
-            let count = min(workers, members.count - batch)
-            let results = UnsafeMutableBufferPointer<Result<Void, Failure>>.allocate(capacity: count)
-            results.initialize(repeating: .success(()))
-            defer { results.deinitialize(); results.deallocate() }
-            nonisolated(unsafe) let shared = (results, buffers)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                let (compressed, inflated) = shared.1[i]
-                shared.0[i] = Result { () throws(Failure) in
-                    try inflateMember(members[batch + i], source: source, input: input, compressed: compressed,
-                                      inflated: inflated, output: output, outputPath: outputPath)
-                }
+        for batch in stride(from: 0, to: members.count, by: buffers.count) {
+            _ = try inParallel(min(buffers.count, members.count - batch)) { i throws(Failure) in
+                try inflateMember(members[batch + i], source: source, input: input, compressed: buffers[i].0,
+                                  inflated: buffers[i].1, output: output, outputPath: outputPath)
             }
-            for result in results { try result.get() }
         }
     }
 

@@ -49,8 +49,9 @@ public struct Restorer: Sendable {
         defer { try? live.execute("DETACH DATABASE restore_source") }
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
-        let liveTables = try tables(live, "main")
-        let backupTables = try tables(live, "restore_source")
+        let liveTables = try live.tableRoots(database: "main")
+        let backupTables = try live.tableRoots(database: "restore_source")
+        let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
         let pages = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
         // Without dbstat every table takes the slow path.
         let touched = pages.identical ? [] : live.objectsOwning(pages: pages.pages) ?? Set(liveTables.keys)
@@ -70,9 +71,8 @@ public struct Restorer: Sendable {
                 result.append(TableDifference(table: table, liveRows: rows, backupRows: rows, discarded: 0, restored: 0))
                 continue
             }
-            let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) }, {
-                try Connection(path: backup.databasePath, mode: .immutable).fingerprint(table: table)
-            })
+            let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) },
+                                                          { try backupDatabase.fingerprint(table: table) })
             // Equal fingerprints mean equal rows: no set differences needed.
             if livePrint == backupPrint {
                 result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows, discarded: 0, restored: 0))
@@ -89,20 +89,6 @@ public struct Restorer: Sendable {
                                           discarded: Int(discarded), restored: Int(restored)))
         }
         return Comparison(differences: result)
-    }
-
-    /// Root page and definition of every table in `database`, by name.
-    private func tables(_ db: Connection, _ database: String) throws -> [String: TableShape] {
-        var result = [String: TableShape]()
-        for row in try db.rows("SELECT name, rootpage, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") {
-            result[row[0].string ?? ""] = TableShape(rootPage: row[1].int ?? 0, sql: row[2].string ?? "")
-        }
-        return result
-    }
-
-    private struct TableShape: Equatable {
-        let rootPage: Int64
-        let sql: String
     }
 
     private func columns(_ db: Connection, _ table: String, _ database: String) throws -> [String] {
@@ -174,7 +160,7 @@ public struct Restorer: Sendable {
     /// The backup API from the backup file, read through `mmap` (it is immutable), into `destination`.
     private func copy(_ backup: OpenedBackup, into destination: Connection) throws {
         let source = try Connection(path: backup.databasePath, mode: .immutable)
-        try source.execute("PRAGMA mmap_size = \(Int64(1) << 40)")
+        try source.useMemoryMappedReads()
         try source.backup(into: destination, timeout: busyTimeout)
     }
 

@@ -185,15 +185,18 @@ public struct Applier: Sendable {
         return (created, already, proving ? existing.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
     }
 
-    /// Definition, root page and row count of each table. The hook sees no DROP or CREATE: a
-    /// dropped and recreated table shows as a new root page or lost rows.
-    private func tableShapes(_ db: Connection, _ tables: [String]) throws -> [String: [String]] {
-        var shapes = [String: [String]]()
-        for row in try db.rows("SELECT name, rootpage, sql FROM sqlite_schema WHERE type = 'table'") {
-            guard let name = row[0].string, tables.contains(name) else { continue }
-            shapes[name] = [String(row[1].int ?? 0), row[2].string ?? "", String(try db.rowCount(name))]
-        }
+    /// Definition, root page and row count of each of `tables`. The hook sees no DROP or
+    /// CREATE: a dropped and recreated table shows as a new root page or lost rows.
+    private func tableShapes(_ db: Connection, _ tables: [String]) throws -> [String: TableShape] {
+        let roots = try db.tableRoots()
+        var shapes = [String: TableShape]()
+        for table in tables { shapes[table] = TableShape(root: roots[table], rows: try db.rowCount(table)) }
         return shapes
+    }
+
+    private struct TableShape: Equatable {
+        let root: TableRoot?
+        let rows: Int
     }
 }
 

@@ -301,13 +301,11 @@ struct Pipeline {
     /// - Throws: `Failure` `.failed` naming the tables that changed.
     private func proveUnchanged(rehearsed scratch: Connection, snapshot: String) throws -> (Int, Int) {
         let original = try Connection(path: snapshot, mode: .immutable)
-        let shape = "SELECT name, rootpage, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        let before = try original.rows(shape).filter { $0[0].string != History.table }
-        let after = Set(try scratch.rows(shape))
+        let before = try original.tableRoots().filter { $0.key != History.table }
+        let after = try scratch.tableRoots()
         let pages = try scratch.comparePages(with: snapshot, timeout: config.busyTimeout)
         let touched = pages.identical ? [] : scratch.objectsOwning(pages: pages.pages)
-        let suspects = before.filter { row in touched == nil || touched!.contains(row[0].string ?? "") || !after.contains(row) }
-            .compactMap { $0[0].string }
+        let suspects = before.keys.filter { touched == nil || touched!.contains($0) || after[$0] != before[$0] }.sorted()
         let (old, new) = try bothAtOnce({ try suspects.map { try original.fingerprint(table: $0) } },
                                         { try suspects.map { try scratch.fingerprint(table: $0) } })
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)

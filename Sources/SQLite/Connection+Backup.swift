@@ -36,6 +36,15 @@ extension Connection {
 }
 
 extension Connection {
+    /// Lets SQLite read this database through `mmap` (https://sqlite.org/mmap.html) instead of
+    /// one `pread` per page. SQLite maps only pages of the snapshot its read transaction sees,
+    /// which its locking keeps from being truncated away; an I/O error becomes SIGBUS instead of
+    /// `SQLITE_IOERR`, so use it for reading only.
+    /// - Throws: `SQLiteError`.
+    public func useMemoryMappedReads() throws {
+        try execute("PRAGMA mmap_size = \(Int64(1) << 40)")
+    }
+
     /// Copies this whole database, as one read transaction sees it, into the empty file at
     /// `path` (which the caller created), stored in rollback-journal mode so that opening the
     /// copy never needs `-wal`/`-shm` files. Not fsynced: the caller does that when it keeps it.
@@ -55,7 +64,7 @@ extension Connection {
     /// `vfs`. A failed read or write inside the VFS is reported with its `errno` (a full disk is
     /// ENOSPC), not as SQLite's result code.
     func backup(into path: String, through vfs: CopyTargetVFS, pragmas: String, timeout: Duration, failing verb: String) throws {
-        try execute("PRAGMA mmap_size = \(Int64(1) << 40)")
+        try useMemoryMappedReads()
         do {
             let destination = try Connection(path: path, mode: .create, vfs: vfs.name)
             try destination.execute(pragmas)

@@ -19,6 +19,13 @@ public struct TableFingerprint: Sendable, Hashable, Codable {
     public let sha256: String
 }
 
+/// Where a table's b-tree starts and how the table is defined. Two databases whose table has
+/// the same root and whose pages of that table are byte-identical hold the same rows in it.
+public struct TableRoot: Sendable, Hashable {
+    public let rootPage: Int64
+    public let sql: String
+}
+
 /// Quotes an identifier for SQL ("name" with inner quotes doubled).
 public func quoteIdentifier(_ name: String) -> String {
     "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
@@ -32,6 +39,16 @@ extension Connection {
         try rows("SELECT type, name, tbl_name, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name")
             .map { SchemaObject(type: $0[0].string ?? "", name: $0[1].string ?? "", table: $0[2].string ?? "",
                                 sql: $0[3].string.map(Self.normalizeSQL)) }
+    }
+
+    /// Root page and definition of every user table in `database`, by name.
+    /// - Throws: `SQLiteError`.
+    public func tableRoots(database: String = "main") throws -> [String: TableRoot] {
+        var roots = [String: TableRoot]()
+        for row in try rows("SELECT name, rootpage, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'") {
+            roots[row[0].string ?? ""] = TableRoot(rootPage: row[1].int ?? 0, sql: row[2].string ?? "")
+        }
+        return roots
     }
 
     /// The names of the user tables, sorted.

@@ -57,7 +57,7 @@ package final class CopyTargetVFS {
         return differences
     }
 
-    /// Comparing mode: the size the virtual file would have.
+    /// Comparing mode: the size the virtual file would have, known once it is closed.
     package var comparedBytes: Int64 {
         lock.lock(); defer { lock.unlock() }
         return comparedSize
@@ -368,7 +368,6 @@ private final class PageComparer: TargetFile {
             owner.recordDifference(page: page)
         }
         size = max(size, offset + Int64(count))
-        owner.recordSize(size)
         return SQLITE_OK
     }
 
@@ -380,7 +379,6 @@ private final class PageComparer: TargetFile {
 
     func truncate(to newSize: Int64) -> Int32 {
         size = newSize
-        owner.recordSize(size)
         return SQLITE_OK
     }
 
@@ -391,7 +389,10 @@ private final class PageComparer: TargetFile {
         return SQLITE_OK
     }
 
-    func close() { _ = Glibc.close(fd) }
+    func close() {
+        owner.recordSize(size)
+        _ = Glibc.close(fd)
+    }
 }
 
 /// SQLite's extended I/O result codes (C macros Swift cannot see; https://sqlite.org/rescode.html).
