@@ -46,4 +46,31 @@ struct DiskFullTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty)
         #expect(try box.sha3(box.databasePath) == before)
     }
+
+    @Test("inflating a .gz backup onto a full disk fails with 74 and leaves only the backup behind")
+    func inflateDiskFull() throws {
+        let box = try Sandbox(rows: 3000)
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        let gzBytes = try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        let databaseBytes = try #require(FileManager.default.attributesOfItem(atPath: box.databasePath)[.size] as? Int)
+        // Room for the backup and its manifest, not for the database inflated from it.
+        let kib = gzBytes / 1024 + 64
+        try #require(databaseBytes > kib * 1024, "the database must not fit beside its backup")
+        let small = try mountSmallFilesystem(kib: kib)
+        defer { unmount(small) }
+        try FileManager.default.createDirectory(atPath: small + "/backups", withIntermediateDirectories: false)
+        for file in [name, name + ".json"] {
+            try FileManager.default.copyItem(atPath: box.backupsFolder + "/" + file, toPath: small + "/backups/" + file)
+        }
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"\(small)/backups\"\n")
+        let before = try box.sha3(box.databasePath)
+
+        let verify = try box.deployctl(["backups", "verify", "prod", name])
+        #expect(verify.status == 74, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stderr.lowercased().contains("full") || verify.stderr.contains("No space"), "\(verify.stderr)")
+        let restore = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(restore.status == 74, "\(restore.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/backups").sorted() == [name, name + ".json"])
+        #expect(try box.sha3(box.databasePath) == before)
+    }
 }

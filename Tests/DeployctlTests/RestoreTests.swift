@@ -44,9 +44,7 @@ struct RestoreTests {
           arguments: ["truncate", "flip"], [false, true])
     func damagedBackup(damage: String, gzip: Bool) throws {
         let box = try Sandbox()
-        #expect(try box.deployctl(["snapshot", "prod", gzip ? "--gzip" : "--no-gzip"]).status == 0)
-        let name = try #require(box.backupNames().first)
-        let file = box.backupsFolder + "/" + name
+        let (name, file) = try box.takeSnapshot(gzip: gzip)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         if damage == "truncate" { bytes = bytes.prefix(bytes.count / 2) } else { bytes[bytes.count / 2] ^= 0x40 }
         try bytes.write(to: URL(fileURLWithPath: file))
@@ -68,9 +66,7 @@ struct RestoreTests {
     @Test("a backup recompressed by gzip -6 (no member index) still verifies and restores")
     func foreignGzip() throws {
         let box = try Sandbox()
-        #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
-        let name = try #require(box.backupNames().first)
-        let file = box.backupsFolder + "/" + name
+        let (name, file) = try box.takeSnapshot(gzip: true)
         let snapshotHash = try box.sha3(box.databasePath)
         // Ours: every member's header has the DC length field (FEXTRA set).
         let ours = try Data(contentsOf: URL(fileURLWithPath: file))
@@ -90,9 +86,7 @@ struct RestoreTests {
     @Test("a gzip member stream that fails its CRC is bad data even when the checksum is recomputed")
     func crcFailure() throws {
         let box = try Sandbox()
-        #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
-        let name = try #require(box.backupNames().first)
-        let file = box.backupsFolder + "/" + name
+        let (name, file) = try box.takeSnapshot(gzip: true)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
         bytes[bytes.count - 6] ^= 0x01  // inside the CRC32 trailer
         try bytes.write(to: URL(fileURLWithPath: file))

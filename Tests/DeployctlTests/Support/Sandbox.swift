@@ -144,6 +144,14 @@ extension Sandbox {
     }()
 
     /// Copies the shipped cashback migration into this sandbox's migrations folder.
+    /// Takes the sandbox's first snapshot with the built deployctl and returns its name and path.
+    func takeSnapshot(gzip: Bool) throws -> (name: String, file: String) {
+        let result = try deployctl(["snapshot", "prod", gzip ? "--gzip" : "--no-gzip"])
+        try #require(result.status == 0, "snapshot failed: \(result.stderr)")
+        let name = try #require(backupNames().first)
+        return (name, backupsFolder + "/" + name)
+    }
+
     /// Records a backup file's current sha256 and size in its manifest, as if it had been
     /// written so: for damage the checksum must not be what catches.
     static func rewriteManifestChecksum(of file: String) throws {
