@@ -52,21 +52,19 @@ public struct Restorer: Sendable {
         let liveTables = try live.tableRoots(database: "main")
         let backupTables = try live.tableRoots(database: "restore_source")
         let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
-        let pages = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
-        // Without dbstat every table takes the slow path.
-        let touched = pages.identical ? [] : live.objectsOwning(pages: pages.pages) ?? Set(liveTables.keys)
+        let identical = try live.tablesWithIdenticalPages(as: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout)
 
         var result = [TableDifference]()
         for table in Set(liveTables.keys).union(backupTables.keys).sorted() {
             let q = quoteIdentifier(table)
-            guard let liveTable = liveTables[table], let backupTable = backupTables[table] else {
+            guard liveTables[table] != nil, backupTables[table] != nil else {
                 let liveRows = liveTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
                 let backupRows = backupTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM restore_source.\(q)").int ?? 0)
                 result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                               discarded: liveRows ?? 0, restored: backupRows ?? 0))
                 continue
             }
-            if !touched.contains(table) && liveTable == backupTable {
+            if identical.contains(table) {
                 let rows = Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
                 result.append(TableDifference(table: table, liveRows: rows, backupRows: rows, discarded: 0, restored: 0))
                 continue

@@ -269,9 +269,8 @@ struct Pipeline {
 
     /// Applies the pending migrations to a scratch copy of the snapshot, with the same code and
     /// checks as the live run, and returns the resulting schema and row counts. For an additive
-    /// plan it also proves, with content fingerprints, that the existing tables of the copy are
-    /// unchanged: snapshot and copy are fingerprinted on two cores at once, and no write lock
-    /// on the live database is held meanwhile.
+    /// plan it also proves that the existing tables of the copy are unchanged
+    /// (`proveUnchanged`), while no lock on the live database is held.
     /// - Throws: `Failure` `.failed` when an existing table changed on the copy.
     func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
         let opened = try store.check(backup, keep: true)!
@@ -302,10 +301,8 @@ struct Pipeline {
     private func proveUnchanged(rehearsed scratch: Connection, snapshot: String) throws -> (Int, Int) {
         let original = try Connection(path: snapshot, mode: .immutable)
         let before = try original.tableRoots().filter { $0.key != History.table }
-        let after = try scratch.tableRoots()
-        let pages = try scratch.comparePages(with: snapshot, timeout: config.busyTimeout)
-        let touched = pages.identical ? [] : scratch.objectsOwning(pages: pages.pages)
-        let suspects = before.keys.filter { touched == nil || touched!.contains($0) || after[$0] != before[$0] }.sorted()
+        let identical = try scratch.tablesWithIdenticalPages(as: snapshot, referenceRoots: before, timeout: config.busyTimeout)
+        let suspects = before.keys.filter { !identical.contains($0) }.sorted()
         let (old, new) = try bothAtOnce({ try suspects.map { try original.fingerprint(table: $0) } },
                                         { try suspects.map { try scratch.fingerprint(table: $0) } })
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)

@@ -53,7 +53,7 @@ extension Connection {
     /// With `comparePages` this proves a table unchanged without reading its rows: when none of
     /// its pages differ from the reference and its root page is the same there, walking its b-tree
     /// in either file visits the same bytes.
-    public func objectsOwning(pages: Set<Int>) -> Set<String>? {
+    func objectsOwning(pages: Set<Int>) -> Set<String>? {
         guard !pages.isEmpty else { return [] }
         do {
             var owners = Set<String>()
@@ -64,5 +64,21 @@ extension Connection {
         } catch {
             return nil
         }
+    }
+}
+
+extension Connection {
+    /// The tables of `main` proven byte-identical to the same table of the database file at
+    /// `reference`, whose tables are `referenceRoots`: the same root page and definition there,
+    /// and none of their pages differ (`comparePages`, `objectsOwning`). Any other table may
+    /// still hold the same rows (its pages moved); compare those by content. Empty without
+    /// `dbstat` when any page differs. Reads in the open read transaction, if any.
+    /// - Throws: as `comparePages`.
+    public func tablesWithIdenticalPages(as reference: String, referenceRoots: [String: TableRoot],
+                                         timeout: Duration) throws -> Set<String> {
+        let roots = try tableRoots()
+        let pages = try comparePages(with: reference, timeout: timeout)
+        guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return [] }
+        return Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] })
     }
 }
