@@ -43,7 +43,8 @@ public struct Applier: Sendable {
     public let failpoints: Failpoints
     public let log: @Sendable (String) -> Void
     /// Whether to prove the pre-existing tables unchanged. The live run always does; a
-    /// rehearsal on a throwaway copy is proven by fingerprints outside any write lock instead.
+    /// rehearsal on a throwaway copy is proven afterwards by its caller (identical pages or
+    /// fingerprints against the snapshot), outside any write lock.
     public let proveUnchanged: Bool
 
     public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true) {
@@ -153,7 +154,7 @@ public struct Applier: Sendable {
         }
         if recording || (plan.additive && !proveUnchanged) {
             // Check what the migration wrote: the new tables and the schema. The old tables are
-            // proven untouched (above, or by the rehearsal's fingerprints), and the whole
+            // proven untouched (above, or by the rehearsal's caller), and the whole
             // database passed quick_check as the snapshot the rehearsal checked first.
             for table in created + ["sqlite_schema", History.table] {
                 problems += try db.integrityProblems(table: table).map { "quick_check(\(table)): \($0)" }

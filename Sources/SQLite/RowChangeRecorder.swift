@@ -27,8 +27,10 @@ public final class RowChangeRecorder {
     public static var isAvailable: Bool { setHook() != nil }
 
     private static func setHook() -> SetHook? {
-        guard sqlite3_compileoption_used("ENABLE_PREUPDATE_HOOK") == 1,
-              let symbol = dlsym(dlopen(nil, RTLD_NOW), "sqlite3_preupdate_hook") else { return nil }
+        guard sqlite3_compileoption_used("ENABLE_PREUPDATE_HOOK") == 1, let program = dlopen(nil, RTLD_NOW) else { return nil }
+        // The program's own handle: the symbol stays valid after dlclose.
+        defer { dlclose(program) }
+        guard let symbol = dlsym(program, "sqlite3_preupdate_hook") else { return nil }
         return unsafeBitCast(symbol, to: SetHook.self)
     }
 
