@@ -100,7 +100,7 @@ package final class CopyTargetVFS {
         free(nameStorage)
     }
 
-    static let contextOffset = MemoryLayout<sqlite3_vfs>.stride
+    private static let contextOffset = MemoryLayout<sqlite3_vfs>.stride
 
     /// The `CopyTargetVFS` that registered `vfs`.
     fileprivate static func owner(of vfs: UnsafeMutablePointer<sqlite3_vfs>) -> CopyTargetVFS {
