@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "Migration", dependencies: ["SQLite", "Support"]),
         .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "SQLite", "Support"]),
         .executableTarget(name: "deployctl", dependencies: [
-            "Orchestrator", "Support",
+            "Orchestrator", "Support", "Backup", "Locking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "SQLite", "Support"]),

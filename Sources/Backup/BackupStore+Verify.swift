@@ -24,14 +24,15 @@ public struct OpenedBackup: Sendable {
 }
 
 extension BackupStore {
-    /// Checks a backup: its SHA-256 against the manifest, then SQLite's `quick_check` on the
-    /// database opened read-only and immutable (a `.gz` is inflated — every member — to a temp
-    /// file in the backups folder first). Leaves no file behind. When `keep` is true the
-    /// readable copy is returned for the caller to use and discard; a caller that runs
-    /// `quickCheck` itself (beside other work) passes `quickCheck: false`.
+    /// Checks a backup: its SHA-256 against the manifest, then SQLite's `integrity_check`
+    /// (indexes against tables too) on the database opened read-only and immutable (a `.gz` is
+    /// inflated — every member — to a temp file in the backups folder first). Leaves no file
+    /// behind. When `keep` is true the readable copy is returned for the caller to use and
+    /// discard; a caller that runs `integrityCheck` itself (beside other work, or not at all
+    /// because these bytes already passed it) passes `runCheck: false`.
     /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
     ///   `.io` on read errors.
-    public func check(_ entry: BackupEntry, keep: Bool = false, quickCheck runQuickCheck: Bool = true) throws -> OpenedBackup? {
+    public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true) throws -> OpenedBackup? {
         guard let manifest = entry.manifest else {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
@@ -54,9 +55,9 @@ extension BackupStore {
                 throw error
             }
         }
-        if runQuickCheck {
+        if runCheck {
             do {
-                try quickCheck(opened, of: entry)
+                try integrityCheck(opened, of: entry)
             } catch {
                 opened.discard()
                 throw error
@@ -67,14 +68,14 @@ extension BackupStore {
         return nil
     }
 
-    /// SQLite's `quick_check` of an opened backup, read-only and immutable.
+    /// SQLite's `integrity_check` of an opened backup, read-only and immutable.
     /// - Throws: `Failure` `.badData` naming the backup when it fails or is not a database.
-    public func quickCheck(_ opened: OpenedBackup, of entry: BackupEntry) throws {
+    public func integrityCheck(_ opened: OpenedBackup, of entry: BackupEntry) throws {
         do {
             let db = try Connection(path: opened.databasePath, mode: .immutable)
-            let problems = try db.integrityProblems()
+            let problems = try db.integrityProblems(full: true)
             guard problems.isEmpty else {
-                throw Failure(.badData, "backup \(entry.name) fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                throw Failure(.badData, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: "use another backup (deployctl backups list)")
             }
         } catch let error as SQLiteError {
@@ -83,32 +84,44 @@ extension BackupStore {
         }
     }
 
-    /// Checks a backup and records `verified_at` in its manifest when it is good.
+    /// Checks a backup and records the result, good or failed, in its manifest (when it has
+    /// one): `verification`, and `verified_at` when it is good.
     /// - Throws: only for failures to record the result; a bad backup is a result.
     public func verify(_ entry: BackupEntry, now: Date) throws -> VerifyResult {
+        var problems = [String]()
         do {
             _ = try check(entry)
         } catch let failure as Failure where failure.kind == .badData {
-            return VerifyResult(entry: entry, problems: [failure.message])
+            problems = [failure.message]
         }
-        var manifest = entry.manifest!
-        manifest.verifiedAt = now
-        try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: true)
+        guard var manifest = entry.manifest else { return VerifyResult(entry: entry, problems: problems) }
+        manifest.verification = Manifest.Verification(at: now, check: "integrity_check", result: problems.isEmpty ? "ok" : "failed",
+                                                      reason: problems.first, sha256: manifest.sha256)
+        if problems.isEmpty { manifest.verifiedAt = now }
+        try record(manifest, of: entry)
         return VerifyResult(entry: BackupEntry(name: entry.name, path: entry.path, manifest: manifest, label: entry.label,
-                                               createdAt: entry.createdAt, bytes: entry.bytes), problems: [])
+                                               createdAt: entry.createdAt, bytes: entry.bytes), problems: problems)
     }
 
-    /// The newest backup (optionally with `label`) whose checksum is good.
+    /// Rewrites a backup's manifest durably (temp file, fsync, rename, folder fsync).
+    /// - Throws: `Failure` `.io`.
+    public func record(_ manifest: Manifest, of entry: BackupEntry) throws {
+        try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: true)
+    }
+
+    /// The newest backup (optionally with `label`) whose checksum is good and that no check
+    /// found bad. Without a label, `pre_restore` copies are passed over: restoring "the latest"
+    /// twice must not undo the first restore.
     /// - Throws: `Failure` `.missingInput` when there is none.
     public func latestGood(label: String? = nil) throws -> BackupEntry {
-        for entry in entries() where label == nil || entry.label == label {
-            guard let manifest = entry.manifest,
+        for entry in entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
+            guard let manifest = entry.manifest, manifest.verification?.result != "failed" || manifest.verification?.sha256 != manifest.sha256,
                   let (bytes, sha) = try? FileDigest.sha256(of: entry.path),
                   sha == manifest.sha256, bytes == manifest.bytes else { continue }
             return entry
         }
-        throw Failure(.missingInput, "no backup with a good checksum in \(folder)\(label.map { " with label \($0)" } ?? "")",
-                      hint: "take one with 'deployctl snapshot'")
+        throw Failure(.missingInput, "no backup with a good checksum in \(folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")",
+                      hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")
     }
 
     /// What `prune` would remove: per label, everything after the newest `keepLast`, except the

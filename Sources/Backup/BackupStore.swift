@@ -102,15 +102,18 @@ public struct BackupStore: Sendable {
         }
     }
 
-    /// Every backup in the folder, newest first (by `created_at`, then name). Temp files and
-    /// manifests are not backups. A missing folder holds none.
+    /// Every backup in the folder, newest first (by `created_at`, then name). Temp files,
+    /// manifests and anything that is not a regular file (a symbolic link above all: it could
+    /// point at another instance's live database) are not backups. A missing folder holds none.
     public func entries() -> [BackupEntry] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
         let decoder = JSON.decoder()
         return names.filter { !$0.hasPrefix(".") && ($0.hasSuffix(".db") || $0.hasSuffix(".db.gz")) }
             .compactMap { name -> BackupEntry? in
                 let path = folder + "/" + name
-                guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
+                // attributesOfItem does not follow links: a link posing as a backup is no backup.
+                guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+                      attributes[.type] as? FileAttributeType == .typeRegular else { return nil }
                 let manifest = (try? Data(contentsOf: URL(fileURLWithPath: path + ".json")))
                     .flatMap { try? decoder.decode(Manifest.self, from: $0) }
                 return BackupEntry(
@@ -123,9 +126,15 @@ public struct BackupStore: Sendable {
     }
 
     /// The backup named `name`.
-    /// - Throws: `Failure` `.usage` for a bad name, `.missingInput` when there is no such backup.
+    /// - Throws: `Failure` `.usage` for a bad name, `.badData` for a symbolic link or other
+    ///   non-regular file, `.missingInput` when there is no such backup.
     public func entry(named name: String) throws -> BackupEntry {
         try Self.validate(backupName: name)
+        let path = folder + "/" + name
+        if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType, type != .typeRegular {
+            throw Failure(.badData, "\(path) is \(type == .typeSymbolicLink ? "a symbolic link" : "not a regular file"), not a backup deployctl wrote; it is never read",
+                          hint: "pick a backup from 'deployctl backups list', or remove the link")
+        }
         guard let entry = entries().first(where: { $0.name == name }) else {
             throw Failure(.missingInput, "no backup named \(name) in \(folder)",
                           hint: "list the backups with 'deployctl backups list'")

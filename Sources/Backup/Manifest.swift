@@ -23,6 +23,39 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var label: String
     /// When `backups verify` (or `--verify`) last found the backup good.
     public var verifiedAt: Date?
+    /// The instance the backup was taken of (nil in manifests written before it was recorded).
+    public var instance: String?
+    /// The live database's path relative to the deployment root (nil in older manifests).
+    public var database: String?
+    /// Why the backup is stored as it is (the `pre_restore` copy is never compressed).
+    public var note: String?
+    /// The last SQLite check of the stored bytes, good or failed.
+    public var verification: Verification?
+
+    /// One check of a backup: when, which check, its result, and the checksum of the bytes it
+    /// checked (a later restore of the same bytes need not check them again).
+    public struct Verification: Codable, Sendable, Equatable {
+        public var at: Date
+        /// `integrity_check` or `quick_check`.
+        public var check: String
+        /// `ok` or `failed`.
+        public var result: String
+        public var reason: String?
+        public var sha256: String
+
+        public init(at: Date, check: String, result: String, reason: String?, sha256: String) {
+            self.at = at
+            self.check = check
+            self.result = result
+            self.reason = reason
+            self.sha256 = sha256
+        }
+    }
+
+    /// Whether these exact bytes already passed `integrity_check`.
+    public var passedIntegrityCheck: Bool {
+        verification.map { $0.check == "integrity_check" && $0.result == "ok" && $0.sha256 == sha256 } ?? false
+    }
 
     enum CodingKeys: String, CodingKey {
         case name, sha256, bytes, compressed, label
@@ -34,5 +67,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         case sourcePath = "source_path"
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
+        case instance, database, note, verification
     }
 }

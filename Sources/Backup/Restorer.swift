@@ -22,50 +22,92 @@ public struct TableDifference: Codable, Sendable, Equatable {
     }
 }
 
+/// A table of either side the preview could not compare row by row, and why.
+public struct NotCompared: Codable, Sendable, Equatable {
+    public let table: String
+    public let reason: String
+}
+
 /// Restores backups through SQLite's backup API: into the live database (one write
-/// transaction), into a new file, or over a missing or unreadable live database.
+/// transaction, inside a critical section that first saves the live state), into a new file,
+/// or over a missing or unreadable live database.
 public struct Restorer: Sendable {
     public let busyTimeout: Duration
 
     public init(busyTimeout: Duration) { self.busyTimeout = busyTimeout }
 
-    /// The comparison of the live database with a backup, shown before a restore.
+    /// The comparison of a database with a backup: what a restore discards and brings back.
     public struct Comparison: Sendable {
         public let differences: [TableDifference]
+        /// Tables whose rows could not be compared (virtual tables of unknown modules,
+        /// contentless full-text tables) and shadow tables, compared through their virtual table.
+        public let notCompared: [NotCompared]
     }
 
-    /// Compares every table of the live database with the backup, so the operator sees what a
-    /// restore would discard. Reads only, in one read transaction on the live database.
+    /// Compares every table of `live` (the live database, or a `pre_restore` copy opened
+    /// immutable) with the backup. Reads only, in one read transaction on `live`.
     ///
-    /// First every live page is compared with the backup's (`comparePages`, about the cost of
-    /// a copy). A table none of whose live pages differ (SQLite's `dbstat` lists them), with the
-    /// same root page and definition on both sides, holds the same rows: only its rows are
-    /// counted. The other tables get fingerprints on both sides (two cores at once), and
-    /// row-set differences when those differ.
+    /// First every page is compared with the backup's (`comparePages`, about the cost of a
+    /// copy). A table none of whose pages differ (SQLite's `dbstat` lists them), with the same
+    /// root page and definition on both sides, holds the same rows: only its rows are counted.
+    /// The other tables get fingerprints on both sides (two cores at once), and row-set
+    /// differences when those differ. A virtual table owns no pages: it is unchanged when all
+    /// its shadow tables are, else its rows are compared through the module (FTS3/4/5 with
+    /// content, R*Tree); other modules are reported as not compared, never as a false 0.
     /// - Throws: `SQLiteError`.
-    public func compare(livePath: String, backup: OpenedBackup) throws -> Comparison {
-        let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
+    public func compare(_ live: Connection, backup: OpenedBackup) throws -> Comparison {
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
         let liveTables = try live.tableRoots(database: "main")
         let backupTables = try live.tableRoots(database: "restore_source")
+        let kinds = try live.tableKinds(database: "main").merging(try live.tableKinds(database: "restore_source")) { a, _ in a }
         let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
         let identical = try live.tablesWithIdenticalPages(as: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout)
+        let virtualTables = kinds.filter { $0.value == "virtual" }.keys.sorted()
+        func owner(ofShadow table: String) -> String? {
+            virtualTables.filter { table.hasPrefix($0 + "_") }.max { $0.count < $1.count }
+        }
 
         var result = [TableDifference]()
+        var notCompared = [NotCompared]()
         for table in Set(liveTables.keys).union(backupTables.keys).sorted() {
             let q = quoteIdentifier(table)
+            func count(_ database: String) throws -> Int? {
+                (database == "main" ? liveTables : backupTables)[table] == nil ? nil
+                    : Int(try live.scalar("SELECT count(*) FROM \(database).\(q)").int ?? 0)
+            }
+            if kinds[table] == "shadow" {
+                notCompared.append(NotCompared(table: table, reason: "shadow table of virtual table \(owner(ofShadow: table) ?? "?"): its rows are compared there"))
+                continue
+            }
+            if kinds[table] == "virtual" {
+                if let reason = Self.uncomparable(liveTables[table]?.sql ?? backupTables[table]?.sql ?? "") {
+                    notCompared.append(NotCompared(table: table, reason: reason))
+                    continue
+                }
+                do {
+                    let (liveRows, backupRows) = (try count("main"), try count("restore_source"))
+                    let shadows = Set(liveTables.keys).union(backupTables.keys).filter { kinds[$0] == "shadow" && owner(ofShadow: $0) == table }
+                    if liveRows != nil, backupRows != nil, !shadows.isEmpty, shadows.allSatisfy(identical.contains) {
+                        result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: 0, restored: 0))
+                    } else {
+                        result.append(try exceptDifference(live, table, liveRows: liveRows, backupRows: backupRows))
+                    }
+                } catch let error as SQLiteError {
+                    notCompared.append(NotCompared(table: table, reason: "virtual table: \(error.sqliteMessage)"))
+                }
+                continue
+            }
             guard liveTables[table] != nil, backupTables[table] != nil else {
-                let liveRows = liveTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
-                let backupRows = backupTables[table] == nil ? nil : Int(try live.scalar("SELECT count(*) FROM restore_source.\(q)").int ?? 0)
+                let (liveRows, backupRows) = (try count("main"), try count("restore_source"))
                 result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                               discarded: liveRows ?? 0, restored: backupRows ?? 0))
                 continue
             }
             if identical.contains(table) {
-                let rows = Int(try live.scalar("SELECT count(*) FROM main.\(q)").int ?? 0)
+                let rows = try count("main")
                 result.append(TableDifference(table: table, liveRows: rows, backupRows: rows, discarded: 0, restored: 0))
                 continue
             }
@@ -76,36 +118,148 @@ public struct Restorer: Sendable {
                 result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows, discarded: 0, restored: 0))
                 continue
             }
-            guard try columns(live, table, "main") == columns(live, table, "restore_source") else {
-                result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows,
-                                              discarded: livePrint.rows, restored: backupPrint.rows))
-                continue
-            }
-            let discarded = try live.scalar("SELECT count(*) FROM (SELECT * FROM main.\(q) EXCEPT SELECT * FROM restore_source.\(q))").int ?? 0
-            let restored = try live.scalar("SELECT count(*) FROM (SELECT * FROM restore_source.\(q) EXCEPT SELECT * FROM main.\(q))").int ?? 0
-            result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows,
-                                          discarded: Int(discarded), restored: Int(restored)))
+            result.append(try exceptDifference(live, table, liveRows: livePrint.rows, backupRows: backupPrint.rows))
         }
-        return Comparison(differences: result)
+        return Comparison(differences: result, notCompared: notCompared)
+    }
+
+    /// Why a virtual table's rows cannot be compared through its module, or nil when they can:
+    /// FTS3/4/5 tables that store their content, and R*Trees.
+    static func uncomparable(_ sql: String) -> String? {
+        let lower = sql.lowercased().replacingOccurrences(of: " ", with: "")
+        guard let using = lower.range(of: "using") else { return "virtual table without a module" }
+        let module = lower[using.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+        guard ["fts3", "fts4", "fts5", "rtree", "rtree_i32"].contains(String(module)) else {
+            return "virtual table of module \(module): its rows are not compared"
+        }
+        if lower.contains("content=''") || lower.contains("content=\"\"") {
+            return "contentless \(module) table: it stores no rows to compare"
+        }
+        return nil
+    }
+
+    /// Row-set differences of one table between `main` and `restore_source`.
+    private func exceptDifference(_ live: Connection, _ table: String, liveRows: Int?, backupRows: Int?) throws -> TableDifference {
+        let q = quoteIdentifier(table)
+        guard let liveRows, let backupRows, try columns(live, table, "main") == columns(live, table, "restore_source") else {
+            return TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: liveRows ?? 0, restored: backupRows ?? 0)
+        }
+        let discarded = try live.scalar("SELECT count(*) FROM (SELECT * FROM main.\(q) EXCEPT SELECT * FROM restore_source.\(q))").int ?? 0
+        let restored = try live.scalar("SELECT count(*) FROM (SELECT * FROM restore_source.\(q) EXCEPT SELECT * FROM main.\(q))").int ?? 0
+        return TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: Int(discarded), restored: Int(restored))
     }
 
     private func columns(_ db: Connection, _ table: String, _ database: String) throws -> [String] {
         try db.rows("SELECT name FROM pragma_table_info(?, ?)", [.text(table), .text(database)]).compactMap { $0[0].string }
     }
 
-    /// Restores `backup` into the live database with the backup API: one write transaction,
-    /// correct with a `-wal` file present, keeping the live journal mode; then proves the live
-    /// database equals the backup: a new connection reads every page and compares it with the
-    /// backup file's. Returns the number of pages proven identical.
-    /// - Throws: `SQLiteError` (`.temporary` when the write lock is not had in time; the live
-    ///   database is then unchanged); `Failure` `.unproven` when the proof fails.
-    public func restore(_ backup: OpenedBackup, intoLive livePath: String) throws -> Int {
-        do {
-            let live = try Connection(path: livePath, mode: .readWrite, busyTimeout: busyTimeout)
-            try copy(backup, into: live)
+    /// What a restore into the live database did.
+    public struct LiveResult: Sendable {
+        /// The `pre_restore` snapshot: exactly the state the restore replaced.
+        public let saved: BackupEntry
+        /// True when no other connection committed between the preview's read transaction
+        /// and the write lock, so the preview's counts are exactly what was discarded.
+        public let previewExact: Bool
+        /// How long other connections could not write: from the write lock to the commit.
+        public let writeLockMilliseconds: Double
+        public let proof: Proof
+    }
+
+    /// The proof that the live database holds the backup after a restore.
+    public enum Proof: Sendable {
+        /// Every page is identical to the backup's.
+        case identical(pages: Int)
+        /// Another connection committed to the restored database before the proof could read
+        /// it: equality can no longer be shown (nor is it expected).
+        case overtaken
+        /// Pages differ, and nobody else committed: the restore is wrong.
+        case differs(pages: Int, of: Int)
+    }
+
+    /// Restores `backup` into the live database `live` as one critical section: takes the
+    /// write lock (`HeldBackup.lock`), saves the live state as a snapshot through `saving`
+    /// (WAL: read by a second connection, which readers may still be; rollback journal: the
+    /// locked file's bytes), runs `beforeCommit` (a throw there aborts: the live database is
+    /// untouched and the saved copy removed), commits the restore in one transaction, then
+    /// proves every page equals the backup's in the first read transaction after the commit.
+    /// No commit of another connection can fall between the saved state and the restore.
+    ///
+    /// `live` must have no open transaction; when it read the preview, `previewVersion` is its
+    /// `dataVersion` after that read.
+    /// - Throws: `SQLiteError` (`.temporary` when the write lock is not had within the busy
+    ///   timeout); `Failure` `.cannotCreate` for a read-only database, `.io` for a full disk.
+    ///   Whatever is thrown, the live database is as it was; when the commit itself failed
+    ///   this was checked page by page, and `.unproven` is thrown if it is not.
+    public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?,
+                        saving request: SnapshotRequest, in store: BackupStore, progress: ProgressHandler = { _, _, _ in },
+                        beforeCommit: () throws -> Void) throws -> LiveResult {
+        guard !live.isReadOnly else {
+            throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
+                          hint: "run as the database's owner, or make the file and its folder writable")
         }
-        return try prove(Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout),
-                         equals: backup, what: "the live database \(livePath)")
+        let source = try Connection(path: backup.databasePath, mode: .immutable)
+        let held = try HeldBackup(from: source, into: live)
+        try held.lock(timeout: busyTimeout)
+        let locked = ContinuousClock.now
+        let previewExact = previewVersion == live.dataVersion
+        let saved: BackupEntry
+        do {
+            let header = try live.readFileBytes(at: 18, count: 2)
+            let wal = header.first == 2
+            progress("saving the live database as pre_restore", 0, 0)
+            saved = try Snapshotter(store: store).snapshot(request, progress: progress) { path in
+                if wal {
+                    try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout).copy(into: path, timeout: busyTimeout)
+                } else {
+                    let fd = open(path, O_WRONLY | O_CLOEXEC)
+                    guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
+                    defer { close(fd) }
+                    _ = try live.copyFileBytes(into: fd, outputPath: path)
+                }
+            }
+        } catch {
+            held.abort()
+            throw error
+        }
+        do {
+            try beforeCommit()
+        } catch {
+            held.abort()
+            try? store.remove([saved])
+            throw error
+        }
+        progress("restoring", 0, 0)
+        do {
+            try held.commit(timeout: busyTimeout)
+        } catch let error as DeployctlError {
+            let unchanged = try? Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
+                .comparePages(with: saved.path, timeout: busyTimeout).identical
+            guard unchanged == true else {
+                throw Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
+                              hint: "do not start the application; put the saved copy back: deployctl restore <instance> \(saved.name) --yes")
+            }
+            throw Failure(error.kind == .unproven ? .failed : error.kind,
+                          "\(error.message)\nThe restore was rolled back: the live database is as it was (every page equals \(saved.name)).",
+                          hint: error.hint)
+        }
+        let blocked = ContinuousClock.now - locked
+        return LiveResult(saved: saved, previewExact: previewExact,
+                          writeLockMilliseconds: Double(blocked.components.seconds) * 1000 + Double(blocked.components.attoseconds) / 1e15,
+                          proof: try proveRestored(live, equals: backup))
+    }
+
+    /// The proof after a live restore, in `live`'s first read transaction after its commit:
+    /// when its data version shows no other connection committed since, every page is
+    /// compared with the backup's.
+    private func proveRestored(_ live: Connection, equals backup: OpenedBackup) throws -> Proof {
+        let committed = live.dataVersion
+        try live.execute("BEGIN")
+        defer { try? live.execute("COMMIT") }
+        _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
+        guard live.dataVersion == committed else { return .overtaken }
+        let differences = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
+        return differences.identical ? .identical(pages: differences.pageCount)
+            : .differs(pages: differences.pages.count, of: differences.referencePageCount)
     }
 
     /// Restores `backup` into `target`, a file that must not exist: temp file, fsync, link

@@ -16,15 +16,25 @@ public struct SnapshotRequest: Sendable {
     public var busyTimeout: Duration
     /// The creation time written to the name and manifest.
     public var now: Date
+    /// The instance the backup belongs to, recorded in the manifest.
+    public var instance: String?
+    /// The live database's path relative to the deployment root, recorded in the manifest.
+    public var database: String?
+    /// Why the backup is stored as it is, recorded in the manifest (the `pre_restore` copy).
+    public var note: String?
 
     public init(databasePath: String, label: String, gzip: Bool = false, verify: Bool = false,
-                busyTimeout: Duration = .seconds(5), now: Date = Date()) {
+                busyTimeout: Duration = .seconds(5), now: Date = Date(), instance: String? = nil,
+                database: String? = nil, note: String? = nil) {
         self.databasePath = databasePath
         self.label = label
         self.gzip = gzip
         self.verify = verify
         self.busyTimeout = busyTimeout
         self.now = now
+        self.instance = instance
+        self.database = database
+        self.note = note
     }
 }
 
@@ -48,6 +58,17 @@ public struct Snapshotter: Sendable {
     public func snapshot(_ request: SnapshotRequest, progress: ProgressHandler = { _, _, _ in }) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
+        return try snapshot(request, progress: progress) { path in try source.copy(into: path, timeout: request.busyTimeout) }
+    }
+
+    /// Publishes a snapshot whose database `fill` writes into the new empty file at the path it
+    /// is given (not fsynced; stored in rollback-journal mode), with the same guarantees as
+    /// `snapshot(_:progress:)`: a restore saves the live state this way while it holds the
+    /// write lock.
+    /// - Throws: as `snapshot(_:progress:)`, and what `fill` throws.
+    public func snapshot(_ request: SnapshotRequest, progress: ProgressHandler = { _, _, _ in },
+                         fill: (String) throws -> Void) throws -> BackupEntry {
+        try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
 
         let name = store.newName(label: request.label, at: request.now, compressed: request.gzip)
@@ -57,7 +78,7 @@ public struct Snapshotter: Sendable {
         defer { for path in cleanup { unlink(path) } }
 
         progress("copy", 0, 0)
-        let info = try copy(from: source, to: tempDatabase, verify: request.verify, timeout: request.busyTimeout)
+        let info = try copy(to: tempDatabase, verify: request.verify, fill: fill)
 
         var stored = tempDatabase
         let sha256: String
@@ -86,7 +107,8 @@ public struct Snapshotter: Sendable {
             name: name, sha256: sha256, bytes: bytes, compressed: request.gzip, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
             appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
-            label: request.label, verifiedAt: request.verify ? request.now : nil)
+            label: request.label, verifiedAt: request.verify ? request.now : nil,
+            instance: request.instance, database: request.database, note: request.note)
         try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
         cleanup.removeAll()
         unlink(tempDatabase)
@@ -101,18 +123,18 @@ public struct Snapshotter: Sendable {
         var migrations: [String]
     }
 
-    /// Copies `source` into a new file at `path` (`Connection.copy(into:timeout:)`), not yet
-    /// fsynced, and reads its size and applied migrations back from the copy.
-    func copy(from source: Connection, to path: String, verify: Bool, timeout: Duration) throws -> CopyInfo {
+    /// Creates the new file `path`, lets `fill` write the database into it (not yet fsynced),
+    /// and reads its size and applied migrations back from the copy.
+    func copy(to path: String, verify: Bool, fill: (String) throws -> Void) throws -> CopyInfo {
         let fd = try DurableFile.createNew(path)
         close(fd)
-        try source.copy(into: path, timeout: timeout)
+        try fill(path)
 
         let copy = try Connection(path: path, mode: .readWrite)
         if verify {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
-                throw Failure(.badData, "the copy of \(source.path) fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                throw Failure(.badData, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: "run 'deployctl verify' on the live database; it may be damaged")
             }
         }

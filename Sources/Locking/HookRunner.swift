@@ -109,6 +109,20 @@ public struct HookRunner: Sendable {
                           seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                           outputPath: outputPath)
     }
+
+    /// Runs the health check up to `attempts` times, a second apart, until it succeeds.
+    /// Returns the last result.
+    /// - Throws: as `run`.
+    public func runHealthCheck(command: String, attempts: Int, timeout: Duration) throws -> HookResult {
+        var last: HookResult
+        var attempt = 1
+        while true {
+            last = try run(name: "health", command: command, timeout: timeout, tag: "health-\(attempt)")
+            if last.succeeded || attempt >= attempts { return last }
+            attempt += 1
+            usleep(1_000_000)
+        }
+    }
 }
 
 private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {

@@ -72,6 +72,15 @@ public struct MigrationFile: Sendable, Equatable {
         return (id, name)
     }
 
+    /// The names of the tables `sql` creates (`CREATE [VIRTUAL] TABLE [IF NOT EXISTS] name`),
+    /// read from the text: enough to tell whether a database belongs to these migrations.
+    public static func createdTables(in sql: String) -> Set<String> {
+        let pattern = #"(?i)\bCREATE\s+(?:VIRTUAL\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:main\s*\.\s*)?["`\[]?([A-Za-z_][A-Za-z0-9_$]*)"#
+        guard let regex = try? NSRegularExpression(pattern: pattern) else { return [] }
+        let range = NSRange(sql.startIndex..., in: sql)
+        return Set(regex.matches(in: sql, range: range).compactMap { Range($0.range(at: 1), in: sql).map { String(sql[$0]) } })
+    }
+
     /// Every migration in `folder`, in order. A missing or empty folder has none.
     /// - Throws: `Failure` `.usage` for duplicate numbers or a badly named `.sql` file.
     public static func loadAll(folder: String) throws -> [MigrationFile] {

@@ -22,13 +22,11 @@ extension Runtime {
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
         try ensureDatabase(config)
-        let lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+        let lock = try lockInstance(config)
         defer { lock.release() }
         let store = store(config)
         let entry = try Snapshotter(store: store).snapshot(
-            SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip ?? config.gzip, verify: verify,
-                            busyTimeout: config.busyTimeout, now: clock()),
-            progress: progress)
+            snapshotRequest(config, label: label, gzip: gzip ?? config.gzip, verify: verify), progress: progress)
         var pruned = [BackupEntry]()
         if let keep = keepLast ?? config.keepLast {
             pruned = store.pruneCandidates(keepLast: keep, label: label, protected: protectedBackups(config))
@@ -71,7 +69,7 @@ extension Runtime {
         let config = try workspace.instance(name)
         let store = store(config)
         if dryRun { return store.pruneCandidates(keepLast: keepLast, label: label, protected: protectedBackups(config)) }
-        let lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+        let lock = try lockInstance(config)
         defer { lock.release() }
         let doomed = store.pruneCandidates(keepLast: keepLast, label: label, protected: protectedBackups(config))
         try store.remove(doomed)

@@ -153,8 +153,8 @@ struct Pipeline {
         let store = runtime.store(config)
         let backup = try stage("snapshot") { p in
             let entry = try Snapshotter(store: store).snapshot(
-                SnapshotRequest(databasePath: p.config.databasePath, label: "pre_\(migrationName)", gzip: p.options.gzip ?? p.config.gzip,
-                                busyTimeout: p.config.busyTimeout, now: p.runtime.clock()), progress: p.runtime.progress)
+                p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", gzip: p.options.gzip ?? p.config.gzip),
+                progress: p.runtime.progress)
             p.report.snapshot = entry.name
             p.journal?.snapshot = entry.name
             try p.journal?.write(path: p.config.journalPath)
@@ -194,7 +194,7 @@ struct Pipeline {
         try Connection.checkIsDatabase(config.databasePath)
         if !options.dryRun {
             try runtime.store(config).prepareForWriting()
-            lock = try InstanceLock(path: config.lockPath, command: runtime.commandLine, now: runtime.clock())
+            lock = try runtime.lockInstance(config)
             if let crashed = lock?.crashedHolder {
                 runtime.log("  warning: an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed")
             }
@@ -325,16 +325,10 @@ struct Pipeline {
         }
         try runtime.failpoints.hit("restart")
         if let health = config.hooks.health {
-            var last: HookResult?
-            for attempt in 1...config.hooks.healthAttempts {
-                let result = try hooks.run(name: "health", command: health, timeout: config.hooks.timeout, tag: "health-\(attempt)")
-                last = result
-                if result.succeeded { break }
-                if attempt < config.hooks.healthAttempts { usleep(1_000_000) }
-            }
-            report.hooks.append(last!)
-            guard last!.succeeded else {
-                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s); output in \(last!.outputPath)")
+            let last = try hooks.runHealthCheck(command: health, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
+            report.hooks.append(last)
+            guard last.succeeded else {
+                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s); output in \(last.outputPath)")
             }
         }
     }

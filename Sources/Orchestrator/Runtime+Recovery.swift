@@ -85,6 +85,8 @@ extension Runtime {
         let store = store(config)
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
-        _ = try Restorer(busyTimeout: config.busyTimeout).restore(opened, intoLive: config.databasePath)
+        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil)
+        if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
     }
 }

@@ -1,12 +1,14 @@
 import Backup
 import Foundation
 import Locking
+import Migration
 import SQLite
 import Support
 
 /// Which backup to restore.
 public enum BackupSelection: Sendable {
-    /// The newest backup (optionally with a label) whose checksum is good.
+    /// The newest backup (optionally with a label) whose checksum is good; without a label,
+    /// `pre_restore` copies are passed over.
     case latest(label: String?)
     /// A backup by its bare name.
     case named(String)
@@ -22,13 +24,46 @@ public enum RestoreTarget: Sendable {
     case replace
 }
 
+/// What `deployctl restore` was asked to do.
+public struct RestoreRequest: Sendable {
+    public var instance: String
+    public var selection: BackupSelection
+    public var target: RestoreTarget
+    /// Check and preview only; take no lock, run no hook, change nothing.
+    public var dryRun: Bool
+    /// Run the instance's stop hook before and start + health after a restore into the live database.
+    public var runHooks: Bool
+    /// Restore a backup whose manifest names another instance or database, or whose schema
+    /// shares no table with this instance's.
+    public var allowForeign: Bool
+
+    public init(instance: String, selection: BackupSelection, target: RestoreTarget, dryRun: Bool = false,
+                runHooks: Bool = true, allowForeign: Bool = false) {
+        self.instance = instance
+        self.selection = selection
+        self.target = target
+        self.dryRun = dryRun
+        self.runHooks = runHooks
+        self.allowForeign = allowForeign
+    }
+}
+
 /// What a restore will do, shown before it happens.
 public struct RestorePreview: Sendable {
     public let backup: BackupEntry
     public let target: RestoreTarget
     public let targetPath: String
-    /// Per-table differences (live restores only).
+    /// How the backup's content was checked: `integrity_check`, or that these exact bytes
+    /// already passed it (recorded in the manifest).
+    public let check: String
+    /// Per-table differences (live restores only), as the live database stood when compared.
     public let differences: [TableDifference]
+    /// Tables whose rows were not compared, with the reason.
+    public let notCompared: [NotCompared]
+    /// Processes holding the live database when no stop hook will run.
+    public let holders: [DatabaseHolder]
+    /// Whether the stop hook runs before the restore.
+    public let stopsApplication: Bool
     /// Rows the restore discards, summed over tables.
     public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
 }
@@ -38,109 +73,389 @@ public struct RestoreOutcome: Sendable {
     public let preview: RestorePreview
     /// False for a dry run.
     public let performed: Bool
-    /// The `pre_restore` snapshot taken first (live restores).
+    /// The `pre_restore` snapshot: exactly the state the restore replaced (live restores).
     public let preRestoreBackup: BackupEntry?
+    /// Per-table differences between the replaced state and the backup: the preview's when no
+    /// commit fell between it and the write lock, else computed again from `pre_restore`.
+    public let differences: [TableDifference]
+    public let notCompared: [NotCompared]
     /// Where an unreadable live database was moved (`--replace`).
     public let movedAside: String?
-    /// Pages of the restored database proven byte-identical to the backup's.
+    /// Pages of the restored database proven byte-identical to the backup's; nil when not proven.
     public let provenPages: Int?
+    /// Why the equality is not proven, when it is not.
+    public let unproven: String?
+    /// How long the application could not write (live restores).
+    public let writeLockMilliseconds: Double?
+    /// App hooks run, in order.
+    public let hooks: [HookResult]
+    /// A SIGINT/SIGTERM that came after the restore had committed: it finished anyway.
+    public let interruptedTooLate: Bool
+
+    /// Rows the restore discarded, summed over tables.
+    public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
+
+    static func notPerformed(_ preview: RestorePreview) -> RestoreOutcome {
+        RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, differences: preview.differences,
+                       notCompared: preview.notCompared, movedAside: nil, provenPages: nil, unproven: nil,
+                       writeLockMilliseconds: nil, hooks: [], interruptedTooLate: false)
+    }
 }
 
-extension Runtime {
-    /// `deployctl restore`: verify the backup (65 on a bad one, touching nothing), show what it
-    /// discards, ask `confirm`, take a `pre_restore` snapshot, restore through the backup API,
-    /// prove the result equals the backup. Takes the instance lock unless `dryRun`.
-    /// - Throws: `Failure` (kinds per SPEC.md), `SQLiteError`.
-    public func restore(instance name: String, selection: BackupSelection, target: RestoreTarget, dryRun: Bool,
-                        confirm: (RestorePreview) throws -> Bool) throws -> RestoreOutcome {
-        let config = try workspace.instance(name)
-        let store = store(config)
-        var lock: InstanceLock?
-        if !dryRun {
-            lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
-            _ = try recoverUnfinishedDeploy(config)
-        }
-        defer { lock?.release() }
+/// A restore that is checked and previewed, holding the instance lock, ready to `perform()`
+/// once the operator has seen the preview (ARCHITECTURE.md, direction 3).
+///
+/// Holds the instance lock, the checked (and, for `.gz`, inflated) backup and the connection
+/// that read the preview until `perform()` or `release()`.
+public final class PreparedRestore {
+    public let preview: RestorePreview
+    let runtime: Runtime
+    let config: InstanceConfig
+    let store: BackupStore
+    let request: RestoreRequest
+    private var opened: OpenedBackup?
+    private var lock: InstanceLock?
+    /// The connection that read the preview, and its data version after that read.
+    private var live: Connection?
+    private let previewVersion: UInt32?
 
-        let entry: BackupEntry
-        switch selection {
-        case .latest(let label): entry = try store.latestGood(label: label)
-        case .named(let backupName): entry = try store.entry(named: backupName)
-        }
-        // Into the live database, quick_check runs beside the comparison below.
-        let intoLive = if case .live = target { true } else { false }
-        let opened = try store.check(entry, keep: true, quickCheck: !intoLive)!
-        defer { opened.discard() }
+    init(preview: RestorePreview, runtime: Runtime, config: InstanceConfig, store: BackupStore, request: RestoreRequest,
+         opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?) {
+        self.preview = preview
+        self.runtime = runtime
+        self.config = config
+        self.store = store
+        self.request = request
+        self.opened = opened
+        self.lock = lock
+        self.live = live
+        self.previewVersion = previewVersion
+    }
+
+    deinit { release() }
+
+    /// Removes the inflated temp copy, closes the preview connection and releases the lock.
+    public func release() {
+        opened?.discard()
+        opened = nil
+        live = nil
+        lock?.release()
+        lock = nil
+    }
+
+    /// Performs the restore that was previewed, then releases everything.
+    /// - Throws: `Failure` with the cause's kind; `.unproven` only when the live database was
+    ///   changed and could not be proven back.
+    public func perform() throws -> RestoreOutcome {
+        defer { release() }
+        guard let opened, !request.dryRun else { return .notPerformed(preview) }
         let restorer = Restorer(busyTimeout: config.busyTimeout)
-
-        switch target {
+        switch request.target {
         case .newFile(let path):
-            let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
-            let preview = RestorePreview(backup: entry, target: target, targetPath: absolute, differences: [])
-            guard !FileManager.default.fileExists(atPath: absolute) else {
-                throw Failure(.cannotCreate, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
-            }
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
-            let pages = try restorer.restore(opened, toNewFile: absolute)
-            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: nil, provenPages: pages)
-
+            try runtime.checkInterruption("nothing was written")
+            let pages = try restorer.restore(opened, toNewFile: path)
+            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, differences: [], notCompared: [],
+                                  movedAside: nil, provenPages: pages, unproven: nil, writeLockMilliseconds: nil, hooks: [],
+                                  interruptedTooLate: false)
         case .replace:
-            let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath, differences: [])
-            if FileManager.default.fileExists(atPath: config.databasePath),
-               (try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout).integrityProblems().isEmpty) == true {
-                throw Failure(.usage, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
-                              hint: "run 'deployctl restore \(name) \(entry.name)' without --replace")
-            }
-            let holders = DatabaseHolders.find(path: config.databasePath)
-            guard holders.isEmpty else {
-                throw Failure(.temporary, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
-                              hint: "stop the application, then run again")
-            }
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
-            guard try confirm(preview) else { throw Failure(.failed, "restore cancelled; nothing was changed") }
+            try runtime.checkInterruption("nothing was changed")
             try store.prepareForWriting()
-            let aside = store.folder + "/" + store.newName(label: "replaced", at: clock(), compressed: false)
+            let aside = store.folder + "/" + store.newName(label: "replaced", at: runtime.clock(), compressed: false)
             let pages = try restorer.replace(livePath: config.databasePath, with: opened, aside: aside)
             let moved = FileManager.default.fileExists(atPath: aside) ? aside : nil
-            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, movedAside: moved, provenPages: pages)
-
+            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, differences: [], notCompared: [],
+                                  movedAside: moved, provenPages: pages, unproven: nil, writeLockMilliseconds: nil, hooks: [],
+                                  interruptedTooLate: false)
         case .live:
-            _ = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-            let ((), comparison) = try bothAtOnce({ try store.quickCheck(opened, of: entry) },
-                                                  { try restorer.compare(livePath: config.databasePath, backup: opened) })
-            let preview = RestorePreview(backup: entry, target: target, targetPath: config.databasePath,
-                                         differences: comparison.differences)
-            if dryRun { return RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, movedAside: nil, provenPages: nil) }
-            guard try confirm(preview) else { throw Failure(.failed, "restore cancelled; nothing was changed") }
-            let safety = try Snapshotter(store: store).snapshot(
-                SnapshotRequest(databasePath: config.databasePath, label: "pre_restore", gzip: config.gzip,
-                                busyTimeout: config.busyTimeout, now: clock()), progress: progress)
-            log("✓ Saved the current database as \(safety.name)")
-            try failpoints.hit("restore")
+            return try performLive(opened, restorer: restorer)
+        }
+    }
+
+    private func performLive(_ opened: OpenedBackup, restorer: Restorer) throws -> RestoreOutcome {
+        let hooks = AppHooks(runtime: runtime, config: config, enabled: request.runHooks)
+        try runtime.checkInterruption("nothing was changed")
+        do {
+            try hooks.stop()
+            let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            live = nil
+            let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, config: config, store: store,
+                                                 failpoint: "restore")
+            let interruptedTooLate = runtime.interruption() != nil
+            if interruptedTooLate { runtime.log("deployctl: the interrupt came after the restore had committed; it was finished and proven") }
+            // From here the live database holds the backup: any failure puts the saved state back.
             do {
-                let pages = try restorer.restore(opened, intoLive: config.databasePath)
-                try failpoints.hit("after-restore")
-                return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: safety, movedAside: nil, provenPages: pages)
+                if case .differs(let pages, let total) = result.proof {
+                    throw Failure(.failed, "after the restore, the live database does not hold the backup's pages (\(pages) of \(total) differ)")
+                }
+                try runtime.failpoints.hit("after-restore")
+                try hooks.start()
             } catch let error as DeployctlError {
-                // The live database may have been replaced: put back what was there, so a
-                // failed restore leaves the database as it was before the command.
-                try rollBack(to: safety, store: store, config: config, after: error)
-                throw Failure(error.kind == .unproven ? .unproven : .failed,
-                              "\(error.message)\nThe live database was put back as it was (from \(safety.name)).", hint: error.hint)
+                try runtime.putBack(result.saved, after: error, config: config, store: store, hooks: hooks)
+            }
+            var differences = preview.differences
+            var notCompared = preview.notCompared
+            if !result.previewExact {
+                // Another connection committed after the preview: count what was discarded
+                // from the saved copy, exactly the state replaced.
+                let saved = try Connection(path: result.saved.path, mode: .immutable)
+                let exact = try restorer.compare(saved, backup: opened)
+                (differences, notCompared) = (exact.differences, exact.notCompared)
+            }
+            var provenPages: Int?
+            var unproven: String?
+            switch result.proof {
+            case .identical(let pages): provenPages = pages
+            case .overtaken: unproven = "another connection committed to the restored database before the proof could read it"
+            case .differs: break
+            }
+            return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: result.saved, differences: differences,
+                                  notCompared: notCompared, movedAside: nil, provenPages: provenPages, unproven: unproven,
+                                  writeLockMilliseconds: result.writeLockMilliseconds, hooks: hooks.results,
+                                  interruptedTooLate: interruptedTooLate)
+        } catch {
+            hooks.startIfStopped()
+            throw error
+        }
+    }
+}
+
+/// The app hooks around a restore into the live database: stop before, start and health
+/// after, start again after a failure that left the app stopped.
+final class AppHooks {
+    let runtime: Runtime
+    let config: InstanceConfig
+    let enabled: Bool
+    let runner: HookRunner
+    private(set) var results = [HookResult]()
+    private var stopped = false
+
+    init(runtime: Runtime, config: InstanceConfig, enabled: Bool) {
+        self.runtime = runtime
+        self.config = config
+        self.enabled = enabled
+        runner = HookRunner(outputFolder: config.deploysFolder + "/restore-" + Runtime.deployId(runtime.clock()), workingDirectory: config.folder,
+                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath])
+    }
+
+    /// Runs the stop hook, if any.
+    /// - Throws: `Failure` `.failed` when it fails (the app is then started again by the caller).
+    func stop() throws {
+        guard enabled, let command = config.hooks.stop else { return }
+        runtime.log("→ stopping the application (stop hook)…")
+        let result = try runner.run(name: "stop", command: command, timeout: config.hooks.timeout, tag: "restore")
+        results.append(result)
+        stopped = true
+        guard result.succeeded else {
+            throw Failure(.failed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); nothing was restored; output in \(result.outputPath)",
+                          hint: "check the hook's command in \(config.file), or run with --no-hooks after stopping the application yourself")
+        }
+    }
+
+    /// Runs the start hook and the health check, if configured.
+    /// - Throws: `Failure` `.failed` when either fails.
+    func start() throws {
+        guard enabled else { return }
+        if let command = config.hooks.start {
+            runtime.log("→ starting the application (start hook)…")
+            let result = try runner.run(name: "start", command: command, timeout: config.hooks.timeout, tag: "restore")
+            results.append(result)
+            stopped = false
+            guard result.succeeded else { throw Failure(.failed, "the start hook failed after the restore; output in \(result.outputPath)") }
+        }
+        if let command = config.hooks.health {
+            let result = try runner.runHealthCheck(command: command, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
+            results.append(result)
+            guard result.succeeded else {
+                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s) after the restore; output in \(result.outputPath)")
             }
         }
     }
 
-    /// Restores the `pre_restore` snapshot after a failed restore, proving the result.
-    /// - Throws: `Failure` `.unproven` naming the snapshot when that fails too.
-    private func rollBack(to safety: BackupEntry, store: BackupStore, config: InstanceConfig, after error: DeployctlError) throws {
-        do {
-            let opened = try store.check(store.entry(named: safety.name), keep: true)!
-            defer { opened.discard() }
-            _ = try Restorer(busyTimeout: config.busyTimeout).restore(opened, intoLive: config.databasePath)
-        } catch let rollBackError {
-            throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(rollBackError)",
-                          hint: "restore \(safety.name) by hand: deployctl restore \(config.name) \(safety.name) --yes")
+    /// Stops the app (when a start hook ran) before the saved state is put back.
+    func stopForPutBack() {
+        guard enabled, !stopped, results.contains(where: { $0.name == "start" }), let command = config.hooks.stop,
+              let result = try? runner.run(name: "stop", command: command, timeout: config.hooks.timeout, tag: "put-back") else { return }
+        results.append(result)
+        stopped = true
+    }
+
+    /// Starts the app again when this restore left it stopped.
+    func startIfStopped() {
+        guard enabled, stopped, let command = config.hooks.start,
+              let result = try? runner.run(name: "start", command: command, timeout: config.hooks.timeout, tag: "after-failure") else { return }
+        results.append(result)
+        stopped = false
+    }
+}
+
+extension Runtime {
+    /// `deployctl restore`, first step: takes the instance lock (unless a dry run), finishes an
+    /// unfinished deploy, picks the backup and checks it once (checksum, `integrity_check`
+    /// unless these bytes already passed it, that it is this instance's database), and computes
+    /// the preview. The operator sees the preview; `perform()` does the rest.
+    /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
+    public func beginRestore(_ request: RestoreRequest) throws -> PreparedRestore {
+        let config = try workspace.instance(request.instance)
+        let store = store(config)
+        var lock: InstanceLock?
+        if !request.dryRun {
+            lock = try lockInstance(config)
+            _ = try recoverUnfinishedDeploy(config)
         }
+        let entry: BackupEntry
+        switch request.selection {
+        case .latest(let label): entry = try store.latestGood(label: label)
+        case .named(let backupName): entry = try store.entry(named: backupName)
+        }
+        let intoLive = if case .live = request.target { true } else { false }
+        let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
+        // Into the live database, integrity_check runs beside the comparison below.
+        let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked)!
+        do {
+            let check = alreadyChecked ? "these bytes passed integrity_check on \(Self.day(entry.manifest!.verification!.at))" : "integrity_check"
+            if !request.allowForeign, !isNewFile(request.target) {
+                try checkBelongs(entry, opened: opened, to: config)
+            }
+            try checkInterruption("nothing was changed")
+            switch request.target {
+            case .newFile(let path):
+                let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
+                guard !FileManager.default.fileExists(atPath: absolute) else {
+                    throw Failure(.cannotCreate, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
+                }
+                var prepared = request
+                prepared.target = .newFile(absolute)
+                return PreparedRestore(preview: preview(entry, request.target, absolute, check, config: config), runtime: self, config: config,
+                                       store: store, request: prepared, opened: opened, lock: lock, live: nil, previewVersion: nil)
+            case .replace:
+                if FileManager.default.fileExists(atPath: config.databasePath),
+                   (try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout).integrityProblems().isEmpty) == true {
+                    throw Failure(.usage, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
+                                  hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
+                }
+                let holders = DatabaseHolders.find(path: config.databasePath)
+                guard holders.isEmpty else {
+                    throw Failure(.temporary, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
+                                  hint: "stop the application, then run again")
+                }
+                return PreparedRestore(preview: preview(entry, request.target, config.databasePath, check, config: config), runtime: self,
+                                       config: config, store: store, request: request, opened: opened, lock: lock, live: nil, previewVersion: nil)
+            case .live:
+                let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+                try live.execute("PRAGMA query_only = ON")
+                let restorer = Restorer(busyTimeout: config.busyTimeout)
+                progress("checking the backup and comparing it with the live database", 0, 0)
+                let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
+                                                      { try restorer.compare(live, backup: opened) })
+                let version = live.dataVersion
+                try live.execute("PRAGMA query_only = OFF")
+                let stops = request.runHooks && config.hooks.stop != nil
+                let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
+                                             differences: comparison.differences, notCompared: comparison.notCompared,
+                                             holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops)
+                return PreparedRestore(preview: preview, runtime: self, config: config, store: store, request: request,
+                                       opened: opened, lock: lock, live: live, previewVersion: version)
+            }
+        } catch {
+            opened.discard()
+            throw error
+        }
+    }
+
+    private func isNewFile(_ target: RestoreTarget) -> Bool {
+        if case .newFile = target { return true }
+        return false
+    }
+
+    private func preview(_ entry: BackupEntry, _ target: RestoreTarget, _ path: String, _ check: String, config: InstanceConfig) -> RestorePreview {
+        RestorePreview(backup: entry, target: target, targetPath: path, check: check, differences: [], notCompared: [],
+                       holders: [], stopsApplication: false)
+    }
+
+    /// Refuses (65) a backup of another instance or database: its manifest names another
+    /// instance or database path, or its schema shares no table with this instance's live
+    /// database or migrations (manifests written before the instance was recorded have only
+    /// this check).
+    func checkBelongs(_ entry: BackupEntry, opened: OpenedBackup, to config: InstanceConfig) throws {
+        let hint = "pick a backup of this instance from 'deployctl backups list \(config.name)', or pass --allow-foreign if this database really is meant to replace it"
+        let expected = snapshotRequest(config, label: "x", gzip: false)
+        if let instance = entry.manifest?.instance, instance != config.name {
+            throw Failure(.badData, "backup \(entry.name) was taken of instance '\(instance)', not '\(config.name)'", hint: hint)
+        }
+        if let database = entry.manifest?.database, database != expected.database {
+            throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(expected.database ?? config.databasePath)", hint: hint)
+        }
+        let ignored: Set<String> = ["deployctl_migrations"]
+        let backupTables = Set(try Connection(path: opened.databasePath, mode: .immutable).tableNames()).subtracting(ignored)
+        guard !backupTables.isEmpty else { return }
+        var ours = Set<String>()
+        if let live = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
+            ours.formUnion((try? live.tableNames()) ?? [])
+        }
+        if let files = try? MigrationFile.loadAll(folder: workspace.deployConfig().migrationsFolder) {
+            for file in files { ours.formUnion(MigrationFile.createdTables(in: file.sql)) }
+        }
+        ours.subtract(ignored)
+        guard ours.isEmpty || !ours.isDisjoint(with: backupTables) else {
+            throw Failure(.badData, "backup \(entry.name) is not a database of instance '\(config.name)': none of its tables (\(backupTables.sorted().prefix(5).joined(separator: ", "))) is in the live database or the migrations",
+                          hint: hint)
+        }
+    }
+
+    /// The critical section of a live restore (`Restorer.restore(_:intoLive:…)`): the
+    /// `pre_restore` copy is stored uncompressed whatever `gzip` says, being a short-lived
+    /// safety copy; `failpoint` and an interrupt abort it before the commit.
+    /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
+    func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
+                     store: BackupStore, failpoint: String?) throws -> Restorer.LiveResult {
+        let request = snapshotRequest(config, label: "pre_restore", gzip: false,
+                                      note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed: a short-lived safety copy")
+        do {
+            let result = try Restorer(busyTimeout: config.busyTimeout).restore(
+                opened, intoLive: live, previewVersion: previewVersion, saving: request, in: store, progress: progress) {
+                    if let failpoint { try failpoints.hit(failpoint) }
+                    try checkInterruption("the restore was not committed; the live database is as it was")
+                }
+            log("✓ Saved the replaced database as \(result.saved.name); writes were blocked for \(String(format: "%.0f", result.writeLockMilliseconds)) ms")
+            return result
+        } catch let error as SQLiteError where error.kind == .temporary {
+            throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
+        } catch let error as SQLiteError where error.primaryCode == 8 /* SQLITE_READONLY */ {
+            throw Failure(.cannotCreate, "the live database \(config.databasePath) cannot be written: \(error.sqliteMessage); nothing was changed",
+                          hint: "check the file's and its folder's owner and permissions")
+        }
+    }
+
+    /// After a failure that followed a committed restore: stops the app if it was started,
+    /// restores the saved state through the same critical section (saving what it replaces
+    /// too), and throws the failure, as 1 when the state was proven back, else 2.
+    func putBack(_ saved: BackupEntry, after error: DeployctlError, config: InstanceConfig, store: BackupStore, hooks: AppHooks) throws -> Never {
+        hooks.stopForPutBack()
+        do {
+            let opened = try store.check(store.entry(named: saved.name), keep: true, runCheck: false)!
+            defer { opened.discard() }
+            let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil)
+            guard case .identical = result.proof else { throw Failure(.unproven, "the put-back could not be proven page by page") }
+        } catch let putBackError {
+            throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(putBackError)",
+                          hint: "restore \(saved.name) by hand: deployctl restore \(config.name) \(saved.name) --yes")
+        }
+        throw Failure(.failed, "\(error.message)\nThe live database was put back as it was (from \(saved.name), proven page by page).", hint: error.hint)
+    }
+
+    /// Throws `.failed` when SIGINT or SIGTERM arrived, saying what state things are in.
+    func checkInterruption(_ state: String) throws {
+        if let signal = interruption() {
+            throw Failure(.failed, "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"); \(state)")
+        }
+    }
+
+    static func day(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm"
+        return formatter.string(from: date) + " UTC"
     }
 }

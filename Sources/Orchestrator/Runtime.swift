@@ -1,4 +1,5 @@
 import Backup
+import Locking
 import Foundation
 import SQLite
 import Support
@@ -72,5 +73,43 @@ public struct Runtime: Sendable {
         }
         try DurableFile.syncDirectory(containing: config.databasePath)
         log("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)")
+    }
+
+    /// A snapshot request for an instance's live database, recording the instance and the
+    /// database's path relative to the root in the manifest.
+    func snapshotRequest(_ config: InstanceConfig, label: String, gzip: Bool, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
+        let root = workspace.root + "/"
+        let database = config.databasePath.hasPrefix(root) ? String(config.databasePath.dropFirst(root.count)) : config.databasePath
+        return SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify,
+                               busyTimeout: config.busyTimeout, now: clock(), instance: config.name, database: database, note: note)
+    }
+
+    /// Takes the instance lock for a writing command (deploy, snapshot, restore, prune), first
+    /// refusing a config whose database file another instance of this root also names: two
+    /// instance locks would not keep their commands apart.
+    /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
+    func lockInstance(_ config: InstanceConfig) throws -> InstanceLock {
+        let mine = Self.fileIdentity(config.databasePath)
+        for other in (try? workspace.allInstanceFolders()) ?? [] where other != config.name {
+            guard let otherConfig = try? workspace.instance(other) else { continue }
+            let theirs = Self.fileIdentity(otherConfig.databasePath)
+            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) {
+                throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+                              hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+            }
+        }
+        return try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+    }
+
+    /// A file's real path (links resolved) and device and inode, when it exists.
+    static func fileIdentity(_ path: String) -> (path: String, inode: [UInt64]?) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return (URL(fileURLWithPath: path).resolvingSymlinksInPath().path, nil) }
+        var real = path
+        if let resolved = realpath(path, nil) {
+            real = String(cString: resolved)
+            free(resolved)
+        }
+        return (real, [UInt64(info.st_dev), UInt64(info.st_ino)])
     }
 }

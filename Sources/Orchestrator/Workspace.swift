@@ -49,6 +49,11 @@ public struct Workspace: Sendable {
     public func allInstances() throws -> [String] {
         let order = try deployConfig().order
         if !order.isEmpty { return order }
+        return try allInstanceFolders()
+    }
+
+    /// Every folder of `instances/` with a valid name and an `instance.toml`, sorted.
+    public func allInstanceFolders() throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: instancesFolder)) ?? []
         return names.filter { Self.isValidName($0) && FileManager.default.fileExists(atPath: instancesFolder + "/\($0)/instance.toml") }.sorted()
     }

@@ -76,3 +76,146 @@ extension Connection {
         if let failure = vfs.writeError { throw DurableFile.posixFailure("\(verb) \(failure.path)", failure.errno) }
     }
 }
+
+/// An online backup into this process's live database that is held open between its steps, so
+/// that work can be done while the destination's write lock is held (https://sqlite.org/c3ref/backup_finish.html).
+///
+/// Why: a restore must save the live state and replace it with no application commit in
+/// between. A connection inside `BEGIN IMMEDIATE` cannot be a backup destination, but
+/// `sqlite3_backup_step(b, 0)` takes the destination's write lock (rollback journal: EXCLUSIVE;
+/// WAL: the WAL write lock, readers go on) and keeps it until the backup is finished.
+///
+/// Guarantees: between `lock` and `commit` no other connection commits to the destination;
+/// `commit` replaces its content in one transaction; `abort` (or deinit) before `commit` rolls
+/// back, leaving it as it was. The destination connection must not be used for anything else
+/// until the backup is finished.
+public final class HeldBackup {
+    private let backup: OpaquePointer
+    /// The live database written to.
+    public let destination: Connection
+    private let source: Connection
+    private var finished = false
+
+    /// Starts a backup of `source` (read through `mmap`) into `destination`; takes no lock yet.
+    /// - Throws: `SQLiteError` (e.g. the destination has an open transaction).
+    public init(from source: Connection, into destination: Connection) throws {
+        try source.useMemoryMappedReads()
+        guard let backup = sqlite3_backup_init(destination.handle, "main", source.handle, "main") else {
+            throw destination.error(sqlite3_errcode(destination.handle), sql: "backup into \(destination.path)")
+        }
+        self.backup = backup
+        self.source = source
+        self.destination = destination
+    }
+
+    /// Takes the destination's write lock and keeps it, retrying while another connection has
+    /// it, up to `timeout`.
+    /// - Throws: `SQLiteError` (`.temporary` kind when the lock was not had in time;
+    ///   `SQLITE_READONLY` for a file that cannot be written).
+    public func lock(timeout: Duration) throws {
+        try step(0, timeout: timeout)
+    }
+
+    /// Copies every page and commits: the destination now holds the source's content.
+    /// - Throws: `SQLiteError`; the destination then stays as it was (SQLite rolls back).
+    public func commit(timeout: Duration) throws {
+        try step(-1, timeout: timeout)
+    }
+
+    /// Ends the backup; before `commit`, this rolls the destination's transaction back.
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        sqlite3_backup_finish(backup)
+    }
+
+    deinit { abort() }
+
+    private func step(_ pages: Int32, timeout: Duration) throws {
+        precondition(!finished, "the backup is finished")
+        let deadline = ContinuousClock.now + timeout
+        var rc: Int32
+        repeat {
+            rc = sqlite3_backup_step(backup, pages)
+            if rc == SQLITE_BUSY || rc == SQLITE_LOCKED {
+                if ContinuousClock.now > deadline { break }
+                usleep(10_000)
+                continue
+            }
+            break
+        } while true
+        if pages < 0 {
+            guard rc == SQLITE_DONE else {
+                abort()
+                throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)),
+                                  sql: "restore into \(destination.path)", context: destination.path)
+            }
+            finished = true
+            let finish = sqlite3_backup_finish(backup)
+            if finish != SQLITE_OK { throw destination.error(finish, sql: "restore into \(destination.path)") }
+            return
+        }
+        guard rc == SQLITE_OK || rc == SQLITE_DONE else {
+            throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)),
+                              sql: "write lock on \(destination.path)", context: destination.path)
+        }
+    }
+}
+
+extension Connection {
+    /// SQLite's data version of `main` (`SQLITE_FCNTL_DATA_VERSION`,
+    /// https://sqlite.org/c3ref/c_fcntl_begin_atomic_write.html): it changes whenever this
+    /// connection notices a commit by any connection, its own or another process's. Read it
+    /// after a transaction and again inside a later one: equal values mean nobody committed in
+    /// between.
+    public var dataVersion: UInt32 {
+        var version: UInt32 = 0
+        sqlite3_file_control(handle, "main", SQLITE_FCNTL_DATA_VERSION, &version)
+        return version
+    }
+
+    /// Whether `main` was opened read-only (a write-protected file opened read-write is).
+    public var isReadOnly: Bool { sqlite3_db_readonly(handle, "main") == 1 }
+
+    /// Copies the main database file's bytes as they are on disk into `fd` (see
+    /// `readFileBytes`). Call it while this connection holds the EXCLUSIVE lock of a
+    /// rollback-journal database, when the file is the committed database. Returns the bytes
+    /// copied.
+    /// - Throws: `Failure` `.io` naming `outputPath` or this database.
+    public func copyFileBytes(into fd: Int32, outputPath: String) throws -> Int64 {
+        let (file, methods) = try mainFile()
+        var size: sqlite3_int64 = 0
+        guard methods.xFileSize(file, &size) == SQLITE_OK else { throw Failure(.io, "cannot read the size of \(path)") }
+        let chunk = 8 << 20
+        var offset: Int64 = 0
+        while offset < size {
+            let bytes = try readFileBytes(at: offset, count: Int(min(Int64(chunk), size - offset)))
+            try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: fd, $0, path: outputPath) }
+            offset += Int64(bytes.count)
+        }
+        return Int64(size)
+    }
+
+    /// `count` bytes of the main database file at `offset`, read through this connection's own
+    /// open file (the VFS's `xRead`, https://sqlite.org/c3ref/io_methods.html). No new
+    /// descriptor of the file is opened: closing one would silently drop every POSIX lock this
+    /// process holds on it, SQLite's included.
+    /// - Throws: `Failure` `.io`.
+    public func readFileBytes(at offset: Int64, count: Int) throws -> [UInt8] {
+        let (file, methods) = try mainFile()
+        var bytes = [UInt8](repeating: 0, count: count)
+        let rc = bytes.withUnsafeMutableBytes { methods.xRead(file, $0.baseAddress, Int32(count), offset) }
+        guard rc == SQLITE_OK else { throw Failure(.io, "cannot read \(path) at offset \(offset) (SQLite error \(rc))") }
+        return bytes
+    }
+
+    private func mainFile() throws -> (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) {
+        var pointer: UnsafeMutableRawPointer?
+        guard sqlite3_file_control(handle, "main", SQLITE_FCNTL_FILE_POINTER, &pointer) == SQLITE_OK,
+              let file = pointer?.assumingMemoryBound(to: sqlite3_file.self),
+              let methods = file.pointee.pMethods else {
+            throw Failure(.io, "cannot reach the open file of \(path)")
+        }
+        return (file, methods.pointee)
+    }
+}

@@ -51,6 +51,27 @@ extension Connection {
         return roots
     }
 
+    /// The kind of every user table in `database`: `table`, `virtual` or `shadow` (a table a
+    /// virtual table keeps its rows in), from `PRAGMA table_list`
+    /// (https://sqlite.org/pragma.html#pragma_table_list). Where that pragma fails (a module
+    /// this libsqlite3 lacks), tables named `<virtual table>_…` count as shadow tables.
+    /// - Throws: `SQLiteError`.
+    public func tableKinds(database: String = "main") throws -> [String: String] {
+        if let listed = try? rows("PRAGMA \(quoteIdentifier(database)).table_list") {
+            var kinds = [String: String]()
+            for row in listed where !(row[1].string ?? "").hasPrefix("sqlite_") { kinds[row[1].string ?? ""] = row[2].string ?? "table" }
+            return kinds
+        }
+        let tables = try rows("SELECT name, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        let virtual = Set(tables.filter { Self.normalizeSQL($0[1].string ?? "").uppercased().hasPrefix("CREATE VIRTUAL TABLE") }.compactMap { $0[0].string })
+        var kinds = [String: String]()
+        for row in tables {
+            let name = row[0].string ?? ""
+            kinds[name] = virtual.contains(name) ? "virtual" : virtual.contains { name.hasPrefix($0 + "_") } ? "shadow" : "table"
+        }
+        return kinds
+    }
+
     /// The names of the user tables, sorted.
     /// - Throws: `SQLiteError`.
     public func tableNames(database: String = "main") throws -> [String] {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backup
 import Foundation
+import Locking
 import Orchestrator
 import Support
 
@@ -16,23 +17,29 @@ struct Restore: ParsableCommand {
     @Argument(help: "The backup to restore: a bare name from 'backups list'.")
     var backup: String?
 
-    @Flag(help: "Restore the newest backup whose checksum is good.")
+    @Flag(help: "Restore the newest backup whose checksum is good and whose label is not pre_restore.")
     var latest = false
 
-    @Option(help: "With --latest, only consider backups with this label.")
+    @Option(help: "With --latest, only consider backups with this label (pre_restore copies only this way).")
     var label: String?
 
     @Flag(help: "Do not ask for confirmation (required when stdin is not a terminal).")
     var yes = false
 
-    @Flag(help: "Verify the backup and show what the restore would discard; change nothing.")
+    @Flag(help: "Verify the backup and show what the restore would discard; change nothing, run no hook.")
     var dryRun = false
 
-    @Option(help: "Restore into this new file instead of the live database (never an existing file).")
+    @Option(help: "Restore into this new file instead of the live database (never an existing file); runs no hook.")
     var to: String?
 
     @Flag(help: "Recover a missing or unreadable live database: the broken file is moved aside, never deleted.")
     var replace = false
+
+    @Flag(help: "Do not run the instance's stop hook before and start and health hooks after the restore.")
+    var noHooks = false
+
+    @Flag(help: "Restore a backup taken of another instance or database (refused otherwise).")
+    var allowForeign = false
 
     func validate() throws {
         if latest == (backup != nil) { throw ValidationError("Give exactly one of a backup name or --latest.") }
@@ -43,67 +50,109 @@ struct Restore: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let selection: BackupSelection = latest ? .latest(label: label) : .named(backup!)
-            let target: RestoreTarget = to.map { .newFile($0) } ?? (replace ? .replace : .live)
-            let outcome = try runtime.restore(instance: instance, selection: selection, target: target, dryRun: dryRun) { preview in
+            let request = RestoreRequest(
+                instance: instance, selection: latest ? .latest(label: label) : .named(backup!),
+                target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
+                runHooks: !noHooks, allowForeign: allowForeign)
+            let prepared = try runtime.beginRestore(request)
+            defer { prepared.release() }
+            let preview = prepared.preview
+            if dryRun {
+                let outcome = try prepared.perform()
+                if global.json { return try console.json(RestoreDocument(outcome)) }
                 show(preview, console)
-                if yes { return true }
+                console.line("Dry run: backup \(preview.backup.name) is good; nothing was changed.")
+                return
+            }
+            show(preview, console)
+            // --to writes a new file and changes nothing that exists: no question to ask.
+            if !yes && to == nil {
                 guard isatty(0) == 1 else {
                     throw Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
                                   hint: "review the lines above, then run again with --yes")
                 }
                 FileHandle.standardError.write(Data("Restore \(preview.backup.name) into \(preview.targetPath)? [y/N] ".utf8))
-                return readLine()?.lowercased().hasPrefix("y") == true
+                guard readLine()?.lowercased().hasPrefix("y") == true else {
+                    throw Failure(.failed, "restore cancelled; nothing was changed")
+                }
             }
-            if global.json {
-                try console.json(RestoreDocument(outcome))
-                return
-            }
-            if !outcome.performed {
-                show(outcome.preview, console)
-                console.line("Dry run: backup \(outcome.preview.backup.name) is good; nothing was changed.")
-                return
-            }
+            let outcome = try prepared.perform()
+            if global.json { return try console.json(RestoreDocument(outcome)) }
             if let aside = outcome.movedAside { console.line("  the unreadable database was moved to \(aside)") }
-            console.line(console.green("✓") + " Restored \(outcome.preview.backup.name) into \(outcome.preview.targetPath)")
+            console.line(console.green("✓") + " Restored \(preview.backup.name) into \(preview.targetPath)")
             if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
+            if let reason = outcome.unproven { console.line("  not proven page by page: \(reason)") }
             if let safety = outcome.preRestoreBackup {
-                console.line("  the database as it was is saved as \(safety.name)")
+                console.line("  \(outcome.discardedRows) row(s) of the replaced database were discarded; it is saved as \(safety.name)")
+                if outcome.differences != preview.differences {
+                    console.line("  (the application wrote after the preview; the counts above are exact, from the saved copy)")
+                }
             }
+            if let ms = outcome.writeLockMilliseconds { console.line("  writes were blocked for \(String(format: "%.0f", ms)) ms") }
+            if outcome.interruptedTooLate { console.line("  the interrupt came after the restore had committed; it was finished") }
         }
     }
 
     private func show(_ preview: RestorePreview, _ console: Console) {
-        console.line("Backup \(preview.backup.name): checksum and quick_check good")
-        guard !preview.differences.isEmpty else { return }
-        console.line("What the restore changes in \(preview.targetPath):")
+        var chosen = "Backup \(preview.backup.name) (label \(preview.backup.label), taken \(Console.time(preview.backup.createdAt)) UTC)"
+        if latest { chosen += ", the newest good one" + (label == nil ? " not labelled pre_restore" : " labelled \(label!)") }
+        console.line(chosen)
+        console.line("  checksum good; \(preview.check == "integrity_check" ? "integrity_check good" : preview.check)")
+        if preview.stopsApplication { console.line("  the stop hook runs first; start and health run after") }
+        if !preview.holders.isEmpty {
+            console.line("  no stop hook runs, and these processes hold the database (their writes wait while it is replaced):")
+            for holder in preview.holders { console.line("    \(holder.description)") }
+        }
+        guard !preview.differences.isEmpty || !preview.notCompared.isEmpty else { return }
+        console.line("What the restore changes in \(preview.targetPath) (as it stands now):")
         console.line(Console.table(
             ["TABLE", "LIVE ROWS", "BACKUP ROWS", "DISCARDED", "RESTORED"],
             preview.differences.map {
                 [$0.table, $0.liveRows.map(String.init) ?? "-", $0.backupRows.map(String.init) ?? "-", String($0.discarded), String($0.restored)]
             }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        for table in preview.notCompared { console.line("  \(table.table): not compared (\(table.reason))") }
         console.line("  \(preview.discardedRows) row(s) of the live database are discarded (kept in the pre_restore snapshot).")
     }
 }
 
 struct RestoreDocument: Encodable {
     let backup: String
+    let label: String
     let target: String
     let performed: Bool
+    let check: String
+    /// The preview's differences (as the live database stood when compared).
     let differences: [TableDifference]
+    let not_compared: [NotCompared]
     let discarded_rows: Int
+    /// What was discarded, exactly: the replaced state against the backup.
+    let discarded: [TableDifference]?
     let pre_restore_backup: String?
     let moved_aside: String?
     let proven_pages: Int?
+    let unproven: String?
+    let write_lock_ms: Double?
+    let holders: [DatabaseHolder]
+    let hooks: [HookResult]
+    let interrupted_too_late: Bool
 
     init(_ outcome: RestoreOutcome) {
         backup = outcome.preview.backup.name
+        label = outcome.preview.backup.label
         target = outcome.preview.targetPath
         performed = outcome.performed
+        check = outcome.preview.check
         differences = outcome.preview.differences
-        discarded_rows = outcome.preview.discardedRows
+        not_compared = outcome.notCompared
+        discarded_rows = outcome.performed ? outcome.discardedRows : outcome.preview.discardedRows
+        discarded = outcome.performed ? outcome.differences : nil
         pre_restore_backup = outcome.preRestoreBackup?.name
         moved_aside = outcome.movedAside
         proven_pages = outcome.provenPages
+        unproven = outcome.unproven
+        write_lock_ms = outcome.writeLockMilliseconds
+        holders = outcome.preview.holders
+        hooks = outcome.hooks
+        interrupted_too_late = outcome.interruptedTooLate
     }
 }

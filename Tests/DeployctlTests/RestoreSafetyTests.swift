@@ -1,0 +1,336 @@
+import Foundation
+import Testing
+
+/// The application, played by a separate process: it commits one row into `user` every 2 ms
+/// through its own connection (30 s busy timeout, as an application waits for a lock) and logs
+/// the id of every commit it saw succeed.
+final class ApplicationWriter {
+    let process = Process()
+    let logPath: String
+    let stopPath: String
+
+    init(_ box: Sandbox, firstId: Int = 1_000_000) throws {
+        logPath = box.path("writer.log")
+        stopPath = box.path("writer.stop")
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", """
+            import os, sqlite3, time
+            db = sqlite3.connect('\(box.databasePath)', timeout=30, isolation_level=None)
+            log = open('\(logPath)', 'w', buffering=1)
+            i = \(firstId)
+            end = time.time() + 60
+            while not os.path.exists('\(stopPath)') and time.time() < end:
+                db.execute("INSERT INTO user VALUES (?, 'App', ?)", (i, 'app%d@example.com' % i))
+                log.write('%d\\n' % i)
+                i += 1
+                time.sleep(0.002)
+            """]
+        try process.run()
+    }
+
+    /// The ids logged so far.
+    var committed: [Int] {
+        ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int($0) }
+    }
+
+    /// Waits until at least `count` commits are logged (at most 20 s).
+    func waitFor(commits count: Int) {
+        let end = Date().addingTimeInterval(20)
+        while committed.count < count && Date() < end { Thread.sleep(forTimeInterval: 0.01) }
+    }
+
+    /// Stops the writer and returns every id it saw committed.
+    func stop() -> [Int] {
+        _ = FileManager.default.createFile(atPath: stopPath, contents: nil)
+        process.waitUntilExit()
+        return committed
+    }
+}
+
+extension Sandbox {
+    /// The ids of `user` rows the application wrote (id ≥ 1,000,000) in a database.
+    func applicationIds(_ db: String) throws -> Set<Int> {
+        Set(try sqlite(db, "SELECT id FROM user WHERE id >= 1000000").split(separator: "\n").compactMap { Int($0) })
+    }
+
+    /// The restore's `--json` document.
+    static func document(_ result: Sandbox.Result) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "not JSON: \(result.stdout)")
+    }
+
+    /// Rows of `db` that `reference` does not hold, over the lending tables: what an outsider
+    /// counts as discarded when `reference` replaces `db`.
+    func rowsNotIn(_ db: String, reference: String) throws -> Int {
+        let sum = ["user", "loan", "payment", "tracker"].map {
+            "(SELECT count(*) FROM (SELECT * FROM main.\($0) EXCEPT SELECT * FROM ref.\($0)))"
+        }.joined(separator: " + ")
+        return Int(try sqlite(db, "ATTACH '\(reference)' AS ref; SELECT \(sum);")) ?? -1
+    }
+}
+
+@Suite("restore under a live application", .serialized)
+struct RestoreUnderWriterTests {
+    @Test("no write the application saw committed is lost: each is live or in pre_restore; the discarded count is exact",
+          arguments: ["wal", "delete"])
+    func noAcknowledgedWriteLost(journalMode: String) throws {
+        let box = try Sandbox(journalMode: journalMode, rows: 3000)
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        let writer = try ApplicationWriter(box)
+        defer { _ = writer.stop() }
+        writer.waitFor(commits: 50)
+        // The delay inside the critical section gives the writer 400 ms in which any commit
+        // that slipped between the saved copy and the restore would be lost.
+        let result = try box.deployctl(["restore", "prod", name, "--yes", "--json"],
+                                       environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:400"])
+        let during = writer.committed.count
+        writer.waitFor(commits: during + 50)
+        let ids = writer.stop()
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        let saved = box.backupsFolder + "/" + (try #require(document["pre_restore_backup"] as? String))
+        let live = try box.applicationIds(box.databasePath)
+        let kept = try box.applicationIds(saved)
+        let lost = ids.filter { !live.contains($0) && !kept.contains($0) }
+        #expect(lost.isEmpty, "\(lost.count) acknowledged writes are in neither the live database nor \(saved)")
+        #expect(!kept.isEmpty && !live.isEmpty, "the writer committed both before and after the restore")
+        #expect(kept.isDisjoint(with: live), "the restore replaced the state it saved, nothing in between")
+
+        let plain = box.path("backup.db")
+        #expect(try Sandbox.exec("/bin/sh", ["-c", "gunzip -c '\(file)' > '\(plain)'"]).status == 0)
+        let outsiderCount = try box.rowsNotIn(saved, reference: plain)
+        #expect(document["discarded_rows"] as? Int == outsiderCount, "reported \(document["discarded_rows"] ?? "nil"), counted \(outsiderCount)")
+        #expect(outsiderCount >= kept.count)
+        #expect((document["write_lock_ms"] as? Double ?? 0) >= 400)
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+    }
+
+    @Test("the application holding the write lock past the busy timeout: 75 naming it, nothing changed, nothing left",
+          arguments: ["wal", "delete"])
+    func writeLockHeld(journalMode: String) throws {
+        let box = try Sandbox(journalMode: journalMode)
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(box.databasePath)
+        let files = box.allBackupFiles()
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", """
+            import sqlite3, time
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            db.execute('BEGIN IMMEDIATE')
+            db.execute("INSERT INTO tracker VALUES (99999, 1, 'held')")
+            open('\(box.path("held"))', 'w').close()
+            time.sleep(8)
+            db.execute('ROLLBACK')
+            """]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        while !FileManager.default.fileExists(atPath: box.path("held")) { Thread.sleep(forTimeInterval: 0.02) }
+        let result = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(result.status == 75, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")
+        #expect(!result.stderr.contains("failed too"))
+        holder.terminate()
+        holder.waitUntilExit()
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles() == files, "a pre_restore copy or temp file was left")
+    }
+
+    @Test("SIGINT before the commit: exit 1, the live database as it was, no copy left; after it: finished, exit 0")
+    func interrupts() throws {
+        let box = try Sandbox(journalMode: "wal")
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let backupHash = try box.sha3(box.databasePath)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(box.databasePath)
+        let files = box.allBackupFiles()
+
+        let early = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:3000"], stderr: Pipe())
+        // Inside the critical section once the pre_restore copy exists.
+        while !box.backupNames().contains(where: { $0.contains("_pre_restore_") }) && early.isRunning { Thread.sleep(forTimeInterval: 0.02) }
+        kill(early.processIdentifier, SIGINT)
+        early.waitUntilExit()
+        #expect(early.terminationStatus == 1)
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles() == files)
+
+        let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000"])
+        while try box.sha3(box.databasePath) != backupHash && late.isRunning { Thread.sleep(forTimeInterval: 0.05) }
+        kill(late.processIdentifier, SIGINT)
+        late.waitUntilExit()
+        #expect(late.terminationStatus == 0)
+        #expect(try box.sha3(box.databasePath) == backupHash)
+    }
+}
+
+@Suite("restore picks only this instance's backups")
+struct RestoreSelectionTests {
+    @Test("--latest passes over pre_restore copies: running the runbook twice restores the same backup")
+    func latestTwice() throws {
+        let box = try Sandbox()
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let snapshotHash = try box.sha3(box.databasePath)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        for _ in 0..<2 {
+            let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("Backup \(name) (label snapshot"), "\(result.stdout)")
+            #expect(try box.sha3(box.databasePath) == snapshotHash)
+        }
+        let preRestore = try box.deployctl(["restore", "prod", "--latest", "--label", "pre_restore", "--dry-run"])
+        #expect(preRestore.status == 0)
+        #expect(preRestore.stdout.contains("_pre_restore_"))
+    }
+
+    @Test("a foreign database with a matching checksum is refused with 65, unless --allow-foreign")
+    func foreignDatabase() throws {
+        let box = try Sandbox()
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let before = try box.sha3(box.databasePath)
+        // Another application's database posing as our backup, its checksum made to match.
+        try FileManager.default.removeItem(atPath: file)
+        _ = try box.sqlite(file, "PRAGMA journal_mode=delete; CREATE TABLE sessions (id INTEGER PRIMARY KEY, token TEXT); INSERT INTO sessions VALUES (1, 'x');")
+        try Sandbox.rewriteManifestChecksum(of: file)
+        let refused = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(refused.status == 65, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is not a database of instance 'prod'"), "\(refused.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        let allowed = try box.deployctl(["restore", "prod", name, "--yes", "--allow-foreign"])
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+        #expect(try box.tables() == ["sessions"])
+    }
+
+    @Test("a manifest naming another instance is refused with 65")
+    func otherInstance() throws {
+        let box = try Sandbox()
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let manifestURL = URL(fileURLWithPath: file + ".json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        #expect(manifest["instance"] as? String == "prod")
+        #expect(manifest["database"] as? String == "instances/prod/database/lending_app_prod.db")
+        manifest["instance"] = "dev"
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        let result = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(result.status == 65, "\(result.stderr)")
+        #expect(result.stderr.contains("instance 'dev'"))
+    }
+
+    @Test("a symlink in the backups folder is never read: naming it is 65, --latest passes over it")
+    func symlinkPosingAsBackup() throws {
+        let box = try Sandbox()
+        try box.addInstance("dev")
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let devDatabase = box.path("instances/dev/database/lending_app_dev.db")
+        let link = box.backupsFolder + "/lending_app_prod_snapshot_29990101_000000.db"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: devDatabase)
+        try FileManager.default.copyItem(atPath: box.backupsFolder + "/\(name).json", toPath: link + ".json")
+        try Sandbox.rewriteManifestChecksum(of: link)
+        let before = try box.sha3(box.databasePath)
+        let named = try box.deployctl(["restore", "prod", URL(fileURLWithPath: link).lastPathComponent, "--yes"])
+        #expect(named.status == 65, "\(named.stderr)")
+        #expect(named.stderr.contains("symbolic link"))
+        #expect(try box.sha3(box.databasePath) == before)
+        let latest = try box.deployctl(["restore", "prod", "--latest", "--dry-run"])
+        #expect(latest.status == 0, "\(latest.stderr)")
+        #expect(latest.stdout.contains(name))
+    }
+
+    @Test("two instances naming the same database file cannot run writing commands: 64 naming both")
+    func sharedDatabase() throws {
+        let box = try Sandbox()
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        // Through a symlinked folder, so the paths differ and only the file's identity is shared.
+        try FileManager.default.createSymbolicLink(atPath: box.path("instances/prod/db-link"), withDestinationPath: box.path("instances/prod/database"))
+        try box.write("instances/shadow/instance.toml", "[database]\npath = \"../prod/db-link/lending_app_prod.db\"\n")
+        for arguments in [["restore", "prod", name, "--yes"], ["snapshot", "shadow"]] {
+            let result = try box.deployctl(arguments)
+            #expect(result.status == 64, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains("'prod'") && result.stderr.contains("'shadow'"), "\(result.stderr)")
+        }
+    }
+}
+
+@Suite("restore preview")
+struct RestorePreviewTests {
+    @Test("FTS5 and R*Tree tables are compared through their modules, their shadow tables reported apart")
+    func virtualTables() throws {
+        let box = try Sandbox()
+        _ = try box.sqlite(box.databasePath, """
+            CREATE VIRTUAL TABLE notes USING fts5(body);
+            CREATE VIRTUAL TABLE places USING rtree(id, minx, maxx);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
+              INSERT INTO notes SELECT 'note number ' || i FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
+              INSERT INTO places SELECT i, i, i + 1 FROM n;
+            """)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM notes WHERE rowid <= 1500; DELETE FROM places WHERE id <= 1200; INSERT INTO places VALUES (5000, 1, 2);")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        let differences = try #require(document["differences"] as? [[String: Any]])
+        func row(_ table: String) -> [String: Any]? { differences.first { $0["table"] as? String == table } }
+        #expect(row("notes")?["restored"] as? Int == 1500)
+        #expect(row("places")?["restored"] as? Int == 1200)
+        #expect(row("places")?["discarded"] as? Int == 1)
+        let notCompared = try #require(document["not_compared"] as? [[String: Any]])
+        #expect(notCompared.contains { $0["table"] as? String == "notes_data" })
+        #expect(!differences.contains { ($0["table"] as? String)?.hasPrefix("notes_") == true })
+    }
+}
+
+@Suite("restore with app hooks")
+struct RestoreHookTests {
+    @Test("stop runs before, start and health after; --no-hooks runs none; a failing health check puts the database back")
+    func hooks() throws {
+        let box = try Sandbox()
+        try box.write("instances/prod/instance.toml", """
+            [database]
+            path = "database/lending_app_prod.db"
+            [hooks]
+            stop = "echo stop >> hooks.log"
+            start = "echo start >> hooks.log"
+            health = "echo health >> hooks.log; test ! -f unhealthy"
+            health_attempts = 1
+            """)
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let backupHash = try box.sha3(box.databasePath)
+        let hooksLog = box.path("instances/prod/hooks.log")
+        func hookLines() -> [String] { ((try? String(contentsOfFile: hooksLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        #expect(try box.deployctl(["restore", "prod", name, "--yes"]).status == 0)
+        #expect(hookLines() == ["stop", "start", "health"])
+        #expect(try box.sha3(box.databasePath) == backupHash)
+
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        #expect(try box.deployctl(["restore", "prod", name, "--yes", "--no-hooks"]).status == 0)
+        #expect(try box.deployctl(["restore", "prod", name, "--dry-run"]).status == 0)
+        #expect(hookLines().count == 3)
+
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(box.databasePath)
+        _ = FileManager.default.createFile(atPath: box.path("instances/prod/unhealthy"), contents: nil)
+        let failed = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(failed.status == 1, "\(failed.stderr)")
+        #expect(failed.stderr.contains("health check failed"))
+        #expect(failed.stderr.contains("put back"))
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(Array(hookLines().suffix(5)) == ["stop", "start", "health", "stop", "start"])
+    }
+
+    @Test("without a stop hook, the preview names the processes holding the database")
+    func holdersNamed() throws {
+        let box = try Sandbox()
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        reader.arguments = ["-c", "import sqlite3, time\ndb = sqlite3.connect('\(box.databasePath)')\ndb.execute('SELECT 1 FROM user').fetchall()\ntime.sleep(10)"]
+        try reader.run()
+        defer { reader.terminate(); reader.waitUntilExit() }
+        Thread.sleep(forTimeInterval: 0.5)
+        let result = try box.deployctl(["restore", "prod", "--latest", "--dry-run"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("PID \(reader.processIdentifier)"), "\(result.stdout)")
+    }
+}
