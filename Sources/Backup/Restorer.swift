@@ -238,6 +238,7 @@ public struct Restorer: Sendable {
                 throw Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
                               hint: "do not start the application; put the saved copy back: deployctl restore <instance> \(saved.name) --yes")
             }
+            try? store.remove([saved])
             throw Failure(error.kind == .unproven ? .failed : error.kind,
                           "\(error.message)\nThe restore was rolled back: the live database is as it was (every page equals \(saved.name)).",
                           hint: error.hint)

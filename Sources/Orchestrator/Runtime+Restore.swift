@@ -416,7 +416,7 @@ extension Runtime {
                     if let failpoint { try failpoints.hit(failpoint) }
                     try checkInterruption("the restore was not committed; the live database is as it was")
                 }
-            log("✓ Saved the replaced database as \(result.saved.name); writes were blocked for \(String(format: "%.0f", result.writeLockMilliseconds)) ms")
+            log("✓ Saved the replaced database as \(result.saved.name)")
             return result
         } catch let error as SQLiteError where error.kind == .temporary {
             throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)

@@ -73,4 +73,64 @@ struct DiskFullTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/backups").sorted() == [name, name + ".json"])
         #expect(try box.sha3(box.databasePath) == before)
     }
+
+    /// Free bytes on the filesystem holding `path`.
+    func freeBytes(_ path: String) -> Int {
+        var info = statvfs()
+        statvfs(path, &info)
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    @Test("a restore into the live database on a full disk exits 74 and leaves it as it was: the saved copy does not fit, or the commit does not",
+          arguments: ["saved copy", "commit"])
+    func restoreLiveDiskFull(where full: String) throws {
+        let box = try Sandbox(journalMode: "wal", rows: 3000)
+        let small = try mountSmallFilesystem(kib: 8192)
+        defer { unmount(small) }
+        let database = small + "/database/lending_app_prod.db"
+        try FileManager.default.createDirectory(atPath: small + "/database", withIntermediateDirectories: false)
+        #expect(try box.sqlite(box.databasePath, "VACUUM INTO '\(database)'").isEmpty)
+        _ = try box.sqlite(database, "PRAGMA journal_mode=wal")
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"\(database)\"\n[backups]\npath = \"\(small)/backups\"\n")
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        _ = try box.sqlite(database, "DELETE FROM payment WHERE id % 2 = 0; PRAGMA wal_checkpoint(TRUNCATE);")
+        let before = try box.sha3(database)
+        let files = try FileManager.default.contentsOfDirectory(atPath: small + "/backups").sorted()
+        let databaseBytes = try #require(FileManager.default.attributesOfItem(atPath: database)[.size] as? Int)
+        // Leave half the database's size free (the saved copy cannot be written), or one and a
+        // half (it can, but the restore's WAL frames, a whole database more, cannot).
+        let leave = full == "saved copy" ? databaseBytes / 2 : databaseBytes * 3 / 2
+        let filler = try #require(FileManager.default.createFile(atPath: small + "/filler", contents: Data(count: freeBytes(small) - leave)) ? small + "/filler" : nil)
+        _ = filler
+
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+        #expect(result.status == 74, "\(result.stdout)\(result.stderr)")
+        #expect(!result.stderr.contains("failed too"))
+        // The commit case fails inside SQLite's transaction, after the copy was saved.
+        #expect(result.stderr.contains("rolled back") == (full == "commit"), "\(result.stderr)")
+        #expect(try box.sha3(database) == before)
+        #expect(try box.sqlite(database, "PRAGMA integrity_check") == "ok")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/backups").sorted() == files, "a saved copy or temp file was left")
+    }
+
+    @Test("a restore into a database on a read-only filesystem exits 73 and changes nothing")
+    func readOnlyDatabase() throws {
+        let box = try Sandbox(journalMode: "delete")
+        let small = try mountSmallFilesystem(kib: 4096)
+        defer { unmount(small) }
+        let database = small + "/lending_app_prod.db"
+        try FileManager.default.copyItem(atPath: box.databasePath, toPath: database)
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"\(database)\"\n[backups]\npath = \"backups\"\n")
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        _ = try box.sqlite(database, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(database)
+        #expect(try Sandbox.exec("/bin/mount", ["-o", "remount,ro", small]).status == 0)
+        let files = box.allBackupFiles()
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+        #expect(result.status == 73, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("read-only") || result.stderr.contains("cannot be written"), "\(result.stderr)")
+        #expect(!result.stderr.contains("failed too"))
+        #expect(try box.sha3(database) == before)
+        #expect(box.allBackupFiles() == files)
+    }
 }
