@@ -64,7 +64,9 @@ public struct Restorer: Sendable {
         let backupTables = try live.tableRoots(database: "restore_source")
         let kinds = try live.tableKinds(database: "main").merging(try live.tableKinds(database: "restore_source")) { a, _ in a }
         let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
-        let identical = try live.tablesWithIdenticalPages(as: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout)
+        let (identical, pages) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout)
+        let backupFile = try PageFile(path: backup.databasePath)
+        let narrow = Self.rowidRangesAreExact(pages, backupFile)
         let virtualTables = kinds.filter { $0.value == "virtual" }.keys.sorted()
         func owner(ofShadow table: String) -> String? {
             virtualTables.filter { table.hasPrefix($0 + "_") }.max { $0.count < $1.count }
@@ -111,6 +113,14 @@ public struct Restorer: Sendable {
                 result.append(TableDifference(table: table, liveRows: rows, backupRows: rows, discarded: 0, restored: 0))
                 continue
             }
+            if liveTables[table]?.sql == backupTables[table]?.sql, try live.rowidIsPrimaryKey(table: table, database: "main") {
+                let ranges = narrow ? Self.changedRowids(liveRoot: Int(liveTables[table]!.rootPage), backupRoot: Int(backupTables[table]!.rootPage),
+                                                         pages: pages, backup: backupFile) : nil
+                let rows = try live.rowDifferences(table: table, first: "main", second: "restore_source", ranges: ranges)
+                result.append(TableDifference(table: table, liveRows: try count("main"), backupRows: try count("restore_source"),
+                                              discarded: rows.onlyInFirst, restored: rows.onlyInSecond))
+                continue
+            }
             let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) },
                                                           { try backupDatabase.fingerprint(table: table) })
             // Equal fingerprints mean equal rows: no set differences needed.
@@ -121,6 +131,48 @@ public struct Restorer: Sendable {
             result.append(try exceptDifference(live, table, liveRows: livePrint.rows, backupRows: backupPrint.rows))
         }
         return Comparison(differences: result, notCompared: notCompared)
+    }
+
+    /// Whether every differing page is a b-tree page on both sides. Otherwise an overflow
+    /// page may differ under a leaf whose own bytes are equal, and rows must all be compared.
+    static func rowidRangesAreExact(_ pages: PageDifferences, _ backup: PageFile) -> Bool {
+        pages.pages.allSatisfy { number in
+            guard pages.content[number] != .other else { return false }
+            let theirs = backup.page(number)
+            return theirs == nil ? number > pages.referencePageCount : theirs != .other
+        }
+    }
+
+    /// The rowids a restore can change in one table: the ranges of every leaf of its b-tree, on
+    /// either side, that differs or is not a leaf of the same table on the other side; nil
+    /// when a b-tree does not parse (then compare every row).
+    ///
+    /// Why this is exact: a leaf that is in the table's b-tree on both sides and whose bytes
+    /// are equal holds the same rows on both sides (`rowidRangesAreExact` rules out differing
+    /// overflow pages), so every row that differs lies on some other leaf. Pages that do not
+    /// differ are read from the backup file; the live database's differing pages come parsed
+    /// from the page comparison (so a WAL database is read as SQLite sees it).
+    static func changedRowids(liveRoot: Int, backupRoot: Int, pages: PageDifferences, backup: PageFile) -> [ClosedRange<Int64>]? {
+        let livePage = { (number: Int) in pages.pages.contains(number) ? pages.content[number] : backup.page(number) }
+        guard let liveLeaves = BTreePage.leaves(root: liveRoot, page: livePage),
+              let backupLeaves = BTreePage.leaves(root: backupRoot, page: backup.page) else { return nil }
+        let (liveSet, backupSet) = (Set(liveLeaves), Set(backupLeaves))
+        var ranges = [ClosedRange<Int64>]()
+        for (leaves, other, read) in [(liveLeaves, backupSet, livePage), (backupLeaves, liveSet, backup.page)] {
+            for leaf in leaves where pages.pages.contains(leaf) || !other.contains(leaf) {
+                if case .tableLeaf(let rowids?) = read(leaf) { ranges.append(rowids) }
+            }
+        }
+        // Merge overlapping and adjacent ranges, so each rowid is compared once.
+        var merged = [ClosedRange<Int64>]()
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = merged.last, range.lowerBound <= last.upperBound || range.lowerBound == last.upperBound + 1 {
+                merged[merged.count - 1] = last.lowerBound...max(last.upperBound, range.upperBound)
+            } else {
+                merged.append(range)
+            }
+        }
+        return merged
     }
 
     /// Why a virtual table's rows cannot be compared through its module, or nil when they can:
@@ -202,15 +254,23 @@ public struct Restorer: Sendable {
         try held.lock(timeout: busyTimeout)
         let locked = ContinuousClock.now
         let previewExact = previewVersion == live.dataVersion
-        let saved: BackupEntry
+        nonisolated(unsafe) var published: BackupEntry?
         do {
-            let header = try live.readFileBytes(at: 18, count: 2)
-            let wal = header.first == 2
+            let wal = try live.readFileBytes(at: 18, count: 2).first == 2
             progress("saving the live database as pre_restore", 0, 0)
-            saved = try Snapshotter(store: store).snapshot(request, progress: progress) { path in
-                if wal {
-                    try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout).copy(into: path, timeout: busyTimeout)
-                } else {
+            let snapshotter = Snapshotter(store: store)
+            if wal {
+                // A second connection reads the committed state while the restore's pages go
+                // into the WAL uncommitted, one core each; the commit waits for the saved copy.
+                let reader = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
+                nonisolated(unsafe) let (reader_, held_) = (reader, held)
+                _ = try bothAtOnce({
+                    published = try snapshotter.snapshot(request) { path in try reader_.copy(into: path, timeout: busyTimeout) }
+                }, { try held_.copyAllButLastPage(timeout: busyTimeout) })
+            } else {
+                // EXCLUSIVE lock: the file is the committed database. Copied before any page
+                // of the restore is written, since the pager may spill pages into the file.
+                published = try snapshotter.snapshot(request, progress: progress) { path in
                     let fd = open(path, O_WRONLY | O_CLOEXEC)
                     guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
                     defer { close(fd) }
@@ -219,8 +279,10 @@ public struct Restorer: Sendable {
             }
         } catch {
             held.abort()
+            if let published { try? store.remove([published]) }
             throw error
         }
+        let saved = published!
         do {
             try beforeCommit()
         } catch {

@@ -116,7 +116,16 @@ public final class HeldBackup {
         try step(0, timeout: timeout)
     }
 
-    /// Copies every page and commits: the destination now holds the source's content.
+    /// Copies every page but the last into the destination without committing: in WAL mode
+    /// other connections go on reading the old content meanwhile (uncommitted frames are not
+    /// visible to them). Needs `lock` first.
+    /// - Throws: `SQLiteError`; the destination then stays as it was once aborted.
+    public func copyAllButLastPage(timeout: Duration) throws {
+        let pages = sqlite3_backup_pagecount(backup)
+        if pages > 1 { try step(pages - 1, timeout: timeout) }
+    }
+
+    /// Copies every (remaining) page and commits: the destination now holds the source's content.
     /// - Throws: `SQLiteError`; the destination then stays as it was (SQLite rolls back).
     public func commit(timeout: Duration) throws {
         try step(-1, timeout: timeout)

@@ -10,6 +10,8 @@ public struct PageDifferences: Sendable {
     public let pageCount: Int
     /// Pages in the reference file.
     public let referencePageCount: Int
+    /// What each differing page of the compared database holds, parsed as a b-tree page.
+    package let content: [Int: BTreePage]
 
     /// True when every page is byte-identical (bar the page-1 header fields a backup rewrites),
     /// which proves the two databases hold the same schema and rows.
@@ -41,7 +43,8 @@ extension Connection {
         if pageCount != referencePageCount {
             pages.formUnion(min(pageCount, referencePageCount) + 1 ... max(pageCount, referencePageCount))
         }
-        return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount)
+        return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount,
+                               content: vfs.differingPageContent)
     }
 }
 
@@ -76,9 +79,16 @@ extension Connection {
     /// - Throws: as `comparePages`.
     public func tablesWithIdenticalPages(as reference: String, referenceRoots: [String: TableRoot],
                                          timeout: Duration) throws -> Set<String> {
+        try comparingTables(with: reference, referenceRoots: referenceRoots, timeout: timeout).identical
+    }
+
+    /// `tablesWithIdenticalPages`, with the page comparison it made.
+    /// - Throws: as `comparePages`.
+    package func comparingTables(with reference: String, referenceRoots: [String: TableRoot],
+                                 timeout: Duration) throws -> (identical: Set<String>, pages: PageDifferences) {
         let roots = try tableRoots()
         let pages = try comparePages(with: reference, timeout: timeout)
-        guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return [] }
-        return Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] })
+        guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return ([], pages) }
+        return (Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] }), pages)
     }
 }

@@ -39,6 +39,7 @@ package final class CopyTargetVFS {
     fileprivate var firstError: (path: String, errno: Int32)?
     fileprivate let reference: String?
     fileprivate var differences = Set<Int>()
+    fileprivate var differingContent = [Int: BTreePage]()
     fileprivate var comparedSize: Int64 = 0
 
     /// How many bytes are gathered before one write.
@@ -110,9 +111,18 @@ package final class CopyTargetVFS {
 
     fileprivate var ioMethodsPointer: UnsafePointer<sqlite3_io_methods> { UnsafePointer(methods) }
 
-    fileprivate func recordDifference(page: Int) {
+    fileprivate func recordDifference(page: Int, content: UnsafeRawPointer, count: Int) {
+        let parsed = BTreePage(UnsafeRawBufferPointer(start: content, count: count), number: page)
         lock.lock(); defer { lock.unlock() }
         differences.insert(page)
+        differingContent[page] = parsed
+    }
+
+    /// Comparing mode: what each differing page of the compared database holds (its own
+    /// bytes, not the reference's), parsed as a b-tree page.
+    package var differingPageContent: [Int: BTreePage] {
+        lock.lock(); defer { lock.unlock() }
+        return differingContent
     }
 
     fileprivate func recordSize(_ size: Int64) {
@@ -357,15 +367,15 @@ private final class PageComparer: TargetFile {
             done += n
         }
         if done < count {
-            owner.recordDifference(page: page)
+            owner.recordDifference(page: page, content: source, count: count)
         } else if offset == 0 {
             var start = 0
             for range in Self.ignoredHeaderBytes + [count..<count] {
-                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page) }
+                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page, content: source, count: count) }
                 start = range.upperBound
             }
         } else if memcmp(source, scratch, count) != 0 {
-            owner.recordDifference(page: page)
+            owner.recordDifference(page: page, content: source, count: count)
         }
         size = max(size, offset + Int64(count))
         return SQLITE_OK

@@ -1,0 +1,119 @@
+import Foundation
+import Support
+
+/// What one b-tree page holds, read from its bytes as SQLite's file format lays them out
+/// (https://sqlite.org/fileformat2.html#b_tree_pages): enough to walk a table's b-tree and to
+/// know which rowids a leaf holds, without SQLite.
+///
+/// Used where a restore's preview must find the rows that differ between two databases without
+/// reading every row: a table leaf whose bytes are equal in both holds equal rows.
+package enum BTreePage: Sendable, Equatable {
+    /// An interior page of a table b-tree: its child pages, in key order.
+    case tableInterior(children: [Int])
+    /// A leaf page of a table b-tree: the rowids of its first and last cell (nil when empty).
+    case tableLeaf(rowids: ClosedRange<Int64>?)
+    /// A page of an index b-tree (or of a WITHOUT ROWID table).
+    case index
+    /// Anything else: an overflow, freelist or pointer-map page, or bytes that do not parse.
+    case other
+
+    /// Parses `page`, the bytes of page `number` (page 1 starts with the 100-byte file header).
+    package init(_ page: UnsafeRawBufferPointer, number: Int) {
+        let h = number == 1 ? 100 : 0
+        guard page.count >= h + 12 else { self = .other; return }
+        func u16(_ at: Int) -> Int { Int(page[at]) << 8 | Int(page[at + 1]) }
+        func u32(_ at: Int) -> Int { Int(page[at]) << 24 | Int(page[at + 1]) << 16 | Int(page[at + 2]) << 8 | Int(page[at + 3]) }
+        let cells = u16(h + 3)
+        switch page[h] {
+        case 0x05:
+            guard h + 12 + cells * 2 <= page.count else { self = .other; return }
+            var children = [Int]()
+            children.reserveCapacity(cells + 1)
+            for i in 0..<cells {
+                let cell = u16(h + 12 + 2 * i)
+                guard cell + 4 <= page.count else { self = .other; return }
+                children.append(u32(cell))
+            }
+            children.append(u32(h + 8))
+            self = .tableInterior(children: children)
+        case 0x0D:
+            guard cells > 0 else { self = .tableLeaf(rowids: nil); return }
+            guard h + 8 + cells * 2 <= page.count else { self = .other; return }
+            func rowid(ofCell i: Int) -> Int64? {
+                var at = u16(h + 8 + 2 * i)
+                guard Self.varint(page, &at) != nil else { return nil }  // payload size
+                return Self.varint(page, &at)
+            }
+            guard let first = rowid(ofCell: 0), let last = rowid(ofCell: cells - 1), first <= last else { self = .other; return }
+            self = .tableLeaf(rowids: first...last)
+        case 0x02, 0x0A:
+            self = .index
+        default:
+            self = .other
+        }
+    }
+
+    /// SQLite's variable-length integer at `at` (1 to 9 bytes, big-endian), advancing `at`.
+    static func varint(_ bytes: UnsafeRawBufferPointer, _ at: inout Int) -> Int64? {
+        var value: UInt64 = 0
+        for i in 0..<9 {
+            guard at < bytes.count else { return nil }
+            let byte = bytes[at]
+            at += 1
+            if i == 8 { return Int64(bitPattern: value << 8 | UInt64(byte)) }
+            value = value << 7 | UInt64(byte & 0x7f)
+            if byte & 0x80 == 0 { break }
+        }
+        return Int64(bitPattern: value)
+    }
+
+    /// The leaf pages of the table b-tree rooted at `root`, in key order, reading pages through
+    /// `page`; nil when the tree holds a page that is not a table b-tree page, or loops.
+    package static func leaves(root: Int, page: (Int) -> BTreePage?) -> [Int]? {
+        var result = [Int]()
+        var seen = Set<Int>()
+        var stack = [root]
+        while let number = stack.popLast() {
+            guard seen.insert(number).inserted else { return nil }
+            switch page(number) {
+            case .tableLeaf: result.append(number)
+            case .tableInterior(let children): stack.append(contentsOf: children.reversed())
+            default: return nil
+            }
+        }
+        return result
+    }
+}
+
+/// Reads pages of a database file that nothing writes (a backup), by page number.
+package final class PageFile {
+    private let fd: Int32
+    package let pageSize: Int
+    private var buffer: UnsafeMutableRawBufferPointer
+
+    /// Opens `path` read-only and reads its page size from the header.
+    /// - Throws: `Failure` `.io`.
+    package init(path: String) throws {
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
+        var header = [UInt8](repeating: 0, count: 100)
+        guard pread(fd, &header, 100, 0) == 100 else {
+            close(fd)
+            throw Failure(.io, "cannot read the header of \(path)")
+        }
+        let size = Int(header[16]) << 8 | Int(header[17])
+        pageSize = size == 1 ? 65536 : size
+        buffer = .allocate(byteCount: pageSize, alignment: 16)
+    }
+
+    deinit {
+        buffer.deallocate()
+        close(fd)
+    }
+
+    /// Page `number` parsed, or nil when the file does not hold it.
+    package func page(_ number: Int) -> BTreePage? {
+        guard number >= 1, pread(fd, buffer.baseAddress, pageSize, off_t(number - 1) * off_t(pageSize)) == pageSize else { return nil }
+        return BTreePage(UnsafeRawBufferPointer(buffer), number: number)
+    }
+}

@@ -1,0 +1,86 @@
+import CSQLite
+import Foundation
+
+/// Rows that differ between one table in two databases of one connection.
+public struct RowDifference: Sendable, Equatable {
+    /// Rows of the first database the second does not hold (by rowid, with equal values).
+    public var onlyInFirst = 0
+    /// Rows of the second database the first does not hold.
+    public var onlyInSecond = 0
+}
+
+extension Connection {
+    /// Compares `table` in the attached databases `first` and `second` row by row, walking both
+    /// in rowid order at once (a merge: no sorting, no temp files), within `ranges` of rowids
+    /// (all rows when nil). Meant for tables whose rowid is an `INTEGER PRIMARY KEY`, where it
+    /// is part of the row: then a row of one side is "held" by the other exactly when a row
+    /// with the same rowid has equal values, which is what `EXCEPT` would count.
+    /// - Throws: `SQLiteError`.
+    public func rowDifferences(table: String, first: String, second: String, ranges: [ClosedRange<Int64>]?) throws -> RowDifference {
+        var result = RowDifference()
+        let q = quoteIdentifier(table)
+        for range in ranges ?? [Int64.min...Int64.max] {
+            let sql = { (database: String) in
+                "SELECT rowid, * FROM \(quoteIdentifier(database)).\(q) WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid"
+            }
+            let a = try prepare(sql(first)), b = try prepare(sql(second))
+            try a.bind([.integer(range.lowerBound), .integer(range.upperBound)])
+            try b.bind([.integer(range.lowerBound), .integer(range.upperBound)])
+            var hasA = try a.step(), hasB = try b.step()
+            while hasA || hasB {
+                let rowA = hasA ? sqlite3_column_int64(a.handle, 0) : Int64.max
+                let rowB = hasB ? sqlite3_column_int64(b.handle, 0) : Int64.max
+                if hasA && (!hasB || rowA < rowB) {
+                    result.onlyInFirst += 1
+                    hasA = try a.step()
+                } else if hasB && (!hasA || rowB < rowA) {
+                    result.onlyInSecond += 1
+                    hasB = try b.step()
+                } else {
+                    if !Self.sameRow(a, b) {
+                        result.onlyInFirst += 1
+                        result.onlyInSecond += 1
+                    }
+                    hasA = try a.step()
+                    hasB = try b.step()
+                }
+            }
+        }
+        return result
+    }
+
+    /// Whether the current rows of `a` and `b` hold equal values (as `EXCEPT` compares them:
+    /// same storage class, equal numbers, equal bytes).
+    private static func sameRow(_ a: Statement, _ b: Statement) -> Bool {
+        let count = sqlite3_column_count(a.handle)
+        guard count == sqlite3_column_count(b.handle) else { return false }
+        for i in 1..<count {
+            let type = sqlite3_column_type(a.handle, i)
+            guard type == sqlite3_column_type(b.handle, i) else { return false }
+            switch type {
+            case SQLITE_INTEGER:
+                if sqlite3_column_int64(a.handle, i) != sqlite3_column_int64(b.handle, i) { return false }
+            case SQLITE_FLOAT:
+                if sqlite3_column_double(a.handle, i) != sqlite3_column_double(b.handle, i) { return false }
+            case SQLITE_TEXT, SQLITE_BLOB:
+                let pa = type == SQLITE_TEXT ? UnsafeRawPointer(sqlite3_column_text(a.handle, i)) : sqlite3_column_blob(a.handle, i)
+                let pb = type == SQLITE_TEXT ? UnsafeRawPointer(sqlite3_column_text(b.handle, i)) : sqlite3_column_blob(b.handle, i)
+                let na = sqlite3_column_bytes(a.handle, i), nb = sqlite3_column_bytes(b.handle, i)
+                if na != nb { return false }
+                if na > 0, let pa, let pb, memcmp(pa, pb, Int(na)) != 0 { return false }
+            default:
+                break
+            }
+        }
+        return true
+    }
+
+    /// Whether `table` in `database` is a rowid table whose rowid is an `INTEGER PRIMARY KEY`
+    /// column (https://sqlite.org/lang_createtable.html#rowid).
+    public func rowidIsPrimaryKey(table: String, database: String) throws -> Bool {
+        let keys = try rows("SELECT type FROM pragma_table_info(?, ?) WHERE pk > 0", [.text(table), .text(database)])
+        guard keys.count == 1, keys[0][0].string?.uppercased() == "INTEGER" else { return false }
+        let sql = try scalar("SELECT sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
+        return !Self.normalizeSQL(sql).uppercased().contains("WITHOUT ROWID")
+    }
+}
