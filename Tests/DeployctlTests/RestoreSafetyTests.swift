@@ -334,3 +334,44 @@ struct RestoreHookTests {
         #expect(result.stdout.contains("PID \(reader.processIdentifier)"), "\(result.stdout)")
     }
 }
+
+@Suite("restore preview counts")
+struct RestorePreviewCountTests {
+    /// Per table, rows of `db` not in `reference` and rows of `reference` not in `db`, by EXCEPT.
+    func outsiderCounts(_ box: Sandbox, _ db: String, _ reference: String) throws -> [String: [Int]] {
+        var counts = [String: [Int]]()
+        for table in ["user", "loan", "payment", "tracker"] {
+            let line = try box.sqlite(db, """
+                ATTACH '\(reference)' AS ref;
+                SELECT (SELECT count(*) FROM (SELECT * FROM main.\(table) EXCEPT SELECT * FROM ref.\(table))),
+                       (SELECT count(*) FROM (SELECT * FROM ref.\(table) EXCEPT SELECT * FROM main.\(table)));
+                """)
+            counts[table] = line.split(separator: "|").compactMap { Int($0) }
+        }
+        return counts
+    }
+
+    @Test("the preview counts what EXCEPT counts: scattered edits, deletions that free pages, overflow values changed in their tail, VACUUM",
+          arguments: ["wal", "delete"], ["scattered", "freeing", "overflow", "vacuum"])
+    func countsMatchExcept(journalMode: String, change: String) throws {
+        let box = try Sandbox(journalMode: journalMode, rows: 3000)
+        _ = try box.sqlite(box.databasePath, "UPDATE payment SET note = zeroblob(9000) || 'a' WHERE id % 40 = 0")
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        let edits = [
+            "scattered": "DELETE FROM payment WHERE id % 97 = 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; INSERT INTO tracker VALUES (50000, 1, 'new'); UPDATE user SET name = 'X' WHERE id = 7",
+            "freeing": "DELETE FROM payment WHERE id BETWEEN 100 AND 6000",
+            "overflow": "UPDATE payment SET note = zeroblob(9000) || 'b' WHERE id % 80 = 0",
+            "vacuum": "DELETE FROM payment WHERE id % 5 = 0; VACUUM",
+        ]
+        _ = try box.sqlite(box.databasePath, edits[change]!)
+        let expected = try outsiderCounts(box, box.databasePath, file)
+        let result = try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let differences = try #require(Sandbox.document(result)["differences"] as? [[String: Any]])
+        for (table, counts) in expected {
+            let row = differences.first { $0["table"] as? String == table }
+            #expect([row?["discarded"] as? Int ?? -1, row?["restored"] as? Int ?? -1] == counts, "\(table)")
+        }
+        #expect(expected["payment"] != [0, 0])
+    }
+}
