@@ -114,9 +114,14 @@ public struct Restorer: Sendable {
                 continue
             }
             if liveTables[table]?.sql == backupTables[table]?.sql, try live.rowidIsPrimaryKey(table: table, database: "main") {
-                let ranges = narrow ? Self.changedRowids(liveRoot: Int(liveTables[table]!.rootPage), backupRoot: Int(backupTables[table]!.rootPage),
-                                                         pages: pages, backup: backupFile) : nil
-                let rows = try live.rowDifferences(table: table, first: "main", second: "restore_source", ranges: ranges)
+                var rows: RowDifference
+                if narrow, let changed = Self.changedRows(liveRoot: Int(liveTables[table]!.rootPage), backupRoot: Int(backupTables[table]!.rootPage),
+                                                          pages: pages, backup: backupFile) {
+                    let differing = try live.differingRows(table: table, first: "main", second: "restore_source", rowids: changed.mismatched)
+                    rows = RowDifference(onlyInFirst: changed.only.onlyInFirst + differing, onlyInSecond: changed.only.onlyInSecond + differing)
+                } else {
+                    rows = try live.rowDifferences(table: table, first: "main", second: "restore_source")
+                }
                 result.append(TableDifference(table: table, liveRows: try count("main"), backupRows: try count("restore_source"),
                                               discarded: rows.onlyInFirst, restored: rows.onlyInSecond))
                 continue
@@ -143,36 +148,77 @@ public struct Restorer: Sendable {
         }
     }
 
-    /// The rowids a restore can change in one table: the ranges of every leaf of its b-tree, on
-    /// either side, that differs or is not a leaf of the same table on the other side; nil
-    /// when a b-tree does not parse (then compare every row).
+    /// The rows that differ in one rowid table, found from its b-tree pages instead of by
+    /// reading every row; nil when a b-tree does not parse (then compare every row).
     ///
-    /// Why this is exact: a leaf that is in the table's b-tree on both sides and whose bytes
-    /// are equal holds the same rows on both sides (`rowidRangesAreExact` rules out differing
-    /// overflow pages), so every row that differs lies on some other leaf. Pages that do not
-    /// differ are read from the backup file; the live database's differing pages come parsed
-    /// from the page comparison (so a WAL database is read as SQLite sees it).
-    static func changedRowids(liveRoot: Int, backupRoot: Int, pages: PageDifferences, backup: PageFile) -> [ClosedRange<Int64>]? {
+    /// Only leaves that differ, or that are not a leaf of the same table on the other side,
+    /// are read: a leaf that is in the table's b-tree on both sides with equal bytes holds the
+    /// same rows on both sides (`rowidRangesAreExact` rules out differing overflow pages), so a
+    /// row on a read leaf has its counterpart, if any, on a read leaf of the other side. Rows
+    /// are merged by rowid; equal cells are equal rows, and rows whose cells differ are compared
+    /// again by value in SQL (`mismatched`). Pages that do not differ are read from the backup
+    /// file; the live database's differing leaves come parsed from the page comparison (so a
+    /// WAL database is read as SQLite sees it).
+    static func changedRows(liveRoot: Int, backupRoot: Int, pages: PageDifferences,
+                            backup: PageFile) -> (only: RowDifference, mismatched: [Int64])? {
         let livePage = { (number: Int) in pages.pages.contains(number) ? pages.content[number] : backup.page(number) }
         guard let liveLeaves = BTreePage.leaves(root: liveRoot, page: livePage),
               let backupLeaves = BTreePage.leaves(root: backupRoot, page: backup.page) else { return nil }
         let (liveSet, backupSet) = (Set(liveLeaves), Set(backupLeaves))
-        var ranges = [ClosedRange<Int64>]()
-        for (leaves, other, read) in [(liveLeaves, backupSet, livePage), (backupLeaves, liveSet, backup.page)] {
-            for leaf in leaves where pages.pages.contains(leaf) || !other.contains(leaf) {
-                if case .tableLeaf(let rowids?) = read(leaf) { ranges.append(rowids) }
-            }
+        var live = LeafRows(leaves: liveLeaves.filter { pages.pages.contains($0) || !backupSet.contains($0) }) {
+            pages.pages.contains($0) ? pages.leafRows[$0] : backup.rowDigests($0)
         }
-        // Merge overlapping and adjacent ranges, so each rowid is compared once.
-        var merged = [ClosedRange<Int64>]()
-        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
-            if let last = merged.last, range.lowerBound <= last.upperBound || range.lowerBound == last.upperBound + 1 {
-                merged[merged.count - 1] = last.lowerBound...max(last.upperBound, range.upperBound)
+        var theirs = LeafRows(leaves: backupLeaves.filter { pages.pages.contains($0) || !liveSet.contains($0) }) { backup.rowDigests($0) }
+        var only = RowDifference()
+        var mismatched = [Int64]()
+        var (a, b) = (live.next(), theirs.next())
+        while a != nil || b != nil {
+            if let x = a, b == nil || x.rowid < b!.rowid {
+                only.onlyInFirst += 1
+                a = live.next()
+            } else if let y = b, a == nil || y.rowid < a!.rowid {
+                only.onlyInSecond += 1
+                b = theirs.next()
             } else {
-                merged.append(range)
+                if a!.hash != b!.hash { mismatched.append(a!.rowid) }
+                (a, b) = (live.next(), theirs.next())
             }
         }
-        return merged
+        guard !live.failed, !theirs.failed else { return nil }
+        return (only, mismatched)
+    }
+
+    /// The rows of a list of table leaves, in order; `failed` when a leaf does not parse or
+    /// rowids do not increase.
+    struct LeafRows {
+        let leaves: [Int]
+        let fetch: (Int) -> [RowDigest]?
+        var leaf = 0
+        var rows: [RowDigest] = []
+        var index = 0
+        var last = Int64.min
+        var started = false
+        var failed = false
+
+        init(leaves: [Int], fetch: @escaping (Int) -> [RowDigest]?) {
+            self.leaves = leaves
+            self.fetch = fetch
+        }
+
+        mutating func next() -> RowDigest? {
+            while index >= rows.count {
+                guard !failed, leaf < leaves.count, let fetched = fetch(leaves[leaf]) else {
+                    if leaf < leaves.count { failed = true }
+                    return nil
+                }
+                (rows, index, leaf) = (fetched, 0, leaf + 1)
+            }
+            let row = rows[index]
+            index += 1
+            if started && row.rowid <= last { failed = true; return nil }
+            (last, started) = (row.rowid, true)
+            return row
+        }
     }
 
     /// Why a virtual table's rows cannot be compared through its module, or nil when they can:
@@ -255,8 +301,9 @@ public struct Restorer: Sendable {
         let locked = ContinuousClock.now
         let previewExact = previewVersion == live.dataVersion
         nonisolated(unsafe) var published: BackupEntry?
+        let wal: Bool
         do {
-            let wal = try live.readFileBytes(at: 18, count: 2).first == 2
+            wal = try live.readFileBytes(at: 18, count: 2).first == 2
             progress("saving the live database as pre_restore", 0, 0)
             let snapshotter = Snapshotter(store: store)
             if wal {
@@ -308,19 +355,27 @@ public struct Restorer: Sendable {
         let blocked = ContinuousClock.now - locked
         return LiveResult(saved: saved, previewExact: previewExact,
                           writeLockMilliseconds: Double(blocked.components.seconds) * 1000 + Double(blocked.components.attoseconds) / 1e15,
-                          proof: try proveRestored(live, equals: backup))
+                          proof: try proveRestored(live, equals: backup, checkpointing: wal))
     }
 
     /// The proof after a live restore, in `live`'s first read transaction after its commit:
     /// when its data version shows no other connection committed since, every page is
-    /// compared with the backup's.
-    private func proveRestored(_ live: Connection, equals backup: OpenedBackup) throws -> Proof {
+    /// compared with the backup's. With `checkpointing` (WAL), a second connection copies the
+    /// restore's frames into the database file meanwhile, on the other core (a reader does not
+    /// stop that; it only keeps the WAL from being reset), which the last connection to close
+    /// would otherwise do afterwards.
+    private func proveRestored(_ live: Connection, equals backup: OpenedBackup, checkpointing: Bool) throws -> Proof {
         let committed = live.dataVersion
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
         _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
         guard live.dataVersion == committed else { return .overtaken }
-        let differences = try live.comparePages(with: backup.databasePath, timeout: busyTimeout)
+        let path = live.path, timeout = busyTimeout
+        nonisolated(unsafe) let live_ = live
+        let (differences, _) = try bothAtOnce({ try live_.comparePages(with: backup.databasePath, timeout: timeout) }, {
+            // Best effort: a checkpoint that cannot run now is done by the next one.
+            if checkpointing { try? Connection(path: path, mode: .readWrite, busyTimeout: .zero).execute("PRAGMA wal_checkpoint(PASSIVE)") }
+        })
         return differences.identical ? .identical(pages: differences.pageCount)
             : .differs(pages: differences.pages.count, of: differences.referencePageCount)
     }

@@ -53,6 +53,51 @@ package enum BTreePage: Sendable, Equatable {
         }
     }
 
+    /// The rows of a table leaf page (nil for any other page, or bytes that do not parse):
+    /// each rowid with a hash of its cell after the rowid (payload size, the record's local
+    /// part and, for a record that overflows, the first overflow page's number). Equal rows
+    /// written by SQLite have equal cells; `usableSize` is the page size less reserved bytes.
+    package static func rowDigests(_ page: UnsafeRawBufferPointer, number: Int, usableSize: Int) -> [RowDigest]? {
+        let h = number == 1 ? 100 : 0
+        guard page.count >= h + 8, page[h] == 0x0D, usableSize > 480 else { return nil }
+        let cells = Int(page[h + 3]) << 8 | Int(page[h + 4])
+        guard h + 8 + cells * 2 <= page.count else { return nil }
+        var rows = [RowDigest]()
+        rows.reserveCapacity(cells)
+        let u = usableSize
+        for i in 0..<cells {
+            var at = Int(page[h + 8 + 2 * i]) << 8 | Int(page[h + 9 + 2 * i])
+            guard let payload = varint(page, &at), let rowid = varint(page, &at), payload >= 0 else { return nil }
+            var stored = Int(payload)
+            if stored > u - 35 {
+                let m = (u - 12) * 32 / 255 - 23
+                let k = m + (stored - m) % (u - 4)
+                stored = (k <= u - 35 ? k : m) + 4
+            }
+            guard at + stored <= page.count else { return nil }
+            rows.append(RowDigest(rowid: rowid, hash: hash(UnsafeRawBufferPointer(rebasing: page[at..<(at + stored)]), seed: UInt64(payload))))
+        }
+        return rows
+    }
+
+    /// A fast 64-bit hash of `bytes` (not cryptographic: it tells rows apart, and the rows it
+    /// calls different are compared again by value).
+    static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+        var h = seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        var i = 0
+        while i + 8 <= bytes.count {
+            h = (h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 29
+            i += 8
+        }
+        while i < bytes.count {
+            h = (h ^ UInt64(bytes[i])) &* 0xC4CE_B9FE_1A85_EC53
+            i += 1
+        }
+        h ^= h >> 33
+        return h &* 0xFF51_AFD7_ED55_8CCD ^ (h >> 29)
+    }
+
     /// SQLite's variable-length integer at `at` (1 to 9 bytes, big-endian), advancing `at`.
     static func varint(_ bytes: UnsafeRawBufferPointer, _ at: inout Int) -> Int64? {
         var value: UInt64 = 0
@@ -85,10 +130,18 @@ package enum BTreePage: Sendable, Equatable {
     }
 }
 
+/// One row of a table leaf page: its rowid and a hash of its stored cell.
+package struct RowDigest: Sendable, Equatable {
+    package let rowid: Int64
+    package let hash: UInt64
+}
+
 /// Reads pages of a database file that nothing writes (a backup), by page number.
 package final class PageFile {
     private let fd: Int32
     package let pageSize: Int
+    /// The page size less the reserved bytes at each page's end.
+    package let usableSize: Int
     private var buffer: UnsafeMutableRawBufferPointer
 
     /// Opens `path` read-only and reads its page size from the header.
@@ -103,6 +156,7 @@ package final class PageFile {
         }
         let size = Int(header[16]) << 8 | Int(header[17])
         pageSize = size == 1 ? 65536 : size
+        usableSize = pageSize - Int(header[20])
         buffer = .allocate(byteCount: pageSize, alignment: 16)
     }
 
@@ -113,7 +167,17 @@ package final class PageFile {
 
     /// Page `number` parsed, or nil when the file does not hold it.
     package func page(_ number: Int) -> BTreePage? {
-        guard number >= 1, pread(fd, buffer.baseAddress, pageSize, off_t(number - 1) * off_t(pageSize)) == pageSize else { return nil }
+        guard read(number) else { return nil }
         return BTreePage(UnsafeRawBufferPointer(buffer), number: number)
+    }
+
+    /// The rows of page `number`, a table leaf (see `BTreePage.rowDigests`).
+    package func rowDigests(_ number: Int) -> [RowDigest]? {
+        guard read(number) else { return nil }
+        return BTreePage.rowDigests(UnsafeRawBufferPointer(buffer), number: number, usableSize: usableSize)
+    }
+
+    private func read(_ number: Int) -> Bool {
+        number >= 1 && pread(fd, buffer.baseAddress, pageSize, off_t(number - 1) * off_t(pageSize)) == pageSize
     }
 }

@@ -12,6 +12,8 @@ public struct PageDifferences: Sendable {
     public let referencePageCount: Int
     /// What each differing page of the compared database holds, parsed as a b-tree page.
     package let content: [Int: BTreePage]
+    /// The rows of each differing table leaf page of the compared database.
+    package let leafRows: [Int: [RowDigest]]
 
     /// True when every page is byte-identical (bar the page-1 header fields a backup rewrites),
     /// which proves the two databases hold the same schema and rows.
@@ -44,7 +46,7 @@ extension Connection {
             pages.formUnion(min(pageCount, referencePageCount) + 1 ... max(pageCount, referencePageCount))
         }
         return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount,
-                               content: vfs.differingPageContent)
+                               content: vfs.differingPageContent, leafRows: vfs.differingLeafRows)
     }
 }
 

@@ -7,46 +7,65 @@ public struct RowDifference: Sendable, Equatable {
     public var onlyInFirst = 0
     /// Rows of the second database the first does not hold.
     public var onlyInSecond = 0
+
+    public init(onlyInFirst: Int = 0, onlyInSecond: Int = 0) {
+        self.onlyInFirst = onlyInFirst
+        self.onlyInSecond = onlyInSecond
+    }
 }
 
 extension Connection {
     /// Compares `table` in the attached databases `first` and `second` row by row, walking both
-    /// in rowid order at once (a merge: no sorting, no temp files), within `ranges` of rowids
-    /// (all rows when nil). Meant for tables whose rowid is an `INTEGER PRIMARY KEY`, where it
-    /// is part of the row: then a row of one side is "held" by the other exactly when a row
-    /// with the same rowid has equal values, which is what `EXCEPT` would count.
+    /// in rowid order at once (a merge: no sorting, no temp files). Meant for tables whose rowid
+    /// is an `INTEGER PRIMARY KEY`, where it is part of the row: then a row of one side is
+    /// "held" by the other exactly when a row with the same rowid has equal values, which is
+    /// what `EXCEPT` would count.
     /// - Throws: `SQLiteError`.
-    public func rowDifferences(table: String, first: String, second: String, ranges: [ClosedRange<Int64>]?) throws -> RowDifference {
+    public func rowDifferences(table: String, first: String, second: String) throws -> RowDifference {
         var result = RowDifference()
         let q = quoteIdentifier(table)
-        for range in ranges ?? [Int64.min...Int64.max] {
-            let sql = { (database: String) in
-                "SELECT rowid, * FROM \(quoteIdentifier(database)).\(q) WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid"
-            }
-            let a = try prepare(sql(first)), b = try prepare(sql(second))
-            try a.bind([.integer(range.lowerBound), .integer(range.upperBound)])
-            try b.bind([.integer(range.lowerBound), .integer(range.upperBound)])
-            var hasA = try a.step(), hasB = try b.step()
-            while hasA || hasB {
-                let rowA = hasA ? sqlite3_column_int64(a.handle, 0) : Int64.max
-                let rowB = hasB ? sqlite3_column_int64(b.handle, 0) : Int64.max
-                if hasA && (!hasB || rowA < rowB) {
+        let a = try prepare("SELECT rowid, * FROM \(quoteIdentifier(first)).\(q) ORDER BY rowid")
+        let b = try prepare("SELECT rowid, * FROM \(quoteIdentifier(second)).\(q) ORDER BY rowid")
+        var hasA = try a.step(), hasB = try b.step()
+        while hasA || hasB {
+            let rowA = hasA ? sqlite3_column_int64(a.handle, 0) : Int64.max
+            let rowB = hasB ? sqlite3_column_int64(b.handle, 0) : Int64.max
+            if hasA && (!hasB || rowA < rowB) {
+                result.onlyInFirst += 1
+                hasA = try a.step()
+            } else if hasB && (!hasA || rowB < rowA) {
+                result.onlyInSecond += 1
+                hasB = try b.step()
+            } else {
+                if !Self.sameRow(a, b) {
                     result.onlyInFirst += 1
-                    hasA = try a.step()
-                } else if hasB && (!hasA || rowB < rowA) {
                     result.onlyInSecond += 1
-                    hasB = try b.step()
-                } else {
-                    if !Self.sameRow(a, b) {
-                        result.onlyInFirst += 1
-                        result.onlyInSecond += 1
-                    }
-                    hasA = try a.step()
-                    hasB = try b.step()
                 }
+                hasA = try a.step()
+                hasB = try b.step()
             }
         }
         return result
+    }
+
+    /// How many of `rowids` name rows of `table` whose values differ between the attached
+    /// databases `first` and `second` (or that one of them lacks).
+    /// - Throws: `SQLiteError`.
+    public func differingRows(table: String, first: String, second: String, rowids: [Int64]) throws -> Int {
+        guard !rowids.isEmpty else { return 0 }
+        let q = quoteIdentifier(table)
+        let a = try prepare("SELECT rowid, * FROM \(quoteIdentifier(first)).\(q) WHERE rowid = ?")
+        let b = try prepare("SELECT rowid, * FROM \(quoteIdentifier(second)).\(q) WHERE rowid = ?")
+        var count = 0
+        for rowid in rowids {
+            sqlite3_reset(a.handle)
+            sqlite3_reset(b.handle)
+            try a.bind([.integer(rowid)])
+            try b.bind([.integer(rowid)])
+            let (hasA, hasB) = (try a.step(), try b.step())
+            if hasA != hasB || (hasA && !Self.sameRow(a, b)) { count += 1 }
+        }
+        return count
     }
 
     /// Whether the current rows of `a` and `b` hold equal values (as `EXCEPT` compares them:

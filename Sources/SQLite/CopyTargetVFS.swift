@@ -40,6 +40,7 @@ package final class CopyTargetVFS {
     fileprivate let reference: String?
     fileprivate var differences = Set<Int>()
     fileprivate var differingContent = [Int: BTreePage]()
+    fileprivate var differingRows = [Int: [RowDigest]]()
     fileprivate var comparedSize: Int64 = 0
 
     /// How many bytes are gathered before one write.
@@ -111,11 +112,21 @@ package final class CopyTargetVFS {
 
     fileprivate var ioMethodsPointer: UnsafePointer<sqlite3_io_methods> { UnsafePointer(methods) }
 
-    fileprivate func recordDifference(page: Int, content: UnsafeRawPointer, count: Int) {
-        let parsed = BTreePage(UnsafeRawBufferPointer(start: content, count: count), number: page)
+    fileprivate func recordDifference(page: Int, content: UnsafeRawPointer, count: Int, reservedBytes: Int) {
+        let bytes = UnsafeRawBufferPointer(start: content, count: count)
+        let parsed = BTreePage(bytes, number: page)
+        var rows: [RowDigest]?
+        if case .tableLeaf = parsed { rows = BTreePage.rowDigests(bytes, number: page, usableSize: count - reservedBytes) }
         lock.lock(); defer { lock.unlock() }
         differences.insert(page)
         differingContent[page] = parsed
+        if let rows { differingRows[page] = rows }
+    }
+
+    /// Comparing mode: the rows of each differing table leaf page of the compared database.
+    package var differingLeafRows: [Int: [RowDigest]] {
+        lock.lock(); defer { lock.unlock() }
+        return differingRows
     }
 
     /// Comparing mode: what each differing page of the compared database holds (its own
@@ -342,6 +353,8 @@ private final class PageComparer: TargetFile {
     var scratch = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
     var scratchSize = 65536
     static let ignoredHeaderBytes: [Range<Int>] = [18..<20, 24..<28, 40..<44, 92..<100]
+    /// Bytes reserved at the end of each page (header byte 20 of the compared database).
+    var reservedBytes = 0
 
     init(fd: Int32, path: String, owner: CopyTargetVFS) {
         self.fd = fd
@@ -358,6 +371,7 @@ private final class PageComparer: TargetFile {
             scratchSize = count
         }
         let page = Int(offset / Int64(count)) + 1
+        if page == 1 && count > 20 { reservedBytes = Int(source.load(fromByteOffset: 20, as: UInt8.self)) }
         var done = 0
         while done < count {
             let n = pread(fd, scratch + done, count - done, off_t(offset) + off_t(done))
@@ -367,15 +381,15 @@ private final class PageComparer: TargetFile {
             done += n
         }
         if done < count {
-            owner.recordDifference(page: page, content: source, count: count)
+            owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes)
         } else if offset == 0 {
             var start = 0
             for range in Self.ignoredHeaderBytes + [count..<count] {
-                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page, content: source, count: count) }
+                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes) }
                 start = range.upperBound
             }
         } else if memcmp(source, scratch, count) != 0 {
-            owner.recordDifference(page: page, content: source, count: count)
+            owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes)
         }
         size = max(size, offset + Int64(count))
         return SQLITE_OK
