@@ -34,10 +34,12 @@ def generate(path, mb, journal):
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
 
+LAST_STDOUT = [b""]
+
 def run(cmd, cwd=None, shell=False):
-    """Runs a command; returns (seconds, peak RssAnon in KiB)."""
+    """Runs a command; returns (seconds, peak RssAnon in KiB). Its stdout is kept in LAST_STDOUT."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=cwd, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
     def sample():
         nonlocal peak
@@ -52,7 +54,8 @@ def run(cmd, cwd=None, shell=False):
                 pass
             time.sleep(0.01)
     t = threading.Thread(target=sample); t.start()
-    _, err = proc.communicate(); t.join()
+    out, err = proc.communicate(); t.join()
+    LAST_STDOUT[0] = out
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {cmd}\n{err.decode()}")
@@ -122,8 +125,8 @@ def main():
             shutil.copy(migration, os.path.join(root, "instances", "migrations"))
             with open(os.path.join(root, "instances", "deploy.toml"), "w") as f:
                 f.write('order = ["prod"]\nmigrations = "migrations"\n')
-            with open(os.path.join(inst, "instance.toml"), "w") as f:
-                f.write('[database]\npath = "database/lending_app_prod.db"\n[backups]\npath = "backups"\n')
+            # The shipped prod config, as committed (gzip = true, keep_last = 14, 5 s busy timeout).
+            shutil.copy(os.path.join(os.path.dirname(migration), "..", "prod", "instance.toml"), inst)
             db = os.path.join(inst, "database", "lending_app_prod.db")
             generate(db, args.mb, journal)
             backups = os.path.join(inst, "backups")
@@ -155,19 +158,49 @@ def main():
             run(f"gzip -6 -c '{db}' > '{out}.gz'", shell=True)
             notes.append(f"gzip size: ours {ours_gz / 2**20:.1f} MiB, gzip -6 {os.path.getsize(out + '.gz') / 2**20:.1f} MiB "
                          f"({ours_gz / os.path.getsize(out + '.gz'):.3f}×)")
-            # restore --latest: keep one snapshot; drop the pre_restore snapshot each run makes.
+            # restore --latest --yes under the shipped config, from a plain and a .gz backup, after
+            # a thousand rows changed and after one in eleven rows of payment was deleted. Each run
+            # starts from the same state: the change is made again before it (a restore undoes
+            # it). The anchor is what a careful operator types: save the live database, check the
+            # backup, restore it (gunzip first for a .gz).
+            conn = sqlite3.connect(db)
+            top = conn.execute("SELECT max(id) FROM payment").fetchone()[0]
+            conn.close()
+            every = max(2, top // 500)
+            changes = {"1k rows changed": f"DELETE FROM payment WHERE id % {every} = 1; "
+                                          f"UPDATE payment SET amount_cents = amount_cents + 1 WHERE id % {every} = 2",
+                       "1 in 11 rows deleted": "DELETE FROM payment WHERE id % 11 = 0"}
+            pre, plain = os.path.join(root, "pre.db"), os.path.join(root, "backup.db")
             for kind in ("plain", "gz"):
                 clean(); run(ours("snapshot", "prod", "--gzip" if kind == "gz" else "--no-gzip"))
                 snapshot_file = os.path.join(backups, [f for f in os.listdir(backups) if not f.endswith(".json")][0])
-                def drop_pre_restore():
-                    for f in os.listdir(backups):
-                        if "_pre_restore_" in f: os.remove(os.path.join(backups, f))
-                    subprocess.run(["sync"])
-                t, m = median(ours("restore", "prod", "--latest", "--yes"), args.runs, drop_pre_restore)
-                anchor = (f"gunzip -c '{snapshot_file}' > '{out}' && cp '{out}' '{out}.copy' && rm -f '{out}.copy'" if kind == "gz"
-                          else f"cp '{snapshot_file}' '{out}'")
-                at, am = median(anchor, args.runs, shell=True)
-                rows.append((f"restore --latest --yes ({kind})", t, m, "gunzip + cp" if kind == "gz" else "cp", at, am))
+                first = None
+                for change, sql in changes.items():
+                    def prepare():
+                        for f in os.listdir(backups):
+                            if "_pre_restore_" in f: os.remove(os.path.join(backups, f))
+                        for f in (pre, plain):
+                            if os.path.exists(f): os.remove(f)
+                        conn = sqlite3.connect(db); conn.executescript(sql); conn.close()
+                        subprocess.run(["sync"])
+                    t, m = median([binary, "restore", "prod", "--latest", "--yes", "--json", "--root", root], args.runs, prepare)
+                    notes.append(f"restore ({kind}, {change}): writes blocked {json.loads(LAST_STDOUT[0])['write_lock_ms'] / 1000:.2f} s")
+                    source = plain if kind == "gz" else snapshot_file
+                    by_hand = ((f"gunzip -c '{snapshot_file}' > '{plain}' && " if kind == "gz" else "")
+                               + f"sqlite3 '{db}' '.backup {pre}' && sqlite3 -readonly '{source}' 'pragma integrity_check' >/dev/null"
+                               + f" && sqlite3 '{db}' '.restore {source}'")
+                    at, am = median(by_hand, args.runs, prepare, shell=True)
+                    rows.append((f"restore --latest --yes ({kind}, {change})", t, m,
+                                 ("gunzip + " if kind == "gz" else "") + ".backup + integrity_check + .restore", at, am))
+                    first = first or (change, t, m)
+                floor = (f"gunzip -c '{snapshot_file}' > '{plain}' && cp '{plain}' '{pre}'" if kind == "gz"
+                         else f"cp '{snapshot_file}' '{pre}'")
+                at, am = median(floor, args.runs, shell=True)
+                rows.append((f"restore --latest --yes ({kind}, {first[0]})", first[1], first[2],
+                             ("gunzip + cp" if kind == "gz" else "cp") + " (the floor)", at, am))
+                # Back to the snapshot's state (the last anchor run restored it) for what follows.
+                for f in (pre, plain):
+                    if os.path.exists(f): os.remove(f)
             clean()
             verify, vm = median(ours("verify", "prod"), args.runs)
             for anchor_name, cmd in [("sqlite3 .sha3sum", ["sqlite3", db, ".sha3sum"]), ("pragma quick_check", ["sqlite3", db, "pragma quick_check"])]:
