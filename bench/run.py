@@ -215,7 +215,8 @@ def main():
                 for table in CASHBACK_TABLES: conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.commit(); conn.close()
             def deploy_once():
-                t, m = run(ours("deploy", "prod"))
+                # Plain pre_ snapshot, like the anchor's: the gzip cost is the snapshot --gzip row.
+                t, m = run(ours("deploy", "prod", "--no-gzip"))
                 reports = os.path.join(inst, "deploys")
                 with open(os.path.join(reports, os.listdir(reports)[0])) as f:
                     blocked.append(json.load(f)["write_lock_ms"] / 1000)

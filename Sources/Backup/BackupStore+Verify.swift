@@ -115,7 +115,7 @@ extension BackupStore {
     /// - Throws: `Failure` `.missingInput` when there is none.
     public func latestGood(label: String? = nil) throws -> BackupEntry {
         for entry in entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
-            guard let manifest = entry.manifest, manifest.verification?.result != "failed" || manifest.verification?.sha256 != manifest.sha256,
+            guard let manifest = entry.manifest, entry.status != "failed",
                   let (bytes, sha) = try? FileDigest.sha256(of: entry.path),
                   sha == manifest.sha256, bytes == manifest.bytes else { continue }
             return entry

@@ -20,10 +20,11 @@ public struct BackupEntry: Sendable, Equatable {
     public var manifestPath: String { path + ".json" }
     /// Whether the stored file is gzip.
     public var compressed: Bool { name.hasSuffix(".gz") }
-    /// "ok", "verified" or "no manifest".
+    /// The last check of these bytes: "verified", "failed", "never verified", or "no manifest".
     public var status: String {
         guard let manifest else { return "no manifest" }
-        return manifest.verifiedAt == nil ? "ok" : "verified"
+        if let check = manifest.verification, check.sha256 == manifest.sha256 { return check.result == "ok" ? "verified" : "failed" }
+        return manifest.verifiedAt == nil ? "never verified" : "verified"
     }
 }
 

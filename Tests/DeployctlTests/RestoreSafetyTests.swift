@@ -377,3 +377,33 @@ struct RestorePreviewCountTests {
         #expect(expected.values.contains { $0 != [0, 0] })
     }
 }
+
+@Suite("restore checks a backup once")
+struct RestoreCheckTests {
+    @Test("a failed verification is recorded and shown; --latest passes over it; bytes that passed integrity_check are not checked again")
+    func recordedChecks() throws {
+        let box = try Sandbox()
+        let (good, _) = try box.takeSnapshot(gzip: false)
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let bad = try #require(box.backupNames().first { $0 != good })
+        // Truncated, with a checksum that matches: only the SQLite check can tell.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: box.backupsFolder + "/" + bad))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: box.backupsFolder + "/" + bad))
+        try Sandbox.rewriteManifestChecksum(of: box.backupsFolder + "/" + bad)
+
+        #expect(try box.deployctl(["backups", "verify", "prod", "--all"]).status == 65)
+        let list = try box.deployctl(["backups", "list", "prod", "--json"])
+        let entries = try #require(JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(entries.first { $0["name"] as? String == bad }?["status"] as? String == "failed")
+        #expect(entries.first { $0["name"] as? String == good }?["status"] as? String == "verified")
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: box.backupsFolder + "/\(bad).json"))) as! [String: Any]
+        let verification = try #require(manifest["verification"] as? [String: Any])
+        #expect(verification["check"] as? String == "integrity_check" && verification["result"] as? String == "failed")
+
+        let restore = try box.deployctl(["restore", "prod", "--latest", "--dry-run"])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(restore.stdout.contains("Backup \(good)"))
+        #expect(restore.stdout.contains("these bytes passed integrity_check on"), "\(restore.stdout)")
+    }
+}

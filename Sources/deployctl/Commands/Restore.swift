@@ -7,7 +7,24 @@ import Support
 
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restore a backup into the live database (after saving it as a pre_restore snapshot), a new file, or over a broken one.")
+        abstract: "Restore a backup into the live database (after saving it as a pre_restore snapshot), a new file, or over a broken one.",
+        discussion: """
+            Into the live database: the backup is checked (sha256, integrity_check), the preview shows \
+            what is discarded, the stop hook runs, then the live state is saved as a pre_restore \
+            copy and replaced in one critical section (no application commit can fall between), \
+            the result is proven page by page, and the start and health hooks run. Only backups of \
+            this instance are restored (--allow-foreign overrides). --latest never picks a \
+            pre_restore copy unless --label pre_restore is given.
+
+            Exit codes: 0 done; 1 failed or interrupted, the live database as it was; 2 changed and \
+            not proven back; 65 bad or foreign backup; 66 no such backup; 73 database not writable; \
+            74 disk full or I/O error; 75 write lock held past the busy timeout.
+
+            Examples:
+              deployctl restore prod --latest --dry-run
+              deployctl restore prod --latest --yes
+              deployctl restore prod --latest --label pre_restore --yes   # undo the last restore
+            """)
 
     @OptionGroup var global: GlobalOptions
 
