@@ -102,21 +102,8 @@ struct DeployTests {
     func writeLockHeld() throws {
         let box = try Sandbox()
         try box.installCashbackMigration()
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", """
-            import sqlite3, time, sys
-            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
-            db.execute('BEGIN IMMEDIATE')
-            db.execute("INSERT INTO user VALUES (999999, 'x', 'x@x')")
-            print('locked', flush=True)
-            time.sleep(8)
-            """]
-        let out = Pipe()
-        holder.standardOutput = out
-        try holder.run()
+        let holder = try box.holdWriteLock()
         defer { holder.terminate(); holder.waitUntilExit() }
-        _ = out.fileHandleForReading.availableData  // wait for "locked"
         let result = try box.deployctl(["deploy", "prod"])
         #expect(result.status == 75, "\(result.stderr)")
         #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")

@@ -112,20 +112,8 @@ struct RestoreUnderWriterTests {
         _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
         let before = try box.sha3(box.databasePath)
         let files = box.allBackupFiles()
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", """
-            import sqlite3, time
-            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
-            db.execute('BEGIN IMMEDIATE')
-            db.execute("INSERT INTO tracker VALUES (99999, 1, 'held')")
-            open('\(box.path("held"))', 'w').close()
-            time.sleep(8)
-            db.execute('ROLLBACK')
-            """]
-        try holder.run()
+        let holder = try box.holdWriteLock()
         defer { holder.terminate(); holder.waitUntilExit() }
-        while !FileManager.default.fileExists(atPath: box.path("held")) { Thread.sleep(forTimeInterval: 0.02) }
         let result = try box.deployctl(["restore", "prod", name, "--yes"])
         #expect(result.status == 75, "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")

@@ -162,6 +162,26 @@ extension Sandbox {
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
     }
 
+    /// Starts a process playing the application inside a write transaction (`BEGIN IMMEDIATE`
+    /// and one uncommitted insert) for `seconds`, and returns once it holds the lock.
+    func holdWriteLock(seconds: Int = 8) throws -> Process {
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", """
+            import sqlite3, time
+            db = sqlite3.connect('\(databasePath)', isolation_level=None)
+            db.execute('BEGIN IMMEDIATE')
+            db.execute("INSERT INTO user VALUES (999999, 'x', 'x@x')")
+            print('locked', flush=True)
+            time.sleep(\(seconds))
+            """]
+        let out = Pipe()
+        holder.standardOutput = out
+        try holder.run()
+        _ = out.fileHandleForReading.availableData  // wait for "locked"
+        return holder
+    }
+
     func installCashbackMigration() throws {
         try FileManager.default.createDirectory(atPath: path("instances/migrations"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Sandbox.repositoryMigrations + "/0001_cashback_tables.sql",
