@@ -421,6 +421,13 @@ extension Runtime {
         } catch let error as SQLiteError where error.kind == .temporary {
             throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
         } catch let error as SQLiteError where error.primaryCode == 8 /* SQLITE_READONLY */ {
+            let sizes = [(opened.databasePath, Connection.Mode.immutable), (config.databasePath, .inspect)].map {
+                (try? Connection(path: $0.0, mode: $0.1).scalar("PRAGMA page_size").int) ?? 0
+            }
+            if sizes[0] != sizes[1] {
+                throw Failure(.failed, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
+                              hint: "stop the application, switch the live database out of WAL (sqlite3 DB 'PRAGMA journal_mode=DELETE'), restore, then switch back")
+            }
             throw Failure(.cannotCreate, "the live database \(config.databasePath) cannot be written: \(error.sqliteMessage); nothing was changed",
                           hint: "check the file's and its folder's owner and permissions")
         }

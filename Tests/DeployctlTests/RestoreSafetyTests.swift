@@ -153,6 +153,23 @@ struct RestoreUnderWriterTests {
 
 @Suite("restore picks only this instance's backups")
 struct RestoreSelectionTests {
+    @Test("a backup with another page size cannot go into a WAL database: 1 saying why, nothing changed")
+    func pageSizeMismatch() throws {
+        let box = try Sandbox(journalMode: "wal")
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        try FileManager.default.removeItem(atPath: file)
+        _ = try box.sqlite(box.databasePath, "PRAGMA page_size = 1024; VACUUM INTO '\(file)'")
+        try Sandbox.rewriteManifestChecksum(of: file)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(box.databasePath)
+        let files = box.allBackupFiles()
+        let result = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("page size (1024)"), "\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles() == files)
+    }
+
     @Test("--latest passes over pre_restore copies: running the runbook twice restores the same backup")
     func latestTwice() throws {
         let box = try Sandbox()
