@@ -37,6 +37,10 @@ extension BackupStore {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
         }
+        guard manifest.name == entry.name else {
+            throw Failure(.badData, "backup \(entry.name) has the manifest of another file (\(manifest.name)): it was renamed or its manifest copied",
+                          hint: "use another backup (deployctl backups list)")
+        }
         let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
@@ -112,13 +116,18 @@ extension BackupStore {
     /// The newest backup (optionally with `label`) whose checksum is good and that no check
     /// found bad. Without a label, `pre_restore` copies are passed over: restoring "the latest"
     /// twice must not undo the first restore.
+    /// Returns it with the newer ones passed over and why.
     /// - Throws: `Failure` `.missingInput` when there is none.
-    public func latestGood(label: String? = nil) throws -> BackupEntry {
+    public func latestGood(label: String? = nil) throws -> (entry: BackupEntry, passedOver: [String]) {
+        var passedOver = [String]()
         for entry in entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
-            guard let manifest = entry.manifest, entry.status != "failed",
-                  let (bytes, sha) = try? FileDigest.sha256(of: entry.path),
-                  sha == manifest.sha256, bytes == manifest.bytes else { continue }
-            return entry
+            guard let manifest = entry.manifest else { passedOver.append("\(entry.name) (no manifest)"); continue }
+            guard entry.status != "failed" else { passedOver.append("\(entry.name) (its last check failed)"); continue }
+            guard let (bytes, sha) = try? FileDigest.sha256(of: entry.path), sha == manifest.sha256, bytes == manifest.bytes else {
+                passedOver.append("\(entry.name) (checksum does not match its manifest)")
+                continue
+            }
+            return (entry, passedOver)
         }
         throw Failure(.missingInput, "no backup with a good checksum in \(folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")",
                       hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")

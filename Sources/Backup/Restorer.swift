@@ -39,6 +39,8 @@ public struct Restorer: Sendable {
     /// The comparison of a database with a backup: what a restore discards and brings back.
     public struct Comparison: Sendable {
         public let differences: [TableDifference]
+        /// Rows the restore discards, summed over tables.
+        public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
         /// Tables whose rows could not be compared (virtual tables of unknown modules,
         /// contentless full-text tables) and shadow tables, compared through their virtual table.
         public let notCompared: [NotCompared]
@@ -81,7 +83,10 @@ public struct Restorer: Sendable {
                     : Int(try live.scalar("SELECT count(*) FROM \(database).\(q)").int ?? 0)
             }
             if kinds[table] == "shadow" {
-                notCompared.append(NotCompared(table: table, reason: "shadow table of virtual table \(owner(ofShadow: table) ?? "?"): its rows are compared there"))
+                let owner = owner(ofShadow: table)
+                let comparable = owner.map { Self.uncomparable(liveTables[$0]?.sql ?? backupTables[$0]?.sql ?? "") == nil } ?? false
+                notCompared.append(NotCompared(table: table, reason: "shadow table of virtual table \(owner ?? "?"): "
+                                               + (comparable ? "its rows are compared there" : "which is not compared either")))
                 continue
             }
             if kinds[table] == "virtual" {
@@ -236,14 +241,18 @@ public struct Restorer: Sendable {
         return nil
     }
 
-    /// Row-set differences of one table between `main` and `restore_source`.
+    /// Row differences of one table between `main` and `restore_source`, every copy of a
+    /// repeated row counted (a multiset difference: each copy is numbered before `EXCEPT`).
     private func exceptDifference(_ live: Connection, _ table: String, liveRows: Int?, backupRows: Int?) throws -> TableDifference {
         let q = quoteIdentifier(table)
-        guard let liveRows, let backupRows, try columns(live, table, "main") == columns(live, table, "restore_source") else {
+        let names = try columns(live, table, "main")
+        guard let liveRows, let backupRows, !names.isEmpty, try names == columns(live, table, "restore_source") else {
             return TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: liveRows ?? 0, restored: backupRows ?? 0)
         }
-        let discarded = try live.scalar("SELECT count(*) FROM (SELECT * FROM main.\(q) EXCEPT SELECT * FROM restore_source.\(q))").int ?? 0
-        let restored = try live.scalar("SELECT count(*) FROM (SELECT * FROM restore_source.\(q) EXCEPT SELECT * FROM main.\(q))").int ?? 0
+        let list = names.map(quoteIdentifier).joined(separator: ", ")
+        let numbered = { (database: String) in "SELECT \(list), row_number() OVER (PARTITION BY \(list)) FROM \(database).\(q)" }
+        let discarded = try live.scalar("SELECT count(*) FROM (\(numbered("main")) EXCEPT \(numbered("restore_source")))").int ?? 0
+        let restored = try live.scalar("SELECT count(*) FROM (\(numbered("restore_source")) EXCEPT \(numbered("main")))").int ?? 0
         return TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: Int(discarded), restored: Int(restored))
     }
 
@@ -359,8 +368,8 @@ public struct Restorer: Sendable {
     }
 
     /// The proof after a live restore, in `live`'s first read transaction after its commit:
-    /// when its data version shows no other connection committed since, every page is
-    /// compared with the backup's. With `checkpointing` (WAL), a second connection copies the
+    /// every page is compared with the backup's. Pages that differ prove the restore wrong only
+    /// when the data version shows no other connection committed since. With `checkpointing` (WAL), a second connection copies the
     /// restore's frames into the database file meanwhile, on the other core (a reader does not
     /// stop that; it only keeps the WAL from being reset), which the last connection to close
     /// would otherwise do afterwards.
@@ -369,15 +378,17 @@ public struct Restorer: Sendable {
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
         _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
-        guard live.dataVersion == committed else { return .overtaken }
+        // A changed data version may be another connection's commit, or only this pager
+        // starting afresh (a restore that changed the page size): the pages decide.
+        let overtaken = live.dataVersion != committed
         let path = live.path, timeout = busyTimeout
         nonisolated(unsafe) let live_ = live
         let (differences, _) = try bothAtOnce({ try live_.comparePages(with: backup.databasePath, timeout: timeout) }, {
             // Best effort: a checkpoint that cannot run now is done by the next one.
             if checkpointing { try? Connection(path: path, mode: .readWrite, busyTimeout: .zero).execute("PRAGMA wal_checkpoint(PASSIVE)") }
         })
-        return differences.identical ? .identical(pages: differences.pageCount)
-            : .differs(pages: differences.pages.count, of: differences.referencePageCount)
+        if differences.identical { return .identical(pages: differences.pageCount) }
+        return overtaken ? .overtaken : .differs(pages: differences.pages.count, of: differences.referencePageCount)
     }
 
     /// Restores `backup` into `target`, a file that must not exist: temp file, fsync, link
@@ -399,20 +410,49 @@ public struct Restorer: Sendable {
     /// Replaces a missing or unreadable live database with `backup`: a temp copy beside it,
     /// fsynced, renamed over it, stale `-wal`/`-shm`/`-journal` files moved aside, folder fsynced.
     /// The caller has checked that no process holds the file. Whatever was there is kept: the
-    /// unreadable file and its side files are renamed to `aside` + suffix, never deleted.
-    /// Returns the number of pages proven identical.
+    /// unreadable file and its side files are moved to `aside` + suffix (or, on another
+    /// filesystem, beside the database under the same name), never deleted. When `livePath` is
+    /// a symbolic link, the file it points to is replaced and the link stays. The new file gets
+    /// the old one's owner and mode. Returns the number of pages proven identical and where the
+    /// old file went (nil when there was none).
     /// - Throws: `Failure` `.io`.
-    public func replace(livePath: String, with backup: OpenedBackup, aside: String) throws -> Int {
-        let temp = DurableFile.temporaryPath(for: livePath)
+    public func replace(livePath: String, with backup: OpenedBackup, aside: String) throws -> (pages: Int, movedTo: String?) {
+        let target = Self.linkTarget(livePath)
+        let temp = DurableFile.temporaryPath(for: target)
         defer { unlink(temp); unlink(temp + "-journal") }
         let pages = try writeCopy(of: backup, to: temp)
-        for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: livePath + suffix) {
-            try DurableFile.publish(livePath + suffix, as: aside + suffix)
+        var old = stat()
+        if stat(target, &old) == 0 {
+            chown(temp, old.st_uid, old.st_gid)
+            chmod(temp, old.st_mode & 0o7777)
         }
-        guard rename(temp, livePath) == 0 else { throw DurableFile.posixFailure("cannot rename \(temp) to \(livePath)", errno) }
-        try DurableFile.syncDirectory(containing: livePath)
-        try DurableFile.syncDirectory(containing: aside)
-        return pages
+        var movedTo: String?
+        for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: target + suffix) {
+            var destination = aside + suffix
+            if rename(target + suffix, destination) != 0 {
+                guard errno == EXDEV else { throw DurableFile.posixFailure("cannot move \(target + suffix) aside to \(destination)", errno) }
+                destination = (target as NSString).deletingLastPathComponent + "/" + (aside as NSString).lastPathComponent + suffix
+                guard !FileManager.default.fileExists(atPath: destination), rename(target + suffix, destination) == 0 else {
+                    throw DurableFile.posixFailure("cannot move \(target + suffix) aside to \(destination)", errno)
+                }
+            }
+            if suffix.isEmpty { movedTo = destination }
+        }
+        guard rename(temp, target) == 0 else { throw DurableFile.posixFailure("cannot rename \(temp) to \(target)", errno) }
+        try DurableFile.syncDirectory(containing: target)
+        if let movedTo { try DurableFile.syncDirectory(containing: movedTo) }
+        return (pages, movedTo)
+    }
+
+    /// The file a path names after following symbolic links, even a dangling last one.
+    static func linkTarget(_ path: String) -> String {
+        var current = path
+        for _ in 0..<40 {
+            guard let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: current) else { return current }
+            current = destination.hasPrefix("/") ? destination
+                : URL(fileURLWithPath: (current as NSString).deletingLastPathComponent).appendingPathComponent(destination).standardizedFileURL.path
+        }
+        return current
     }
 
     private func writeCopy(of backup: OpenedBackup, to temp: String) throws -> Int {

@@ -86,7 +86,7 @@ extension Runtime {
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-        let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil)
+        let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
     }
 }

@@ -161,8 +161,7 @@ public final class PreparedRestore {
             try runtime.checkInterruption("nothing was changed")
             try store.prepareForWriting()
             let aside = store.folder + "/" + store.newName(label: "replaced", at: runtime.clock(), compressed: false)
-            let pages = try restorer.replace(livePath: config.databasePath, with: opened, aside: aside)
-            let moved = FileManager.default.fileExists(atPath: aside) ? aside : nil
+            let (pages, moved) = try restorer.replace(livePath: config.databasePath, with: opened, aside: aside)
             return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: nil, differences: [], notCompared: [],
                                   movedAside: moved, provenPages: pages, unproven: nil, writeLockMilliseconds: nil, hooks: [],
                                   interruptedTooLate: false)
@@ -180,8 +179,6 @@ public final class PreparedRestore {
             live = nil
             let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, config: config, store: store,
                                                  failpoint: "restore")
-            let interruptedTooLate = runtime.interruption() != nil
-            if interruptedTooLate { runtime.log("deployctl: the interrupt came after the restore had committed; it was finished and proven") }
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
                 if case .differs(let pages, let total) = result.proof {
@@ -190,7 +187,7 @@ public final class PreparedRestore {
                 try runtime.failpoints.hit("after-restore")
                 try hooks.start()
             } catch let error as DeployctlError {
-                try runtime.putBack(result.saved, after: error, config: config, store: store, hooks: hooks)
+                try runtime.putBack(result.saved, after: error, restored: opened, config: config, store: store, hooks: hooks)
             }
             var differences = preview.differences
             var notCompared = preview.notCompared
@@ -201,6 +198,8 @@ public final class PreparedRestore {
                 let exact = try restorer.compare(saved, backup: opened)
                 (differences, notCompared) = (exact.differences, exact.notCompared)
             }
+            // A signal from the commit on is too late to stop the restore: it is finished.
+            let interruptedTooLate = runtime.interruption() != nil
             var provenPages: Int?
             var unproven: String?
             switch result.proof {
@@ -304,7 +303,10 @@ extension Runtime {
         }
         let entry: BackupEntry
         switch request.selection {
-        case .latest(let label): entry = try store.latestGood(label: label)
+        case .latest(let label):
+            let (latest, passedOver) = try store.latestGood(label: label)
+            for skipped in passedOver { log("warning: passed over the newer backup \(skipped)") }
+            entry = latest
         case .named(let backupName): entry = try store.entry(named: backupName)
         }
         let intoLive = if case .live = request.target { true } else { false }
@@ -320,8 +322,18 @@ extension Runtime {
             switch request.target {
             case .newFile(let path):
                 let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
-                guard !FileManager.default.fileExists(atPath: absolute) else {
+                // attributesOfItem does not follow links: a dangling link exists too.
+                guard (try? FileManager.default.attributesOfItem(atPath: absolute)) == nil else {
                     throw Failure(.cannotCreate, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
+                }
+                var isFolder: ObjCBool = false
+                let folder = (absolute as NSString).deletingLastPathComponent
+                guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+                    throw Failure(.cannotCreate, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
+                }
+                let live = Self.fileIdentity(config.databasePath).path
+                guard !["-wal", "-shm", "-journal"].contains(where: { absolute == live + $0 || absolute == config.databasePath + $0 }) else {
+                    throw Failure(.usage, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
                 }
                 var prepared = request
                 prepared.target = .newFile(absolute)
@@ -385,6 +397,14 @@ extension Runtime {
         if let database = entry.manifest?.database, database != expected.database {
             throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(expected.database ?? config.databasePath)", hint: hint)
         }
+        if let manifest = entry.manifest, manifest.instance == nil, manifest.database == nil {
+            // An older manifest: its absolute source path still names the instance folder and file.
+            let source = URL(fileURLWithPath: manifest.sourcePath).pathComponents
+            let named = source.lastIndex(of: "instances").flatMap { $0 + 1 < source.count ? source[$0 + 1] : nil }
+            if (named != nil && named != config.name) || source.last != URL(fileURLWithPath: config.databasePath).lastPathComponent {
+                throw Failure(.badData, "backup \(entry.name) was taken of \(manifest.sourcePath), not of instance '\(config.name)' (\(config.databasePath))", hint: hint)
+            }
+        }
         let ignored: Set<String> = ["deployctl_migrations"]
         let backupTables = Set(try Connection(path: opened.databasePath, mode: .immutable).tableNames()).subtracting(ignored)
         guard !backupTables.isEmpty else { return }
@@ -402,19 +422,20 @@ extension Runtime {
         }
     }
 
-    /// The critical section of a live restore (`Restorer.restore(_:intoLive:…)`): the
-    /// `pre_restore` copy is stored uncompressed whatever `gzip` says, being a short-lived
-    /// safety copy; `failpoint` and an interrupt abort it before the commit.
+    /// The critical section of a live restore (`Restorer.restore(_:intoLive:…)`): the copy of
+    /// the replaced state (labelled `label`) is stored uncompressed whatever `gzip` says, being
+    /// a short-lived safety copy; `failpoint` and, when `interruptible`, an interrupt abort it
+    /// before the commit (putting a state back is never interrupted).
     /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
     func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
-                     store: BackupStore, failpoint: String?) throws -> Restorer.LiveResult {
-        let request = snapshotRequest(config, label: "pre_restore", gzip: false,
+                     store: BackupStore, failpoint: String?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
+        let request = snapshotRequest(config, label: label, gzip: false,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed: a short-lived safety copy")
         do {
             let result = try Restorer(busyTimeout: config.busyTimeout).restore(
                 opened, intoLive: live, previewVersion: previewVersion, saving: request, in: store, progress: progress) {
                     if let failpoint { try failpoints.hit(failpoint) }
-                    try checkInterruption("the restore was not committed; the live database is as it was")
+                    if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
                 }
             log("✓ Saved the replaced database as \(result.saved.name)")
             return result
@@ -433,22 +454,35 @@ extension Runtime {
         }
     }
 
-    /// After a failure that followed a committed restore: stops the app if it was started,
-    /// restores the saved state through the same critical section (saving what it replaces
-    /// too), and throws the failure, as 1 when the state was proven back, else 2.
-    func putBack(_ saved: BackupEntry, after error: DeployctlError, config: InstanceConfig, store: BackupStore, hooks: AppHooks) throws -> Never {
+    /// After a failure that followed a committed restore of `restored`: stops the app if it
+    /// was started, restores the saved state through the same critical section, and throws the
+    /// failure, as 1 when the state was proven back, else 2. What it replaces is saved too, as
+    /// `pre_putback` (so `--latest --label pre_restore` still finds the state before the
+    /// restore), and kept only when it holds rows the backup does not (the application wrote
+    /// after the restore): the message names it and counts them.
+    func putBack(_ saved: BackupEntry, after error: DeployctlError, restored: OpenedBackup, config: InstanceConfig,
+                 store: BackupStore, hooks: AppHooks) throws -> Never {
         hooks.stopForPutBack()
+        var displaced = ""
         do {
             let opened = try store.check(store.entry(named: saved.name), keep: true, runCheck: false)!
             defer { opened.discard() }
             let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-            let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil)
+            let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil,
+                                         label: "pre_putback", interruptible: false)
             guard case .identical = result.proof else { throw Failure(.unproven, "the put-back could not be proven page by page") }
+            let written = try Restorer(busyTimeout: config.busyTimeout).compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
+            if written.discardedRows == 0 && written.differences.allSatisfy({ $0.restored == 0 }) {
+                try store.remove([result.saved])
+            } else {
+                displaced = "\n\(written.discardedRows) row(s) written after the restore are not in the live database now; they are kept in \(result.saved.name)."
+            }
         } catch let putBackError {
             throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(putBackError)",
                           hint: "restore \(saved.name) by hand: deployctl restore \(config.name) \(saved.name) --yes")
         }
-        throw Failure(.failed, "\(error.message)\nThe live database was put back as it was (from \(saved.name), proven page by page).", hint: error.hint)
+        throw Failure(.failed, "\(error.message)\nThe live database was put back as it was (from \(saved.name), proven page by page).\(displaced)",
+                      hint: error.hint)
     }
 
     /// Throws `.failed` when SIGINT or SIGTERM arrived, saying what state things are in.

@@ -57,7 +57,10 @@ public struct Failpoints: Sendable {
         case nil: return
         case .error: throw Failure(.failed, "failpoint '\(name)' triggered an error")
         case .crash: kill(getpid(), SIGKILL)
-        case .delay(let ms): usleep(useconds_t(ms) * 1000)
+        case .delay(let ms):
+            // The whole delay, even when a signal interrupts the sleep.
+            let end = ContinuousClock.now + .milliseconds(ms)
+            while ContinuousClock.now < end { usleep(10_000) }
         }
     }
 }

@@ -1,33 +1,44 @@
-import Dispatch
 import Foundation
 import Synchronization
 
+/// The signal (SIGINT or SIGTERM) received, set by the signal handler itself. A handler can
+/// reach no object, hence this one global; it is written only there and read by
+/// `SignalWatcher`.
+private let receivedSignal = Atomic<Int32>(0)
+
 /// Catches SIGINT and SIGTERM so that a command stops at a safe point (the next stage
 /// boundary) instead of dying mid-write; the deploy then handles it like an error.
+///
+/// The flag is set inside the handler (an atomic store, async-signal-safe), not later on a
+/// queue: a check right after a signal interrupted a sleep or a system call must already see
+/// it, or a restore could commit after the operator pressed Ctrl-C.
 final class SignalWatcher: Sendable {
-    private let signal = Atomic<Int32>(0)
-    // Only kept alive after init, never touched again.
-    nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
-
     init() {
-        var made = [any DispatchSourceSignal]()
         for number in [SIGINT, SIGTERM] {
-            Foundation.signal(number, SIG_IGN)
-            made.append(DispatchSource.makeSignalSource(signal: number, queue: .global()))
-        }
-        sources = made
-        for (source, number) in zip(sources, [SIGINT, SIGTERM]) {
-            source.setEventHandler { [weak self] in
-                self?.signal.store(number, ordering: .relaxed)
-                FileHandle.standardError.write(Data("\ndeployctl: received \(number == SIGINT ? "SIGINT" : "SIGTERM"); stopping at the next safe point\n".utf8))
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                receivedSignal.store(number, ordering: .sequentiallyConsistent)
+                let message: StaticString = number == SIGINT
+                    ? "\ndeployctl: received SIGINT; stopping at the next safe point\n"
+                    : "\ndeployctl: received SIGTERM; stopping at the next safe point\n"
+                _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
             }
-            source.resume()
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(number, &action, nil)
         }
+        // A parent may have started us with these signals blocked (they would then stay
+        // pending and never reach the handler).
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// The signal received, if any.
     var received: Int32? {
-        let value = signal.load(ordering: .relaxed)
+        let value = receivedSignal.load(ordering: .sequentiallyConsistent)
         return value == 0 ? nil : value
     }
 }

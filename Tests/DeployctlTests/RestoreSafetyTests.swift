@@ -133,20 +133,25 @@ struct RestoreUnderWriterTests {
         let before = try box.sha3(box.databasePath)
         let files = box.allBackupFiles()
 
-        let early = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:3000"], stderr: Pipe())
-        // Inside the critical section once the pre_restore copy exists.
-        while !box.backupNames().contains(where: { $0.contains("_pre_restore_") }) && early.isRunning { Thread.sleep(forTimeInterval: 0.02) }
-        kill(early.processIdentifier, SIGINT)
-        early.waitUntilExit()
-        #expect(early.terminationStatus == 1)
-        #expect(try box.sha3(box.databasePath) == before)
-        #expect(box.allBackupFiles() == files)
+        // Several times: a signal that cuts a sleep short must still stop the commit.
+        for _ in 0..<3 {
+            let early = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:1500"], stderr: Pipe())
+            // Inside the critical section once the pre_restore copy exists.
+            while !box.backupNames().contains(where: { $0.contains("_pre_restore_") }) && early.isRunning { Thread.sleep(forTimeInterval: 0.01) }
+            kill(early.processIdentifier, SIGINT)
+            early.waitUntilExit()
+            #expect(early.terminationStatus == 1)
+            #expect(try box.sha3(box.databasePath) == before)
+            #expect(box.allBackupFiles() == files)
+        }
 
-        let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000"])
+        let stderr = Pipe()
+        let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000"], stderr: stderr)
         while try box.sha3(box.databasePath) != backupHash && late.isRunning { Thread.sleep(forTimeInterval: 0.05) }
         kill(late.processIdentifier, SIGINT)
         late.waitUntilExit()
         #expect(late.terminationStatus == 0)
+        #expect(String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("came after the restore had committed"))
         #expect(try box.sha3(box.databasePath) == backupHash)
     }
 }
@@ -203,6 +208,29 @@ struct RestoreSelectionTests {
         let allowed = try box.deployctl(["restore", "prod", name, "--yes", "--allow-foreign"])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(try box.tables() == ["sessions"])
+    }
+
+    @Test("an older manifest (no instance recorded) whose source path names another instance, or a manifest of another file: 65")
+    func olderManifests() throws {
+        let box = try Sandbox()
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let manifestURL = URL(fileURLWithPath: file + ".json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        manifest["instance"] = nil
+        manifest["database"] = nil
+        manifest["source_path"] = "/srv/app/instances/staging/database/lending_app_staging.db"
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        let staging = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(staging.status == 65, "\(staging.stderr)")
+        #expect(staging.stderr.contains("lending_app_staging.db"))
+
+        // A copy of the backup under another name, with its manifest renamed too.
+        let renamed = name.replacingOccurrences(of: "_snapshot_", with: "_nightly_")
+        try FileManager.default.copyItem(atPath: file, toPath: box.backupsFolder + "/" + renamed)
+        try FileManager.default.copyItem(atPath: file + ".json", toPath: box.backupsFolder + "/" + renamed + ".json")
+        let copied = try box.deployctl(["restore", "prod", renamed, "--yes", "--allow-foreign"])
+        #expect(copied.status == 65, "\(copied.stderr)")
+        #expect(copied.stderr.contains("manifest of another file"))
     }
 
     @Test("a manifest naming another instance is refused with 65")
@@ -322,6 +350,8 @@ struct RestoreHookTests {
         #expect(failed.stderr.contains("put back"))
         #expect(try box.sha3(box.databasePath) == before)
         #expect(Array(hookLines().suffix(5)) == ["stop", "start", "health", "stop", "start"])
+        // Nothing was written after the restore: the copy of what was put back is not kept.
+        #expect(!box.backupNames().contains { $0.contains("_pre_putback_") })
     }
 
     @Test("without a stop hook, the preview names the processes holding the database")
@@ -342,6 +372,21 @@ struct RestoreHookTests {
 
 @Suite("restore preview counts")
 struct RestorePreviewCountTests {
+    @Test("a table without a key counts every copy of a repeated row")
+    func repeatedRows() throws {
+        let box = try Sandbox()
+        _ = try box.sqlite(box.databasePath, "CREATE TABLE tags (a, b); INSERT INTO tags VALUES (1, 1), (2, 2), (2, 2);")
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO tags VALUES (1, 1), (1, 1), (1, 1); DELETE FROM tags WHERE rowid = 3;")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        let tags = (document["discarded"] as? [[String: Any]])?.first { $0["table"] as? String == "tags" }
+        #expect(tags?["discarded"] as? Int == 3)
+        #expect(tags?["restored"] as? Int == 1)
+        #expect(document["discarded_rows"] as? Int == 3)
+    }
+
     /// Per table, rows of `db` not in `reference` and rows of `reference` not in `db`, by EXCEPT.
     func outsiderCounts(_ box: Sandbox, _ db: String, _ reference: String) throws -> [String: [Int]] {
         var counts = [String: [Int]]()
@@ -410,5 +455,49 @@ struct RestoreCheckTests {
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(restore.stdout.contains("Backup \(good)"))
         #expect(restore.stdout.contains("these bytes passed integrity_check on"), "\(restore.stdout)")
+    }
+}
+
+@Suite("restore --replace")
+struct RestoreReplaceTests {
+    @Test("--replace through a symbolic link replaces the file it points to, keeps the link, the owner and the mode")
+    func replaceThroughLink() throws {
+        let box = try Sandbox(journalMode: "delete")
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let hash = try box.sha3(box.databasePath)
+        let real = box.path("instances/prod/data/real.db")
+        try FileManager.default.createDirectory(atPath: box.path("instances/prod/data"), withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: box.databasePath, toPath: real)
+        try FileManager.default.createSymbolicLink(atPath: box.databasePath, withDestinationPath: "../data/real.db")
+        try Data("garbage that is not sqlite".utf8).write(to: URL(fileURLWithPath: real))
+        chmod(real, 0o664)
+        if getuid() == 0 { chown(real, 65534, 65534) }
+
+        let result = try box.deployctl(["restore", "prod", "--latest", "--replace", "--yes"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: box.databasePath)) == "../data/real.db")
+        #expect(try box.sha3(real) == hash)
+        var info = stat()
+        #expect(stat(real, &info) == 0 && info.st_mode & 0o7777 == 0o664)
+        if getuid() == 0 { #expect(info.st_uid == 65534 && info.st_gid == 65534) }
+        let aside = try #require(box.backupNames().first { $0.contains("_replaced_") })
+        #expect(try String(contentsOfFile: box.backupsFolder + "/" + aside, encoding: .utf8) == "garbage that is not sqlite")
+        #expect(try FileManager.default.attributesOfItem(atPath: box.backupsFolder + "/" + aside)[.type] as? FileAttributeType == .typeRegular)
+    }
+}
+
+@Suite("restore --to")
+struct RestoreToTests {
+    @Test("--to into a missing folder or onto a dangling link is 73; onto the live database's journal is 64")
+    func badTargets() throws {
+        let box = try Sandbox()
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        #expect(try box.deployctl(["restore", "prod", "--latest", "--to", box.path("no/such/folder/copy.db")]).status == 73)
+        try FileManager.default.createSymbolicLink(atPath: box.path("dangling.db"), withDestinationPath: box.path("nowhere.db"))
+        let dangling = try box.deployctl(["restore", "prod", "--latest", "--to", box.path("dangling.db")])
+        #expect(dangling.status == 73, "\(dangling.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.path("nowhere.db")))
+        let journal = try box.deployctl(["restore", "prod", "--latest", "--to", box.databasePath + "-journal"])
+        #expect(journal.status == 64, "\(journal.stderr)")
     }
 }

@@ -94,7 +94,10 @@ struct Restore: ParsableCommand {
                 }
             }
             let outcome = try prepared.perform()
-            if global.json { return try console.json(RestoreDocument(outcome)) }
+            if global.json {
+                if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished") }
+                return try console.json(RestoreDocument(outcome))
+            }
             if let aside = outcome.movedAside { console.line("  the unreadable database was moved to \(aside)") }
             console.line(console.green("✓") + " Restored \(preview.backup.name) into \(preview.targetPath)")
             if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
@@ -106,7 +109,7 @@ struct Restore: ParsableCommand {
                 }
             }
             if let ms = outcome.writeLockMilliseconds { console.line("  writes were blocked for \(String(format: "%.0f", ms)) ms") }
-            if outcome.interruptedTooLate { console.line("  the interrupt came after the restore had committed; it was finished") }
+            if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished, and proven as said above") }
         }
     }
 
