@@ -37,10 +37,6 @@ extension BackupStore {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
         }
-        guard manifest.name == entry.name else {
-            throw Failure(.badData, "backup \(entry.name) has the manifest of another file (\(manifest.name)): it was renamed or its manifest copied",
-                          hint: "use another backup (deployctl backups list)")
-        }
         let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",

@@ -103,58 +103,90 @@ public struct BackupStore: Sendable {
         }
     }
 
-    /// Every backup in the folder, newest first (by `created_at`, then name). Temp files,
-    /// manifests and anything that is not a regular file (a symbolic link above all: it could
-    /// point at another instance's live database) are not backups. A missing folder holds none.
-    public func entries() -> [BackupEntry] {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+    /// A file in the backups folder that is not a deployctl backup, and why: it is listed apart,
+    /// never restored, verified or deleted.
+    public struct OtherFile: Sendable, Equatable {
+        public let name: String
+        public let reason: String
+    }
+
+    /// Every backup in the folder, newest first (by `created_at`, then name): a regular file
+    /// whose name is in the grammar for this database's stem and whose manifest (describing
+    /// this very file) reads. Anything else is no backup (see `otherFiles`).
+    public func entries() -> [BackupEntry] { scan().backups }
+
+    /// The files in the folder that are not backups (temp files and manifests aside), with
+    /// the reason: a symbolic link (it could point at another instance's live database), a
+    /// name outside the grammar (the live database itself, if the folder were its folder), no
+    /// or an unreadable manifest, a manifest of another file.
+    public func otherFiles() -> [OtherFile] { scan().others }
+
+    private func scan() -> (backups: [BackupEntry], others: [OtherFile]) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return ([], []) }
         let decoder = JSON.decoder()
-        return names.filter { !$0.hasPrefix(".") && ($0.hasSuffix(".db") || $0.hasSuffix(".db.gz")) }
-            .compactMap { name -> BackupEntry? in
-                let path = folder + "/" + name
-                // attributesOfItem does not follow links: a link posing as a backup is no backup.
-                guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-                      attributes[.type] as? FileAttributeType == .typeRegular else { return nil }
-                let manifest = (try? Data(contentsOf: URL(fileURLWithPath: path + ".json")))
-                    .flatMap { try? decoder.decode(Manifest.self, from: $0) }
-                return BackupEntry(
-                    name: name, path: path, manifest: manifest,
-                    label: manifest?.label ?? labelFromName(name) ?? "?",
-                    createdAt: manifest?.createdAt ?? (attributes[.modificationDate] as? Date) ?? .distantPast,
-                    bytes: (attributes[.size] as? NSNumber)?.int64Value ?? 0)
+        var backups = [BackupEntry]()
+        var others = [OtherFile]()
+        for name in names.sorted() where !name.hasPrefix(".") {
+            let path = folder + "/" + name
+            if name.hasSuffix(".json") && names.contains(String(name.dropLast(5))) { continue }
+            // attributesOfItem does not follow links: a link posing as a backup is no backup.
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { continue }
+            guard attributes[.type] as? FileAttributeType == .typeRegular else {
+                let link = attributes[.type] as? FileAttributeType == .typeSymbolicLink
+                others.append(OtherFile(name: name, reason: link ? "a symbolic link" : "not a regular file"))
+                continue
             }
-            .sorted { ($0.createdAt, $0.name) > ($1.createdAt, $1.name) }
+            guard labelFromName(name) != nil else {
+                others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz]"))
+                continue
+            }
+            guard let data = try? Data(contentsOf: URL(fileURLWithPath: path + ".json")) else {
+                others.append(OtherFile(name: name, reason: "no manifest"))
+                continue
+            }
+            guard let manifest = try? decoder.decode(Manifest.self, from: data) else {
+                others.append(OtherFile(name: name, reason: "its manifest does not read"))
+                continue
+            }
+            guard manifest.name == name else {
+                others.append(OtherFile(name: name, reason: "its manifest describes another file (\(manifest.name))"))
+                continue
+            }
+            backups.append(BackupEntry(name: name, path: path, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt,
+                                       bytes: (attributes[.size] as? NSNumber)?.int64Value ?? 0))
+        }
+        return (backups.sorted { ($0.createdAt, $0.name) > ($1.createdAt, $1.name) }, others)
     }
 
     /// The backup named `name`.
-    /// - Throws: `Failure` `.usage` for a bad name, `.badData` for a symbolic link or other
-    ///   non-regular file, `.missingInput` when there is no such backup.
+    /// - Throws: `Failure` `.usage` for a bad name, `.badData` for a file that is not a
+    ///   backup (a symbolic link, no manifest, …), `.missingInput` when there is no such file.
     public func entry(named name: String) throws -> BackupEntry {
         try Self.validate(backupName: name)
-        let path = folder + "/" + name
-        if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType, type != .typeRegular {
-            throw Failure(.badData, "\(path) is \(type == .typeSymbolicLink ? "a symbolic link" : "not a regular file"), not a backup deployctl wrote; it is never read",
-                          hint: "pick a backup from 'deployctl backups list', or remove the link")
+        let (backups, others) = scan()
+        if let entry = backups.first(where: { $0.name == name }) { return entry }
+        if let other = others.first(where: { $0.name == name }) {
+            throw Failure(.badData, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
+                          hint: "pick a backup from 'deployctl backups list'")
         }
-        guard let entry = entries().first(where: { $0.name == name }) else {
-            throw Failure(.missingInput, "no backup named \(name) in \(folder)",
-                          hint: "list the backups with 'deployctl backups list'")
-        }
-        return entry
+        throw Failure(.missingInput, "no backup named \(name) in \(folder)",
+                      hint: "list the backups with 'deployctl backups list'")
     }
 
-    /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz]`.
+    /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz]`; nil for a
+    /// name outside that grammar.
     func labelFromName(_ name: String) -> String? {
-        guard name.hasPrefix(stem + "_") else { return nil }
+        guard name.hasPrefix(stem + "_"), name.hasSuffix(".db") || name.hasSuffix(".db.gz") else { return nil }
         var rest = name.dropFirst(stem.count + 1)
         rest = rest.hasSuffix(".db.gz") ? rest.dropLast(6) : rest.dropLast(3)
         var parts = rest.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
-        if parts.count >= 4, parts.last!.allSatisfy(\.isNumber), parts[parts.count - 2].count == 6,
-           parts[parts.count - 3].count == 8 {
+        let digits = { (part: String, count: Int?) in !part.isEmpty && (count == nil || part.count == count) && part.allSatisfy { $0.isASCII && $0.isNumber } }
+        if parts.count >= 4, digits(parts.last!, nil), digits(parts[parts.count - 2], 6), digits(parts[parts.count - 3], 8) {
             parts.removeLast()
         }
-        guard parts.count >= 3 else { return nil }
-        return parts.dropLast(2).joined(separator: "_")
+        guard parts.count >= 3, digits(parts[parts.count - 1], 6), digits(parts[parts.count - 2], 8) else { return nil }
+        let label = parts.dropLast(2).joined(separator: "_")
+        return (try? Self.validate(label: label)) != nil ? label : nil
     }
 
     /// A name for a new backup that no file (nor manifest) in the folder uses: the first of

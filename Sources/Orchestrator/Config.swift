@@ -87,10 +87,20 @@ public struct InstanceConfig: Sendable {
             throw TOMLSubset.error(file, 1, "key 'database.path' is required (the live database file)")
         }
         let timeoutMS = try toml.int("database.busy_timeout_ms", range: 0...600_000) ?? 5000
+        let databasePath = resolve(database, against: folder)
+        let backupsFolder = resolve(try toml.string("backups.path") ?? "backups", against: folder)
+        // Backups beside the live database would let retention or a restore reach it.
+        let databaseFolder = Runtime.fileIdentity((databasePath as NSString).deletingLastPathComponent).path
+        let backupsReal = Runtime.fileIdentity(backupsFolder).path
+        if backupsReal == databaseFolder || backupsReal.hasPrefix(databaseFolder + "/") || databaseFolder.hasPrefix(backupsReal + "/") {
+            let relation = backupsReal == databaseFolder ? "is" : backupsReal.hasPrefix(databaseFolder + "/") ? "lies inside" : "contains"
+            throw TOMLSubset.error(file, toml.line(of: "backups.path") ?? 1,
+                                   "key 'backups.path': the backups folder \(backupsFolder) \(relation) the database's folder \(databaseFolder); give backups a folder of their own (e.g. \"backups\")")
+        }
         return InstanceConfig(
             name: name, folder: folder, file: file,
-            databasePath: resolve(database, against: folder),
-            backupsFolder: resolve(try toml.string("backups.path") ?? "backups", against: folder),
+            databasePath: databasePath,
+            backupsFolder: backupsFolder,
             deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
             busyTimeout: .milliseconds(timeoutMS),
             gzip: try toml.bool("backups.gzip") ?? false,

@@ -42,6 +42,13 @@ extension Runtime {
         return store(config).entries().filter { label == nil || $0.label == label }
     }
 
+    /// The files in an instance's backups folder that are not deployctl backups, with why.
+    /// Reads only.
+    /// - Throws: `Failure` for the instance.
+    public func otherBackupFiles(instance name: String) throws -> [BackupStore.OtherFile] {
+        store(try workspace.instance(name)).otherFiles()
+    }
+
     /// `deployctl backups verify`: checks one backup, the newest, or all. Records `verified_at`
     /// in good backups' manifests; takes no lock and never touches the live database.
     /// - Throws: `Failure` `.missingInput` when there is nothing to verify, `.usage` for a bad name.

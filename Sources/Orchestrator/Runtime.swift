@@ -97,6 +97,10 @@ public struct Runtime: Sendable {
                 throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
                               hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
             }
+            if Self.fileIdentity(config.backupsFolder).path == Self.fileIdentity(otherConfig.backupsFolder).path {
+                throw Failure(.usage, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
+                              hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
+            }
         }
         return try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
     }

@@ -230,7 +230,7 @@ struct RestoreSelectionTests {
         try FileManager.default.copyItem(atPath: file + ".json", toPath: box.backupsFolder + "/" + renamed + ".json")
         let copied = try box.deployctl(["restore", "prod", renamed, "--yes", "--allow-foreign"])
         #expect(copied.status == 65, "\(copied.stderr)")
-        #expect(copied.stderr.contains("manifest of another file"))
+        #expect(copied.stderr.contains("manifest describes another file"))
     }
 
     @Test("a manifest naming another instance is refused with 65")
@@ -499,5 +499,40 @@ struct RestoreToTests {
         #expect(!FileManager.default.fileExists(atPath: box.path("nowhere.db")))
         let journal = try box.deployctl(["restore", "prod", "--latest", "--to", box.databasePath + "-journal"])
         #expect(journal.status == 64, "\(journal.stderr)")
+    }
+}
+
+@Suite("only deployctl's files are backups")
+struct BackupFolderTests {
+    @Test("a backups folder that is, or lies inside, the database's folder is a config error (64) naming both")
+    func backupsInDatabaseFolder() throws {
+        for path in ["database", "database/backups"] {
+            let box = try Sandbox()
+            try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"\(path)\"\n")
+            let before = try box.sha3(box.databasePath)
+            for arguments in [["backups", "list", "prod"], ["backups", "prune", "prod", "--keep-last", "0"], ["snapshot", "prod"]] {
+                let result = try box.deployctl(arguments)
+                #expect(result.status == 64, "\(path) \(arguments): \(result.stderr)")
+                #expect(result.stderr.contains("backups.path") && result.stderr.contains("database's folder"), "\(result.stderr)")
+            }
+            #expect(try box.sha3(box.databasePath) == before)
+        }
+    }
+
+    @Test("files deployctl did not write are listed apart and never pruned: another database, a replaced file, a renamed copy")
+    func otherFilesLeftAlone() throws {
+        let box = try Sandbox()
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let strays = ["sessions.db", "lending_app_prod.db", "lending_app_prod_snapshot_29990101_000000.db", "notes.txt"]
+        for stray in strays { try FileManager.default.copyItem(atPath: file, toPath: box.backupsFolder + "/" + stray) }
+        let list = try box.deployctl(["backups", "list", "prod"])
+        #expect(list.status == 0)
+        #expect(list.stdout.contains("Not deployctl backups"))
+        for stray in strays { #expect(list.stdout.contains("  \(stray): "), "\(stray)") }
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        for stray in strays { #expect(FileManager.default.fileExists(atPath: box.backupsFolder + "/" + stray), "\(stray) was removed") }
+        #expect(!FileManager.default.fileExists(atPath: file), "the real backup \(name) is pruned by --keep-last 0")
+        #expect(try box.deployctl(["backups", "verify", "prod", "--all"]).status == 66)
     }
 }

@@ -20,13 +20,18 @@ struct BackupsList: ParsableCommand {
                 try console.json(entries.map(BackupDocument.init))
                 return
             }
-            guard !entries.isEmpty else {
+            if entries.isEmpty {
                 console.line("No backups for \(instance)\(label.map { " with label \($0)" } ?? "").")
-                return
+            } else {
+                console.line(Console.table(
+                    ["NAME", "CREATED (UTC)", "SIZE", "GZIP", "LABEL", "STATUS"],
+                    entries.map { [$0.name, Console.time($0.createdAt), Console.size($0.bytes), $0.compressed ? "yes" : "no", $0.label, $0.status] }))
             }
-            console.line(Console.table(
-                ["NAME", "CREATED (UTC)", "SIZE", "GZIP", "LABEL", "STATUS"],
-                entries.map { [$0.name, Console.time($0.createdAt), Console.size($0.bytes), $0.compressed ? "yes" : "no", $0.label, $0.status] }))
+            let others = try runtime.otherBackupFiles(instance: instance)
+            if !others.isEmpty {
+                console.line("\nNot deployctl backups (left alone: never restored, verified or removed):")
+                for other in others { console.line("  \(other.name): \(other.reason)") }
+            }
         }
     }
 }
