@@ -81,6 +81,9 @@ extension BackupStore {
         } catch let error as SQLiteError {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
                           hint: "use another backup (deployctl backups list)")
+        } catch let failure as Failure where failure.kind == .badData {
+            throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(failure.message)",
+                          hint: "use another backup (deployctl backups list)")
         }
     }
 
@@ -107,26 +110,6 @@ extension BackupStore {
     /// - Throws: `Failure` `.io`.
     public func record(_ manifest: Manifest, of entry: BackupEntry) throws {
         try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: true)
-    }
-
-    /// The newest backup (optionally with `label`) whose checksum is good and that no check
-    /// found bad. Without a label, `pre_restore` copies are passed over: restoring "the latest"
-    /// twice must not undo the first restore.
-    /// Returns it with the newer ones passed over and why.
-    /// - Throws: `Failure` `.missingInput` when there is none.
-    public func latestGood(label: String? = nil) throws -> (entry: BackupEntry, passedOver: [String]) {
-        var passedOver = [String]()
-        for entry in entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
-            guard let manifest = entry.manifest else { passedOver.append("\(entry.name) (no manifest)"); continue }
-            guard entry.status != "failed" else { passedOver.append("\(entry.name) (its last check failed)"); continue }
-            guard let (bytes, sha) = try? FileDigest.sha256(of: entry.path), sha == manifest.sha256, bytes == manifest.bytes else {
-                passedOver.append("\(entry.name) (checksum does not match its manifest)")
-                continue
-            }
-            return (entry, passedOver)
-        }
-        throw Failure(.missingInput, "no backup with a good checksum in \(folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")",
-                      hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")
     }
 
     /// What `prune` would remove: per label, everything after the newest `keepLast`, except the

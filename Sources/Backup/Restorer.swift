@@ -249,7 +249,8 @@ public struct Restorer: Sendable {
         guard let liveRows, let backupRows, !names.isEmpty, try names == columns(live, table, "restore_source") else {
             return TableDifference(table: table, liveRows: liveRows, backupRows: backupRows, discarded: liveRows ?? 0, restored: backupRows ?? 0)
         }
-        let list = names.map(quoteIdentifier).joined(separator: ", ")
+        // BINARY: a column's own collation (NOCASE) would call 'abc' and 'ABC' the same row.
+        let list = names.map { quoteIdentifier($0) + " COLLATE BINARY" }.joined(separator: ", ")
         let numbered = { (database: String) in "SELECT \(list), row_number() OVER (PARTITION BY \(list)) FROM \(database).\(q)" }
         let discarded = try live.scalar("SELECT count(*) FROM (\(numbered("main")) EXCEPT \(numbered("restore_source")))").int ?? 0
         let restored = try live.scalar("SELECT count(*) FROM (\(numbered("restore_source")) EXCEPT \(numbered("main")))").int ?? 0

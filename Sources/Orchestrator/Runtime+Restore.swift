@@ -64,6 +64,8 @@ public struct RestorePreview: Sendable {
     public let holders: [DatabaseHolder]
     /// Whether the stop hook runs before the restore.
     public let stopsApplication: Bool
+    /// Newer backups `--latest` passed over, each with why.
+    public var passedOver: [String] = []
     /// Rows the restore discards, summed over tables.
     public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
 }
@@ -179,6 +181,7 @@ public final class PreparedRestore {
             live = nil
             let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, config: config, store: store,
                                                  failpoint: "restore")
+            runtime.log("✓ Saved the replaced database as \(result.saved.name)")
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
                 if case .differs(let pages, let total) = result.proof {
@@ -301,14 +304,31 @@ extension Runtime {
             lock = try lockInstance(config)
             _ = try recoverUnfinishedDeploy(config)
         }
-        let entry: BackupEntry
-        switch request.selection {
-        case .latest(let label):
-            let (latest, passedOver) = try store.latestGood(label: label)
-            for skipped in passedOver { log("warning: passed over the newer backup \(skipped)") }
-            entry = latest
-        case .named(let backupName): entry = try store.entry(named: backupName)
+        guard case .latest(let label) = request.selection else {
+            guard case .named(let name) = request.selection else { preconditionFailure() }
+            return try prepare(store.entry(named: name), request: request, config: config, store: store, lock: lock, passedOver: [])
         }
+        // The newest good backup: one that fails any check is passed over, and named.
+        var passedOver = [String]()
+        for entry in store.entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
+            guard entry.status != "failed" else {
+                passedOver.append("\(entry.name): its last check failed (\(entry.manifest?.verification?.reason ?? "see backups list"))")
+                continue
+            }
+            do {
+                return try prepare(entry, request: request, config: config, store: store, lock: lock, passedOver: passedOver)
+            } catch let failure as Failure where failure.kind == .badData {
+                passedOver.append("\(entry.name): \(failure.message)")
+            }
+        }
+        throw Failure(.missingInput, "no good backup in \(store.folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")"
+                      + passedOver.map { "\n  passed over \($0)" }.joined(),
+                      hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")
+    }
+
+    /// Checks `entry` and computes the preview for `request` (see `beginRestore`).
+    private func prepare(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore,
+                         lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         let intoLive = if case .live = request.target { true } else { false }
         let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
         // Into the live database, integrity_check runs beside the comparison below.
@@ -331,13 +351,14 @@ extension Runtime {
                 guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
                     throw Failure(.cannotCreate, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
                 }
-                let live = Self.fileIdentity(config.databasePath).path
-                guard !["-wal", "-shm", "-journal"].contains(where: { absolute == live + $0 || absolute == config.databasePath + $0 }) else {
+                let live = Self.fileIdentity(config.databasePath).path.lowercased()
+                let target = (Self.fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
+                guard !["-wal", "-shm", "-journal"].contains(where: { target == live + $0 }) else {
                     throw Failure(.usage, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
                 }
                 var prepared = request
                 prepared.target = .newFile(absolute)
-                return PreparedRestore(preview: preview(entry, request.target, absolute, check, config: config), runtime: self, config: config,
+                return PreparedRestore(preview: preview(entry, request.target, absolute, check, passedOver), runtime: self, config: config,
                                        store: store, request: prepared, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .replace:
                 if FileManager.default.fileExists(atPath: config.databasePath),
@@ -350,9 +371,10 @@ extension Runtime {
                     throw Failure(.temporary, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
                                   hint: "stop the application, then run again")
                 }
-                return PreparedRestore(preview: preview(entry, request.target, config.databasePath, check, config: config), runtime: self,
+                return PreparedRestore(preview: preview(entry, request.target, config.databasePath, check, passedOver), runtime: self,
                                        config: config, store: store, request: request, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .live:
+                if let mismatch = Self.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
                 let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
                 try live.execute("PRAGMA query_only = ON")
                 let restorer = Restorer(busyTimeout: config.busyTimeout)
@@ -364,7 +386,8 @@ extension Runtime {
                 let stops = request.runHooks && config.hooks.stop != nil
                 let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
                                              differences: comparison.differences, notCompared: comparison.notCompared,
-                                             holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops)
+                                             holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops,
+                                             passedOver: passedOver)
                 return PreparedRestore(preview: preview, runtime: self, config: config, store: store, request: request,
                                        opened: opened, lock: lock, live: live, previewVersion: version)
             }
@@ -379,9 +402,9 @@ extension Runtime {
         return false
     }
 
-    private func preview(_ entry: BackupEntry, _ target: RestoreTarget, _ path: String, _ check: String, config: InstanceConfig) -> RestorePreview {
+    private func preview(_ entry: BackupEntry, _ target: RestoreTarget, _ path: String, _ check: String, _ passedOver: [String]) -> RestorePreview {
         RestorePreview(backup: entry, target: target, targetPath: path, check: check, differences: [], notCompared: [],
-                       holders: [], stopsApplication: false)
+                       holders: [], stopsApplication: false, passedOver: passedOver)
     }
 
     /// Refuses (65) a backup of another instance or database: its manifest names another
@@ -398,10 +421,14 @@ extension Runtime {
             throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(expected.database ?? config.databasePath)", hint: hint)
         }
         if let manifest = entry.manifest, manifest.instance == nil, manifest.database == nil {
-            // An older manifest: its absolute source path still names the instance folder and file.
-            let source = URL(fileURLWithPath: manifest.sourcePath).pathComponents
-            let named = source.lastIndex(of: "instances").flatMap { $0 + 1 < source.count ? source[$0 + 1] : nil }
-            if (named != nil && named != config.name) || source.last != URL(fileURLWithPath: config.databasePath).lastPathComponent {
+            // An older manifest: its absolute source path is this database's, or, the root
+            // having moved, still ends in instances/<this instance>/…/<this file>.
+            let source = URL(fileURLWithPath: manifest.sourcePath).standardizedFileURL
+            let parts = source.pathComponents
+            let named = parts.lastIndex(of: "instances").flatMap { $0 + 1 < parts.count ? parts[$0 + 1] : nil }
+            let same = source.path == config.databasePath
+                || (named == config.name && parts.last == URL(fileURLWithPath: config.databasePath).lastPathComponent)
+            guard same else {
                 throw Failure(.badData, "backup \(entry.name) was taken of \(manifest.sourcePath), not of instance '\(config.name)' (\(config.databasePath))", hint: hint)
             }
         }
@@ -437,21 +464,25 @@ extension Runtime {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
                 }
-            log("✓ Saved the replaced database as \(result.saved.name)")
             return result
         } catch let error as SQLiteError where error.kind == .temporary {
             throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
         } catch let error as SQLiteError where error.primaryCode == 8 /* SQLITE_READONLY */ {
-            let sizes = [(opened.databasePath, Connection.Mode.immutable), (config.databasePath, .inspect)].map {
-                (try? Connection(path: $0.0, mode: $0.1).scalar("PRAGMA page_size").int) ?? 0
-            }
-            if sizes[0] != sizes[1] {
-                throw Failure(.failed, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
-                              hint: "stop the application, switch the live database out of WAL (sqlite3 DB 'PRAGMA journal_mode=DELETE'), restore, then switch back")
-            }
+            if let mismatch = Self.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
             throw Failure(.cannotCreate, "the live database \(config.databasePath) cannot be written: \(error.sqliteMessage); nothing was changed",
                           hint: "check the file's and its folder's owner and permissions")
         }
+    }
+
+    /// The failure for a backup whose page size differs from a live database in WAL mode
+    /// (SQLite's backup API refuses that), or nil.
+    static func pageSizeMismatch(_ backup: OpenedBackup, _ livePath: String) -> Failure? {
+        guard let live = try? Connection(path: livePath, mode: .inspect), (try? live.journalMode()) == "wal" else { return nil }
+        let sizes = [try? Connection(path: backup.databasePath, mode: .immutable).scalar("PRAGMA page_size").int,
+                     try? live.scalar("PRAGMA page_size").int].map { $0 ?? 0 }
+        guard sizes[0] != sizes[1] else { return nil }
+        return Failure(.failed, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
+                       hint: "stop the application, switch the live database out of WAL (sqlite3 DB 'PRAGMA journal_mode=DELETE'), restore, then switch back")
     }
 
     /// After a failure that followed a committed restore of `restored`: stops the app if it
@@ -471,11 +502,14 @@ extension Runtime {
             let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil,
                                          label: "pre_putback", interruptible: false)
             guard case .identical = result.proof else { throw Failure(.unproven, "the put-back could not be proven page by page") }
+            // What the application did to the restored database before it was put back.
             let written = try Restorer(busyTimeout: config.busyTimeout).compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
-            if written.discardedRows == 0 && written.differences.allSatisfy({ $0.restored == 0 }) {
+            let deleted = written.differences.reduce(0) { $0 + $1.restored }
+            if written.discardedRows == 0 && deleted == 0 {
                 try store.remove([result.saved])
             } else {
-                displaced = "\n\(written.discardedRows) row(s) written after the restore are not in the live database now; they are kept in \(result.saved.name)."
+                displaced = "\nAfter the restore the application added or changed \(written.discardedRows) row(s) and removed \(deleted); "
+                    + "the database as it stood then is saved as \(result.saved.name)."
             }
         } catch let putBackError {
             throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(putBackError)",

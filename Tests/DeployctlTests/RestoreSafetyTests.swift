@@ -223,6 +223,13 @@ struct RestoreSelectionTests {
         let staging = try box.deployctl(["restore", "prod", name, "--yes"])
         #expect(staging.status == 65, "\(staging.stderr)")
         #expect(staging.stderr.contains("lending_app_staging.db"))
+        // The same file name, but another instance's folder once '..' is resolved.
+        manifest["source_path"] = box.path("instances/prod/../staging/database/lending_app_prod.db")
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        #expect(try box.deployctl(["restore", "prod", name, "--yes"]).status == 65)
+        manifest["source_path"] = box.path("instances/staging/../prod/database/lending_app_prod.db")
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        #expect(try box.deployctl(["restore", "prod", name, "--dry-run"]).status == 0)
 
         // A copy of the backup under another name, with its manifest renamed too.
         let renamed = name.replacingOccurrences(of: "_snapshot_", with: "_nightly_")
@@ -354,6 +361,29 @@ struct RestoreHookTests {
         #expect(!box.backupNames().contains { $0.contains("_pre_putback_") })
     }
 
+    @Test("a health check failing after the application wrote: put back, and what it wrote is saved and counted")
+    func putBackAfterWrites() throws {
+        let box = try Sandbox()
+        try box.write("instances/prod/instance.toml", """
+            [database]
+            path = "database/lending_app_prod.db"
+            [hooks]
+            health = "sqlite3 database/lending_app_prod.db \\"INSERT INTO tracker VALUES (77777, 1, 'after'); DELETE FROM tracker WHERE id IN (1, 2)\\"; exit 1"
+            health_attempts = 1
+            """)
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id <= 10")
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("added or changed 1 row(s) and removed 2"), "\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        let kept = try #require(box.backupNames().first { $0.contains("_pre_putback_") })
+        #expect(try box.sqlite(box.backupsFolder + "/" + kept, "SELECT name FROM tracker WHERE id = 77777") == "after")
+        let undo = try box.deployctl(["restore", "prod", "--latest", "--label", "pre_restore", "--dry-run"])
+        #expect(undo.stdout.contains("_pre_restore_"), "\(undo.stdout)")
+    }
+
     @Test("without a stop hook, the preview names the processes holding the database")
     func holdersNamed() throws {
         let box = try Sandbox()
@@ -372,6 +402,23 @@ struct RestoreHookTests {
 
 @Suite("restore preview counts")
 struct RestorePreviewCountTests {
+    @Test("a case-only change in a NOCASE key is a changed row, in a rowid and a WITHOUT ROWID table")
+    func caseOnlyChange() throws {
+        let box = try Sandbox()
+        _ = try box.sqlite(box.databasePath, """
+            CREATE TABLE tn (k TEXT PRIMARY KEY COLLATE NOCASE, v); INSERT INTO tn VALUES ('abc', 1);
+            CREATE TABLE wn (k TEXT PRIMARY KEY COLLATE NOCASE, v) WITHOUT ROWID; INSERT INTO wn VALUES ('abc', 1);
+            """)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        _ = try box.sqlite(box.databasePath, "UPDATE tn SET k = 'ABC'; UPDATE wn SET k = 'ABC';")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"])
+        let differences = try #require(Sandbox.document(result)["differences"] as? [[String: Any]])
+        for table in ["tn", "wn"] {
+            let row = differences.first { $0["table"] as? String == table }
+            #expect([row?["discarded"] as? Int, row?["restored"] as? Int] == [1, 1], "\(table)")
+        }
+    }
+
     @Test("a table without a key counts every copy of a repeated row")
     func repeatedRows() throws {
         let box = try Sandbox()
@@ -455,6 +502,26 @@ struct RestoreCheckTests {
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(restore.stdout.contains("Backup \(good)"))
         #expect(restore.stdout.contains("these bytes passed integrity_check on"), "\(restore.stdout)")
+        #expect(restore.stderr.contains("passed over the newer \(bad)"), "\(restore.stderr)")
+    }
+
+    @Test("--latest passes over a newer backup that fails its check on the spot, and says so in --json")
+    func latestPassesOverUnverified() throws {
+        let box = try Sandbox()
+        let (good, _) = try box.takeSnapshot(gzip: false)
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
+        let bad = try #require(box.backupNames().first { $0 != good })
+        let path = box.backupsFolder + "/" + bad
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+        try Sandbox.rewriteManifestChecksum(of: path)
+        let result = try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        #expect(document["backup"] as? String == good)
+        #expect((document["passed_over"] as? [String])?.first?.hasPrefix(bad) == true)
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "an inflated temp copy was left")
     }
 }
 
@@ -499,6 +566,10 @@ struct RestoreToTests {
         #expect(!FileManager.default.fileExists(atPath: box.path("nowhere.db")))
         let journal = try box.deployctl(["restore", "prod", "--latest", "--to", box.databasePath + "-journal"])
         #expect(journal.status == 64, "\(journal.stderr)")
+        // The same through a link to the database's folder.
+        try FileManager.default.createSymbolicLink(atPath: box.path("dblink"), withDestinationPath: box.path("instances/prod/database"))
+        let linked = try box.deployctl(["restore", "prod", "--latest", "--to", box.path("dblink/lending_app_prod.db-wal")])
+        #expect(linked.status == 64, "\(linked.stderr)")
     }
 }
 

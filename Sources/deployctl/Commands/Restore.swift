@@ -74,6 +74,7 @@ struct Restore: ParsableCommand {
             let prepared = try runtime.beginRestore(request)
             defer { prepared.release() }
             let preview = prepared.preview
+            for skipped in preview.passedOver { console.note("warning: --latest passed over the newer \(skipped)") }
             if dryRun {
                 let outcome = try prepared.perform()
                 if global.json { return try console.json(RestoreDocument(outcome)) }
@@ -155,6 +156,8 @@ struct RestoreDocument: Encodable {
     let holders: [DatabaseHolder]
     let hooks: [HookResult]
     let interrupted_too_late: Bool
+    /// Newer backups `--latest` passed over, each with why.
+    let passed_over: [String]
 
     init(_ outcome: RestoreOutcome) {
         backup = outcome.preview.backup.name
@@ -174,5 +177,6 @@ struct RestoreDocument: Encodable {
         holders = outcome.preview.holders
         hooks = outcome.hooks
         interrupted_too_late = outcome.interruptedTooLate
+        passed_over = outcome.preview.passedOver
     }
 }
