@@ -164,7 +164,7 @@ def main():
             # it). The anchor is what a careful operator types: save the live database, check the
             # backup, restore it (gunzip first for a .gz).
             conn = sqlite3.connect(db)
-            top = conn.execute("SELECT max(id) FROM payment").fetchone()[0]
+            top = conn.execute("SELECT max(id) FROM payment").fetchone()[0] or 0
             conn.close()
             every = max(2, top // 500)
             changes = {"1k rows changed": f"DELETE FROM payment WHERE id % {every} = 1; "
