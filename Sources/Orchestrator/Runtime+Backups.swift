@@ -29,7 +29,8 @@ extension Runtime {
             snapshotRequest(config, label: label, gzip: gzip ?? config.gzip, verify: verify), progress: progress)
         var pruned = [BackupEntry]()
         if let keep = keepLast ?? config.keepLast {
-            pruned = store.pruneCandidates(keepLast: keep, label: label, protected: protectedBackups(config))
+            // Never the backup just written, whatever other manifests' clocks say.
+            pruned = store.pruneCandidates(keepLast: keep, label: label, protected: protectedBackups(config).union([entry.name]))
             try store.remove(pruned)
         }
         return SnapshotOutcome(backup: entry, pruned: pruned, crashedHolder: lock.crashedHolder)

@@ -607,3 +607,22 @@ struct BackupFolderTests {
         #expect(try box.deployctl(["backups", "verify", "prod", "--all"]).status == 66)
     }
 }
+
+@Suite("retention")
+struct RetentionTests {
+    @Test("a manifest dated in the future does not let snapshot --keep-last 1 prune the snapshot it has just taken")
+    func futureManifest() throws {
+        let box = try Sandbox()
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        let manifestURL = URL(fileURLWithPath: file + ".json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        manifest["created_at"] = "2099-01-01T00:00:00Z"
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+        Thread.sleep(forTimeInterval: 1.1)
+        let result = try box.deployctl(["snapshot", "prod", "--keep-last", "1", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        let taken = try #require((document["backup"] as? [String: Any])?["name"] as? String)
+        #expect(FileManager.default.fileExists(atPath: box.backupsFolder + "/" + taken), "the new snapshot was pruned")
+    }
+}
