@@ -68,6 +68,10 @@ extension Runtime {
                 }
                 if try live.scalar("SELECT 1 FROM sqlite_schema WHERE name = 'deployctl_migrations'").int == 1 {
                     try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
+                    // Empty now: this deploy created it (the first one), so the schema goes back too.
+                    if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 {
+                        try live.execute("DROP TABLE deployctl_migrations")
+                    }
                 }
                 let names = Set(try live.schema().map(\.name))
                 let left = journal.created.filter { names.contains($0.name) }
