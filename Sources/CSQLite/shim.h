@@ -1,1 +1,9 @@
 #include <sqlite3.h>
+
+/* sqlite3_db_config is variadic, which Swift cannot call: one non-variadic wrapper per use. */
+
+/* Do not checkpoint (nor delete) the WAL when the last connection closes
+   (https://sqlite.org/c3ref/c_dbconfig_defensive.html#sqlitedbconfignockptonclose). */
+static inline int deployctl_no_checkpoint_on_close(sqlite3 *db) {
+    return sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)0);
+}

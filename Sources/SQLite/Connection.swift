@@ -17,7 +17,8 @@ public final class Connection {
         /// Reads the latest committed state of a live database and cannot write
         /// (`PRAGMA query_only`). Opened read-write without create because a read-only WAL
         /// connection leaves `-wal`/`-shm` files behind that were not there; this one removes them
-        /// when it is the last connection, and the database's bytes and mtime stay unchanged.
+        /// when it is the last connection, and the database's bytes and mtime stay unchanged. A
+        /// `-wal` that was there before is never checkpointed or removed by it.
         case inspect
         /// Read-write; the file must exist (never created: a live database is never conjured up).
         case readWrite
@@ -63,7 +64,12 @@ public final class Connection {
         let ms = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
         sqlite3_busy_timeout(db, Int32(clamping: ms))
         sqlite3_extended_result_codes(db, 1)
-        if mode == .inspect { try execute("PRAGMA query_only = ON") }
+        if mode == .inspect {
+            try execute("PRAGMA query_only = ON")
+            // A -wal that was there before (an application's, maybe hot after a crash) is left
+            // exactly as it was: closing must not checkpoint it into the database or delete it.
+            if FileManager.default.fileExists(atPath: path + "-wal") { deployctl_no_checkpoint_on_close(db) }
+        }
     }
 
     deinit {

@@ -626,3 +626,30 @@ struct RetentionTests {
         #expect(FileManager.default.fileExists(atPath: box.backupsFolder + "/" + taken), "the new snapshot was pruned")
     }
 }
+
+@Suite("read-only commands")
+struct ReadOnlyCommandTests {
+    @Test("status, plan, verify, history and backups list leave a hot WAL, the database's bytes and its mtime as they were")
+    func hotWALUntouched() throws {
+        let box = try Sandbox(journalMode: "wal")
+        // An application that committed and died without checkpointing: a hot WAL.
+        let crash = try Sandbox.exec("/usr/bin/python3", ["-c", """
+            import os, sqlite3
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            db.execute('PRAGMA wal_autocheckpoint = 0')
+            db.execute("INSERT INTO user VALUES (424242, 'Hot', 'hot@example.com')")
+            os._exit(0)
+            """])
+        #expect(crash.status == 0)
+        func state() throws -> [String] {
+            let mtime = try FileManager.default.attributesOfItem(atPath: box.databasePath)[.modificationDate] as! Date
+            return [try Sandbox.exec("/usr/bin/sha256sum", [box.databasePath, box.databasePath + "-wal"]).stdout, "\(mtime.timeIntervalSince1970)"]
+        }
+        let before = try state()
+        #expect(FileManager.default.fileExists(atPath: box.databasePath + "-wal"))
+        for command in [["status", "prod"], ["plan", "prod"], ["verify", "prod"], ["history", "prod"], ["backups", "list", "prod"]] {
+            _ = try box.deployctl(command)
+            #expect(try state() == before, "\(command) changed the database or its WAL")
+        }
+    }
+}
