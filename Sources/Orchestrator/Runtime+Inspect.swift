@@ -30,6 +30,8 @@ public struct InstanceStatus: Codable, Sendable {
     public let lockHolder: LockHolder?
     public let databaseHolders: [DatabaseHolder]
     public let unfinishedDeploy: String?
+    /// Bytes of temp files left by runs that died (the next writing command removes them).
+    public let leftoverBytes: Int64
 
     enum CodingKeys: String, CodingKey {
         case instance, database, exists, bytes, applied, pending
@@ -40,6 +42,7 @@ public struct InstanceStatus: Codable, Sendable {
         case lockHolder = "lock_holder"
         case databaseHolders = "database_holders"
         case unfinishedDeploy = "unfinished_deploy"
+        case leftoverBytes = "leftover_bytes"
     }
 }
 
@@ -91,7 +94,8 @@ extension Runtime {
             applied: applied, pending: pending, lastBackup: store(config).entries().first?.name,
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
-            unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId)
+            unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId,
+            leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes })
     }
 
     /// `deployctl history`: past deploys, newest first.

@@ -102,7 +102,21 @@ public struct Runtime: Sendable {
                               hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
             }
         }
-        return try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+        let lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+        // Temp files and scratch copies of runs that died (killed mid-snapshot, mid-rehearsal).
+        let leftovers = Self.leftovers(config)
+        for leftover in leftovers { unlink(leftover.path) }
+        if !leftovers.isEmpty {
+            log("  removed \(leftovers.count) temp file(s) left by runs that died (\(leftovers.reduce(0) { $0 + $1.bytes }) bytes)")
+        }
+        return lock
+    }
+
+    /// Temp files of dead runs beside an instance's database and in its backups folder.
+    static func leftovers(_ config: InstanceConfig) -> [(path: String, bytes: Int64)] {
+        DurableFile.leftovers(in: config.backupsFolder)
+            + DurableFile.leftovers(in: (config.databasePath as NSString).deletingLastPathComponent,
+                                    naming: (config.databasePath as NSString).lastPathComponent)
     }
 
     /// A file's real path (links resolved) and device and inode, when it exists.

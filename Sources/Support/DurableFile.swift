@@ -76,6 +76,21 @@ public enum DurableFile {
         guard fsync(fd) == 0 else { throw posixFailure("cannot fsync \(path)", errno) }
     }
 
+    /// Temp files in `folder` (see `temporaryPath`; with `file`, only those for that file name)
+    /// whose writer is gone: its PID names no
+    /// running process (a PID reused by another process counts as alive: such a file is kept).
+    /// Returns their paths and sizes.
+    public static func leftovers(in folder: String, naming file: String? = nil) -> [(path: String, bytes: Int64)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.compactMap { name in
+            guard name.hasPrefix(".tmp-"), file.map(name.contains) ?? true, let pid = Int32(name.dropFirst(5).prefix { $0.isNumber }), pid > 0, pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { return nil }
+            let path = folder + "/" + name
+            let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
+            return (path, bytes)
+        }
+    }
+
     /// A hidden temp name beside `path`, unique to this process and call.
     public static func temporaryPath(for path: String, suffix: String = "") -> String {
         let url = URL(fileURLWithPath: path)

@@ -653,3 +653,28 @@ struct ReadOnlyCommandTests {
         }
     }
 }
+
+@Suite("crash leftovers")
+struct LeftoverTests {
+    @Test("temp files of dead runs are shown by status and removed by the next snapshot; a live writer's are kept")
+    func leftovers() throws {
+        let box = try Sandbox()
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let dead = Process()
+        dead.executableURL = URL(fileURLWithPath: "/bin/true")
+        try dead.run()
+        dead.waitUntilExit()
+        let deadFile = box.backupsFolder + "/.tmp-\(dead.processIdentifier)-1a2b-lending_app_prod_snapshot_20261125_000000.db"
+        let liveFile = box.backupsFolder + "/.tmp-\(getpid())-3c4d-lending_app_prod_snapshot_20261125_000001.db"
+        let deadBeside = box.databasePath.replacingOccurrences(of: "lending_app_prod.db", with: ".tmp-\(dead.processIdentifier)-5e6f-lending_app_prod.db")
+        let appFile = box.databasePath.replacingOccurrences(of: "lending_app_prod.db", with: ".tmp-\(dead.processIdentifier)-app-cache")
+        for path in [deadFile, liveFile, deadBeside, appFile] { try Data(count: 100_000).write(to: URL(fileURLWithPath: path)) }
+        let status = try box.deployctl(["status", "prod"])
+        #expect(status.stdout.contains("of temp files left by runs that died"), "\(status.stdout)")
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: deadFile))
+        #expect(!FileManager.default.fileExists(atPath: deadBeside))
+        #expect(FileManager.default.fileExists(atPath: liveFile), "a running process's temp file was removed")
+        #expect(FileManager.default.fileExists(atPath: appFile), "a file not ours beside the database was removed")
+    }
+}
