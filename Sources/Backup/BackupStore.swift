@@ -198,12 +198,30 @@ public struct BackupStore: Sendable {
         formatter.dateFormat = "yyyyMMdd_HHmmss"
         let base = "\(stem)_\(label)_\(formatter.string(from: date))"
         let existing = Set((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+        // Names issued before, though a prune may have removed their files since.
+        let issued = Set(issuedNames())
         var n = 0
         while true {
             let stemName = n == 0 ? base : "\(base)_\(n)"
-            let taken = [".db", ".db.gz", ".db.json", ".db.gz.json"].contains { existing.contains(stemName + $0) }
+            let taken = [".db", ".db.gz", ".db.json", ".db.gz.json"].contains { existing.contains(stemName + $0) || issued.contains(stemName + $0) }
             if !taken { return stemName + (compressed ? ".db.gz" : ".db") }
             n += 1
         }
+    }
+
+    /// The record of names issued in this folder (`.deployctl-names`, one per line), kept so
+    /// that a name is never reused after a prune removed its file. Only names of the current
+    /// second can collide, so only recent ones are kept.
+    var namesRecord: String { folder + "/.deployctl-names" }
+
+    func issuedNames() -> [String] {
+        ((try? String(contentsOfFile: namesRecord, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Records `name` as issued (durably), keeping the last 100 names.
+    /// - Throws: `Failure` `.io`.
+    public func recordIssued(_ name: String) throws {
+        let names = Array((issuedNames() + [name]).suffix(100))
+        try DurableFile.write(Data((names.joined(separator: "\n") + "\n").utf8), to: namesRecord)
     }
 }

@@ -103,6 +103,7 @@ public struct Snapshotter: Sendable {
         }
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)
+        try store.recordIssued(name)
         let manifest = Manifest(
             name: name, sha256: sha256, bytes: bytes, compressed: request.gzip, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,

@@ -147,7 +147,14 @@ struct RestoreUnderWriterTests {
 
         let stderr = Pipe()
         let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000"], stderr: stderr)
-        while try box.sha3(box.databasePath) != backupHash && late.isRunning { Thread.sleep(forTimeInterval: 0.05) }
+        var polls = [String]()
+        while late.isRunning {
+            let hash = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, ".sha3sum"])
+            polls.append("\(hash.status):\(hash.stdout.prefix(8)):\(hash.stderr.prefix(60))")
+            if hash.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == backupHash { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(late.isRunning, "\(polls.suffix(5))")
         kill(late.processIdentifier, SIGINT)
         late.waitUntilExit()
         #expect(late.terminationStatus == 0)

@@ -78,6 +78,10 @@ struct SnapshotTests {
         #expect(second.name == "lending_app_prod_snapshot_20270115_080000_1.db")
         #expect(third.name == "lending_app_prod_snapshot_20270115_080000_2.db.gz")
         #expect(box.backupNames().count == 3)
+        // A prune removes the last two; the next snapshot of that second still gets a new name.
+        try store.remove([second, third])
+        let fourth = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", now: now))
+        #expect(fourth.name == "lending_app_prod_snapshot_20270115_080000_3.db")
     }
 
     @Test("--keep-last prunes per label after success, and backups list shows newest first")

@@ -91,9 +91,10 @@ final class Sandbox {
         allBackupFiles().filter { !$0.hasSuffix(".json") && !$0.hasPrefix(".") }
     }
 
-    /// Every file in the backups folder, manifests and hidden files included.
+    /// Every file in the backups folder, manifests and hidden (temp) files included, but for
+    /// the record of issued names (`.deployctl-names`).
     func allBackupFiles() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: backupsFolder)) ?? []).sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: backupsFolder)) ?? []).filter { $0 != ".deployctl-names" }.sorted()
     }
 
     struct Result {
