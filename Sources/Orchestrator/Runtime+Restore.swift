@@ -375,14 +375,15 @@ extension Runtime {
                                        config: config, store: store, request: request, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .live:
                 if let mismatch = Self.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
-                let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+                // A dry run only reads (and leaves an application's -wal as it was).
+                let live = try Connection(path: config.databasePath, mode: request.dryRun ? .inspect : .readWrite, busyTimeout: config.busyTimeout)
                 try live.execute("PRAGMA query_only = ON")
                 let restorer = Restorer(busyTimeout: config.busyTimeout)
                 progress("checking the backup and comparing it with the live database", 0, 0)
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
                                                       { try restorer.compare(live, backup: opened) })
                 let version = live.dataVersion
-                try live.execute("PRAGMA query_only = OFF")
+                if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
                 let stops = request.runHooks && config.hooks.stop != nil
                 let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
                                              differences: comparison.differences, notCompared: comparison.notCompared,
