@@ -192,9 +192,7 @@ extension Connection {
     /// copied.
     /// - Throws: `Failure` `.io` naming `outputPath` or this database.
     public func copyFileBytes(into fd: Int32, outputPath: String) throws -> Int64 {
-        let (file, methods) = try mainFile()
-        var size: sqlite3_int64 = 0
-        guard methods.xFileSize(file, &size) == SQLITE_OK else { throw Failure(.io, "cannot read the size of \(path)") }
+        let size = try fileSize()
         let chunk = 8 << 20
         var offset: Int64 = 0
         while offset < size {
@@ -202,6 +200,15 @@ extension Connection {
             try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: fd, $0, path: outputPath) }
             offset += Int64(bytes.count)
         }
+        return Int64(size)
+    }
+
+    /// The main database file's size, through this connection's own open file.
+    /// - Throws: `Failure` `.io`.
+    func fileSize() throws -> Int64 {
+        let (file, methods) = try mainFile()
+        var size: sqlite3_int64 = 0
+        guard methods.xFileSize(file, &size) == SQLITE_OK else { throw Failure(.io, "cannot read the size of \(path)") }
         return Int64(size)
     }
 

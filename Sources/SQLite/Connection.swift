@@ -34,13 +34,22 @@ public final class Connection {
     /// Opens `path` in `mode` with a busy timeout, through the VFS named `vfs` (the default one
     /// when nil).
     ///
-    /// Checks the header first for existing files so that a non-database fails fast and clearly.
+    /// Checks the header of an existing file first, so that a non-database fails fast and
+    /// clearly, reading through SQLite's own open file: never through a descriptor of our own,
+    /// whose close would silently drop every POSIX lock this process holds on the file (a live
+    /// database's SHARED lock among them, after which another process could think itself the
+    /// last connection and delete the WAL under us).
     /// - Throws: `SQLiteError`; `.missingInput` `Failure` when the file does not exist and `mode`
-    ///   does not create; `.badData` when the file is not a SQLite database.
+    ///   does not create; `.badData` when the file is not a SQLite database; `.io` when it
+    ///   cannot be read.
     public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5), vfs: String? = nil) throws {
         self.path = path
-        if mode != .create || path == ":memory:" {
-            if path != ":memory:" { try Self.checkIsDatabase(path) }
+        let checked = mode != .create && path != ":memory:"
+        if checked {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw Failure(.missingInput, "database file \(path) does not exist",
+                              hint: "check the instance config's database path; deployctl never creates a live database")
+            }
         }
         var flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         var filename = path
@@ -58,9 +67,13 @@ public final class Connection {
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
+            if checked && rc & 0xff == SQLITE_CANTOPEN {
+                throw Failure(.io, "cannot read \(path)", hint: "check the file's permissions")
+            }
             throw SQLiteError(code: rc, message: message, context: path)
         }
         handle = db
+        if checked { try checkHeader() }
         let ms = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
         sqlite3_busy_timeout(db, Int32(clamping: ms))
         sqlite3_extended_result_codes(db, 1)
@@ -78,20 +91,23 @@ public final class Connection {
     }
 
     /// Throws unless `path` exists and starts with the SQLite header (an empty file counts as a
-    /// database, as SQLite itself treats it).
-    /// - Throws: `Failure` `.missingInput` or `.badData`.
+    /// database, as SQLite itself treats it). Reads through a connection (see `init`).
+    /// - Throws: `Failure` `.missingInput`, `.badData` or `.io`.
     public static func checkIsDatabase(_ path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            if FileManager.default.fileExists(atPath: path) {
-                throw Failure(.io, "cannot read \(path)", hint: "check the file's permissions")
-            }
-            throw Failure(.missingInput, "database file \(path) does not exist",
-                          hint: "check the instance config's database path; deployctl never creates a live database")
+        _ = try Connection(path: path, mode: .immutable)
+    }
+
+    /// Throws unless the main file is empty or starts with the SQLite header (an initializer
+    /// that throws it still runs `deinit`, which closes the handle).
+    private func checkHeader() throws {
+        let header: [UInt8]
+        do {
+            header = try fileSize() == 0 ? [] : readFileBytes(at: 0, count: 16)
+        } catch {
+            throw Failure(.badData, "\(path) is not a SQLite database (it is shorter than a header)",
+                          hint: "check the path, or restore the file from a backup")
         }
-        defer { try? handle.close() }
-        let header = (try? handle.read(upToCount: 16)) ?? Data()
-        if header.isEmpty { return }
-        guard header == Data("SQLite format 3\0".utf8) else {
+        guard header.isEmpty || header == Array("SQLite format 3\0".utf8) else {
             throw Failure(.badData, "\(path) is not a SQLite database (its header is wrong)",
                           hint: "check the path, or restore the file from a backup")
         }

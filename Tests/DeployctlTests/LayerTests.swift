@@ -105,3 +105,34 @@ struct LayerTests {
         #expect(parts[1].hasSuffix("END;"))
     }
 }
+
+@Suite("connection locks")
+struct ConnectionLockTests {
+    /// The POSIX locks this process holds on `path`, from /proc/locks.
+    func myLocks(on path: String) throws -> Int {
+        var info = stat()
+        try #require(stat(path, &info) == 0)
+        let locks = try String(contentsOfFile: "/proc/locks", encoding: .utf8)
+        return locks.split(separator: "\n").filter { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            return fields.count >= 6 && fields[4] == "\(getpid())" && fields[5].hasSuffix(":\(info.st_ino)")
+        }.count
+    }
+
+    @Test("opening and closing another connection keeps the locks this process holds on a live WAL database")
+    func locksSurviveAnotherOpen() throws {
+        let box = try Sandbox(journalMode: "wal")
+        let live = try Connection(path: box.databasePath, mode: .readWrite)
+        try live.execute("BEGIN")
+        _ = try live.scalar("SELECT count(*) FROM user")
+        let held = try myLocks(on: box.databasePath)
+        try #require(held > 0, "a WAL connection holds a lock on the database file")
+        for mode in [Connection.Mode.inspect, .readOnly, .immutable] {
+            _ = try Connection(path: box.databasePath, mode: mode)
+            #expect(try myLocks(on: box.databasePath) == held, "opening a \(mode) connection dropped this process's locks")
+        }
+        try Connection.checkIsDatabase(box.databasePath)
+        #expect(try myLocks(on: box.databasePath) == held, "checkIsDatabase dropped this process's locks")
+        try live.execute("COMMIT")
+    }
+}
