@@ -173,7 +173,7 @@ def main():
             pre, plain = os.path.join(root, "pre.db"), os.path.join(root, "backup.db")
             for kind in ("plain", "gz"):
                 clean(); run(ours("snapshot", "prod", "--gzip" if kind == "gz" else "--no-gzip"))
-                snapshot_file = os.path.join(backups, [f for f in os.listdir(backups) if not f.endswith(".json")][0])
+                snapshot_file = os.path.join(backups, [f for f in os.listdir(backups) if not f.endswith(".json") and not f.startswith(".")][0])
                 first = None
                 for change, sql in changes.items():
                     def prepare():
