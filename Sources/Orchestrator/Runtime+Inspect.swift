@@ -32,6 +32,9 @@ public struct InstanceStatus: Codable, Sendable {
     public let unfinishedDeploy: String?
     /// Bytes of temp files left by runs that died (the next writing command removes them).
     public let leftoverBytes: Int64
+    /// Backups whose manifest is dated more than a minute ahead of this host's clock (clock
+    /// skew): never taken as the last backup.
+    public let futureDatedBackups: [String]
 
     enum CodingKeys: String, CodingKey {
         case instance, database, exists, bytes, applied, pending
@@ -43,6 +46,7 @@ public struct InstanceStatus: Codable, Sendable {
         case databaseHolders = "database_holders"
         case unfinishedDeploy = "unfinished_deploy"
         case leftoverBytes = "leftover_bytes"
+        case futureDatedBackups = "future_dated_backups"
     }
 }
 
@@ -89,13 +93,16 @@ extension Runtime {
         }
         let reports = deployReports(config)
         let lock = InstanceLock.inspect(path: config.lockPath)
+        let backups = store(config).entries()
+        let soon = clock().addingTimeInterval(60)
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: store(config).entries().first?.name,
+            applied: applied, pending: pending, lastBackup: backups.first { $0.createdAt <= soon }?.name,
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId,
-            leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes })
+            leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
+            futureDatedBackups: backups.filter { $0.createdAt > soon }.map(\.name))
     }
 
     /// `deployctl history`: past deploys, newest first.

@@ -52,6 +52,10 @@ struct RetentionTests {
         let document = try Sandbox.document(result)
         let taken = try #require((document["backup"] as? [String: Any])?["name"] as? String)
         #expect(FileManager.default.fileExists(atPath: box.backupsFolder + "/" + taken), "the new snapshot was pruned")
+        // status reports the future-dated one and does not take it for the last backup.
+        let status = try Sandbox.document(try box.deployctl(["status", "prod", "--json"]))
+        #expect(status["last_backup"] as? String == taken)
+        #expect(status["future_dated_backups"] as? [String] == [URL(fileURLWithPath: file).lastPathComponent])
     }
 }
 

@@ -28,6 +28,9 @@ struct Status: ParsableCommand {
                 console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome ?? "?"))" } ?? "none")")
                 if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
                 for holder in s.databaseHolders { console.line("  database open in \(holder)") }
+                for name in s.futureDatedBackups {
+                    console.line("  warning: \(name) is dated in the future (clock skew?); it is not counted as the last backup")
+                }
                 if s.leftoverBytes > 0 {
                     console.line("  \(Console.size(s.leftoverBytes)) of temp files left by runs that died (the next deploy, snapshot, restore or prune removes them)")
                 }
