@@ -161,3 +161,27 @@ struct RestoreFailpointTests {
         #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
     }
 }
+
+@Suite("restore killed")
+struct RestoreKilledTests {
+    @Test("kill -9 inside the critical section or right after the commit: the live database is the old or the new state, whole, and the next restore runs",
+          arguments: ["restore", "after-restore"], ["wal", "delete"])
+    func killed(at failpoint: String, journalMode: String) throws {
+        let box = try Sandbox(journalMode: journalMode)
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let backupHash = try box.sha3(box.databasePath)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO user VALUES (100000, 'Late', 'late@example.com')")
+        let before = try box.sha3(box.databasePath)
+        let killed = try box.deployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "\(failpoint)=crash"])
+        #expect(killed.status == 137 || killed.status == 9, "\(killed.status) \(killed.stderr)")
+        #expect(try box.sha3(box.databasePath) == (failpoint == "restore" ? before : backupHash))
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        // The saved copy is a whole backup (published before the commit), holding the old state.
+        let saved = try #require(box.backupNames().first { $0.contains("_pre_restore_") })
+        #expect(try box.sha3(box.backupsFolder + "/" + saved) == before)
+        let again = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try box.sha3(box.databasePath) == backupHash)
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
+    }
+}
