@@ -22,6 +22,11 @@ public struct TableDifference: Codable, Sendable, Equatable {
     }
 }
 
+extension [TableDifference] {
+    /// Rows a restore discards, summed over tables.
+    public var discardedRows: Int { reduce(0) { $0 + $1.discarded } }
+}
+
 /// A table of either side the preview could not compare row by row, and why.
 public struct NotCompared: Codable, Sendable, Equatable {
     public let table: String
@@ -40,7 +45,7 @@ public struct Restorer: Sendable {
     public struct Comparison: Sendable {
         public let differences: [TableDifference]
         /// Rows the restore discards, summed over tables.
-        public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
+        public var discardedRows: Int { differences.discardedRows }
         /// Tables whose rows could not be compared (virtual tables of unknown modules,
         /// contentless full-text tables) and shadow tables, compared through their virtual table.
         public let notCompared: [NotCompared]

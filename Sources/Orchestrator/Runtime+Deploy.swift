@@ -121,9 +121,7 @@ struct Pipeline {
     /// Throws when SIGINT or SIGTERM arrived: the deploy then fails at the current stage and
     /// undoes what it must, like any other error.
     func checkInterruption() throws {
-        if let signal = runtime.interruption() {
-            throw Failure(.failed, "interrupted by signal \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : String(signal))")
-        }
+        try runtime.checkInterruption(nil)
     }
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {

@@ -67,7 +67,7 @@ public struct RestorePreview: Sendable {
     /// Newer backups `--latest` passed over, each with why.
     public var passedOver: [String] = []
     /// Rows the restore discards, summed over tables.
-    public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
+    public var discardedRows: Int { differences.discardedRows }
 }
 
 /// The result of a restore.
@@ -95,7 +95,7 @@ public struct RestoreOutcome: Sendable {
     public let interruptedTooLate: Bool
 
     /// Rows the restore discarded, summed over tables.
-    public var discardedRows: Int { differences.reduce(0) { $0 + $1.discarded } }
+    public var discardedRows: Int { differences.discardedRows }
 
     static func notPerformed(_ preview: RestorePreview) -> RestoreOutcome {
         RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, differences: preview.differences,
@@ -414,12 +414,11 @@ extension Runtime {
     /// this check).
     func checkBelongs(_ entry: BackupEntry, opened: OpenedBackup, to config: InstanceConfig) throws {
         let hint = "pick a backup of this instance from 'deployctl backups list \(config.name)', or pass --allow-foreign if this database really is meant to replace it"
-        let expected = snapshotRequest(config, label: "x", gzip: false)
         if let instance = entry.manifest?.instance, instance != config.name {
             throw Failure(.badData, "backup \(entry.name) was taken of instance '\(instance)', not '\(config.name)'", hint: hint)
         }
-        if let database = entry.manifest?.database, database != expected.database {
-            throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(expected.database ?? config.databasePath)", hint: hint)
+        if let database = entry.manifest?.database, database != relativeDatabasePath(config) {
+            throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(relativeDatabasePath(config))", hint: hint)
         }
         if let manifest = entry.manifest, manifest.instance == nil, manifest.database == nil {
             // An older manifest: its absolute source path is this database's, or, the root
@@ -521,9 +520,10 @@ extension Runtime {
     }
 
     /// Throws `.failed` when SIGINT or SIGTERM arrived, saying what state things are in.
-    func checkInterruption(_ state: String) throws {
+    func checkInterruption(_ state: String?) throws {
         if let signal = interruption() {
-            throw Failure(.failed, "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"); \(state)")
+            let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : String(signal)
+            throw Failure(.failed, "interrupted by signal \(name)" + (state.map { "; \($0)" } ?? ""))
         }
     }
 

@@ -78,10 +78,15 @@ public struct Runtime: Sendable {
     /// A snapshot request for an instance's live database, recording the instance and the
     /// database's path relative to the root in the manifest.
     func snapshotRequest(_ config: InstanceConfig, label: String, gzip: Bool, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
+        SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify, busyTimeout: config.busyTimeout,
+                        now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)
+    }
+
+    /// The live database's path relative to the root (absolute when it lies outside), as
+    /// manifests record it.
+    func relativeDatabasePath(_ config: InstanceConfig) -> String {
         let root = workspace.root + "/"
-        let database = config.databasePath.hasPrefix(root) ? String(config.databasePath.dropFirst(root.count)) : config.databasePath
-        return SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify,
-                               busyTimeout: config.busyTimeout, now: clock(), instance: config.name, database: database, note: note)
+        return config.databasePath.hasPrefix(root) ? String(config.databasePath.dropFirst(root.count)) : config.databasePath
     }
 
     /// Takes the instance lock for a writing command (deploy, snapshot, restore, prune), first

@@ -264,10 +264,7 @@ struct RestoreHookTests {
     @Test("stop runs before, start and health after; --no-hooks runs none; a failing health check puts the database back")
     func hooks() throws {
         let box = try Sandbox()
-        try box.write("instances/prod/instance.toml", """
-            [database]
-            path = "database/lending_app_prod.db"
-            [hooks]
+        try box.configureHooks("""
             stop = "echo stop >> hooks.log"
             start = "echo start >> hooks.log"
             health = "echo health >> hooks.log; test ! -f unhealthy"
@@ -304,10 +301,7 @@ struct RestoreHookTests {
     @Test("a health check failing after the application wrote: put back, and what it wrote is saved and counted")
     func putBackAfterWrites() throws {
         let box = try Sandbox()
-        try box.write("instances/prod/instance.toml", """
-            [database]
-            path = "database/lending_app_prod.db"
-            [hooks]
+        try box.configureHooks("""
             health = "sqlite3 database/lending_app_prod.db \\"INSERT INTO tracker VALUES (77777, 1, 'after'); DELETE FROM tracker WHERE id IN (1, 2)\\"; exit 1"
             health_attempts = 1
             """)
