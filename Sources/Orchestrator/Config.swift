@@ -90,8 +90,8 @@ public struct InstanceConfig: Sendable {
         let databasePath = resolve(database, against: folder)
         let backupsFolder = resolve(try toml.string("backups.path") ?? "backups", against: folder)
         // Backups beside the live database would let retention or a restore reach it.
-        let databaseFolder = Runtime.fileIdentity((databasePath as NSString).deletingLastPathComponent).path
-        let backupsReal = Runtime.fileIdentity(backupsFolder).path
+        let databaseFolder = fileIdentity((databasePath as NSString).deletingLastPathComponent).path
+        let backupsReal = fileIdentity(backupsFolder).path
         if backupsReal == databaseFolder || backupsReal.hasPrefix(databaseFolder + "/") || databaseFolder.hasPrefix(backupsReal + "/") {
             let relation = backupsReal == databaseFolder ? "is" : backupsReal.hasPrefix(databaseFolder + "/") ? "lies inside" : "contains"
             throw TOMLSubset.error(file, toml.line(of: "backups.path") ?? 1,
@@ -123,4 +123,16 @@ public struct InstanceConfig: Sendable {
 func resolve(_ path: String, against folder: String) -> String {
     let joined = path.hasPrefix("/") ? path : folder + "/" + path
     return URL(fileURLWithPath: joined).standardizedFileURL.path
+}
+
+/// A file's real path (links resolved) and device and inode, when it exists.
+func fileIdentity(_ path: String) -> (path: String, inode: [UInt64]?) {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return (URL(fileURLWithPath: path).resolvingSymlinksInPath().path, nil) }
+    var real = path
+    if let resolved = realpath(path, nil) {
+        real = String(cString: resolved)
+        free(resolved)
+    }
+    return (real, [UInt64(info.st_dev), UInt64(info.st_ino)])
 }

@@ -351,8 +351,8 @@ extension Runtime {
                 guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
                     throw Failure(.cannotCreate, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
                 }
-                let live = Self.fileIdentity(config.databasePath).path.lowercased()
-                let target = (Self.fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
+                let live = fileIdentity(config.databasePath).path.lowercased()
+                let target = (fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
                 guard !["-wal", "-shm", "-journal"].contains(where: { target == live + $0 }) else {
                     throw Failure(.usage, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
                 }

@@ -94,15 +94,15 @@ public struct Runtime: Sendable {
     /// instance locks would not keep their commands apart.
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
     func lockInstance(_ config: InstanceConfig) throws -> InstanceLock {
-        let mine = Self.fileIdentity(config.databasePath)
+        let mine = fileIdentity(config.databasePath)
         for other in (try? workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? workspace.instance(other) else { continue }
-            let theirs = Self.fileIdentity(otherConfig.databasePath)
+            let theirs = fileIdentity(otherConfig.databasePath)
             if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) {
                 throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
                               hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
             }
-            if Self.fileIdentity(config.backupsFolder).path == Self.fileIdentity(otherConfig.backupsFolder).path {
+            if fileIdentity(config.backupsFolder).path == fileIdentity(otherConfig.backupsFolder).path {
                 throw Failure(.usage, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
                               hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
             }
@@ -122,17 +122,5 @@ public struct Runtime: Sendable {
         DurableFile.leftovers(in: config.backupsFolder)
             + DurableFile.leftovers(in: (config.databasePath as NSString).deletingLastPathComponent,
                                     naming: (config.databasePath as NSString).lastPathComponent)
-    }
-
-    /// A file's real path (links resolved) and device and inode, when it exists.
-    static func fileIdentity(_ path: String) -> (path: String, inode: [UInt64]?) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return (URL(fileURLWithPath: path).resolvingSymlinksInPath().path, nil) }
-        var real = path
-        if let resolved = realpath(path, nil) {
-            real = String(cString: resolved)
-            free(resolved)
-        }
-        return (real, [UInt64(info.st_dev), UInt64(info.st_ino)])
     }
 }
