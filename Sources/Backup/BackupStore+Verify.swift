@@ -112,26 +112,9 @@ extension BackupStore {
         try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: true)
     }
 
-    /// What `prune` would remove: per label, everything after the newest `keepLast`, except the
-    /// newest backup of any `pre_*` label and the names in `protected`.
-    public func pruneCandidates(keepLast: Int, label: String? = nil, protected: Set<String> = []) -> [BackupEntry] {
-        var byLabel = [String: [BackupEntry]]()
-        for entry in entries() where label == nil || entry.label == label {
-            byLabel[entry.label, default: []].append(entry)
-        }
-        var doomed = [BackupEntry]()
-        for (label, list) in byLabel {
-            for (index, entry) in list.enumerated() where index >= keepLast {
-                if label.hasPrefix("pre_") && index == 0 { continue }
-                if protected.contains(entry.name) { continue }
-                doomed.append(entry)
-            }
-        }
-        return doomed.sorted { $0.createdAt > $1.createdAt }
-    }
-
-    /// Removes backups and their manifests (the manifest last, so an interrupted removal leaves
-    /// a "no manifest" entry at worst, never a manifest without its file), then fsyncs the folder.
+    /// Removes backups and their manifests (the manifest first: an interrupted removal leaves at
+    /// worst a file without a manifest, listed apart and never restored, never a manifest without
+    /// its file), then fsyncs the folder.
     /// - Throws: `Failure` `.io`.
     public func remove(_ entries: [BackupEntry]) throws {
         for entry in entries {

@@ -26,6 +26,16 @@ public struct BackupEntry: Sendable, Equatable {
         if let check = manifest.verification, check.sha256 == manifest.sha256 { return check.result == "ok" ? "verified" : "failed" }
         return manifest.verifiedAt == nil ? "never verified" : "verified"
     }
+
+    /// How far ahead of the clock a backup may be dated before it counts as dated in the future
+    /// (clock skew between hosts sharing a folder stays under it).
+    public static let futureTolerance: TimeInterval = 300
+
+    /// Whether the backup is dated more than `futureTolerance` after `now`: written under a
+    /// wrong clock. Its age is unknown, so it is never counted as the newest.
+    public func isFutureDated(now: Date) -> Bool {
+        createdAt > now.addingTimeInterval(Self.futureTolerance)
+    }
 }
 
 /// The backups folder of one instance: names, listing, lookup, retention.
@@ -36,9 +46,12 @@ public struct BackupStore: Sendable {
     public let folder: String
     /// The live database's file stem (`lending_app_prod` for `lending_app_prod.db`).
     public let stem: String
+    /// The clock's time when the store was opened: what "dated in the future" is measured against.
+    public let now: Date
 
-    public init(folder: String, databasePath: String) {
+    public init(folder: String, databasePath: String, now: Date = Date()) {
         self.folder = folder
+        self.now = now
         let file = URL(fileURLWithPath: databasePath).lastPathComponent
         self.stem = file.hasSuffix(".db") ? String(file.dropLast(3)) : file
     }
@@ -110,7 +123,8 @@ public struct BackupStore: Sendable {
         public let reason: String
     }
 
-    /// Every backup in the folder, newest first (by `created_at`, then name): a regular file
+    /// Every backup in the folder, newest first (by `created_at`, then name), those dated in
+    /// the future last (a wrong clock wrote them; they are never taken as the newest): a regular file
     /// whose name is in the grammar for this database's stem and whose manifest (describing
     /// this very file) reads. Anything else is no backup (see `otherFiles`).
     public func entries() -> [BackupEntry] { scan().backups }
@@ -155,7 +169,11 @@ public struct BackupStore: Sendable {
             backups.append(BackupEntry(name: name, path: path, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt,
                                        bytes: (attributes[.size] as? NSNumber)?.int64Value ?? 0))
         }
-        return (backups.sorted { ($0.createdAt, $0.name) > ($1.createdAt, $1.name) }, others)
+        let now = now
+        return (backups.sorted { a, b in
+            let (aFuture, bFuture) = (a.isFutureDated(now: now), b.isFutureDated(now: now))
+            return aFuture != bFuture ? !aFuture : (a.createdAt, a.name) > (b.createdAt, b.name)
+        }, others)
     }
 
     /// The backup named `name`.

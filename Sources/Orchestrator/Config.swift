@@ -1,3 +1,4 @@
+import Backup
 import Foundation
 import Support
 
@@ -47,8 +48,9 @@ public struct InstanceConfig: Sendable {
     public let busyTimeout: Duration
     /// Whether deploy snapshots are gzipped unless `--gzip`/`--no-gzip` says otherwise.
     public let gzip: Bool
-    /// Default retention for `deploy` and `snapshot` (per label); nil keeps everything.
-    public let keepLast: Int?
+    /// Retention `snapshot` applies (per label) when its command line gives no rule; empty
+    /// keeps everything.
+    public let retention: RetentionPolicy
     /// SQL file that builds the database the first time it is needed (the example instance).
     public let seedSQL: String?
     public let hooks: Hooks
@@ -65,7 +67,8 @@ public struct InstanceConfig: Sendable {
 
     static let keys: Set<String> = [
         "database.path", "database.busy_timeout_ms", "database.seed_sql",
-        "backups.path", "backups.gzip", "backups.keep_last",
+        "backups.path", "backups.gzip", "backups.keep_last", "backups.keep_within",
+        "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly",
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
     ]
@@ -104,13 +107,30 @@ public struct InstanceConfig: Sendable {
             deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
             busyTimeout: .milliseconds(timeoutMS),
             gzip: try toml.bool("backups.gzip") ?? false,
-            keepLast: try toml.int("backups.keep_last", range: 1...100_000),
+            retention: try retention(toml, file: file),
             seedSQL: try toml.string("database.seed_sql").map { resolve($0, against: folder) },
             hooks: Hooks(
                 stop: try toml.string("hooks.stop"), start: try toml.string("hooks.start"),
                 health: try toml.string("hooks.health"),
                 timeout: .seconds(try toml.int("hooks.timeout_seconds", range: 1...3600) ?? 30),
                 healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5))
+    }
+
+    /// `[backups]` keep_last, keep_within, keep_daily, keep_weekly, keep_monthly.
+    private static func retention(_ toml: TOMLSubset, file: String) throws -> RetentionPolicy {
+        var keepWithin: RetentionDuration?
+        if let text = try toml.string("backups.keep_within") {
+            do {
+                keepWithin = try RetentionDuration(parsing: text)
+            } catch let failure as Failure {
+                throw TOMLSubset.error(file, toml.line(of: "backups.keep_within") ?? 1, "key 'backups.keep_within': \(failure.message)")
+            }
+        }
+        return RetentionPolicy(
+            keepLast: try toml.int("backups.keep_last", range: 1...100_000), keepWithin: keepWithin,
+            keepDaily: try toml.int("backups.keep_daily", range: 1...100_000),
+            keepWeekly: try toml.int("backups.keep_weekly", range: 1...100_000),
+            keepMonthly: try toml.int("backups.keep_monthly", range: 1...100_000))
     }
 
     /// The instance lock file.

@@ -203,6 +203,7 @@ struct Pipeline {
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         try runtime.checkAdditive(plan, files: files, allowDestructive: options.allowDestructive)
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
+        try runtime.checkSpaceForSnapshot(config, gzip: options.gzip ?? config.gzip, rehearsal: true)
         if let stop = config.hooks.stop {
             try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "preflight",
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,

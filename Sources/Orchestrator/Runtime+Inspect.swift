@@ -93,16 +93,16 @@ extension Runtime {
         }
         let reports = deployReports(config)
         let lock = InstanceLock.inspect(path: config.lockPath)
+        let now = clock()
         let backups = store(config).entries()
-        let soon = clock().addingTimeInterval(60)
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: backups.first { $0.createdAt <= soon }?.name,
+            applied: applied, pending: pending, lastBackup: backups.first { !$0.isFutureDated(now: now) }?.name,
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
-            futureDatedBackups: backups.filter { $0.createdAt > soon }.map(\.name))
+            futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name))
     }
 
     /// `deployctl history`: past deploys, newest first.

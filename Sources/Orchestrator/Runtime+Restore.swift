@@ -331,6 +331,7 @@ extension Runtime {
                          lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         let intoLive = if case .live = request.target { true } else { false }
         let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
+        try checkSpaceForRestore(entry, request: request, config: config, store: store)
         // Into the live database, integrity_check runs beside the comparison below.
         let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked)!
         do {
@@ -396,6 +397,32 @@ extension Runtime {
             opened.discard()
             throw error
         }
+    }
+
+    /// Free-space preflight of a restore: a `.gz` backup inflated for its check; into the live
+    /// database, the `pre_restore` copy of it and the WAL or rollback journal the restore writes
+    /// beside it (the larger of the two databases); into a new file, that file.
+    /// - Throws: `Failure` `.io` naming the folder and the bytes.
+    private func checkSpaceForRestore(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore) throws {
+        guard !failpoints.skips("free-space") else { return }
+        let restored = entry.manifest?.databaseBytes ?? entry.bytes
+        let databaseFolder = (config.databasePath as NSString).deletingLastPathComponent
+        var needs = SpaceNeeds()
+        if entry.compressed { needs.add(restored, in: store.folder, for: "the backup inflated for its check") }
+        if !request.dryRun {
+            switch request.target {
+            case .newFile(let path):
+                let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
+                needs.add(restored, in: (absolute as NSString).deletingLastPathComponent, for: "the restored copy")
+            case .replace:
+                needs.add(restored, in: databaseFolder, for: "the restored database")
+            case .live:
+                let live = liveBytes(config)
+                needs.add(live, in: store.folder, for: "the pre_restore copy of the live database")
+                needs.add(max(live, restored), in: databaseFolder, for: "the restore's journal")
+            }
+        }
+        try needs.check()
     }
 
     private func isNewFile(_ target: RestoreTarget) -> Bool {

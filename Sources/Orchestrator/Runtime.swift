@@ -38,7 +38,7 @@ public struct Runtime: Sendable {
 
     /// The backup store of an instance.
     func store(_ config: InstanceConfig) -> BackupStore {
-        BackupStore(folder: config.backupsFolder, databasePath: config.databasePath)
+        BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: clock())
     }
 
     /// Makes sure the instance's live database exists. Only an instance whose config names a
@@ -77,6 +77,26 @@ public struct Runtime: Sendable {
 
     /// A snapshot request for an instance's live database, recording the instance and the
     /// database's path relative to the root in the manifest.
+    /// The live database's size with its `-wal`: what a copy of it may take.
+    func liveBytes(_ config: InstanceConfig) -> Int64 {
+        [config.databasePath, config.databasePath + "-wal"].reduce(0) {
+            $0 + (((try? FileManager.default.attributesOfItem(atPath: $1))?[.size] as? NSNumber)?.int64Value ?? 0)
+        }
+    }
+
+    /// Free-space preflight of a snapshot (and, for a deploy, its rehearsal copy): the copy, half
+    /// again for its gzip file, and the rehearsal's scratch copy, all in the backups folder.
+    /// - Throws: `Failure` `.io` naming the folder and the bytes.
+    func checkSpaceForSnapshot(_ config: InstanceConfig, gzip: Bool, rehearsal: Bool) throws {
+        guard !failpoints.skips("free-space") else { return }
+        let bytes = liveBytes(config)
+        var needs = SpaceNeeds()
+        needs.add(bytes, in: config.backupsFolder, for: "the snapshot")
+        if gzip { needs.add(bytes / 2, in: config.backupsFolder, for: "its gzip copy") }
+        if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
+        try needs.check()
+    }
+
     func snapshotRequest(_ config: InstanceConfig, label: String, gzip: Bool, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
         SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify, busyTimeout: config.busyTimeout,
                         now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)

@@ -5,7 +5,9 @@ import Glibc
 
 /// Test failpoints, read from `DEPLOYCTL_FAILPOINTS` (`name=action[,name=action]`).
 ///
-/// Actions: `error` throws, `crash` sends SIGKILL to this process, `delay:<ms>` sleeps. Only
+/// Actions: `error` throws, `crash` sends SIGKILL to this process, `delay:<ms>` sleeps, `skip`
+/// turns a check off (`free-space=skip`: the free-space preflight, so that tests reach the
+/// out-of-space handling of the writes themselves). Only
 /// active when the variable is set; a value is a plain value passed in, never a global.
 public struct Failpoints: Sendable {
     /// What a failpoint does when reached.
@@ -13,6 +15,7 @@ public struct Failpoints: Sendable {
         case error
         case crash
         case delay(milliseconds: Int)
+        case skip
     }
 
     private let actions: [String: Action]
@@ -38,23 +41,27 @@ public struct Failpoints: Sendable {
             switch parts[1] {
             case "error": actions[parts[0]] = .error
             case "crash": actions[parts[0]] = .crash
+            case "skip": actions[parts[0]] = .skip
             case let value where value.hasPrefix("delay:"):
                 guard let ms = Int(value.dropFirst(6)), ms >= 0 else {
                     throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: bad delay in '\(item)'")
                 }
                 actions[parts[0]] = .delay(milliseconds: ms)
             default:
-                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>)")
+                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip)")
             }
         }
         self.actions = actions
     }
 
+    /// Whether the check `name` is turned off (`name=skip`).
+    public func skips(_ name: String) -> Bool { actions[name] == .skip }
+
     /// Runs the failpoint `name` if it is set.
     /// - Throws: `Failure` `.failed` for `error`.
     public func hit(_ name: String) throws {
         switch actions[name] {
-        case nil: return
+        case nil, .skip: return
         case .error: throw Failure(.failed, "failpoint '\(name)' triggered an error")
         case .crash: kill(getpid(), SIGKILL)
         case .delay(let ms):

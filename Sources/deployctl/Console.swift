@@ -120,13 +120,7 @@ struct Console: Sendable {
     }
 
     /// Bytes in a human unit.
-    static func size(_ bytes: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func size(_ bytes: Int64) -> String { SpaceNeeds.format(bytes) }
 
     /// A UTC timestamp as `2026-11-24 17:30:00`.
     static func time(_ date: Date) -> String {

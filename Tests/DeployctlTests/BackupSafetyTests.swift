@@ -28,7 +28,7 @@ struct BackupFolderTests {
         #expect(list.status == 0)
         #expect(list.stdout.contains("Not deployctl backups"))
         for stray in strays { #expect(list.stdout.contains("  \(stray): "), "\(stray)") }
-        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0"])
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0", "--yes"])
         #expect(prune.status == 0, "\(prune.stderr)")
         for stray in strays { #expect(FileManager.default.fileExists(atPath: box.backupsFolder + "/" + stray), "\(stray) was removed") }
         #expect(!FileManager.default.fileExists(atPath: file), "the real backup \(name) is pruned by --keep-last 0")
@@ -112,5 +112,116 @@ struct LeftoverTests {
         #expect(!FileManager.default.fileExists(atPath: deadBeside))
         #expect(FileManager.default.fileExists(atPath: liveFile), "a running process's temp file was removed")
         #expect(FileManager.default.fileExists(atPath: appFile), "a file not ours beside the database was removed")
+    }
+
+}
+
+extension RetentionTests {
+    /// Seven `nightly` backups dated as a host keeping them for a year would have: now, yesterday
+    /// (twice), three, twenty, sixty and four hundred days ago. Returns their names, newest first.
+    static func yearOfBackups(_ box: Sandbox) throws -> [String] {
+        let now = Date()
+        var calendar = Calendar(identifier: .iso8601)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let today = calendar.startOfDay(for: now)
+        let daysAndHours: [(days: Double, hour: Double)] = [(1, 12), (1, 6), (3, 12), (20, 12), (60, 12), (400, 12)]
+        var dates = [now.addingTimeInterval(-60)]
+        for (days, hour) in daysAndHours { dates.append(today.addingTimeInterval(-days * 86_400 + hour * 3600)) }
+        var names = [String]()
+        for date in dates {
+            let result = try box.deployctl(["snapshot", "prod", "--label", "nightly", "--json"])
+            try #require(result.status == 0, "\(result.stderr)")
+            let name = try #require((try Sandbox.document(result)["backup"] as? [String: Any])?["name"] as? String)
+            try Sandbox.redate(box.backupsFolder + "/" + name, to: date)
+            names.append(name)
+        }
+        return names
+    }
+
+    @Test("--keep-daily and --keep-within keep what restic would, --dry-run names the rule for each backup, and prune removes exactly the rest")
+    func ageRules() throws {
+        let box = try Sandbox(rows: 20)
+        let names = try Self.yearOfBackups(box)
+        let dryRun = try box.deployctl(["backups", "prune", "prod", "--keep-daily", "3", "--keep-within", "21d", "--dry-run", "--json"])
+        #expect(dryRun.status == 0, "\(dryRun.stderr)")
+        let decisions = try #require(try Sandbox.document(dryRun)["decisions"] as? [[String: Any]])
+        let reasons = Dictionary(uniqueKeysWithValues: decisions.map { ($0["name"] as! String, $0["reasons"] as! [String]) })
+        // Daily keeps the newest of today, yesterday and three days ago; within 21d keeps the first five.
+        #expect(reasons[names[0]]!.contains { $0.hasPrefix("daily ") } && reasons[names[0]]!.contains("within 21d"))
+        #expect(reasons[names[1]]!.contains { $0.hasPrefix("daily ") })
+        #expect(reasons[names[2]] == ["within 21d"], "yesterday's older backup is kept by age only: \(reasons[names[2]]!)")
+        #expect(reasons[names[3]]!.contains { $0.hasPrefix("daily ") })
+        #expect(reasons[names[4]] == ["within 21d"])
+        #expect(reasons[names[5]] == [] && reasons[names[6]] == [])
+        #expect(box.backupNames().count == 7, "--dry-run removed something")
+        let human = try box.deployctl(["backups", "prune", "prod", "--keep-daily", "3", "--keep-within", "21d", "--dry-run"])
+        #expect(human.stdout.contains("keep: within 21d") && human.stdout.contains("remove") && human.stdout.contains("2 backup(s) would remove"), "\(human.stdout)")
+
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-daily", "3", "--keep-within", "21d"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(Set(box.backupNames()) == Set(names.prefix(5)))
+        #expect(box.allBackupFiles().count == 10, "a manifest outlived its backup or the reverse: \(box.allBackupFiles())")
+
+        // Monthly: the two old backups are alone in their months and kept as such.
+        let monthly = try Sandbox.document(try box.deployctl(["backups", "prune", "prod", "--keep-monthly", "10", "--dry-run", "--json"]))
+        let kept = (monthly["decisions"] as! [[String: Any]]).filter { $0["keep"] as? Bool == true }.map { $0["name"] as! String }
+        #expect(kept.contains(names[0]) && !kept.contains(names[2]), "\(kept)")
+    }
+
+    @Test("retention rules come from the instance config when the command line gives none, and a bad duration is a config error naming file and line")
+    func configRules() throws {
+        let box = try Sandbox(rows: 20)
+        let names = try Self.yearOfBackups(box)
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"backups\"\nkeep_within = \"3x\"\n")
+        let bad = try box.deployctl(["snapshot", "prod", "--label", "nightly"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("instance.toml:5") && bad.stderr.contains("keep_within") && bad.stderr.contains("14d"), "\(bad.stderr)")
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"backups\"\nkeep_within = \"2w\"\n")
+        let result = try box.deployctl(["snapshot", "prod", "--label", "nightly", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let pruned = try #require(try Sandbox.document(result)["pruned"] as? [String])
+        #expect(Set(pruned) == Set(names.suffix(3)), "\(pruned)")
+        // A rule on the command line replaces the config's.
+        let override = try Sandbox.document(try box.deployctl(["snapshot", "prod", "--label", "nightly", "--keep-last", "2", "--json"]))
+        #expect((override["pruned"] as? [String])?.count == 4, "six nightly backups, two kept")
+    }
+
+    @Test("a prune that would empty a label needs --yes off a terminal: 64, and nothing removed")
+    func emptyingNeedsYes() throws {
+        let box = try Sandbox(rows: 20)
+        for label in ["nightly", "nightly", "weekly"] { #expect(try box.deployctl(["snapshot", "prod", "--label", label]).status == 0) }
+        let before = box.allBackupFiles()
+        let refused = try box.deployctl(["backups", "prune", "prod", "--label", "nightly", "--keep-last", "0"])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("every backup with label nightly (2)") && refused.stderr.contains("--yes"), "\(refused.stderr)")
+        #expect(box.allBackupFiles() == before)
+        // Keeping one of the label needs no confirmation.
+        #expect(try box.deployctl(["backups", "prune", "prod", "--keep-last", "1"]).status == 0)
+        #expect(box.backupNames().count == 2)
+        let confirmed = try box.deployctl(["backups", "prune", "prod", "--label", "nightly", "--keep-last", "0", "--yes"])
+        #expect(confirmed.status == 0, "\(confirmed.stderr)")
+        #expect(box.backupNames().count == 1 && box.backupNames()[0].contains("_weekly_"))
+        let none = try box.deployctl(["backups", "prune", "prod"])
+        #expect(none.status == 64 && none.stderr.contains("at least one rule"), "\(none.stderr)")
+    }
+
+    @Test("a backup dated in the future is listed last and flagged, never taken by restore --latest, and kept by prune with the reason")
+    func futureDatedBackup() throws {
+        let box = try Sandbox(rows: 20)
+        let (future, file) = try box.takeSnapshot(gzip: false)
+        try Sandbox.redate(file, to: Date().addingTimeInterval(400 * 86_400))
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let listed = try box.listedBackups()
+        #expect(listed.last?["name"] as? String == future && listed.last?["future_dated"] as? Bool == true)
+        #expect(listed.first?["future_dated"] as? Bool == false)
+        let human = try box.deployctl(["backups", "list", "prod"])
+        #expect(human.stdout.contains("(future!)") && human.stdout.contains("warning: \(future) is dated"), "\(human.stdout)")
+        let restore = try Sandbox.document(try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"]))
+        let restored = try #require(restore["backup"] as? String)
+        #expect(restored != future && restored == listed.first?["name"] as? String)
+        let prune = try Sandbox.document(try box.deployctl(["backups", "prune", "prod", "--keep-last", "1", "--dry-run", "--json"]))
+        let decision = try #require((prune["decisions"] as? [[String: Any]])?.first { $0["name"] as? String == future })
+        #expect((decision["reasons"] as? [String])?.first?.hasPrefix("dated in the future") == true, "\(decision)")
     }
 }

@@ -87,8 +87,7 @@ struct BadInputTests {
         let result = try box.deployctl(["backups", "verify", "prod", "--all"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(box.allBackupFiles() == before)
-        let list = try box.deployctl(["backups", "list", "prod", "--json"])
-        let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as! [[String: Any]]
+        let entries = try box.listedBackups()
         #expect(entries.allSatisfy { $0["status"] as? String == "verified" && $0["verified_at"] != nil })
     }
 }

@@ -19,30 +19,63 @@ struct DiskFullTests {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
-    @Test("a snapshot into a full disk fails with 74, leaves no partial file, and the live database is untouched",
-          arguments: [false, true])
-    func snapshotDiskFull(gzip: Bool) throws {
+    /// Turns the free-space preflight off, so that a test reaches the out-of-space handling of
+    /// the writes themselves.
+    static let noPreflight = ["DEPLOYCTL_FAILPOINTS": "free-space=skip"]
+
+    /// Checks the preflight's refusal: 74, naming the folder and the bytes, before writing.
+    func expectRefusedEarly(_ result: Sandbox.Result, folder: String) {
+        #expect(result.status == 74, "\(result.stderr)")
+        #expect(result.stderr.contains("not enough free space") && result.stderr.contains(folder) && result.stderr.contains(" bytes, estimated)"), "\(result.stderr)")
+        #expect(result.stderr.contains("nothing was written"), "\(result.stderr)")
+    }
+
+    @Test("a snapshot into a full disk fails with 74, leaves no partial file, and the live database is untouched: refused by the preflight, or by the write itself",
+          arguments: [false, true], [true, false])
+    func snapshotDiskFull(gzip: Bool, preflight: Bool) throws {
         let box = try Sandbox(rows: 3000)
         let small = try mountSmallFilesystem(kib: 256)
         defer { unmount(small) }
         try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"\(small)/backups\"\n")
         let before = try box.sha3(box.databasePath)
-        let result = try box.deployctl(["snapshot", "prod", gzip ? "--gzip" : "--no-gzip"])
-        #expect(result.status == 74, "\(result.stderr)")
-        #expect(result.stderr.lowercased().contains("full") || result.stderr.contains("No space"), "\(result.stderr)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/backups").isEmpty)
+        let result = try box.deployctl(["snapshot", "prod", gzip ? "--gzip" : "--no-gzip"], environment: preflight ? [:] : Self.noPreflight)
+        if preflight {
+            expectRefusedEarly(result, folder: small + "/backups")
+        } else {
+            #expect(result.status == 74, "\(result.stderr)")
+            #expect(result.stderr.lowercased().contains("full") || result.stderr.contains("No space"), "\(result.stderr)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: small + "/backups")) ?? []).isEmpty)
         #expect(try box.sha3(box.databasePath) == before)
     }
 
-    @Test("a restore into a new file on a full disk fails with 74 and leaves nothing behind")
-    func restoreDiskFull() throws {
+    @Test("a deploy whose snapshot and rehearsal copy do not fit is refused in preflight with 74: no hook run, nothing written, no journal")
+    func deployDiskFull() throws {
+        let box = try Sandbox(rows: 3000)
+        try box.installCashbackMigration()
+        let small = try mountSmallFilesystem(kib: 256)
+        defer { unmount(small) }
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"\(small)/backups\"\n[hooks]\nstop = \"touch stopped\"\n")
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["deploy", "prod", "--skip-promotion-check"])
+        expectRefusedEarly(result, folder: small + "/backups")
+        #expect(result.stderr.contains("the rehearsal copy"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/stopped")), "the stop hook ran before the space check")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: small + "/backups")) ?? []).isEmpty)
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
+    @Test("a restore into a new file on a full disk fails with 74 and leaves nothing behind", arguments: [true, false])
+    func restoreDiskFull(preflight: Bool) throws {
         let box = try Sandbox(rows: 3000)
         #expect(try box.deployctl(["snapshot", "prod", "--gzip"]).status == 0)
         let small = try mountSmallFilesystem(kib: 256)
         defer { unmount(small) }
         let before = try box.sha3(box.databasePath)
-        let result = try box.deployctl(["restore", "prod", "--latest", "--to", small + "/copy.db"])
+        let result = try box.deployctl(["restore", "prod", "--latest", "--to", small + "/copy.db"], environment: preflight ? [:] : Self.noPreflight)
         #expect(result.status == 74, "\(result.stderr)")
+        if preflight { expectRefusedEarly(result, folder: small) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: small).isEmpty)
         #expect(try box.sha3(box.databasePath) == before)
     }
@@ -68,8 +101,9 @@ struct DiskFullTests {
         let verify = try box.deployctl(["backups", "verify", "prod", name])
         #expect(verify.status == 74, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stderr.lowercased().contains("full") || verify.stderr.contains("No space"), "\(verify.stderr)")
-        let restore = try box.deployctl(["restore", "prod", name, "--yes"])
+        let restore = try box.deployctl(["restore", "prod", name, "--yes"], environment: Self.noPreflight)
         #expect(restore.status == 74, "\(restore.stderr)")
+        expectRefusedEarly(try box.deployctl(["restore", "prod", name, "--yes"]), folder: small + "/backups")
         #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/backups").sorted() == [name, name + ".json"])
         #expect(try box.sha3(box.databasePath) == before)
     }
@@ -103,7 +137,10 @@ struct DiskFullTests {
         let filler = try #require(FileManager.default.createFile(atPath: small + "/filler", contents: Data(count: freeBytes(small) - leave)) ? small + "/filler" : nil)
         _ = filler
 
-        let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+        // Both cases are refused before anything is written; without the preflight, the writes
+        // themselves run out of space and are undone.
+        expectRefusedEarly(try box.deployctl(["restore", "prod", "--latest", "--yes"]), folder: small + "/backups")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes"], environment: Self.noPreflight)
         #expect(result.status == 74, "\(result.stdout)\(result.stderr)")
         #expect(!result.stderr.contains("failed too"))
         // The commit case fails inside SQLite's transaction, after the copy was saved.

@@ -424,8 +424,7 @@ struct RestoreCheckTests {
         try Sandbox.rewriteManifestChecksum(of: box.backupsFolder + "/" + bad)
 
         #expect(try box.deployctl(["backups", "verify", "prod", "--all"]).status == 65)
-        let list = try box.deployctl(["backups", "list", "prod", "--json"])
-        let entries = try #require(JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        let entries = try box.listedBackups()
         #expect(entries.first { $0["name"] as? String == bad }?["status"] as? String == "failed")
         #expect(entries.first { $0["name"] as? String == good }?["status"] as? String == "verified")
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: box.backupsFolder + "/\(bad).json"))) as! [String: Any]

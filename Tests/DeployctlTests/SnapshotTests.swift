@@ -92,9 +92,7 @@ struct SnapshotTests {
         }
         let keep = try box.deployctl(["snapshot", "prod", "--label", "nightly", "--keep-last", "2"])
         #expect(keep.status == 0, "\(keep.stderr)")
-        let list = try box.deployctl(["--json", "backups", "list", "prod"])
-        #expect(list.status == 0)
-        let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as! [[String: Any]]
+        let entries = try box.listedBackups()
         #expect(entries.filter { $0["label"] as? String == "nightly" }.count == 2)
         #expect(entries.filter { $0["label"] as? String == "pre_cashback_tables" }.count == 1)
         for key in ["name", "path", "created_at", "bytes", "compressed", "label", "sha256", "status", "verified_at"] {
@@ -103,7 +101,7 @@ struct SnapshotTests {
         let dates = entries.compactMap { $0["created_at"] as? String }
         #expect(dates == dates.sorted(by: >))
         // Prune never removes the newest backup of a pre_* label.
-        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0"])
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0", "--yes"])
         #expect(prune.status == 0, "\(prune.stderr)")
         #expect(box.backupNames().count == 1)
         #expect(box.backupNames().first?.contains("pre_cashback_tables") == true)

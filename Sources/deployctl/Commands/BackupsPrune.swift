@@ -1,41 +1,71 @@
 import ArgumentParser
+import Backup
+import Foundation
 import Orchestrator
+import Support
 
 struct BackupsPrune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prune",
-        abstract: "Remove old backups: per label keep the newest N (never the newest of a pre_* label).")
+        abstract: "Remove old backups by retention rules, per label.",
+        discussion: """
+            A backup is kept if any --keep-* rule keeps it. Whatever the rules, the newest backup of \
+            every pre_* label, one an unfinished deploy refers to, and backups dated in the future \
+            are kept. Only deployctl backups are ever removed. Removing every backup of a label asks \
+            on a terminal and needs --yes otherwise.
+            Examples:
+              deployctl backups prune prod --keep-last 7 --dry-run      (each backup with the rule that keeps it, or remove)
+              deployctl backups prune prod --label nightly --keep-within 30d --keep-monthly 12
+            """)
 
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "The instance whose backups to prune.")
     var instance: String
 
-    @Option(help: "How many backups to keep per label.")
-    var keepLast: Int
+    @OptionGroup(title: "Retention (at least one)") var retention: RetentionOptions
 
     @Option(help: "Only prune backups with this label.")
     var label: String?
 
-    @Flag(help: "Show what would be removed and remove nothing.")
+    @Flag(help: "Show each backup with the rule that keeps it, or 'remove'; remove nothing.")
     var dryRun = false
 
+    @Flag(help: "Remove even when a label would lose every backup (asked on a terminal otherwise).")
+    var yes = false
+
     func validate() throws {
-        if keepLast < 0 { throw ValidationError("--keep-last must be 0 or more.") }
+        if try retention.policy().isEmpty {
+            throw ValidationError("give at least one rule: --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly.")
+        }
     }
 
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let removed = try runtime.prune(instance: instance, keepLast: keepLast, label: label, dryRun: dryRun)
+            let policy = try retention.policy()
+            let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
+                if yes { return true }
+                guard isatty(0) == 1 else { return false }
+                let labels = emptied.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+                FileHandle.standardError.write(Data("This removes every backup with label \(labels). Go on? [y/N] ".utf8))
+                return readLine()?.lowercased().hasPrefix("y") == true
+            }
             if global.json {
-                struct Document: Encodable { let dry_run: Bool; let removed: [String] }
-                try console.json(Document(dry_run: dryRun, removed: removed.map(\.name)))
-                return
+                struct Decision: Encodable { let name: String; let label: String; let keep: Bool; let reasons: [String] }
+                struct Document: Encodable { let dry_run: Bool; let removed: [String]; let decisions: [Decision] }
+                return try console.json(Document(dry_run: dryRun, removed: outcome.doomed.map(\.name),
+                                                 decisions: outcome.decisions.map { Decision(name: $0.entry.name, label: $0.entry.label, keep: $0.kept, reasons: $0.reasons) }))
+            }
+            if dryRun {
+                console.line(Console.table(["NAME", "CREATED (UTC)", "LABEL", "DECISION"], outcome.decisions.map {
+                    [$0.entry.name, Console.time($0.entry.createdAt), $0.entry.label, $0.kept ? "keep: " + $0.reasons.joined(separator: "; ") : "remove"]
+                }))
+            } else {
+                for entry in outcome.doomed { console.line("removed \(entry.name)") }
             }
             let verb = dryRun ? "would remove" : "removed"
-            for entry in removed { console.line("\(verb) \(entry.name)") }
-            console.line("\(removed.count) backup(s) \(verb).")
+            console.line("\(outcome.doomed.count) backup(s) \(verb), \(outcome.decisions.count - outcome.doomed.count) kept.")
         }
     }
 }

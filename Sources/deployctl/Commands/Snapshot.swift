@@ -4,7 +4,14 @@ import Orchestrator
 
 struct Snapshot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Take one online snapshot of an instance's database, with its manifest.")
+        abstract: "Take one online snapshot of an instance's database, with its manifest.",
+        discussion: """
+            After the snapshot succeeds, retention runs for its label: the --keep-* rules given here, \
+            else the instance config's [backups] keep_last/keep_within/keep_daily/keep_weekly/keep_monthly. \
+            A backup is kept if any rule keeps it; the snapshot just taken, the newest backup of a pre_* \
+            label, one an unfinished deploy refers to, and backups dated in the future are always kept.
+            Example (cron): deployctl snapshot prod --gzip --label nightly --keep-daily 14 --keep-weekly 8 --quiet
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -17,25 +24,28 @@ struct Snapshot: ParsableCommand {
     @Option(help: "The label in the backup's name (default: snapshot).")
     var label: String?
 
-    @Option(help: "After success, keep only the newest N backups with this label.")
-    var keepLast: Int?
+    @OptionGroup(title: "Retention (after success, for this label)") var retention: RetentionOptions
 
     @Flag(help: "Run SQLite's quick_check on the copy before keeping it.")
     var verify = false
 
     func validate() throws {
-        if let keepLast, keepLast < 1 { throw ValidationError("--keep-last must be at least 1.") }
+        if let keepLast = retention.keepLast, keepLast < 1 { throw ValidationError("--keep-last must be at least 1 (the snapshot just taken is always kept).") }
     }
 
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let outcome = try runtime.snapshot(instance: instance, gzip: gzip, label: label, keepLast: keepLast, verify: verify)
+            let outcome = try runtime.snapshot(instance: instance, gzip: gzip, label: label, retention: try retention.policy(), verify: verify)
             if let crashed = outcome.crashedHolder {
                 console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
             }
+            for entry in outcome.futureDated {
+                console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
+            }
             if global.json {
-                try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup), pruned: outcome.pruned.map(\.name)))
+                try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
+                                                  future_dated: outcome.futureDated.map(\.name)))
                 return
             }
             console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))")
@@ -48,4 +58,5 @@ struct Snapshot: ParsableCommand {
 struct SnapshotDocument: Encodable {
     let backup: BackupDocument
     let pruned: [String]
+    let future_dated: [String]
 }

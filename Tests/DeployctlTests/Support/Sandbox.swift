@@ -146,6 +146,7 @@ extension Sandbox {
 
     /// Copies the shipped cashback migration into this sandbox's migrations folder.
     /// Takes the sandbox's first snapshot with the built deployctl and returns its name and path.
+    /// Takes the sandbox's first snapshot with the built deployctl and returns its name and path.
     func takeSnapshot(gzip: Bool) throws -> (name: String, file: String) {
         let result = try deployctl(["snapshot", "prod", gzip ? "--gzip" : "--no-gzip"])
         try #require(result.status == 0, "snapshot failed: \(result.stderr)")
@@ -161,6 +162,21 @@ extension Sandbox {
         manifest["sha256"] = try exec("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init)
         manifest["bytes"] = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+    }
+
+    /// Sets a backup's manifest `created_at`, as a host with another clock would have written it.
+    static func redate(_ file: String, to date: Date) throws {
+        let manifestURL = URL(fileURLWithPath: file + ".json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+        manifest["created_at"] = ISO8601DateFormatter().string(from: date)
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
+    }
+
+    /// `backups list --json`'s backups, newest first.
+    func listedBackups() throws -> [[String: Any]] {
+        let result = try deployctl(["backups", "list", "prod", "--json"])
+        try #require(result.status == 0, "backups list failed: \(result.stderr)")
+        return try #require(Sandbox.document(result)["backups"] as? [[String: Any]])
     }
 
     /// Starts a process playing the application inside a write transaction (`BEGIN IMMEDIATE`
@@ -183,6 +199,7 @@ extension Sandbox {
         return holder
     }
 
+    /// Copies the shipped cashback migration into this sandbox's migrations folder.
     func installCashbackMigration() throws {
         try FileManager.default.createDirectory(atPath: path("instances/migrations"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Sandbox.repositoryMigrations + "/0001_cashback_tables.sql",
