@@ -85,22 +85,36 @@ public struct Applier: Sendable {
         throws -> (created: [String], already: [String], proven: Int, proof: String?, rehearsal: Rehearsal) {
         let existing = try db.tableNames().filter { $0 != History.table }
         var before = [String: TableFingerprint]()
-        let proving = plan.additive && proveUnchanged
+        // Additive and preserving migrations are proven here; a destructive one is meant to
+        // change existing data (both its file and the command allowed it) and is checked
+        // against its rehearsal instead.
+        let proving = plan.classification != .destructive && proveUnchanged
+        // Tables the plan saw the migration touch (gain columns, indexes or rows, rebuilt) are
+        // proven for what they must keep; the others must not change at all.
+        let touched = Dictionary(plan.evidence.map { ($0.table, $0) }, uniquingKeysWith: { a, _ in a })
+        let untouched = existing.filter { touched[$0] == nil }
         // SQLite's own record of every row change costs nothing while writes are blocked; two
         // fingerprint passes cost about one `.sha3sum` of the database.
         let recording = proving && RowChangeRecorder.isAvailable
         let fingerprinting = proving && !recording
-        let shapesBefore = recording ? try tableShapes(db, existing) : [:]
+        let shapesBefore = recording ? try tableShapes(db, untouched) : [:]
+        let kept = proving ? try keptColumns(db, touched) : [:]
+        // A rebuilt or renamed table fires no hook for its old rows: its kept columns are
+        // fingerprinted before and after, inside the lock.
+        var rebuiltBefore = [String: TableFingerprint]()
+        for (table, evidence) in touched where proving && evidence.rebuilt {
+            rebuiltBefore[table] = try db.fingerprint(table: table, columns: kept[table]!.map(\.old))
+        }
         // In WAL mode a second connection sees exactly the state this transaction started from
         // (we hold the write lock, so nobody commits, and our changes are not visible to it):
         // the "before" fingerprints are taken there, on the other core, while this connection
         // migrates, which halves the time application writes are blocked. In rollback-journal
         // mode a reader could block our commit, so they are taken here first.
         var background: BeforeFingerprints?
-        if fingerprinting, try db.journalMode() == "wal" { background = try BeforeFingerprints(path: db.path, tables: existing) }
-        if fingerprinting && background == nil { for table in existing { before[table] = try db.fingerprint(table: table) } }
+        if fingerprinting, try db.journalMode() == "wal" { background = try BeforeFingerprints(path: db.path, tables: untouched) }
+        if fingerprinting && background == nil { for table in untouched { before[table] = try db.fingerprint(table: table) } }
 
-        let recorder = recording ? try RowChangeRecorder(db) : nil
+        let recorder = recording ? try RowChangeRecorder(db, detailed: !touched.isEmpty) : nil
         defer { recorder?.stop() }
         try db.execute(History.createSQL)
         var created = [String]()
@@ -110,6 +124,9 @@ public struct Applier: Sendable {
             let key = file.key
             let statements = plan.statements.filter { $0.migration == key }
             for (offset, sql) in try Connection.split(file.sql).enumerated() {
+                // Foreign keys stay off while migrating (SQLite ignores the pragma inside a
+                // transaction anyway); foreign_key_check runs before COMMIT.
+                if Planner.isForeignKeysPragma(sql) { continue }
                 let info = statements.first { $0.index == offset + 1 }
                 let newTables = info?.creates.filter { $0.type == "table" }.map(\.name) ?? []
                 for table in newTables { log("→ Creating \(table)…") }
@@ -128,41 +145,48 @@ public struct Applier: Sendable {
             try db.rows("INSERT INTO deployctl_migrations (id, name, sha256, applied_at, deploy_id) VALUES (?, ?, ?, ?, ?)",
                         [.integer(Int64(file.id)), .text(file.name), .text(file.sha256), .text(appliedAt), .text(deployId)]).forEach { _ in }
         }
+        let details = recorder?.details ?? [:]
         let rowChanges = recorder?.stop() ?? [:]
         try failpoints.hit("verify")
 
         var problems = [String]()
         if recording {
-            let shapesAfter = try tableShapes(db, existing)
-            for table in existing {
+            let shapesAfter = try tableShapes(db, untouched)
+            for table in untouched {
                 if let changed = rowChanges["main." + table] { problems.append("existing table \(table) changed: SQLite recorded \(changed) row change(s)") }
                 if shapesAfter[table] != shapesBefore[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
             }
         }
         if let background { before = try background.wait() }
-        // A non-additive migration is meant to change existing tables (both the file and the
-        // command allowed it); the rehearsal comparison below still proves its result.
-        for table in existing where fingerprinting {
+        for table in untouched where fingerprinting {
             if try db.fingerprint(table: table) != before[table] { problems.append("existing table \(table) changed") }
+        }
+        if proving {
+            problems += try provePreserved(db, touched: touched, kept: kept, details: recording ? details : nil, rebuiltBefore: rebuiltBefore)
         }
         let schema = try db.schema()
         var counts = [String: Int]()
-        for table in try db.tableNames() where !existing.contains(table) || !plan.additive { counts[table] = try db.rowCount(table) }
+        let destructive = plan.classification == .destructive
+        for table in try db.tableNames() where !existing.contains(table) || destructive { counts[table] = try db.rowCount(table) }
         if let rehearsal {
             if schema != rehearsal.schema { problems.append("the schema differs from the rehearsal's") }
             if counts != rehearsal.rowCounts { problems.append("new tables' row counts \(counts) differ from the rehearsal's \(rehearsal.rowCounts)") }
         }
-        if recording || (plan.additive && !proveUnchanged) {
-            // Check what the migration wrote: the new tables and the schema. The old tables are
-            // proven untouched (above, or by the rehearsal's caller), and the whole
-            // database passed quick_check as the snapshot the rehearsal checked first.
-            for table in created + ["sqlite_schema", History.table] {
+        // Tables the migration leaves under a name it created (a rebuild renames `new_x` back
+        // to `x`) are checked under that name; dropped or renamed ones are not referred to.
+        let finalTables = Set(try db.tableNames())
+        let written = Array(Set(created.filter(finalTables.contains) + touched.values.compactMap(\.finalName).filter(finalTables.contains))).sorted()
+        if recording || (!destructive && !proveUnchanged) {
+            // Check what the migration wrote: the new and touched tables and the schema. The
+            // other tables are proven untouched (above, or by the rehearsal's caller), and the
+            // whole database passed quick_check as the snapshot the rehearsal checked first.
+            for table in written + ["sqlite_schema", History.table] {
                 problems += try db.integrityProblems(table: table).map { "quick_check(\(table)): \($0)" }
             }
         } else {
             problems += try db.integrityProblems().map { "quick_check: \($0)" }
         }
-        for table in created {
+        for table in written {
             do {
                 problems += try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))").map { "foreign key violation in \($0[0].string ?? table)" }
             } catch let error as SQLiteError {
@@ -181,9 +205,62 @@ public struct Applier: Sendable {
             throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
                           hint: "fix the migration and run again")
         }
-        let proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"
+        var proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"
             : fingerprinting ? "content fingerprints equal before and after, inside the transaction" : nil
-        return (created, already, proving ? existing.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+        if proving && !touched.isEmpty {
+            proof = (proof ?? "") + "; \(touched.keys.sorted().joined(separator: ", ")): no existing row deleted and no existing value changed"
+                + (recording ? " (old and new values compared by the preupdate hook" : " (") + (rebuiltBefore.isEmpty ? ")" : "; rebuilt tables by fingerprints of their kept columns)")
+        }
+        return (created, already, proving ? untouched.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+    }
+
+    /// The columns of each touched table the migration must keep, as (old name, new name),
+    /// from the plan's evidence (renames followed, dropped ones left out).
+    private func keptColumns(_ db: Connection, _ touched: [String: TableEvidence]) throws -> [String: [(old: String, new: String)]] {
+        var kept = [String: [(old: String, new: String)]]()
+        for (table, evidence) in touched {
+            let columns = try db.rows("SELECT name FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[0].string }
+            kept[table] = columns.filter { evidence.columnsDropped[$0] == nil }.map { ($0, evidence.columnsRenamed[$0] ?? $0) }
+        }
+        return kept
+    }
+
+    /// Proves, for each table the migration touched, that no existing row was deleted and no
+    /// existing value changed: from the preupdate hook's old and new values for tables changed
+    /// in place (`details`; nil without the hook), from fingerprints of the kept columns for
+    /// rebuilt or renamed ones. Returns the problems.
+    private func provePreserved(_ db: Connection, touched: [String: TableEvidence], kept: [String: [(old: String, new: String)]],
+                                details: [String: RowChangeRecorder.TableChanges]?, rebuiltBefore: [String: TableFingerprint]) throws -> [String] {
+        var problems = [String]()
+        for (table, evidence) in touched.sorted(by: { $0.key < $1.key }) {
+            let columns = kept[table]!
+            guard let final = evidence.finalName, try db.scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(final)]).int == 1 else {
+                problems.append("\(table): gone after the migration, though the rehearsal kept its rows")
+                continue
+            }
+            if let fingerprint = rebuiltBefore[table] {
+                let after = try db.fingerprint(table: final, columns: columns.map(\.new))
+                if after.rows != fingerprint.rows || after.sha256 != fingerprint.sha256 {
+                    problems.append("\(table): its kept columns' content differs after the rebuild (fingerprints)")
+                }
+                continue
+            }
+            let now = try db.rows("SELECT name FROM pragma_table_info(?)", [.text(final)]).compactMap { $0[0].string }
+            guard Array(now.prefix(columns.count)).map({ $0.lowercased() }) == columns.map({ $0.new.lowercased() }) else {
+                problems.append("\(table): its existing columns are not where they were (\(now.joined(separator: ", ")))")
+                continue
+            }
+            guard let details else {
+                problems.append("\(table): changed in place, which needs SQLite's preupdate hook to prove (this libsqlite3 lacks it); deploy with a libsqlite3 that has it, or as destructive")
+                continue
+            }
+            let changes = details["main." + final] ?? RowChangeRecorder.TableChanges()
+            if changes.existingRowsDeleted > 0 { problems.append("\(table): \(changes.existingRowsDeleted) existing rows deleted") }
+            for (position, count) in changes.existingValuesChanged.sorted(by: { $0.key < $1.key }) where position < columns.count {
+                problems.append("\(table).\(position < 0 ? "rowid" : columns[position].new): \(count) existing values changed")
+            }
+        }
+        return problems
     }
 
     /// Definition, root page and row count of each of `tables`. The hook sees no DROP or

@@ -23,8 +23,33 @@ public struct StatementPlan: Codable, Sendable {
     public let alreadyExists: [String]
     /// Why it is not additive; empty when it is.
     public let problems: [String]
+    /// What it may do to existing data, by SQLite's authorizer (the rehearsal's evidence is in
+    /// the migration's summary).
+    public let classification: MigrationClass
+    /// What deployctl does with it instead of running it, if anything (`PRAGMA foreign_keys`).
+    public let note: String?
 
     public var additive: Bool { problems.isEmpty }
+
+    enum CodingKeys: String, CodingKey {
+        case migration, index, sql, actions, creates, problems, note
+        case alreadyExists
+        case classification = "class"
+    }
+}
+
+/// One pending migration's class, the stricter of what its statements may do and what they
+/// did on the rehearsal copy, with that evidence.
+public struct MigrationSummary: Codable, Sendable {
+    public let migration: String
+    public let classification: MigrationClass
+    /// What the rehearsal copy shows, per table and column, with counts.
+    public let evidence: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case migration, evidence
+        case classification = "class"
+    }
 }
 
 /// One of the guide's safety claims, marked proven or not, with how.
@@ -60,11 +85,20 @@ public struct MigrationPlan: Codable, Sendable {
     /// Every object the pending migrations create (for an undo).
     public let created: [CreatedObject]
     public let claims: [SafetyClaim]
-    /// True when every statement is additive.
-    public var additive: Bool { statements.allSatisfy(\.additive) }
+    /// Each pending migration's class and evidence.
+    public let migrations: [MigrationSummary]
+    /// What the rehearsal copy shows the migrations did to each existing table they touched.
+    public let evidence: [TableEvidence]
+    /// True when every statement is additive and no existing table was touched.
+    public var additive: Bool { classification == .additive }
+    /// The strictest class of the pending migrations.
+    public var classification: MigrationClass {
+        max(migrations.map(\.classification).max() ?? .additive, statements.map(\.classification).max() ?? .additive)
+    }
 
     enum CodingKeys: String, CodingKey {
-        case applied, pending, statements, created, claims, additive
+        case applied, pending, statements, created, claims, additive, migrations, evidence
+        case classification = "class"
         case tablesToCreate = "tables_to_create"
         case tablesAlreadyExisting = "tables_already_existing"
         case existingTables = "existing_tables"
@@ -79,6 +113,9 @@ public struct MigrationPlan: Codable, Sendable {
         try c.encode(created, forKey: .created)
         try c.encode(claims, forKey: .claims)
         try c.encode(additive, forKey: .additive)
+        try c.encode(classification, forKey: .classification)
+        try c.encode(migrations, forKey: .migrations)
+        try c.encode(evidence, forKey: .evidence)
         try c.encode(tablesToCreate, forKey: .tablesToCreate)
         try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
         try c.encode(existingTables, forKey: .existingTables)
@@ -96,11 +133,13 @@ public struct MigrationPlan: Codable, Sendable {
         tablesAlreadyExisting = try c.decode([String].self, forKey: .tablesAlreadyExisting)
         existingTables = try c.decode([String: Int].self, forKey: .existingTables)
         journalMode = try c.decode(String.self, forKey: .journalMode)
+        migrations = try c.decodeIfPresent([MigrationSummary].self, forKey: .migrations) ?? []
+        evidence = try c.decodeIfPresent([TableEvidence].self, forKey: .evidence) ?? []
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],
          tablesAlreadyExisting: [String], existingTables: [String: Int], journalMode: String, created: [CreatedObject],
-         claims: [SafetyClaim]) {
+         claims: [SafetyClaim], migrations: [MigrationSummary], evidence: [TableEvidence]) {
         self.applied = applied
         self.pending = pending
         self.statements = statements
@@ -110,5 +149,7 @@ public struct MigrationPlan: Codable, Sendable {
         self.journalMode = journalMode
         self.created = created
         self.claims = claims
+        self.migrations = migrations
+        self.evidence = evidence
     }
 }

@@ -24,6 +24,10 @@ public struct DeployReport: Codable, Sendable {
     public var pending: [String] = []
     public var tablesCreated: [String] = []
     public var tablesAlreadyExisted: [String] = []
+    /// The pending migrations' class: additive, preserving or destructive.
+    public var classification: String?
+    /// What the migrations did to existing tables, per table and column (the plan's evidence).
+    public var changes: [String]?
     public var snapshot: String?
     public var writeLockMilliseconds: Double?
     public var hooks: [HookResult] = []
@@ -37,6 +41,8 @@ public struct DeployReport: Codable, Sendable {
         case finishedAt = "finished_at"
         case tablesCreated = "tables_created"
         case tablesAlreadyExisted = "tables_already_existed"
+        case classification = "class"
+        case changes
         case writeLockMilliseconds = "write_lock_ms"
     }
 }

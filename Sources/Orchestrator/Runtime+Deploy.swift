@@ -132,6 +132,10 @@ struct Pipeline {
     mutating func run() throws {
         let (files, plan) = try stage("preflight") { p in try p.preflight() }
         report.pending = plan.pending
+        if !plan.pending.isEmpty {
+            report.classification = plan.classification.rawValue
+            report.changes = plan.evidence.flatMap(\.facts)
+        }
         try stage("plan") { p in try p.showPlan(plan, files: files) }
         if options.dryRun {
             report.outcome = "dry run"
@@ -142,7 +146,9 @@ struct Pipeline {
             try finishWithNothingToDo(files: files)
             return
         }
-        let migrationName = files.first { $0.key == plan.pending.last }?.name ?? "migration"
+        // One migration names the snapshot; several name their range (pre_<first>-<last>).
+        let names = plan.pending.compactMap { key in files.first { $0.key == key }?.name }
+        let migrationName = names.count > 1 ? "\(names.first!)-\(names.last!)" : names.first ?? "migration"
         let pending = files.filter { plan.pending.contains($0.key) }
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
@@ -201,7 +207,7 @@ struct Pipeline {
         try runtime.failpoints.hit("preflight")
         let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
-        try runtime.checkAdditive(plan, files: files, allowDestructive: options.allowDestructive)
+        try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, gzip: options.gzip ?? config.gzip, rehearsal: true)
         if let stop = config.hooks.stop {
@@ -283,8 +289,9 @@ struct Pipeline {
         let result = try Applier(failpoints: .none, log: { _ in }, proveUnchanged: false)
             .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
         runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
-        if plan.additive {
-            let (proven, byPages) = try proveUnchanged(rehearsed: scratch, snapshot: opened.databasePath)
+        if plan.classification != .destructive {
+            // Tables a preserving migration touches were compared row by row by the plan.
+            let (proven, byPages) = try proveUnchanged(rehearsed: scratch, snapshot: opened.databasePath, except: Set(plan.evidence.map(\.table)))
             runtime.log("  rehearsal: \(proven) existing tables unchanged on the copy (\(byPages) with every page identical to the snapshot's, "
                         + "\(proven - byPages) by equal content fingerprints)")
         }
@@ -297,9 +304,9 @@ struct Pipeline {
     /// content fingerprints on both sides, two cores at once. Returns the tables proven and how
     /// many by their pages.
     /// - Throws: `Failure` `.failed` naming the tables that changed.
-    private func proveUnchanged(rehearsed scratch: Connection, snapshot: String) throws -> (Int, Int) {
+    private func proveUnchanged(rehearsed scratch: Connection, snapshot: String, except touched: Set<String>) throws -> (Int, Int) {
         let original = try Connection(path: snapshot, mode: .immutable)
-        let before = try original.tableRoots().filter { $0.key != History.table }
+        let before = try original.tableRoots().filter { $0.key != History.table && !touched.contains($0.key) }
         let identical = try scratch.tablesWithIdenticalPages(as: snapshot, referenceRoots: before, timeout: config.busyTimeout)
         let suspects = before.keys.filter { !identical.contains($0) }.sorted()
         let (old, new) = try bothAtOnce({ try suspects.map { try original.fingerprint(table: $0) } },
@@ -307,7 +314,7 @@ struct Pipeline {
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
         guard changed.isEmpty else {
             throw Failure(.failed, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
-                          hint: "the migration is not additive after all; fix it, the live database was not touched")
+                          hint: "the migration changes tables the plan did not see it change; fix it, the live database was not touched")
         }
         return (before.count, before.count - suspects.count)
     }
@@ -378,6 +385,8 @@ struct Pipeline {
         runtime.log("✓ Migration completed for \(config.name)")
         runtime.log("  Tables created: \(report.tablesCreated.count)")
         runtime.log("  Tables already existed: \(report.tablesAlreadyExisted.count)")
+        if let classification = report.classification { runtime.log("  Class: \(classification)") }
+        for change in report.changes ?? [] { runtime.log("  Changed: \(change)") }
         if let snapshot = report.snapshot { runtime.log("  Backup: \(snapshot)") }
     }
 }

@@ -25,21 +25,30 @@ extension Runtime {
         return try makePlan(config).plan
     }
 
-    /// `plan`'s refusal: throws (64) when the plan is not additive and not allowed.
-    public func refuseUnlessAdditive(instance name: String, plan: MigrationPlan, allowDestructive: Bool) throws {
+    /// `plan`'s refusal: throws (64) when the plan is destructive and not allowed.
+    public func refuseUnlessAllowed(plan: MigrationPlan, allowDestructive: Bool) throws {
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
-        try checkAdditive(plan, files: files, allowDestructive: allowDestructive)
+        try checkAllowed(plan, files: files, allowDestructive: allowDestructive)
     }
 
-    /// Throws the refusal for a non-additive plan unless both the files and the command allow it.
-    /// - Throws: `Failure` `.usage` naming each non-additive statement.
-    func checkAdditive(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
-        let bad = plan.statements.filter { !$0.additive }
+    /// Throws the refusal for a destructive migration unless both its file and the command allow
+    /// it. Additive and preserving migrations need no flag.
+    /// - Throws: `Failure` `.usage` naming each destructive statement and what the rehearsal
+    ///   copy shows, per table and column.
+    func checkAllowed(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
+        let bad = plan.migrations.filter { $0.classification == .destructive }
         guard !bad.isEmpty else { return }
-        let filesAllow = bad.allSatisfy { statement in files.contains { $0.key == statement.migration && $0.allowDestructive } }
+        let filesAllow = bad.allSatisfy { summary in files.contains { $0.key == summary.migration && $0.allowDestructive } }
         if filesAllow && allowDestructive { return }
-        let lines = bad.map { "  \($0.migration) statement \($0.index): \($0.problems.joined(separator: ", ")) — \($0.sql)" }
-        throw Failure(.usage, "refused: the pending migrations are not additive:\n" + lines.joined(separator: "\n"),
+        var lines = [String]()
+        for summary in bad {
+            lines.append("  \(summary.migration) is destructive:")
+            for statement in plan.statements where statement.migration == summary.migration && statement.classification == .destructive {
+                lines.append("    statement \(statement.index): \(statement.problems.joined(separator: ", ")) — \(statement.sql)")
+            }
+            for fact in summary.evidence { lines.append("    on the rehearsal copy: \(fact)") }
+        }
+        throw Failure(.usage, "refused: the pending migrations are destructive:\n" + lines.joined(separator: "\n"),
                       hint: filesAllow ? "run again with --allow-destructive if this is intended"
                                        : "add '-- allow-destructive' to the migration file and pass --allow-destructive, if this is intended")
     }

@@ -116,8 +116,10 @@ extension Connection {
     /// (sum modulo 2^256 of each row's SHA-256), so it is stable across VACUUM and rowid
     /// renumbering, like `sqlite3 .sha3sum`, and any changed, added or removed row changes it.
     /// - Throws: `SQLiteError`.
-    public func fingerprint(table: String, database: String = "main") throws -> TableFingerprint {
-        let stmt = try prepare("SELECT * FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))")
+    /// With `columns`, only those columns, in that order (a rebuilt table's kept columns).
+    public func fingerprint(table: String, columns: [String]? = nil, database: String = "main") throws -> TableFingerprint {
+        let list = columns.map { $0.map(quoteIdentifier).joined(separator: ", ") } ?? "*"
+        let stmt = try prepare("SELECT \(list) FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))")
         let columns = stmt.columnCount
         var sum: [UInt64] = [0, 0, 0, 0]
         var rows = 0

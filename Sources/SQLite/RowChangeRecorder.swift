@@ -17,7 +17,30 @@ public final class RowChangeRecorder {
                                                  UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int64, Int64) -> Void
     private typealias SetHook = @convention(c) (OpaquePointer?, Callback?, UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer?
 
-    private final class Counts { var byTable = [String: Int]() }
+    /// What happened to one table's rows, for a proof that no existing row or value was lost.
+    public struct TableChanges: Sendable, Equatable {
+        /// Rows deleted that this connection had not inserted itself.
+        public var existingRowsDeleted = 0
+        /// Per column position, existing rows whose value there changed (a changed rowid counts
+        /// under position -1).
+        public var existingValuesChanged = [Int: Int]()
+        /// Rows this connection inserted.
+        public var inserted = Set<Int64>()
+
+        public init() {}
+    }
+
+    private final class Counts {
+        var byTable = [String: Int]()
+        var details = [String: TableChanges]()
+        var detailed = false
+        var old: ValueAccessor?
+        var new: ValueAccessor?
+        var count: CountAccessor?
+    }
+
+    private typealias ValueAccessor = @convention(c) (OpaquePointer?, Int32, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+    private typealias CountAccessor = @convention(c) (OpaquePointer?) -> Int32
 
     private let connection: Connection
     private let counts = Counts()
@@ -34,20 +57,87 @@ public final class RowChangeRecorder {
         return unsafeBitCast(symbol, to: SetHook.self)
     }
 
-    /// Starts recording on `connection`.
+    private static func symbol<T>(_ name: String, as _: T.Type) -> T? {
+        guard let program = dlopen(nil, RTLD_NOW) else { return nil }
+        defer { dlclose(program) }
+        return dlsym(program, name).map { unsafeBitCast($0, to: T.self) }
+    }
+
+    /// Starts recording on `connection`. With `detailed`, also records which existing rows were
+    /// deleted and which of their values changed (old and new values compared column by column;
+    /// `details`), telling rows this connection inserted apart by rowid.
     /// - Throws: `SQLiteError` when the library has no preupdate hook.
-    public init(_ connection: Connection) throws {
+    public init(_ connection: Connection, detailed: Bool = false) throws {
         guard let setHook = Self.setHook() else {
             throw SQLiteError(code: SQLITE_MISUSE, message: "this libsqlite3 was built without the preupdate hook", context: connection.path)
         }
         self.connection = connection
-        _ = setHook(connection.handle, { context, _, _, database, table, _, _ in
+        if detailed {
+            counts.old = Self.symbol("sqlite3_preupdate_old", as: ValueAccessor.self)
+            counts.new = Self.symbol("sqlite3_preupdate_new", as: ValueAccessor.self)
+            counts.count = Self.symbol("sqlite3_preupdate_count", as: CountAccessor.self)
+            guard counts.old != nil, counts.new != nil, counts.count != nil else {
+                throw SQLiteError(code: SQLITE_MISUSE, message: "this libsqlite3 lacks sqlite3_preupdate_old/new", context: connection.path)
+            }
+            counts.detailed = true
+        }
+        _ = setHook(connection.handle, { context, db, op, database, table, key1, key2 in
             guard let context, let database, let table else { return }
             let counts = Unmanaged<Counts>.fromOpaque(context).takeUnretainedValue()
-            counts.byTable[String(cString: database) + "." + String(cString: table), default: 0] += 1
+            let name = String(cString: database) + "." + String(cString: table)
+            counts.byTable[name, default: 0] += 1
+            guard counts.detailed else { return }
+            var changes = counts.details[name] ?? TableChanges()
+            switch op {
+            case SQLITE_INSERT:
+                changes.inserted.insert(key2)
+            case SQLITE_DELETE:
+                if changes.inserted.remove(key1) == nil { changes.existingRowsDeleted += 1 }
+            case SQLITE_UPDATE:
+                if changes.inserted.contains(key1) {
+                    changes.inserted.remove(key1)
+                    changes.inserted.insert(key2)
+                    break
+                }
+                if key1 != key2 { changes.existingValuesChanged[-1, default: 0] += 1 }
+                let columns = counts.count!(db)
+                for column in 0..<columns {
+                    var old: OpaquePointer?
+                    var new: OpaquePointer?
+                    guard counts.old!(db, column, &old) == SQLITE_OK, counts.new!(db, column, &new) == SQLITE_OK,
+                          RowChangeRecorder.same(old, new) else {
+                        changes.existingValuesChanged[Int(column), default: 0] += 1
+                        continue
+                    }
+                }
+            default:
+                break
+            }
+            counts.details[name] = changes
         }, Unmanaged.passUnretained(counts).toOpaque())
         installed = true
     }
+
+    /// Whether two values are the same: type and content.
+    static func same(_ a: OpaquePointer?, _ b: OpaquePointer?) -> Bool {
+        let type = sqlite3_value_type(a)
+        guard type == sqlite3_value_type(b) else { return false }
+        switch type {
+        case SQLITE_NULL: return true
+        case SQLITE_INTEGER: return sqlite3_value_int64(a) == sqlite3_value_int64(b)
+        case SQLITE_FLOAT: return sqlite3_value_double(a).bitPattern == sqlite3_value_double(b).bitPattern
+        default:
+            let (pa, pb) = (sqlite3_value_blob(a), sqlite3_value_blob(b))
+            let (na, nb) = (sqlite3_value_bytes(a), sqlite3_value_bytes(b))
+            guard na == nb else { return false }
+            if na == 0 { return true }
+            guard let pa, let pb else { return false }
+            return memcmp(pa, pb, Int(na)) == 0
+        }
+    }
+
+    /// Per `schema.table`, the existing rows deleted and values changed (with `detailed`).
+    public var details: [String: TableChanges] { counts.details }
 
     /// Removes the hook and returns the rows changed per `schema.table` (e.g. `main.user`).
     @discardableResult

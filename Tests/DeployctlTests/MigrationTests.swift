@@ -18,30 +18,38 @@ struct MigrationTests {
         let claims = plan["claims"] as! [[String: Any]]
         #expect(claims.count == 6)
         #expect(claims.allSatisfy { $0["proven"] as? Bool == true })
-        #expect(plan["additive"] as? Bool == true)
+        #expect(plan["additive"] as? Bool == true && plan["class"] as? String == "additive")
         #expect(try Data(contentsOf: URL(fileURLWithPath: box.databasePath)) == bytes)
         #expect(try FileManager.default.attributesOfItem(atPath: box.databasePath)[.modificationDate] as? Date == mtime)
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.path("instances/prod/database")) == folder)
         let human = try box.deployctl(["plan", "prod"])
-        #expect(human.stdout.contains("✓ It only ADDS new tables (6 new tables): proven — 6 CREATE TABLE, 0 writes to existing tables"))
+        #expect(human.stdout.contains("✓ It only ADDS new objects (6 new tables): proven — no statement touches an existing table"), "\(human.stdout)")
     }
 
-    @Test("a migration that writes to or drops an existing table is refused with 64 and nothing is applied", arguments: [
-        "UPDATE loan SET status = 'closed';",
-        "DROP TABLE tracker;",
-        "ALTER TABLE user ADD COLUMN nickname TEXT;",
-        "CREATE INDEX loan_status ON loan(status);",
+    @Test("a migration that changes, deletes or drops existing data is refused with 64 naming what, with counts; nothing is applied", arguments: [
+        ("UPDATE loan SET status = 'closed' WHERE id <= 33;", "loan.status: 33 existing values changed"),
+        ("DROP TABLE tracker;", "tracker: table dropped (16 rows)"),
+        ("DELETE FROM payment WHERE id % 3 = 0;", "payment: 50 rows deleted"),
+        ("ALTER TABLE payment DROP COLUMN note;", "payment.note: column dropped, 150 non-NULL values lost"),
     ])
-    func destructiveRefused(sql: String) throws {
+    func destructiveRefused(sql: String, evidence: String) throws {
         let box = try Sandbox(rows: 50)
         try box.write("instances/migrations/0001_change.sql", "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n\(sql)\n")
         let before = try box.sha3(box.databasePath)
         let plan = try box.deployctl(["plan", "prod"])
         #expect(plan.status == 64, "\(plan.stdout)\(plan.stderr)")
-        #expect(plan.stdout.contains("✗"))
+        #expect(plan.stdout.contains("0001_change: destructive") && plan.stdout.contains(evidence), "\(plan.stdout)")
+        #expect(plan.stdout.contains("✗ It does NOT change any existing data: NOT proven"), "\(plan.stdout)")
+        #expect(!plan.stdout.contains("does NOT delete any data: proven") || sql.hasPrefix("UPDATE"), "\(plan.stdout)")
+        // One JSON document, with the refusal in it.
+        let json = try box.deployctl(["plan", "prod", "--json"])
+        #expect(json.status == 64)
+        let document = try Sandbox.document(json)
+        #expect(document["class"] as? String == "destructive" && (document["error"] as? [String: Any])?["exit_code"] as? Int == 64)
+        #expect(((document["migrations"] as? [[String: Any]])?.first?["evidence"] as? [String])?.contains(evidence) == true)
         let deploy = try box.deployctl(["deploy", "prod"])
         #expect(deploy.status == 64, "\(deploy.stderr)")
-        #expect(deploy.stderr.contains("not additive"))
+        #expect(deploy.stderr.contains("destructive") && deploy.stderr.contains(evidence), "\(deploy.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.backupNames().isEmpty)
     }

@@ -1,44 +1,90 @@
 import ArgumentParser
+import Foundation
+import Migration
 import Orchestrator
+import Support
 
 struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show state, pending migrations, each statement's classification and the safety claims; change nothing.")
+        abstract: "Show state, pending migrations, each statement's class and the safety claims; change nothing.",
+        discussion: """
+            Each pending migration is classified twice, by what its statements may do (SQLite's authorizer) \
+            and by what they did on a copy of the database (rows matched by primary key or rowid, \
+            column by column); the stricter class wins:
+              additive     only new objects (CREATE TABLE cashback_transaction)
+              preserving   existing tables gain columns, indexes or rows, or are rebuilt, and no \
+            existing row or value is lost or changed (ALTER TABLE loan ADD COLUMN cashback_rate REAL)
+              destructive  an existing row removed, value changed, or column or table dropped \
+            (ALTER TABLE loan DROP COLUMN note: "loan.note: column dropped, 5000 non-NULL values lost")
+            Additive and preserving migrations deploy without flags; a destructive one needs \
+            '-- allow-destructive' in its file and --allow-destructive on the command.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "The instance to plan for.")
     var instance: String
 
-    @Flag(help: "Accept non-additive statements in files that say allow-destructive.")
+    @Flag(help: "Accept destructive statements in files that say allow-destructive.")
     var allowDestructive = false
 
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
             let plan = try runtime.plan(instance: instance)
-            if global.json {
-                try console.json(plan)
-            } else {
-                console.line("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", "))
-                console.line("Journal mode: \(plan.journalMode)")
-                console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))")
-                console.line("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
-                for statement in plan.statements {
-                    let mark = statement.additive ? "✓" : "✗"
-                    console.line("  \(mark) \(statement.migration) #\(statement.index): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))")
-                }
-                if !plan.pending.isEmpty {
-                    console.line("Tables to create: \(plan.tablesToCreate.isEmpty ? "none" : plan.tablesToCreate.joined(separator: ", "))")
-                    console.line("Tables already existing: \(plan.tablesAlreadyExisting.isEmpty ? "none" : plan.tablesAlreadyExisting.joined(separator: ", "))")
-                    console.line("Safety claims:")
-                    for claim in plan.claims {
-                        console.line("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)")
-                    }
-                }
-                console.line("Nothing was changed.")
+            var refusal: Failure?
+            do {
+                try runtime.refuseUnlessAllowed(plan: plan, allowDestructive: allowDestructive)
+            } catch let failure as Failure {
+                refusal = failure
             }
-            try runtime.refuseUnlessAdditive(instance: instance, plan: plan, allowDestructive: allowDestructive)
+            if global.json {
+                // One document: the plan, with an error member when it is refused.
+                try console.json(PlanDocument(plan: plan, refusal: refusal))
+                if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
+                return
+            }
+            console.line("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", "))
+            console.line("Journal mode: \(plan.journalMode)")
+            console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))")
+            console.line("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
+            for migration in plan.migrations {
+                console.line("  \(migration.migration): \(migration.classification.rawValue)")
+                for statement in plan.statements where statement.migration == migration.migration {
+                    let mark = statement.classification == .destructive ? "✗" : "✓"
+                    console.line("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))\(statement.note.map { " — note: " + $0 } ?? "")")
+                }
+                for fact in migration.evidence { console.line("    on the rehearsal copy: \(fact)") }
+            }
+            if !plan.pending.isEmpty {
+                console.line("Tables to create: \(plan.tablesToCreate.isEmpty ? "none" : plan.tablesToCreate.joined(separator: ", "))")
+                console.line("Tables already existing: \(plan.tablesAlreadyExisting.isEmpty ? "none" : plan.tablesAlreadyExisting.joined(separator: ", "))")
+                console.line("Safety claims:")
+                for claim in plan.claims {
+                    console.line("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)")
+                }
+            }
+            console.line("Nothing was changed.")
+            if let refusal { throw refusal }
+        }
+    }
+}
+
+/// `plan --json`: the plan's members, and `error` (message, kind, hint, exit code) when refused.
+struct PlanDocument: Encodable {
+    let plan: MigrationPlan
+    let refusal: Failure?
+
+    enum CodingKeys: String, CodingKey { case error }
+
+    struct ErrorDocument: Encodable { let message: String; let kind: String; let hint: String?; let exit_code: Int32 }
+
+    func encode(to encoder: Encoder) throws {
+        try plan.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        if let refusal {
+            try container.encode(ErrorDocument(message: refusal.message, kind: refusal.kind.rawValue, hint: refusal.hint,
+                                               exit_code: Console.exitCode(refusal.kind)), forKey: .error)
         }
     }
 }

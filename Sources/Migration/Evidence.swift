@@ -1,0 +1,224 @@
+import Foundation
+import SQLite
+import Support
+
+/// A migration's class: what it does to data that existed before it (README, Migrations).
+public enum MigrationClass: String, Codable, Sendable, Comparable {
+    /// Only new objects.
+    case additive
+    /// Existing tables gain columns, indexes, views, triggers or rows, are renamed or rebuilt,
+    /// or new columns are filled; no existing row removed, no existing value changed.
+    case preserving
+    /// An existing row removed, an existing value changed, or a column or table dropped.
+    case destructive
+
+    public static func < (a: Self, b: Self) -> Bool {
+        let order: [Self] = [.additive, .preserving, .destructive]
+        return order.firstIndex(of: a)! < order.firstIndex(of: b)!
+    }
+}
+
+/// What the rehearsal copy shows the pending migrations did to one table that existed before
+/// them: the copy's rows before (saved before the first statement touching the table) against
+/// the rows after, matched by primary key or rowid, column by column.
+public struct TableEvidence: Codable, Sendable, Equatable {
+    public let table: String
+    /// The table holding its rows afterwards (itself, a rebuild or rename target); nil when dropped.
+    public var finalName: String?
+    public var rowsBefore: Int
+    public var rowsDeleted = 0
+    public var rowsAdded = 0
+    public var columnsAdded = [String]()
+    /// Dropped columns with the non-NULL values they held.
+    public var columnsDropped = [String: Int]()
+    /// Renamed columns, old name to new (every value kept).
+    public var columnsRenamed = [String: String]()
+    /// Existing values changed, per kept column.
+    public var valuesChanged = [String: Int]()
+    /// Dropped and recreated (a new root page) or renamed: the preupdate hook cannot follow it.
+    public var rebuilt = false
+    /// The key rows were matched by (`rowid` or the primary key's columns).
+    public var matchedBy = "rowid"
+
+    public var dropped: Bool { finalName == nil }
+
+    public var classification: MigrationClass {
+        if dropped || rowsDeleted > 0 || !columnsDropped.isEmpty || valuesChanged.values.contains(where: { $0 > 0 }) { return .destructive }
+        return .preserving
+    }
+
+    /// What happened, one phrase per fact, naming tables and columns with counts.
+    public var facts: [String] {
+        guard let finalName else { return ["\(table): table dropped (\(rowsBefore) rows)"] }
+        var facts = [String]()
+        if finalName != table { facts.append("\(table): renamed to \(finalName), every row and value kept") }
+        if rebuilt && finalName == table { facts.append("\(table): rebuilt (matched by \(matchedBy))") }
+        if rowsDeleted > 0 { facts.append("\(table): \(rowsDeleted) rows deleted") }
+        for (column, values) in columnsDropped.sorted(by: { $0.key < $1.key }) {
+            facts.append("\(table).\(column): column dropped, \(values) non-NULL values lost")
+        }
+        for (column, count) in valuesChanged.sorted(by: { $0.key < $1.key }) where count > 0 {
+            facts.append("\(table).\(column): \(count) existing values changed")
+        }
+        for (old, new) in columnsRenamed.sorted(by: { $0.key < $1.key }) { facts.append("\(table).\(old): renamed to \(new), every value kept") }
+        if !columnsAdded.isEmpty { facts.append("\(finalName): gains column(s) \(columnsAdded.joined(separator: ", "))") }
+        if rowsAdded > 0 { facts.append("\(finalName): \(rowsAdded) rows added") }
+        return facts
+    }
+}
+
+/// Saves the rows of existing tables on a rehearsal copy before a migration first touches
+/// them, and compares them with what the migration left. Works on the copy's connection, in
+/// temp tables (`temp_store` is a file), so it never reads the live database again.
+final class EvidenceRecorder {
+    private let db: Connection
+    private let original: [String: [String]]
+    private let originalKeys: [String: [String]]
+    private let originalRoots: [String: TableRoot]
+    private var saved = [String: String]()
+    private var counter = 0
+
+    /// `db` holds the state before the migrations; its tables and columns are "existing".
+    init(_ db: Connection) throws {
+        self.db = db
+        var original = [String: [String]]()
+        var keys = [String: [String]]()
+        for table in try db.tableNames() where table != History.table {
+            original[table] = try Self.columns(db, table)
+            keys[table] = try Self.primaryKey(db, table)
+        }
+        self.original = original
+        self.originalKeys = keys
+        self.originalRoots = try db.tableRoots()
+    }
+
+    /// The existing tables and their columns.
+    var existingColumns: [String: [String]] { original }
+
+    /// Saves `table`'s rows if it is an existing table not saved yet.
+    func save(_ table: String) throws {
+        guard let columns = original[table], saved[table] == nil else { return }
+        counter += 1
+        let copy = "deployctl_before_\(counter)"
+        let key = try hasRowid(table) ? "rowid AS deployctl_rowid, " : ""
+        try db.execute("CREATE TEMP TABLE \(copy) AS SELECT \(key)\(columns.map(quoteIdentifier).joined(separator: ", ")) FROM main.\(quoteIdentifier(table))")
+        saved[table] = copy
+    }
+
+    /// Compares every saved table with what the migrations left, and checks that every other
+    /// existing table is still there with its definition and row count. Drops the saved copies.
+    func compare(rowCounts: [String: Int]) throws -> [TableEvidence] {
+        defer { for copy in saved.values { try? db.execute("DROP TABLE IF EXISTS temp.\(copy)") } }
+        let finalTables = Set(try db.tableNames())
+        let roots = try db.tableRoots()
+        var evidence = [TableEvidence]()
+        for table in original.keys.sorted() {
+            guard let copy = saved[table] else {
+                // Not touched by any statement, as the authorizer saw them; still checked.
+                let count = finalTables.contains(table) ? try db.rowCount(table) : 0
+                if !finalTables.contains(table) || roots[table]?.sql != originalRoots[table]?.sql || count != rowCounts[table] {
+                    var e = TableEvidence(table: table, finalName: finalTables.contains(table) ? table : nil, rowsBefore: rowCounts[table] ?? 0)
+                    e.rowsDeleted = max(0, e.rowsBefore - count)
+                    e.rowsAdded = max(0, count - e.rowsBefore)
+                    evidence.append(e)
+                }
+                continue
+            }
+            evidence.append(try compare(table, copy: copy, finalTables: finalTables, roots: roots))
+        }
+        return evidence
+    }
+
+    private func compare(_ table: String, copy: String, finalTables: Set<String>, roots: [String: TableRoot]) throws -> TableEvidence {
+        let before = Int(try db.scalar("SELECT count(*) FROM temp.\(copy)").int ?? 0)
+        var candidates = [String]()
+        if finalTables.contains(table) {
+            candidates = [table]
+        } else {
+            // Renamed: a table the migrations left that did not exist, holding every row.
+            candidates = finalTables.filter { original[$0] == nil && $0 != History.table }.sorted()
+        }
+        for name in candidates {
+            var e = try match(table, copy: copy, rowsBefore: before, into: name)
+            e.rebuilt = name != table || roots[name]?.rootPage != originalRoots[table]?.rootPage
+            if name == table || (e.rowsDeleted == 0 && e.valuesChanged.values.allSatisfy { $0 == 0 } && e.columnsDropped.isEmpty) {
+                return e
+            }
+        }
+        var e = TableEvidence(table: table, finalName: nil, rowsBefore: before)
+        e.rowsDeleted = before
+        for column in original[table]! {
+            e.columnsDropped[column] = Int(try db.scalar("SELECT count(\(quoteIdentifier(column))) FROM temp.\(copy)").int ?? 0)
+        }
+        return e
+    }
+
+    /// Matches the saved rows of `table` with the rows of `name` by primary key (when both
+    /// have the same one) or rowid, and counts what was lost, changed and added.
+    private func match(_ table: String, copy: String, rowsBefore: Int, into name: String) throws -> TableEvidence {
+        var e = TableEvidence(table: table, finalName: name, rowsBefore: rowsBefore)
+        let oldColumns = original[table]!
+        let newColumns = try Self.columns(db, name)
+        let newLower = Set(newColumns.map { $0.lowercased() })
+        let kept = oldColumns.filter { newLower.contains($0.lowercased()) }
+        var gone = oldColumns.filter { !newLower.contains($0.lowercased()) }
+        let oldLower = Set(oldColumns.map { $0.lowercased() })
+        var added = newColumns.filter { !oldLower.contains($0.lowercased()) }
+        let oldKey = originalKeys[table] ?? []
+        let newKey = try Self.primaryKey(db, name)
+        let on: String
+        if !oldKey.isEmpty, oldKey.map({ $0.lowercased() }) == newKey.map({ $0.lowercased() }) {
+            on = oldKey.map { "n.\(quoteIdentifier($0)) = b.\(quoteIdentifier($0))" }.joined(separator: " AND ")
+            e.matchedBy = oldKey.joined(separator: ", ")
+        } else if try hasRowid(name), try db.scalar("SELECT count(*) FROM pragma_table_info(?, 'temp') WHERE name = 'deployctl_rowid'", [.text(copy)]).int == 1 {
+            on = "n.rowid = b.deployctl_rowid"
+        } else {
+            on = "0"
+            e.matchedBy = "nothing (no common key): every row counts as replaced"
+        }
+        let from = "temp.\(copy) b JOIN main.\(quoteIdentifier(name)) n ON \(on)"
+        e.rowsDeleted = Int(try db.scalar("SELECT count(*) FROM temp.\(copy) b WHERE NOT EXISTS (SELECT 1 FROM main.\(quoteIdentifier(name)) n WHERE \(on))").int ?? 0)
+        let after = try db.rowCount(name)
+        e.rowsAdded = max(0, after - (rowsBefore - e.rowsDeleted))
+        if !kept.isEmpty {
+            let sums = kept.map { column in
+                let new = newColumns.first { $0.lowercased() == column.lowercased() }!
+                return "ifnull(sum(b.\(quoteIdentifier(column)) IS NOT n.\(quoteIdentifier(new))), 0)"
+            }
+            let row = try db.rows("SELECT \(sums.joined(separator: ", ")) FROM \(from)")[0]
+            for (index, column) in kept.enumerated() {
+                let changed = Int(row[index].int ?? 0)
+                if changed > 0 { e.valuesChanged[column] = changed }
+            }
+        }
+        // A column gone and one added holding the very same values: renamed.
+        for column in gone {
+            if let target = try added.first(where: { new in
+                try db.scalar("SELECT ifnull(sum(b.\(quoteIdentifier(column)) IS NOT n.\(quoteIdentifier(new))), 0) FROM \(from)").int == 0
+                    && e.rowsDeleted == 0
+            }) {
+                e.columnsRenamed[column] = target
+                added.removeAll { $0 == target }
+                gone.removeAll { $0 == column }
+            }
+        }
+        for column in gone {
+            e.columnsDropped[column] = Int(try db.scalar("SELECT count(\(quoteIdentifier(column))) FROM temp.\(copy)").int ?? 0)
+        }
+        e.columnsAdded = added
+        return e
+    }
+
+    private func hasRowid(_ table: String) throws -> Bool {
+        let sql = try db.scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
+        return !Connection.normalizeSQL(sql).uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID")
+    }
+
+    static func columns(_ db: Connection, _ table: String) throws -> [String] {
+        try db.rows("SELECT name FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[0].string }
+    }
+
+    static func primaryKey(_ db: Connection, _ table: String) throws -> [String] {
+        try db.rows("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", [.text(table)]).compactMap { $0[0].string }
+    }
+}
