@@ -7,6 +7,8 @@ public struct VerifyResult: Sendable {
     public let entry: BackupEntry
     /// Empty when the backup is good.
     public let problems: [String]
+    /// The backup was removed (by a prune) while it was being checked: no result.
+    public var vanished = false
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -90,18 +92,29 @@ extension BackupStore {
     /// Checks a backup and records the result, good or failed, in its manifest (when it has
     /// one): `verification`, and `verified_at` when it is good.
     /// - Throws: only for failures to record the result; a bad backup is a result.
+    /// A backup a prune removes meanwhile is reported as vanished, and no manifest is left
+    /// behind for it.
     public func verify(_ entry: BackupEntry, now: Date) throws -> VerifyResult {
         var problems = [String]()
+        let gone = { !FileManager.default.fileExists(atPath: entry.path) }
         do {
             _ = try check(entry)
         } catch let failure as Failure where failure.kind == .badData {
             problems = [failure.message]
+        } catch where gone() {
+            return VerifyResult(entry: entry, problems: [], vanished: true)
         }
         guard var manifest = entry.manifest else { return VerifyResult(entry: entry, problems: problems) }
+        if gone() { return VerifyResult(entry: entry, problems: [], vanished: true) }
         manifest.verification = Manifest.Verification(at: now, check: "integrity_check", result: problems.isEmpty ? "ok" : "failed",
                                                       reason: problems.first, sha256: manifest.sha256)
         if problems.isEmpty { manifest.verifiedAt = now }
         try record(manifest, of: entry)
+        // Removed between the check and the record: the manifest must not outlive its file.
+        if gone() {
+            unlink(entry.manifestPath)
+            return VerifyResult(entry: entry, problems: [], vanished: true)
+        }
         return VerifyResult(entry: BackupEntry(name: entry.name, path: entry.path, manifest: manifest, label: entry.label,
                                                createdAt: entry.createdAt, bytes: entry.bytes), problems: problems)
     }

@@ -89,6 +89,10 @@ public struct BackupStore: Sendable {
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
+            if code == ENOSPC || code == EDQUOT {
+                throw Failure(.io, "backups folder \(folder) has no room for a new file: \(String(cString: strerror(code)))",
+                              hint: "free space (or inodes: df -i) there, or set another backups path")
+            }
             throw Failure(.cannotCreate, "backups folder \(folder) is not writable: \(String(cString: strerror(code)))",
                           hint: "check the folder's owner and permissions (chmod u+w), or set another backups path")
         }
@@ -172,8 +176,20 @@ public struct BackupStore: Sendable {
         let now = now
         return (backups.sorted { a, b in
             let (aFuture, bFuture) = (a.isFutureDated(now: now), b.isFutureDated(now: now))
-            return aFuture != bFuture ? !aFuture : (a.createdAt, a.name) > (b.createdAt, b.name)
+            if aFuture != bFuture { return !aFuture }
+            if a.createdAt != b.createdAt { return a.createdAt > b.createdAt }
+            // Same instant: `_10` was issued after `_9`.
+            return (Self.sequence(a.name), a.name) > (Self.sequence(b.name), b.name)
         }, others)
+    }
+
+    /// The `_<n>` a name got for being the n+1th of its second (0 without one).
+    static func sequence(_ name: String) -> Int {
+        var stem = name.hasSuffix(".gz") ? String(name.dropLast(3)) : name
+        stem = stem.hasSuffix(".db") ? String(stem.dropLast(3)) : stem
+        let parts = stem.split(separator: "_")
+        guard parts.count >= 4, parts[parts.count - 2].count == 6, let n = Int(parts[parts.count - 1]), parts[parts.count - 1].count < 6 else { return 0 }
+        return n
     }
 
     /// The backup named `name`.

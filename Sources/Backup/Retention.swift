@@ -77,6 +77,9 @@ public struct RetentionDecision: Sendable {
     public let entry: BackupEntry
     /// Why it is kept, e.g. `last 3`, `daily 2026-11-24`, `newest pre_* backup`; empty when it is removed.
     public let reasons: [String]
+    /// Whether it is kept but could not be restored by `--latest` (dated in the future, or its
+    /// last check failed): it does not count as a survivor of its label.
+    public let unusable: Bool
     public var kept: Bool { !reasons.isEmpty }
 }
 
@@ -92,6 +95,8 @@ public enum Retention {
     /// and say why: the newest backup of every `pre_*` label, the names in `protected` (the
     /// backup the command has just written, one an unfinished deploy refers to), and backups
     /// dated in the future (their age is unknown; they are reported, never counted as newest).
+    /// A backup whose last check failed takes no place in the count rules (last, daily, weekly,
+    /// monthly), so it never pushes a good one out; only `keep-within` keeps it.
     /// `entries` are newest first, as `BackupStore.entries` gives them.
     public static func decide(_ entries: [BackupEntry], policy: RetentionPolicy, label: String? = nil,
                               protected: [String: String] = [:], now: Date) -> [RetentionDecision] {
@@ -105,10 +110,11 @@ public enum Retention {
         for label in order.sorted() {
             let list = byLabel[label]!
             let dated = list.filter { !$0.isFutureDated(now: now) }
+            let good = dated.filter { $0.status != "failed" }
             var reasons = [String: [String]]()
             func keep(_ entry: BackupEntry, _ reason: String) { reasons[entry.name, default: []].append(reason) }
             if let n = policy.keepLast {
-                for (index, entry) in dated.prefix(n).enumerated() { keep(entry, "last \(n) (#\(index + 1))") }
+                for (index, entry) in good.prefix(n).enumerated() { keep(entry, "last \(n) (#\(index + 1))") }
             }
             if let within = policy.keepWithin {
                 let cutoff = within.cutoff(before: now)
@@ -122,17 +128,19 @@ public enum Retention {
             for (count, rule, bucket) in buckets {
                 guard let count else { continue }
                 var seen = Set<String>()
-                for entry in dated where seen.count < count {
+                for entry in good where seen.count < count {
                     let key = bucket(entry.createdAt)
                     if seen.insert(key).inserted { keep(entry, "\(rule) \(key)") }
                 }
             }
-            if label.hasPrefix("pre_"), let newest = dated.first ?? list.first { keep(newest, "newest \(label) backup (pre_* labels always keep one)") }
+            if label.hasPrefix("pre_"), let newest = good.first ?? dated.first ?? list.first { keep(newest, "newest \(label) backup (pre_* labels always keep one)") }
             for entry in list {
                 if let why = protected[entry.name] { keep(entry, why) }
                 if entry.isFutureDated(now: now) { keep(entry, "dated in the future (\(day(entry.createdAt))): its age is unknown; check the clock, then remove it by hand") }
             }
-            decisions += list.map { RetentionDecision(entry: $0, reasons: reasons[$0.name] ?? []) }
+            decisions += list.map {
+                RetentionDecision(entry: $0, reasons: reasons[$0.name] ?? [], unusable: $0.isFutureDated(now: now) || $0.status == "failed")
+            }
         }
         return decisions
     }

@@ -109,7 +109,8 @@ public struct Snapshotter: Sendable {
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
             appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
             label: request.label, verifiedAt: request.verify ? request.now : nil,
-            instance: request.instance, database: request.database, note: request.note)
+            instance: request.instance, database: request.database, note: request.note,
+            verification: request.verify ? Manifest.Verification(at: request.now, check: "quick_check", result: "ok", reason: nil, sha256: sha256) : nil)
         try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
         cleanup.removeAll()
         unlink(tempDatabase)

@@ -11,6 +11,8 @@ public struct SnapshotOutcome: Sendable {
     public let pruned: [BackupEntry]
     /// Backups of the snapshot's label dated in the future: kept, never counted as newest.
     public let futureDated: [BackupEntry]
+    /// Why retention did not run, when it could not (an unreadable deploy journal).
+    public let retentionSkipped: String?
     /// A previous run that died holding the instance lock, if any.
     public let crashedHolder: LockHolder?
 }
@@ -42,15 +44,20 @@ extension Runtime {
         let policy = retention.isEmpty ? config.retention : retention
         let entries = store.entries().filter { $0.label == label }
         var pruned = [BackupEntry]()
+        var skipped: String?
         if !policy.isEmpty {
-            // Never the backup just written, whatever other manifests' clocks say.
-            var protected = protectedBackups(config)
-            protected[entry.name] = "just written"
-            pruned = Retention.decide(entries, policy: policy, protected: protected, now: store.now).filter { !$0.kept }.map(\.entry)
-            try store.remove(pruned)
+            do {
+                // Never the backup just written, whatever other manifests' clocks say.
+                var protected = try protectedBackups(config)
+                protected[entry.name] = "just written"
+                pruned = Retention.decide(entries, policy: policy, protected: protected, now: store.now).filter { !$0.kept }.map(\.entry)
+                try store.remove(pruned)
+            } catch let failure as Failure where failure.kind == .badData {
+                skipped = failure.message
+            }
         }
         return SnapshotOutcome(backup: entry, pruned: pruned, futureDated: entries.filter { $0.isFutureDated(now: store.now) },
-                               crashedHolder: lock.crashedHolder)
+                               retentionSkipped: skipped, crashedHolder: lock.crashedHolder)
     }
 
     /// `deployctl backups list`: newest first. Reads only.
@@ -88,35 +95,51 @@ extension Runtime {
     }
 
     /// `deployctl backups prune`: removes (or with `dryRun` only decides) what `policy` does
-    /// not keep. When a label would lose every backup, `confirm` is asked with those labels (and
-    /// their counts) and nothing is removed unless it says yes. Takes the instance lock unless
-    /// `dryRun`.
-    /// - Throws: `Failure`; `.usage` when `confirm` refuses.
+    /// not keep. When a label would be left with no backup `restore --latest` could take,
+    /// `confirm` is asked with those labels (and how many backups each loses) before the
+    /// instance lock is taken, so an unanswered question blocks no snapshot; under the lock the
+    /// decision is made again and refused if it now empties a label that was not confirmed.
+    /// - Throws: `Failure`; `.usage` when `confirm` refuses off a terminal, `.failed` when the
+    ///   operator declines, `.badData` when an unfinished deploy journal cannot be read.
     public func prune(instance name: String, policy: RetentionPolicy, label: String?, dryRun: Bool,
-                      confirm: ([String: Int]) -> Bool) throws -> PruneOutcome {
+                      confirm: ([String: Int]) throws -> Void) throws -> PruneOutcome {
         let config = try workspace.instance(name)
+        if let label { try BackupStore.validate(label: label) }
         let store = store(config)
-        let lock = dryRun ? nil : try lockInstance(config)
-        defer { lock?.release() }
-        let decisions = Retention.decide(store.entries(), policy: policy, label: label, protected: protectedBackups(config), now: store.now)
-        if dryRun { return PruneOutcome(decisions: decisions, removed: false) }
-        var emptied = [String: Int]()
-        for (label, list) in Dictionary(grouping: decisions, by: \.entry.label) where list.allSatisfy({ !$0.kept }) {
-            emptied[label] = list.count
-        }
-        if !emptied.isEmpty, !confirm(emptied) {
-            let labels = emptied.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-            throw Failure(.usage, "pruning \(policy.description) would remove every backup with label \(labels); nothing was removed",
-                          hint: "check with --dry-run, then add --yes if that is what you want")
+        let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now) }
+        let first = try decide()
+        if dryRun { return PruneOutcome(decisions: first, removed: false) }
+        let confirmed = Self.emptied(first)
+        if !confirmed.isEmpty { try confirm(confirmed) }
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        let decisions = try decide()
+        let emptied = Self.emptied(decisions)
+        if let label = emptied.keys.sorted().first(where: { confirmed[$0] == nil }) {
+            throw Failure(.usage, "the backups changed while deployctl asked: pruning now leaves label \(label) without a usable backup; nothing was removed",
+                          hint: "run the prune again")
         }
         let outcome = PruneOutcome(decisions: decisions, removed: true)
         try store.remove(outcome.doomed)
         return outcome
     }
 
+    /// Labels that would lose backups and keep none `restore --latest` could take, with how
+    /// many they lose.
+    static func emptied(_ decisions: [RetentionDecision]) -> [String: Int] {
+        var emptied = [String: Int]()
+        for (label, list) in Dictionary(grouping: decisions, by: \.entry.label) {
+            let removed = list.filter { !$0.kept }.count
+            if removed > 0 && !list.contains(where: { $0.kept && !$0.unusable }) { emptied[label] = removed }
+        }
+        return emptied
+    }
+
     /// Backups an unfinished deploy journal refers to, with why: retention never removes them.
-    func protectedBackups(_ config: InstanceConfig) -> [String: String] {
-        guard let journal = try? DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot else { return [:] }
+    /// - Throws: `Failure` `.badData` when a journal exists but cannot be read: which backup it
+    ///   needs is then unknown, so nothing may be pruned.
+    func protectedBackups(_ config: InstanceConfig) throws -> [String: String] {
+        guard let journal = try DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot else { return [:] }
         return [snapshot: "an unfinished deploy refers to it"]
     }
 }

@@ -32,9 +32,20 @@ public struct InstanceStatus: Codable, Sendable {
     public let unfinishedDeploy: String?
     /// Bytes of temp files left by runs that died (the next writing command removes them).
     public let leftoverBytes: Int64
-    /// Backups whose manifest is dated more than a minute ahead of this host's clock (clock
-    /// skew): never taken as the last backup.
+    /// Backups whose manifest is dated more than five minutes ahead of this host's clock
+    /// (clock skew): never taken as the last backup.
     public let futureDatedBackups: [String]
+    /// The most recent check of any backup: which, when, and how it went.
+    public let lastVerification: LastVerification?
+    /// Backups whose last check failed.
+    public let failedBackups: [String]
+
+    public struct LastVerification: Codable, Sendable {
+        public let backup: String
+        public let at: Date
+        public let result: String
+        public let reason: String?
+    }
 
     enum CodingKeys: String, CodingKey {
         case instance, database, exists, bytes, applied, pending
@@ -47,6 +58,8 @@ public struct InstanceStatus: Codable, Sendable {
         case unfinishedDeploy = "unfinished_deploy"
         case leftoverBytes = "leftover_bytes"
         case futureDatedBackups = "future_dated_backups"
+        case lastVerification = "last_verification"
+        case failedBackups = "failed_backups"
     }
 }
 
@@ -97,12 +110,16 @@ extension Runtime {
         let backups = store(config).entries()
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: backups.first { !$0.isFutureDated(now: now) }?.name,
+            applied: applied, pending: pending, lastBackup: backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" }?.name,
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
-            futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name))
+            futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
+            lastVerification: backups.compactMap { entry in
+                entry.manifest?.verification.map { InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason) }
+            }.max { $0.at < $1.at },
+            failedBackups: backups.filter { $0.status == "failed" }.map(\.name))
     }
 
     /// `deployctl history`: past deploys, newest first.

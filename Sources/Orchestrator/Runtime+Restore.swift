@@ -311,6 +311,10 @@ extension Runtime {
         // The newest good backup: one that fails any check is passed over, and named.
         var passedOver = [String]()
         for entry in store.entries() where label == nil ? entry.label != "pre_restore" : entry.label == label {
+            guard !entry.isFutureDated(now: store.now) else {
+                passedOver.append("\(entry.name): dated \(Self.day(entry.createdAt)), in the future (written under a wrong clock?); name it to restore it")
+                continue
+            }
             guard entry.status != "failed" else {
                 passedOver.append("\(entry.name): its last check failed (\(entry.manifest?.verification?.reason ?? "see backups list"))")
                 continue

@@ -77,11 +77,15 @@ public struct Runtime: Sendable {
 
     /// A snapshot request for an instance's live database, recording the instance and the
     /// database's path relative to the root in the manifest.
-    /// The live database's size with its `-wal`: what a copy of it may take.
+    /// The live database's size as SQLite sees it (page count × page size, the WAL's last
+    /// commit included; a large but checkpointed `-wal` adds nothing): what a copy of it takes.
+    /// Where it cannot be opened, the file's size.
     func liveBytes(_ config: InstanceConfig) -> Int64 {
-        [config.databasePath, config.databasePath + "-wal"].reduce(0) {
-            $0 + (((try? FileManager.default.attributesOfItem(atPath: $1))?[.size] as? NSNumber)?.int64Value ?? 0)
+        if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout),
+           let pages = try? db.scalar("PRAGMA page_count").int, let size = try? db.scalar("PRAGMA page_size").int {
+            return pages * size
         }
+        return ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
     }
 
     /// Free-space preflight of a snapshot (and, for a deploy, its rehearsal copy): the copy, half
@@ -92,7 +96,12 @@ public struct Runtime: Sendable {
         let bytes = liveBytes(config)
         var needs = SpaceNeeds()
         needs.add(bytes, in: config.backupsFolder, for: "the snapshot")
-        if gzip { needs.add(bytes / 2, in: config.backupsFolder, for: "its gzip copy") }
+        if gzip {
+            // As the newest gzip backup compressed, with a quarter to spare; half without one.
+            let ratio = store(config).entries().first { $0.compressed && ($0.manifest?.databaseBytes ?? 0) > 0 }
+                .map { min(1.0, Double($0.bytes) / Double($0.manifest!.databaseBytes) * 1.25) } ?? 0.5
+            needs.add(Int64(Double(bytes) * ratio), in: config.backupsFolder, for: "its gzip copy")
+        }
         if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
         try needs.check()
     }

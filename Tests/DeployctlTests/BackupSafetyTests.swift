@@ -155,7 +155,7 @@ extension RetentionTests {
         #expect(reasons[names[5]] == [] && reasons[names[6]] == [])
         #expect(box.backupNames().count == 7, "--dry-run removed something")
         let human = try box.deployctl(["backups", "prune", "prod", "--keep-daily", "3", "--keep-within", "21d", "--dry-run"])
-        #expect(human.stdout.contains("keep: within 21d") && human.stdout.contains("remove") && human.stdout.contains("2 backup(s) would remove"), "\(human.stdout)")
+        #expect(human.stdout.contains("keep: within 21d") && human.stdout.contains("remove") && human.stdout.contains("2 backup(s) would be removed"), "\(human.stdout)")
 
         let prune = try box.deployctl(["backups", "prune", "prod", "--keep-daily", "3", "--keep-within", "21d"])
         #expect(prune.status == 0, "\(prune.stderr)")
@@ -193,7 +193,7 @@ extension RetentionTests {
         let before = box.allBackupFiles()
         let refused = try box.deployctl(["backups", "prune", "prod", "--label", "nightly", "--keep-last", "0"])
         #expect(refused.status == 64)
-        #expect(refused.stderr.contains("every backup with label nightly (2)") && refused.stderr.contains("--yes"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("label nightly (2 removed)") && refused.stderr.contains("--yes"), "\(refused.stderr)")
         #expect(box.allBackupFiles() == before)
         // Keeping one of the label needs no confirmation.
         #expect(try box.deployctl(["backups", "prune", "prod", "--keep-last", "1"]).status == 0)
@@ -223,5 +223,51 @@ extension RetentionTests {
         let prune = try Sandbox.document(try box.deployctl(["backups", "prune", "prod", "--keep-last", "1", "--dry-run", "--json"]))
         let decision = try #require((prune["decisions"] as? [[String: Any]])?.first { $0["name"] as? String == future })
         #expect((decision["reasons"] as? [String])?.first?.hasPrefix("dated in the future") == true, "\(decision)")
+        // A prune that would leave only the future-dated one is emptying the label: refused.
+        let emptying = try box.deployctl(["backups", "prune", "prod", "--keep-last", "0"])
+        #expect(emptying.status == 64, "\(emptying.stderr)")
+        #expect(box.backupNames().count == 2)
+        #expect(try box.deployctl(["backups", "prune", "prod", "--keep-last", "0", "--yes"]).status == 0)
+        #expect(box.backupNames() == [future])
+        // restore --latest never takes it: nothing to restore, and it says what it passed over.
+        let latest = try box.deployctl(["restore", "prod", "--latest", "--dry-run"])
+        #expect(latest.status == 66, "\(latest.stderr)")
+        #expect(latest.stderr.contains("passed over \(future): dated") && latest.stderr.contains("in the future"), "\(latest.stderr)")
+    }
+
+    @Test("a backup whose last check failed takes no place in --keep-last: the good one is kept, the failed one removed; status names it and the last verification")
+    func failedBackupTakesNoSlot() throws {
+        let box = try Sandbox(rows: 20)
+        let (good, _) = try box.takeSnapshot(gzip: false)
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let bad = try #require(box.backupNames().first { $0 != good })
+        let file = box.backupsFolder + "/" + bad
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: file))
+        #expect(try box.deployctl(["backups", "verify", "prod", bad]).status == 65)
+        let status = try Sandbox.document(try box.deployctl(["status", "prod", "--json"]))
+        #expect(status["last_backup"] as? String == good, "a failed backup is not the last backup")
+        #expect(status["failed_backups"] as? [String] == [bad])
+        #expect((status["last_verification"] as? [String: Any])?["result"] as? String == "failed")
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "1"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(box.backupNames() == [good])
+    }
+
+    @Test("an unfinished deploy journal that cannot be read stops prune (65, nothing removed) and snapshot's retention (warning)")
+    func unreadableJournal() throws {
+        let box = try Sandbox(rows: 20)
+        for _ in 0..<2 { #expect(try box.deployctl(["snapshot", "prod"]).status == 0) }
+        try box.write("instances/prod/.deployctl.journal", "{\"deploy_id\": tru")
+        let before = box.backupNames()
+        let prune = try box.deployctl(["backups", "prune", "prod", "--keep-last", "1"])
+        #expect(prune.status == 65, "\(prune.stderr)")
+        #expect(prune.stderr.contains(".deployctl.journal"), "\(prune.stderr)")
+        #expect(box.backupNames() == before)
+        let snapshot = try box.deployctl(["snapshot", "prod", "--keep-last", "1"])
+        #expect(snapshot.status == 0 && snapshot.stderr.contains("retention did not run"), "\(snapshot.stderr)")
+        #expect(box.backupNames().count == 3)
     }
 }

@@ -49,6 +49,32 @@ struct DiskFullTests {
         #expect(try box.sha3(box.databasePath) == before)
     }
 
+    @Test("the free-space estimate is the database's pages, not a large checkpointed -wal a killed application left: the snapshot fits and is taken")
+    func checkpointedWalNotCounted() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 300)
+        // The application commits many small transactions without checkpointing, checkpoints
+        // passively, and is killed: its -wal stays, every frame already in the database.
+        let app = try Sandbox.exec("/usr/bin/python3", ["-c", """
+            import os, sqlite3
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            db.execute('PRAGMA wal_autocheckpoint=0')
+            for i in range(3000):
+                db.execute('UPDATE loan SET rate = rate + 1 WHERE id = ?', (1 + i % 300,))
+            db.execute('PRAGMA wal_checkpoint(PASSIVE)')
+            os.kill(os.getpid(), 9)
+            """])
+        #expect(app.status != 0)
+        let wal = try #require(FileManager.default.attributesOfItem(atPath: box.databasePath + "-wal")[.size] as? Int)
+        let database = try #require(FileManager.default.attributesOfItem(atPath: box.databasePath)[.size] as? Int)
+        try #require(wal > database * 8, "the -wal (\(wal)) should dwarf the database (\(database))")
+        let small = try mountSmallFilesystem(kib: max(512, database * 3 / 1024))
+        defer { unmount(small) }
+        try #require(freeBytes(small) < wal)
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"\(small)/backups\"\n")
+        let result = try box.deployctl(["snapshot", "prod", "--no-gzip"])
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
     @Test("a deploy whose snapshot and rehearsal copy do not fit is refused in preflight with 74: no hook run, nothing written, no journal")
     func deployDiskFull() throws {
         let box = try Sandbox(rows: 3000)

@@ -82,6 +82,9 @@ struct SnapshotTests {
         try store.remove([second, third])
         let fourth = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", now: now))
         #expect(fourth.name == "lending_app_prod_snapshot_20270115_080000_3.db")
+        // Newest first means issued last first, `_10` and `_11` after `_9` (not as strings sort).
+        for _ in 4...11 { _ = try Snapshotter(store: store).snapshot(SnapshotRequest(databasePath: box.databasePath, label: "snapshot", now: now)) }
+        #expect(store.entries().prefix(3).map(\.name) == ["_11", "_10", "_9"].map { "lending_app_prod_snapshot_20270115_080000\($0).db" })
     }
 
     @Test("--keep-last prunes per label after success, and backups list shows newest first")

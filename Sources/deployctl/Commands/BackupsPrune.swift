@@ -45,11 +45,14 @@ struct BackupsPrune: ParsableCommand {
         try console.run { runtime in
             let policy = try retention.policy()
             let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
-                if yes { return true }
-                guard isatty(0) == 1 else { return false }
-                let labels = emptied.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-                FileHandle.standardError.write(Data("This removes every backup with label \(labels). Go on? [y/N] ".utf8))
-                return readLine()?.lowercased().hasPrefix("y") == true
+                if yes { return }
+                let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
+                let what = "this prune leaves no backup restore --latest could use for \(labels)"
+                guard isatty(0) == 1 else {
+                    throw Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want")
+                }
+                FileHandle.standardError.write(Data("Careful: \(what). Go on? [y/N] ".utf8))
+                guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "prune cancelled; nothing was removed") }
             }
             if global.json {
                 struct Decision: Encodable { let name: String; let label: String; let keep: Bool; let reasons: [String] }
@@ -64,8 +67,7 @@ struct BackupsPrune: ParsableCommand {
             } else {
                 for entry in outcome.doomed { console.line("removed \(entry.name)") }
             }
-            let verb = dryRun ? "would remove" : "removed"
-            console.line("\(outcome.doomed.count) backup(s) \(verb), \(outcome.decisions.count - outcome.doomed.count) kept.")
+            console.line("\(outcome.doomed.count) backup(s) \(dryRun ? "would be removed" : "removed"), \(outcome.decisions.count - outcome.doomed.count) kept.")
         }
     }
 }

@@ -5,7 +5,7 @@ import Support
 struct BackupsVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check backups: SHA-256 against the manifest, then SQLite's quick_check; records verified_at.")
+        abstract: "Check backups: SHA-256 against the manifest, then SQLite's integrity_check; records the result, good or failed, in the manifest.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -27,12 +27,14 @@ struct BackupsVerify: ParsableCommand {
         try console.run { runtime in
             let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
             if global.json {
-                struct Item: Encodable { let name: String; let ok: Bool; let problems: [String] }
-                try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems) })
+                struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool }
+                try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished) })
             } else {
                 for result in results {
-                    if result.ok {
-                        console.line(console.green("✓") + " \(result.entry.name): checksum and quick_check good")
+                    if result.vanished {
+                        console.line("- \(result.entry.name): removed while it was being checked (a prune); skipped")
+                    } else if result.ok {
+                        console.line(console.green("✓") + " \(result.entry.name): checksum and integrity_check good")
                     } else {
                         console.line(console.red("✗") + " \(result.entry.name): \(result.problems.joined(separator: "; "))")
                     }

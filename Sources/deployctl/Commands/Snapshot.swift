@@ -40,6 +40,9 @@ struct Snapshot: ParsableCommand {
             if let crashed = outcome.crashedHolder {
                 console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
             }
+            if let skipped = outcome.retentionSkipped {
+                console.note("warning: retention did not run: \(skipped)")
+            }
             for entry in outcome.futureDated {
                 console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
             }

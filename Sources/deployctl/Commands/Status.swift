@@ -25,6 +25,12 @@ struct Status: ParsableCommand {
                 console.line("  applied: \(s.applied.isEmpty ? "none" : s.applied.joined(separator: ", "))")
                 console.line("  pending: \(s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
                 console.line("  last backup: \(s.lastBackup ?? "none")")
+                if let check = s.lastVerification {
+                    console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
+                } else {
+                    console.line("  last verification: none (deployctl backups verify \(s.instance))")
+                }
+                for name in s.failedBackups { console.line("  warning: \(name) failed its last check; it is never restored by --latest") }
                 console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome ?? "?"))" } ?? "none")")
                 if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
                 for holder in s.databaseHolders { console.line("  database open in \(holder)") }
