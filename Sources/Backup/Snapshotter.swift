@@ -22,6 +22,9 @@ public struct SnapshotRequest: Sendable {
     public var database: String?
     /// Why the backup is stored as it is, recorded in the manifest (the `pre_restore` copy).
     public var note: String?
+    /// Called between phases (after the copy, after compressing, before publishing): throws to
+    /// stop (an interrupt), and every partial file is removed.
+    public var checkpoint: @Sendable () throws -> Void = {}
 
     public init(databasePath: String, label: String, gzip: Bool = false, verify: Bool = false,
                 busyTimeout: Duration = .seconds(5), now: Date = Date(), instance: String? = nil,
@@ -79,6 +82,7 @@ public struct Snapshotter: Sendable {
 
         progress("copy", 0, 0)
         let info = try copy(to: tempDatabase, verify: request.verify, fill: fill)
+        try request.checkpoint()
 
         var stored = tempDatabase
         let sha256: String
@@ -101,6 +105,7 @@ public struct Snapshotter: Sendable {
             ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
                                                    { try FileDigest.sha256(of: tempDatabase) })
         }
+        try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)
         try store.recordIssued(name)

@@ -51,6 +51,8 @@ public struct InstanceConfig: Sendable {
     /// Retention `snapshot` applies (per label) when its command line gives no rule; empty
     /// keeps everything.
     public let retention: RetentionPolicy
+    /// `status` fails (exit 1) when the newest usable backup is older than this.
+    public let maxBackupAge: RetentionDuration?
     /// SQL file that builds the database the first time it is needed (the example instance).
     public let seedSQL: String?
     public let hooks: Hooks
@@ -68,7 +70,7 @@ public struct InstanceConfig: Sendable {
     static let keys: Set<String> = [
         "database.path", "database.busy_timeout_ms", "database.seed_sql",
         "backups.path", "backups.gzip", "backups.keep_last", "backups.keep_within",
-        "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly",
+        "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
     ]
@@ -108,6 +110,7 @@ public struct InstanceConfig: Sendable {
             busyTimeout: .milliseconds(timeoutMS),
             gzip: try toml.bool("backups.gzip") ?? false,
             retention: try retention(toml, file: file),
+            maxBackupAge: try duration(toml, "backups.max_backup_age", file: file),
             seedSQL: try toml.string("database.seed_sql").map { resolve($0, against: folder) },
             hooks: Hooks(
                 stop: try toml.string("hooks.stop"), start: try toml.string("hooks.start"),
@@ -118,19 +121,21 @@ public struct InstanceConfig: Sendable {
 
     /// `[backups]` keep_last, keep_within, keep_daily, keep_weekly, keep_monthly.
     private static func retention(_ toml: TOMLSubset, file: String) throws -> RetentionPolicy {
-        var keepWithin: RetentionDuration?
-        if let text = try toml.string("backups.keep_within") {
-            do {
-                keepWithin = try RetentionDuration(parsing: text)
-            } catch let failure as Failure {
-                throw TOMLSubset.error(file, toml.line(of: "backups.keep_within") ?? 1, "key 'backups.keep_within': \(failure.message)")
-            }
-        }
-        return RetentionPolicy(
-            keepLast: try toml.int("backups.keep_last", range: 1...100_000), keepWithin: keepWithin,
+        RetentionPolicy(
+            keepLast: try toml.int("backups.keep_last", range: 1...100_000), keepWithin: try duration(toml, "backups.keep_within", file: file),
             keepDaily: try toml.int("backups.keep_daily", range: 1...100_000),
             keepWeekly: try toml.int("backups.keep_weekly", range: 1...100_000),
             keepMonthly: try toml.int("backups.keep_monthly", range: 1...100_000))
+    }
+
+    /// A duration key (`"30d"`, `"26h"`), nil when absent.
+    private static func duration(_ toml: TOMLSubset, _ key: String, file: String) throws -> RetentionDuration? {
+        guard let text = try toml.string(key) else { return nil }
+        do {
+            return try RetentionDuration(parsing: text)
+        } catch let failure as Failure {
+            throw TOMLSubset.error(file, toml.line(of: key) ?? 1, "key '\(key)': \(failure.message)")
+        }
     }
 
     /// The instance lock file.

@@ -39,8 +39,12 @@ extension Runtime {
         defer { lock.release() }
         try checkSpaceForSnapshot(config, gzip: gzip ?? config.gzip, rehearsal: false)
         let store = store(config)
-        let entry = try Snapshotter(store: store).snapshot(
-            snapshotRequest(config, label: label, gzip: gzip ?? config.gzip, verify: verify), progress: progress)
+        var request = snapshotRequest(config, label: label, gzip: gzip ?? config.gzip, verify: verify)
+        request.checkpoint = { [self] in
+            try failpoints.hit("snapshot")
+            try checkInterruption("no backup was written, and its temp files were removed")
+        }
+        let entry = try Snapshotter(store: store).snapshot(request, progress: progress)
         let policy = retention.isEmpty ? config.retention : retention
         let entries = store.entries().filter { $0.label == label }
         var pruned = [BackupEntry]()
@@ -91,7 +95,11 @@ extension Runtime {
             }
             targets = all ? entries : [newest]
         }
-        return try targets.map { try store.verify($0, now: clock()) }
+        return try targets.enumerated().map { index, target in
+            try failpoints.hit("backup-verify")
+            try checkInterruption("\(index) of \(targets.count) backup(s) were checked; nothing was changed")
+            return try store.verify(target, now: clock())
+        }
     }
 
     /// `deployctl backups prune`: removes (or with `dryRun` only decides) what `policy` does

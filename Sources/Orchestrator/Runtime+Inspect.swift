@@ -39,6 +39,9 @@ public struct InstanceStatus: Codable, Sendable {
     public let lastVerification: LastVerification?
     /// Backups whose last check failed.
     public let failedBackups: [String]
+    /// What needs a person, most severe first (empty when all is well); `status` exits
+    /// non-zero with the first one's kind.
+    public let problems: [StatusProblem]
 
     public struct LastVerification: Codable, Sendable {
         public let backup: String
@@ -60,7 +63,23 @@ public struct InstanceStatus: Codable, Sendable {
         case futureDatedBackups = "future_dated_backups"
         case lastVerification = "last_verification"
         case failedBackups = "failed_backups"
+        case problems
     }
+}
+
+/// Something `status` found that needs a person, and its kind (which decides the exit code).
+public struct StatusProblem: Codable, Sendable, Equatable {
+    public let kind: FailureKind
+    public let message: String
+
+    public init(kind: FailureKind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// Most severe first: a broken config, a missing database, bad data, work left for a
+    /// person, a stale backup.
+    static let severity: [FailureKind] = [.usage, .missingInput, .badData, .unproven, .failed]
 }
 
 extension Runtime {
@@ -94,32 +113,67 @@ extension Runtime {
         var mode: String?
         var applied = [String]()
         var pending = [String]()
+        var problems = [StatusProblem]()
         if exists {
             bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
-            if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
-                mode = try? db.journalMode()
+            do {
+                let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+                mode = try db.journalMode()
                 let rows = (try? History.applied(db)) ?? []
                 applied = rows.map(\.key)
                 let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
+            } catch let failure as Failure {
+                problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
+            } catch let error as SQLiteError {
+                problems.append(StatusProblem(kind: .badData, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
             }
+        } else {
+            problems.append(StatusProblem(kind: .missingInput, message: "database \(config.databasePath) does not exist"))
         }
         let reports = deployReports(config)
         let lock = InstanceLock.inspect(path: config.lockPath)
         let now = clock()
         let backups = store(config).entries()
+        var unfinished: String?
+        do {
+            unfinished = try DeployJournal.read(path: config.journalPath)?.deployId
+            if let unfinished {
+                problems.append(StatusProblem(kind: .unproven, message: "deploy \(unfinished) is unfinished: the next deploy or restore finishes or undoes it"))
+            }
+        } catch let failure as Failure {
+            problems.append(StatusProblem(kind: .badData, message: failure.message))
+        }
+        for entry in backups where entry.status == "failed" {
+            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check"))
+        }
+        for entry in backups where entry.isFutureDated(now: now) {
+            problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
+        }
+        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" }
+        if let maxAge = config.maxBackupAge {
+            if let usable {
+                if usable.createdAt < maxAge.cutoff(before: now) {
+                    let hours = Int(now.timeIntervalSince(usable.createdAt) / 3600)
+                    problems.append(StatusProblem(kind: .failed, message: "the newest backup, \(usable.name), is \(hours) h old: older than max_backup_age \(maxAge)"))
+                }
+            } else {
+                problems.append(StatusProblem(kind: .failed, message: "no usable backup, and max_backup_age is \(maxAge)"))
+            }
+        }
+        problems.sort { StatusProblem.severity.firstIndex(of: $0.kind)! < StatusProblem.severity.firstIndex(of: $1.kind)! }
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" }?.name,
+            applied: applied, pending: pending, lastBackup: usable?.name,
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
-            unfinishedDeploy: (try? DeployJournal.read(path: config.journalPath))??.deployId,
+            unfinishedDeploy: unfinished,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
             lastVerification: backups.compactMap { entry in
                 entry.manifest?.verification.map { InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason) }
             }.max { $0.at < $1.at },
-            failedBackups: backups.filter { $0.status == "failed" }.map(\.name))
+            failedBackups: backups.filter { $0.status == "failed" }.map(\.name), problems: problems)
     }
 
     /// `deployctl history`: past deploys, newest first.

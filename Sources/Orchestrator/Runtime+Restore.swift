@@ -551,7 +551,7 @@ extension Runtime {
     }
 
     /// Throws `.failed` when SIGINT or SIGTERM arrived, saying what state things are in.
-    func checkInterruption(_ state: String?) throws {
+    public func checkInterruption(_ state: String?) throws {
         if let signal = interruption() {
             let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : String(signal)
             throw Failure(.failed, "interrupted by signal \(name)" + (state.map { "; \($0)" } ?? ""))

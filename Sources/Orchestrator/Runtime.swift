@@ -75,8 +75,6 @@ public struct Runtime: Sendable {
         log("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)")
     }
 
-    /// A snapshot request for an instance's live database, recording the instance and the
-    /// database's path relative to the root in the manifest.
     /// The live database's size as SQLite sees it (page count × page size, the WAL's last
     /// commit included; a large but checkpointed `-wal` adds nothing): what a copy of it takes.
     /// Where it cannot be opened, the file's size.
@@ -106,6 +104,11 @@ public struct Runtime: Sendable {
         try needs.check()
     }
 
+    /// The version of the libsqlite3 this process uses.
+    public static var sqliteVersion: String { Connection.libraryVersion }
+
+    /// A snapshot request for an instance's live database, recording the instance and the
+    /// database's path relative to the root in the manifest.
     func snapshotRequest(_ config: InstanceConfig, label: String, gzip: Bool, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
         SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify, busyTimeout: config.busyTimeout,
                         now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)

@@ -95,8 +95,12 @@ struct Console: Sendable {
 
     private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
         if options.quiet {
-            let first = message.split(separator: "\n").first.map(String.init) ?? message
-            FileHandle.standardError.write(Data("deployctl: \(first)\n".utf8))
+            // One line with all of it: what, where, and what to do next.
+            var whole = ""
+            for line in message.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) where !line.isEmpty {
+                whole += whole.isEmpty ? line : (whole.hasSuffix(":") ? " " : "; ") + line
+            }
+            FileHandle.standardError.write(Data("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "")\n".utf8))
             return
         }
         var text = red("error:") + " " + message + "\n"

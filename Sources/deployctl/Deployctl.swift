@@ -5,7 +5,19 @@ struct Deployctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deployctl",
         abstract: "Deploy schema changes to SQLite-backed applications without losing data.",
-        discussion: "Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, 65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.",
+        discussion: """
+            Common jobs:
+              deployctl plan prod                         what the pending migrations do, proven on a copy
+              deployctl deploy prod                       backup, migrate, verify, restore on failure
+              deployctl deploy all                        every instance in deploy.toml's order
+              deployctl backups list prod                 backups with their last verification
+              deployctl restore prod --latest             the newest good backup, the current state saved first
+              deployctl snapshot prod --gzip --label nightly --keep-daily 14 --quiet   (cron)
+              deployctl status all --quiet                exits non-zero when something needs a person
+            Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, \
+            65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.
+            """,
+        version: DeployctlVersion.text,
         subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self])
 
     static func main() {

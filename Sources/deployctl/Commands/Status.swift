@@ -1,9 +1,23 @@
 import ArgumentParser
+import Foundation
 import Orchestrator
+import Support
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show an instance's database, migrations, last backup and deploy, lock holders and unfinished deploys.")
+        abstract: "Show an instance's database, migrations, backups, deploys and lock holders; exit non-zero when something needs a person.",
+        discussion: """
+            Exit codes, for monitoring (the most severe problem of any instance decides):
+              0   all is well
+              64  an instance's config is broken
+              66  the database is missing
+              65  the database is not SQLite, a backup failed its last check, or a deploy journal cannot be read
+              2   an unfinished deploy, or a backup dated in the future: a person should look
+              1   the newest usable backup is older than [backups] max_backup_age (or there is none)
+            Temp files left by killed runs are shown without failing. 'status all' reports every \\
+            instance even when one is broken.
+            Example (cron): deployctl status all --quiet || notify-ops
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -14,36 +28,80 @@ struct Status: ParsableCommand {
         let console = Console(global)
         try console.run { runtime in
             let names = instance == "all" ? try runtime.workspace.allInstances() : [instance]
-            let statuses = try names.map { try runtime.status(instance: $0) }
-            if global.json {
-                try console.json(instance == "all" ? AnyEncodable(statuses) : AnyEncodable(statuses[0]))
-                return
+            var rows = [Row]()
+            for name in names {
+                try runtime.checkInterruption("nothing was changed")
+                do {
+                    rows.append(.status(try runtime.status(instance: name)))
+                } catch let failure as Failure where instance == "all" {
+                    // One broken instance must not hide the others.
+                    rows.append(.broken(name, StatusProblem(kind: failure.kind, message: failure.message)))
+                }
             }
-            for s in statuses {
-                console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")")
-                if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "?")") }
-                console.line("  applied: \(s.applied.isEmpty ? "none" : s.applied.joined(separator: ", "))")
-                console.line("  pending: \(s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
-                console.line("  last backup: \(s.lastBackup ?? "none")")
-                if let check = s.lastVerification {
-                    console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
-                } else {
-                    console.line("  last verification: none (deployctl backups verify \(s.instance))")
-                }
-                for name in s.failedBackups { console.line("  warning: \(name) failed its last check; it is never restored by --latest") }
-                console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome ?? "?"))" } ?? "none")")
-                if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
-                for holder in s.databaseHolders { console.line("  database open in \(holder)") }
-                for name in s.futureDatedBackups {
-                    console.line("  warning: \(name) is dated in the future (clock skew?); it is not counted as the last backup")
-                }
-                if s.leftoverBytes > 0 {
-                    console.line("  \(Console.size(s.leftoverBytes)) of temp files left by runs that died (the next deploy, snapshot, restore or prune removes them)")
-                }
-                if let unfinished = s.unfinishedDeploy {
-                    console.line("  unfinished deploy \(unfinished): the next deploy or restore finishes or undoes it")
-                }
+            let problems = rows.flatMap(\.problems)
+            if global.json {
+                try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
+            } else {
+                for row in rows { show(row, console) }
+            }
+            guard let worst = problems.min(by: { Self.rank($0.kind) < Self.rank($1.kind) }) else { return }
+            let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
+            if global.json {
+                // The document above is the one JSON document; the problems are in it.
+                FileHandle.standardError.write(Data("deployctl: \(worst.message)\(more)\n".utf8))
+                throw ExitCode(Console.exitCode(worst.kind))
+            }
+            throw Failure(worst.kind, worst.message + more, hint: "see 'deployctl status \(instance)'")
+        }
+    }
+
+    static func rank(_ kind: FailureKind) -> Int {
+        [FailureKind.usage, .missingInput, .badData, .unproven, .failed].firstIndex(of: kind) ?? 9
+    }
+
+    /// One instance's state, or why it could not be read.
+    enum Row: Encodable {
+        case status(InstanceStatus)
+        case broken(String, StatusProblem)
+
+        var problems: [StatusProblem] {
+            switch self {
+            case .status(let s): return s.problems
+            case .broken(_, let problem): return [problem]
             }
         }
+
+        func encode(to encoder: Encoder) throws {
+            switch self {
+            case .status(let s): try s.encode(to: encoder)
+            case .broken(let name, let problem):
+                struct Document: Encodable { let instance: String; let error: String; let problems: [StatusProblem] }
+                try Document(instance: name, error: problem.message, problems: [problem]).encode(to: encoder)
+            }
+        }
+    }
+
+    func show(_ row: Row, _ console: Console) {
+        guard case .status(let s) = row else {
+            if case .broken(let name, let problem) = row { console.line("\(name): ✗ \(problem.message)") }
+            return
+        }
+        console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")")
+        if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
+        console.line("  applied: \(s.applied.isEmpty ? "none" : s.applied.joined(separator: ", "))")
+        console.line("  pending: \(s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
+        console.line("  last backup: \(s.lastBackup ?? "none")")
+        if let check = s.lastVerification {
+            console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
+        } else {
+            console.line("  last verification: none (deployctl backups verify \(s.instance))")
+        }
+        console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome ?? "?"))" } ?? "none")")
+        if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
+        for holder in s.databaseHolders { console.line("  database open in \(holder)") }
+        if s.leftoverBytes > 0 {
+            console.line("  \(Console.size(s.leftoverBytes)) of temp files left by runs that died (the next deploy, snapshot, restore or prune removes them)")
+        }
+        for problem in s.problems { console.line("  ✗ \(problem.message)") }
     }
 }

@@ -25,8 +25,12 @@ struct Verify: ParsableCommand {
                 if result.ok { console.line("✓ quick_check, foreign_key_check and migration checksums good") }
             }
             if !result.ok {
-                throw Failure(.badData, "the live database of \(instance) failed verification: \(result.problems.first!)",
-                              hint: "see the lines above; restore from a backup if the database is damaged")
+                // A changed migration file is not a damaged database: say which it is.
+                let damaged = result.problems.contains { $0.hasPrefix("quick_check") || $0.hasPrefix("foreign_key_check") }
+                throw Failure(.badData, damaged ? "the live database of \(instance) failed verification: \(result.problems.first!)"
+                                                : "the database of \(instance) is sound, but \(result.problems.first!)",
+                              hint: damaged ? "see the lines above; restore from a backup if the database is damaged"
+                                            : "put the applied version of the file back and make the change a new migration; the database needs nothing")
             }
         }
     }

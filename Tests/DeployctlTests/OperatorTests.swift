@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// What cron, monitoring and a person at 2 a.m. rely on: exit codes, signals, one-line errors.
+@Suite("operator experience")
+struct OperatorTests {
+    @Test("status exits non-zero when something needs a person, with the documented code: missing 66, not SQLite 65, unfinished deploy 2, stale backup 1")
+    func statusExitCodes() throws {
+        let box = try Sandbox(rows: 20)
+        #expect(try box.deployctl(["status", "prod"]).status == 0)
+        // A backup older than max_backup_age.
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"backups\"\nmax_backup_age = \"26h\"\n")
+        let none = try box.deployctl(["status", "prod"])
+        #expect(none.status == 1 && none.stderr.contains("no usable backup"), "\(none.stderr)")
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        #expect(try box.deployctl(["status", "prod"]).status == 0)
+        try Sandbox.redate(file, to: Date().addingTimeInterval(-30 * 3600))
+        let stale = try box.deployctl(["status", "prod"])
+        #expect(stale.status == 1 && stale.stderr.contains("30 h old") && stale.stderr.contains("max_backup_age 26h"), "\(stale.stderr)")
+        // An unfinished deploy.
+        try box.installCashbackMigration()
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"], environment: ["DEPLOYCTL_FAILPOINTS": "rehearse=crash"]).status != 0)
+        let unfinished = try box.deployctl(["status", "prod", "--json"])
+        #expect(unfinished.status == 2, "\(unfinished.stderr)")
+        let document = try Sandbox.document(unfinished)
+        #expect((document["problems"] as? [[String: Any]])?.contains { $0["kind"] as? String == "unproven" } == true)
+        // Not SQLite, then missing.
+        try FileManager.default.removeItem(atPath: box.path("instances/prod/.deployctl.journal"))
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: box.databasePath))
+        #expect(try box.deployctl(["status", "prod"]).status == 65)
+        try FileManager.default.removeItem(atPath: box.databasePath)
+        let missing = try box.deployctl(["status", "prod", "--quiet"])
+        #expect(missing.status == 66 && missing.stdout.isEmpty && missing.stderr.contains("does not exist"), "\(missing.stderr)")
+    }
+
+    @Test("status all reports every instance when one config is broken, exits 64, and --json is one document with the error in that instance's row")
+    func statusAllWithBrokenInstance() throws {
+        let box = try Sandbox(rows: 20)
+        try box.addInstance("dev")
+        try box.write("instances/deploy.toml", "order = [\"dev\", \"prod\"]\nmigrations = \"migrations\"\n")
+        try box.write("instances/dev/instance.toml", "[database]\npath = \"database/lending_app_dev.db\"\nbusy_timeout = 5\n")
+        let human = try box.deployctl(["status", "all"])
+        #expect(human.status == 64, "\(human.stderr)")
+        #expect(human.stdout.contains("dev: ✗") && human.stdout.contains("prod: "), "\(human.stdout)")
+        let json = try box.deployctl(["status", "all", "--json"])
+        #expect(json.status == 64)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]], "\(json.stdout)")
+        #expect(rows.count == 2)
+        #expect(rows[0]["instance"] as? String == "dev" && rows[0]["error"] != nil)
+        #expect(rows[1]["instance"] as? String == "prod" && (rows[1]["problems"] as? [Any])?.isEmpty == true)
+    }
+
+    @Test("Ctrl-C during a snapshot (plain or gzip) or backups verify stops it: exit 1, one line saying what state things are in, no file left behind",
+          arguments: ["plain", "gzip", "verify"])
+    func interrupt(command: String) throws {
+        let box = try Sandbox(rows: 200)
+        if command == "verify" { for _ in 0..<3 { #expect(try box.deployctl(["snapshot", "prod"]).status == 0) } }
+        let before = box.allBackupFiles()
+        let arguments = command == "verify" ? ["backups", "verify", "prod", "--all"] : ["snapshot", "prod", command == "gzip" ? "--gzip" : "--no-gzip"]
+        let stderr = Pipe()
+        let process = try box.spawnDeployctl(arguments, environment: ["DEPLOYCTL_FAILPOINTS": command == "verify" ? "backup-verify=delay:1500" : "snapshot=delay:1500"],
+                                             stderr: stderr)
+        Thread.sleep(forTimeInterval: 0.7)
+        kill(process.processIdentifier, SIGINT)
+        Thread.sleep(forTimeInterval: 0.1)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(text)")
+        #expect(text.contains("interrupted by signal SIGINT"), "\(text)")
+        #expect(text.contains(command == "verify" ? "0 of 3 backup(s) were checked" : "no backup was written"), "\(text)")
+        #expect(box.allBackupFiles() == before, "left behind: \(Set(box.allBackupFiles()).subtracting(before))")
+    }
+
+    @Test("--quiet prints the whole error on one line: what, where and the next step")
+    func quietWholeError() throws {
+        let box = try Sandbox(rows: 20)
+        try box.write("instances/migrations/0001_close.sql", "UPDATE loan SET status = 'closed' WHERE id <= 3;\n")
+        let result = try box.deployctl(["deploy", "prod", "--quiet"])
+        #expect(result.status == 64 && result.stdout.isEmpty)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("0001_close is destructive") && result.stderr.contains("loan.status: 3 existing values changed")
+                && result.stderr.contains("try: add '-- allow-destructive'"), "\(result.stderr)")
+    }
+
+    @Test("--version names deployctl, the SQLite library and the build; history shows migrations and why a deploy failed; verify tells a changed file from a damaged database")
+    func versionHistoryVerify() throws {
+        let box = try Sandbox(rows: 20)
+        let version = try box.deployctl(["--version"])
+        #expect(version.status == 0 && version.stdout.hasPrefix("deployctl ") && version.stdout.contains("SQLite 3."), "\(version.stdout)")
+        try box.installCashbackMigration()
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"], environment: ["DEPLOYCTL_FAILPOINTS": "verify=error"]).status == 1)
+        let history = try box.deployctl(["history", "prod"])
+        #expect(history.stdout.contains("0001_cashback_tables") && history.stdout.contains("failpoint 'verify' triggered an error"), "\(history.stdout)")
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"]).status == 0)
+        try box.write("instances/migrations/0001_cashback_tables.sql", (try String(contentsOfFile: box.path("instances/migrations/0001_cashback_tables.sql"), encoding: .utf8)) + "\n-- edited\n")
+        let verify = try box.deployctl(["verify", "prod"])
+        #expect(verify.status == 65)
+        #expect(verify.stderr.contains("is sound, but") && verify.stderr.contains("changed after it was applied") && !verify.stderr.contains("restore from a backup"), "\(verify.stderr)")
+    }
+}
