@@ -8,8 +8,12 @@ public struct DatabaseHolder: Codable, Sendable, Hashable, CustomStringConvertib
     public let command: String
     /// Whether the process holds an fcntl lock on the file (SQLite's locks), not only an open fd.
     public let locking: Bool
+    /// Whether the lock it holds is SQLite's write lock (RESERVED or stronger on the database
+    /// file in rollback-journal mode; the WAL write lock, byte 120 of `-shm`, in WAL mode),
+    /// as opposed to a reader's.
+    public var writing = false
 
-    public var description: String { "PID \(pid) (\(command))\(locking ? " holding a lock" : "")" }
+    public var description: String { "PID \(pid) (\(command))\(writing ? " holding the write lock" : locking ? " reading" : "")" }
 }
 
 /// Finds who holds a database file, from `/proc/locks` and `/proc/*/fd`.
@@ -29,15 +33,25 @@ public enum DatabaseHolders {
             }
         }
         var locking = Set<Int32>()
+        var writing = Set<Int32>()
         if let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) {
             for line in locks.split(separator: "\n") {
                 // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count >= 6, fields[1] == "POSIX" || fields[1] == "OFDLCK",
+                guard fields.count >= 8, fields[1] == "POSIX" || fields[1] == "OFDLCK",
                       let pid = Int32(fields[4]) else { continue }
                 let id = fields[5].split(separator: ":")
-                guard id.count == 3, let inode = UInt64(id[2]), inodes[inode] != nil else { continue }
-                if pid != me && pid > 0 { locking.insert(pid) }
+                guard id.count == 3, let inode = UInt64(id[2]), let file = inodes[inode] else { continue }
+                guard pid != me && pid > 0 else { continue }
+                locking.insert(pid)
+                let start = UInt64(fields[6]) ?? 0
+                let end = fields[7] == "EOF" ? UInt64.max : UInt64(fields[7]) ?? 0
+                let covers = { (byte: UInt64) in start <= byte && byte <= end }
+                // SQLite's os_unix.c: RESERVED is byte 0x40000001 of the database; in WAL mode the
+                // write lock is byte 120 of the -shm file (WAL_WRITE_LOCK).
+                if fields[3] == "WRITE", (file == path && covers(0x4000_0001)) || (file == path + "-shm" && covers(120)) {
+                    writing.insert(pid)
+                }
             }
         }
         var holders = Set<Int32>(locking)
@@ -56,7 +70,7 @@ public enum DatabaseHolders {
             }
         }
         return holders.sorted().map { pid in
-            DatabaseHolder(pid: pid, command: commandLine(pid), locking: locking.contains(pid))
+            DatabaseHolder(pid: pid, command: commandLine(pid), locking: locking.contains(pid), writing: writing.contains(pid))
         }
     }
 
@@ -87,8 +101,12 @@ public enum DatabaseHolders {
     /// The `.temporary` failure for a database whose write lock is held, naming the holders.
     public static func busy(path: String, timeout: Duration) -> Failure {
         let holders = find(path: path)
-        let who = holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
-        return Failure(.temporary, "the database \(path) is locked for writing by \(who); waited \(timeout)",
+        let writers = holders.filter(\.writing)
+        let others = holders.filter { !$0.writing }
+        var who = writers.isEmpty ? "another process" : writers.map { "PID \($0.pid) (\($0.command))" }.joined(separator: ", ")
+        if writers.isEmpty && !others.isEmpty { who += " (open in \(others.map(\.description).joined(separator: ", ")))" }
+        let also = !writers.isEmpty && !others.isEmpty ? "; also open in \(others.map(\.description).joined(separator: ", "))" : ""
+        return Failure(.temporary, "the database \(path) is locked for writing by \(who)\(also); waited \(timeout)",
                        hint: "stop the application (or configure the instance's stop hook), then run again")
     }
 }

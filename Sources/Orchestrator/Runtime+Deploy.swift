@@ -223,6 +223,10 @@ struct Pipeline {
             }
         }
         try DatabaseHolders.probeWriteLock(path: config.databasePath, timeout: config.busyTimeout)
+        let holders = DatabaseHolders.find(path: config.databasePath)
+        if !holders.isEmpty {
+            runtime.log("  the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))")
+        }
         return (files, plan)
     }
 

@@ -105,11 +105,28 @@ struct DeployTests {
     func writeLockHeld() throws {
         let box = try Sandbox()
         try box.installCashbackMigration()
+        // A reader (a read-only server) beside the writer: only the writer is the lock holder.
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        reader.arguments = ["-c", """
+            import sqlite3, time
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            db.execute('BEGIN')
+            db.execute('SELECT count(*) FROM user').fetchall()
+            print('reading', flush=True)
+            time.sleep(8)
+            """]
+        let out = Pipe()
+        reader.standardOutput = out
+        try reader.run()
+        defer { reader.terminate(); reader.waitUntilExit() }
+        _ = out.fileHandleForReading.availableData
         let holder = try box.holdWriteLock()
         defer { holder.terminate(); holder.waitUntilExit() }
         let result = try box.deployctl(["deploy", "prod"])
         #expect(result.status == 75, "\(result.stderr)")
-        #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")
+        #expect(result.stderr.contains("locked for writing by PID \(holder.processIdentifier) ("), "\(result.stderr)")
+        #expect(result.stderr.contains("also open in") && result.stderr.contains("PID \(reader.processIdentifier) (") , "\(result.stderr)")
         holder.terminate()
         holder.waitUntilExit()
         #expect(!(try box.tables().contains("cashback_transaction")))
