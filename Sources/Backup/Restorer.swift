@@ -352,7 +352,7 @@ public struct Restorer: Sendable {
             try? store.remove([saved])
             throw error
         }
-        progress("restoring", 0, 0)
+        progress("restoring: committing the backup's pages into the live database", 0, 0)
         do {
             try held.commit(timeout: busyTimeout)
         } catch let error as DeployctlError {
@@ -368,9 +368,12 @@ public struct Restorer: Sendable {
                           hint: error.hint)
         }
         let blocked = ContinuousClock.now - locked
+        progress("proving every page equals the backup's", 0, 0)
+        let proof = try proveRestored(live, equals: backup, checkpointing: wal)
+        progress("", 0, 0)
         return LiveResult(saved: saved, previewExact: previewExact,
                           writeLockMilliseconds: Double(blocked.components.seconds) * 1000 + Double(blocked.components.attoseconds) / 1e15,
-                          proof: try proveRestored(live, equals: backup, checkpointing: wal))
+                          proof: proof)
     }
 
     /// The proof after a live restore, in `live`'s first read transaction after its commit:

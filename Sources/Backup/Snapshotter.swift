@@ -105,6 +105,7 @@ public struct Snapshotter: Sendable {
             ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
                                                    { try FileDigest.sha256(of: tempDatabase) })
         }
+        progress("", 0, 0)
         try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)

@@ -102,6 +102,8 @@ struct Pipeline {
         }
         let start = ContinuousClock.now
         runtime.log("→ \(name)…")
+        runtime.progress(Self.stageWords[name] ?? name, 0, 0)
+        defer { runtime.progress("-", 0, 0) }
         do {
             try checkInterruption()
             let value = try body(&self)
@@ -123,6 +125,16 @@ struct Pipeline {
     func checkInterruption() throws {
         try runtime.checkInterruption(nil)
     }
+
+    /// What each stage is doing, in words, for the progress line.
+    static let stageWords = [
+        "preflight": "checking the config, locks and free space",
+        "plan": "planning on a copy of the database (every statement run there)",
+        "snapshot": "taking the snapshot",
+        "rehearse": "rehearsing the migrations on a copy of the snapshot",
+        "migrate and verify": "migrating and verifying (application writes wait)",
+        "restart": "starting the application and checking its health",
+    ]
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start

@@ -388,6 +388,7 @@ extension Runtime {
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
                                                       { try restorer.compare(live, backup: opened) })
                 let version = live.dataVersion
+                progress("", 0, 0)
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
                 let stops = request.runHooks && config.hooks.stop != nil
                 let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,

@@ -14,7 +14,8 @@ public struct Runtime: Sendable {
     public let commandLine: String
     /// Returns the current time.
     public let clock: @Sendable () -> Date
-    /// Receives progress of long work; the CLI draws it on a terminal only.
+    /// Receives progress of long work; the CLI draws it on a terminal only. A phase name starts
+    /// or updates a phase; `""` ends it (the CLI may print a `✓` line), `"-"` ends it quietly.
     public let progress: @Sendable (_ phase: String, _ done: Int64, _ total: Int64) -> Void
     /// Receives checklist and detail lines as work happens (deploy stages, table lines).
     public let log: @Sendable (String) -> Void

@@ -9,11 +9,14 @@ struct Console: Sendable {
     let options: GlobalOptions
     let isTerminal: Bool
     let colors: Bool
+    /// The progress line, when stderr is a terminal and output is for people.
+    let progress: ProgressLine?
 
     init(_ options: GlobalOptions) {
         self.options = options
         isTerminal = isatty(1) == 1
         colors = isTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        progress = isatty(2) == 1 && !options.json && !options.quiet ? ProgressLine() : nil
     }
 
     /// Whether human output is printed at all.
@@ -22,12 +25,14 @@ struct Console: Sendable {
     /// Prints a human line on stdout (not with --json or --quiet).
     func line(_ text: String = "") {
         guard human else { return }
+        progress?.clearForOutput()
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 
     /// Prints a line on stderr unless --quiet.
     func note(_ text: String) {
         guard !options.quiet, options.logLevel != .error else { return }
+        progress?.clearForOutput()
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 
@@ -40,16 +45,11 @@ struct Console: Sendable {
     func green(_ s: String) -> String { colors ? "\u{1b}[32m\(s)\u{1b}[0m" : s }
     func red(_ s: String) -> String { colors ? "\u{1b}[31m\(s)\u{1b}[0m" : s }
 
-    /// A progress sink drawing one self-overwriting line on a terminal's stderr; silent otherwise.
+    /// The progress sink the library reports to: the progress line on a terminal, nothing
+    /// otherwise.
     func progressHandler() -> @Sendable (String, Int64, Int64) -> Void {
-        guard isatty(2) == 1, human else { return { _, _, _ in } }
-        return { phase, done, total in
-            guard total > 0 else { return }
-            let percent = Int(Double(done) / Double(total) * 100)
-            let bar = String(repeating: "█", count: percent / 5) + String(repeating: "░", count: 20 - percent / 5)
-            let end = done >= total ? "\r\u{1b}[K" : ""
-            FileHandle.standardError.write(Data("\r  \(phase) \(bar) \(percent)%\(end)".utf8))
-        }
+        guard let progress else { return { _, _, _ in } }
+        return { phase, done, total in progress.update(phase, done, total) }
     }
 
     /// Builds the runtime for a command.
@@ -67,6 +67,7 @@ struct Console: Sendable {
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):
     /// the one place where failure kinds become exit codes.
     func run(_ body: (Runtime) throws -> Void) throws {
+        defer { progress?.finish() }
         do {
             try body(try runtime())
         } catch let error as DeployctlError {
@@ -94,6 +95,7 @@ struct Console: Sendable {
     }
 
     private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
+        progress?.abandon()
         if options.quiet {
             // One line with all of it: what, where, and what to do next.
             var whole = ""

@@ -99,4 +99,31 @@ struct OperatorTests {
         #expect(verify.status == 65)
         #expect(verify.stderr.contains("is sound, but") && verify.stderr.contains("changed after it was applied") && !verify.stderr.contains("restore from a backup"), "\(verify.stderr)")
     }
+
+    /// Runs the built deployctl under a pseudo-terminal (`script`), returning what the screen got.
+    static func onTerminal(_ box: Sandbox, _ arguments: [String], failpoints: String) throws -> String {
+        let command = ([Sandbox.binary] + arguments + ["--root", box.root]).map { "'\($0)'" }.joined(separator: " ")
+        var environment = ProcessInfo.processInfo.environment
+        environment["DEPLOYCTL_FAILPOINTS"] = failpoints
+        environment["NO_COLOR"] = "1"
+        let result = try Sandbox.exec("/usr/bin/script", ["-qfec", command, "/dev/null"], environment: environment)
+        #expect(result.status == 0, "\(result.stdout)")
+        return result.stdout
+    }
+
+    @Test("on a terminal, long phases show what they do in words, with time spent or bytes, rate and time left, then a ✓ line; nothing of it without a terminal")
+    func progressOnTerminal() throws {
+        let box = try Sandbox(rows: 300)
+        let screen = try Self.onTerminal(box, ["snapshot", "prod", "--gzip"], failpoints: "snapshot=delay:1300")
+        #expect(screen.contains("copying the database (SQLite's backup API)… 1 s"), "\(screen)")
+        #expect(screen.contains("✓ copying the database (SQLite's backup API) (1."), "\(screen)")
+        #expect(screen.contains("compressing… ") && screen.contains(" of "), "\(screen)")
+        #expect(screen.contains("✓ Snapshot "), "\(screen)")
+        try box.installCashbackMigration()
+        let deploy = try Self.onTerminal(box, ["deploy", "prod", "--skip-promotion-check"], failpoints: "rehearse=delay:1300")
+        #expect(deploy.contains("rehearsing the migrations on a copy of the snapshot… 1 s"), "\(deploy)")
+        // Not a terminal: no progress at all.
+        let plain = try box.deployctl(["snapshot", "prod", "--gzip"], environment: ["DEPLOYCTL_FAILPOINTS": "snapshot=delay:1300"])
+        #expect(plain.status == 0 && !plain.stderr.contains("copying") && !plain.stderr.contains("\r"), "\(plain.stderr)")
+    }
 }
