@@ -114,6 +114,9 @@ public struct Applier: Sendable {
         if fingerprinting, try db.journalMode() == "wal" { background = try BeforeFingerprints(path: db.path, tables: untouched) }
         if fingerprinting && background == nil { for table in untouched { before[table] = try db.fingerprint(table: table) } }
 
+        // Rebuilding, renaming or dropping a table can leave other tables' keys pointing nowhere.
+        let reshaped = touched.values.contains { $0.rebuilt || $0.finalName != $0.table }
+        let violationsBefore = reshaped ? Planner.foreignKeyViolations(db) : nil
         let recorder = recording ? try RowChangeRecorder(db, detailed: !touched.isEmpty) : nil
         defer { recorder?.stop() }
         try db.execute(History.createSQL)
@@ -167,15 +170,23 @@ public struct Applier: Sendable {
         let schema = try db.schema()
         var counts = [String: Int]()
         let destructive = plan.classification == .destructive
-        for table in try db.tableNames() where !existing.contains(table) || destructive { counts[table] = try db.rowCount(table) }
+        // New tables only: existing ones may have gained the application's rows since the
+        // snapshot the rehearsal ran on.
+        for table in try db.tableNames() where !existing.contains(table) { counts[table] = try db.rowCount(table) }
         if let rehearsal {
             if schema != rehearsal.schema { problems.append("the schema differs from the rehearsal's") }
-            if counts != rehearsal.rowCounts { problems.append("new tables' row counts \(counts) differ from the rehearsal's \(rehearsal.rowCounts)") }
+            let differing = counts.keys.filter { counts[$0] != rehearsal.rowCounts[$0] }.sorted()
+            if !differing.isEmpty {
+                problems.append("new tables' row counts differ from the rehearsal's: " + differing.map { "\($0) \(counts[$0] ?? 0) here, \(rehearsal.rowCounts[$0] ?? 0) there" }.joined(separator: ", "))
+            }
         }
         // Tables the migration leaves under a name it created (a rebuild renames `new_x` back
         // to `x`) are checked under that name; dropped or renamed ones are not referred to.
         let finalTables = Set(try db.tableNames())
-        let written = Array(Set(created.filter(finalTables.contains) + touched.values.compactMap(\.finalName).filter(finalTables.contains))).sorted()
+        // A touched table whose rows the hook saw unchanged (a column or index added) needs no
+        // scan inside the lock: the rehearsal checked the same statements on the snapshot.
+        let rowsWritten = touched.values.filter { e in e.rebuilt || (details["main." + (e.finalName ?? e.table)].map { !$0.inserted.isEmpty || $0.existingRowsDeleted > 0 || !$0.existingValuesChanged.isEmpty } ?? !recording) }
+        let written = Array(Set(created.filter(finalTables.contains) + rowsWritten.compactMap(\.finalName).filter(finalTables.contains))).sorted()
         if recording || (!destructive && !proveUnchanged) {
             // Check what the migration wrote: the new and touched tables and the schema. The
             // other tables are proven untouched (above, or by the rehearsal's caller), and the
@@ -186,11 +197,17 @@ public struct Applier: Sendable {
         } else {
             problems += try db.integrityProblems().map { "quick_check: \($0)" }
         }
-        for table in written {
-            do {
-                problems += try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))").map { "foreign key violation in \($0[0].string ?? table)" }
-            } catch let error as SQLiteError {
-                problems.append("foreign_key_check(\(table)): \(error.sqliteMessage)")
+        if let violationsBefore {
+            // A table was rebuilt, renamed or dropped: every key that points at it is checked,
+            // whole database, against the violations there were before.
+            problems += newViolations(db, since: violationsBefore)
+        } else {
+            for table in written {
+                do {
+                    problems += Self.summarize(try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))"))
+                } catch let error as SQLiteError {
+                    problems.append("foreign_key_check(\(table)): \(error.sqliteMessage)")
+                }
             }
         }
         for file in pending {
@@ -212,6 +229,22 @@ public struct Applier: Sendable {
                 + (recording ? " (old and new values compared by the preupdate hook" : " (") + (rebuiltBefore.isEmpty ? ")" : "; rebuilt tables by fingerprints of their kept columns)")
         }
         return (created, already, proving ? untouched.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+    }
+
+    /// The violations that are new since `before`, one line per pair of tables.
+    private func newViolations(_ db: Connection, since before: [String: Int]) -> [String] {
+        Planner.foreignKeyViolations(db).sorted { $0.key < $1.key }.compactMap { key, count in
+            let added = count - (before[key] ?? 0)
+            guard added > 0 else { return nil }
+            return key.hasPrefix("foreign_key_check") ? key : "\(added) foreign key violation(s): \(key) (rows of the first refer to rows the second does not hold)"
+        }
+    }
+
+    /// One line per child table and parent, with counts, from `PRAGMA foreign_key_check` rows.
+    static func summarize(_ rows: [[Value]]) -> [String] {
+        var counts = [String: Int]()
+        for row in rows { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
+        return counts.sorted { $0.key < $1.key }.map { "\($0.value) foreign key violation(s): \($0.key)" }
     }
 
     /// The columns of each touched table the migration must keep, as (old name, new name),

@@ -40,6 +40,25 @@ public struct TableEvidence: Codable, Sendable, Equatable {
     /// The key rows were matched by (`rowid` or the primary key's columns).
     public var matchedBy = "rowid"
 
+    enum CodingKeys: String, CodingKey {
+        case table, rebuilt
+        case finalName = "final_name"
+        case rowsBefore = "rows_before"
+        case rowsDeleted = "rows_deleted"
+        case rowsAdded = "rows_added"
+        case columnsAdded = "columns_added"
+        case columnsDropped = "columns_dropped"
+        case columnsRenamed = "columns_renamed"
+        case valuesChanged = "values_changed"
+        case matchedBy = "matched_by"
+    }
+
+    /// Two values are the same only with the same type and the same bytes: `'007'` is not `7`,
+    /// `'a'` is not `'A'` whatever the column's collation or affinity.
+    static func differs(_ old: String, _ new: String) -> String {
+        "(\(old) IS NOT \(new) COLLATE BINARY OR typeof(\(old)) <> typeof(\(new)))"
+    }
+
     public var dropped: Bool { finalName == nil }
 
     public var classification: MigrationClass {
@@ -106,8 +125,10 @@ final class EvidenceRecorder {
     }
 
     /// Compares every saved table with what the migrations left, and checks that every other
-    /// existing table is still there with its definition and row count. Drops the saved copies.
-    func compare(rowCounts: [String: Int]) throws -> [TableEvidence] {
+    /// existing table is still there with its definition and row count. `replaced` are the
+    /// tables a statement dropped or renamed away (a rebuild, even when the new table got the
+    /// old root page back). Drops the saved copies.
+    func compare(rowCounts: [String: Int], replaced: Set<String>) throws -> [TableEvidence] {
         defer { for copy in saved.values { try? db.execute("DROP TABLE IF EXISTS temp.\(copy)") } }
         let finalTables = Set(try db.tableNames())
         let roots = try db.tableRoots()
@@ -124,7 +145,9 @@ final class EvidenceRecorder {
                 }
                 continue
             }
-            evidence.append(try compare(table, copy: copy, finalTables: finalTables, roots: roots))
+            var e = try compare(table, copy: copy, finalTables: finalTables, roots: roots)
+            if replaced.contains(table) && e.finalName != nil { e.rebuilt = true }
+            evidence.append(e)
         }
         return evidence
     }
@@ -168,7 +191,9 @@ final class EvidenceRecorder {
         let newKey = try Self.primaryKey(db, name)
         let on: String
         if !oldKey.isEmpty, oldKey.map({ $0.lowercased() }) == newKey.map({ $0.lowercased() }) {
-            on = oldKey.map { "n.\(quoteIdentifier($0)) = b.\(quoteIdentifier($0))" }.joined(separator: " AND ")
+            // Equal and of the same type: a text key '007' does not match the integer 7.
+            on = oldKey.map { "n.\(quoteIdentifier($0)) = b.\(quoteIdentifier($0)) AND typeof(n.\(quoteIdentifier($0))) = typeof(b.\(quoteIdentifier($0)))" }
+                .joined(separator: " AND ")
             e.matchedBy = oldKey.joined(separator: ", ")
         } else if try hasRowid(name), try db.scalar("SELECT count(*) FROM pragma_table_info(?, 'temp') WHERE name = 'deployctl_rowid'", [.text(copy)]).int == 1 {
             on = "n.rowid = b.deployctl_rowid"
@@ -179,11 +204,14 @@ final class EvidenceRecorder {
         let from = "temp.\(copy) b JOIN main.\(quoteIdentifier(name)) n ON \(on)"
         e.rowsDeleted = Int(try db.scalar("SELECT count(*) FROM temp.\(copy) b WHERE NOT EXISTS (SELECT 1 FROM main.\(quoteIdentifier(name)) n WHERE \(on))").int ?? 0)
         let after = try db.rowCount(name)
-        e.rowsAdded = max(0, after - (rowsBefore - e.rowsDeleted))
+        // Fewer rows than were matched: several old rows met one new row.
+        let net = after - (rowsBefore - e.rowsDeleted)
+        if net < 0 { e.rowsDeleted -= net }
+        e.rowsAdded = max(0, net)
         if !kept.isEmpty {
             let sums = kept.map { column in
                 let new = newColumns.first { $0.lowercased() == column.lowercased() }!
-                return "ifnull(sum(b.\(quoteIdentifier(column)) IS NOT n.\(quoteIdentifier(new))), 0)"
+                return "ifnull(sum(\(TableEvidence.differs("b.\(quoteIdentifier(column))", "n.\(quoteIdentifier(new))"))), 0)"
             }
             let row = try db.rows("SELECT \(sums.joined(separator: ", ")) FROM \(from)")[0]
             for (index, column) in kept.enumerated() {
@@ -194,7 +222,7 @@ final class EvidenceRecorder {
         // A column gone and one added holding the very same values: renamed.
         for column in gone {
             if let target = try added.first(where: { new in
-                try db.scalar("SELECT ifnull(sum(b.\(quoteIdentifier(column)) IS NOT n.\(quoteIdentifier(new))), 0) FROM \(from)").int == 0
+                try db.scalar("SELECT ifnull(sum(\(TableEvidence.differs("b.\(quoteIdentifier(column))", "n.\(quoteIdentifier(new))"))), 0) FROM \(from)").int == 0
                     && e.rowsDeleted == 0
             }) {
                 e.columnsRenamed[column] = target

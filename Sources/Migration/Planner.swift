@@ -53,6 +53,19 @@ public struct Planner: Sendable {
         let before = fingerprintCopy ? try Dictionary(uniqueKeysWithValues: originalTables.map { ($0, try scratch.fingerprint(table: $0)) }) : [:]
         let recorder = try EvidenceRecorder(scratch)
         let existingColumns = recorder.existingColumns.mapValues { Set($0.map { $0.lowercased() }) }
+        // Existing tables whose rows SQLite's preupdate hook cannot tell apart (no rowid).
+        let withoutRowid = Set(try scratch.rows("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+            .filter { Connection.normalizeSQL($0[1].string ?? "").uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID") }
+            .compactMap { $0[0].string }).intersection(existingColumns.keys)
+        // Existing tables a statement dropped or renamed away: rebuilt, if their rows live on.
+        var replaced = Set<String>()
+        // Dropping or renaming a table can leave other tables' keys pointing nowhere: the
+        // violations before are counted when the files could do that.
+        let reshapes = pending.contains { file in
+            let text = Connection.normalizeSQL(file.sql).uppercased()
+            return text.contains("DROP TABLE") || text.contains(" RENAME ")
+        }
+        let violationsBefore = reshapes ? Self.foreignKeyViolations(scratch) : [:]
 
         var statements = [StatementPlan]()
         var created = [CreatedObject]()
@@ -119,6 +132,9 @@ public struct Planner: Sendable {
                         // DROP TABLE authorizes the DELETE of its rows too: judged as the drop.
                         if action.code == SQLITE_DELETE, actions.contains(where: { $0.code == SQLITE_DROP_TABLE && $0.first == target }) { continue }
                         touches.insert(target)
+                        if withoutRowid.contains(target) {
+                            note("writes to \(target), a WITHOUT ROWID table whose rows cannot be followed inside the migrating transaction", .destructive)
+                        }
                         if action.code == SQLITE_INSERT {
                             note("adds rows to existing table \(target)", .preserving)
                         } else if action.code == SQLITE_DELETE {
@@ -164,6 +180,12 @@ public struct Planner: Sendable {
                     throw Failure(.usage, "\(where_) fails: \(error.sqliteMessage)\n  in: \(summary(sql))",
                                   hint: "fix the SQL in \(file.path); nothing was applied")
                 }
+                let namesAfter = Set(try scratch.tableNames())
+                for table in touches where existingColumns[table] != nil && !namesAfter.contains(table) { replaced.insert(table) }
+                // A trigger acts later, on the application's writes: judge what its body does.
+                for trigger in creates where trigger.type == "trigger" {
+                    for (problem, kind) in try Self.triggerEffects(trigger.name, on: scratch, existing: existingColumns) { note(problem, kind) }
+                }
                 for table in touches { touchedBy[table, default: []].insert(file.key) }
                 for object in creates where object.type == "table" { toCreate.append(object.name) }
                 for name in exists where !alreadyExisting.contains(name) && existingTables[name] != nil { alreadyExisting.append(name) }
@@ -174,7 +196,19 @@ public struct Planner: Sendable {
             }
         }
         // What the statements did on the copy, table by table, column by column.
-        let evidence = try recorder.compare(rowCounts: existingTables)
+        let evidence = try recorder.compare(rowCounts: existingTables, replaced: replaced)
+        if reshapes {
+            let added = Self.foreignKeyViolations(scratch).filter { $0.value > violationsBefore[$0.key, default: 0] }
+            if !added.isEmpty {
+                let lines = added.sorted { $0.key < $1.key }.map { "\($0.value - violationsBefore[$0.key, default: 0]) row(s) of \($0.key)" }
+                throw Failure(.usage, "the pending migrations leave foreign keys pointing nowhere on the copy: " + lines.joined(separator: ", ")
+                              + " (renaming a table repoints the keys that refer to it; dropping it then leaves them dangling)",
+                              hint: "rebuild as sqlite.org's 12 steps describe (create new_x, copy, drop x, rename new_x to x), or fix the keys in the migration; nothing was applied")
+            }
+        }
+        // A table created and dropped again (a rebuild's new_x renamed away) is not created.
+        let finalNames = Set(try scratch.tableNames())
+        toCreate = toCreate.filter(finalNames.contains)
         // Claim 5 is checked on the rehearsed copy itself.
         var unchanged = true
         let remaining = Set(try scratch.tableNames())
@@ -194,7 +228,9 @@ public struct Planner: Sendable {
         if rerunClean { rerunClean = try scratch.schema() == schemaAfter && scratch.totalChanges == changesAfter }
         let migrations = pending.map { file in
             let own = statements.filter { $0.migration == file.key }
-            let seen = evidence.filter { touchedBy[$0.table]?.contains(file.key) == true }
+            // Evidence on a table no statement named (a trigger, a virtual table's shadow
+            // tables) counts against every pending migration.
+            let seen = evidence.filter { touchedBy[$0.table]?.contains(file.key) ?? true }
             let kind = max(own.map(\.classification).max() ?? .additive, seen.map(\.classification).max() ?? .additive)
             return MigrationSummary(migration: file.key, classification: kind, evidence: seen.flatMap(\.facts))
         }
@@ -213,8 +249,11 @@ public struct Planner: Sendable {
     static func claims(statements: [StatementPlan], evidence: [TableEvidence], createTables: Int, originalTables: [String],
                        untouched: [String], unchanged: Bool, fingerprintCopy: Bool, rerunClean: Bool) -> [SafetyClaim] {
         let nonAdditive = statements.flatMap(\.problems)
-        let deletes = statements.flatMap(\.problems).filter { $0.hasPrefix("may delete") }
-        let updates = statements.flatMap(\.problems).filter { $0.hasPrefix("may change") }
+        // What the statements may do that no copy can rule out: deleting (a DELETE, a trigger
+        // that deletes, rows that cannot be followed, SQL not understood) or changing values.
+        let risky = statements.filter { $0.classification == .destructive }.flatMap(\.problems)
+        let deletes = risky.filter { $0.contains("delete") || $0.contains("WITHOUT ROWID") || $0.contains("not understood") || $0.contains("could not be checked") }
+        let updates = risky.filter { !deletes.contains($0) }
         let lost = evidence.flatMap { e in e.facts.filter { $0.contains("rows deleted") || $0.contains("dropped") } }
         let changed = evidence.flatMap { e in e.facts.filter { $0.contains("values changed") } }
         let list = { (items: [String]) in items.prefix(6).joined(separator: "; ") + (items.count > 6 ? "; …" : "") }
@@ -263,6 +302,59 @@ public struct Planner: Sendable {
             }
         }
         return tables
+    }
+
+    /// Foreign-key violations per "child → parent", and a definition that cannot be checked
+    /// ("foreign key mismatch") as its message.
+    static func foreignKeyViolations(_ db: Connection) -> [String: Int] {
+        do {
+            var counts = [String: Int]()
+            for row in try db.rows("PRAGMA foreign_key_check") { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
+            return counts
+        } catch {
+            return ["foreign_key_check fails (\((error as? SQLiteError)?.sqliteMessage ?? "\(error)"))": 1]
+        }
+    }
+
+    /// What a new trigger's body does to existing tables when it fires: found by preparing (never
+    /// running) a statement that fires it, with the authorizer watching the trigger's program.
+    static func triggerEffects(_ name: String, on db: Connection, existing: [String: Set<String>]) throws -> [(String, MigrationClass)] {
+        guard let row = try db.rows("SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?", [.text(name)]).first,
+              let table = row[0].string else { return [] }
+        let sql = Connection.normalizeSQL(row[1].string ?? "").uppercased()
+        let head = sql.components(separatedBy: " BEGIN ").first ?? sql
+        let quoted = quoteIdentifier(table)
+        let firing = head.contains(" DELETE ON ") ? "DELETE FROM \(quoted)"
+            : head.contains(" INSERT ON ") ? "INSERT INTO \(quoted) DEFAULT VALUES"
+            : "UPDATE \(quoted) SET rowid = rowid"
+        var columns = [String]()
+        if head.contains(" UPDATE ") {
+            columns = try db.rows("SELECT name FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[0].string }
+        }
+        let statements = head.contains(" UPDATE ") && !columns.isEmpty
+            ? columns.map { "UPDATE \(quoted) SET \(quoteIdentifier($0)) = \(quoteIdentifier($0))" } : [firing]
+        var effects = [(String, MigrationClass)]()
+        for statement in statements {
+            guard let actions = try? db.authorizerActions(for: statement) else {
+                return [("trigger \(name): what it does could not be checked", .destructive)]
+            }
+            for action in actions where action.source == name {
+                guard let target = action.first, let kept = existing[target] else { continue }
+                switch action.code {
+                case SQLITE_DELETE:
+                    effects.append(("trigger \(name) deletes rows of existing table \(target) when \(table) is written", .destructive))
+                case SQLITE_UPDATE where kept.contains((action.second ?? "").lowercased()):
+                    effects.append(("trigger \(name) changes existing values of \(target).\(action.second ?? "?") when \(table) is written", .destructive))
+                case SQLITE_INSERT, SQLITE_UPDATE:
+                    effects.append(("trigger \(name) adds to existing table \(target) when \(table) is written", .preserving))
+                default:
+                    continue
+                }
+            }
+        }
+        var unique = [(String, MigrationClass)]()
+        for effect in effects where !unique.contains(where: { $0.0 == effect.0 }) { unique.append(effect) }
+        return unique
     }
 
     /// `PRAGMA foreign_keys = OFF` (or `ON`, `0`, `1`, …), as ORMs emit around table rebuilds.

@@ -196,7 +196,7 @@ struct Pipeline {
         report.tablesCreated = result.tablesCreated
         report.tablesAlreadyExisted = result.tablesAlreadyExisted
         report.writeLockMilliseconds = result.writeLockMilliseconds
-        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) existing tables proven unchanged"
+        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) \(plan.evidence.isEmpty ? "" : "untouched ")existing tables proven unchanged"
                     + (result.unchangedProof.map { " (\($0))" } ?? ""))
         try stage("restart") { p in try p.restart(committed: true) }
         report.outcome = "success"
@@ -366,10 +366,10 @@ struct Pipeline {
                 report.hooks.append(result)
             }
             do {
-                try runtime.undo(journal: journal, config: config)
+                let how = try runtime.undo(journal: journal, config: config)
                 report.outcome = "undone"
                 runtime.log("✓ undone: the deploy's changes were removed and the database proven back")
-                final = Failure(.failed, "\(error.message)\nThe deploy was undone: the objects it created were dropped; application writes to existing tables were kept.", hint: error.hint)
+                final = Failure(.failed, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint)
             } catch let undoError {
                 report.outcome = "unproven"
                 final = Failure(.unproven, "\(error.message)\nUndoing the deploy failed too: \(undoError)",

@@ -54,8 +54,10 @@ extension Runtime {
     /// Undoes a committed deploy (SPEC.md stage 6). Additive: drops exactly the objects it
     /// created and its history rows in one transaction, so application writes to older tables
     /// survive, then proves none of them is left. Otherwise: restores the snapshot.
+    /// Returns what was done, for the operator.
     /// - Throws: when the undo fails or cannot be proven.
-    func undo(journal: DeployJournal, config: InstanceConfig) throws {
+    @discardableResult
+    func undo(journal: DeployJournal, config: InstanceConfig) throws -> String {
         if journal.additive {
             let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             try live.execute("BEGIN IMMEDIATE")
@@ -83,7 +85,7 @@ extension Runtime {
                 try? live.execute("ROLLBACK")
                 throw error
             }
-            return
+            return "the objects it created were dropped; application writes to existing tables were kept"
         }
         guard let name = journal.snapshot else { throw Failure(.unproven, "no snapshot recorded to restore from") }
         let store = store(config)
@@ -92,5 +94,6 @@ extension Runtime {
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
+        return "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
     }
 }

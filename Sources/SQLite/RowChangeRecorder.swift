@@ -26,6 +26,9 @@ public final class RowChangeRecorder {
         public var existingValuesChanged = [Int: Int]()
         /// Rows this connection inserted.
         public var inserted = Set<Int64>()
+        /// Existing rows deleted, with their values: a REPLACE deletes a row and inserts one with
+        /// the same rowid, which then counts as that row kept or changed, not as a deletion.
+        var deletedRows = [Int64: [Value]]()
 
         public init() {}
     }
@@ -90,9 +93,31 @@ public final class RowChangeRecorder {
             var changes = counts.details[name] ?? TableChanges()
             switch op {
             case SQLITE_INSERT:
-                changes.inserted.insert(key2)
+                if let old = changes.deletedRows.removeValue(forKey: key2) {
+                    // The existing row back under its rowid: compare it column by column.
+                    changes.existingRowsDeleted -= 1
+                    let columns = counts.count!(db)
+                    for column in 0..<columns {
+                        var new: OpaquePointer?
+                        guard counts.new!(db, column, &new) == SQLITE_OK, Int(column) < old.count,
+                              RowChangeRecorder.value(new) == old[Int(column)] else {
+                            changes.existingValuesChanged[Int(column), default: 0] += 1
+                            continue
+                        }
+                    }
+                } else {
+                    changes.inserted.insert(key2)
+                }
             case SQLITE_DELETE:
-                if changes.inserted.remove(key1) == nil { changes.existingRowsDeleted += 1 }
+                if changes.inserted.remove(key1) == nil {
+                    changes.existingRowsDeleted += 1
+                    var values = [Value]()
+                    for column in 0..<counts.count!(db) {
+                        var old: OpaquePointer?
+                        values.append(counts.old!(db, column, &old) == SQLITE_OK ? RowChangeRecorder.value(old) : .null)
+                    }
+                    changes.deletedRows[key1] = values
+                }
             case SQLITE_UPDATE:
                 if changes.inserted.contains(key1) {
                     changes.inserted.remove(key1)
@@ -116,6 +141,21 @@ public final class RowChangeRecorder {
             counts.details[name] = changes
         }, Unmanaged.passUnretained(counts).toOpaque())
         installed = true
+    }
+
+    /// A copy of an `sqlite3_value` (valid only during the callback).
+    static func value(_ v: OpaquePointer?) -> Value {
+        switch sqlite3_value_type(v) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER: return .integer(sqlite3_value_int64(v))
+        case SQLITE_FLOAT: return .real(sqlite3_value_double(v))
+        case SQLITE_TEXT:
+            return .text(sqlite3_value_text(v).map { String(cString: $0) } ?? "")
+        default:
+            let count = Int(sqlite3_value_bytes(v))
+            guard count > 0, let bytes = sqlite3_value_blob(v) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
+        }
     }
 
     /// Whether two values are the same: type and content.

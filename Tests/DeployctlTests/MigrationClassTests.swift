@@ -101,4 +101,98 @@ struct MigrationClassTests {
         #expect(try box.sqlite(box.databasePath, "SELECT name FROM user WHERE id = 900001") == "Customer")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'deployctl_migrations'") == "0")
     }
+
+    /// Migrations that lose or change existing data in ways a loose comparison misses: each must
+    /// be destructive at plan time (64, nothing applied), with the evidence named.
+    static let disguised: [(name: String, setup: String, sql: String, evidence: String)] = [
+        ("text_to_number", "CREATE TABLE coupon (id INTEGER PRIMARY KEY, code TEXT); INSERT INTO coupon VALUES (1, '007'), (2, '0042'), (3, 'ab');",
+         "ALTER TABLE coupon ADD COLUMN code_num INTEGER;\nUPDATE coupon SET code_num = code;\nALTER TABLE coupon DROP COLUMN code;",
+         "coupon.code: column dropped, 3 non-NULL values lost"),
+        ("text_key_collapsed", "CREATE TABLE coupon (code TEXT PRIMARY KEY, discount INT); INSERT INTO coupon VALUES ('007', 10), ('7', 10), ('12', 15);",
+         "CREATE TABLE coupon_backup AS SELECT * FROM coupon;\nDROP TABLE coupon;\nCREATE TABLE coupon (code INTEGER PRIMARY KEY, discount INT);\nINSERT OR IGNORE INTO coupon SELECT code, discount FROM coupon_backup;\nDROP TABLE coupon_backup;",
+         "coupon: 3 rows deleted"),
+        ("nocase_change", "CREATE TABLE tag (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE); INSERT INTO tag VALUES (1, 'Alpha'), (2, 'beta');",
+         "CREATE TABLE new_tag (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE);\nINSERT INTO new_tag SELECT id, lower(name) FROM tag;\nDROP TABLE tag;\nALTER TABLE new_tag RENAME TO tag;",
+         "tag.name: 1 existing values changed"),
+        ("without_rowid", "CREATE TABLE setting (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID; INSERT INTO setting VALUES ('a', 'on');",
+         "INSERT INTO setting VALUES ('b', 'off');",
+         "a WITHOUT ROWID table"),
+        ("trigger_deletes", "",
+         "CREATE TRIGGER payment_cleanup AFTER INSERT ON payment BEGIN DELETE FROM tracker WHERE user_id = 1; END;",
+         "trigger payment_cleanup deletes rows of existing table tracker"),
+    ]
+
+    @Test("a migration that loses or changes data in disguise (type conversion, collapsed keys, collation, no rowid, a trigger) is destructive at plan: 64, nothing applied",
+          arguments: Self.disguised.map(\.name))
+    func disguisedLossRefused(name: String) throws {
+        let item = Self.disguised.first { $0.name == name }!
+        let box = try Sandbox(rows: 30)
+        if !item.setup.isEmpty { _ = try box.sqlite(box.databasePath, item.setup) }
+        try box.write("instances/migrations/0001_\(name).sql", item.sql + "\n")
+        let before = try box.sha3(box.databasePath)
+        let plan = try box.deployctl(["plan", "prod"])
+        #expect(plan.status == 64, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.stdout.contains("0001_\(name): destructive") && (plan.stdout + plan.stderr).contains(item.evidence), "\(plan.stdout)")
+        #expect(!plan.stdout.contains("does NOT delete any data: proven") || !plan.stdout.contains("does NOT change any existing data: proven"), "\(plan.stdout)")
+        let deploy = try box.deployctl(["deploy", "prod"])
+        #expect(deploy.status == 64, "\(deploy.stderr)")
+        #expect(try box.sha3(box.databasePath) == before && box.backupNames().isEmpty)
+    }
+
+    @Test("a virtual table's shadow tables emptied by a statement the authorizer sees as an insert: the plan's evidence makes it destructive")
+    func ftsDeleteAll() throws {
+        let box = try Sandbox(rows: 30)
+        let fts = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath],
+                                   input: "CREATE VIRTUAL TABLE user_fts USING fts5(name, content='user', content_rowid='id'); INSERT INTO user_fts(user_fts) VALUES ('rebuild');")
+        try #require(fts.status == 0, "no FTS5 here: \(fts.stderr)")
+        try box.write("instances/migrations/0001_reset.sql", "INSERT INTO user_fts(user_fts) VALUES ('delete-all');\n")
+        let plan = try box.deployctl(["plan", "prod"])
+        #expect(plan.status == 64 && plan.stdout.contains("0001_reset: destructive") && plan.stdout.contains("rows deleted"), "\(plan.stdout)\(plan.stderr)")
+    }
+
+    @Test("renaming a table away and dropping it leaves other tables' keys dangling: the plan refuses and says why")
+    func renameAwayDangles() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_rebuild_loan.sql", """
+            ALTER TABLE loan RENAME TO _loan_old;
+            CREATE TABLE loan (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES user(id), principal_cents INTEGER, rate REAL, status TEXT);
+            INSERT INTO loan SELECT * FROM _loan_old;
+            DROP TABLE _loan_old;
+            """)
+        let before = try box.sha3(box.databasePath)
+        let plan = try box.deployctl(["deploy", "prod"])
+        #expect(plan.status == 64, "\(plan.stderr)")
+        #expect(plan.stderr.contains("payment → _loan_old") && plan.stderr.contains("12 steps"), "\(plan.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
+    @Test("an identical INSERT OR REPLACE of an existing row keeps it: preserving, and the deploy proves it")
+    func identicalReplace() throws {
+        let box = try Sandbox(rows: 30)
+        let row = try box.sqlite(box.databasePath, "SELECT quote(name) || ', ' || quote(email) FROM user WHERE id = 5")
+        try box.write("instances/migrations/0001_replace.sql", "INSERT OR REPLACE INTO user (id, name, email) VALUES (5, \(row));\n")
+        let deploy = try box.deployctl(["deploy", "prod"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(deploy.stdout.contains("Class: preserving"))
+    }
+
+    @Test("a preserving deploy undone after commit says the snapshot was restored and where the replaced state is saved; a destructive one survives application writes before it")
+    func undoMessageAndDestructiveUnderWrites() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_add.sql", "ALTER TABLE loan ADD COLUMN cashback_rate REAL;\n")
+        let undone = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
+        #expect(undone.status == 1)
+        #expect(undone.stderr.contains("was restored; the state it replaced") && undone.stderr.contains("saved as lending_app_prod_pre_restore_"), "\(undone.stderr)")
+        try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_add.sql"))
+        try box.write("instances/migrations/0001_close.sql", "-- allow-destructive\nUPDATE loan SET status = 'closed' WHERE id = 1;\n")
+        let deploy = try box.spawnDeployctl(["deploy", "prod", "--allow-destructive"], environment: ["DEPLOYCTL_FAILPOINTS": "rehearse=delay:2000"])
+        let journal = box.path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("rehearse") != true { usleep(20_000) }
+        _ = try box.sqlite(box.databasePath, "INSERT INTO payment (id, loan_id, amount_cents) VALUES (900001, 2, 500)")
+        deploy.waitUntilExit()
+        #expect(deploy.terminationStatus == 0)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM payment WHERE id = 900001") == "1")
+        #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
+    }
 }
