@@ -21,6 +21,9 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     public var additive: Bool
     /// Objects the migrations created (type, name), for an undo.
     public var created: [CreatedObject]
+    /// For a preserving migration that only added columns (and indexes, triggers, views,
+    /// tables): the columns per table, which an undo drops instead of restoring the snapshot.
+    public var addedColumns: [String: [String]]?
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -30,6 +33,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case instance, stage, snapshot, migrations, committed, additive, created
+        case addedColumns = "added_columns"
         case deployId = "deploy_id"
         case startedAt = "started_at"
         case appStopped = "app_stopped"

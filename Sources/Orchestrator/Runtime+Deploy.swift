@@ -126,6 +126,19 @@ struct Pipeline {
         try runtime.checkInterruption(nil)
     }
 
+    /// The columns a preserving plan adds, when adding columns (and new objects) is all it does
+    /// to existing tables: an undo can then drop exactly those and keep the application's writes.
+    static func addedColumnsOnly(_ plan: MigrationPlan) -> [String: [String]]? {
+        guard plan.classification == .preserving, !plan.evidence.isEmpty else { return nil }
+        var columns = [String: [String]]()
+        for e in plan.evidence {
+            guard e.finalName == e.table, !e.rebuilt, e.rowsDeleted == 0, e.rowsAdded == 0, e.columnsDropped.isEmpty,
+                  e.columnsRenamed.isEmpty, e.valuesChanged.isEmpty else { return nil }
+            if !e.columnsAdded.isEmpty { columns[e.table] = e.columnsAdded }
+        }
+        return columns
+    }
+
     /// What each stage is doing, in words, for the progress line.
     static let stageWords = [
         "preflight": "checking the config, locks and free space",
@@ -165,7 +178,8 @@ struct Pipeline {
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
-                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) })
+                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
+                                addedColumns: Self.addedColumnsOnly(plan))
         let store = runtime.store(config)
         let backup = try stage("snapshot") { p in
             let entry = try Snapshotter(store: store).snapshot(

@@ -58,6 +58,15 @@ extension Runtime {
     /// - Throws: when the undo fails or cannot be proven.
     @discardableResult
     func undo(journal: DeployJournal, config: InstanceConfig) throws -> String {
+        var fallback = ""
+        if let columns = journal.addedColumns, !journal.additive {
+            do {
+                return try dropAdded(journal, columns: columns, config: config)
+            } catch {
+                // A column SQLite cannot drop (a view or key uses it): the snapshot then.
+                fallback = "dropping the added columns failed (\(error)), so "
+            }
+        }
         if journal.additive {
             let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             try live.execute("BEGIN IMMEDIATE")
@@ -94,6 +103,45 @@ extension Runtime {
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
-        return "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
+        return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
+    }
+
+    /// Undoes a preserving deploy that only added columns and new objects, in one transaction:
+    /// drops the objects it created, then the columns it added, and its history rows; proves
+    /// none is left. The application's writes to existing columns are kept.
+    /// - Throws: the SQL error when a column cannot be dropped (the transaction is rolled back).
+    private func dropAdded(_ journal: DeployJournal, columns: [String: [String]], config: InstanceConfig) throws -> String {
+        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        try live.execute("BEGIN IMMEDIATE")
+        do {
+            for object in journal.created where object.type == "index" || object.type == "trigger" || object.type == "view" {
+                try live.execute("DROP \(object.type.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
+            }
+            for object in journal.created.reversed() where object.type == "table" {
+                try live.execute("DROP TABLE IF EXISTS \(quoteIdentifier(object.name))")
+            }
+            for (table, added) in columns.sorted(by: { $0.key < $1.key }) {
+                for column in added.reversed() {
+                    try live.execute("ALTER TABLE \(quoteIdentifier(table)) DROP COLUMN \(quoteIdentifier(column))")
+                }
+            }
+            try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
+            if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }
+            let names = Set(try live.schema().map(\.name))
+            var left = journal.created.filter { names.contains($0.name) }.map(\.name)
+            for (table, added) in columns {
+                let now = Set(try live.rows("SELECT lower(name) FROM pragma_table_info(?)", [.text(table)]).compactMap { $0[0].string })
+                left += added.filter { now.contains($0.lowercased()) }.map { "\(table).\($0)" }
+            }
+            guard left.isEmpty, try live.integrityProblems().isEmpty else {
+                throw Failure(.unproven, "undo left \(left.joined(separator: ", ")) behind")
+            }
+            try live.execute("COMMIT")
+        } catch {
+            try? live.execute("ROLLBACK")
+            throw error
+        }
+        let list = columns.sorted { $0.key < $1.key }.flatMap { table, added in added.map { "\(table).\($0)" } }
+        return "the columns it added (\(list.joined(separator: ", "))) and the objects it created were dropped; application writes to existing columns were kept"
     }
 }

@@ -62,14 +62,25 @@ struct MigrationClassTests {
         #expect(again.status == 0 && again.stdout.contains("Nothing to do"), "\(again.stdout)\(again.stderr)")
     }
 
-    @Test("a preserving deploy undone after its commit leaves the database as before")
+    @Test("a deploy that only added columns and an index, undone after its commit: exactly those are dropped, the application's writes since are kept")
     func preservingUndone() throws {
         let box = try Sandbox(rows: 60)
-        try box.write("instances/migrations/0001_add_columns.sql", Self.preserving[0].sql + "\n")
-        let before = try Self.content(box, box.databasePath)
-        let result = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
-        #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
-        #expect(try Self.content(box, box.databasePath) == before)
+        try box.write("instances/migrations/0001_add_columns.sql", Self.preserving[0].sql + "\nCREATE INDEX loan_tier ON loan(tier);\n")
+        let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"])
+        let journal = box.path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        // The application, after the commit: a new payment and a closed loan.
+        _ = try box.sqlite(box.databasePath, "INSERT INTO payment (id, loan_id, amount_cents) VALUES (900001, 2, 500); UPDATE loan SET status = 'closed' WHERE id = 1;")
+        let after = try Self.content(box, box.databasePath)
+        deploy.waitUntilExit()
+        #expect(deploy.terminationStatus == 1)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM payment WHERE id = 900001") == "1")
+        #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(name) FROM pragma_table_info('loan')") == "id,user_id,principal_cents,rate,status")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name IN ('loan_tier', 'deployctl_migrations')") == "0")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        #expect(after.contains("cashback_rate"), "the deploy had committed before the application wrote")
     }
 
     @Test("a unique index that existing rows violate fails the plan with 64 naming file and statement; nothing is applied")
@@ -179,7 +190,7 @@ struct MigrationClassTests {
     @Test("a preserving deploy undone after commit says the snapshot was restored and where the replaced state is saved; a destructive one survives application writes before it")
     func undoMessageAndDestructiveUnderWrites() throws {
         let box = try Sandbox(rows: 30)
-        try box.write("instances/migrations/0001_add.sql", "ALTER TABLE loan ADD COLUMN cashback_rate REAL;\n")
+        try box.write("instances/migrations/0001_add.sql", "INSERT INTO user (id, name, email) VALUES (900002, 'System', 'system@example.com');\n")
         let undone = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
         #expect(undone.status == 1)
         #expect(undone.stderr.contains("was restored; the state it replaced") && undone.stderr.contains("saved as lending_app_prod_pre_restore_"), "\(undone.stderr)")
