@@ -231,6 +231,41 @@ public struct Applier: Sendable {
         return (created, already, proving ? untouched.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
     }
 
+    /// Proves on a rehearsed copy that the pending migrations' down parts, run newest first,
+    /// return it to `reference`'s content: the same schema (the history table aside) and equal
+    /// fingerprints of every table. Leaves the copy as it was (a savepoint rolled back).
+    /// Returns nil when proven, else why not.
+    public static func proveDown(_ pending: [MigrationFile], on db: Connection, reference: Connection) throws -> String? {
+        let missing = pending.filter { $0.downSQL == nil }.map(\.key)
+        guard missing.isEmpty else { return "no down part in \(missing.joined(separator: ", "))" }
+        try db.execute("SAVEPOINT deployctl_down_proof")
+        defer {
+            try? db.execute("ROLLBACK TO deployctl_down_proof")
+            try? db.execute("RELEASE deployctl_down_proof")
+        }
+        do {
+            for file in pending.reversed() {
+                for sql in try Connection.split(file.downSQL!) where !Planner.isForeignKeysPragma(sql) { try db.execute(sql) }
+            }
+        } catch let error as SQLiteError {
+            return "the down parts fail on the rehearsed copy: \(error.sqliteMessage)"
+        }
+        let own = { (c: Connection) in try c.schema().filter { $0.name != History.table && $0.table != History.table } }
+        let after = try own(db)
+        let before = try own(reference)
+        guard after == before else {
+            let differing = Set(after.map(\.name)).symmetricDifference(before.map(\.name)).union(
+                after.filter { object in before.first { $0.name == object.name }.map { $0 != object } ?? false }.map(\.name))
+            return "after up then down the schema differs from the snapshot's (\(differing.sorted().joined(separator: ", ")))"
+        }
+        for table in before where table.type == "table" {
+            if try db.fingerprint(table: table.name) != reference.fingerprint(table: table.name) {
+                return "after up then down \(table.name) does not hold the snapshot's rows"
+            }
+        }
+        return nil
+    }
+
     /// The violations that are new since `before`, one line per pair of tables.
     private func newViolations(_ db: Connection, since before: [String: Int]) -> [String] {
         Planner.foreignKeyViolations(db).sorted { $0.key < $1.key }.compactMap { key, count in

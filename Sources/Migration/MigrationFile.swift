@@ -1,18 +1,28 @@
 import Foundation
+import SQLite
 import Support
 
-/// One migration file, `NNNN_name.sql`: plain SQL with optional metadata in leading `--` lines:
+/// One migration: `NNNN_name.sql` (deployctl's own), golang-migrate's `NNNN_name.up.sql` with an
+/// optional `NNNN_name.down.sql`, dbmate's `NNNN_name.sql` with `-- migrate:up` and
+/// `-- migrate:down` sections, or Flyway's `V<n>__name.sql` with an optional `U<n>__name.sql`.
+/// Plain SQL with optional metadata in leading `--` lines:
 ///
 ///     -- description: Adds the six cashback tables.
 ///     -- allow-destructive
 ///     -- verify: SELECT count(*) = 0 FROM cashback_transaction
+///
+/// A whole-file `BEGIN;` … `COMMIT;` wrapper, as ORMs print their SQL, is removed with a note:
+/// deployctl runs every migration in its own transaction.
 public struct MigrationFile: Sendable, Equatable {
-    /// The number, e.g. 1 for `0001_cashback_tables.sql`.
+    /// The number, e.g. 1 for `0001_cashback_tables.sql` (up to 14 digits: timestamps too).
     public let id: Int
     /// The name, e.g. `cashback_tables`.
     public let name: String
     public let path: String
+    /// The SQL that migrates up.
     public let sql: String
+    /// The SQL that undoes it, when the file (or its down file) has one.
+    public let downSQL: String?
     /// SHA-256 of the file's bytes.
     public let sha256: String
     public let description: String?
@@ -20,6 +30,10 @@ public struct MigrationFile: Sendable, Equatable {
     public let allowDestructive: Bool
     /// Queries that must each return a single true value after the migration.
     public let verifyQueries: [String]
+    /// `deployctl`, `golang-migrate`, `dbmate` or `flyway`.
+    public let format: String
+    /// What deployctl did with the file as written (a transaction wrapper removed, …).
+    public let notes: [String]
 
     /// The migration's key, `0001_cashback_tables`: its number and name.
     public var key: String { migrationKey(id: id, name: name) }
@@ -27,21 +41,44 @@ public struct MigrationFile: Sendable, Equatable {
     /// The file name.
     public var fileName: String { URL(fileURLWithPath: path).lastPathComponent }
 
-    /// Reads and parses a migration file.
+    /// Reads and parses a migration file (and, for golang-migrate and Flyway, its down file).
     /// - Throws: `Failure` `.usage` for a bad name or unreadable file.
     public init(path: String) throws {
         let file = URL(fileURLWithPath: path).lastPathComponent
-        guard let (id, name) = Self.parseName(file) else {
-            throw Failure(.usage, "migration file \(path) is not named NNNN_name.sql", hint: "rename it, e.g. 0002_add_index.sql")
+        guard let parsed = Self.parseName(file) else {
+            throw Failure(.usage, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
+                          hint: "rename it, e.g. 0002_add_index.sql")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw Failure(.usage, "migration file \(path) cannot be read as UTF-8 text")
         }
-        self.id = id
-        self.name = name
+        self.id = parsed.id
+        self.name = parsed.name
         self.path = path
-        self.sql = text
         self.sha256 = SHA256.hex(of: data)
+        var up = text
+        var down: String?
+        var format = parsed.format
+        var notes = [String]()
+        if let downName = parsed.downFile {
+            let downPath = (path as NSString).deletingLastPathComponent + "/" + downName
+            if let downData = FileManager.default.contents(atPath: downPath) {
+                down = String(decoding: downData, as: UTF8.self)
+            }
+        } else if let (upPart, downPart) = Self.dbmateSections(text) {
+            format = "dbmate"
+            up = upPart
+            down = downPart
+        }
+        if let unwrapped = Self.unwrapped(up) {
+            up = unwrapped
+            notes.append("its whole-file BEGIN … COMMIT wrapper was removed: deployctl runs every migration in its own transaction")
+        }
+        if let text = down, let unwrapped = Self.unwrapped(text) { down = unwrapped }
+        self.sql = up
+        self.downSQL = down.flatMap { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : $0 }
+        self.format = format
+        self.notes = notes
         var description: String?
         var allow = false
         var verify = [String]()
@@ -63,13 +100,67 @@ public struct MigrationFile: Sendable, Equatable {
         self.verifyQueries = verify
     }
 
-    static func parseName(_ file: String) -> (Int, String)? {
-        guard file.hasSuffix(".sql"), file.count > 9 else { return nil }
-        let digits = file.prefix(4)
-        guard digits.allSatisfy(\.isNumber), file.dropFirst(4).first == "_", let id = Int(digits) else { return nil }
-        let name = String(file.dropFirst(5).dropLast(4))
-        guard !name.isEmpty, name.unicodeScalars.allSatisfy({ ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }) else { return nil }
-        return (id, name)
+    /// A file name's number, name, format and the down file that goes with it, if any; nil for a
+    /// name in no known format. Down files themselves (`.down.sql`, `U<n>__`) are not migrations.
+    static func parseName(_ file: String) -> (id: Int, name: String, format: String, downFile: String?)? {
+        guard file.hasSuffix(".sql") else { return nil }
+        let validName = { (name: Substring) in
+            !name.isEmpty && name.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" || $0 == "-" }
+        }
+        if file.hasPrefix("V"), let separator = file.range(of: "__") {
+            let digits = file[file.index(after: file.startIndex)..<separator.lowerBound]
+            let name = file[separator.upperBound...].dropLast(4)
+            guard !digits.isEmpty, digits.count <= 14, digits.allSatisfy(\.isNumber), let id = Int(digits), validName(name) else { return nil }
+            return (id, String(name), "flyway", "U\(digits)__\(name).sql")
+        }
+        var stem = file.dropLast(4)
+        var format = "deployctl"
+        var downFile: String?
+        if stem.hasSuffix(".up") {
+            stem = stem.dropLast(3)
+            format = "golang-migrate"
+            downFile = stem + ".down.sql"
+        }
+        guard let underscore = stem.firstIndex(of: "_") else { return nil }
+        let digits = stem[..<underscore]
+        let name = stem[stem.index(after: underscore)...]
+        guard !digits.isEmpty, digits.count <= 14, digits.allSatisfy(\.isNumber), let id = Int(digits), validName(name) else { return nil }
+        return (id, String(name), format, downFile)
+    }
+
+    /// Whether a file name is a down file that belongs to another migration file.
+    static func isDownFile(_ file: String) -> Bool {
+        file.hasSuffix(".down.sql") || (file.hasPrefix("U") && file.contains("__") && file.hasSuffix(".sql"))
+    }
+
+    /// dbmate's `-- migrate:up` / `-- migrate:down` sections, when the file has them.
+    static func dbmateSections(_ text: String) -> (up: String, down: String?)? {
+        var up = [Substring]()
+        var down = [Substring]()
+        var section = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let marker = line.trimmingCharacters(in: .whitespaces).lowercased()
+            if marker.hasPrefix("-- migrate:up") { section = 1; continue }
+            if marker.hasPrefix("-- migrate:down") { section = 2; continue }
+            if section == 1 { up.append(line) } else if section == 2 { down.append(line) }
+        }
+        guard section > 0 else { return nil }
+        return (up.joined(separator: "\n"), down.isEmpty ? nil : down.joined(separator: "\n"))
+    }
+
+    /// The SQL without a whole-file `BEGIN` … `COMMIT` (or `END`) wrapper; nil when it has none.
+    static func unwrapped(_ sql: String) -> String? {
+        guard let statements = try? Connection.split(sql), statements.count >= 2 else { return nil }
+        let words = { (statement: String) in
+            let code = statement.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }.joined(separator: "\n")
+            return Connection.normalizeSQL(code).uppercased().trimmingCharacters(in: CharacterSet(charactersIn: "; "))
+        }
+        let begin = words(statements.first!)
+        let end = words(statements.last!)
+        guard ["BEGIN", "BEGIN TRANSACTION", "BEGIN DEFERRED", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE",
+               "BEGIN DEFERRED TRANSACTION", "BEGIN IMMEDIATE TRANSACTION", "BEGIN EXCLUSIVE TRANSACTION"].contains(begin),
+              ["COMMIT", "END", "COMMIT TRANSACTION", "END TRANSACTION"].contains(end) else { return nil }
+        return statements.dropFirst().dropLast().joined(separator: "\n")
     }
 
     /// The names of the tables `sql` creates (`CREATE [VIRTUAL] TABLE [IF NOT EXISTS] name`),
@@ -84,12 +175,13 @@ public struct MigrationFile: Sendable, Equatable {
     /// Every migration in `folder`, in order. A missing or empty folder has none.
     /// - Throws: `Failure` `.usage` for duplicate numbers or a badly named `.sql` file.
     public static func loadAll(folder: String) throws -> [MigrationFile] {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".sql") }.sorted()
-        let files = try names.map { try MigrationFile(path: folder + "/" + $0) }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+            .filter { $0.hasSuffix(".sql") && !isDownFile($0) }.sorted()
+        let files = try names.map { try MigrationFile(path: folder + "/" + $0) }.sorted { $0.id < $1.id }
         var seen = [Int: String]()
         for file in files {
             if let other = seen[file.id] {
-                throw Failure(.usage, "two migrations share the number \(String(format: "%04d", file.id)): \(other) and \(file.fileName)",
+                throw Failure(.usage, "two migrations share the number \(migrationKey(id: file.id, name: "").dropLast()): \(other) and \(file.fileName)",
                               hint: "renumber one of them in \(folder)")
             }
             seen[file.id] = file.fileName
@@ -100,5 +192,6 @@ public struct MigrationFile: Sendable, Equatable {
 
 /// `NNNN_name`, the key by which plans, history and reports name a migration.
 func migrationKey(id: Int, name: String) -> String {
-    String(format: "%04d_", id) + name
+    let digits = String(id)
+    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits + "_" + name
 }

@@ -45,10 +45,17 @@ public struct MigrationSummary: Codable, Sendable {
     public let classification: MigrationClass
     /// What the rehearsal copy shows, per table and column, with counts.
     public let evidence: [String]
+    /// The file's format: `deployctl`, `golang-migrate`, `dbmate` or `flyway`.
+    public let format: String
+    /// Whether the file (or its down file) holds SQL that undoes it.
+    public let hasDown: Bool
+    /// What deployctl did with the file as written.
+    public let notes: [String]
 
     enum CodingKeys: String, CodingKey {
-        case migration, evidence
+        case migration, evidence, format, notes
         case classification = "class"
+        case hasDown = "has_down"
     }
 }
 

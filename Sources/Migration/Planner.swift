@@ -232,7 +232,8 @@ public struct Planner: Sendable {
             // tables) counts against every pending migration.
             let seen = evidence.filter { touchedBy[$0.table]?.contains(file.key) ?? true }
             let kind = max(own.map(\.classification).max() ?? .additive, seen.map(\.classification).max() ?? .additive)
-            return MigrationSummary(migration: file.key, classification: kind, evidence: seen.flatMap(\.facts))
+            return MigrationSummary(migration: file.key, classification: kind, evidence: seen.flatMap(\.facts), format: file.format,
+                                    hasDown: file.downSQL != nil, notes: file.notes)
         }
         let claims = Self.claims(statements: statements, evidence: evidence, createTables: toCreate.count, originalTables: originalTables,
                                  untouched: originalTables.filter { !touched.contains($0) && $0 != History.table }, unchanged: unchanged,

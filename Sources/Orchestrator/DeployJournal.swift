@@ -24,6 +24,12 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     /// For a preserving migration that only added columns (and indexes, triggers, views,
     /// tables): the columns per table, which an undo drops instead of restoring the snapshot.
     public var addedColumns: [String: [String]]?
+    /// The rehearsal proved the migrations' down parts return a copy to the snapshot's
+    /// content: an undo runs them instead of restoring the snapshot.
+    public var downProven: Bool?
+    /// The schema before the deploy (type, name and SQL of each object, the history table
+    /// aside), which an undo by down parts must give back.
+    public var schemaBefore: [String]?
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -34,6 +40,8 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case instance, stage, snapshot, migrations, committed, additive, created
         case addedColumns = "added_columns"
+        case downProven = "down_proven"
+        case schemaBefore = "schema_before"
         case deployId = "deploy_id"
         case startedAt = "started_at"
         case appStopped = "app_stopped"

@@ -126,6 +126,11 @@ struct Pipeline {
         try runtime.checkInterruption(nil)
     }
 
+    /// A database's schema as comparable lines, the history table aside.
+    static func schemaLines(_ db: Connection) throws -> [String] {
+        try db.schema().filter { $0.name != History.table && $0.table != History.table }.map { "\($0.type) \($0.name) \($0.sql ?? "")" }
+    }
+
     /// The columns a preserving plan adds, when adding columns (and new objects) is all it does
     /// to existing tables: an undo can then drop exactly those and keep the application's writes.
     static func addedColumnsOnly(_ plan: MigrationPlan) -> [String: [String]]? {
@@ -307,7 +312,7 @@ struct Pipeline {
     /// plan it also proves that the existing tables of the copy are unchanged
     /// (`proveUnchanged`), while no lock on the live database is held.
     /// - Throws: `Failure` `.failed` when an existing table changed on the copy.
-    func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
+    mutating func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
         let opened = try store.check(backup, keep: true)!
         defer { opened.discard() }
         let scratchPath = DurableFile.temporaryPath(for: store.folder + "/rehearsal.db")
@@ -318,6 +323,19 @@ struct Pipeline {
         try runtime.failpoints.hit("rehearse")
         let result = try Applier(failpoints: .none, log: { _ in }, proveUnchanged: false)
             .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
+        if !plan.additive && journal?.addedColumns == nil && pending.contains(where: { $0.downSQL != nil }) {
+            // An undo after commit could run the down parts instead of restoring the snapshot,
+            // keeping the application's writes: only if they give the snapshot's content back.
+            let reference = try Connection(path: opened.databasePath, mode: .immutable)
+            if let reason = try Applier.proveDown(pending, on: scratch, reference: reference) {
+                runtime.log("  rehearsal: the down parts are not used for an undo: \(reason)")
+            } else {
+                journal?.downProven = true
+                journal?.schemaBefore = try Self.schemaLines(reference)
+                try journal?.write(path: config.journalPath)
+                runtime.log("  rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts")
+            }
+        }
         runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
         if plan.classification != .destructive {
             // Tables a preserving migration touches were compared row by row by the plan.

@@ -67,6 +67,13 @@ extension Runtime {
                 fallback = "dropping the added columns failed (\(error)), so "
             }
         }
+        if journal.downProven == true, !journal.additive {
+            do {
+                return try runDown(journal, config: config)
+            } catch {
+                fallback += "running the down parts failed (\(error)), so "
+            }
+        }
         if journal.additive {
             let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             try live.execute("BEGIN IMMEDIATE")
@@ -104,6 +111,34 @@ extension Runtime {
         let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
         return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
+    }
+
+    /// Undoes a deploy by its migrations' down parts, newest first, in one transaction with its
+    /// history rows; proves the schema is the one before the deploy. The application's writes
+    /// are kept, as far as the down parts keep them.
+    /// - Throws: the SQL error, or `.unproven` when the schema differs (rolled back either way).
+    private func runDown(_ journal: DeployJournal, config: InstanceConfig) throws -> String {
+        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        try live.execute("BEGIN IMMEDIATE")
+        do {
+            for key in journal.migrations.reversed() {
+                guard let down = files.first(where: { $0.key == key })?.downSQL else {
+                    throw Failure(.failed, "the down part of \(key) is gone")
+                }
+                for sql in try Connection.split(down) where !Planner.isForeignKeysPragma(sql) { try live.execute(sql) }
+            }
+            try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
+            if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }
+            guard try Pipeline.schemaLines(live) == journal.schemaBefore, try live.integrityProblems().isEmpty else {
+                throw Failure(.unproven, "after the down parts the schema is not the one before the deploy")
+            }
+            try live.execute("COMMIT")
+        } catch {
+            try? live.execute("ROLLBACK")
+            throw error
+        }
+        return "its down parts were run (\(journal.migrations.reversed().joined(separator: ", "))), proven on the rehearsal to give the snapshot's content back; the schema is the one before the deploy"
     }
 
     /// Undoes a preserving deploy that only added columns and new objects, in one transaction:

@@ -206,4 +206,53 @@ struct MigrationClassTests {
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM payment WHERE id = 900001") == "1")
         #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
     }
+
+    @Test("golang-migrate, dbmate and Flyway files (and a whole-file BEGIN…COMMIT wrapper) plan, deploy and record as deployctl's own; a second deploy exits 0")
+    func otherToolsFiles() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_loan_note.up.sql", "ALTER TABLE loan ADD COLUMN note TEXT;\n")
+        try box.write("instances/migrations/0001_loan_note.down.sql", "ALTER TABLE loan DROP COLUMN note;\n")
+        try box.write("instances/migrations/20261125120000_audit.sql", "-- migrate:up\nCREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT);\n\n-- migrate:down\nDROP TABLE audit;\n")
+        try box.write("instances/migrations/V3__loan_note_index.sql", "BEGIN;\nCREATE INDEX loan_note ON loan(note);\nCOMMIT;\n")
+        try box.write("instances/migrations/U3__loan_note_index.sql", "DROP INDEX loan_note;\n")
+        let plan = try box.deployctl(["plan", "prod"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        #expect(plan.stdout.contains("0001_loan_note: preserving, golang-migrate file, has a down part"), "\(plan.stdout)")
+        #expect(plan.stdout.contains("0003_loan_note_index: preserving, flyway file, has a down part"), "\(plan.stdout)")
+        #expect(plan.stdout.contains("20261125120000_audit: additive, dbmate file, has a down part"), "\(plan.stdout)")
+        #expect(plan.stdout.contains("note: its whole-file BEGIN … COMMIT wrapper was removed"), "\(plan.stdout)")
+        let deploy = try box.deployctl(["deploy", "prod"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(id || ':' || name, ' ') FROM (SELECT * FROM deployctl_migrations ORDER BY id)")
+                == "1:loan_note 3:loan_note_index 20261125120000:audit")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name IN ('audit', 'loan_note')") == "2")
+        #expect(try box.deployctl(["deploy", "prod"]).status == 0)
+    }
+
+    @Test("a down part proven on the rehearsal undoes a committed deploy and keeps the application's writes; one that does not give the content back is not used")
+    func downMigrationUndo() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_rename.up.sql", "ALTER TABLE tracker RENAME COLUMN name TO title;\n")
+        try box.write("instances/migrations/0001_rename.down.sql", "ALTER TABLE tracker RENAME COLUMN title TO name;\n")
+        let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"])
+        let journal = box.path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        _ = try box.sqlite(box.databasePath, "INSERT INTO tracker (id, user_id, title) VALUES (900001, 1, 'written after the commit')")
+        deploy.waitUntilExit()
+        #expect(deploy.terminationStatus == 1)
+        #expect(try box.sqlite(box.databasePath, "SELECT name FROM tracker WHERE id = 900001") == "written after the commit")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'deployctl_migrations'") == "0")
+
+        // A down part that does not give the rows back: the snapshot is restored instead.
+        try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_rename.up.sql"))
+        try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_rename.down.sql"))
+        try box.write("instances/migrations/0001_close.up.sql", "-- allow-destructive\nUPDATE loan SET status = 'closed' WHERE id = 1;\n")
+        try box.write("instances/migrations/0001_close.down.sql", "SELECT 1;\n")
+        let closed = try box.deployctl(["deploy", "prod", "--allow-destructive"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
+        #expect(closed.status == 1)
+        #expect(closed.stdout.contains("the down parts are not used for an undo: after up then down loan does not hold the snapshot's rows"), "\(closed.stdout)")
+        #expect(closed.stderr.contains("was restored"), "\(closed.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "active")
+    }
 }

@@ -49,7 +49,9 @@ struct Plan: ParsableCommand {
             console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))")
             console.line("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
             for migration in plan.migrations {
-                console.line("  \(migration.migration): \(migration.classification.rawValue)")
+                let origin = migration.format == "deployctl" ? "" : ", \(migration.format) file"
+                console.line("  \(migration.migration): \(migration.classification.rawValue)\(origin)\(migration.hasDown ? ", has a down part" : "")")
+                for note in migration.notes { console.line("    note: \(note)") }
                 for statement in plan.statements where statement.migration == migration.migration {
                     let mark = statement.classification == .destructive ? "✗" : "✓"
                     console.line("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))\(statement.note.map { " — note: " + $0 } ?? "")")
