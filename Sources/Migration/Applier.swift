@@ -145,8 +145,7 @@ public struct Applier: Sendable {
                     try failpoints.hit("migrate")
                 }
             }
-            try db.rows("INSERT INTO deployctl_migrations (id, name, sha256, applied_at, deploy_id) VALUES (?, ?, ?, ?, ?)",
-                        [.integer(Int64(file.id)), .text(file.name), .text(file.sha256), .text(appliedAt), .text(deployId)]).forEach { _ in }
+            try History.record([file], on: db, deployId: deployId, appliedAt: appliedAt)
         }
         let details = recorder?.details ?? [:]
         let rowChanges = recorder?.stop() ?? [:]

@@ -35,6 +35,17 @@ public enum History {
         )
         """
 
+    /// Creates the history table if needed and records `files` as applied, inside the caller's
+    /// transaction.
+    /// - Throws: `SQLiteError`.
+    public static func record(_ files: [MigrationFile], on db: Connection, deployId: String, appliedAt: String) throws {
+        try db.execute(createSQL)
+        for file in files {
+            try db.rows("INSERT INTO deployctl_migrations (id, name, sha256, applied_at, deploy_id) VALUES (?, ?, ?, ?, ?)",
+                        [.integer(Int64(file.id)), .text(file.name), .text(file.sha256), .text(appliedAt), .text(deployId)]).forEach { _ in }
+        }
+    }
+
     /// The applied migrations, in order; empty when the table does not exist.
     /// - Throws: `SQLiteError`.
     public static func applied(_ db: Connection) throws -> [AppliedMigration] {
@@ -58,7 +69,7 @@ public enum History {
             }
             guard file.sha256 == row.sha256 else {
                 throw Failure(.usage, "migration file \(file.path) changed after it was applied (sha256 \(file.sha256.prefix(12)) ≠ applied \(row.sha256.prefix(12)))",
-                              hint: "restore the file as applied and put the change in a new migration")
+                              hint: "restore the file as applied and put the change in a new migration, or record a deliberate edit with 'deployctl accept <instance> \(file.key)'")
             }
         }
         let appliedIds = Set(applied.map(\.id))

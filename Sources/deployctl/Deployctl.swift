@@ -18,7 +18,8 @@ struct Deployctl: ParsableCommand {
             65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.
             """,
         version: DeployctlVersion.text,
-        subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self])
+        subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self,
+                      Baseline.self, Accept.self])
 
     static func main() {
         // Global options may stand before the subcommand name: move them after it, where every

@@ -255,4 +255,32 @@ struct MigrationClassTests {
         #expect(closed.stderr.contains("was restored"), "\(closed.stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "active")
     }
+
+    @Test("baseline adopts a database another tool migrated: refuses (65, nothing recorded) when something is missing, records without running otherwise; accept records a deliberate edit")
+    func baselineAndAccept() throws {
+        let box = try Sandbox(rows: 30)
+        try box.installCashbackMigration()
+        try box.write("instances/migrations/0002_loan_note.sql", "ALTER TABLE loan ADD COLUMN note TEXT;\n")
+        // Another tool applied 0001 only.
+        let cashback = try String(contentsOfFile: box.path("instances/migrations/0001_cashback_tables.sql"), encoding: .utf8)
+        #expect(try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath], input: cashback).status == 0)
+        let before = try box.sha3(box.databasePath)
+        let tooFar = try box.deployctl(["baseline", "prod", "--through", "2"])
+        #expect(tooFar.status == 65 && tooFar.stderr.contains("0002_loan_note.sql statement 1 would still change loan"), "\(tooFar.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        let adopted = try box.deployctl(["baseline", "prod", "--through", "1"])
+        #expect(adopted.status == 0, "\(adopted.stderr)")
+        #expect(adopted.stdout.contains("Recorded as applied, without running them: 0001_cashback_tables"), "\(adopted.stdout)")
+        let deploy = try box.deployctl(["deploy", "prod"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM deployctl_migrations") == "2")
+        // A deliberate edit of an applied file: verify says so, accept records it.
+        try box.write("instances/migrations/0002_loan_note.sql", "-- a note for readers\nALTER TABLE loan ADD COLUMN note TEXT;\n")
+        #expect(try box.deployctl(["verify", "prod"]).status == 65)
+        let refused = try box.deployctl(["accept", "prod", "0002_loan_note"])
+        #expect(refused.status == 64 && refused.stdout.contains("It now reads:"), "\(refused.stdout)\(refused.stderr)")
+        let accepted = try box.deployctl(["accept", "prod", "0002_loan_note", "--yes"])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        #expect(try box.deployctl(["verify", "prod"]).status == 0)
+    }
 }

@@ -1,0 +1,101 @@
+import Foundation
+import Migration
+import SQLite
+import Support
+
+/// What `baseline` or `accept` recorded.
+public struct HistoryChange: Sendable, Encodable {
+    /// The migrations whose history rows were written.
+    public let migrations: [String]
+    /// What was checked first, for the operator.
+    public let checked: [String]
+}
+
+extension Runtime {
+    /// `deployctl baseline <instance> --through <n>`: adopts a database another tool migrated.
+    /// Records migrations up to `through` as applied without running them, after checking that
+    /// the database holds every table, column and index they create (built on an empty
+    /// database from the files; where a file refers to tables it does not create, the tables
+    /// its CREATE statements name). One transaction; takes the instance lock.
+    /// - Throws: `Failure` `.usage` for an unknown number, `.badData` naming what is missing.
+    public func baseline(instance name: String, through: Int) throws -> HistoryChange {
+        let config = try workspace.instance(name)
+        try Connection.checkIsDatabase(config.databasePath)
+        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        guard files.contains(where: { $0.id == through }) else {
+            throw Failure(.usage, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
+                          hint: "give the number of the last migration the other tool applied")
+        }
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        let applied = Set(try History.applied(live).map(\.id))
+        let adopted = files.filter { $0.id <= through && !applied.contains($0.id) }
+        guard !adopted.isEmpty else { return HistoryChange(migrations: [], checked: ["every migration up to \(through) is already recorded"]) }
+        let missing = try Self.notYetIn(live, adopted)
+        guard missing.isEmpty else {
+            throw Failure(.badData, "the database does not hold what migrations up to \(through) do: \(missing.prefix(5).joined(separator: "; "))\(missing.count > 5 ? "; …" : ""); nothing was recorded",
+                          hint: "baseline through an earlier number, or deploy the missing migrations")
+        }
+        try live.execute("BEGIN IMMEDIATE")
+        do {
+            try History.record(adopted, on: live, deployId: "baseline-" + ISO8601DateFormatter().string(from: clock()),
+                               appliedAt: ISO8601DateFormatter().string(from: clock()))
+            try live.execute("COMMIT")
+        } catch {
+            try? live.execute("ROLLBACK")
+            throw error
+        }
+        return HistoryChange(migrations: adopted.map(\.key),
+                             checked: ["every statement of \(adopted.count) migration(s), replayed on a copy of the database's schema, finds its change already there"])
+    }
+
+    /// The statements of `files` that would still change `live`'s schema: each is replayed, in
+    /// order, on an in-memory copy of the schema (no rows). One that fails ("already exists",
+    /// "duplicate column") or changes nothing was applied; one that changes the schema was not.
+    static func notYetIn(_ live: Connection, _ files: [MigrationFile]) throws -> [String] {
+        let copy = try Connection(path: ":memory:", mode: .create)
+        let objects = try live.rows("SELECT type, sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        for type in ["table", "index", "view", "trigger"] {
+            for row in objects where row[0].string == type { try? copy.execute(row[1].string ?? "") }
+        }
+        var missing = [String]()
+        for file in files {
+            for (offset, sql) in ((try? Connection.split(file.sql)) ?? []).enumerated() where !Planner.isForeignKeysPragma(sql) {
+                let before = try copy.schema()
+                guard (try? copy.execute(sql)) != nil else { continue }
+                let after = try copy.schema()
+                if after != before {
+                    let changed = Set(after.map(\.name)).symmetricDifference(before.map(\.name))
+                        .union(after.filter { object in before.first { $0.name == object.name }.map { $0 != object } ?? false }.map(\.name))
+                    missing.append("\(file.fileName) statement \(offset + 1) would still change \(changed.sorted().joined(separator: ", "))")
+                }
+            }
+        }
+        return missing
+    }
+
+    /// `deployctl accept <instance> <migration>`: records a deliberate edit of an applied
+    /// migration file (its new checksum), after `confirm` has seen the old and new checksums
+    /// and the file's statements. Takes the instance lock.
+    /// - Throws: `Failure` `.usage` for an unknown or unapplied migration or an unchanged file.
+    public func accept(instance name: String, migration: String, confirm: (_ applied: String, _ file: MigrationFile) throws -> Void) throws -> HistoryChange {
+        let config = try workspace.instance(name)
+        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration }) else {
+            throw Failure(.usage, "no migration \(migration) in the migrations folder", hint: "name it as 'deployctl history' or 'verify' shows it, e.g. 0001_cashback_tables")
+        }
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        guard let row = try History.applied(live).first(where: { $0.id == file.id }) else {
+            throw Failure(.usage, "\(file.key) is not applied to \(name); there is nothing to accept", hint: "deploy it instead")
+        }
+        guard row.sha256 != file.sha256 else {
+            throw Failure(.usage, "\(file.fileName) is unchanged since it was applied; there is nothing to accept")
+        }
+        try confirm(row.sha256, file)
+        try live.rows("UPDATE deployctl_migrations SET sha256 = ? WHERE id = ?", [.text(file.sha256), .integer(Int64(file.id))]).forEach { _ in }
+        return HistoryChange(migrations: [file.key], checked: ["applied sha256 \(row.sha256.prefix(12)), file now \(file.sha256.prefix(12))"])
+    }
+}

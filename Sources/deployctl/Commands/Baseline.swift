@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Orchestrator
+import Support
+
+struct Baseline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Adopt a database another tool migrated: record migrations up to N as applied, without running them.",
+        discussion: """
+            First checks that the database holds every table, column and index those migrations \
+            create; records nothing otherwise (65, naming what is missing).
+            Example: deployctl baseline prod --through 12
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The instance whose database to adopt.")
+    var instance: String
+
+    @Option(help: "The number of the last migration the other tool applied.")
+    var through: Int
+
+    func run() throws {
+        let console = Console(global)
+        try console.run { runtime in
+            let change = try runtime.baseline(instance: instance, through: through)
+            if global.json { return try console.json(change) }
+            for line in change.checked { console.line("✓ \(line)") }
+            console.line(change.migrations.isEmpty ? "Nothing recorded." : "Recorded as applied, without running them: \(change.migrations.joined(separator: ", "))")
+        }
+    }
+}
+
+struct Accept: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record a deliberate edit of an applied migration file (its new checksum), after showing it.",
+        discussion: """
+            For a file edited on purpose after it was applied (a comment, a fix that changes no \
+            result). The database is not changed but for the checksum in deployctl_migrations. \
+            Asks on a terminal; needs --yes otherwise.
+            Example: deployctl accept prod 0001_cashback_tables
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The instance.")
+    var instance: String
+
+    @Argument(help: "The migration, e.g. 0001_cashback_tables.")
+    var migration: String
+
+    @Flag(help: "Do not ask for confirmation (required when stdin is not a terminal).")
+    var yes = false
+
+    func run() throws {
+        let console = Console(global)
+        try console.run { runtime in
+            let change = try runtime.accept(instance: instance, migration: migration) { applied, file in
+                console.line("\(file.fileName) was applied with sha256 \(applied.prefix(12)); the file now has \(file.sha256.prefix(12)). It now reads:")
+                for line in file.sql.split(separator: "\n", omittingEmptySubsequences: false).prefix(40) { console.line("  | \(line)") }
+                if yes { return }
+                guard isatty(0) == 1 else {
+                    throw Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
+                                  hint: "review the file, then run again with --yes")
+                }
+                FileHandle.standardError.write(Data("Record this file as the applied \(file.key)? [y/N] ".utf8))
+                guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "nothing was recorded") }
+            }
+            if global.json { return try console.json(change) }
+            console.line("✓ Recorded the edited \(change.migrations[0]) (\(change.checked[0]))")
+        }
+    }
+}
