@@ -96,6 +96,9 @@ public struct MigrationPlan: Codable, Sendable {
     public let migrations: [MigrationSummary]
     /// What the rehearsal copy shows the migrations did to each existing table they touched.
     public let evidence: [TableEvidence]
+    /// How long the statements took on the plan's copy: about how long a deploy blocks the
+    /// application's writes, before its in-transaction checks.
+    public let statementMilliseconds: Double
     /// True when every statement is additive and no existing table was touched.
     public var additive: Bool { classification == .additive }
     /// The strictest class of the pending migrations.
@@ -106,6 +109,7 @@ public struct MigrationPlan: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case applied, pending, statements, created, claims, additive, migrations, evidence
         case classification = "class"
+        case statementMilliseconds = "statement_ms"
         case tablesToCreate = "tables_to_create"
         case tablesAlreadyExisting = "tables_already_existing"
         case existingTables = "existing_tables"
@@ -123,6 +127,7 @@ public struct MigrationPlan: Codable, Sendable {
         try c.encode(classification, forKey: .classification)
         try c.encode(migrations, forKey: .migrations)
         try c.encode(evidence, forKey: .evidence)
+        try c.encode(statementMilliseconds, forKey: .statementMilliseconds)
         try c.encode(tablesToCreate, forKey: .tablesToCreate)
         try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
         try c.encode(existingTables, forKey: .existingTables)
@@ -142,11 +147,12 @@ public struct MigrationPlan: Codable, Sendable {
         journalMode = try c.decode(String.self, forKey: .journalMode)
         migrations = try c.decodeIfPresent([MigrationSummary].self, forKey: .migrations) ?? []
         evidence = try c.decodeIfPresent([TableEvidence].self, forKey: .evidence) ?? []
+        statementMilliseconds = try c.decodeIfPresent(Double.self, forKey: .statementMilliseconds) ?? 0
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],
          tablesAlreadyExisting: [String], existingTables: [String: Int], journalMode: String, created: [CreatedObject],
-         claims: [SafetyClaim], migrations: [MigrationSummary], evidence: [TableEvidence]) {
+         claims: [SafetyClaim], migrations: [MigrationSummary], evidence: [TableEvidence], statementMilliseconds: Double = 0) {
         self.applied = applied
         self.pending = pending
         self.statements = statements
@@ -158,5 +164,6 @@ public struct MigrationPlan: Codable, Sendable {
         self.claims = claims
         self.migrations = migrations
         self.evidence = evidence
+        self.statementMilliseconds = statementMilliseconds
     }
 }

@@ -72,6 +72,7 @@ public struct Planner: Sendable {
         var toCreate = [String]()
         var alreadyExisting = [String]()
         var touchedBy = [String: Set<String>]()
+        var executing = Duration.zero
         for file in pending {
             let parts = try Connection.split(file.sql)
             for (offset, sql) in parts.enumerated() {
@@ -174,6 +175,8 @@ public struct Planner: Sendable {
                     }
                 }
                 for table in touches { try recorder.save(table) }
+                let started = ContinuousClock.now
+                defer { executing += ContinuousClock.now - started }
                 do {
                     try scratch.execute(sql)
                 } catch let error as SQLiteError {
@@ -241,7 +244,8 @@ public struct Planner: Sendable {
         return MigrationPlan(applied: applied, pending: pending.map(\.key),
                              statements: statements, tablesToCreate: toCreate, tablesAlreadyExisting: alreadyExisting,
                              existingTables: existingTables, journalMode: journalMode, created: created, claims: claims,
-                             migrations: migrations, evidence: evidence)
+                             migrations: migrations, evidence: evidence,
+                             statementMilliseconds: Double(executing.components.seconds) * 1000 + Double(executing.components.attoseconds) / 1e15)
     }
 
     /// The guide's safety claims, each proven only by a check that would fail were it false:

@@ -286,6 +286,9 @@ struct Pipeline {
         runtime.log("  database: \(config.databasePath) (\(plan.journalMode))")
         runtime.log("  existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!))" }.joined(separator: ", "))
         runtime.log("  pending: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
+        if !plan.pending.isEmpty {
+            runtime.log("  class: \(plan.classification.rawValue); writes will be blocked for about \(String(format: "%.0f", plan.statementMilliseconds)) ms plus the checks (the statements' time on the plan's copy)")
+        }
         for claim in plan.claims where !plan.pending.isEmpty {
             let mark = claim.proven ? "✓" : claim.deferred ? "…" : "✗"
             let verdict = claim.proven ? "proven" : claim.deferred ? "checked below" : "NOT proven"

@@ -61,6 +61,7 @@ struct Plan: ParsableCommand {
             if !plan.pending.isEmpty {
                 console.line("Tables to create: \(plan.tablesToCreate.isEmpty ? "none" : plan.tablesToCreate.joined(separator: ", "))")
                 console.line("Tables already existing: \(plan.tablesAlreadyExisting.isEmpty ? "none" : plan.tablesAlreadyExisting.joined(separator: ", "))")
+                console.line("Writes blocked during the deploy: about \(String(format: "%.0f", plan.statementMilliseconds)) ms for the statements (their time on this copy), plus the checks inside the transaction")
                 console.line("Safety claims:")
                 for claim in plan.claims {
                     console.line("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)")
