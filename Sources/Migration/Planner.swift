@@ -93,87 +93,9 @@ public struct Planner: Sendable {
                     throw Failure(.usage, "\(where_) does not prepare: \(error.sqliteMessage)\n  in: \(summary(sql))",
                                   hint: "fix the SQL in \(file.path); nothing was applied")
                 }
-                var creates = [CreatedObject]()
-                var exists = [String]()
-                var problems = [String]()
-                var described = [String]()
-                var statementClass = MigrationClass.additive
-                func note(_ problem: String, _ kind: MigrationClass) {
-                    if !problems.contains(problem) { problems.append(problem) }
-                    statementClass = max(statementClass, kind)
-                }
-                func describe(_ text: String) { if !described.contains(text) { described.append(text) } }
-                var touches = Set<String>()
-                for action in actions {
-                    let target = action.first ?? ""
-                    switch action.code {
-                    case SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER:
-                        let type = ["table", "view", "index", "trigger"][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
-                        if target.hasPrefix("sqlite_") { continue }
-                        describe("\(action.name) \(target)")
-                        if names.contains(target) {
-                            exists.append(target)
-                            if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
-                               normalizeCreate(existing) != normalizeCreate(sql) {
-                                // Later statements (indexes on its columns) would fail against the
-                                // wrong shape, so say what is wrong here rather than there.
-                                throw Failure(.usage, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
-                                              hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
-                            }
-                            continue
-                        }
-                        if (type == "index" || type == "trigger"), let table = action.second, originalNames.contains(table) {
-                            note("\(type) \(target) on existing table \(table)", .preserving)
-                        }
-                        creates.append(CreatedObject(type: type, name: target))
-                    case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
-                        if target.hasPrefix("sqlite_") { continue }
-                        describe("\(action.name) \(target)")
-                        guard let columns = existingColumns[target] else { continue }
-                        // DROP TABLE authorizes the DELETE of its rows too: judged as the drop.
-                        if action.code == SQLITE_DELETE, actions.contains(where: { $0.code == SQLITE_DROP_TABLE && $0.first == target }) { continue }
-                        touches.insert(target)
-                        if withoutRowid.contains(target) {
-                            note("writes to \(target), a WITHOUT ROWID table whose rows cannot be followed inside the migrating transaction", .destructive)
-                        }
-                        if action.code == SQLITE_INSERT {
-                            note("adds rows to existing table \(target)", .preserving)
-                        } else if action.code == SQLITE_DELETE {
-                            note("may delete rows of existing table \(target)", .destructive)
-                        } else if let column = action.second, columns.contains(column.lowercased()) {
-                            note("may change existing values of \(target).\(column)", .destructive)
-                        } else {
-                            note("fills new column \(target).\(action.second ?? "?")", .preserving)
-                        }
-                    case SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE, SQLITE_REINDEX:
-                        continue
-                    case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
-                        throw Failure(.usage, "\(where_) controls the transaction (\(summary(sql))); deployctl runs every migration in its own transaction",
-                                      hint: "remove BEGIN/COMMIT/SAVEPOINT from \(file.path)")
-                    case SQLITE_ALTER_TABLE:
-                        // Arguments: the database, then the table.
-                        let table = action.second ?? target
-                        describe("ALTER TABLE \(table)")
-                        if existingColumns[table] != nil {
-                            touches.insert(table)
-                            note("alters existing table \(table)", .preserving)
-                        }
-                    case SQLITE_DROP_TABLE:
-                        describe("DROP TABLE \(target)")
-                        if existingColumns[target] != nil {
-                            touches.insert(target)
-                            // A rebuild drops the old table; the rehearsal shows whether its rows live on.
-                            note("drops existing table \(target)", .preserving)
-                        }
-                    case SQLITE_DROP_INDEX, SQLITE_DROP_VIEW, SQLITE_DROP_TRIGGER:
-                        describe("\(action.name) \(target)")
-                        if originalNames.contains(target) { note("\(action.name.lowercased()) of existing \(target) (no rows)", .preserving) }
-                    default:
-                        let text = "\(action.name) \(target)".trimmingCharacters(in: .whitespaces)
-                        describe(text)
-                        note("\(text) (not understood: treated as destructive)", .destructive)
-                    }
-                }
+                var judged = try Self.judge(actions, sql: sql, where_: where_, file: file, names: names, on: scratch,
+                                            existing: existingColumns, originalNames: originalNames, withoutRowid: withoutRowid)
+                let (creates, exists, touches) = (judged.creates, judged.exists, judged.touches)
                 for table in touches { try recorder.save(table) }
                 let started = ContinuousClock.now
                 defer { executing += ContinuousClock.now - started }
@@ -187,15 +109,15 @@ public struct Planner: Sendable {
                 for table in touches where existingColumns[table] != nil && !namesAfter.contains(table) { replaced.insert(table) }
                 // A trigger acts later, on the application's writes: judge what its body does.
                 for trigger in creates where trigger.type == "trigger" {
-                    for (problem, kind) in try Self.triggerEffects(trigger.name, on: scratch, existing: existingColumns) { note(problem, kind) }
+                    for (problem, kind) in try Self.triggerEffects(trigger.name, on: scratch, existing: existingColumns) { judged.note(problem, kind) }
                 }
                 for table in touches { touchedBy[table, default: []].insert(file.key) }
                 for object in creates where object.type == "table" { toCreate.append(object.name) }
                 for name in exists where !alreadyExisting.contains(name) && existingTables[name] != nil { alreadyExisting.append(name) }
                 created += creates
                 statements.append(StatementPlan(migration: file.key, index: offset + 1,
-                                                sql: summary(sql), actions: described, creates: creates,
-                                                alreadyExists: exists, problems: problems, classification: statementClass, note: nil))
+                                                sql: summary(sql), actions: judged.described, creates: creates,
+                                                alreadyExists: exists, problems: judged.problems, classification: judged.classification, note: nil))
             }
         }
         // What the statements did on the copy, table by table, column by column.
@@ -246,6 +168,103 @@ public struct Planner: Sendable {
                              existingTables: existingTables, journalMode: journalMode, created: created, claims: claims,
                              migrations: migrations, evidence: evidence,
                              statementMilliseconds: Double(executing.components.seconds) * 1000 + Double(executing.components.attoseconds) / 1e15)
+    }
+
+    /// What one statement may do, by SQLite's authorizer: the objects it creates, the names it
+    /// would create that exist, the existing tables it touches, and its class with the reasons.
+    struct Judgement {
+        var creates = [CreatedObject]()
+        var exists = [String]()
+        var problems = [String]()
+        var described = [String]()
+        var classification = MigrationClass.additive
+        var touches = Set<String>()
+
+        mutating func note(_ problem: String, _ kind: MigrationClass) {
+            if !problems.contains(problem) { problems.append(problem) }
+            classification = max(classification, kind)
+        }
+
+        mutating func describe(_ text: String) { if !described.contains(text) { described.append(text) } }
+    }
+
+    /// Judges one statement from its authorizer actions (see `Judgement`).
+    /// - Throws: `Failure` `.usage` for a statement that controls the transaction or creates a
+    ///   table that exists with another shape.
+    static func judge(_ actions: [AuthorizerAction], sql: String, where_: String, file: MigrationFile, names: Set<String>, on scratch: Connection,
+                      existing existingColumns: [String: Set<String>], originalNames: Set<String>, withoutRowid: Set<String>) throws -> Judgement {
+        var j = Judgement()
+        for action in actions {
+            let target = action.first ?? ""
+            switch action.code {
+            case SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER:
+                let type = ["table", "view", "index", "trigger"][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
+                if target.hasPrefix("sqlite_") { continue }
+                j.describe("\(action.name) \(target)")
+                if names.contains(target) {
+                    j.exists.append(target)
+                    if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
+                       normalizeCreate(existing) != normalizeCreate(sql) {
+                        // Later statements (indexes on its columns) would fail against the
+                        // wrong shape, so say what is wrong here rather than there.
+                        throw Failure(.usage, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
+                                      hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
+                    }
+                    continue
+                }
+                if (type == "index" || type == "trigger"), let table = action.second, originalNames.contains(table) {
+                    j.note("\(type) \(target) on existing table \(table)", .preserving)
+                }
+                j.creates.append(CreatedObject(type: type, name: target))
+            case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
+                if target.hasPrefix("sqlite_") { continue }
+                j.describe("\(action.name) \(target)")
+                guard let columns = existingColumns[target] else { continue }
+                // DROP TABLE authorizes the DELETE of its rows too: judged as the drop.
+                if action.code == SQLITE_DELETE, actions.contains(where: { $0.code == SQLITE_DROP_TABLE && $0.first == target }) { continue }
+                j.touches.insert(target)
+                if withoutRowid.contains(target) {
+                    j.note("writes to \(target), a WITHOUT ROWID table whose rows cannot be followed inside the migrating transaction", .destructive)
+                }
+                if action.code == SQLITE_INSERT {
+                    j.note("adds rows to existing table \(target)", .preserving)
+                } else if action.code == SQLITE_DELETE {
+                    j.note("may delete rows of existing table \(target)", .destructive)
+                } else if let column = action.second, columns.contains(column.lowercased()) {
+                    j.note("may change existing values of \(target).\(column)", .destructive)
+                } else {
+                    j.note("fills new column \(target).\(action.second ?? "?")", .preserving)
+                }
+            case SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE, SQLITE_REINDEX:
+                continue
+            case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
+                throw Failure(.usage, "\(where_) controls the transaction (\(summary(sql))); deployctl runs every migration in its own transaction",
+                              hint: "remove BEGIN/COMMIT/SAVEPOINT from \(file.path)")
+            case SQLITE_ALTER_TABLE:
+                // Arguments: the database, then the table.
+                let table = action.second ?? target
+                j.describe("ALTER TABLE \(table)")
+                if existingColumns[table] != nil {
+                    j.touches.insert(table)
+                    j.note("alters existing table \(table)", .preserving)
+                }
+            case SQLITE_DROP_TABLE:
+                j.describe("DROP TABLE \(target)")
+                if existingColumns[target] != nil {
+                    j.touches.insert(target)
+                    // A rebuild drops the old table; the rehearsal shows whether its rows live on.
+                    j.note("drops existing table \(target)", .preserving)
+                }
+            case SQLITE_DROP_INDEX, SQLITE_DROP_VIEW, SQLITE_DROP_TRIGGER:
+                j.describe("\(action.name) \(target)")
+                if originalNames.contains(target) { j.note("\(action.name.lowercased()) of existing \(target) (no rows)", .preserving) }
+            default:
+                let text = "\(action.name) \(target)".trimmingCharacters(in: .whitespaces)
+                j.describe(text)
+                j.note("\(text) (not understood: treated as destructive)", .destructive)
+            }
+        }
+        return j
     }
 
     /// The guide's safety claims, each proven only by a check that would fail were it false:
