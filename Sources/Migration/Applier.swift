@@ -166,6 +166,34 @@ public struct Applier: Sendable {
         if proving {
             problems += try provePreserved(db, touched: touched, kept: kept, details: recording ? details : nil, rebuiltBefore: rebuiltBefore)
         }
+        let (schema, counts, found) = try checkResult(db, pending: pending, plan: plan, existing: existing, created: created, touched: touched,
+                                                      details: recording ? details : nil, rehearsal: rehearsal, violationsBefore: violationsBefore)
+        problems += found
+        guard problems.isEmpty else {
+            throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
+                          hint: "fix the migration and run again")
+        }
+        var proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"
+            : fingerprinting ? "content fingerprints equal before and after, inside the transaction" : nil
+        if proving && !touched.isEmpty {
+            proof = (proof ?? "") + "; \(touched.keys.sorted().joined(separator: ", ")): no existing row deleted and no existing value changed"
+                + (recording ? " (old and new values compared by the preupdate hook" : " (") + (rebuiltBefore.isEmpty ? ")" : "; rebuilt tables by fingerprints of their kept columns)")
+        }
+        return (created, already, proving ? untouched.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+    }
+
+    /// Checks what the migration left, inside its transaction: the schema and new tables' row
+    /// counts against the rehearsal's, `quick_check` of what it wrote (the whole database when
+    /// nothing else proves the rest), foreign keys (the whole database, against the violations
+    /// before, when a table was rebuilt, renamed or dropped), and the files' verify queries.
+    /// `details` are the preupdate hook's records (nil without it). Returns the schema, the new
+    /// tables' row counts and the problems found.
+    private func checkResult(_ db: Connection, pending: [MigrationFile], plan: MigrationPlan, existing: [String], created: [String],
+                             touched: [String: TableEvidence], details: [String: RowChangeRecorder.TableChanges]?, rehearsal: Rehearsal?,
+                             violationsBefore: [String: Int]?) throws -> (schema: [SchemaObject], counts: [String: Int], problems: [String]) {
+        var problems = [String]()
+        let recording = details != nil
+        let details = details ?? [:]
         let schema = try db.schema()
         var counts = [String: Int]()
         let destructive = plan.classification == .destructive
@@ -217,17 +245,7 @@ public struct Applier: Sendable {
                 }
             }
         }
-        guard problems.isEmpty else {
-            throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
-                          hint: "fix the migration and run again")
-        }
-        var proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"
-            : fingerprinting ? "content fingerprints equal before and after, inside the transaction" : nil
-        if proving && !touched.isEmpty {
-            proof = (proof ?? "") + "; \(touched.keys.sorted().joined(separator: ", ")): no existing row deleted and no existing value changed"
-                + (recording ? " (old and new values compared by the preupdate hook" : " (") + (rebuiltBefore.isEmpty ? ")" : "; rebuilt tables by fingerprints of their kept columns)")
-        }
-        return (created, already, proving ? untouched.count : 0, proof, Rehearsal(schema: schema, rowCounts: counts))
+        return (schema, counts, problems)
     }
 
     /// Proves on a rehearsed copy that the pending migrations' down parts, run newest first,
