@@ -24,6 +24,7 @@ let package = Package(
             "Orchestrator", "Support", "Backup", "Locking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "SQLite", "Support"]),
+        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "SQLite", "Support"],
+                    exclude: ["Golden"]),
     ]
 )

@@ -126,4 +126,18 @@ struct OperatorTests {
         let plain = try box.deployctl(["snapshot", "prod", "--gzip"], environment: ["DEPLOYCTL_FAILPOINTS": "snapshot=delay:1300"])
         #expect(plain.status == 0 && !plain.stderr.contains("copying") && !plain.stderr.contains("\r"), "\(plain.stderr)")
     }
+
+    @Test("the root help and backups prune's help read as written in Tests/DeployctlTests/Golden (common jobs, exit codes, an example per rule)",
+          arguments: [(["--help"], "root-help.txt"), (["backups", "prune", "--help"], "prune-help.txt")])
+    func helpText(arguments: [String], golden: String) throws {
+        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        url.appendPathComponent("Golden/" + golden)
+        let expected = try String(contentsOf: url, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment
+        environment["NO_COLOR"] = "1"
+        environment["COLUMNS"] = "100"
+        let result = try Sandbox.exec(Sandbox.binary, arguments, environment: environment)
+        #expect(result.status == 0)
+        #expect(result.stdout == expected, "help changed; if on purpose, regenerate \(golden): deployctl \(arguments.joined(separator: " ")) > Tests/DeployctlTests/Golden/\(golden)")
+    }
 }

@@ -11,10 +11,11 @@ struct BackupsPrune: ParsableCommand {
         discussion: """
             A backup is kept if any --keep-* rule keeps it. Whatever the rules, the newest backup of \
             every pre_* label, one an unfinished deploy refers to, and backups dated in the future \
-            are kept. Only deployctl backups are ever removed. Removing every backup of a label asks \
-            on a terminal and needs --yes otherwise.
+            are kept. Only deployctl backups are ever removed. A prune that leaves a label with no \
+            backup restore could use asks on a terminal and needs --yes otherwise.
+
             Examples:
-              deployctl backups prune prod --keep-last 7 --dry-run      (each backup with the rule that keeps it, or remove)
+              deployctl backups prune prod --keep-last 7 --dry-run
               deployctl backups prune prod --label nightly --keep-within 30d --keep-monthly 12
             """)
 
