@@ -25,6 +25,11 @@ public struct InstanceStatus: Codable, Sendable {
     public let applied: [String]
     public let pending: [String]
     public let lastBackup: String?
+    /// When the last backup was taken, and its stored size.
+    public let lastBackupAt: Date?
+    public let lastBackupBytes: Int64?
+    /// When the last deploy finished (or started, when it never finished).
+    public let lastDeployAt: Date?
     public let lastDeploy: String?
     public let lastDeployOutcome: String?
     public let lockHolder: LockHolder?
@@ -54,6 +59,9 @@ public struct InstanceStatus: Codable, Sendable {
         case instance, database, exists, bytes, applied, pending
         case journalMode = "journal_mode"
         case lastBackup = "last_backup"
+        case lastBackupAt = "last_backup_at"
+        case lastBackupBytes = "last_backup_bytes"
+        case lastDeployAt = "last_deploy_at"
         case lastDeploy = "last_deploy"
         case lastDeployOutcome = "last_deploy_outcome"
         case lockHolder = "lock_holder"
@@ -164,7 +172,8 @@ extension Runtime {
         problems.sort { StatusProblem.severity.firstIndex(of: $0.kind)! < StatusProblem.severity.firstIndex(of: $1.kind)! }
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: usable?.name,
+            applied: applied, pending: pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
+            lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: unfinished,

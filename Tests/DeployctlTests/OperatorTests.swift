@@ -140,4 +140,40 @@ struct OperatorTests {
         #expect(result.status == 0)
         #expect(result.stdout == expected, "help changed; if on purpose, regenerate \(golden): deployctl \(arguments.joined(separator: " ")) > Tests/DeployctlTests/Golden/\(golden)")
     }
+
+    @Test("--metrics-file writes Prometheus text atomically after snapshot, backups verify, deploy and status, failed or not")
+    func metricsFile() throws {
+        let box = try Sandbox(rows: 20)
+        let path = box.path("metrics/deployctl.prom")
+        try FileManager.default.createDirectory(atPath: box.path("metrics"), withIntermediateDirectories: true)
+        func metrics() throws -> [String: Double] {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            var values = [String: Double]()
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                #expect(line.range(of: #"^deployctl_[a-z_]+\{[^}]*\} -?[0-9.e+]+$"#, options: .regularExpression) != nil, "not Prometheus text: \(line)")
+                let parts = line.split(separator: " ")
+                values[String(parts[0])] = Double(parts[1])
+            }
+            return values
+        }
+        #expect(try box.deployctl(["snapshot", "prod", "--metrics-file", path]).status == 0)
+        var values = try metrics()
+        #expect(values["deployctl_run_success{instance=\"prod\",command=\"snapshot\"}"] == 1)
+        let taken = try #require(values["deployctl_last_backup_timestamp_seconds{instance=\"prod\"}"])
+        #expect(abs(taken - Date().timeIntervalSince1970) < 120)
+        #expect((values["deployctl_last_backup_bytes{instance=\"prod\"}"] ?? 0) > 0)
+        #expect(try box.deployctl(["backups", "verify", "prod", "--all", "--metrics-file", path]).status == 0)
+        #expect(try metrics()["deployctl_last_verification_ok{instance=\"prod\"}"] == 1)
+        try box.installCashbackMigration()
+        #expect(try box.deployctl(["deploy", "prod", "--metrics-file", path]).status == 0)
+        #expect(try metrics()["deployctl_last_deploy_success{instance=\"prod\"}"] == 1)
+        try FileManager.default.removeItem(atPath: box.databasePath)
+        #expect(try box.deployctl(["status", "prod", "--metrics-file", path]).status == 66)
+        values = try metrics()
+        #expect(values["deployctl_run_success{instance=\"prod\",command=\"status\"}"] == 0)
+        #expect(values["deployctl_problems{instance=\"prod\"}"] == 1)
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode == 0o644)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path("metrics")) == ["deployctl.prom"])
+    }
 }

@@ -9,6 +9,8 @@ struct BackupsVerify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var metrics: MetricsOption
+
     @Argument(help: "The instance whose backups to check.")
     var instance: String
 
@@ -24,26 +26,28 @@ struct BackupsVerify: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try console.run { runtime in
-            let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
-            if global.json {
-                struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool }
-                try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished) })
-            } else {
-                for result in results {
-                    if result.vanished {
-                        console.line("- \(result.entry.name): removed while it was being checked (a prune); skipped")
-                    } else if result.ok {
-                        console.line(console.green("✓") + " \(result.entry.name): checksum and integrity_check good")
-                    } else {
-                        console.line(console.red("✗") + " \(result.entry.name): \(result.problems.joined(separator: "; "))")
+        try Metrics.around(metrics, console: console, instances: { [instance] }, command: "backups verify") {
+            try console.run { runtime in
+                let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
+                if global.json {
+                    struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool }
+                    try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished) })
+                } else {
+                    for result in results {
+                        if result.vanished {
+                            console.line("- \(result.entry.name): removed while it was being checked (a prune); skipped")
+                        } else if result.ok {
+                            console.line(console.green("✓") + " \(result.entry.name): checksum and integrity_check good")
+                        } else {
+                            console.line(console.red("✗") + " \(result.entry.name): \(result.problems.joined(separator: "; "))")
+                        }
                     }
                 }
-            }
-            let bad = results.filter { !$0.ok }
-            if !bad.isEmpty {
-                throw Failure(.badData, "\(bad.count) of \(results.count) backup(s) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))",
-                              hint: "do not restore from them; take a new snapshot")
+                let bad = results.filter { !$0.ok }
+                if !bad.isEmpty {
+                    throw Failure(.badData, "\(bad.count) of \(results.count) backup(s) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))",
+                                  hint: "do not restore from them; take a new snapshot")
+                }
             }
         }
     }

@@ -7,6 +7,8 @@ struct Deploy: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var metrics: MetricsOption
+
     @Argument(help: "The instance to deploy, or 'all' for deploy.toml's order.")
     var instance: String
 
@@ -27,12 +29,14 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try console.run { runtime in
-            let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck)
-            let reports = instance == "all"
-                ? try runtime.deployAll(options: options)
-                : [try runtime.deploy(instance: instance, options: options)]
-            if global.json { try console.json(instance == "all" ? AnyEncodable(reports) : AnyEncodable(reports[0])) }
+        try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.allInstances()) ?? []) : [instance] }, command: "deploy") {
+            try console.run { runtime in
+                let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck)
+                let reports = instance == "all"
+                    ? try runtime.deployAll(options: options)
+                    : [try runtime.deploy(instance: instance, options: options)]
+                if global.json { try console.json(instance == "all" ? AnyEncodable(reports) : AnyEncodable(reports[0])) }
+            }
         }
     }
 }

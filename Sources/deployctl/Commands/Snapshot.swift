@@ -15,6 +15,8 @@ struct Snapshot: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var metrics: MetricsOption
+
     @Argument(help: "The instance to snapshot.")
     var instance: String
 
@@ -35,25 +37,27 @@ struct Snapshot: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try console.run { runtime in
-            let outcome = try runtime.snapshot(instance: instance, gzip: gzip, label: label, retention: try retention.policy(), verify: verify)
-            if let crashed = outcome.crashedHolder {
-                console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
+        try Metrics.around(metrics, console: console, instances: { [instance] }, command: "snapshot") {
+            try console.run { runtime in
+                let outcome = try runtime.snapshot(instance: instance, gzip: gzip, label: label, retention: try retention.policy(), verify: verify)
+                if let crashed = outcome.crashedHolder {
+                    console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
+                }
+                if let skipped = outcome.retentionSkipped {
+                    console.note("warning: retention did not run: \(skipped)")
+                }
+                for entry in outcome.futureDated {
+                    console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
+                }
+                if global.json {
+                    try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
+                                                      future_dated: outcome.futureDated.map(\.name)))
+                    return
+                }
+                console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))")
+                console.line("  \(outcome.backup.path)")
+                for entry in outcome.pruned { console.line("  pruned \(entry.name)") }
             }
-            if let skipped = outcome.retentionSkipped {
-                console.note("warning: retention did not run: \(skipped)")
-            }
-            for entry in outcome.futureDated {
-                console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
-            }
-            if global.json {
-                try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
-                                                  future_dated: outcome.futureDated.map(\.name)))
-                return
-            }
-            console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))")
-            console.line("  \(outcome.backup.path)")
-            for entry in outcome.pruned { console.line("  pruned \(entry.name)") }
         }
     }
 }

@@ -21,37 +21,41 @@ struct Status: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var metrics: MetricsOption
+
     @Argument(help: "The instance, or 'all'.")
     var instance: String
 
     func run() throws {
         let console = Console(global)
-        try console.run { runtime in
-            let names = instance == "all" ? try runtime.workspace.allInstances() : [instance]
-            var rows = [Row]()
-            for name in names {
-                try runtime.checkInterruption("nothing was changed")
-                do {
-                    rows.append(.status(try runtime.status(instance: name)))
-                } catch let failure as Failure where instance == "all" {
-                    // One broken instance must not hide the others.
-                    rows.append(.broken(name, StatusProblem(kind: failure.kind, message: failure.message)))
+        try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.allInstances()) ?? []) : [instance] }, command: "status") {
+            try console.run { runtime in
+                let names = instance == "all" ? try runtime.workspace.allInstances() : [instance]
+                var rows = [Row]()
+                for name in names {
+                    try runtime.checkInterruption("nothing was changed")
+                    do {
+                        rows.append(.status(try runtime.status(instance: name)))
+                    } catch let failure as Failure where instance == "all" {
+                        // One broken instance must not hide the others.
+                        rows.append(.broken(name, StatusProblem(kind: failure.kind, message: failure.message)))
+                    }
                 }
+                let problems = rows.flatMap(\.problems)
+                if global.json {
+                    try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
+                } else {
+                    for row in rows { show(row, console) }
+                }
+                guard let worst = problems.min(by: { Self.rank($0.kind) < Self.rank($1.kind) }) else { return }
+                let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
+                if global.json {
+                    // The document above is the one JSON document; the problems are in it.
+                    FileHandle.standardError.write(Data("deployctl: \(worst.message)\(more)\n".utf8))
+                    throw ExitCode(Console.exitCode(worst.kind))
+                }
+                throw Failure(worst.kind, worst.message + more, hint: "see 'deployctl status \(instance)'")
             }
-            let problems = rows.flatMap(\.problems)
-            if global.json {
-                try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
-            } else {
-                for row in rows { show(row, console) }
-            }
-            guard let worst = problems.min(by: { Self.rank($0.kind) < Self.rank($1.kind) }) else { return }
-            let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
-            if global.json {
-                // The document above is the one JSON document; the problems are in it.
-                FileHandle.standardError.write(Data("deployctl: \(worst.message)\(more)\n".utf8))
-                throw ExitCode(Console.exitCode(worst.kind))
-            }
-            throw Failure(worst.kind, worst.message + more, hint: "see 'deployctl status \(instance)'")
         }
     }
 
