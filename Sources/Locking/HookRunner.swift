@@ -37,11 +37,15 @@ public struct HookRunner: Sendable {
     public let workingDirectory: String
     /// Extra environment for hooks.
     public let environment: [String: String]
+    /// Receives each hook's command line and how it ended (`--log-level debug`).
+    public let trace: @Sendable (String) -> Void
 
-    public init(outputFolder: String, workingDirectory: String, environment: [String: String] = [:]) {
+    public init(outputFolder: String, workingDirectory: String, environment: [String: String] = [:],
+                trace: @escaping @Sendable (String) -> Void = { _ in }) {
         self.outputFolder = outputFolder
         self.workingDirectory = workingDirectory
         self.environment = environment
+        self.trace = trace
     }
 
     /// Runs `command` as hook `name` with `timeout`.
@@ -51,6 +55,7 @@ public struct HookRunner: Sendable {
         try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let outputPath = outputFolder + "/\(tag)-\(name).log"
+        trace("hook \(name): /bin/sh -c \(command)  (in \(workingDirectory), output to \(outputPath))")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -105,6 +110,7 @@ public struct HookRunner: Sendable {
         let elapsed = ContinuousClock.now - start
         let exited = (status & 0x7f) == 0
         let code: Int32? = (!timedOut && exited) ? (status >> 8) & 0xff : nil
+        trace("hook \(name) \(timedOut ? "timed out" : code.map { "exited \($0)" } ?? "was killed by a signal") after \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
         return HookResult(name: name, command: command, exitCode: code, timedOut: timedOut,
                           seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                           outputPath: outputPath)

@@ -47,10 +47,15 @@ public struct Applier: Sendable {
     /// fingerprints against the snapshot), outside any write lock.
     public let proveUnchanged: Bool
 
-    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true) {
+    /// Receives each statement run and its time (`--log-level debug`).
+    public let debug: @Sendable (String) -> Void
+
+    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true,
+                debug: @escaping @Sendable (String) -> Void = { _ in }) {
         self.failpoints = failpoints
         self.log = log
         self.proveUnchanged = proveUnchanged
+        self.debug = debug
     }
 
     /// Applies `pending` with their history rows, then verifies inside the transaction: every
@@ -133,7 +138,11 @@ public struct Applier: Sendable {
                 let info = statements.first { $0.index == offset + 1 }
                 let newTables = info?.creates.filter { $0.type == "table" }.map(\.name) ?? []
                 for table in newTables { log("→ Creating \(table)…") }
+                let started = ContinuousClock.now
                 try db.execute(sql)
+                let took = ContinuousClock.now - started
+                let ms = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
+                debug("SQL (\(file.fileName) #\(offset + 1), \(String(format: "%.2f", ms)) ms): \(Connection.normalizeSQL(sql))")
                 for table in newTables { log("✓ \(table) created") }
                 for name in info?.alreadyExists ?? [] where existing.contains(name) {
                     log("\(name) already exists")

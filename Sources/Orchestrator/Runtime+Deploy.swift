@@ -82,7 +82,7 @@ struct Pipeline {
     var lock: InstanceLock?
     var hooks: HookRunner {
         HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
-                   environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath])
+                   environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.debug)
     }
 
     init(runtime: Runtime, config: InstanceConfig, options: DeployOptions, report: DeployReport) {
@@ -109,6 +109,7 @@ struct Pipeline {
             let value = try body(&self)
             try checkInterruption()
             let seconds = Self.seconds(since: start)
+            runtime.debug("stage \(name) took \(String(format: "%.3f", seconds)) s")
             report.stages.append(StageRecord(name: name, status: "ok", seconds: seconds, detail: nil))
             runtime.log("✓ \(name) (\(String(format: "%.2f", seconds))s)")
             return value
@@ -201,7 +202,7 @@ struct Pipeline {
         let result = try stage("migrate and verify") { p in
             let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
             let log = p.runtime.log
-            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) })
+            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) }, debug: p.runtime.debug)
             do {
                 let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
                                                appliedAt: ISO8601DateFormatter().string(from: p.runtime.clock()), rehearsal: rehearsal)

@@ -32,7 +32,7 @@ extension Runtime {
         }
         var hooks = [HookResult]()
         if journal.appStopped, let start = config.hooks.start {
-            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder)
+            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder, trace: debug)
             let result = try runner.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "recovery")
             hooks.append(result)
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"

@@ -236,7 +236,7 @@ final class AppHooks {
         self.config = config
         self.enabled = enabled
         runner = HookRunner(outputFolder: config.deploysFolder + "/restore-" + Runtime.deployId(runtime.clock()), workingDirectory: config.folder,
-                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath])
+                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.debug)
     }
 
     /// Runs the stop hook, if any.

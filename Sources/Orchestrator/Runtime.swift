@@ -19,6 +19,9 @@ public struct Runtime: Sendable {
     public let progress: @Sendable (_ phase: String, _ done: Int64, _ total: Int64) -> Void
     /// Receives checklist and detail lines as work happens (deploy stages, table lines).
     public let log: @Sendable (String) -> Void
+    /// Receives detail for `--log-level debug`: each SQL statement run on the live database,
+    /// each hook command, each sub-step's timing.
+    public let debug: @Sendable (String) -> Void
     /// Returns the signal (SIGINT, SIGTERM) received since the command started, if any; a
     /// deploy treats it as an error at the current stage.
     public let interruption: @Sendable () -> Int32?
@@ -27,6 +30,7 @@ public struct Runtime: Sendable {
                 clock: @escaping @Sendable () -> Date = { Date() },
                 progress: @escaping @Sendable (String, Int64, Int64) -> Void = { _, _, _ in },
                 log: @escaping @Sendable (String) -> Void = { _ in },
+                debug: @escaping @Sendable (String) -> Void = { _ in },
                 interruption: @escaping @Sendable () -> Int32? = { nil }) {
         self.workspace = workspace
         self.failpoints = failpoints
@@ -34,6 +38,7 @@ public struct Runtime: Sendable {
         self.clock = clock
         self.progress = progress
         self.log = log
+        self.debug = debug
         self.interruption = interruption
     }
 

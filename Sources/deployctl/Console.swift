@@ -29,6 +29,21 @@ struct Console: Sendable {
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }
 
+    /// A library log line: printed at `--log-level info` (the default) and `debug`; `warning`
+    /// and `error` are quieter.
+    func info(_ text: String) {
+        guard options.logLevel == .info || options.logLevel == .debug else { return }
+        line(text)
+    }
+
+    /// Detail for `--log-level debug` only, on stderr (SQL run on the live database, hook
+    /// commands, timings).
+    func debug(_ text: String) {
+        guard options.logLevel == .debug, !options.quiet else { return }
+        progress?.clearForOutput()
+        FileHandle.standardError.write(Data("debug: \(text)\n".utf8))
+    }
+
     /// Prints a line on stderr unless --quiet.
     func note(_ text: String) {
         guard !options.quiet, options.logLevel != .error else { return }
@@ -60,7 +75,7 @@ struct Console: Sendable {
         let signals = SignalWatcher()
         return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
                        commandLine: CommandLine.arguments.joined(separator: " "),
-                       progress: progressHandler(), log: { printer.line($0) },
+                       progress: progressHandler(), log: { printer.info($0) }, debug: { printer.debug($0) },
                        interruption: { signals.received })
     }
 

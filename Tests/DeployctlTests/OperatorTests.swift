@@ -176,4 +176,18 @@ struct OperatorTests {
         #expect(mode == 0o644)
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.path("metrics")) == ["deployctl.prom"])
     }
+
+    @Test("--log-level debug shows each SQL statement run on the live database, each hook command and each stage's time; warning is quieter than info")
+    func logLevels() throws {
+        let box = try Sandbox(rows: 20)
+        try box.installCashbackMigration()
+        try box.configureHooks("stop = \"true\"\nstart = \"true\"\nhealth = \"true\"")
+        let debug = try box.deployctl(["deploy", "prod", "--skip-promotion-check", "--log-level", "debug"])
+        #expect(debug.status == 0, "\(debug.stderr)")
+        #expect(debug.stderr.contains("debug: SQL (0001_cashback_tables.sql #1, ") && debug.stderr.contains("CREATE TABLE IF NOT EXISTS cashback_transaction"), "\(debug.stderr)")
+        #expect(debug.stderr.contains("debug: hook stop: /bin/sh -c true") && debug.stderr.contains("debug: hook health exited 0"), "\(debug.stderr)")
+        #expect(debug.stderr.contains("debug: stage migrate and verify took "), "\(debug.stderr)")
+        let quiet = try box.deployctl(["deploy", "prod", "--skip-promotion-check", "--log-level", "warning"])
+        #expect(quiet.status == 0 && quiet.stdout.isEmpty && !quiet.stderr.contains("debug:"), "\(quiet.stdout)")
+    }
 }
