@@ -19,6 +19,29 @@ struct Console: Sendable {
         progress = isatty(2) == 1 && !options.json && !options.quiet ? ProgressLine() : nil
     }
 
+    /// `text` wrapped at word boundaries to the terminal's width, continuation lines indented
+    /// under the text, when stdout is a terminal; one line otherwise (and in `--json`, whole).
+    func fit(_ text: String) -> String {
+        guard isTerminal else { return text }
+        var size = winsize()
+        let columns = ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 40 ? Int(size.ws_col) : 100
+        guard text.count > columns else { return text }
+        let indent = String(repeating: " ", count: text.prefix { $0 == " " }.count + 4)
+        var lines = [String]()
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            let candidate = current.isEmpty ? (lines.isEmpty ? String(text.prefix { $0 == " " }) : indent) + word : current + " " + word
+            if candidate.count > columns, !current.trimmingCharacters(in: .whitespaces).isEmpty {
+                lines.append(current)
+                current = indent + word
+            } else {
+                current = candidate
+            }
+        }
+        lines.append(current)
+        return lines.joined(separator: "\n")
+    }
+
     /// Whether human output is printed at all.
     var human: Bool { !options.json && !options.quiet }
 

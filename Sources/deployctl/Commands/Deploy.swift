@@ -18,7 +18,7 @@ struct Deploy: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Gzip the pre-deploy snapshot (default: the instance config's backups.gzip).")
     var gzip: Bool?
 
-    @Flag(help: "Do not ask for confirmation.")
+    @Flag(help: "Answer yes to any question deploy asks (it asks none today, and never waits for input without a terminal).")
     var yes = false
 
     @Flag(help: "Allow non-additive statements in migration files that say allow-destructive.")

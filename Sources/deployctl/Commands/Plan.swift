@@ -44,17 +44,17 @@ struct Plan: ParsableCommand {
                 if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
                 return
             }
-            console.line("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", "))
+            console.line(console.fit("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", ")))
             console.line("Journal mode: \(plan.journalMode)")
-            console.line("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))")
-            console.line("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
+            console.line(console.fit("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))"))
+            console.line(console.fit("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))"))
             for migration in plan.migrations {
                 let origin = migration.format == "deployctl" ? "" : ", \(migration.format) file"
                 console.line("  \(migration.migration): \(migration.classification.rawValue)\(origin)\(migration.hasDown ? ", has a down part" : "")")
                 for note in migration.notes { console.line("    note: \(note)") }
                 for statement in plan.statements where statement.migration == migration.migration {
                     let mark = statement.classification == .destructive ? "✗" : "✓"
-                    console.line("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))\(statement.note.map { " — note: " + $0 } ?? "")")
+                    console.line(console.fit("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))\(statement.note.map { " — note: " + $0 } ?? "")"))
                 }
                 for fact in migration.evidence { console.line("    on the rehearsal copy: \(fact)") }
             }
@@ -64,7 +64,7 @@ struct Plan: ParsableCommand {
                 console.line("Writes blocked during the deploy: about \(String(format: "%.0f", plan.statementMilliseconds)) ms for the statements (their time on this copy), plus the checks inside the transaction")
                 console.line("Safety claims:")
                 for claim in plan.claims {
-                    console.line("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)")
+                    console.line(console.fit("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)"))
                 }
             }
             console.line("Nothing was changed.")
