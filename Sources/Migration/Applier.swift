@@ -1,3 +1,4 @@
+import CSQLite
 import Dispatch
 import Foundation
 import SQLite
@@ -49,13 +50,16 @@ public struct Applier: Sendable {
 
     /// Receives each statement run and its time (`--log-level debug`).
     public let debug: @Sendable (String) -> Void
+    /// Called just before COMMIT: throws to roll back instead (an interrupt).
+    public let interrupted: @Sendable () throws -> Void
 
     public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true,
-                debug: @escaping @Sendable (String) -> Void = { _ in }) {
+                debug: @escaping @Sendable (String) -> Void = { _ in }, interrupted: @escaping @Sendable () throws -> Void = {}) {
         self.failpoints = failpoints
         self.log = log
         self.proveUnchanged = proveUnchanged
         self.debug = debug
+        self.interrupted = interrupted
     }
 
     /// Applies `pending` with their history rows, then verifies inside the transaction: every
@@ -73,6 +77,7 @@ public struct Applier: Sendable {
         let lockedAt = ContinuousClock.now
         do {
             let result = try applyAndVerify(pending, plan: plan, db: db, deployId: deployId, appliedAt: appliedAt, rehearsal: rehearsal)
+            try interrupted()
             try db.execute("COMMIT")
             let held = ContinuousClock.now - lockedAt
             let ms = Double(held.components.seconds) * 1000 + Double(held.components.attoseconds) / 1e15
@@ -264,6 +269,19 @@ public struct Applier: Sendable {
     public static func proveDown(_ pending: [MigrationFile], on db: Connection, reference: Connection) throws -> String? {
         let missing = pending.filter { $0.downSQL == nil }.map(\.key)
         guard missing.isEmpty else { return "no down part in \(missing.joined(separator: ", "))" }
+        // A down part that writes rows (DELETE, UPDATE, INSERT) would change or remove what the
+        // application wrote since the deploy: only schema changes undo without that risk.
+        for file in pending {
+            for sql in try Connection.split(file.downSQL!) where !Planner.isForeignKeysPragma(sql) {
+                guard let actions = try? db.authorizerActions(for: sql) else { continue }
+                if let write = actions.first(where: { action in
+                    [SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE].contains(action.code) && !(action.first ?? "").hasPrefix("sqlite_")
+                        && !actions.contains { $0.code == SQLITE_DROP_TABLE && $0.first == action.first }
+                }) {
+                    return "the down part of \(file.key) writes rows (\(write.name) \(write.first ?? "")): it could change or remove the application's writes"
+                }
+            }
+        }
         try db.execute("SAVEPOINT deployctl_down_proof")
         defer {
             try? db.execute("ROLLBACK TO deployctl_down_proof")
@@ -276,20 +294,28 @@ public struct Applier: Sendable {
         } catch let error as SQLiteError {
             return "the down parts fail on the rehearsed copy: \(error.sqliteMessage)"
         }
-        let own = { (c: Connection) in try c.schema().filter { $0.name != History.table && $0.table != History.table } }
+        // SQLite writes a renamed table's name quoted ("loan"): compare the text without quotes.
+        let own = { (c: Connection) in
+            Dictionary(try c.schema().filter { $0.name != History.table && $0.table != History.table }
+                .map { ($0.name, "\($0.type) \($0.table) \($0.sql.map(Self.comparable) ?? "")") }, uniquingKeysWith: { a, _ in a })
+        }
         let after = try own(db)
         let before = try own(reference)
         guard after == before else {
-            let differing = Set(after.map(\.name)).symmetricDifference(before.map(\.name)).union(
-                after.filter { object in before.first { $0.name == object.name }.map { $0 != object } ?? false }.map(\.name))
+            let differing = Set(after.keys).union(before.keys).filter { after[$0] != before[$0] }
             return "after up then down the schema differs from the snapshot's (\(differing.sorted().joined(separator: ", ")))"
         }
-        for table in before where table.type == "table" {
-            if try db.fingerprint(table: table.name) != reference.fingerprint(table: table.name) {
-                return "after up then down \(table.name) does not hold the snapshot's rows"
+        for table in try reference.tableNames() where table != History.table {
+            if try db.fingerprint(table: table) != reference.fingerprint(table: table) {
+                return "after up then down \(table) does not hold the snapshot's rows"
             }
         }
         return nil
+    }
+
+    /// A schema statement as compared after a rename: quotes removed, case folded.
+    public static func comparable(_ sql: String) -> String {
+        Connection.normalizeSQL(sql).replacingOccurrences(of: "\"", with: "").lowercased()
     }
 
     /// The violations that are new since `before`, one line per pair of tables.

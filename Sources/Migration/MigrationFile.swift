@@ -55,7 +55,12 @@ public struct MigrationFile: Sendable, Equatable {
         self.id = parsed.id
         self.name = parsed.name
         self.path = path
-        self.sha256 = SHA256.hex(of: data)
+        // The checksum covers a separate down file too: the text an undo may run.
+        var checked = data
+        if let downName = parsed.downFile, let downData = FileManager.default.contents(atPath: (path as NSString).deletingLastPathComponent + "/" + downName) {
+            checked += Data("\0down\0".utf8) + downData
+        }
+        self.sha256 = SHA256.hex(of: checked)
         var up = text
         var down: String?
         var format = parsed.format

@@ -330,7 +330,7 @@ public struct Planner: Sendable {
 
     /// Foreign-key violations per "child → parent", and a definition that cannot be checked
     /// ("foreign key mismatch") as its message.
-    static func foreignKeyViolations(_ db: Connection) -> [String: Int] {
+    public static func foreignKeyViolations(_ db: Connection) -> [String: Int] {
         do {
             var counts = [String: Int]()
             for row in try db.rows("PRAGMA foreign_key_check") { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
@@ -395,7 +395,7 @@ public struct Planner: Sendable {
 
     /// A CREATE TABLE statement reduced for shape comparison: whitespace collapsed, case folded,
     /// `IF NOT EXISTS` and a trailing semicolon removed.
-    static func normalizeCreate(_ sql: String) -> String {
+    public static func normalizeCreate(_ sql: String) -> String {
         var text = Connection.normalizeSQL(sql).lowercased()
         text = text.replacingOccurrences(of: " if not exists", with: "")
         while text.hasSuffix(";") { text.removeLast() }

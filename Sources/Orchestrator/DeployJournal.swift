@@ -30,6 +30,9 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     /// The schema before the deploy (type, name and SQL of each object, the history table
     /// aside), which an undo by down parts must give back.
     public var schemaBefore: [String]?
+    /// The down parts the rehearsal proved, as they were then (newest last): the undo runs
+    /// these, never what is on disk by then.
+    public var downSQL: [String]?
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -42,6 +45,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
         case addedColumns = "added_columns"
         case downProven = "down_proven"
         case schemaBefore = "schema_before"
+        case downSQL = "down_sql"
         case deployId = "deploy_id"
         case startedAt = "started_at"
         case appStopped = "app_stopped"

@@ -79,6 +79,8 @@ struct Pipeline {
     var journal: DeployJournal?
     /// Whether this run wrote the journal file (an earlier run's journal is never removed here).
     var wroteJournal = false
+    /// Whether an interrupt after the commit was reported (once).
+    var interruptNoted = false
     var lock: InstanceLock?
     var hooks: HookRunner {
         HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
@@ -122,20 +124,43 @@ struct Pipeline {
     }
 
     /// Throws when SIGINT or SIGTERM arrived: the deploy then fails at the current stage and
-    /// undoes what it must, like any other error.
-    func checkInterruption() throws {
+    /// undoes what it must, like any other error. Once the migration has committed an
+    /// interrupt comes too late to stop anything cheaply: the deploy is finished instead.
+    mutating func checkInterruption() throws {
+        if journal?.committed == true {
+            if runtime.interruption() != nil && !interruptNoted {
+                runtime.log("  the interrupt came after the migration committed: finishing the deploy")
+                interruptNoted = true
+            }
+            return
+        }
         try runtime.checkInterruption(nil)
+    }
+
+    /// The part of the pre-deploy snapshot's label after `pre_`: the migration's name, or for
+    /// several `<first>-<last>`; when that would make the label longer than 64 characters, the
+    /// migrations' numbers (`0002-0005`), or the name cut short.
+    static func snapshotName(_ files: [MigrationFile]) -> String {
+        guard let first = files.first, let last = files.last else { return "migration" }
+        let named = files.count > 1 ? "\(first.name)-\(last.name)" : first.name
+        if named.count <= 60 { return named }
+        if files.count > 1 { return "\(first.key.prefix { $0 != "_" })-\(last.key.prefix { $0 != "_" })" }
+        return String(first.name.prefix(60))
     }
 
     /// A database's schema as comparable lines, the history table aside.
     static func schemaLines(_ db: Connection) throws -> [String] {
-        try db.schema().filter { $0.name != History.table && $0.table != History.table }.map { "\($0.type) \($0.name) \($0.sql ?? "")" }
+        try db.schema().filter { $0.name != History.table && $0.table != History.table }
+            .map { "\($0.type) \($0.name) \($0.sql.map(Applier.comparable) ?? "")" }.sorted()
     }
 
     /// The columns a preserving plan adds, when adding columns (and new objects) is all it does
     /// to existing tables: an undo can then drop exactly those and keep the application's writes.
     static func addedColumnsOnly(_ plan: MigrationPlan) -> [String: [String]]? {
-        guard plan.classification == .preserving, !plan.evidence.isEmpty else { return nil }
+        // Dropping an existing index, view or trigger (or table) is not undone by dropping what
+        // was added: those need the snapshot.
+        guard plan.classification == .preserving,
+              !plan.statements.flatMap(\.problems).contains(where: { $0.hasPrefix("drop") }) else { return nil }
         var columns = [String: [String]]()
         for e in plan.evidence {
             guard e.finalName == e.table, !e.rebuilt, e.rowsDeleted == 0, e.rowsAdded == 0, e.columnsDropped.isEmpty,
@@ -178,8 +203,7 @@ struct Pipeline {
             return
         }
         // One migration names the snapshot; several name their range (pre_<first>-<last>).
-        let names = plan.pending.compactMap { key in files.first { $0.key == key }?.name }
-        let migrationName = names.count > 1 ? "\(names.first!)-\(names.last!)" : names.first ?? "migration"
+        let migrationName = Self.snapshotName(plan.pending.compactMap { key in files.first { $0.key == key } })
         let pending = files.filter { plan.pending.contains($0.key) }
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
@@ -202,7 +226,9 @@ struct Pipeline {
         let result = try stage("migrate and verify") { p in
             let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
             let log = p.runtime.log
-            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) }, debug: p.runtime.debug)
+            let runtime = p.runtime
+            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) }, debug: p.runtime.debug,
+                                  interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") })
             do {
                 let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
                                                appliedAt: ISO8601DateFormatter().string(from: p.runtime.clock()), rehearsal: rehearsal)
@@ -336,6 +362,7 @@ struct Pipeline {
             } else {
                 journal?.downProven = true
                 journal?.schemaBefore = try Self.schemaLines(reference)
+                journal?.downSQL = pending.map { $0.downSQL ?? "" }
                 try journal?.write(path: config.journalPath)
                 runtime.log("  rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts")
             }

@@ -63,7 +63,22 @@ extension Runtime {
         for file in files {
             for (offset, sql) in ((try? Connection.split(file.sql)) ?? []).enumerated() where !Planner.isForeignKeysPragma(sql) {
                 let before = try copy.schema()
-                guard (try? copy.execute(sql)) != nil else { continue }
+                for table in MigrationFile.createdTables(in: sql) {
+                    if let existing = before.first(where: { $0.name == table && $0.type == "table" })?.sql,
+                       Planner.normalizeCreate(existing) != Planner.normalizeCreate(sql) {
+                        missing.append("\(file.fileName) statement \(offset + 1): table \(table) exists with another shape")
+                    }
+                }
+                do {
+                    try copy.execute(sql)
+                } catch let error as SQLiteError {
+                    // Already there is fine; any other failure means the schema is not what the file expects.
+                    let message = error.sqliteMessage
+                    if !message.contains("already exists") && !message.contains("duplicate column name") {
+                        missing.append("\(file.fileName) statement \(offset + 1) fails on the database's schema: \(message)")
+                    }
+                    continue
+                }
                 let after = try copy.schema()
                 if after != before {
                     let changed = Set(after.map(\.name)).symmetricDifference(before.map(\.name))

@@ -87,7 +87,7 @@ public struct StatusProblem: Codable, Sendable, Equatable {
 
     /// Most severe first: a broken config, a missing database, bad data, work left for a
     /// person, a stale backup.
-    static let severity: [FailureKind] = [.usage, .missingInput, .badData, .unproven, .failed]
+    static let severity: [FailureKind] = [.usage, .missingInput, .badData, .unproven, .temporary, .failed]
 }
 
 extension Runtime {
@@ -125,6 +125,7 @@ extension Runtime {
         if exists {
             bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
             do {
+                try Connection.checkIsDatabase(config.databasePath)
                 let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
                 mode = try db.journalMode()
                 let rows = (try? History.applied(db)) ?? []
@@ -133,6 +134,8 @@ extension Runtime {
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
             } catch let failure as Failure {
                 problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
+            } catch let error as SQLiteError where error.kind == .temporary {
+                problems.append(StatusProblem(kind: .temporary, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
             } catch let error as SQLiteError {
                 problems.append(StatusProblem(kind: .badData, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
             }
@@ -169,7 +172,7 @@ extension Runtime {
                 problems.append(StatusProblem(kind: .failed, message: "no usable backup, and max_backup_age is \(maxAge)"))
             }
         }
-        problems.sort { StatusProblem.severity.firstIndex(of: $0.kind)! < StatusProblem.severity.firstIndex(of: $1.kind)! }
+        problems.sort { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
         return InstanceStatus(
             instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
             applied: applied, pending: pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,

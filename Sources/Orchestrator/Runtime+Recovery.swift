@@ -118,15 +118,20 @@ extension Runtime {
     /// are kept, as far as the down parts keep them.
     /// - Throws: the SQL error, or `.unproven` when the schema differs (rolled back either way).
     private func runDown(_ journal: DeployJournal, config: InstanceConfig) throws -> String {
-        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        guard let downs = journal.downSQL, downs.count == journal.migrations.count else {
+            throw Failure(.failed, "the journal holds no proven down parts")
+        }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         try live.execute("BEGIN IMMEDIATE")
         do {
-            for key in journal.migrations.reversed() {
-                guard let down = files.first(where: { $0.key == key })?.downSQL else {
-                    throw Failure(.failed, "the down part of \(key) is gone")
-                }
+            let violationsBefore = Planner.foreignKeyViolations(live)
+            // The text the rehearsal proved, newest migration first; never what is on disk now.
+            for down in downs.reversed() {
                 for sql in try Connection.split(down) where !Planner.isForeignKeysPragma(sql) { try live.execute(sql) }
+            }
+            let added = Planner.foreignKeyViolations(live).filter { $0.value > violationsBefore[$0.key, default: 0] }
+            guard added.isEmpty else {
+                throw Failure(.unproven, "the down parts would leave foreign keys pointing nowhere: \(added.keys.sorted().joined(separator: ", "))")
             }
             try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
             if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }

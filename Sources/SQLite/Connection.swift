@@ -93,7 +93,19 @@ public final class Connection {
     /// Throws unless `path` exists and starts with the SQLite header (an empty file counts as a
     /// database, as SQLite itself treats it). Reads through a connection (see `init`).
     /// - Throws: `Failure` `.missingInput`, `.badData` or `.io`.
+    /// An empty (0-byte) file is refused too: SQLite would take it for an empty database and a
+    /// deploy would build its tables there, but an application's database is never empty.
     public static func checkIsDatabase(_ path: String) throws {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                throw Failure(.badData, "\(path) is a folder, not a SQLite database", hint: "point [database] path at the database file")
+            }
+            if info.st_size == 0 {
+                throw Failure(.badData, "\(path) is empty (0 bytes): not an application's database",
+                              hint: "point [database] path at the application's database, or put one back: deployctl restore <instance> --latest --replace")
+            }
+        }
         _ = try Connection(path: path, mode: .immutable)
     }
 

@@ -283,4 +283,100 @@ struct MigrationClassTests {
         #expect(accepted.status == 0, "\(accepted.stderr)")
         #expect(try box.deployctl(["verify", "prod"]).status == 0)
     }
+
+    /// Starts a deploy that commits, then waits in the after-commit failpoint while `application`
+    /// runs (with the sqlite3 CLI, as the application would write), then fails its restart so
+    /// the deploy is undone. Returns the deploy's stdout and stderr.
+    static func undoneAfterWrites(_ box: Sandbox, _ arguments: [String] = ["deploy", "prod"], application: () throws -> Void) throws -> String {
+        let stderr = Pipe()
+        let deploy = try box.spawnDeployctl(arguments, environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"], stderr: stderr)
+        let journal = box.path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        try application()
+        deploy.waitUntilExit()
+        #expect(deploy.terminationStatus == 1)
+        return String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    @Test("a down part that writes rows is never used for an undo (it could remove the application's writes): the snapshot is restored and the replaced state saved")
+    func downWritingRowsNotUsed() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_vip.sql", "-- migrate:up\nINSERT INTO user (id, name, email) VALUES (900001, 'VIP', 'vip@example.com');\n-- migrate:down\nDELETE FROM user WHERE id > 900000;\n")
+        let stderr = try Self.undoneAfterWrites(box) {
+            _ = try box.sqlite(box.databasePath, "INSERT INTO user (id, name, email) VALUES (900002, 'Customer', 'c@example.com')")
+        }
+        #expect(stderr.contains("was restored") && stderr.contains("saved as lending_app_prod_pre_restore_"), "\(stderr)")
+        // The customer's row is not destroyed: it is in the saved copy.
+        let saved = try #require(box.backupNames().first { $0.contains("_pre_restore_") })
+        #expect(try box.sqlite(box.backupsFolder + "/" + saved, "SELECT name FROM user WHERE id = 900002") == "Customer")
+    }
+
+    @Test("the undo runs the down text the rehearsal proved, not what is on disk by then")
+    func downTextFromRehearsal() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_rename.up.sql", "ALTER TABLE tracker RENAME COLUMN name TO title;\n")
+        try box.write("instances/migrations/0001_rename.down.sql", "ALTER TABLE tracker RENAME COLUMN title TO name;\n")
+        let payments = try box.sqlite(box.databasePath, "SELECT count(*) FROM payment")
+        _ = try Self.undoneAfterWrites(box) {
+            try box.write("instances/migrations/0001_rename.down.sql", "ALTER TABLE tracker RENAME COLUMN title TO name;\nDELETE FROM payment;\n")
+        }
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM payment") == payments)
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(name) FROM pragma_table_info('tracker')") == "id,user_id,name")
+    }
+
+    @Test("an undo gives the schema back: an index-only migration drops its index and keeps the application's writes; one that also dropped an existing index restores the snapshot")
+    func undoGivesSchemaBack() throws {
+        let box = try Sandbox(rows: 30)
+        _ = try box.sqlite(box.databasePath, "CREATE INDEX loan_user ON loan(user_id)")
+        let schema = try box.sqlite(box.databasePath, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)")
+        try box.write("instances/migrations/0001_status_index.sql", "CREATE INDEX loan_status ON loan(status);\n")
+        _ = try Self.undoneAfterWrites(box) {
+            _ = try box.sqlite(box.databasePath, "UPDATE loan SET status = 'closed' WHERE id = 1")
+        }
+        #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)") == schema)
+        try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_status_index.sql"))
+        try box.write("instances/migrations/0001_rate.sql", "ALTER TABLE loan ADD COLUMN cashback_rate REAL;\nDROP INDEX loan_user;\nCREATE INDEX loan_user_rate ON loan(user_id, cashback_rate);\n")
+        let result = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
+        #expect(result.status == 1 && result.stderr.contains("was restored"), "\(result.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema ORDER BY name)") == schema)
+    }
+
+    @Test("Ctrl-C while the migrating transaction is open rolls it back: exit 1, nothing applied, no restore")
+    func interruptDuringMigration() throws {
+        let box = try Sandbox(rows: 30)
+        try box.write("instances/migrations/0001_status_index.sql", "CREATE INDEX loan_status ON loan(status);\nCREATE INDEX loan_rate ON loan(rate);\n")
+        let before = try box.sha3(box.databasePath)
+        let stderr = Pipe()
+        let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "migrate=delay:2000"], stderr: stderr)
+        let journal = box.path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("migrate and verify") != true { usleep(20_000) }
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(deploy.processIdentifier, SIGINT)
+        deploy.waitUntilExit()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(deploy.terminationStatus == 1, "\(text)")
+        #expect(text.contains("the migration was rolled back"), "\(text)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(!box.backupNames().contains { $0.contains("pre_restore") })
+    }
+
+    @Test("baseline refuses a database whose tables have another shape or where a statement fails (65); long migration names make a valid snapshot label")
+    func baselineShapesAndLongNames() throws {
+        let box = try Sandbox(rows: 30)
+        try box.installCashbackMigration()
+        for table in Sandbox.cashbackTables { _ = try box.sqlite(box.databasePath, "CREATE TABLE \(table) (legacy_blob BLOB)") }
+        let baseline = try box.deployctl(["baseline", "prod", "--through", "1"])
+        #expect(baseline.status == 65 && baseline.stderr.contains("exists with another shape"), "\(baseline.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'deployctl_migrations'") == "0")
+
+        let other = try Sandbox(rows: 30)
+        try other.write("instances/migrations/20261125000001_create_shops_table_with_owner_and_address_columns_and_more.sql", "CREATE TABLE shop (id INTEGER PRIMARY KEY);\n")
+        try other.write("instances/migrations/20261125000002_create_coupons_table.sql", "CREATE TABLE coupon (id INTEGER PRIMARY KEY);\n")
+        let deploy = try other.deployctl(["deploy", "prod"])
+        #expect(deploy.status == 0, "\(deploy.stderr)")
+        #expect(other.backupNames().contains { $0.contains("_pre_20261125000001-20261125000002_") }, "\(other.backupNames())")
+    }
 }

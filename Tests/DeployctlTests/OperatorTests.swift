@@ -24,8 +24,13 @@ struct OperatorTests {
         #expect(unfinished.status == 2, "\(unfinished.stderr)")
         let document = try Sandbox.document(unfinished)
         #expect((document["problems"] as? [[String: Any]])?.contains { $0["kind"] as? String == "unproven" } == true)
-        // Not SQLite, then missing.
+        // Empty, a folder, not SQLite, then missing.
         try FileManager.default.removeItem(atPath: box.path("instances/prod/.deployctl.journal"))
+        try Data().write(to: URL(fileURLWithPath: box.databasePath))
+        let empty = try box.deployctl(["status", "prod"])
+        #expect(empty.status == 65 && empty.stderr.contains("is empty (0 bytes)"), "\(empty.stderr)")
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"]).status == 65)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: box.databasePath)).isEmpty, "a deploy wrote into an empty file")
         try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: box.databasePath))
         #expect(try box.deployctl(["status", "prod"]).status == 65)
         try FileManager.default.removeItem(atPath: box.databasePath)

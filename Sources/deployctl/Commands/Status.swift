@@ -13,6 +13,7 @@ struct Status: ParsableCommand {
               66  the database is missing
               65  the database is not SQLite, a backup failed its last check, or a deploy journal cannot be read
               2   an unfinished deploy, or a backup dated in the future: a person should look
+              75  the database is locked past the busy timeout (status could not read it)
               1   the newest usable backup is older than [backups] max_backup_age (or there is none)
             Temp files left by killed runs are shown without failing. 'status all' reports every \\
             instance even when one is broken.
@@ -60,7 +61,7 @@ struct Status: ParsableCommand {
     }
 
     static func rank(_ kind: FailureKind) -> Int {
-        [FailureKind.usage, .missingInput, .badData, .unproven, .failed].firstIndex(of: kind) ?? 9
+        [FailureKind.usage, .missingInput, .badData, .unproven, .temporary, .failed].firstIndex(of: kind) ?? 9
     }
 
     /// One instance's state, or why it could not be read.
@@ -93,7 +94,7 @@ struct Status: ParsableCommand {
         console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")")
         if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
         console.line("  applied: \(s.applied.isEmpty ? "none" : s.applied.joined(separator: ", "))")
-        console.line("  pending: \(s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
+        console.line("  pending: \(s.journalMode == nil ? "unknown (the database could not be read)" : s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
         console.line("  last backup: \(s.lastBackup ?? "none")")
         if let check = s.lastVerification {
             console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
