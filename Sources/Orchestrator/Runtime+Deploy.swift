@@ -134,7 +134,7 @@ struct Pipeline {
             }
             return
         }
-        try runtime.checkInterruption(nil)
+        try runtime.checkInterruption("the live database was not changed")
     }
 
     /// The part of the pre-deploy snapshot's label after `pre_`: the migration's name, or for

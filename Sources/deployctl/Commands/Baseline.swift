@@ -57,7 +57,11 @@ struct Accept: ParsableCommand {
         try console.run { runtime in
             let change = try runtime.accept(instance: instance, migration: migration) { applied, file in
                 console.line("\(file.fileName) was applied with sha256 \(applied.prefix(12)); the file now has \(file.sha256.prefix(12)). It now reads:")
-                for line in file.sql.split(separator: "\n", omittingEmptySubsequences: false).prefix(40) { console.line("  | \(line)") }
+                for line in file.sql.split(separator: "\n", omittingEmptySubsequences: false) { console.line("  | \(line)") }
+                if let down = file.downSQL {
+                    console.line("and its down part:")
+                    for line in down.split(separator: "\n", omittingEmptySubsequences: false) { console.line("  | \(line)") }
+                }
                 if yes { return }
                 guard isatty(0) == 1 else {
                     throw Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
