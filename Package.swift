@@ -13,10 +13,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "Support", dependencies: ["CCrypto"]),
         .target(name: "SQLite", dependencies: ["CSQLite", "Support"]),
-        .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib"]),
+        .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib", "CDeflate"]),
         .target(name: "Locking", dependencies: ["SQLite", "Support"]),
         .target(name: "Migration", dependencies: ["SQLite", "Support"]),
         .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "SQLite", "Support"]),

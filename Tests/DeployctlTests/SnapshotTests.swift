@@ -118,4 +118,25 @@ struct SnapshotTests {
         #expect(result.status == 0)
         #expect(result.stdout.isEmpty && result.stderr.isEmpty)
     }
+
+    @Test("a .gz written by gzip -9 (one member, no length field) is read by deployctl: verify passes and restore --to gives the same database")
+    func foreignGzipRead() throws {
+        let box = try Sandbox(rows: 2000)
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let gzName = String(name.dropLast(3)) + "_9.db.gz"
+        let gzPath = box.backupsFolder + "/" + gzName
+        let gz = try Sandbox.exec("/bin/sh", ["-c", "gzip -9 -c '\(file)' > '\(gzPath)'"])
+        try #require(gz.status == 0, "\(gz.stderr)")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
+        manifest["name"] = gzName
+        manifest["compressed"] = true
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: gzPath + ".json"))
+        try Sandbox.rewriteManifestChecksum(of: gzPath)
+        let verify = try box.deployctl(["backups", "verify", "prod", gzName])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let copy = box.path("restored.db")
+        let restore = try box.deployctl(["restore", "prod", gzName, "--to", copy])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try box.sha3(copy) == box.sha3(file))
+    }
 }

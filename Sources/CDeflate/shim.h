@@ -1,0 +1,2 @@
+// libdeflate (Debian libdeflate-dev): whole-buffer DEFLATE, the gzip members' compressor.
+#include <libdeflate.h>
