@@ -175,6 +175,20 @@ def main():
             t, m = median(ours("backups", "verify", "prod"), args.runs, unverify)
             at, am = median(f"gunzip -c '{gz_file}' > '{out}' && sqlite3 -readonly '{out}' 'pragma integrity_check' >/dev/null", args.runs, unverify, shell=True)
             rows.append(("backups verify (gz)", t, m, "gunzip + pragma integrity_check", at, am))
+            # Unverified first, so that the restore checks the backup as the anchor does.
+            t, m = median(ours("restore", "prod", os.path.basename(gz_file), "--to", out), args.runs, unverify)
+            rows.append(("restore --to NEW (gz)", t, m, "gunzip + pragma integrity_check", at, am))
+            if shutil.which("zstd"):
+                zt = compare("snapshot --compress zstd", ours("snapshot", "prod", "--compress", "zstd"), [
+                    (".backup + zstd -3", f"sqlite3 '{db}' '.backup {out}' && zstd -q -3 -f --rm '{out}'", True)])
+                notes.append(f"snapshot --compress zstd is {zt / snap:.2f}× our plain snapshot")
+                clean(); run(ours("snapshot", "prod", "--compress", "zstd"))
+                zst_file = os.path.join(backups, [f for f in os.listdir(backups) if f.endswith(".zst")][0])
+                run(f"gzip -6 -c '{db}' > '{out}.gz'", shell=True)
+                notes.append(f"zstd size: ours {os.path.getsize(zst_file) / 2**20:.1f} MiB ({os.path.getsize(zst_file) / os.path.getsize(out + '.gz'):.3f}× gzip -6's)")
+                t, m = median(ours("restore", "prod", os.path.basename(zst_file), "--to", out), args.runs, unverify)
+                at, am = median(f"zstd -q -d '{zst_file}' -o '{out}' && sqlite3 -readonly '{out}' 'pragma integrity_check' >/dev/null", args.runs, unverify, shell=True)
+                rows.append(("restore --to NEW (zst)", t, m, "zstd -d + pragma integrity_check", at, am))
             # restore --latest --yes under the shipped config, from a plain and a .gz backup, after
             # a thousand rows changed and after one in eleven rows of payment was deleted. Each run
             # starts from the same state: the change is made again before it (a restore undoes

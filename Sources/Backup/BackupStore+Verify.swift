@@ -46,12 +46,16 @@ extension BackupStore {
         }
         var opened = OpenedBackup(databasePath: entry.path, temporary: false)
         if entry.compressed {
-            let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(3)))
+            let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(entry.compression.suffix.count)))
             opened = OpenedBackup(databasePath: temp, temporary: true)
             let fd = try DurableFile.createNew(temp)
             do {
                 defer { close(fd) }
-                try Gzip.inflate(source: entry.path, into: fd, outputPath: temp)
+                if entry.compression == .zstd {
+                    try Zstd.decompress(source: entry.path, into: fd, outputPath: temp)
+                } else {
+                    try Gzip.inflate(source: entry.path, into: fd, outputPath: temp)
+                }
             } catch {
                 opened.discard()
                 throw error

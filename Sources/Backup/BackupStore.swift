@@ -18,8 +18,10 @@ public struct BackupEntry: Sendable, Equatable {
 
     /// The manifest's path.
     public var manifestPath: String { path + ".json" }
-    /// Whether the stored file is gzip.
-    public var compressed: Bool { name.hasSuffix(".gz") }
+    /// Whether the stored file is compressed (`.gz` or `.zst`).
+    public var compressed: Bool { compression != .none }
+    /// How the stored file is compressed, by its name.
+    public var compression: Compression { Compression.of(name: name) }
     /// The last check of these bytes: "verified", "failed", "never verified", or "no manifest".
     public var status: String {
         guard let manifest else { return "no manifest" }
@@ -115,8 +117,8 @@ public struct BackupStore: Sendable {
               !name.hasPrefix(".") else {
             throw Failure(.usage, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
         }
-        guard name.hasSuffix(".db") || name.hasSuffix(".db.gz") else {
-            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db or .db.gz")
+        guard name.hasSuffix(".db") || name.hasSuffix(".db.gz") || name.hasSuffix(".db.zst") else {
+            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst")
         }
     }
 
@@ -155,7 +157,7 @@ public struct BackupStore: Sendable {
                 continue
             }
             guard labelFromName(name) != nil else {
-                others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz]"))
+                others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz|.zst]"))
                 continue
             }
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: path + ".json")) else {
@@ -185,7 +187,7 @@ public struct BackupStore: Sendable {
 
     /// The `_<n>` a name got for being the n+1th of its second (0 without one).
     static func sequence(_ name: String) -> Int {
-        var stem = name.hasSuffix(".gz") ? String(name.dropLast(3)) : name
+        var stem = String(name.dropLast(Compression.of(name: name).suffix.count))
         stem = stem.hasSuffix(".db") ? String(stem.dropLast(3)) : stem
         let parts = stem.split(separator: "_")
         guard parts.count >= 4, parts[parts.count - 2].count == 6, let n = Int(parts[parts.count - 1]), parts[parts.count - 1].count < 6 else { return 0 }
@@ -210,9 +212,9 @@ public struct BackupStore: Sendable {
     /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz]`; nil for a
     /// name outside that grammar.
     func labelFromName(_ name: String) -> String? {
-        guard name.hasPrefix(stem + "_"), name.hasSuffix(".db") || name.hasSuffix(".db.gz") else { return nil }
+        guard name.hasPrefix(stem + "_"), name.hasSuffix(".db") || name.hasSuffix(".db.gz") || name.hasSuffix(".db.zst") else { return nil }
         var rest = name.dropFirst(stem.count + 1)
-        rest = rest.hasSuffix(".db.gz") ? rest.dropLast(6) : rest.dropLast(3)
+        rest = rest.dropLast(Compression.of(name: name).suffix.count + 3)
         var parts = rest.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
         let digits = { (part: String, count: Int?) in !part.isEmpty && (count == nil || part.count == count) && part.allSatisfy { $0.isASCII && $0.isNumber } }
         if parts.count >= 4, digits(parts.last!, nil), digits(parts[parts.count - 2], 6), digits(parts[parts.count - 3], 8) {
@@ -226,6 +228,11 @@ public struct BackupStore: Sendable {
     /// A name for a new backup that no file (nor manifest) in the folder uses: the first of
     /// `<stem>_<label>_<time>`, then `…_1`, `…_2`, … A name is never reused.
     public func newName(label: String, at date: Date, compressed: Bool) -> String {
+        newName(label: label, at: date, compression: compressed ? .gzip : .none)
+    }
+
+    /// `newName(label:at:compressed:)` for any compression.
+    public func newName(label: String, at date: Date, compression: Compression) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -237,8 +244,8 @@ public struct BackupStore: Sendable {
         var n = 0
         while true {
             let stemName = n == 0 ? base : "\(base)_\(n)"
-            let taken = [".db", ".db.gz", ".db.json", ".db.gz.json"].contains { existing.contains(stemName + $0) || issued.contains(stemName + $0) }
-            if !taken { return stemName + (compressed ? ".db.gz" : ".db") }
+            let taken = [".db", ".db.gz", ".db.zst", ".db.json", ".db.gz.json", ".db.zst.json"].contains { existing.contains(stemName + $0) || issued.contains(stemName + $0) }
+            if !taken { return stemName + ".db" + compression.suffix }
             n += 1
         }
     }

@@ -1,5 +1,24 @@
 import Foundation
 
+/// How a backup is stored: plain, gzip (`.db.gz`) or zstd (`.db.zst`).
+public enum Compression: String, Sendable, Codable, CaseIterable {
+    case none, gzip, zstd
+
+    /// The name's suffix after `.db`.
+    public var suffix: String {
+        switch self {
+        case .none: return ""
+        case .gzip: return ".gz"
+        case .zstd: return ".zst"
+        }
+    }
+
+    /// The compression a backup name's suffix says.
+    public static func of(name: String) -> Compression {
+        name.hasSuffix(".db.gz") ? .gzip : name.hasSuffix(".db.zst") ? .zstd : .none
+    }
+}
+
 /// The manifest stored beside each backup as `<backup>.json` (SPEC.md, Conventions).
 public struct Manifest: Codable, Sendable, Equatable {
     /// The backup's file name.
@@ -8,8 +27,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var sha256: String
     /// Size of the stored file in bytes.
     public var bytes: Int64
-    /// Whether the stored file is gzip.
+    /// Whether the stored file is compressed (gzip or zstd: see `compression`).
     public var compressed: Bool
+    /// `gzip` or `zstd` (nil in manifests written before zstd: gzip when compressed).
+    public var compression: String?
     /// Size of the database itself (the inflated size for `.gz`).
     public var databaseBytes: Int64
     public var pageSize: Int
@@ -67,6 +88,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         case sourcePath = "source_path"
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
-        case instance, database, note, verification
+        case instance, database, note, verification, compression
     }
 }

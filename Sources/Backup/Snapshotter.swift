@@ -8,8 +8,10 @@ public struct SnapshotRequest: Sendable {
     public var databasePath: String
     /// Label in the backup's name (`snapshot`, `pre_cashback_tables`, `pre_restore`, …).
     public var label: String
-    /// Store as `.db.gz`.
-    public var gzip: Bool
+    /// Store as `.db.gz` (or `.db.zst`, `.db`: see `compression`).
+    public var gzip: Bool { compression == .gzip }
+    /// How to store the snapshot.
+    public var compression: Compression
     /// Run `quick_check` on the copy before publishing it.
     public var verify: Bool
     /// How long to wait for locks.
@@ -26,12 +28,12 @@ public struct SnapshotRequest: Sendable {
     /// stop (an interrupt), and every partial file is removed.
     public var checkpoint: @Sendable () throws -> Void = {}
 
-    public init(databasePath: String, label: String, gzip: Bool = false, verify: Bool = false,
+    public init(databasePath: String, label: String, gzip: Bool = false, compression: Compression? = nil, verify: Bool = false,
                 busyTimeout: Duration = .seconds(5), now: Date = Date(), instance: String? = nil,
                 database: String? = nil, note: String? = nil) {
         self.databasePath = databasePath
         self.label = label
-        self.gzip = gzip
+        self.compression = compression ?? (gzip ? .gzip : .none)
         self.verify = verify
         self.busyTimeout = busyTimeout
         self.now = now
@@ -74,9 +76,9 @@ public struct Snapshotter: Sendable {
         try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
 
-        let name = store.newName(label: request.label, at: request.now, compressed: request.gzip)
+        let name = store.newName(label: request.label, at: request.now, compression: request.compression)
         let finalPath = store.folder + "/" + name
-        let tempDatabase = DurableFile.temporaryPath(for: store.folder + "/" + (request.gzip ? String(name.dropLast(3)) : name))
+        let tempDatabase = DurableFile.temporaryPath(for: store.folder + "/" + String(name.dropLast(request.compression.suffix.count)))
         var cleanup = [tempDatabase, tempDatabase + "-journal"]
         defer { for path in cleanup { unlink(path) } }
 
@@ -87,15 +89,21 @@ public struct Snapshotter: Sendable {
         var stored = tempDatabase
         let sha256: String
         let bytes: Int64
-        if request.gzip {
+        if request.compression != .none {
             // The uncompressed copy is scratch here: only the `.gz` is fsynced and kept.
             let tempGzip = DurableFile.temporaryPath(for: finalPath)
             cleanup.append(tempGzip)
             let fd = try DurableFile.createNew(tempGzip)
             do {
                 defer { close(fd) }
-                (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
-                    progress("gzip", done, info.bytes)
+                if request.compression == .zstd {
+                    (bytes, sha256) = try Zstd.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
+                        progress("zstd", done, info.bytes)
+                    }
+                } else {
+                    (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
+                        progress("gzip", done, info.bytes)
+                    }
                 }
                 guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempGzip)", errno) }
             }
@@ -111,7 +119,8 @@ public struct Snapshotter: Sendable {
         cleanup.append(finalPath)
         try store.recordIssued(name)
         let manifest = Manifest(
-            name: name, sha256: sha256, bytes: bytes, compressed: request.gzip, databaseBytes: info.bytes,
+            name: name, sha256: sha256, bytes: bytes, compressed: request.compression != .none,
+            compression: request.compression == .none ? nil : request.compression.rawValue, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
             appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
             label: request.label, verifiedAt: request.verify ? request.now : nil,

@@ -46,8 +46,11 @@ public struct InstanceConfig: Sendable {
     /// The deploy reports folder (absolute).
     public let deploysFolder: String
     public let busyTimeout: Duration
-    /// Whether deploy snapshots are gzipped unless `--gzip`/`--no-gzip` says otherwise.
-    public let gzip: Bool
+    /// How snapshots are stored unless the command line says otherwise: `[backups] compress`
+    /// (`gzip`, `zstd`, `none`), else `gzip = true` for gzip.
+    public let compression: Compression
+    /// Whether snapshots are compressed by default.
+    public var gzip: Bool { compression != .none }
     /// Retention `snapshot` applies (per label) when its command line gives no rule; empty
     /// keeps everything.
     public let retention: RetentionPolicy
@@ -69,7 +72,7 @@ public struct InstanceConfig: Sendable {
 
     static let keys: Set<String> = [
         "database.path", "database.busy_timeout_ms", "database.seed_sql",
-        "backups.path", "backups.gzip", "backups.keep_last", "backups.keep_within",
+        "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
         "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
@@ -108,7 +111,7 @@ public struct InstanceConfig: Sendable {
             backupsFolder: backupsFolder,
             deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
             busyTimeout: .milliseconds(timeoutMS),
-            gzip: try toml.bool("backups.gzip") ?? false,
+            compression: try compression(toml, file: file),
             retention: try retention(toml, file: file),
             maxBackupAge: try duration(toml, "backups.max_backup_age", file: file),
             seedSQL: try toml.string("database.seed_sql").map { resolve($0, against: folder) },
@@ -126,6 +129,15 @@ public struct InstanceConfig: Sendable {
             keepDaily: try toml.int("backups.keep_daily", range: 1...100_000),
             keepWeekly: try toml.int("backups.keep_weekly", range: 1...100_000),
             keepMonthly: try toml.int("backups.keep_monthly", range: 1...100_000))
+    }
+
+    /// `compress = "gzip" | "zstd" | "none"`, else `gzip = true` (gzip) or false.
+    private static func compression(_ toml: TOMLSubset, file: String) throws -> Compression {
+        guard let text = try toml.string("backups.compress") else { return try toml.bool("backups.gzip") == true ? .gzip : .none }
+        guard let value = Compression(rawValue: text) else {
+            throw TOMLSubset.error(file, toml.line(of: "backups.compress") ?? 1, "key 'backups.compress': '\(text)' is not gzip, zstd or none")
+        }
+        return value
     }
 
     /// A duration key (`"30d"`, `"26h"`), nil when absent.

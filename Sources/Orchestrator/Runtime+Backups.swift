@@ -30,16 +30,18 @@ extension Runtime {
     /// `deployctl snapshot`: one online snapshot with its manifest, then retention for its label
     /// (`retention`, else the instance config's). Takes the instance lock.
     /// - Throws: `Failure`/`SQLiteError` (see `Snapshotter.snapshot`); `.temporary` when locked.
-    public func snapshot(instance name: String, gzip: Bool?, label: String?, retention: RetentionPolicy, verify: Bool) throws -> SnapshotOutcome {
+    /// `compression` (from `--compress` or `--gzip`/`--no-gzip`) overrides the config's.
+    public func snapshot(instance name: String, compression: Compression?, label: String?, retention: RetentionPolicy, verify: Bool) throws -> SnapshotOutcome {
         let config = try workspace.instance(name)
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
         try ensureDatabase(config)
         let lock = try lockInstance(config)
         defer { lock.release() }
-        try checkSpaceForSnapshot(config, gzip: gzip ?? config.gzip, rehearsal: false)
+        let compression = compression ?? config.compression
+        try checkSpaceForSnapshot(config, compression: compression, rehearsal: false)
         let store = store(config)
-        var request = snapshotRequest(config, label: label, gzip: gzip ?? config.gzip, verify: verify)
+        var request = snapshotRequest(config, label: label, compression: compression, verify: verify)
         request.checkpoint = { [self] in
             try failpoints.hit("snapshot")
             try checkInterruption("no backup was written, and its temp files were removed")

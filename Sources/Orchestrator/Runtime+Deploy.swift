@@ -79,6 +79,8 @@ struct Pipeline {
     var journal: DeployJournal?
     /// Whether this run wrote the journal file (an earlier run's journal is never removed here).
     var wroteJournal = false
+    /// How the pre-deploy snapshot is stored: `--gzip`/`--no-gzip`, else the config's.
+    var compression: Compression { options.gzip.map { $0 ? .gzip : .none } ?? config.compression }
     /// Whether an interrupt after the commit was reported (once).
     var interruptNoted = false
     var lock: InstanceLock?
@@ -213,7 +215,7 @@ struct Pipeline {
         let store = runtime.store(config)
         let backup = try stage("snapshot") { p in
             let entry = try Snapshotter(store: store).snapshot(
-                p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", gzip: p.options.gzip ?? p.config.gzip),
+                p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", compression: p.compression),
                 progress: p.runtime.progress)
             p.report.snapshot = entry.name
             p.journal?.snapshot = entry.name
@@ -267,7 +269,7 @@ struct Pipeline {
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
-        try runtime.checkSpaceForSnapshot(config, gzip: options.gzip ?? config.gzip, rehearsal: true)
+        try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true)
         if let stop = config.hooks.stop {
             try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "preflight",
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,

@@ -488,7 +488,7 @@ extension Runtime {
     /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
     func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
                      store: BackupStore, failpoint: String?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
-        let request = snapshotRequest(config, label: label, gzip: false,
+        let request = snapshotRequest(config, label: label, compression: .none,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed: a short-lived safety copy")
         do {
             let result = try Restorer(busyTimeout: config.busyTimeout).restore(

@@ -95,16 +95,17 @@ public struct Runtime: Sendable {
     /// Free-space preflight of a snapshot (and, for a deploy, its rehearsal copy): the copy, half
     /// again for its gzip file, and the rehearsal's scratch copy, all in the backups folder.
     /// - Throws: `Failure` `.io` naming the folder and the bytes.
-    func checkSpaceForSnapshot(_ config: InstanceConfig, gzip: Bool, rehearsal: Bool) throws {
+    func checkSpaceForSnapshot(_ config: InstanceConfig, compression: Compression, rehearsal: Bool) throws {
+        let gzip = compression != .none
         guard !failpoints.skips("free-space") else { return }
         let bytes = liveBytes(config)
         var needs = SpaceNeeds()
         needs.add(bytes, in: config.backupsFolder, for: "the snapshot")
         if gzip {
-            // As the newest gzip backup compressed, with a quarter to spare; half without one.
-            let ratio = store(config).entries().first { $0.compressed && ($0.manifest?.databaseBytes ?? 0) > 0 }
+            // As the newest backup of that compression compressed, with a quarter to spare; half without one.
+            let ratio = store(config).entries().first { $0.compression == compression && ($0.manifest?.databaseBytes ?? 0) > 0 }
                 .map { min(1.0, Double($0.bytes) / Double($0.manifest!.databaseBytes) * 1.25) } ?? 0.5
-            needs.add(Int64(Double(bytes) * ratio), in: config.backupsFolder, for: "its gzip copy")
+            needs.add(Int64(Double(bytes) * ratio), in: config.backupsFolder, for: "its \(compression.rawValue) copy")
         }
         if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
         try needs.check()
@@ -115,8 +116,8 @@ public struct Runtime: Sendable {
 
     /// A snapshot request for an instance's live database, recording the instance and the
     /// database's path relative to the root in the manifest.
-    func snapshotRequest(_ config: InstanceConfig, label: String, gzip: Bool, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
-        SnapshotRequest(databasePath: config.databasePath, label: label, gzip: gzip, verify: verify, busyTimeout: config.busyTimeout,
+    func snapshotRequest(_ config: InstanceConfig, label: String, compression: Compression, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
+        SnapshotRequest(databasePath: config.databasePath, label: label, compression: compression, verify: verify, busyTimeout: config.busyTimeout,
                         now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)
     }
 

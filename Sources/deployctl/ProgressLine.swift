@@ -18,7 +18,8 @@ final class ProgressLine: @unchecked Sendable {
     /// The words shown for the library's short phase names.
     static let words: [String: String] = [
         "copy": "copying the database (SQLite's backup API)",
-        "gzip": "compressing",
+        "gzip": "compressing (gzip)",
+        "zstd": "compressing (zstd)",
     ]
 
     /// An empty `name` ends the current phase (its `✓` line when it took a second or more);

@@ -122,7 +122,7 @@ struct OperatorTests {
         let screen = try Self.onTerminal(box, ["snapshot", "prod", "--gzip"], failpoints: "snapshot=delay:1300")
         #expect(screen.contains("copying the database (SQLite's backup API)… 1 s"), "\(screen)")
         #expect(screen.contains("✓ copying the database (SQLite's backup API) (1."), "\(screen)")
-        #expect(screen.contains("compressing… ") && screen.contains(" of "), "\(screen)")
+        #expect(screen.contains("compressing (gzip)… ") && screen.contains(" of "), "\(screen)")
         #expect(screen.contains("✓ Snapshot "), "\(screen)")
         try box.installCashbackMigration()
         let deploy = try Self.onTerminal(box, ["deploy", "prod", "--skip-promotion-check"], failpoints: "rehearse=delay:1300")

@@ -139,4 +139,71 @@ struct SnapshotTests {
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(try box.sha3(copy) == box.sha3(file))
     }
+
+    @Test("--compress zstd writes .db.zst frames that zstd -t and zstd -d read; deployctl verifies and restores it; config compress = \"zstd\" does the same")
+    func zstdSnapshot() throws {
+        let box = try Sandbox(rows: 3000)
+        let result = try box.deployctl(["snapshot", "prod", "--compress", "zstd", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let name = try #require((try Sandbox.document(result)["backup"] as? [String: Any])?["name"] as? String)
+        #expect(name.hasSuffix(".db.zst"))
+        let file = box.backupsFolder + "/" + name
+        #expect(try Sandbox.exec("/usr/bin/zstd", ["-q", "-t", file]).status == 0)
+        let plain = box.path("plain.db")
+        #expect(try Sandbox.exec("/usr/bin/zstd", ["-q", "-d", file, "-o", plain]).status == 0)
+        #expect(try box.sha3(plain) == box.sha3(box.databasePath))
+        #expect(try box.deployctl(["backups", "verify", "prod", name]).status == 0)
+        let listed = try box.listedBackups()
+        #expect(listed.first?["compression"] as? String == "zstd" && listed.first?["compressed"] as? Bool == true)
+        let copy = box.path("restored.db")
+        #expect(try box.deployctl(["restore", "prod", name, "--to", copy]).status == 0)
+        #expect(try box.sha3(copy) == box.sha3(box.databasePath))
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"backups\"\ncompress = \"zstd\"\n")
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        #expect(box.backupNames().filter { $0.hasSuffix(".db.zst") }.count == 2)
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\ncompress = \"lz4\"\n")
+        let bad = try box.deployctl(["snapshot", "prod"])
+        #expect(bad.status == 64 && bad.stderr.contains("compress") && bad.stderr.contains("gzip, zstd or none"), "\(bad.stderr)")
+    }
+
+    @Test("a .zst from the zstd CLI (one large frame) is read; a truncated or flipped .zst is refused with 65 and the live database untouched",
+          arguments: ["cli", "truncated", "flipped"])
+    func zstdForeignAndDamaged(kind: String) throws {
+        let box = try Sandbox(rows: 3000)
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let zstName = String(name.dropLast(3)) + "_7.db.zst"
+        let zstPath = box.backupsFolder + "/" + zstName
+        if kind == "cli" {
+            #expect(try Sandbox.exec("/usr/bin/zstd", ["-q", "-19", file, "-o", zstPath]).status == 0)
+        } else {
+            #expect(try box.deployctl(["snapshot", "prod", "--compress", "zstd"]).status == 0)
+            let ours = try #require(box.backupNames().first { $0.hasSuffix(".zst") })
+            try FileManager.default.moveItem(atPath: box.backupsFolder + "/" + ours, toPath: zstPath)
+            try FileManager.default.removeItem(atPath: box.backupsFolder + "/" + ours + ".json")
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: zstPath))
+            if kind == "truncated" { bytes = bytes.prefix(bytes.count - 100) } else { bytes[bytes.count / 2] ^= 0x5A }
+            try bytes.write(to: URL(fileURLWithPath: zstPath))
+        }
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
+        manifest["name"] = zstName
+        manifest["compressed"] = true
+        manifest["compression"] = "zstd"
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: zstPath + ".json"))
+        try Sandbox.rewriteManifestChecksum(of: zstPath)
+        let before = try box.sha3(box.databasePath)
+        let copy = box.path("restored.db")
+        let restore = try box.deployctl(["restore", "prod", zstName, "--to", copy])
+        if kind == "cli" {
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(try box.sha3(copy) == box.sha3(file))
+        } else {
+            #expect(restore.status == 65, "\(restore.stderr)")
+            #expect(restore.stderr.contains("not a valid zstd file") || restore.stderr.contains("not a readable SQLite database"), "\(restore.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: copy))
+            #expect(try box.deployctl(["restore", "prod", zstName, "--yes"]).status == 65)
+        }
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".tmp-") }, "\(box.allBackupFiles())")
+    }
 }

@@ -55,6 +55,8 @@ struct BackupDocument: Encodable {
     let created_at: Date
     let bytes: Int64
     let compressed: Bool
+    /// `gzip`, `zstd` or `none`.
+    let compression: String
     let label: String
     let sha256: String?
     let status: String
@@ -70,6 +72,7 @@ struct BackupDocument: Encodable {
         created_at = entry.createdAt
         bytes = entry.bytes
         compressed = entry.compressed
+        compression = entry.compression.rawValue
         label = entry.label
         sha256 = entry.manifest?.sha256
         status = entry.status

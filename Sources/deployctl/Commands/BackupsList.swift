@@ -39,10 +39,10 @@ struct BackupsList: ParsableCommand {
                 console.line("No backups for \(instance)\(label.map { " with label \($0)" } ?? "").")
             } else {
                 console.line(Console.table(
-                    ["NAME", "CREATED (UTC)", "SIZE", "GZIP", "LABEL", "STATUS"],
+                    ["NAME", "CREATED (UTC)", "SIZE", "COMPRESSED", "LABEL", "STATUS"],
                     entries.map {
                         [$0.name, Console.time($0.createdAt) + ($0.isFutureDated(now: now) ? " (future!)" : ""),
-                         Console.size($0.bytes), $0.compressed ? "yes" : "no", $0.label, Self.status($0)]
+                         Console.size($0.bytes), $0.compressed ? $0.compression.rawValue : "no", $0.label, Self.status($0)]
                     }))
             }
             for entry in entries where entry.isFutureDated(now: now) {

@@ -20,8 +20,11 @@ struct Snapshot: ParsableCommand {
     @Argument(help: "The instance to snapshot.")
     var instance: String
 
-    @Flag(inversion: .prefixedNo, help: "Store the snapshot gzip-compressed (default: the instance config's backups.gzip).")
+    @Flag(inversion: .prefixedNo, help: "Store the snapshot gzip-compressed (default: the instance config's backups.compress or backups.gzip).")
     var gzip: Bool?
+
+    @Option(help: ArgumentHelp("Store the snapshot compressed this way: gzip, zstd or none (e.g. --compress zstd: .db.zst, independent frames that zstd -d reads).", valueName: "method"))
+    var compress: String?
 
     @Option(help: "The label in the backup's name (default: snapshot).")
     var label: String?
@@ -31,7 +34,18 @@ struct Snapshot: ParsableCommand {
     @Flag(help: "Run SQLite's quick_check on the copy before keeping it.")
     var verify = false
 
+    /// `--compress`, else `--gzip`/`--no-gzip`, else nil (the config decides).
+    func compression() throws -> Compression? {
+        if let compress {
+            guard let value = Compression(rawValue: compress) else { throw ValidationError("--compress must be gzip, zstd or none.") }
+            return value
+        }
+        return gzip.map { $0 ? .gzip : .none }
+    }
+
     func validate() throws {
+        if compress != nil && gzip != nil { throw ValidationError("give --compress or --gzip/--no-gzip, not both.") }
+        _ = try compression()
         if let keepLast = retention.keepLast, keepLast < 1 { throw ValidationError("--keep-last must be at least 1 (the snapshot just taken is always kept).") }
     }
 
@@ -39,7 +53,7 @@ struct Snapshot: ParsableCommand {
         let console = Console(global)
         try Metrics.around(metrics, console: console, instances: { [instance] }, command: "snapshot") {
             try console.run { runtime in
-                let outcome = try runtime.snapshot(instance: instance, gzip: gzip, label: label, retention: try retention.policy(), verify: verify)
+                let outcome = try runtime.snapshot(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
                 if let crashed = outcome.crashedHolder {
                     console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
                 }

@@ -1,0 +1,2 @@
+// libzstd (Debian libzstd-dev): `--compress zstd` backups, independent frames.
+#include <zstd.h>
