@@ -408,12 +408,32 @@ public struct Restorer: Sendable {
             throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file",
                           hint: "choose a path that does not exist")
         }
+        // A compressed backup was inflated to a checked temp file: on the same filesystem that
+        // very file becomes the new one (fsync, link without replacing), with no second copy.
+        if backup.temporary, try linkChecked(backup.databasePath, as: target) {
+            return Int(try Connection(path: target, mode: .immutable).scalar("PRAGMA page_count").int ?? 0)
+        }
         let temp = DurableFile.temporaryPath(for: target)
         defer { unlink(temp); unlink(temp + "-journal") }
         let pages = try writeCopy(of: backup, to: temp)
         try DurableFile.publish(temp, as: target)
         try DurableFile.syncDirectory(containing: target)
         return pages
+    }
+
+    /// fsyncs `checked` and links it as `target` (never replacing); false when they are on
+    /// different filesystems.
+    /// - Throws: `Failure` for any other error.
+    private func linkChecked(_ checked: String, as target: String) throws -> Bool {
+        try DurableFile.syncFile(checked)
+        guard link(checked, target) == 0 else {
+            let code = errno
+            if code == EXDEV { return false }
+            if code == EEXIST { throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file", hint: "choose a path that does not exist") }
+            throw DurableFile.posixFailure("cannot link \(checked) to \(target)", code)
+        }
+        try DurableFile.syncDirectory(containing: target)
+        return true
     }
 
     /// Replaces a missing or unreadable live database with `backup`: a temp copy beside it,
