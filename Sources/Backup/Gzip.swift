@@ -47,6 +47,18 @@ enum Gzip {
     /// - Throws: `Failure` `.io` on read or write errors.
     static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = Gzip.level,
                          progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
+        try compressMembers(source: source, into: output, outputPath: outputPath, progress: progress) { input throws(Failure) in
+            try deflateMember(input, level: level)
+        }
+    }
+
+    /// Cuts the file at `source` into `memberSize` pieces, turns each into an independent
+    /// member with `member` on every core at once, and writes them in order into `output`,
+    /// hashing what is written (an empty file gives one empty member). Returns the bytes
+    /// written and their SHA-256. The gzip members here and zstd's frames are made this way.
+    /// - Throws: `Failure` `.io` on read or write errors, what `member` throws.
+    static func compressMembers(source: String, into output: Int32, outputPath: String, progress: (Int64) -> Void,
+                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> (bytes: Int64, sha256: String) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
@@ -57,12 +69,12 @@ enum Gzip {
         var consumed: Int64 = 0
         while true {
             let filled = try readFully(input, into: buffer, path: source)
-            if filled == 0 { break }
+            if filled == 0 && consumed > 0 { break }
             consumed += Int64(filled)
             let read = UnsafeRawBufferPointer(buffer)
-            let members = try inParallel((filled + memberSize - 1) / memberSize) { i throws(Failure) in
+            let members = try inParallel(max(1, (filled + memberSize - 1) / memberSize)) { i throws(Failure) in
                 let start = i * memberSize
-                return try deflateMember(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]), level: level)
+                return try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]))
             }
             for bytes in members {
                 try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: output, $0, path: outputPath) }
@@ -71,12 +83,6 @@ enum Gzip {
             }
             progress(consumed)
             if filled < buffer.count { break }
-        }
-        if consumed == 0 {
-            let empty = try deflateMember(UnsafeRawBufferPointer(start: nil, count: 0), level: level)
-            try empty.withUnsafeBytes { try DurableFile.writeAll(fd: output, $0, path: outputPath) }
-            hasher.update(empty)
-            written += Int64(empty.count)
         }
         return (written, hasher.finalizeHex())
     }

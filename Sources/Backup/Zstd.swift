@@ -21,33 +21,9 @@ enum Zstd {
     /// - Throws: `Failure` `.io` on read or write errors.
     static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = Zstd.level,
                          progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
-        defer { close(input) }
-        let memberSize = Gzip.memberSize
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize * Gzip.workers, alignment: 16)
-        defer { buffer.deallocate() }
-        var hasher = SHA256()
-        var written: Int64 = 0
-        var consumed: Int64 = 0
-        repeat {
-            let filled = try Gzip.readFully(input, into: buffer, path: source)
-            consumed += Int64(filled)
-            let read = UnsafeRawBufferPointer(buffer)
-            let count = max(1, (filled + memberSize - 1) / memberSize)
-            let frames = try Gzip.inParallel(filled == 0 && written > 0 ? 0 : count) { i throws(Failure) in
-                let start = i * memberSize
-                return try frame(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]), level: level)
-            }
-            for bytes in frames {
-                try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: output, $0, path: outputPath) }
-                hasher.update(bytes)
-                written += Int64(bytes.count)
-            }
-            progress(consumed)
-            if filled < buffer.count { break }
-        } while true
-        return (written, hasher.finalizeHex())
+        try Gzip.compressMembers(source: source, into: output, outputPath: outputPath, progress: progress) { input throws(Failure) in
+            try frame(input, level: level)
+        }
     }
 
     /// One complete zstd frame holding `input`, with its content size.

@@ -74,35 +74,7 @@ extension Runtime {
                 fallback += "running the down parts failed (\(error)), so "
             }
         }
-        if journal.additive {
-            let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-            try live.execute("BEGIN IMMEDIATE")
-            do {
-                for object in journal.created.reversed() where ["table", "view", "trigger"].contains(object.type) {
-                    try live.execute("DROP \(object.type.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
-                }
-                for object in journal.created where object.type == "index" {
-                    try live.execute("DROP INDEX IF EXISTS \(quoteIdentifier(object.name))")
-                }
-                if try live.scalar("SELECT 1 FROM sqlite_schema WHERE name = 'deployctl_migrations'").int == 1 {
-                    try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
-                    // Empty now: this deploy created it (the first one), so the schema goes back too.
-                    if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 {
-                        try live.execute("DROP TABLE deployctl_migrations")
-                    }
-                }
-                let names = Set(try live.schema().map(\.name))
-                let left = journal.created.filter { names.contains($0.name) }
-                guard left.isEmpty, try live.integrityProblems().isEmpty else {
-                    throw Failure(.unproven, "undo left \(left.map(\.name).joined(separator: ", ")) behind")
-                }
-                try live.execute("COMMIT")
-            } catch {
-                try? live.execute("ROLLBACK")
-                throw error
-            }
-            return "the objects it created were dropped; application writes to existing tables were kept"
-        }
+        if journal.additive { return try dropAdded(journal, columns: [:], config: config) }
         guard let name = journal.snapshot else { throw Failure(.unproven, "no snapshot recorded to restore from") }
         let store = store(config)
         let opened = try store.check(try store.entry(named: name), keep: true)!
@@ -146,7 +118,8 @@ extension Runtime {
         return "its down parts were run (\(journal.migrations.reversed().joined(separator: ", "))), proven on the rehearsal to give the snapshot's content back; the schema is the one before the deploy"
     }
 
-    /// Undoes a preserving deploy that only added columns and new objects, in one transaction:
+    /// Undoes an additive deploy (no `columns`), or a preserving one that only added columns and
+    /// new objects, in one transaction:
     /// drops the objects it created, then the columns it added, and its history rows; proves
     /// none is left. The application's writes to existing columns are kept.
     /// - Throws: the SQL error when a column cannot be dropped (the transaction is rolled back).
@@ -165,8 +138,11 @@ extension Runtime {
                     try live.execute("ALTER TABLE \(quoteIdentifier(table)) DROP COLUMN \(quoteIdentifier(column))")
                 }
             }
-            try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
-            if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }
+            if try live.scalar("SELECT 1 FROM sqlite_schema WHERE name = 'deployctl_migrations'").int == 1 {
+                try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
+                // Empty now: this deploy created it (the first one), so the schema goes back too.
+                if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }
+            }
             let names = Set(try live.schema().map(\.name))
             var left = journal.created.filter { names.contains($0.name) }.map(\.name)
             for (table, added) in columns {
@@ -181,6 +157,7 @@ extension Runtime {
             try? live.execute("ROLLBACK")
             throw error
         }
+        if columns.isEmpty { return "the objects it created were dropped; application writes to existing tables were kept" }
         let list = columns.sorted { $0.key < $1.key }.flatMap { table, added in added.map { "\(table).\($0)" } }
         return "the columns it added (\(list.joined(separator: ", "))) and the objects it created were dropped; application writes to existing columns were kept"
     }
