@@ -67,9 +67,7 @@ struct MigrationClassTests {
         let box = try Sandbox(rows: 60)
         try box.write("instances/migrations/0001_add_columns.sql", Self.preserving[0].sql + "\nCREATE INDEX loan_tier ON loan(tier);\n")
         let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"])
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        box.waitForJournal("\"committed\" : true")
         // The application, after the commit: a new payment and a closed loan.
         _ = try box.sqlite(box.databasePath, "INSERT INTO payment (id, loan_id, amount_cents) VALUES (900001, 2, 500); UPDATE loan SET status = 'closed' WHERE id = 1;")
         let after = try Self.content(box, box.databasePath)
@@ -103,9 +101,7 @@ struct MigrationClassTests {
         #expect(plan["class"] as? String == "preserving")
         let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "rehearse=delay:3000"])
         // The application writes user 900001 while the deploy rehearses on its snapshot.
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("rehearse") != true { usleep(20_000) }
+        box.waitForJournal("rehearse")
         _ = try box.sqlite(box.databasePath, "INSERT INTO user (id, name, email) VALUES (900001, 'Customer', 'customer@example.com')")
         deploy.waitUntilExit()
         #expect(deploy.terminationStatus == 1)
@@ -197,9 +193,7 @@ struct MigrationClassTests {
         try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_add.sql"))
         try box.write("instances/migrations/0001_close.sql", "-- allow-destructive\nUPDATE loan SET status = 'closed' WHERE id = 1;\n")
         let deploy = try box.spawnDeployctl(["deploy", "prod", "--allow-destructive"], environment: ["DEPLOYCTL_FAILPOINTS": "rehearse=delay:2000"])
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("rehearse") != true { usleep(20_000) }
+        box.waitForJournal("rehearse")
         _ = try box.sqlite(box.databasePath, "INSERT INTO payment (id, loan_id, amount_cents) VALUES (900001, 2, 500)")
         deploy.waitUntilExit()
         #expect(deploy.terminationStatus == 0)
@@ -235,9 +229,7 @@ struct MigrationClassTests {
         try box.write("instances/migrations/0001_rename.up.sql", "ALTER TABLE tracker RENAME COLUMN name TO title;\n")
         try box.write("instances/migrations/0001_rename.down.sql", "ALTER TABLE tracker RENAME COLUMN title TO name;\n")
         let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"])
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        box.waitForJournal("\"committed\" : true")
         _ = try box.sqlite(box.databasePath, "INSERT INTO tracker (id, user_id, title) VALUES (900001, 1, 'written after the commit')")
         deploy.waitUntilExit()
         #expect(deploy.terminationStatus == 1)
@@ -290,9 +282,7 @@ struct MigrationClassTests {
     static func undoneAfterWrites(_ box: Sandbox, _ arguments: [String] = ["deploy", "prod"], application: () throws -> Void) throws -> String {
         let stderr = Pipe()
         let deploy = try box.spawnDeployctl(arguments, environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=delay:2000,restart=error"], stderr: stderr)
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("\"committed\" : true") != true { usleep(20_000) }
+        box.waitForJournal("\"committed\" : true")
         try application()
         deploy.waitUntilExit()
         #expect(deploy.terminationStatus == 1)
@@ -350,9 +340,7 @@ struct MigrationClassTests {
         let before = try box.sha3(box.databasePath)
         let stderr = Pipe()
         let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "migrate=delay:2000"], stderr: stderr)
-        let journal = box.path("instances/prod/.deployctl.journal")
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains("migrate and verify") != true { usleep(20_000) }
+        box.waitForJournal("migrate and verify")
         Thread.sleep(forTimeInterval: 0.5)
         kill(deploy.processIdentifier, SIGINT)
         deploy.waitUntilExit()

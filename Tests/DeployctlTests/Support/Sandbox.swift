@@ -164,6 +164,14 @@ extension Sandbox {
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
     }
 
+    /// Waits (at most 20 s) until the prod deploy journal holds `text` (a stage name, or
+    /// `"committed" : true`): a deploy running in the background has reached that point.
+    func waitForJournal(_ text: String) {
+        let journal = path("instances/prod/.deployctl.journal")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try? String(contentsOfFile: journal, encoding: .utf8))?.contains(text) != true { usleep(20_000) }
+    }
+
     /// Sets a backup's manifest `created_at`, as a host with another clock would have written it.
     static func redate(_ file: String, to date: Date) throws {
         let manifestURL = URL(fileURLWithPath: file + ".json")
