@@ -46,6 +46,14 @@ public struct MigrationFile: Sendable, Equatable {
     public init(path: String) throws {
         let file = URL(fileURLWithPath: path).lastPathComponent
         guard let parsed = Self.parseName(file) else {
+            if file.hasPrefix("R__") {
+                throw Failure(.usage, "migration file \(path) is a Flyway repeatable migration (R__): deployctl applies each migration once, in order",
+                              hint: "give it a number (V<n>__name.sql or NNNN_name.sql), or keep it out of the migrations folder")
+            }
+            if file.range(of: #"^V\d+([._]\d+)+__"#, options: .regularExpression) != nil {
+                throw Failure(.usage, "migration file \(path) has a dotted Flyway version: deployctl numbers migrations with whole numbers",
+                              hint: "rename it with a whole number, e.g. V21__name.sql for V2.1__name.sql, keeping the order")
+            }
             throw Failure(.usage, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
                           hint: "rename it, e.g. 0002_add_index.sql")
         }
