@@ -375,9 +375,9 @@ public struct Applier: Sendable {
                 continue
             }
             let changes = details["main." + final] ?? RowChangeRecorder.TableChanges()
-            if changes.existingRowsDeleted > 0 { problems.append("\(table): \(changes.existingRowsDeleted) existing rows deleted") }
+            if changes.existingRowsDeleted > 0 { problems.append("\(table): \(counted(changes.existingRowsDeleted, "existing row")) deleted") }
             for (position, count) in changes.existingValuesChanged.sorted(by: { $0.key < $1.key }) where position < columns.count {
-                problems.append("\(table).\(position < 0 ? "rowid" : columns[position].new): \(count) existing values changed")
+                problems.append("\(table).\(position < 0 ? "rowid" : columns[position].new): \(counted(count, "existing value")) changed")
             }
         }
         return problems

@@ -68,20 +68,20 @@ public struct TableEvidence: Codable, Sendable, Equatable {
 
     /// What happened, one phrase per fact, naming tables and columns with counts.
     public var facts: [String] {
-        guard let finalName else { return ["\(table): table dropped (\(rowsBefore) rows)"] }
+        guard let finalName else { return ["\(table): table dropped (\(counted(rowsBefore, "row")))"] }
         var facts = [String]()
         if finalName != table { facts.append("\(table): renamed to \(finalName), every row and value kept") }
         if rebuilt && finalName == table { facts.append("\(table): rebuilt (matched by \(matchedBy))") }
-        if rowsDeleted > 0 { facts.append("\(table): \(rowsDeleted) rows deleted") }
+        if rowsDeleted > 0 { facts.append("\(table): \(counted(rowsDeleted, "row")) deleted") }
         for (column, values) in columnsDropped.sorted(by: { $0.key < $1.key }) {
             facts.append("\(table).\(column): column dropped, \(values) non-NULL values lost")
         }
         for (column, count) in valuesChanged.sorted(by: { $0.key < $1.key }) where count > 0 {
-            facts.append("\(table).\(column): \(count) existing values changed")
+            facts.append("\(table).\(column): \(counted(count, "existing value")) changed")
         }
         for (old, new) in columnsRenamed.sorted(by: { $0.key < $1.key }) { facts.append("\(table).\(old): renamed to \(new), every value kept") }
         if !columnsAdded.isEmpty { facts.append("\(finalName): gains column(s) \(columnsAdded.joined(separator: ", "))") }
-        if rowsAdded > 0 { facts.append("\(finalName): \(rowsAdded) rows added") }
+        if rowsAdded > 0 { facts.append("\(finalName): \(counted(rowsAdded, "row")) added") }
         return facts
     }
 }

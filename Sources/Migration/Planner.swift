@@ -278,13 +278,13 @@ public struct Planner: Sendable {
         let risky = statements.filter { $0.classification == .destructive }.flatMap(\.problems)
         let deletes = risky.filter { $0.contains("delete") || $0.contains("WITHOUT ROWID") || $0.contains("not understood") || $0.contains("could not be checked") }
         let updates = risky.filter { !deletes.contains($0) }
-        let lost = evidence.flatMap { e in e.facts.filter { $0.contains("rows deleted") || $0.contains("dropped") } }
-        let changed = evidence.flatMap { e in e.facts.filter { $0.contains("values changed") } }
+        let lost = evidence.flatMap { e in e.facts.filter { $0.hasSuffix(" deleted") || $0.contains("dropped") } }
+        let changed = evidence.flatMap { e in e.facts.filter { $0.hasSuffix(" changed") } }
         let list = { (items: [String]) in items.prefix(6).joined(separator: "; ") + (items.count > 6 ? "; …" : "") }
         let onCopy = "on the rehearsal copy, every existing row matched by primary key or rowid"
         let untouchedNames = untouched.joined(separator: ", ")
         return [
-            SafetyClaim(claim: "It only ADDS new objects (\(createTables) new tables)", proven: nonAdditive.isEmpty && evidence.isEmpty,
+            SafetyClaim(claim: "It only ADDS new objects (\(counted(createTables, "new table")))", proven: nonAdditive.isEmpty && evidence.isEmpty,
                         how: nonAdditive.isEmpty && evidence.isEmpty ? "no statement touches an existing table, by SQLite's authorizer and the rehearsal copy"
                                                                     : list(nonAdditive + evidence.flatMap(\.facts))),
             SafetyClaim(claim: "It does NOT modify any existing tables", proven: nonAdditive.isEmpty && evidence.isEmpty,

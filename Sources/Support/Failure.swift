@@ -48,3 +48,8 @@ public struct Failure: DeployctlError, Sendable {
         self.hint = hint
     }
 }
+
+/// `1 row`, `2 rows`: a count with its noun in the right number (`plural` when not just `s`).
+public func counted(_ count: Int, _ singular: String, _ plural: String? = nil) -> String {
+    "\(count) \(count == 1 ? singular : plural ?? singular + "s")"
+}

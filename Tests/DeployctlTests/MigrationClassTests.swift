@@ -120,7 +120,7 @@ struct MigrationClassTests {
          "coupon: 3 rows deleted"),
         ("nocase_change", "CREATE TABLE tag (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE); INSERT INTO tag VALUES (1, 'Alpha'), (2, 'beta');",
          "CREATE TABLE new_tag (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE);\nINSERT INTO new_tag SELECT id, lower(name) FROM tag;\nDROP TABLE tag;\nALTER TABLE new_tag RENAME TO tag;",
-         "tag.name: 1 existing values changed"),
+         "tag.name: 1 existing value changed"),
         ("without_rowid", "CREATE TABLE setting (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID; INSERT INTO setting VALUES ('a', 'on');",
          "INSERT INTO setting VALUES ('b', 'off');",
          "a WITHOUT ROWID table"),

@@ -68,7 +68,7 @@ struct BackupsPrune: ParsableCommand {
             } else {
                 for entry in outcome.doomed { console.line("removed \(entry.name)") }
             }
-            console.line("\(outcome.doomed.count) backup(s) \(dryRun ? "would be removed" : "removed"), \(outcome.decisions.count - outcome.doomed.count) kept.")
+            console.line("\(counted(outcome.doomed.count, "backup")) \(dryRun ? "would be removed" : "removed"), \(outcome.decisions.count - outcome.doomed.count) kept.")
         }
     }
 }

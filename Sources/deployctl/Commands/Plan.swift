@@ -44,7 +44,7 @@ struct Plan: ParsableCommand {
                 if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
                 return
             }
-            console.line(console.fit("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!) rows)" }.joined(separator: ", ")))
+            console.line(console.fit("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(counted(plan.existingTables[$0]!, "row")))" }.joined(separator: ", ")))
             console.line("Journal mode: \(plan.journalMode)")
             console.line(console.fit("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))"))
             console.line(console.fit("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))"))
