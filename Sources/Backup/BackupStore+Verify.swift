@@ -44,6 +44,10 @@ extension BackupStore {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
                           hint: "use another backup (deployctl backups list)")
         }
+        if !entry.compressed, bytes != manifest.databaseBytes {
+            throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
+                          hint: "use another backup (deployctl backups list)")
+        }
         var opened = OpenedBackup(databasePath: entry.path, temporary: false)
         if entry.compressed {
             let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(entry.compression.suffix.count)))
@@ -51,10 +55,11 @@ extension BackupStore {
             let fd = try DurableFile.createNew(temp)
             do {
                 defer { close(fd) }
+                // Never more than the database the manifest records (a bomb stops there), never less.
                 if entry.compression == .zstd {
-                    try Zstd.decompress(source: entry.path, into: fd, outputPath: temp)
+                    try Zstd.decompress(source: entry.path, into: fd, outputPath: temp, expected: manifest.databaseBytes)
                 } else {
-                    try Gzip.inflate(source: entry.path, into: fd, outputPath: temp)
+                    try Gzip.inflate(source: entry.path, into: fd, outputPath: temp, expected: manifest.databaseBytes)
                 }
             } catch {
                 opened.discard()

@@ -201,14 +201,23 @@ enum Gzip {
     /// (ours) on every core at once, any other gzip in one pass.
     /// - Throws: `Failure` `.badData` for a truncated stream, a bad CRC or length, trailing
     ///   garbage or anything else zlib rejects; `.io` on read or write errors.
-    static func inflate(source: String, into output: Int32, outputPath: String) throws {
+    /// The result must come to exactly `expected` bytes (the manifest's database size; nil:
+    /// any): a stream that would inflate past it is stopped there, one that ends short refused.
+    static func inflate(source: String, into output: Int32, outputPath: String, expected: Int64? = nil) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
+        let wrongSize = { (total: Int64) in
+            Failure(.badData, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
+                    hint: "the backup is damaged; use another one (deployctl backups list)")
+        }
         var info = stat()
         if fstat(input, &info) == 0, let members = memberIndex(input, size: Int64(info.st_size)) {
+            let total = members.reduce(Int64(0)) { $0 + Int64($1.inflatedLength) }
+            if let expected, total != expected { throw wrongSize(total) }
             return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath)
         }
+        var total: Int64 = 0
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw Failure(.io, "zlib inflateInit2 failed")
@@ -239,6 +248,8 @@ enum Gzip {
             let produced = outBuffer.count - Int(stream.avail_out)
             needInput = stream.avail_out != 0 || rc == Z_STREAM_END
             if produced > 0 {
+                total += Int64(produced)
+                if let expected, total > expected { throw wrongSize(total) }
                 try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: outBuffer[0..<produced]), path: outputPath)
             }
             switch rc {
@@ -255,6 +266,7 @@ enum Gzip {
             throw Failure(.badData, "\(source) is truncated: the gzip stream ends early",
                           hint: "the backup is damaged; use another one (deployctl backups list)")
         }
+        if let expected, total != expected { throw wrongSize(total) }
     }
 
     /// Reads until `buffer` is full or the file ends; returns the bytes read.

@@ -416,7 +416,11 @@ public struct Restorer: Sendable {
         let temp = DurableFile.temporaryPath(for: target)
         defer { unlink(temp); unlink(temp + "-journal") }
         let pages = try writeCopy(of: backup, to: temp)
-        try DurableFile.publish(temp, as: target)
+        guard link(temp, target) == 0 else {
+            let code = errno
+            if code == EEXIST { throw Failure(.cannotCreate, "\(target) appeared meanwhile; --to only writes a new file, and it was left as it is", hint: "choose a path that does not exist") }
+            throw DurableFile.posixFailure("cannot create \(target)", code, creating: true)
+        }
         try DurableFile.syncDirectory(containing: target)
         return pages
     }
@@ -430,7 +434,7 @@ public struct Restorer: Sendable {
             let code = errno
             if code == EXDEV { return false }
             if code == EEXIST { throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file", hint: "choose a path that does not exist") }
-            throw DurableFile.posixFailure("cannot link \(checked) to \(target)", code)
+            throw DurableFile.posixFailure("cannot create \(target)", code, creating: true)
         }
         try DurableFile.syncDirectory(containing: target)
         return true

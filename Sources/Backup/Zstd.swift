@@ -45,51 +45,73 @@ enum Zstd {
         return output
     }
 
-    /// Decompresses every frame of `source` into the open file `output`.
+    /// Decompresses every frame of `source` into the open file `output`, which must come to
+    /// exactly `expected` bytes (the manifest's database size; nil: any size): a stream that
+    /// would inflate past it is stopped there, one that ends short is refused.
     /// - Throws: `Failure` `.badData` for a truncated or damaged file (libzstd checks each frame's
-    ///   structure and its content size); `.io` on read or write errors.
-    static func decompress(source: String, into output: Int32, outputPath: String) throws {
+    ///   structure, content size and checksum) or the wrong size; `.io` on read or write errors.
+    static func decompress(source: String, into output: Int32, outputPath: String, expected: Int64? = nil) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
         var info = stat()
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
-        let size = Int(info.st_size)
+        let size = Int64(info.st_size)
         let bad = { (why: String) in
             Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one (deployctl backups list)")
         }
         guard size > 0 else { throw bad("it is empty") }
-        guard let mapped = mmap(nil, size, PROT_READ, MAP_SHARED, input, 0), mapped != MAP_FAILED else {
-            throw DurableFile.posixFailure("cannot map \(source)", errno)
-        }
-        defer { munmap(mapped, size) }
-        let bytes = UnsafeRawPointer(mapped)
-        // Index the frames: where each starts, its compressed and content sizes.
-        var frames = [(offset: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)]()
-        var offset = 0
-        var inflated: Int64 = 0
-        var indexed = true
-        while offset < size {
-            let length = ZSTD_findFrameCompressedSize(bytes + offset, size - offset)
-            guard ZSTD_isError(length) == 0 else { throw bad(String(cString: ZSTD_getErrorName(length))) }
-            let content = ZSTD_getFrameContentSize(bytes + offset, length)
-            if content == contentSizeError { throw bad("a frame header is damaged") }
-            if content == contentSizeUnknown || content > UInt64(Gzip.memberSize) { indexed = false }
-            frames.append((offset, length, inflated, Int(truncatingIfNeeded: content)))
-            inflated += Int64(truncatingIfNeeded: content)
-            offset += length
-        }
-        guard indexed else { return try stream(bytes, size: size, into: output, outputPath: outputPath, bad: bad) }
+        // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
+        // with pread: a file that shrinks meanwhile is a short read, never a fault.
+        let frameBound = ZSTD_compressBound(Gzip.memberSize) + 64
+        let window = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBound * Gzip.workers, alignment: 16)
+        defer { window.deallocate() }
         let buffers = (0..<Gzip.workers).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Gzip.memberSize, alignment: 16) }
         defer { for buffer in buffers { buffer.deallocate() } }
-        nonisolated(unsafe) let base = bytes
-        for batch in stride(from: 0, to: frames.count, by: buffers.count) {
-            _ = try Gzip.inParallel(min(buffers.count, frames.count - batch)) { i throws(Failure) in
-                let frame = frames[batch + i]
-                let produced = ZSTD_decompress(buffers[i].baseAddress, buffers[i].count, base + frame.offset, frame.length)
+        var offset: Int64 = 0
+        var inflated: Int64 = 0
+        while offset < size {
+            let want = Int(min(Int64(window.count), size - offset))
+            let got = pread(input, window.baseAddress, want, off_t(offset))
+            guard got >= 0 else { throw DurableFile.posixFailure("cannot read \(source)", errno) }
+            guard got == want else { throw bad("it is truncated (it changed while being read)") }
+            // The whole frames in this window, each with its content size.
+            var frames = [(start: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)]()
+            var at = 0
+            while at < got {
+                let length = ZSTD_findFrameCompressedSize(window.baseAddress! + at, got - at)
+                if ZSTD_isError(length) != 0 {
+                    // Cut by the window's end: the next window takes it (or, for one frame larger
+                    // than a window, the stream below). At the end of the file it is damage.
+                    if offset + Int64(got) < size { break }
+                    throw bad(String(cString: ZSTD_getErrorName(length)))
+                }
+                let content = ZSTD_getFrameContentSize(window.baseAddress! + at, length)
+                if content == contentSizeError { throw bad("a frame header is damaged") }
+                // Another tool's frame (larger, or of unknown size): the whole file as a stream.
+                if content == contentSizeUnknown || content > UInt64(Gzip.memberSize) {
+                    if frames.isEmpty {
+                        return try stream(input, size: size, into: output, outputPath: outputPath, from: offset + Int64(at), inflatedSoFar: inflated, expected: expected, bad: bad)
+                    }
+                    break
+                }
+                frames.append((at, length, inflated, Int(content)))
+                inflated += Int64(content)
+                if let expected, inflated > expected { throw bad("it holds more than the \(expected) bytes its manifest records") }
+                at += length
+                if frames.count == buffers.count { break }
+            }
+            guard !frames.isEmpty else {
+                // One frame bigger than the window: only another tool writes those.
+                return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad)
+            }
+            nonisolated(unsafe) let base = UnsafeRawPointer(window.baseAddress!)
+            _ = try Gzip.inParallel(frames.count) { i throws(Failure) in
+                let frame = frames[i]
+                let produced = ZSTD_decompress(buffers[i].baseAddress, buffers[i].count, base + frame.start, frame.length)
                 guard ZSTD_isError(produced) == 0, produced == frame.inflatedLength else {
-                    throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(frame.offset)"
-                                                         : "the frame at byte \(frame.offset) holds \(produced) bytes, not \(frame.inflatedLength)")
+                    throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(offset + Int64(frame.start))"
+                                                         : "the frame at byte \(offset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
                 }
                 var done = 0
                 while done < produced {
@@ -99,28 +121,47 @@ enum Zstd {
                     done += n
                 }
             }
+            offset += Int64(frames.last!.start + frames.last!.length)
         }
+        if let expected, inflated != expected { throw bad("it holds \(inflated) bytes, not the \(expected) its manifest records") }
     }
 
-    /// Streams a file whose frames cannot be indexed (another tool's) through one decompressor.
-    private static func stream(_ bytes: UnsafeRawPointer, size: Int, into output: Int32, outputPath: String,
-                               bad: (String) -> Failure) throws {
+    /// Streams a file whose frames cannot be taken whole (another tool's) through one
+    /// decompressor from `from`, reading it in chunks, appending after `inflatedSoFar` bytes.
+    private static func stream(_ input: Int32, size: Int64, into output: Int32, outputPath: String, from: Int64, inflatedSoFar: Int64,
+                               expected: Int64?, bad: (String) -> Failure) throws {
         guard let context = ZSTD_createDStream() else { throw Failure(.io, "libzstd could not allocate a decompressor (out of memory)") }
         defer { ZSTD_freeDStream(context) }
-        let chunk = ZSTD_DStreamOutSize()
-        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { out.deallocate() }
-        var source = ZSTD_inBuffer(src: bytes, size: size, pos: 0)
-        var last = 0
-        while true {
-            var target = ZSTD_outBuffer(dst: out.baseAddress, size: chunk, pos: 0)
-            let rc = ZSTD_decompressStream(context, &target, &source)
-            guard ZSTD_isError(rc) == 0 else { throw bad(String(cString: ZSTD_getErrorName(rc))) }
-            if target.pos > 0 { try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: out[0..<target.pos]), path: outputPath) }
-            last = rc
-            if source.pos == source.size && target.pos < chunk { break }
+        let inChunk = ZSTD_DStreamInSize(), outChunk = ZSTD_DStreamOutSize()
+        let inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: inChunk, alignment: 16)
+        let outBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: outChunk, alignment: 16)
+        defer { inBuffer.deallocate(); outBuffer.deallocate() }
+        guard lseek(output, off_t(inflatedSoFar), SEEK_SET) >= 0 else { throw DurableFile.posixFailure("cannot seek \(outputPath)", errno) }
+        var offset = from
+        var total = inflatedSoFar
+        // Whether the last frame begun has ended: a call that neither reads nor writes (the
+        // stream waiting for a next frame) does not change it.
+        var ended = true
+        while offset < size {
+            let got = pread(input, inBuffer.baseAddress, Int(min(Int64(inChunk), size - offset)), off_t(offset))
+            guard got > 0 else { throw got < 0 ? DurableFile.posixFailure("cannot read", errno) : bad("it is truncated (it changed while being read)") }
+            offset += Int64(got)
+            var source = ZSTD_inBuffer(src: inBuffer.baseAddress, size: got, pos: 0)
+            repeat {
+                var target = ZSTD_outBuffer(dst: outBuffer.baseAddress, size: outChunk, pos: 0)
+                let before = source.pos
+                let rc = ZSTD_decompressStream(context, &target, &source)
+                guard ZSTD_isError(rc) == 0 else { throw bad(String(cString: ZSTD_getErrorName(rc))) }
+                if rc == 0 { ended = true } else if source.pos != before || target.pos > 0 { ended = false }
+                if target.pos > 0 {
+                    total += Int64(target.pos)
+                    if let expected, total > expected { throw bad("it holds more than the \(expected) bytes its manifest records") }
+                    try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: outBuffer[0..<target.pos]), path: outputPath)
+                }
+                if source.pos == source.size && target.pos < outChunk { break }
+            } while true
         }
-        // rc 0 means the last frame ended exactly at the end of the input.
-        guard last == 0 else { throw bad("it is truncated: the last frame ends early") }
+        guard ended else { throw bad("it is truncated: the last frame ends early") }
+        if let expected, total != expected { throw bad("it holds \(total) bytes, not the \(expected) its manifest records") }
     }
 }

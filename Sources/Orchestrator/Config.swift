@@ -133,9 +133,14 @@ public struct InstanceConfig: Sendable {
 
     /// `compress = "gzip" | "zstd" | "none"`, else `gzip = true` (gzip) or false.
     private static func compression(_ toml: TOMLSubset, file: String) throws -> Compression {
-        guard let text = try toml.string("backups.compress") else { return try toml.bool("backups.gzip") == true ? .gzip : .none }
+        let gzip = try toml.bool("backups.gzip")
+        guard let text = try toml.string("backups.compress") else { return gzip == true ? .gzip : .none }
         guard let value = Compression(rawValue: text) else {
             throw TOMLSubset.error(file, toml.line(of: "backups.compress") ?? 1, "key 'backups.compress': '\(text)' is not gzip, zstd or none")
+        }
+        if let gzip, gzip != (value == .gzip) {
+            throw TOMLSubset.error(file, toml.line(of: "backups.compress") ?? 1,
+                                   "keys 'backups.gzip' (line \(toml.line(of: "backups.gzip") ?? 1): \(gzip)) and 'backups.compress' (\"\(text)\") disagree; keep compress and remove gzip")
         }
         return value
     }

@@ -196,4 +196,16 @@ struct DiskFullTests {
         #expect(try box.sha3(database) == before)
         #expect(box.allBackupFiles() == files)
     }
+
+    @Test("restore --to into a read-only folder from a compressed backup is 73, as from a plain one, and leaves nothing", arguments: [false, true])
+    func restoreToReadOnly(gzip: Bool) throws {
+        let box = try Sandbox(rows: 300)
+        let (name, _) = try box.takeSnapshot(gzip: gzip)
+        let small = try mountSmallFilesystem(kib: 4096)
+        defer { unmount(small) }
+        #expect(try Sandbox.exec("/bin/mount", ["-o", "remount,ro", small]).status == 0)
+        let result = try box.deployctl(["restore", "prod", name, "--to", small + "/copy.db"])
+        #expect(result.status == 73, "\(result.stderr)")
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".tmp-") })
+    }
 }

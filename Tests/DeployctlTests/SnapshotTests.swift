@@ -165,6 +165,9 @@ struct SnapshotTests {
         try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\ncompress = \"lz4\"\n")
         let bad = try box.deployctl(["snapshot", "prod"])
         #expect(bad.status == 64 && bad.stderr.contains("compress") && bad.stderr.contains("gzip, zstd or none"), "\(bad.stderr)")
+        try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\ngzip = true\ncompress = \"zstd\"\n")
+        let conflict = try box.deployctl(["snapshot", "prod"])
+        #expect(conflict.status == 64 && conflict.stderr.contains("disagree"), "\(conflict.stderr)")
     }
 
     @Test("a .zst from the zstd CLI (one large frame) is read; a truncated or flipped .zst is refused with 65 and the live database untouched",
@@ -204,6 +207,69 @@ struct SnapshotTests {
             #expect(try box.deployctl(["restore", "prod", zstName, "--yes"]).status == 65)
         }
         #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".tmp-") }, "\(box.allBackupFiles())")
+    }
+
+    /// Writes a manifest for `file` (copied from a real backup's, with this file's name,
+    /// compression, checksum and sizes), as deployctl would have written it.
+    static func manifest(for file: String, from real: String, compression: String, databaseBytes: Int) throws {
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: real + ".json"))) as! [String: Any]
+        manifest["name"] = URL(fileURLWithPath: file).lastPathComponent
+        manifest["compressed"] = compression != "none"
+        manifest["compression"] = compression
+        manifest["database_bytes"] = databaseBytes
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: file + ".json"))
+        try Sandbox.rewriteManifestChecksum(of: file)
+    }
+
+    @Test("a zstd CLI file of a database whose size is a multiple of 128 KiB is read (the stream's last output fills its buffer exactly)")
+    func zstdExactChunk() throws {
+        let box = try Sandbox(rows: 200)
+        let (_, real) = try box.takeSnapshot(gzip: false)
+        let db = box.path("exact.db")
+        let made = try Sandbox.exec("/usr/bin/python3", ["-c", """
+            import sqlite3
+            db = sqlite3.connect('\(db)')
+            db.execute('PRAGMA page_size = 4096')
+            db.execute('CREATE TABLE t (x BLOB)')
+            while True:
+                db.execute('INSERT INTO t VALUES (randomblob(3000))'); db.commit()
+                if db.execute('PRAGMA page_count').fetchone()[0] % 32 == 0: break
+            """])
+        try #require(made.status == 0, "\(made.stderr)")
+        let size = try #require(FileManager.default.attributesOfItem(atPath: db)[.size] as? Int)
+        try #require(size % (128 * 1024) == 0)
+        let zst = box.backupsFolder + "/lending_app_prod_cli_20261120_100000.db.zst"
+        #expect(try Sandbox.exec("/usr/bin/zstd", ["-q", db, "-o", zst]).status == 0)
+        try Self.manifest(for: zst, from: real, compression: "zstd", databaseBytes: size)
+        let verify = try box.deployctl(["backups", "verify", "prod", URL(fileURLWithPath: zst).lastPathComponent])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+    }
+
+    @Test("a compressed backup holding more (or less) than its manifest's database is refused with 65: doubled content, an empty stream, a bomb",
+          arguments: ["gz-doubled", "zst-doubled", "zst-empty", "gz-empty", "zst-bomb"])
+    func wrongInflatedSize(kind: String) throws {
+        let box = try Sandbox(rows: 300)
+        let (_, real) = try box.takeSnapshot(gzip: false)
+        let size = try #require(FileManager.default.attributesOfItem(atPath: real)[.size] as? Int)
+        let zst = kind.hasPrefix("zst")
+        let file = box.backupsFolder + "/lending_app_prod_odd_20261120_100000.db" + (zst ? ".zst" : ".gz")
+        let tool = zst ? "zstd -q -c" : "gzip -c"
+        let script: String
+        switch kind {
+        case "gz-doubled", "zst-doubled": script = "\(tool) '\(real)' > '\(file)' && \(tool) '\(real)' >> '\(file)'"
+        case "zst-bomb": script = "head -c 67108864 /dev/zero | \(tool) > '\(file)'"
+        default: script = "\(tool) < /dev/null > '\(file)'"
+        }
+        #expect(try Sandbox.exec("/bin/sh", ["-c", script]).status == 0)
+        try Self.manifest(for: file, from: real, compression: zst ? "zstd" : "gzip", databaseBytes: size)
+        let name = URL(fileURLWithPath: file).lastPathComponent
+        let verify = try box.deployctl(["backups", "verify", "prod", name])
+        #expect(verify.status == 65, "\(verify.stdout)\(verify.stderr)")
+        let copy = box.path("restored.db")
+        let restore = try box.deployctl(["restore", "prod", name, "--to", copy])
+        #expect(restore.status == 65, "\(restore.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: copy))
         #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".tmp-") }, "\(box.allBackupFiles())")
     }
 }

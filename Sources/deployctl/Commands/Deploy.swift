@@ -15,7 +15,7 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Plan only: show what would happen; take no lock, run no hook, change nothing.")
     var dryRun = false
 
-    @Flag(inversion: .prefixedNo, help: "Gzip the pre-deploy snapshot (default: the instance config's backups.gzip).")
+    @Flag(inversion: .prefixedNo, help: "Gzip the pre-deploy snapshot, or store it plain (default: the instance config's backups.compress, else backups.gzip).")
     var gzip: Bool?
 
     @Flag(help: "Answer yes to any question deploy asks (it asks none today, and never waits for input without a terminal).")

@@ -161,6 +161,8 @@ extension Sandbox {
         var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
         manifest["sha256"] = try exec("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init)
         manifest["bytes"] = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int
+        // A plain backup's database is the file itself: its size too, as a manifest written for it would say.
+        if file.hasSuffix(".db") { manifest["database_bytes"] = manifest["bytes"] }
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestURL)
     }
 
