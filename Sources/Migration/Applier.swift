@@ -243,13 +243,7 @@ public struct Applier: Sendable {
             // whole database, against the violations there were before.
             problems += newViolations(db, since: violationsBefore)
         } else {
-            for table in written {
-                do {
-                    problems += Self.summarize(try db.rows("PRAGMA foreign_key_check(\(quoteIdentifier(table)))"))
-                } catch let error as SQLiteError {
-                    problems.append("foreign_key_check(\(table)): \(error.sqliteMessage)")
-                }
-            }
+            for table in written { problems += newViolations(db, since: [:], table: table) }
         }
         for file in pending {
             for query in file.verifyQueries {
@@ -318,20 +312,14 @@ public struct Applier: Sendable {
         Connection.normalizeSQL(sql).replacingOccurrences(of: "\"", with: "").lowercased()
     }
 
-    /// The violations that are new since `before`, one line per pair of tables.
-    private func newViolations(_ db: Connection, since before: [String: Int]) -> [String] {
-        Planner.foreignKeyViolations(db).sorted { $0.key < $1.key }.compactMap { key, count in
+    /// The violations that are new since `before` (of `table`'s rows only, when given), one
+    /// line per pair of tables.
+    private func newViolations(_ db: Connection, since before: [String: Int], table: String? = nil) -> [String] {
+        Planner.foreignKeyViolations(db, table: table).sorted { $0.key < $1.key }.compactMap { key, count in
             let added = count - (before[key] ?? 0)
             guard added > 0 else { return nil }
             return key.hasPrefix("foreign_key_check") ? key : "\(added) foreign key violation(s): \(key) (rows of the first refer to rows the second does not hold)"
         }
-    }
-
-    /// One line per child table and parent, with counts, from `PRAGMA foreign_key_check` rows.
-    static func summarize(_ rows: [[Value]]) -> [String] {
-        var counts = [String: Int]()
-        for row in rows { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
-        return counts.sorted { $0.key < $1.key }.map { "\($0.value) foreign key violation(s): \($0.key)" }
     }
 
     /// The columns of each touched table the migration must keep, as (old name, new name),

@@ -330,10 +330,11 @@ public struct Planner: Sendable {
 
     /// Foreign-key violations per "child → parent", and a definition that cannot be checked
     /// ("foreign key mismatch") as its message.
-    public static func foreignKeyViolations(_ db: Connection) -> [String: Int] {
+    /// With `table`, only the rows of that table are checked.
+    public static func foreignKeyViolations(_ db: Connection, table: String? = nil) -> [String: Int] {
         do {
             var counts = [String: Int]()
-            for row in try db.rows("PRAGMA foreign_key_check") { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
+            for row in try db.rows("PRAGMA foreign_key_check" + (table.map { "(\(quoteIdentifier($0)))" } ?? "")) { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
             return counts
         } catch {
             return ["foreign_key_check fails (\((error as? SQLiteError)?.sqliteMessage ?? "\(error)"))": 1]
