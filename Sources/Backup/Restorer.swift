@@ -304,7 +304,7 @@ public struct Restorer: Sendable {
     ///   Whatever is thrown, the live database is as it was; when the commit itself failed
     ///   this was checked page by page, and `.unproven` is thrown if it is not.
     public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?,
-                        saving request: SnapshotRequest, in store: BackupStore, progress: ProgressHandler = { _, _, _ in },
+                        saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler = { _ in },
                         beforeCommit: () throws -> Void) throws -> LiveResult {
         guard !live.isReadOnly else {
             throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
@@ -319,7 +319,7 @@ public struct Restorer: Sendable {
         let wal: Bool
         do {
             wal = try live.readFileBytes(at: 18, count: 2).first == 2
-            progress("saving the live database as pre_restore", 0, 0)
+            progress(.working(.savingPreRestore))
             let snapshotter = Snapshotter(store: store)
             if wal {
                 // A second connection reads the committed state while the restore's pages go
@@ -352,7 +352,7 @@ public struct Restorer: Sendable {
             try? store.remove([saved])
             throw error
         }
-        progress("restoring: committing the backup's pages into the live database", 0, 0)
+        progress(.working(.restoringPages))
         do {
             try held.commit(timeout: busyTimeout)
         } catch let error as DeployctlError {
@@ -368,9 +368,9 @@ public struct Restorer: Sendable {
                           hint: error.hint)
         }
         let blocked = ContinuousClock.now - locked
-        progress("proving every page equals the backup's", 0, 0)
+        progress(.working(.provingRestore))
         let proof = try proveRestored(live, equals: backup, checkpointing: wal)
-        progress("", 0, 0)
+        progress(.ended(announce: true))
         return LiveResult(saved: saved, previewExact: previewExact,
                           writeLockMilliseconds: Double(blocked.components.seconds) * 1000 + Double(blocked.components.attoseconds) / 1e15,
                           proof: proof)

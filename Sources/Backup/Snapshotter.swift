@@ -43,9 +43,6 @@ public struct SnapshotRequest: Sendable {
     }
 }
 
-/// Progress of long work, reported as bytes done of a total (0 when unknown).
-public typealias ProgressHandler = (_ phase: String, _ done: Int64, _ total: Int64) -> Void
-
 /// Takes online snapshots of a live database into a `BackupStore`.
 public struct Snapshotter: Sendable {
     public let store: BackupStore
@@ -60,10 +57,12 @@ public struct Snapshotter: Sendable {
     /// fsynced; the manifest follows the same way. On any failure every partial file is removed.
     /// - Throws: `Failure` `.missingInput`/`.badData` for the source, `.cannotCreate` for the
     ///   folder, `.io` for a short write or full disk; `SQLiteError`.
-    public func snapshot(_ request: SnapshotRequest, progress: ProgressHandler = { _, _, _ in }) throws -> BackupEntry {
+    public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in }) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
-        return try snapshot(request, progress: progress) { path in try source.copy(into: path, timeout: request.busyTimeout) }
+        return try snapshot(request, progress: progress) { path in
+            try source.copy(into: path, timeout: request.busyTimeout) { done, total in progress(.working(.copying, done: done, total: total)) }
+        }
     }
 
     /// Publishes a snapshot whose database `fill` writes into the new empty file at the path it
@@ -71,7 +70,7 @@ public struct Snapshotter: Sendable {
     /// `snapshot(_:progress:)`: a restore saves the live state this way while it holds the
     /// write lock.
     /// - Throws: as `snapshot(_:progress:)`, and what `fill` throws.
-    public func snapshot(_ request: SnapshotRequest, progress: ProgressHandler = { _, _, _ in },
+    public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in },
                          fill: (String) throws -> Void) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
@@ -82,7 +81,7 @@ public struct Snapshotter: Sendable {
         var cleanup = [tempDatabase, tempDatabase + "-journal"]
         defer { for path in cleanup { unlink(path) } }
 
-        progress("copy", 0, 0)
+        progress(.working(.copying))
         let info = try copy(to: tempDatabase, verify: request.verify, fill: fill)
         try request.checkpoint()
 
@@ -98,11 +97,11 @@ public struct Snapshotter: Sendable {
                 defer { close(fd) }
                 if request.compression == .zstd {
                     (bytes, sha256) = try Zstd.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
-                        progress("zstd", done, info.bytes)
+                        progress(.working(.compressing(algorithm: "zstd"), done: done, total: info.bytes))
                     }
                 } else {
                     (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
-                        progress("gzip", done, info.bytes)
+                        progress(.working(.compressing(algorithm: "gzip"), done: done, total: info.bytes))
                     }
                 }
                 guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempGzip)", errno) }
@@ -113,7 +112,7 @@ public struct Snapshotter: Sendable {
             ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
                                                    { try FileDigest.sha256(of: tempDatabase) })
         }
-        progress("", 0, 0)
+        progress(.ended(announce: true))
         try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)

@@ -38,11 +38,18 @@ public struct ApplyResult: Codable, Sendable {
     }
 }
 
+/// What the Applier reports as it runs each statement; the CLI renders it.
+public enum TableEvent: Sendable, Equatable {
+    case creating(String)
+    case created(String)
+    case alreadyExists(String)
+}
+
 /// Applies pending migrations and verifies them in one `BEGIN IMMEDIATE` transaction that
 /// commits only when verification passes (SPEC.md stage 5).
 public struct Applier: Sendable {
     public let failpoints: Failpoints
-    public let log: @Sendable (String) -> Void
+    public let tables: @Sendable (TableEvent) -> Void
     /// Whether to prove the pre-existing tables unchanged. The live run always does; a
     /// rehearsal on a throwaway copy is proven afterwards by its caller (identical pages or
     /// fingerprints against the snapshot), outside any write lock.
@@ -53,10 +60,10 @@ public struct Applier: Sendable {
     /// Called just before COMMIT: throws to roll back instead (an interrupt).
     public let interrupted: @Sendable () throws -> Void
 
-    public init(failpoints: Failpoints, log: @escaping @Sendable (String) -> Void, proveUnchanged: Bool = true,
+    public init(failpoints: Failpoints, tables: @escaping @Sendable (TableEvent) -> Void = { _ in }, proveUnchanged: Bool = true,
                 debug: @escaping @Sendable (String) -> Void = { _ in }, interrupted: @escaping @Sendable () throws -> Void = {}) {
         self.failpoints = failpoints
-        self.log = log
+        self.tables = tables
         self.proveUnchanged = proveUnchanged
         self.debug = debug
         self.interrupted = interrupted
@@ -142,15 +149,15 @@ public struct Applier: Sendable {
                 if Planner.isForeignKeysPragma(sql) { continue }
                 let info = statements.first { $0.index == offset + 1 }
                 let newTables = info?.creates.filter { $0.type == "table" }.map(\.name) ?? []
-                for table in newTables { log("→ Creating \(table)…") }
+                for table in newTables { tables(.creating(table)) }
                 let started = ContinuousClock.now
                 try db.execute(sql)
                 let took = ContinuousClock.now - started
                 let ms = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
                 debug("SQL (\(file.fileName) #\(offset + 1), \(String(format: "%.2f", ms)) ms): \(Connection.normalizeSQL(sql))")
-                for table in newTables { log("✓ \(table) created") }
+                for table in newTables { tables(.created(table)) }
                 for name in info?.alreadyExists ?? [] where existing.contains(name) {
-                    log("\(name) already exists")
+                    tables(.alreadyExists(name))
                     already.append(name)
                 }
                 created += newTables

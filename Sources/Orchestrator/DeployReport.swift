@@ -4,7 +4,7 @@ import Migration
 
 /// One stage of a deploy as the report records it.
 public struct StageRecord: Codable, Sendable {
-    public let name: String
+    public let name: Stage
     /// "ok", "failed" or "skipped".
     public var status: String
     public var seconds: Double
@@ -17,8 +17,7 @@ public struct DeployReport: Codable, Sendable {
     public let instance: String
     public let startedAt: Date
     public var finishedAt: Date?
-    /// "success", "nothing to do", "dry run", "failed", "undone", "unproven".
-    public var outcome: String
+    public var outcome: DeployOutcome
     public var error: String?
     public var stages: [StageRecord] = []
     public var pending: [String] = []

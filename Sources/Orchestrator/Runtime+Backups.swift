@@ -100,8 +100,8 @@ extension Runtime {
         return try targets.enumerated().map { index, target in
             try failpoints.hit("backup-verify")
             try checkInterruption("\(index) of \(targets.count) backup(s) were checked (their results are recorded); the rest were not")
-            progress("checking \(target.name) (\(index + 1) of \(targets.count)): checksum, then integrity_check", 0, 0)
-            defer { progress("-", 0, 0) }
+            progress(.working(.checkingBackup(name: target.name, number: index + 1, of: targets.count)))
+            defer { progress(.ended(announce: false)) }
             return try store.verify(target, now: clock())
         }
     }

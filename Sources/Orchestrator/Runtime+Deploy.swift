@@ -38,7 +38,7 @@ extension Runtime {
         try ensureDatabase(config)
         let id = Self.deployId(clock())
         var pipeline = Pipeline(runtime: self, config: config, options: options,
-                                report: DeployReport(deployId: id, instance: name, startedAt: clock(), outcome: "failed"))
+                                report: DeployReport(deployId: id, instance: name, startedAt: clock(), outcome: .failed))
         do {
             try pipeline.run()
             return pipeline.report
@@ -53,9 +53,7 @@ extension Runtime {
     public func deployAll(options: DeployOptions) throws -> [DeployReport] {
         var reports = [DeployReport]()
         for name in try workspace.allInstances() {
-            log("============================================================")
-            log("Deploying instance: \(name)")
-            log("============================================================")
+            events(.instanceStarted(name))
             reports.append(try deploy(instance: name, options: options))
         }
         return reports
@@ -86,7 +84,7 @@ struct Pipeline {
     var lock: InstanceLock?
     var hooks: HookRunner {
         HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
-                   environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.debug)
+                   environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.trace)
     }
 
     init(runtime: Runtime, config: InstanceConfig, options: DeployOptions, report: DeployReport) {
@@ -96,31 +94,28 @@ struct Pipeline {
         self.report = report
     }
 
-    /// Runs one stage: journal it, print `→`, then `✓`/`✗` with elapsed time, and record it.
-    mutating func stage<T>(_ name: String, _ body: (inout Pipeline) throws -> T) throws -> T {
+    /// Runs one stage: journal it, report its start, then its end with elapsed time, and record it.
+    mutating func stage<T>(_ stage: Stage, _ body: (inout Pipeline) throws -> T) throws -> T {
         if var journal {
-            journal.stage = name
+            journal.stage = stage.rawValue
             try journal.write(path: config.journalPath)
             wroteJournal = true
             self.journal = journal
         }
         let start = ContinuousClock.now
-        runtime.log("→ \(name)…")
-        runtime.progress(Self.stageWords[name] ?? name, 0, 0)
-        defer { runtime.progress("-", 0, 0) }
+        runtime.events(.stageStarted(stage))
         do {
             try checkInterruption()
             let value = try body(&self)
             try checkInterruption()
             let seconds = Self.seconds(since: start)
-            runtime.debug("stage \(name) took \(String(format: "%.3f", seconds)) s")
-            report.stages.append(StageRecord(name: name, status: "ok", seconds: seconds, detail: nil))
-            runtime.log("✓ \(name) (\(String(format: "%.2f", seconds))s)")
+            report.stages.append(StageRecord(name: stage, status: "ok", seconds: seconds, detail: nil))
+            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: true))
             return value
         } catch {
             let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: name, status: "failed", seconds: seconds, detail: "\(error)"))
-            runtime.log("✗ \(name) (\(String(format: "%.2f", seconds))s)")
+            report.stages.append(StageRecord(name: stage, status: "failed", seconds: seconds, detail: "\(error)"))
+            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: false))
             throw error
         }
     }
@@ -131,7 +126,7 @@ struct Pipeline {
     mutating func checkInterruption() throws {
         if journal?.committed == true {
             if runtime.interruption() != nil && !interruptNoted {
-                runtime.log("  the interrupt came after the migration committed: finishing the deploy")
+                runtime.events(.warning("the interrupt came after the migration committed: finishing the deploy"))
                 interruptNoted = true
             }
             return
@@ -172,32 +167,22 @@ struct Pipeline {
         return columns
     }
 
-    /// What each stage is doing, in words, for the progress line.
-    static let stageWords = [
-        "preflight": "checking the config, locks and free space",
-        "plan": "planning on a copy of the database (every statement run there)",
-        "snapshot": "taking the snapshot",
-        "rehearse": "rehearsing the migrations on a copy of the snapshot",
-        "migrate and verify": "migrating and verifying (application writes wait)",
-        "restart": "starting the application and checking its health",
-    ]
-
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     mutating func run() throws {
-        let (files, plan) = try stage("preflight") { p in try p.preflight() }
+        let (files, plan) = try stage(.preflight) { p in try p.preflight() }
         report.pending = plan.pending
         if !plan.pending.isEmpty {
             report.classification = plan.classification.rawValue
             report.changes = plan.evidence.flatMap(\.facts)
         }
-        try stage("plan") { p in try p.showPlan(plan, files: files) }
+        try stage(.plan) { p in p.runtime.events(.plan(plan, database: p.config.databasePath)) }
         if options.dryRun {
-            report.outcome = "dry run"
-            runtime.log("Dry run: nothing was changed.")
+            report.outcome = .dryRun
+            runtime.events(.dryRunFinished)
             return
         }
         if plan.pending.isEmpty {
@@ -207,29 +192,28 @@ struct Pipeline {
         // One migration names the snapshot; several name their range (pre_<first>-<last>).
         let migrationName = Self.snapshotName(plan.pending.compactMap { key in files.first { $0.key == key } })
         let pending = files.filter { plan.pending.contains($0.key) }
-        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "snapshot",
+        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.snapshot.rawValue,
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
                                 created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
                                 addedColumns: Self.addedColumnsOnly(plan))
         let store = runtime.store(config)
-        let backup = try stage("snapshot") { p in
+        let backup = try stage(.snapshot) { p in
             let entry = try Snapshotter(store: store).snapshot(
                 p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", compression: p.compression),
                 progress: p.runtime.progress)
             p.report.snapshot = entry.name
             p.journal?.snapshot = entry.name
             try p.journal?.write(path: p.config.journalPath)
-            p.runtime.log("  backup: \(entry.path)")
+            p.runtime.events(.fact("backup: \(entry.path)"))
             try p.runtime.failpoints.hit("after-snapshot")
             return entry
         }
-        let rehearsal = try stage("rehearse") { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
-        let result = try stage("migrate and verify") { p in
+        let rehearsal = try stage(.rehearse) { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
+        let result = try stage(.migrateAndVerify) { p in
             let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
-            let log = p.runtime.log
             let runtime = p.runtime
-            let applier = Applier(failpoints: p.runtime.failpoints, log: { log("  " + $0) }, debug: p.runtime.debug,
+            let applier = Applier(failpoints: p.runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: p.runtime.trace,
                                   interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") })
             do {
                 let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
@@ -244,13 +228,13 @@ struct Pipeline {
         report.tablesCreated = result.tablesCreated
         report.tablesAlreadyExisted = result.tablesAlreadyExisted
         report.writeLockMilliseconds = result.writeLockMilliseconds
-        runtime.log("  writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) \(plan.evidence.isEmpty ? "" : "untouched ")existing tables proven unchanged"
-                    + (result.unchangedProof.map { " (\($0))" } ?? ""))
-        try stage("restart") { p in try p.restart(committed: true) }
-        report.outcome = "success"
-        try stage("report") { p in try p.writeReport() }
+        runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) \(plan.evidence.isEmpty ? "" : "untouched ")existing tables proven unchanged"
+                    + (result.unchangedProof.map { " (\($0))" } ?? "")))
+        try stage(.restart) { p in try p.restart(committed: true) }
+        report.outcome = .success
+        try stage(.report) { p in try p.writeReport() }
         try DeployJournal.remove(path: config.journalPath)
-        summary()
+        runtime.events(.deployed(report))
     }
 
     /// Preflight: database, folders, lock, recovery, promotion, stop hook, write lock.
@@ -260,7 +244,7 @@ struct Pipeline {
             try runtime.store(config).prepareForWriting()
             lock = try runtime.lockInstance(config)
             if let crashed = lock?.crashedHolder {
-                runtime.log("  warning: an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed")
+                runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
             }
             if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
         }
@@ -271,7 +255,7 @@ struct Pipeline {
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true)
         if let stop = config.hooks.stop {
-            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: "preflight",
+            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.preflight.rawValue,
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
                               created: []).write(path: config.journalPath)
             wroteJournal = true
@@ -285,7 +269,7 @@ struct Pipeline {
         try DatabaseHolders.probeWriteLock(path: config.databasePath, timeout: config.busyTimeout)
         let holders = DatabaseHolders.find(path: config.databasePath)
         if !holders.isEmpty {
-            runtime.log("  the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))")
+            runtime.events(.fact("the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))"))
         }
         return (files, plan)
     }
@@ -298,7 +282,7 @@ struct Pipeline {
         for earlier in order[..<position] {
             let other = try runtime.workspace.instance(earlier)
             guard FileManager.default.fileExists(atPath: other.databasePath) else {
-                runtime.log("  warning: \(earlier) has no database on this host (\(other.databasePath)); promotion not checked there")
+                runtime.events(.warning("\(earlier) has no database on this host (\(other.databasePath)); promotion not checked there"))
                 continue
             }
             let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
@@ -311,32 +295,15 @@ struct Pipeline {
         }
     }
 
-    func showPlan(_ plan: MigrationPlan, files: [MigrationFile]) throws {
-        runtime.log("  database: \(config.databasePath) (\(plan.journalMode))")
-        runtime.log("  existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(plan.existingTables[$0]!))" }.joined(separator: ", "))
-        runtime.log("  pending: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))")
-        if !plan.pending.isEmpty {
-            runtime.log("  class: \(plan.classification.rawValue); writes will be blocked for about \(String(format: "%.0f", plan.statementMilliseconds)) ms plus the checks (the statements' time on the plan's copy)")
-        }
-        for claim in plan.claims where !plan.pending.isEmpty {
-            let mark = claim.proven ? "✓" : claim.deferred ? "…" : "✗"
-            let verdict = claim.proven ? "proven" : claim.deferred ? "checked below" : "NOT proven"
-            runtime.log("  \(mark) \(claim.claim): \(verdict) (\(claim.how))")
-        }
-    }
-
     mutating func finishWithNothingToDo(files: [MigrationFile]) throws {
         let defined = try Planner.tablesDefined(by: files)
         let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         let existing = Set(try live.tableNames())
-        for table in defined where existing.contains(table) {
-            runtime.log("  \(table) already exists")
-            report.tablesAlreadyExisted.append(table)
-        }
-        report.outcome = "nothing to do"
-        runtime.log("Nothing to do: every migration is already applied.")
+        report.tablesAlreadyExisted = defined.filter { existing.contains($0) }
+        report.outcome = .nothingToDo
+        runtime.events(.nothingToDo(alreadyExisting: report.tablesAlreadyExisted))
         try writeReport()
-        summary()
+        runtime.events(.deployed(report))
     }
 
     /// Applies the pending migrations to a scratch copy of the snapshot, with the same code and
@@ -353,28 +320,28 @@ struct Pipeline {
         try Connection(path: opened.databasePath, mode: .immutable).copy(into: scratchPath, timeout: config.busyTimeout)
         let scratch = try Connection(path: scratchPath, mode: .readWrite)
         try runtime.failpoints.hit("rehearse")
-        let result = try Applier(failpoints: .none, log: { _ in }, proveUnchanged: false)
+        let result = try Applier(failpoints: .none, proveUnchanged: false)
             .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
         if !plan.additive && journal?.addedColumns == nil && pending.contains(where: { $0.downSQL != nil }) {
             // An undo after commit could run the down parts instead of restoring the snapshot,
             // keeping the application's writes: only if they give the snapshot's content back.
             let reference = try Connection(path: opened.databasePath, mode: .immutable)
             if let reason = try Applier.proveDown(pending, on: scratch, reference: reference) {
-                runtime.log("  rehearsal: the down parts are not used for an undo: \(reason)")
+                runtime.events(.fact("rehearsal: the down parts are not used for an undo: \(reason)"))
             } else {
                 journal?.downProven = true
                 journal?.schemaBefore = try Self.schemaLines(reference)
                 journal?.downSQL = pending.map { $0.downSQL ?? "" }
                 try journal?.write(path: config.journalPath)
-                runtime.log("  rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts")
+                runtime.events(.fact("rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts"))
             }
         }
-        runtime.log("  rehearsal: \(result.tablesCreated.count) tables created on a copy of the snapshot")
+        runtime.events(.fact("rehearsal: \(counted(result.tablesCreated.count, "table")) created on a copy of the snapshot"))
         if plan.classification != .destructive {
             // Tables a preserving migration touches were compared row by row by the plan.
             let (proven, byPages) = try proveUnchanged(rehearsed: scratch, snapshot: opened.databasePath, except: Set(plan.evidence.map(\.table)))
-            runtime.log("  rehearsal: \(proven) existing tables unchanged on the copy (\(byPages) with every page identical to the snapshot's, "
-                        + "\(proven - byPages) by equal content fingerprints)")
+            runtime.events(.fact("rehearsal: \(proven) existing tables unchanged on the copy (\(byPages) with every page identical to the snapshot's, "
+                        + "\(proven - byPages) by equal content fingerprints)"))
         }
         return result.result
     }
@@ -432,11 +399,11 @@ struct Pipeline {
             }
             do {
                 let how = try runtime.undo(journal: journal, config: config)
-                report.outcome = "undone"
-                runtime.log("✓ undone: the deploy's changes were removed and the database proven back")
+                report.outcome = .undone
+                runtime.events(.stepDone("undone: the deploy's changes were removed and the database proven back"))
                 final = Failure(.failed, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint)
             } catch let undoError {
-                report.outcome = "unproven"
+                report.outcome = .unproven
                 final = Failure(.unproven, "\(error.message)\nUndoing the deploy failed too: \(undoError)",
                                 hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'")
             }
@@ -449,7 +416,7 @@ struct Pipeline {
         }
         if !options.dryRun && lock != nil {
             try? writeReport()
-            if wroteJournal && report.outcome != "unproven" { try? DeployJournal.remove(path: config.journalPath) }
+            if wroteJournal && report.outcome != .unproven { try? DeployJournal.remove(path: config.journalPath) }
         }
         lock?.release()
         return DeployFailure(report: report, underlying: final)
@@ -459,15 +426,5 @@ struct Pipeline {
         report.finishedAt = runtime.clock()
         try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(report.deployId).json")
-    }
-
-    func summary() {
-        runtime.log("")
-        runtime.log("✓ Migration completed for \(config.name)")
-        runtime.log("  Tables created: \(report.tablesCreated.count)")
-        runtime.log("  Tables already existed: \(report.tablesAlreadyExisted.count)")
-        if let classification = report.classification { runtime.log("  Class: \(classification)") }
-        for change in report.changes ?? [] { runtime.log("  Changed: \(change)") }
-        if let snapshot = report.snapshot { runtime.log("  Backup: \(snapshot)") }
     }
 }

@@ -31,7 +31,7 @@ public struct InstanceStatus: Codable, Sendable {
     /// When the last deploy finished (or started, when it never finished).
     public let lastDeployAt: Date?
     public let lastDeploy: String?
-    public let lastDeployOutcome: String?
+    public let lastDeployOutcome: DeployOutcome?
     public let lockHolder: LockHolder?
     public let databaseHolders: [DatabaseHolder]
     public let unfinishedDeploy: String?

@@ -22,8 +22,8 @@ extension Runtime {
         let config = try workspace.instance(name)
         try ensureDatabase(config)
         try SQLite.Connection.checkIsDatabase(config.databasePath)
-        progress("planning on a copy of the database (every statement run there)", 0, 0)
-        defer { progress("-", 0, 0) }
+        progress(.working(.planning))
+        defer { progress(.ended(announce: false)) }
         return try makePlan(config).plan
     }
 

@@ -32,13 +32,13 @@ extension Runtime {
         }
         var hooks = [HookResult]()
         if journal.appStopped, let start = config.hooks.start {
-            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder, trace: debug)
+            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder, trace: trace)
             let result = try runner.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "recovery")
             hooks.append(result)
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
         }
         var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
-                                  outcome: committed && healthy ? "recovered: kept" : (committed ? "recovered: undone" : "recovered: rolled back"))
+                                  outcome: committed && healthy ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))
         report.finishedAt = clock()
         report.snapshot = journal.snapshot
         report.pending = journal.migrations
@@ -47,7 +47,7 @@ extension Runtime {
         try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
         try DeployJournal.remove(path: config.journalPath)
-        log("  recovered: \(note)")
+        events(.fact("recovered: \(note)"))
         return note
     }
 

@@ -181,7 +181,7 @@ public final class PreparedRestore {
             live = nil
             let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, config: config, store: store,
                                                  failpoint: "restore")
-            runtime.log("✓ Saved the replaced database as \(result.saved.name)")
+            runtime.events(.stepDone("Saved the replaced database as \(result.saved.name)"))
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
                 if case .differs(let pages, let total) = result.proof {
@@ -236,14 +236,14 @@ final class AppHooks {
         self.config = config
         self.enabled = enabled
         runner = HookRunner(outputFolder: config.deploysFolder + "/restore-" + Runtime.deployId(runtime.clock()), workingDirectory: config.folder,
-                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.debug)
+                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.trace)
     }
 
     /// Runs the stop hook, if any.
     /// - Throws: `Failure` `.failed` when it fails (the app is then started again by the caller).
     func stop() throws {
         guard enabled, let command = config.hooks.stop else { return }
-        runtime.log("→ stopping the application (stop hook)…")
+        runtime.events(.stepStarted("stopping the application (stop hook)"))
         let result = try runner.run(name: "stop", command: command, timeout: config.hooks.timeout, tag: "restore")
         results.append(result)
         stopped = true
@@ -258,7 +258,7 @@ final class AppHooks {
     func start() throws {
         guard enabled else { return }
         if let command = config.hooks.start {
-            runtime.log("→ starting the application (start hook)…")
+            runtime.events(.stepStarted("starting the application (start hook)"))
             let result = try runner.run(name: "start", command: command, timeout: config.hooks.timeout, tag: "restore")
             results.append(result)
             stopped = false
@@ -384,11 +384,11 @@ extension Runtime {
                 let live = try Connection(path: config.databasePath, mode: request.dryRun ? .inspect : .readWrite, busyTimeout: config.busyTimeout)
                 try live.execute("PRAGMA query_only = ON")
                 let restorer = Restorer(busyTimeout: config.busyTimeout)
-                progress("checking the backup and comparing it with the live database", 0, 0)
+                progress(.working(.comparingWithLive))
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
                                                       { try restorer.compare(live, backup: opened) })
                 let version = live.dataVersion
-                progress("", 0, 0)
+                progress(.ended(announce: true))
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
                 let stops = request.runHooks && config.hooks.stop != nil
                 let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,

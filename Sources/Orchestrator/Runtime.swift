@@ -5,8 +5,8 @@ import SQLite
 import Support
 
 /// What every library entry point needs from the outside world, passed in (no globals): the
-/// deployment root, the clock, failpoints, the command line for lock records, and a progress
-/// sink.
+/// deployment root, the clock, failpoints, the command line for lock records, and the sink for
+/// events (progress, stages, findings) that the CLI renders.
 public struct Runtime: Sendable {
     public let workspace: Workspace
     public let failpoints: Failpoints
@@ -14,32 +14,34 @@ public struct Runtime: Sendable {
     public let commandLine: String
     /// Returns the current time.
     public let clock: @Sendable () -> Date
-    /// Receives progress of long work; the CLI draws it on a terminal only. A phase name starts
-    /// or updates a phase; `""` ends it (the CLI may print a `✓` line), `"-"` ends it quietly.
-    public let progress: @Sendable (_ phase: String, _ done: Int64, _ total: Int64) -> Void
-    /// Receives checklist and detail lines as work happens (deploy stages, table lines).
-    public let log: @Sendable (String) -> Void
-    /// Receives detail for `--log-level debug`: each SQL statement run on the live database,
-    /// each hook command, each sub-step's timing.
-    public let debug: @Sendable (String) -> Void
+    /// Receives what the library reports as it works (see `Event`).
+    public let events: @Sendable (Event) -> Void
     /// Returns the signal (SIGINT, SIGTERM) received since the command started, if any; a
     /// deploy treats it as an error at the current stage.
     public let interruption: @Sendable () -> Int32?
 
     public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
                 clock: @escaping @Sendable () -> Date = { Date() },
-                progress: @escaping @Sendable (String, Int64, Int64) -> Void = { _, _, _ in },
-                log: @escaping @Sendable (String) -> Void = { _ in },
-                debug: @escaping @Sendable (String) -> Void = { _ in },
+                events: @escaping @Sendable (Event) -> Void = { _ in },
                 interruption: @escaping @Sendable () -> Int32? = { nil }) {
         self.workspace = workspace
         self.failpoints = failpoints
         self.commandLine = commandLine
         self.clock = clock
-        self.progress = progress
-        self.log = log
-        self.debug = debug
+        self.events = events
         self.interruption = interruption
+    }
+
+    /// The events sink as a `ProgressHandler`, for the modules below.
+    var progress: ProgressHandler {
+        let events = events
+        return { events(.progress($0)) }
+    }
+
+    /// The events sink for `--log-level debug` detail, for the modules below.
+    var trace: @Sendable (String) -> Void {
+        let events = events
+        return { events(.debug($0)) }
     }
 
     /// The backup store of an instance.
@@ -78,7 +80,7 @@ public struct Runtime: Sendable {
             _ = failure  // another run built it first; theirs stands
         }
         try DurableFile.syncDirectory(containing: config.databasePath)
-        log("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)")
+        events(.stepDone("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
     }
 
     /// The live database's size as SQLite sees it (page count × page size, the WAL's last
@@ -151,7 +153,7 @@ public struct Runtime: Sendable {
         let leftovers = Self.leftovers(config)
         for leftover in leftovers { unlink(leftover.path) }
         if !leftovers.isEmpty {
-            log("  removed \(leftovers.count) temp file(s) left by runs that died (\(leftovers.reduce(0) { $0 + $1.bytes }) bytes)")
+            events(.fact("removed \(counted(leftovers.count, "temp file")) left by runs that died (\(leftovers.reduce(0) { $0 + $1.bytes }) bytes)"))
         }
         return lock
     }

@@ -55,8 +55,13 @@ extension Connection {
     /// written through `CopyTargetVFS`, which gathers the pages into 8 MiB writes.
     /// - Throws: `Failure` `.io` with the `errno` of a failed write (ENOSPC for a full disk);
     ///   `SQLiteError`.
-    public func copy(into path: String, timeout: Duration) throws {
-        try backup(into: path, through: try CopyTargetVFS(), pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
+    /// `progress` is told the bytes written and the database's size as the copy goes.
+    public func copy(into path: String, timeout: Duration, progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws {
+        // For progress only: the copy itself is of what its read transaction sees.
+        let total = progress == nil ? 0
+            : ((try? scalar("PRAGMA page_count").int) ?? 0) * ((try? scalar("PRAGMA page_size").int) ?? 0)
+        let vfs = try CopyTargetVFS(written: progress.map { report in { done in report(done, max(total, done)) } })
+        try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
                    timeout: timeout, failing: "cannot write")
     }
 

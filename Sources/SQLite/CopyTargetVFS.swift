@@ -42,6 +42,9 @@ package final class CopyTargetVFS {
     fileprivate var differingContent = [Int: BTreePage]()
     fileprivate var differingRows = [Int: [RowDigest]]()
     fileprivate var comparedSize: Int64 = 0
+    /// Writing mode: told the end offset of each gathered write (pages arrive in order, so it
+    /// is how far the copy has got).
+    fileprivate let written: ((Int64) -> Void)?
 
     /// How many bytes are gathered before one write.
     static let bufferSize = 8 << 20
@@ -68,8 +71,9 @@ package final class CopyTargetVFS {
     /// Registers a new uniquely named VFS layered on the default one; with `reference`, in
     /// comparing mode against that file.
     /// - Throws: `SQLiteError` when SQLite has no default VFS or refuses the registration.
-    package init(comparingWith reference: String? = nil) throws {
+    package init(comparingWith reference: String? = nil, written: ((Int64) -> Void)? = nil) throws {
         self.reference = reference
+        self.written = written
         guard let base = sqlite3_vfs_find(nil) else {
             throw SQLiteError(code: SQLITE_ERROR, message: "SQLite has no default VFS", context: "vfs")
         }
@@ -296,6 +300,7 @@ private final class BufferedPageWriter: TargetFile {
     func flush() -> Int32 {
         guard buffered > 0 else { return SQLITE_OK }
         let rc = writeFully(buffer, count: buffered, at: bufferOffset)
+        if rc == SQLITE_OK { owner.written?(bufferOffset + Int64(buffered)) }
         buffered = 0
         return rc
     }

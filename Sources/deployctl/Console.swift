@@ -67,6 +67,12 @@ struct Console: Sendable {
         FileHandle.standardError.write(Data("debug: \(text)\n".utf8))
     }
 
+    /// A warning from the library: printed unless `--log-level error` (or `--quiet`).
+    func warning(_ text: String) {
+        guard options.logLevel != .error else { return }
+        line(text)
+    }
+
     /// Prints a line on stderr unless --quiet.
     func note(_ text: String) {
         guard !options.quiet, options.logLevel != .error else { return }
@@ -83,13 +89,6 @@ struct Console: Sendable {
     func green(_ s: String) -> String { colors ? "\u{1b}[32m\(s)\u{1b}[0m" : s }
     func red(_ s: String) -> String { colors ? "\u{1b}[31m\(s)\u{1b}[0m" : s }
 
-    /// The progress sink the library reports to: the progress line on a terminal, nothing
-    /// otherwise.
-    func progressHandler() -> @Sendable (String, Int64, Int64) -> Void {
-        guard let progress else { return { _, _, _ in } }
-        return { phase, done, total in progress.update(phase, done, total) }
-    }
-
     /// Builds the runtime for a command.
     func runtime() throws -> Runtime {
         let environment = ProcessInfo.processInfo.environment
@@ -98,7 +97,7 @@ struct Console: Sendable {
         let signals = SignalWatcher()
         return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
                        commandLine: CommandLine.arguments.joined(separator: " "),
-                       progress: progressHandler(), log: { printer.info($0) }, debug: { printer.debug($0) },
+                       events: { printer.render($0) },
                        interruption: { signals.received })
     }
 

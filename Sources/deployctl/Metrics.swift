@@ -34,7 +34,7 @@ enum Metrics {
         metric("last_deploy_timestamp_seconds", "When the last deploy ended (Unix time).", "gauge",
                statuses.compactMap { name, s in s.lastDeployAt.map { (label(name), $0.timeIntervalSince1970) } })
         metric("last_deploy_success", "1 when the last deploy succeeded or had nothing to do.", "gauge",
-               statuses.compactMap { name, s in s.lastDeployOutcome.map { (label(name), ["success", "nothing to do"].contains($0) ? 1 : 0) } })
+               statuses.compactMap { name, s in s.lastDeployOutcome.map { (label(name), [.success, .nothingToDo].contains($0) ? 1 : 0) } })
         metric("problems", "Problems status reports for the instance (0 when all is well).", "gauge",
                statuses.map { name, s in (label(name), Double(s.problems.count)) })
         metric("leftover_bytes", "Bytes of temp files left by killed runs.", "gauge",

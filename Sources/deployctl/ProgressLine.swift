@@ -1,4 +1,5 @@
 import Foundation
+import Orchestrator
 import Support
 
 /// The one self-overwriting progress line on a terminal's stderr: what is being done, in words,
@@ -15,23 +16,47 @@ final class ProgressLine: @unchecked Sendable {
     private var drawn = false
     private var timer: DispatchSourceTimer?
 
-    /// The words shown for the library's short phase names.
-    static let words: [String: String] = [
-        "copy": "copying the database (SQLite's backup API)",
-        "gzip": "compressing (gzip)",
-        "zstd": "compressing (zstd)",
-    ]
+    /// The words shown for a phase the library reports.
+    static func words(_ phase: Phase) -> String {
+        switch phase {
+        case .copying: return "copying the database (SQLite's backup API)"
+        case .compressing(let algorithm): return "compressing (\(algorithm))"
+        case .planning: return "planning on a copy of the database (every statement run there)"
+        case .checkingBackup(let name, let number, let count):
+            return "checking \(name) (\(number) of \(count)): checksum, then integrity_check"
+        case .comparingWithLive: return "checking the backup and comparing it with the live database"
+        case .savingPreRestore: return "saving the live database as pre_restore"
+        case .restoringPages: return "restoring: committing the backup's pages into the live database"
+        case .provingRestore: return "proving every page equals the backup's"
+        }
+    }
 
-    /// An empty `name` ends the current phase (its `✓` line when it took a second or more);
-    /// `-` ends it quietly (its caller prints its own `✓` line).
-    func update(_ name: String, _ done: Int64, _ total: Int64) {
+    /// What a deploy stage is doing, in words.
+    static func words(_ stage: Stage) -> String {
+        switch stage {
+        case .preflight: return "checking the config, locks and free space"
+        case .plan: return "planning on a copy of the database (every statement run there)"
+        case .snapshot: return "taking the snapshot"
+        case .rehearse: return "rehearsing the migrations on a copy of the snapshot"
+        case .migrateAndVerify: return "migrating and verifying (application writes wait)"
+        case .restart: return "starting the application and checking its health"
+        case .report: return "writing the report"
+        }
+    }
+
+    /// Shows progress the library reported: a phase starts or goes on; its end prints its `✓`
+    /// line (when `announce` and it took a second or more) or nothing.
+    func report(_ progress: WorkProgress) {
+        switch progress {
+        case .working(let phase, let done, let total): update(Self.words(phase), done, total)
+        case .ended(let announce): announce ? finish() : abandon()
+        }
+    }
+
+    /// Starts or updates the phase shown as `phase`, with bytes `done` of `total` (0: unknown).
+    func update(_ phase: String, _ done: Int64, _ total: Int64) {
         lock.lock()
         defer { lock.unlock() }
-        if name.isEmpty || name == "-" {
-            name.isEmpty ? finishLocked() : abandonLocked()
-            return
-        }
-        let phase = Self.words[name] ?? name
         if phase != self.phase {
             finishLocked()
             self.phase = phase

@@ -120,7 +120,8 @@ struct OperatorTests {
     func progressOnTerminal() throws {
         let box = try Sandbox(rows: 300)
         let screen = try Self.onTerminal(box, ["snapshot", "prod", "--gzip"], failpoints: "snapshot=delay:1300")
-        #expect(screen.contains("copying the database (SQLite's backup API)… 1 s"), "\(screen)")
+        // The copy's bytes come from its writes (pages arrive in order), out of page_count × page_size.
+        #expect(screen.contains("copying the database (SQLite's backup API)… ") && screen.contains("% 128.0 KiB of 128.0 KiB"), "\(screen)")
         #expect(screen.contains("✓ copying the database (SQLite's backup API) (1."), "\(screen)")
         #expect(screen.contains("compressing (gzip)… ") && screen.contains(" of "), "\(screen)")
         #expect(screen.contains("✓ Snapshot "), "\(screen)")
@@ -194,5 +195,23 @@ struct OperatorTests {
         #expect(debug.stderr.contains("debug: stage migrate and verify took "), "\(debug.stderr)")
         let quiet = try box.deployctl(["deploy", "prod", "--skip-promotion-check", "--log-level", "warning"])
         #expect(quiet.status == 0 && quiet.stdout.isEmpty && !quiet.stderr.contains("debug:"), "\(quiet.stdout)")
+    }
+
+    @Test("plan and deploy --dry-run show the same plan, line for line (one renderer); the report names the stages as the journal does")
+    func onePlanRenderer() throws {
+        let box = try Sandbox(rows: 20)
+        try box.installCashbackMigration()
+        let plan = try box.deployctl(["plan", "prod"])
+        let dryRun = try box.deployctl(["deploy", "prod", "--dry-run", "--skip-promotion-check"])
+        #expect(plan.status == 0 && dryRun.status == 0, "\(plan.stderr)\(dryRun.stderr)")
+        // Everything but the closing line and the measured statement time (it differs between runs).
+        let planLines = plan.stdout.split(separator: "\n").filter { $0 != "Nothing was changed." && !$0.hasPrefix("Writes blocked") }
+        #expect(planLines.count > 10 && planLines.contains { $0.contains("Safety claims:") }, "\(plan.stdout)")
+        for line in planLines { #expect(dryRun.stdout.contains("  " + line), "\(line) missing from:\n\(dryRun.stdout)") }
+        let deploy = try box.deployctl(["deploy", "prod", "--skip-promotion-check", "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(deploy.stdout.utf8)) as? [String: Any]
+        let stages = (report?["stages"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(stages == ["preflight", "plan", "snapshot", "rehearse", "migrate and verify", "restart", "report"], "\(deploy.stdout)")
+        #expect(report?["outcome"] as? String == "success", "\(deploy.stdout)")
     }
 }

@@ -16,13 +16,13 @@ struct History: ParsableCommand {
             if global.json { try console.json(reports); return }
             guard !reports.isEmpty else { console.line("No deploys of \(instance) yet."); return }
             console.line(Console.table(["DEPLOY", "STARTED (UTC)", "OUTCOME", "MIGRATIONS", "CLASS", "SNAPSHOT"], reports.map {
-                [$0.deployId, Console.time($0.startedAt), $0.outcome, $0.pending.isEmpty ? "-" : $0.pending.joined(separator: ", "),
+                [$0.deployId, Console.time($0.startedAt), $0.outcome.rawValue, $0.pending.isEmpty ? "-" : $0.pending.joined(separator: ", "),
                  $0.classification ?? "-", $0.snapshot ?? "-"]
             }))
             // Why each failure failed, in full, under the table.
             for report in reports where report.error != nil {
                 let reason = report.error!.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
-                console.line("  \(report.deployId) \(report.outcome): \(reason)")
+                console.line("  \(report.deployId) \(report.outcome.rawValue): \(reason)")
             }
         }
     }

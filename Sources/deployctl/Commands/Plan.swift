@@ -44,29 +44,7 @@ struct Plan: ParsableCommand {
                 if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
                 return
             }
-            console.line(console.fit("Existing tables: " + plan.existingTables.keys.sorted().map { "\($0) (\(counted(plan.existingTables[$0]!, "row")))" }.joined(separator: ", ")))
-            console.line("Journal mode: \(plan.journalMode)")
-            console.line(console.fit("Applied migrations: \(plan.applied.isEmpty ? "none" : plan.applied.map(\.key).joined(separator: ", "))"))
-            console.line(console.fit("Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))"))
-            for migration in plan.migrations {
-                let origin = migration.format == "deployctl" ? "" : ", \(migration.format) file"
-                console.line("  \(migration.migration): \(migration.classification.rawValue)\(origin)\(migration.hasDown ? ", has a down part" : "")")
-                for note in migration.notes { console.line("    note: \(note)") }
-                for statement in plan.statements where statement.migration == migration.migration {
-                    let mark = statement.classification == .destructive ? "✗" : "✓"
-                    console.line(console.fit("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))\(statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))\(statement.note.map { " — note: " + $0 } ?? "")"))
-                }
-                for fact in migration.evidence { console.line("    on the rehearsal copy: \(fact)") }
-            }
-            if !plan.pending.isEmpty {
-                console.line("Tables to create: \(plan.tablesToCreate.isEmpty ? "none" : plan.tablesToCreate.joined(separator: ", "))")
-                console.line("Tables already existing: \(plan.tablesAlreadyExisting.isEmpty ? "none" : plan.tablesAlreadyExisting.joined(separator: ", "))")
-                console.line("Writes blocked during the deploy: about \(String(format: "%.0f", plan.statementMilliseconds)) ms for the statements (their time on this copy), plus the checks inside the transaction")
-                console.line("Safety claims:")
-                for claim in plan.claims {
-                    console.line(console.fit("  \(claim.proven ? "✓" : "✗") \(claim.claim): \(claim.proven ? "proven" : "NOT proven") — \(claim.how)"))
-                }
-            }
+            for line in Console.planLines(plan) { console.line(console.fit(line)) }
             console.line("Nothing was changed.")
             if let refusal { throw refusal }
         }

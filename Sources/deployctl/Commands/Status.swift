@@ -101,7 +101,7 @@ struct Status: ParsableCommand {
         } else {
             console.line("  last verification: none (deployctl backups verify \(s.instance))")
         }
-        console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome ?? "?"))" } ?? "none")")
+        console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome?.rawValue ?? "?"))" } ?? "none")")
         if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
         for holder in s.databaseHolders { console.line("  database open in \(holder)") }
         if s.leftoverBytes > 0 {

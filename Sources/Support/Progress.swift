@@ -1,0 +1,34 @@
+/// A long phase of work, as the library names it; the CLI chooses the words shown for it.
+public enum Phase: Sendable, Equatable {
+    /// Copying the database with SQLite's online backup API.
+    case copying
+    /// Compressing a copy (`gzip`, `zstd`).
+    case compressing(algorithm: String)
+    /// Planning: every pending statement run on a copy of the database.
+    case planning
+    /// Checking one backup of several: checksum, then `integrity_check`.
+    case checkingBackup(name: String, number: Int, of: Int)
+    /// Checking the chosen backup and comparing it with the live database (restore preview).
+    case comparingWithLive
+    /// Saving the live database as a `pre_restore` backup.
+    case savingPreRestore
+    /// Committing the backup's pages into the live database.
+    case restoringPages
+    /// Proving every live page equals the backup's after a restore.
+    case provingRestore
+}
+
+/// Progress of long work, reported to a `ProgressHandler`: a phase with bytes done of a total
+/// (total 0 when unknown), then its end.
+public enum WorkProgress: Sendable, Equatable {
+    case working(Phase, done: Int64, total: Int64)
+    /// The phase ended. `announce`: whether a renderer may mark it done (it took long enough
+    /// to be worth a line); false when the caller reports its outcome itself.
+    case ended(announce: Bool)
+
+    /// A phase started or went on, with no byte count.
+    public static func working(_ phase: Phase) -> WorkProgress { .working(phase, done: 0, total: 0) }
+}
+
+/// Receives progress of long work; the CLI draws it on a terminal only.
+public typealias ProgressHandler = @Sendable (WorkProgress) -> Void
