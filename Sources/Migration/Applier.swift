@@ -176,7 +176,7 @@ public struct Applier: Sendable {
         if recording {
             let shapesAfter = try tableShapes(db, untouched)
             for table in untouched {
-                if let changed = rowChanges["main." + table] { problems.append("existing table \(table) changed: SQLite recorded \(changed) row change(s)") }
+                if let changed = rowChanges["main." + table] { problems.append("existing table \(table) changed: SQLite recorded \(counted(changed, "row change"))") }
                 if shapesAfter[table] != shapesBefore[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
             }
         }
@@ -325,7 +325,7 @@ public struct Applier: Sendable {
         Planner.foreignKeyViolations(db, table: table).sorted { $0.key < $1.key }.compactMap { key, count in
             let added = count - (before[key] ?? 0)
             guard added > 0 else { return nil }
-            return key.hasPrefix("foreign_key_check") ? key : "\(added) foreign key violation(s): \(key) (rows of the first refer to rows the second does not hold)"
+            return key.hasPrefix("foreign_key_check") ? key : "\(counted(added, "foreign key violation")): \(key) (rows of the first refer to rows the second does not hold)"
         }
     }
 

@@ -80,7 +80,7 @@ public struct TableEvidence: Codable, Sendable, Equatable {
             facts.append("\(table).\(column): \(counted(count, "existing value")) changed")
         }
         for (old, new) in columnsRenamed.sorted(by: { $0.key < $1.key }) { facts.append("\(table).\(old): renamed to \(new), every value kept") }
-        if !columnsAdded.isEmpty { facts.append("\(finalName): gains column(s) \(columnsAdded.joined(separator: ", "))") }
+        if !columnsAdded.isEmpty { facts.append("\(finalName): gains \(columnsAdded.count == 1 ? "column" : "columns") \(columnsAdded.joined(separator: ", "))") }
         if rowsAdded > 0 { facts.append("\(finalName): \(counted(rowsAdded, "row")) added") }
         return facts
     }

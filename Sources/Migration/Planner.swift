@@ -125,7 +125,7 @@ public struct Planner: Sendable {
         if reshapes {
             let added = Self.foreignKeyViolations(scratch).filter { $0.value > violationsBefore[$0.key, default: 0] }
             if !added.isEmpty {
-                let lines = added.sorted { $0.key < $1.key }.map { "\($0.value - violationsBefore[$0.key, default: 0]) row(s) of \($0.key)" }
+                let lines = added.sorted { $0.key < $1.key }.map { "\(counted($0.value - violationsBefore[$0.key, default: 0], "row")) of \($0.key)" }
                 throw Failure(.usage, "the pending migrations leave foreign keys pointing nowhere on the copy: " + lines.joined(separator: ", ")
                               + " (renaming a table repoints the keys that refer to it; dropping it then leaves them dangling)",
                               hint: "rebuild as sqlite.org's 12 steps describe (create new_x, copy, drop x, rename new_x to x), or fix the keys in the migration; nothing was applied")

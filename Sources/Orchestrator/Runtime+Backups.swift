@@ -99,7 +99,7 @@ extension Runtime {
         }
         return try targets.enumerated().map { index, target in
             try failpoints.hit("backup-verify")
-            try checkInterruption("\(index) of \(targets.count) backup(s) were checked (their results are recorded); the rest were not")
+            try checkInterruption("\(index) of \(counted(targets.count, "backup")) \(index == 1 ? "was" : "were") checked (their results are recorded); the rest were not")
             progress(.working(.checkingBackup(name: target.name, number: index + 1, of: targets.count)))
             defer { progress(.ended(announce: false)) }
             return try store.verify(target, now: clock())

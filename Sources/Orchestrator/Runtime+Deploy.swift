@@ -382,7 +382,7 @@ struct Pipeline {
             let last = try hooks.runHealthCheck(command: health, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
             report.hooks.append(last)
             guard last.succeeded else {
-                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s); output in \(last.outputPath)")
+                throw Failure(.failed, "the health check failed \(counted(config.hooks.healthAttempts, "time")); output in \(last.outputPath)")
             }
         }
     }

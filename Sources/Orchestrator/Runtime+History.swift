@@ -47,7 +47,7 @@ extension Runtime {
             throw error
         }
         return HistoryChange(migrations: adopted.map(\.key),
-                             checked: ["every statement of \(adopted.count) migration(s), replayed on a copy of the database's schema, finds its change already there"])
+                             checked: ["every statement of \(counted(adopted.count, "migration")), replayed on a copy of the database's schema, finds its change already there"])
     }
 
     /// The statements of `files` that would still change `live`'s schema: each is replayed, in

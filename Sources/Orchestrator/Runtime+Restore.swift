@@ -268,7 +268,7 @@ final class AppHooks {
             let result = try runner.runHealthCheck(command: command, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
             results.append(result)
             guard result.succeeded else {
-                throw Failure(.failed, "the health check failed \(config.hooks.healthAttempts) time(s) after the restore; output in \(result.outputPath)")
+                throw Failure(.failed, "the health check failed \(counted(config.hooks.healthAttempts, "time")) after the restore; output in \(result.outputPath)")
             }
         }
     }
@@ -540,7 +540,7 @@ extension Runtime {
             if written.discardedRows == 0 && deleted == 0 {
                 try store.remove([result.saved])
             } else {
-                displaced = "\nAfter the restore the application added or changed \(written.discardedRows) row(s) and removed \(deleted); "
+                displaced = "\nAfter the restore the application added or changed \(counted(written.discardedRows, "row")) and removed \(deleted); "
                     + "the database as it stood then is saved as \(result.saved.name)."
             }
         } catch let putBackError {

@@ -73,7 +73,7 @@ struct OperatorTests {
         let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 1, "\(text)")
         #expect(text.contains("interrupted by signal SIGINT"), "\(text)")
-        #expect(text.contains(command == "verify" ? "0 of 3 backup(s) were checked (their results are recorded); the rest were not" : "no backup was written"), "\(text)")
+        #expect(text.contains(command == "verify" ? "0 of 3 backups were checked (their results are recorded); the rest were not" : "no backup was written"), "\(text)")
         #expect(box.allBackupFiles() == before, "left behind: \(Set(box.allBackupFiles()).subtracting(before))")
     }
 

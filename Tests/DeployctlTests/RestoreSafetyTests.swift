@@ -310,7 +310,7 @@ struct RestoreHookTests {
         let before = try box.sha3(box.databasePath)
         let result = try box.deployctl(["restore", "prod", name, "--yes"])
         #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderr.contains("added or changed 1 row(s) and removed 2"), "\(result.stderr)")
+        #expect(result.stderr.contains("added or changed 1 row and removed 2"), "\(result.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         let kept = try #require(box.backupNames().first { $0.contains("_pre_putback_") })
         #expect(try box.sqlite(box.backupsFolder + "/" + kept, "SELECT name FROM tracker WHERE id = 77777") == "after")

@@ -21,7 +21,7 @@ struct RestoreTests {
 
         let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.contains("1 row(s) of the live database are discarded"))
+        #expect(result.stdout.contains("1 row of the live database is discarded"))
         // Per table: user lost the late row, tracker gets its 5 rows back, the rest is untouched.
         let rows = result.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         #expect(rows.first { $0.first == "user" }?.suffix(2) == ["1", "0"])

@@ -104,7 +104,7 @@ struct Restore: ParsableCommand {
             if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
             if let reason = outcome.unproven { console.line("  not proven page by page: \(reason)") }
             if let safety = outcome.preRestoreBackup {
-                console.line("  \(outcome.discardedRows) row(s) of the replaced database were discarded; it is saved as \(safety.name)")
+                console.line("  \(counted(outcome.discardedRows, "row")) of the replaced database \(outcome.discardedRows == 1 ? "was" : "were") discarded; it is saved as \(safety.name)")
                 if outcome.differences != preview.differences {
                     console.line("  (the application wrote after the preview; the counts above are exact, from the saved copy)")
                 }
@@ -132,7 +132,7 @@ struct Restore: ParsableCommand {
                 [$0.table, $0.liveRows.map(String.init) ?? "-", $0.backupRows.map(String.init) ?? "-", String($0.discarded), String($0.restored)]
             }).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         for table in preview.notCompared { console.line("  \(table.table): not compared (\(table.reason))") }
-        console.line("  \(preview.discardedRows) row(s) of the live database are discarded (kept in the pre_restore snapshot).")
+        console.line("  \(counted(preview.discardedRows, "row")) of the live database \(preview.discardedRows == 1 ? "is" : "are") discarded (kept in the pre_restore snapshot).")
     }
 }
 
