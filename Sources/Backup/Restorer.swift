@@ -38,8 +38,14 @@ public struct NotCompared: Codable, Sendable, Equatable {
 /// or over a missing or unreadable live database.
 public struct Restorer: Sendable {
     public let busyTimeout: Duration
+    /// How many differing rows a comparison keeps digests of (`Connection.rowDigestBudget`);
+    /// past it the tables are merged row by row from SQL, in flat memory.
+    public let rowDigestBudget: Int
 
-    public init(busyTimeout: Duration) { self.busyTimeout = busyTimeout }
+    public init(busyTimeout: Duration, rowDigestBudget: Int = Connection.rowDigestBudget) {
+        self.busyTimeout = busyTimeout
+        self.rowDigestBudget = rowDigestBudget
+    }
 
     /// The comparison of a database with a backup: what a restore discards and brings back.
     public struct Comparison: Sendable {
@@ -71,9 +77,11 @@ public struct Restorer: Sendable {
         let backupTables = try live.tableRoots(database: "restore_source")
         let kinds = try live.tableKinds(database: "main").merging(try live.tableKinds(database: "restore_source")) { a, _ in a }
         let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
-        let (identical, pages) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout)
+        let (identical, pages) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout,
+                                                             rowDigestBudget: rowDigestBudget)
         let backupFile = try PageFile(path: backup.databasePath)
-        let narrow = Self.rowidRangesAreExact(pages, backupFile)
+        // Past the digest budget (much of a large database differs) rows are merged from SQL instead.
+        let narrow = pages.leafRowsComplete && Self.rowidRangesAreExact(pages, backupFile)
         let virtualTables = kinds.filter { $0.value == "virtual" }.keys.sorted()
         func owner(ofShadow table: String) -> String? {
             virtualTables.filter { table.hasPrefix($0 + "_") }.max { $0.count < $1.count }

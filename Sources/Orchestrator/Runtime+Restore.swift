@@ -151,7 +151,7 @@ public final class PreparedRestore {
     public func perform() throws -> RestoreOutcome {
         defer { release() }
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
-        let restorer = Restorer(busyTimeout: config.busyTimeout)
+        let restorer = runtime.restorer(config)
         switch request.target {
         case .newFile(let path):
             try runtime.checkInterruption("nothing was written")
@@ -291,6 +291,12 @@ final class AppHooks {
 }
 
 extension Runtime {
+    /// The restorer for an instance; the failpoint `row-digests=skip` keeps no row digests, so
+    /// tests reach the row-by-row comparison a large difference takes.
+    func restorer(_ config: InstanceConfig) -> Restorer {
+        Restorer(busyTimeout: config.busyTimeout, rowDigestBudget: failpoints.skips("row-digests") ? 0 : Connection.rowDigestBudget)
+    }
+
     /// `deployctl restore`, first step: takes the instance lock (unless a dry run), finishes an
     /// unfinished deploy, picks the backup and checks it once (checksum, `integrity_check`
     /// unless these bytes already passed it, that it is this instance's database), and computes
@@ -383,7 +389,7 @@ extension Runtime {
                 // A dry run only reads (and leaves an application's -wal as it was).
                 let live = try Connection(path: config.databasePath, mode: request.dryRun ? .inspect : .readWrite, busyTimeout: config.busyTimeout)
                 try live.execute("PRAGMA query_only = ON")
-                let restorer = Restorer(busyTimeout: config.busyTimeout)
+                let restorer = self.restorer(config)
                 progress(.working(.comparingWithLive))
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
                                                       { try restorer.compare(live, backup: opened) })
@@ -491,7 +497,7 @@ extension Runtime {
         let request = snapshotRequest(config, label: label, compression: .none,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed: a short-lived safety copy")
         do {
-            let result = try Restorer(busyTimeout: config.busyTimeout).restore(
+            let result = try restorer(config).restore(
                 opened, intoLive: live, previewVersion: previewVersion, saving: request, in: store, progress: progress) {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
@@ -535,7 +541,7 @@ extension Runtime {
                                          label: "pre_putback", interruptible: false)
             guard case .identical = result.proof else { throw Failure(.unproven, "the put-back could not be proven page by page") }
             // What the application did to the restored database before it was put back.
-            let written = try Restorer(busyTimeout: config.busyTimeout).compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
+            let written = try restorer(config).compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
             let deleted = written.differences.reduce(0) { $0 + $1.restored }
             if written.discardedRows == 0 && deleted == 0 {
                 try store.remove([result.saved])

@@ -14,6 +14,8 @@ public struct PageDifferences: Sendable {
     package let content: [Int: BTreePage]
     /// The rows of each differing table leaf page of the compared database.
     package let leafRows: [Int: [RowDigest]]
+    /// Whether `leafRows` holds every differing table leaf's rows (see `CopyTargetVFS`).
+    package let leafRowsComplete: Bool
 
     /// True when every page is byte-identical (bar the page-1 header fields a backup rewrites),
     /// which proves the two databases hold the same schema and rows.
@@ -31,8 +33,9 @@ extension Connection {
     /// through `mmap`.
     /// - Throws: `SQLiteError` (`.temporary` kind when no read lock was had within `timeout`);
     ///   `Failure` `.io` when the reference cannot be read.
-    public func comparePages(with reference: String, timeout: Duration) throws -> PageDifferences {
-        let vfs = try CopyTargetVFS(comparingWith: reference)
+    public func comparePages(with reference: String, timeout: Duration,
+                             rowDigestBudget: Int = Connection.rowDigestBudget) throws -> PageDifferences {
+        let vfs = try CopyTargetVFS(comparingWith: reference, rowDigestBudget: rowDigestBudget)
         // The name is never created: the comparing VFS opens `reference` read-only instead.
         try backup(into: reference + "-compare", through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF",
                    timeout: timeout, failing: "cannot read")
@@ -46,11 +49,16 @@ extension Connection {
             pages.formUnion(min(pageCount, referencePageCount) + 1 ... max(pageCount, referencePageCount))
         }
         return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount,
-                               content: vfs.differingPageContent, leafRows: vfs.differingLeafRows)
+                               content: vfs.differingPageContent, leafRows: vfs.differingLeafRows,
+                               leafRowsComplete: vfs.leafRowsComplete)
     }
 }
 
 extension Connection {
+    /// How many rows of differing table leaves a page comparison keeps digests of, by default:
+    /// 1 Mi rows (16 MiB plus their arrays); past it none (see `CopyTargetVFS`).
+    public static let rowDigestBudget = 1 << 20
+
     /// The tables and indexes of `main` that own any of `pages` (from SQLite's `dbstat` virtual
     /// table, https://sqlite.org/dbstat.html: b-tree and overflow pages, by owner name); nil when
     /// this libsqlite3 has no `dbstat`.
@@ -86,10 +94,10 @@ extension Connection {
 
     /// `tablesWithIdenticalPages`, with the page comparison it made.
     /// - Throws: as `comparePages`.
-    package func comparingTables(with reference: String, referenceRoots: [String: TableRoot],
-                                 timeout: Duration) throws -> (identical: Set<String>, pages: PageDifferences) {
+    package func comparingTables(with reference: String, referenceRoots: [String: TableRoot], timeout: Duration,
+                                 rowDigestBudget: Int = Connection.rowDigestBudget) throws -> (identical: Set<String>, pages: PageDifferences) {
         let roots = try tableRoots()
-        let pages = try comparePages(with: reference, timeout: timeout)
+        let pages = try comparePages(with: reference, timeout: timeout, rowDigestBudget: rowDigestBudget)
         guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return ([], pages) }
         return (Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] }), pages)
     }

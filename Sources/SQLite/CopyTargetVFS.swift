@@ -24,6 +24,9 @@ import Foundation
 /// In comparing mode (`init(comparingWith:)`) the main database file is virtual: writes are
 /// compared with the reference file and the differing page numbers collected in
 /// `differingPages`; reading written data back fails (a backup into an empty file never does).
+/// The rows of differing table leaves are kept as digests up to `rowDigestBudget` rows (16 bytes
+/// each); past it none are kept (`leafRowsComplete` false), so memory stays flat however much
+/// of a large database differs, and the caller compares those tables by reading their rows.
 ///
 /// Keep the instance alive until every connection opened with `name` is closed.
 package final class CopyTargetVFS {
@@ -41,10 +44,15 @@ package final class CopyTargetVFS {
     fileprivate var differences = Set<Int>()
     fileprivate var differingContent = [Int: BTreePage]()
     fileprivate var differingRows = [Int: [RowDigest]]()
+    fileprivate var digestedRows = 0
+    fileprivate var rowsOverBudget = false
     fileprivate var comparedSize: Int64 = 0
     /// Writing mode: told the end offset of each gathered write (pages arrive in order, so it
     /// is how far the copy has got).
     fileprivate let written: ((Int64) -> Void)?
+
+    /// The most row digests kept in comparing mode.
+    fileprivate let rowDigestBudget: Int
 
     /// How many bytes are gathered before one write.
     static let bufferSize = 8 << 20
@@ -71,8 +79,10 @@ package final class CopyTargetVFS {
     /// Registers a new uniquely named VFS layered on the default one; with `reference`, in
     /// comparing mode against that file.
     /// - Throws: `SQLiteError` when SQLite has no default VFS or refuses the registration.
-    package init(comparingWith reference: String? = nil, written: ((Int64) -> Void)? = nil) throws {
+    package init(comparingWith reference: String? = nil, rowDigestBudget: Int = 0,
+                 written: ((Int64) -> Void)? = nil) throws {
         self.reference = reference
+        self.rowDigestBudget = rowDigestBudget
         self.written = written
         guard let base = sqlite3_vfs_find(nil) else {
             throw SQLiteError(code: SQLITE_ERROR, message: "SQLite has no default VFS", context: "vfs")
@@ -119,12 +129,25 @@ package final class CopyTargetVFS {
     fileprivate func recordDifference(page: Int, content: UnsafeRawPointer, count: Int, reservedBytes: Int) {
         let bytes = UnsafeRawBufferPointer(start: content, count: count)
         let parsed = BTreePage(bytes, number: page)
-        var rows: [RowDigest]?
-        if case .tableLeaf = parsed { rows = BTreePage.rowDigests(bytes, number: page, usableSize: count - reservedBytes) }
         lock.lock(); defer { lock.unlock() }
         differences.insert(page)
         differingContent[page] = parsed
-        if let rows { differingRows[page] = rows }
+        guard case .tableLeaf = parsed, !rowsOverBudget else { return }
+        if let rows = BTreePage.rowDigests(bytes, number: page, usableSize: count - reservedBytes) {
+            digestedRows += rows.count
+            differingRows[page] = rows
+        }
+        if digestedRows > rowDigestBudget {
+            rowsOverBudget = true
+            differingRows = [:]
+        }
+    }
+
+    /// Comparing mode: whether `differingLeafRows` holds every differing table leaf's rows
+    /// (false past `rowDigestBudget`).
+    package var leafRowsComplete: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return !rowsOverBudget
     }
 
     /// Comparing mode: the rows of each differing table leaf page of the compared database.
