@@ -63,7 +63,7 @@ extension Runtime {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss.SSS'Z'"
         return formatter.string(from: date) + "-" + String(UInt32.random(in: 0...0xffff), radix: 16)
     }
 }
@@ -199,9 +199,11 @@ struct Pipeline {
                                 addedColumns: Self.addedColumnsOnly(plan))
         let store = runtime.store(config)
         let backup = try stage(.snapshot) { p in
-            let entry = try Snapshotter(store: store).snapshot(
-                p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", compression: p.compression),
-                progress: p.runtime.progress)
+            var request = p.runtime.snapshotRequest(p.config, label: "pre_\(migrationName)", compression: p.compression)
+            let runtime = p.runtime
+            // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
+            request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }
+            let entry = try Snapshotter(store: store).snapshot(request, progress: p.runtime.progress)
             p.report.snapshot = entry.name
             p.journal?.snapshot = entry.name
             try p.journal?.write(path: p.config.journalPath)
@@ -251,7 +253,13 @@ struct Pipeline {
         try runtime.failpoints.hit("preflight")
         let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
-        try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
+        do {
+            try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
+        } catch {
+            // The refusal quotes the plan: show it first (a dry run included).
+            runtime.events(.plan(plan, database: config.databasePath))
+            throw error
+        }
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true)
         if let stop = config.hooks.stop {

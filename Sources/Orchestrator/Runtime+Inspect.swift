@@ -22,8 +22,9 @@ public struct InstanceStatus: Codable, Sendable {
     public let exists: Bool
     public let bytes: Int64?
     public let journalMode: String?
-    public let applied: [String]
-    public let pending: [String]
+    /// Nil (left out of `--json`) when the database could not be read: unknown, not "none".
+    public let applied: [String]?
+    public let pending: [String]?
     public let lastBackup: String?
     /// When the last backup was taken, and its stored size.
     public let lastBackupAt: Date?
@@ -119,8 +120,8 @@ extension Runtime {
         let exists = FileManager.default.fileExists(atPath: config.databasePath)
         var bytes: Int64?
         var mode: String?
-        var applied = [String]()
-        var pending = [String]()
+        var applied: [String]?
+        var pending: [String]?
         var problems = [StatusProblem]()
         if exists {
             bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
@@ -198,6 +199,7 @@ extension Runtime {
         let decoder = JSON.decoder()
         return names.filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }
             .compactMap { FileManager.default.contents(atPath: config.deploysFolder + "/" + $0).flatMap { try? decoder.decode(DeployReport.self, from: $0) } }
-            .sorted { $0.startedAt > $1.startedAt }
+            // Reports store whole seconds; the id's milliseconds order deploys started in the same second.
+            .sorted { ($0.startedAt, $0.deployId) > ($1.startedAt, $1.deployId) }
     }
 }

@@ -58,7 +58,9 @@ public struct Runtime: Sendable {
         if FileManager.default.fileExists(atPath: config.databasePath) { return }
         guard let seed = config.seedSQL else {
             throw Failure(.missingInput, "database file \(config.databasePath) of instance '\(config.name)' does not exist",
-                          hint: "check database.path in \(config.file), or recover it with 'deployctl restore \(config.name) --latest --replace'")
+                          hint: store(config).entries().isEmpty
+                            ? "point database.path in \(config.file) at the application's database, or create it with the application's schema (Runbooks/deploy-and-restore.md, 'Putting a database in place')"
+                            : "check database.path in \(config.file), or recover it with 'deployctl restore \(config.name) --latest --replace'")
         }
         guard let sql = try? String(contentsOfFile: seed, encoding: .utf8) else {
             throw Failure(.missingInput, "seed file \(seed) of instance '\(config.name)' cannot be read")
@@ -153,7 +155,7 @@ public struct Runtime: Sendable {
         let leftovers = Self.leftovers(config)
         for leftover in leftovers { unlink(leftover.path) }
         if !leftovers.isEmpty {
-            events(.fact("removed \(counted(leftovers.count, "temp file")) left by runs that died (\(leftovers.reduce(0) { $0 + $1.bytes }) bytes)"))
+            events(.fact("removed \(counted(leftovers.count, "temp file")) left by runs that died (\(SpaceNeeds.format(leftovers.reduce(0) { $0 + $1.bytes })))"))
         }
         return lock
     }

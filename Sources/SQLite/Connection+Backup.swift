@@ -60,7 +60,14 @@ extension Connection {
         // For progress only: the copy itself is of what its read transaction sees.
         let total = progress == nil ? 0
             : ((try? scalar("PRAGMA page_count").int) ?? 0) * ((try? scalar("PRAGMA page_size").int) ?? 0)
-        let vfs = try CopyTargetVFS(written: progress.map { report in { done in report(done, max(total, done)) } })
+        // Page 1 is written last: report the furthest offset so far, never going back.
+        var furthest: Int64 = 0
+        let vfs = try CopyTargetVFS(written: progress.map { report in
+            { done in
+                furthest = max(furthest, done)
+                report(furthest, max(total, furthest))
+            }
+        })
         try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
                    timeout: timeout, failing: "cannot write")
     }

@@ -16,6 +16,11 @@ public enum FailureKind: String, Sendable, Codable {
     case io
     /// A lock is held by the application or another deployctl.
     case temporary
+    /// An object store cannot be reached (refused, unreachable, timed out, 5xx), after retries.
+    case unavailable
+    /// An object store refused the credentials (unknown key, wrong secret, no permission,
+    /// the request's time too far from the store's).
+    case permission
 }
 
 /// An error every deployctl module throws: a kind (for the exit code), a message saying what

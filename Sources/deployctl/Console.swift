@@ -94,7 +94,7 @@ struct Console: Sendable {
         let environment = ProcessInfo.processInfo.environment
         let workspace = try Workspace(root: options.root, environment: environment)
         let printer = self
-        let signals = SignalWatcher()
+        let signals = SignalWatcher(acknowledge: isatty(2) == 1 && !options.quiet && !options.json)
         return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
                        commandLine: CommandLine.arguments.joined(separator: " "),
                        events: { printer.render($0) },
@@ -128,6 +128,8 @@ struct Console: Sendable {
         case .cannotCreate: return 73
         case .io: return 74
         case .temporary: return 75
+        case .unavailable: return 69
+        case .permission: return 77
         }
     }
 
@@ -137,7 +139,9 @@ struct Console: Sendable {
             // One line with all of it: what, where, and what to do next.
             var whole = ""
             for line in message.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) where !line.isEmpty {
-                whole += whole.isEmpty ? line : (whole.hasSuffix(":") ? " " : "; ") + line
+                // Joined with "; ", each later line starting in lower case.
+                let next = whole.isEmpty ? line : line.prefix(1).lowercased() + line.dropFirst()
+                whole += whole.isEmpty ? next : (whole.hasSuffix(":") ? " " : "; ") + next
             }
             FileHandle.standardError.write(Data("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "")\n".utf8))
             return

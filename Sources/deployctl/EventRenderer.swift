@@ -45,7 +45,7 @@ extension Console {
             info("Nothing to do: every migration is already applied.")
         case .deployed(let report):
             info("")
-            info("✓ Migration completed for \(report.instance)")
+            info(report.outcome == .nothingToDo ? "✓ \(report.instance) is up to date" : "✓ Migration completed for \(report.instance)")
             info("  Tables created: \(report.tablesCreated.count)")
             info("  Tables already existed: \(report.tablesAlreadyExisted.count)")
             if let classification = report.classification { info("  Class: \(classification)") }
@@ -71,7 +71,9 @@ extension Console {
             lines.append("  \(migration.migration): \(migration.classification.rawValue)\(origin)\(migration.hasDown ? ", has a down part" : "")")
             for note in migration.notes { lines.append("    note: \(note)") }
             for statement in plan.statements where statement.migration == migration.migration {
-                let mark = statement.classification == .destructive ? "✗" : "✓"
+                // A statement the authorizer calls preserving may still be what the rehearsal found
+                // destructive (DROP COLUMN is an ALTER TABLE): no tick inside a destructive migration.
+                let mark = statement.classification == .destructive ? "✗" : migration.classification == .destructive ? "·" : "✓"
                 lines.append("    \(mark) #\(statement.index) \(statement.classification.rawValue): \(statement.actions.joined(separator: ", "))"
                              + (statement.problems.isEmpty ? "" : " — " + statement.problems.joined(separator: "; "))
                              + (statement.note.map { " — note: " + $0 } ?? ""))

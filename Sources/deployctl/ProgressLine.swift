@@ -137,6 +137,10 @@ final class ProgressLine: @unchecked Sendable {
         } else if seconds >= 1 {
             text += " \(Int(seconds)) s"
         }
+        // Never wider than the terminal: a wrapped line would not be overwritten by the next.
+        var size = winsize()
+        let columns = ioctl(2, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 10 ? Int(size.ws_col) : 80
+        if text.count >= columns { text = String(text.prefix(columns - 2)) + "…" }
         write("\r\u{1b}[K" + text)
         drawn = true
     }

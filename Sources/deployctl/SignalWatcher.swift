@@ -5,6 +5,8 @@ import Synchronization
 /// reach no object, hence this one global; it is written only there and read by
 /// `SignalWatcher`.
 private let receivedSignal = Atomic<Int32>(0)
+/// Whether the handler acknowledges the first signal on stderr (a person at a terminal).
+private let announceSignal = Atomic<Bool>(false)
 
 /// Catches SIGINT and SIGTERM so that a command stops at a safe point (the next stage
 /// boundary) instead of dying mid-write; the deploy then handles it like an error.
@@ -13,11 +15,15 @@ private let receivedSignal = Atomic<Int32>(0)
 /// queue: a check right after a signal interrupted a sleep or a system call must already see
 /// it, or a restore could commit after the operator pressed Ctrl-C.
 final class SignalWatcher: Sendable {
-    init() {
+    /// `acknowledge`: say on stderr, once, that the first signal was seen (on a terminal, not
+    /// with `--quiet`); without it only the command's final line speaks.
+    init(acknowledge: Bool) {
+        announceSignal.store(acknowledge, ordering: .sequentiallyConsistent)
         for number in [SIGINT, SIGTERM] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { number in
-                receivedSignal.store(number, ordering: .sequentiallyConsistent)
+                guard receivedSignal.exchange(number, ordering: .sequentiallyConsistent) == 0,
+                      announceSignal.load(ordering: .sequentiallyConsistent) else { return }
                 let message: StaticString = number == SIGINT
                     ? "\ndeployctl: received SIGINT; stopping at the next safe point\n"
                     : "\ndeployctl: received SIGTERM; stopping at the next safe point\n"
@@ -36,9 +42,10 @@ final class SignalWatcher: Sendable {
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
-    /// The signal received, if any.
+    /// The signal received, if any (the first, when several came).
     var received: Int32? {
         let value = receivedSignal.load(ordering: .sequentiallyConsistent)
         return value == 0 ? nil : value
     }
 }
+

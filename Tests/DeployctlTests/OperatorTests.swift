@@ -214,4 +214,26 @@ struct OperatorTests {
         #expect(stages == ["preflight", "plan", "snapshot", "rehearse", "migrate and verify", "restart", "report"], "\(deploy.stdout)")
         #expect(report?["outcome"] as? String == "success", "\(deploy.stdout)")
     }
+
+    @Test("deploys in the same second are ordered by when they started; a refused dry run shows the plan with no tick in a destructive migration; status --json leaves out pending when it is unknown")
+    func reviewFindings() throws {
+        let box = try Sandbox(rows: 20)
+        try box.installCashbackMigration()
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"]).status == 0)
+        #expect(try box.deployctl(["deploy", "prod", "--skip-promotion-check"]).status == 0)
+        try box.write("instances/migrations/0002_drop_note.sql", "ALTER TABLE payment DROP COLUMN note;\n")
+        let refused = try box.deployctl(["deploy", "prod", "--skip-promotion-check"])
+        #expect(refused.status == 64, "\(refused.stderr)")
+        let history = try box.deployctl(["history", "prod", "--json"])
+        let reports = try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(reports.map { $0["outcome"] as? String ?? "?" } == ["failed", "nothing to do", "success"], "\(history.stdout)")
+        let dryRun = try box.deployctl(["deploy", "prod", "--dry-run", "--skip-promotion-check"])
+        #expect(dryRun.status == 64 && dryRun.stdout.contains("Safety claims:"), "\(dryRun.stdout)")
+        #expect(dryRun.stdout.contains("· #1 preserving: ALTER TABLE payment") && !dryRun.stdout.contains("✓ #1"), "\(dryRun.stdout)")
+        try FileManager.default.removeItem(atPath: box.databasePath)
+        let status = try box.deployctl(["status", "prod", "--json"])
+        let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        // Absent, not []: unknown is not "nothing pending".
+        #expect(status.status == 66 && document?["exists"] as? Bool == false && document?["pending"] == nil && document?["applied"] == nil, "\(status.stdout)")
+    }
 }

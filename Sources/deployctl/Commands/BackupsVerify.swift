@@ -46,7 +46,7 @@ struct BackupsVerify: ParsableCommand {
                 let bad = results.filter { !$0.ok }
                 if !bad.isEmpty {
                     throw Failure(.badData, "\(bad.count) of \(counted(results.count, "backup")) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))",
-                                  hint: "do not restore from them; take a new snapshot")
+                                  hint: "do not restore from \(bad.count == 1 ? "it" : "them"); take a new snapshot")
                 }
             }
         }

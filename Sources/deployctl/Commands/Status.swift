@@ -15,7 +15,7 @@ struct Status: ParsableCommand {
               2   an unfinished deploy, or a backup dated in the future: a person should look
               75  the database is locked past the busy timeout (status could not read it)
               1   the newest usable backup is older than [backups] max_backup_age (or there is none)
-            Temp files left by killed runs are shown without failing. 'status all' reports every \\
+            Temp files left by killed runs are shown without failing. 'status all' reports every \
             instance even when one is broken.
             Example (cron): deployctl status all --quiet || notify-ops
             """)
@@ -55,7 +55,8 @@ struct Status: ParsableCommand {
                     FileHandle.standardError.write(Data("deployctl: \(worst.message)\(more)\n".utf8))
                     throw ExitCode(Console.exitCode(worst.kind))
                 }
-                throw Failure(worst.kind, worst.message + more, hint: "see 'deployctl status \(instance)'")
+                // The rows above say what is wrong where; with --quiet they were not printed.
+                throw Failure(worst.kind, worst.message + more, hint: global.quiet ? "run 'deployctl status \(instance)' for every problem" : nil)
             }
         }
     }
@@ -93,13 +94,14 @@ struct Status: ParsableCommand {
         }
         console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")")
         if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
-        console.line("  applied: \(s.applied.isEmpty ? "none" : s.applied.joined(separator: ", "))")
-        console.line("  pending: \(s.journalMode == nil ? "unknown (the database could not be read)" : s.pending.isEmpty ? "none" : s.pending.joined(separator: ", "))")
+        let unknown = "unknown (the database could not be read)"
+        console.line("  applied: \(s.applied.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")
+        console.line("  pending: \(s.pending.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")
         console.line("  last backup: \(s.lastBackup ?? "none")")
         if let check = s.lastVerification {
             console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
         } else {
-            console.line("  last verification: none (deployctl backups verify \(s.instance))")
+            console.line("  last verification: none" + (s.lastBackup == nil ? "" : " (deployctl backups verify \(s.instance))"))
         }
         console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome?.rawValue ?? "?"))" } ?? "none")")
         if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
