@@ -16,17 +16,19 @@ let package = Package(
         .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CTLS", path: "Sources/CTLS", providers: [.apt(["libssl-dev"])]),
         .target(name: "Support", dependencies: ["CCrypto"]),
         .target(name: "SQLite", dependencies: ["CSQLite", "Support"]),
         .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib", "CDeflate", "CZstd"]),
         .target(name: "Locking", dependencies: ["SQLite", "Support"]),
         .target(name: "Migration", dependencies: ["SQLite", "Support"]),
-        .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "SQLite", "Support"]),
+        .target(name: "Offsite", dependencies: ["Support", "CTLS"]),
+        .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "Offsite", "SQLite", "Support"]),
         .executableTarget(name: "deployctl", dependencies: [
             "Orchestrator", "Support", "Backup", "Locking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "SQLite", "Support"],
+        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "Offsite", "SQLite", "Support"],
                     exclude: ["Golden"]),
     ]
 )

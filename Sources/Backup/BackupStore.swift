@@ -16,6 +16,15 @@ public struct BackupEntry: Sendable, Equatable {
     /// The stored file's size.
     public let bytes: Int64
 
+    public init(name: String, path: String, manifest: Manifest?, label: String, createdAt: Date, bytes: Int64) {
+        self.name = name
+        self.path = path
+        self.manifest = manifest
+        self.label = label
+        self.createdAt = createdAt
+        self.bytes = bytes
+    }
+
     /// The manifest's path.
     public var manifestPath: String { path + ".json" }
     /// Whether the stored file is compressed (`.gz` or `.zst`).

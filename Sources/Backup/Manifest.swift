@@ -52,6 +52,32 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var note: String?
     /// The last SQLite check of the stored bytes, good or failed.
     public var verification: Verification?
+    /// In a remote copy's manifest only: where and how the copy was stored.
+    public var remote: RemoteCopy?
+
+    /// A remote copy of a backup, as its manifest in the store records it.
+    public struct RemoteCopy: Codable, Sendable, Equatable {
+        /// The `[[offsite]]` remote's name and the host folder the copy is under.
+        public var remote: String
+        public var host: String
+        /// The object's ETag as the store gave it after the upload (MD5-based), and its parts.
+        public var etag: String
+        public var parts: Int
+        public var pushedAt: Date
+
+        public init(remote: String, host: String, etag: String, parts: Int, pushedAt: Date) {
+            self.remote = remote
+            self.host = host
+            self.etag = etag
+            self.parts = parts
+            self.pushedAt = pushedAt
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case remote, host, etag, parts
+            case pushedAt = "pushed_at"
+        }
+    }
 
     /// One check of a backup: when, which check, its result, and the checksum of the bytes it
     /// checked (a later restore of the same bytes need not check them again).
@@ -88,6 +114,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         case sourcePath = "source_path"
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
-        case instance, database, note, verification, compression
+        case instance, database, note, verification, compression, remote
     }
 }

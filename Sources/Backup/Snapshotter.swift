@@ -171,9 +171,9 @@ public struct Snapshotter: Sendable {
 }
 
 /// Whole-file digests.
-enum FileDigest {
+public enum FileDigest {
     /// SHA-256 and size of the file at `path`, read in 1 MiB blocks.
-    static func sha256(of path: String) throws -> (bytes: Int64, sha256: String) {
+    public static func sha256(of path: String) throws -> (bytes: Int64, sha256: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }

@@ -1,6 +1,32 @@
 import Backup
 import Foundation
+import Offsite
 import Support
+
+/// One `[[offsite]]` table of `instance.toml`: an S3-compatible bucket and prefix that backups
+/// are copied to. Credentials are never here (see `Credentials`).
+public struct OffsiteConfig: Sendable {
+    public let name: String
+    public let bucket: String
+    /// The key prefix inside the bucket, without leading or trailing `/` (may be empty).
+    public let prefix: String
+    public let endpoint: Endpoint
+    public let region: String
+    public let pathStyle: Bool
+    /// This host's folder under the prefix: `host_id`, else the host name.
+    public let hostId: String
+    /// Remote retention (`backups prune --remote`), same rules as local.
+    public let retention: RetentionPolicy
+
+    static let keys: Set<String> = ["name", "url", "endpoint", "region", "path_style", "host_id",
+                                    "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"]
+
+    /// Whether `text` can be one segment of an object key deployctl writes: no `/`, no `..`.
+    static func isSafeSegment(_ text: String) -> Bool {
+        !text.isEmpty && text != "." && text != ".." && !text.contains("/") && !text.contains("\\")
+            && text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f }
+    }
+}
 
 /// `instances/deploy.toml`: instance order and the migrations folder.
 public struct DeployConfig: Sendable {
@@ -59,6 +85,18 @@ public struct InstanceConfig: Sendable {
     /// SQL file that builds the database the first time it is needed (the example instance).
     public let seedSQL: String?
     public let hooks: Hooks
+    /// `[[offsite]]` remotes, in file order.
+    public let offsite: [OffsiteConfig]
+
+    /// The remote called `name`, or the only one when `name` is nil.
+    /// - Throws: `Failure` `.usage` naming the remotes there are.
+    public func remote(_ name: String?) throws -> OffsiteConfig {
+        if let name, let remote = offsite.first(where: { $0.name == name }) { return remote }
+        if name == nil, offsite.count == 1 { return offsite[0] }
+        let known = offsite.map(\.name)
+        throw Failure(.usage, name.map { "instance '\(self.name)' has no remote '\($0)'" } ?? "instance '\(self.name)' has \(known.isEmpty ? "no" : "several") [[offsite]] remotes",
+                      hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see README, Offsite copies)" : "pass --remote with one of: \(known.joined(separator: ", "))")
+    }
 
     /// App hooks: shell commands run in the instance folder.
     public struct Hooks: Sendable {
@@ -90,7 +128,8 @@ public struct InstanceConfig: Sendable {
             throw Failure(.usage, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
         }
         let toml = try TOMLSubset(text: text, file: file)
-        try toml.rejectUnknownKeys(allowed: keys)
+        let remotes = toml.arrayCount("offsite")
+        try toml.rejectUnknownKeys(allowed: keys.union((0..<max(remotes, 1)).flatMap { n in OffsiteConfig.keys.map { "offsite.\(n).\($0)" } }))
         guard let database = try toml.string("database.path"), !database.isEmpty else {
             throw TOMLSubset.error(file, 1, "key 'database.path' is required (the live database file)")
         }
@@ -119,7 +158,40 @@ public struct InstanceConfig: Sendable {
                 stop: try toml.string("hooks.stop"), start: try toml.string("hooks.start"),
                 health: try toml.string("hooks.health"),
                 timeout: .seconds(try toml.int("hooks.timeout_seconds", range: 1...3600) ?? 30),
-                healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5))
+                healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5),
+            offsite: try (0..<remotes).map { try offsite(toml, index: $0, file: file) })
+    }
+
+    /// `[[offsite]]` number `index`.
+    private static func offsite(_ toml: TOMLSubset, index: Int, file: String) throws -> OffsiteConfig {
+        let key = { (name: String) in "offsite.\(index).\(name)" }
+        let line = { (name: String) in toml.line(of: key(name)) ?? toml.line(of: key("url")) ?? 1 }
+        guard let name = try toml.string(key("name")), OffsiteConfig.isSafeSegment(name) else {
+            throw TOMLSubset.error(file, line("name"), "[[offsite]] number \(index + 1) needs name = \"…\" (letters, digits, - and _)")
+        }
+        guard let url = try toml.string(key("url")), url.hasPrefix("s3://") else {
+            throw TOMLSubset.error(file, line("url"), "[[offsite]] '\(name)': url must be s3://bucket/prefix")
+        }
+        let path = url.dropFirst(5).split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard let bucket = path.first, path.allSatisfy(OffsiteConfig.isSafeSegment) else {
+            throw TOMLSubset.error(file, line("url"), "[[offsite]] '\(name)': url '\(url)' must be s3://bucket/prefix with no empty, '.' or '..' parts")
+        }
+        let endpoint: Endpoint
+        do {
+            endpoint = try Endpoint(parsing: try toml.string(key("endpoint")) ?? "https://s3.amazonaws.com")
+        } catch let failure as Failure {
+            throw TOMLSubset.error(file, line("endpoint"), "[[offsite]] '\(name)': \(failure.message)")
+        }
+        let hostId = try toml.string(key("host_id")) ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        guard OffsiteConfig.isSafeSegment(hostId) else {
+            throw TOMLSubset.error(file, line("host_id"), "[[offsite]] '\(name)': host_id '\(hostId)' cannot be part of an object key (no '/', no '..')")
+        }
+        let keep = { (rule: String) in try toml.int(key(rule), range: 1...100_000) }
+        return OffsiteConfig(
+            name: name, bucket: bucket, prefix: path.dropFirst().joined(separator: "/"), endpoint: endpoint,
+            region: try toml.string(key("region")) ?? "us-east-1", pathStyle: try toml.bool(key("path_style")) ?? false, hostId: hostId,
+            retention: RetentionPolicy(keepLast: try keep("keep_last"), keepWithin: try duration(toml, key("keep_within"), file: file),
+                                       keepDaily: try keep("keep_daily"), keepWeekly: try keep("keep_weekly"), keepMonthly: try keep("keep_monthly")))
     }
 
     /// `[backups]` keep_last, keep_within, keep_daily, keep_weekly, keep_monthly.

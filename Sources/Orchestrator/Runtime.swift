@@ -19,11 +19,15 @@ public struct Runtime: Sendable {
     /// Returns the signal (SIGINT, SIGTERM) received since the command started, if any; a
     /// deploy treats it as an error at the current stage.
     public let interruption: @Sendable () -> Int32?
+    /// The process environment (object store credentials are read from it, nothing else).
+    public let environment: [String: String]
 
     public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
                 clock: @escaping @Sendable () -> Date = { Date() },
                 events: @escaping @Sendable (Event) -> Void = { _ in },
-                interruption: @escaping @Sendable () -> Int32? = { nil }) {
+                interruption: @escaping @Sendable () -> Int32? = { nil },
+                environment: [String: String] = [:]) {
+        self.environment = environment
         self.workspace = workspace
         self.failpoints = failpoints
         self.commandLine = commandLine

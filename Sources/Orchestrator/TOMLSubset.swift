@@ -27,6 +27,7 @@ struct TOMLSubset {
     init(text: String, file: String) throws {
         self.file = file
         var table = ""
+        var arrayCounts = [String: Int]()
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)[...]
         var number = 0
         while let raw = lines.popFirst() {
@@ -34,8 +35,16 @@ struct TOMLSubset {
             let startLine = number
             var line = Self.stripComment(raw).trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
+            if line.hasPrefix("[[") {
+                // An array of tables: its Nth `[[name]]` holds the keys `name.N.key`.
+                let name = line.hasSuffix("]]") ? String(line.dropFirst(2).dropLast(2)).trimmingCharacters(in: .whitespaces) : ""
+                guard Self.isBareKey(name) else { throw Self.error(file, startLine, "malformed table header '\(line)'") }
+                table = "\(name).\(arrayCounts[name, default: 0])"
+                arrayCounts[name, default: 0] += 1
+                continue
+            }
             if line.hasPrefix("[") {
-                guard line.hasSuffix("]"), !line.hasPrefix("[[") else {
+                guard line.hasSuffix("]") else {
                     throw Self.error(file, startLine, "malformed table header '\(line)'")
                 }
                 table = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
@@ -201,4 +210,11 @@ struct TOMLSubset {
     }
 
     func line(of key: String) -> Int? { values[key]?.line }
+
+    /// How many `[[name]]` tables the file has (their keys are `name.0.key`, `name.1.key`, …).
+    func arrayCount(_ name: String) -> Int {
+        var count = 0
+        while values.keys.contains(where: { $0.hasPrefix("\(name).\(count).") }) { count += 1 }
+        return count
+    }
 }

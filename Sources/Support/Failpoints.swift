@@ -16,6 +16,9 @@ public struct Failpoints: Sendable {
         case crash
         case delay(milliseconds: Int)
         case skip
+        /// `clock=shift:<seconds>`: the command's clock runs this far ahead (or behind): a host
+        /// whose clock is wrong.
+        case shift(seconds: Int)
     }
 
     private let actions: [String: Action]
@@ -42,16 +45,27 @@ public struct Failpoints: Sendable {
             case "error": actions[parts[0]] = .error
             case "crash": actions[parts[0]] = .crash
             case "skip": actions[parts[0]] = .skip
+            case let value where value.hasPrefix("shift:"):
+                guard let seconds = Int(value.dropFirst(6)) else {
+                    throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: bad shift in '\(item)'")
+                }
+                actions[parts[0]] = .shift(seconds: seconds)
             case let value where value.hasPrefix("delay:"):
                 guard let ms = Int(value.dropFirst(6)), ms >= 0 else {
                     throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: bad delay in '\(item)'")
                 }
                 actions[parts[0]] = .delay(milliseconds: ms)
             default:
-                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip)")
+                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip, shift:<seconds>)")
             }
         }
         self.actions = actions
+    }
+
+    /// How far the `clock` failpoint shifts the command's clock, in seconds (0 without it).
+    public var clockShift: TimeInterval {
+        if case .shift(let seconds) = actions["clock"] { return TimeInterval(seconds) }
+        return 0
     }
 
     /// Whether the check `name` is turned off (`name=skip`).
@@ -61,7 +75,7 @@ public struct Failpoints: Sendable {
     /// - Throws: `Failure` `.failed` for `error`.
     public func hit(_ name: String) throws {
         switch actions[name] {
-        case nil, .skip: return
+        case nil, .skip, .shift: return
         case .error: throw Failure(.failed, "failpoint '\(name)' triggered an error")
         case .crash: kill(getpid(), SIGKILL)
         case .delay(let ms):

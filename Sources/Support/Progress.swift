@@ -16,6 +16,9 @@ public enum Phase: Sendable, Equatable {
     case restoringPages
     /// Proving every live page equals the backup's after a restore.
     case provingRestore
+    /// Copying a backup to an object store, or from one.
+    case uploading(name: String, remote: String)
+    case downloading(name: String, remote: String)
 }
 
 /// Progress of long work, reported to a `ProgressHandler`: a phase with bytes done of a total

@@ -95,10 +95,12 @@ struct Console: Sendable {
         let workspace = try Workspace(root: options.root, environment: environment)
         let printer = self
         let signals = SignalWatcher(acknowledge: isatty(2) == 1 && !options.quiet && !options.json)
-        return Runtime(workspace: workspace, failpoints: try Failpoints(environment: environment),
-                       commandLine: CommandLine.arguments.joined(separator: " "),
+        let failpoints = try Failpoints(environment: environment)
+        let shift = failpoints.clockShift
+        return Runtime(workspace: workspace, failpoints: failpoints,
+                       commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
                        events: { printer.render($0) },
-                       interruption: { signals.received })
+                       interruption: { signals.received }, environment: environment)
     }
 
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):

@@ -14,9 +14,11 @@ struct Deployctl: ParsableCommand {
               deployctl restore prod --latest             the newest good backup, the current state saved first
               deployctl snapshot prod --gzip --label nightly --keep-daily 14 --quiet   (cron)
               deployctl status all --quiet                exits non-zero when something needs a person
+              deployctl backups push prod --all           copy backups to the [[offsite]] object store
 
             Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, \
-            65 bad data, 66 missing input, 73 cannot create output, 74 I/O error, 75 locked.
+            65 bad data, 66 missing input, 69 object store unreachable, 73 cannot create output, 74 I/O error, \
+            75 locked, 77 object store refused the credentials.
             """,
         version: DeployctlVersion.text,
         subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self,

@@ -28,6 +28,8 @@ final class ProgressLine: @unchecked Sendable {
         case .savingPreRestore: return "saving the live database as pre_restore"
         case .restoringPages: return "restoring: committing the backup's pages into the live database"
         case .provingRestore: return "proving every page equals the backup's"
+        case .uploading(let name, let remote): return "copying \(name) to remote \(remote)"
+        case .downloading(let name, let remote): return "fetching \(name) from remote \(remote)"
         }
     }
 

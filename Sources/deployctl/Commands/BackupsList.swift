@@ -23,8 +23,14 @@ struct BackupsList: ParsableCommand {
     @Option(help: "Only backups with this label.")
     var label: String?
 
+    @Flag(help: "List the copies in an [[offsite]] remote instead (--remote NAME, default: the only one).")
+    var offsite = false
+
+    @OptionGroup var remote: RemoteOptions
+
     func run() throws {
         let console = Console(global)
+        if offsite || remote.remote != nil || remote.host != nil { return try listRemote(console) }
         try console.run { runtime in
             let entries = try runtime.listBackups(instance: instance, label: label)
             let others = try runtime.otherBackupFiles(instance: instance)
@@ -51,6 +57,40 @@ struct BackupsList: ParsableCommand {
             }
             if !others.isEmpty {
                 console.line("\nNot deployctl backups (left alone: never restored, verified or removed):")
+                for other in others { console.line("  \(other.name): \(other.reason)") }
+            }
+        }
+    }
+
+    /// The copies in a remote, with whether each is good and whether this host has it locally.
+    func listRemote(_ console: Console) throws {
+        try console.run { runtime in
+            let (target, copies, others) = try runtime.remoteBackups(instance: instance, remote: remote.remote, host: remote.host)
+            let shown = copies.filter { label == nil || $0.label == label }
+            if global.json {
+                struct Item: Encodable {
+                    let name: String; let key: String; let host: String; let bytes: Int64; let created_at: Date?; let label: String
+                    let sha256: String?; let good: Bool; let problem: String?; let local: Bool
+                }
+                struct Other: Encodable { let name: String; let reason: String }
+                struct Document: Encodable { let instance: String; let remote: String; let backups: [Item]; let not_backups: [Other] }
+                return try console.json(Document(instance: instance, remote: target.name, backups: shown.map {
+                    Item(name: $0.name, key: $0.key, host: $0.host, bytes: $0.bytes, created_at: $0.createdAt, label: $0.label,
+                         sha256: $0.manifest?.sha256, good: $0.problem == nil, problem: $0.problem, local: $0.local)
+                }, not_backups: others.map { Other(name: $0.name, reason: $0.reason) }))
+            }
+            let folder = "s3://\(target.bucket)/\(target.prefix.isEmpty ? "" : target.prefix + "/")\(remote.host ?? target.hostId)/"
+            if shown.isEmpty {
+                console.line("No copies of \(instance) in remote \(target.name) (\(folder)).")
+            } else {
+                console.line("Remote \(target.name): \(folder)")
+                console.line(Console.table(["NAME", "CREATED (UTC)", "SIZE", "LABEL", "STATUS", "LOCAL"], shown.map {
+                    [$0.name, $0.createdAt.map(Console.time) ?? "?", Console.size($0.bytes), $0.label, $0.problem.map { "NOT GOOD: " + $0 } ?? "good",
+                     $0.local ? "yes" : "no"]
+                }))
+            }
+            if !others.isEmpty {
+                console.line("\nNot deployctl copies (left alone):")
                 for other in others { console.line("  \(other.name): \(other.reason)") }
             }
         }

@@ -35,40 +35,62 @@ struct BackupsPrune: ParsableCommand {
     @Flag(help: "Remove even when a label would lose every backup (asked on a terminal otherwise).")
     var yes = false
 
+    @Option(help: ArgumentHelp("Prune this host's copies in an [[offsite]] remote instead (its keep_* keys apply when no rule is given).", valueName: "name"))
+    var remote: String?
+
     func validate() throws {
-        if try retention.policy().isEmpty {
+        if try retention.policy().isEmpty && remote == nil {
             throw ValidationError("give at least one rule: --keep-last, --keep-within, --keep-daily, --keep-weekly or --keep-monthly.")
         }
     }
 
     func run() throws {
         let console = Console(global)
+        if remote != nil { return try pruneRemote(console) }
         try console.run { runtime in
             let policy = try retention.policy()
             let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
-                if yes { return }
-                let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
-                let what = "this prune leaves no backup restore --latest could use for \(labels)"
-                guard isatty(0) == 1 else {
-                    throw Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want")
-                }
-                FileHandle.standardError.write(Data("Careful: \(what). Go on? [y/N] ".utf8))
-                guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "prune cancelled; nothing was removed") }
+                try confirm(emptied)
             }
-            if global.json {
-                struct Decision: Encodable { let name: String; let label: String; let keep: Bool; let reasons: [String] }
-                struct Document: Encodable { let dry_run: Bool; let removed: [String]; let decisions: [Decision] }
-                return try console.json(Document(dry_run: dryRun, removed: outcome.doomed.map(\.name),
-                                                 decisions: outcome.decisions.map { Decision(name: $0.entry.name, label: $0.entry.label, keep: $0.kept, reasons: $0.reasons) }))
-            }
-            if dryRun {
-                console.line(Console.table(["NAME", "CREATED (UTC)", "LABEL", "DECISION"], outcome.decisions.map {
-                    [$0.entry.name, Console.time($0.entry.createdAt), $0.entry.label, $0.kept ? "keep: " + $0.reasons.joined(separator: "; ") : "remove"]
-                }))
-            } else {
-                for entry in outcome.doomed { console.line("removed \(entry.name)") }
-            }
-            console.line("\(counted(outcome.doomed.count, "backup")) \(dryRun ? "would be removed" : "removed"), \(outcome.decisions.count - outcome.doomed.count) kept.")
+            try show(console, dryRun: dryRun, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
         }
+    }
+
+    /// `--remote`: the same rules on this host's copies in the store.
+    func pruneRemote(_ console: Console) throws {
+        try console.run { runtime in
+            let decisions = try runtime.pruneRemote(instance: instance, remote: remote, policy: try retention.policy(), label: label,
+                                                    dryRun: dryRun) { emptied in try confirm(emptied) }
+            try show(console, dryRun: dryRun, decisions: decisions, removed: decisions.filter { !$0.kept }.map(\.entry.name))
+        }
+    }
+
+    /// Asks before a label loses every backup: on a terminal, or `--yes`.
+    func confirm(_ emptied: [String: Int]) throws {
+        if yes { return }
+        let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
+        let what = "this prune leaves no backup restore --latest could use for \(labels)"
+        guard isatty(0) == 1 else {
+            throw Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want")
+        }
+        FileHandle.standardError.write(Data("Careful: \(what). Go on? [y/N] ".utf8))
+        guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "prune cancelled; nothing was removed") }
+    }
+
+    func show(_ console: Console, dryRun: Bool, decisions: [RetentionDecision], removed: [String]) throws {
+        if global.json {
+            struct Decision: Encodable { let name: String; let label: String; let keep: Bool; let reasons: [String] }
+            struct Document: Encodable { let dry_run: Bool; let removed: [String]; let decisions: [Decision] }
+            return try console.json(Document(dry_run: dryRun, removed: removed,
+                                             decisions: decisions.map { Decision(name: $0.entry.name, label: $0.entry.label, keep: $0.kept, reasons: $0.reasons) }))
+        }
+        if dryRun {
+            console.line(Console.table(["NAME", "CREATED (UTC)", "LABEL", "DECISION"], decisions.map {
+                [$0.entry.name, Console.time($0.entry.createdAt), $0.entry.label, $0.kept ? "keep: " + $0.reasons.joined(separator: "; ") : "remove"]
+            }))
+        } else {
+            for name in removed { console.line("removed \(name)") }
+        }
+        console.line("\(counted(removed.count, "backup")) \(dryRun ? "would be removed" : "removed"), \(decisions.count - removed.count) kept.")
     }
 }

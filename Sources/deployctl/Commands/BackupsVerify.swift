@@ -20,12 +20,40 @@ struct BackupsVerify: ParsableCommand {
     @Flag(help: "Check every backup.")
     var all = false
 
+    @OptionGroup var remote: RemoteOptions
+
+    @Flag(help: "With --remote: download each copy and check its sha256 and integrity_check (else: size and ETag, no download).")
+    var download = false
+
     func validate() throws {
         if all && backup != nil { throw ValidationError("Give a backup name or --all, not both.") }
+        if download && remote.remote == nil && remote.host == nil { throw ValidationError("--download checks remote copies: give --remote NAME.") }
+    }
+
+    /// `--remote`: the copies in the store, by size and ETag, or downloaded and checked whole.
+    func verifyRemote(_ console: Console) throws {
+        try console.run { runtime in
+            let checks = try runtime.verifyRemote(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download)
+            if global.json {
+                struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let checked: String }
+                try console.json(checks.map { Item(name: $0.name, ok: $0.problems.isEmpty, problems: $0.problems, checked: $0.how) })
+            } else {
+                for check in checks {
+                    console.line(check.problems.isEmpty ? console.green("✓") + " \(check.name): \(check.how) good"
+                                                        : console.red("✗") + " \(check.name): \(check.problems.joined(separator: "; "))")
+                }
+            }
+            let bad = checks.filter { !$0.problems.isEmpty }
+            if !bad.isEmpty {
+                throw Failure(.badData, "\(bad.count) of \(counted(checks.count, "remote copy", "remote copies")) failed verification: \(bad.map(\.name).joined(separator: ", "))",
+                              hint: "do not restore from \(bad.count == 1 ? "it" : "them"); push a good backup again ('deployctl backups push \(instance)')")
+            }
+        }
     }
 
     func run() throws {
         let console = Console(global)
+        if remote.remote != nil || remote.host != nil { return try verifyRemote(console) }
         try Metrics.around(metrics, console: console, instances: { [instance] }, command: "backups verify") {
             try console.run { runtime in
                 let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)

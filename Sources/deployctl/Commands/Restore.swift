@@ -24,6 +24,12 @@ struct Restore: ParsableCommand {
               deployctl restore prod --latest --dry-run
               deployctl restore prod --latest --yes
               deployctl restore prod --latest --label pre_restore --yes   # undo the last restore
+              deployctl restore prod --remote primary --latest --yes      # from the object store
+
+            With --remote the copy is first downloaded into the local backups folder, checked against \
+            its manifest (sha256, size; 65 when it is damaged or truncated in the store, nothing \
+            restored), then restored exactly as a local backup. On a new host, --host names the old \
+            host's folder.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -58,6 +64,8 @@ struct Restore: ParsableCommand {
     @Flag(help: "Restore a backup taken of another instance or database (refused otherwise).")
     var allowForeign = false
 
+    @OptionGroup var remote: RemoteOptions
+
     func validate() throws {
         if latest == (backup != nil) { throw ValidationError("Give exactly one of a backup name or --latest.") }
         if label != nil && !latest { throw ValidationError("--label only goes with --latest.") }
@@ -67,8 +75,16 @@ struct Restore: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
+            var selection: BackupSelection = latest ? .latest(label: label) : .named(backup!)
+            if remote.remote != nil || remote.host != nil {
+                // Fetched and checked into the local folder, then restored by name like any local backup.
+                let local = try runtime.fetchForRestore(instance: instance, remote: remote.remote, host: remote.host,
+                                                        backup: backup, label: label)
+                console.note("fetched \(local) from the remote into the local backups folder")
+                selection = .named(local)
+            }
             let request = RestoreRequest(
-                instance: instance, selection: latest ? .latest(label: label) : .named(backup!),
+                instance: instance, selection: selection,
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
                 runHooks: !noHooks, allowForeign: allowForeign)
             let prepared = try runtime.beginRestore(request)

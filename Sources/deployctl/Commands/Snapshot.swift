@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backup
 import Orchestrator
+import Support
 
 struct Snapshot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +35,12 @@ struct Snapshot: ParsableCommand {
     @Flag(help: "Run SQLite's quick_check on the copy before keeping it.")
     var verify = false
 
+    @Flag(help: "After the snapshot succeeds, copy it to the instance's [[offsite]] remotes (or --remote NAME).")
+    var offsite = false
+
+    @Option(help: ArgumentHelp("With --offsite: only this remote.", valueName: "name"))
+    var remote: String?
+
     /// `--compress`, else `--gzip`/`--no-gzip`, else nil (the config decides).
     func compression() throws -> Compression? {
         if let compress {
@@ -46,6 +53,7 @@ struct Snapshot: ParsableCommand {
     func validate() throws {
         if compress != nil && gzip != nil { throw ValidationError("give --compress or --gzip/--no-gzip, not both.") }
         _ = try compression()
+        if remote != nil && !offsite { throw ValidationError("--remote goes with --offsite.") }
         if let keepLast = retention.keepLast, keepLast < 1 { throw ValidationError("--keep-last must be at least 1 (the snapshot just taken is always kept).") }
     }
 
@@ -63,14 +71,25 @@ struct Snapshot: ParsableCommand {
                 for entry in outcome.futureDated {
                     console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
                 }
+                var pushed = [PushResult]()
+                if offsite {
+                    do {
+                        pushed = try runtime.push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
+                    } catch let error as DeployctlError {
+                        // The local backup stands; the copy is what failed.
+                        throw Failure(error.kind, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
+                                      hint: error.hint.map { $0 + "; then 'deployctl backups push \(instance)'" } ?? "run 'deployctl backups push \(instance)' once the store is reachable")
+                    }
+                }
                 if global.json {
                     try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
-                                                      future_dated: outcome.futureDated.map(\.name)))
+                                                      future_dated: outcome.futureDated.map(\.name), offsite: pushed.map(\.key)))
                     return
                 }
                 console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))")
                 console.line("  \(outcome.backup.path)")
                 for entry in outcome.pruned { console.line("  pruned \(entry.name)") }
+                for copy in pushed { console.line("  copied to remote \(copy.remote): \(copy.key)") }
             }
         }
     }
@@ -80,4 +99,6 @@ struct SnapshotDocument: Encodable {
     let backup: BackupDocument
     let pruned: [String]
     let future_dated: [String]
+    /// With --offsite: the object keys the snapshot was copied to.
+    let offsite: [String]
 }

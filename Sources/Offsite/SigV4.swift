@@ -1,0 +1,176 @@
+import CTLS
+import Foundation
+import Support
+
+/// AWS credentials, as the AWS tools find them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
+/// and `AWS_SESSION_TOKEN`, else the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, or
+/// `~/.aws/credentials`) and profile (`AWS_PROFILE`, or `default`). Never printed: its
+/// description names the key id's source only.
+public struct Credentials: Sendable, CustomStringConvertible {
+    public let accessKeyId: String
+    let secretAccessKey: String
+    let sessionToken: String?
+    /// Where they came from, for messages.
+    public let source: String
+
+    public var description: String { "credentials from \(source)" }
+
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.source = source
+    }
+
+    /// - Throws: `Failure` `.permission` when none are found, naming where it looked.
+    public static func find(environment: [String: String], remote: String) throws -> Credentials {
+        if let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty {
+            guard let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
+                throw Failure(.permission, "remote '\(remote)': AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+                              hint: "export AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use the credentials file")
+            }
+            return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+                               source: "the environment")
+        }
+        let file = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.aws/credentials")
+        let profile = environment["AWS_PROFILE"] ?? "default"
+        let where_ = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile [\(profile)] in \(file)"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
+                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write them to \(file)")
+        }
+        var section = ""
+        var values = [String: String]()
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("#") || line.hasPrefix(";") || line.isEmpty { continue }
+            if line.hasPrefix("[") && line.hasSuffix("]") {
+                section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                continue
+            }
+            guard section == profile, let equals = line.firstIndex(of: "=") else { continue }
+            values[line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
+            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
+                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add them to profile [\(profile)] of \(file)")
+        }
+        return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: values["aws_session_token"], source: "profile [\(profile)] of \(file)")
+    }
+}
+
+/// AWS Signature Version 4 for S3 (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html):
+/// the canonical request, the string to sign, the derived signing key and the `Authorization`
+/// header. The payload is always hashed (never `UNSIGNED-PAYLOAD`), so a store that checks
+/// signatures also checks the body.
+public struct SigV4: Sendable {
+    public let credentials: Credentials
+    public let region: String
+
+    public init(credentials: Credentials, region: String) {
+        self.credentials = credentials
+        self.region = region
+    }
+
+    /// The headers to add to a request: `x-amz-date`, `x-amz-content-sha256`, the session
+    /// token when there is one, and `Authorization`. `headers` are the request's other headers
+    /// (all are signed), `path` is already URI-encoded, `query` is unencoded pairs.
+    public func sign(method: String, host: String, path: String, query: [(String, String)], headers: [(String, String)],
+                     payloadSHA256: String, date: Date) -> [(String, String)] {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let amzDate = formatter.string(from: date)
+        let day = String(amzDate.prefix(8))
+        var signed = headers.map { ($0.0.lowercased(), $0.1.trimmingCharacters(in: .whitespaces)) }
+        signed.append(("host", host))
+        signed.append(("x-amz-content-sha256", payloadSHA256))
+        signed.append(("x-amz-date", amzDate))
+        if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
+        signed.sort { $0.0 < $1.0 }
+        let canonicalHeaders = signed.map { "\($0.0):\($0.1)\n" }.joined()
+        let signedNames = signed.map(\.0).joined(separator: ";")
+        let canonicalRequest = [method, path, Self.canonicalQuery(query), canonicalHeaders, signedNames, payloadSHA256].joined(separator: "\n")
+        let scope = "\(day)/\(region)/s3/aws4_request"
+        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.sha256Hex(Array(canonicalRequest.utf8)))"
+        var key = Self.hmac(Array("AWS4\(credentials.secretAccessKey)".utf8), Array(day.utf8))
+        for part in [region, "s3", "aws4_request"] { key = Self.hmac(key, Array(part.utf8)) }
+        let signature = SHA256.hex(Self.hmac(key, Array(stringToSign.utf8)))
+        var result = [("x-amz-date", amzDate), ("x-amz-content-sha256", payloadSHA256)]
+        if let token = credentials.sessionToken { result.append(("x-amz-security-token", token)) }
+        result.append(("Authorization", "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedNames), Signature=\(signature)"))
+        return result
+    }
+
+    /// Query pairs sorted by name and URI-encoded (`/` too).
+    static func canonicalQuery(_ query: [(String, String)]) -> String {
+        query.map { (uriEncode($0.0, slash: true), uriEncode($0.1, slash: true)) }.sorted { $0 < $1 }
+            .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+    }
+
+    /// RFC 3986 encoding as SigV4 wants it: unreserved characters kept, `/` kept in paths.
+    public static func uriEncode(_ text: String, slash: Bool) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.append(Character(UnicodeScalar(byte)))
+            case UInt8(ascii: "/") where !slash:
+                out.append("/")
+            default:
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
+    }
+
+    public static func sha256Hex(_ bytes: [UInt8]) -> String {
+        var hash = SHA256()
+        hash.update(bytes)
+        return hash.finalizeHex()
+    }
+
+    /// HMAC-SHA256 (RFC 2104) over the project's SHA-256.
+    static func hmac(_ key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+        var block = key.count > 64 ? { var h = SHA256(); h.update(key); return h.finalize() }() : key
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        var inner = SHA256()
+        inner.update(block.map { $0 ^ 0x36 })
+        inner.update(message)
+        var outer = SHA256()
+        outer.update(block.map { $0 ^ 0x5c })
+        outer.update(inner.finalize())
+        return outer.finalize()
+    }
+}
+
+/// MD5 (through libcrypto), for S3's `Content-MD5` and ETags only: never as a security check.
+public struct MD5: ~Copyable {
+    private let context: OpaquePointer
+
+    public init() {
+        context = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(context, EVP_md5(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        if bytes.count > 0 { EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
+    }
+
+    public consuming func finalize() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 16)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &digest, &length)
+        return digest
+    }
+
+    public static func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var md5 = MD5()
+        md5.update(bytes)
+        return md5.finalize()
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Support
+
+/// What an upload left in the store, as checked after it completed.
+public struct UploadedObject: Sendable, Equatable {
+    public let key: String
+    public let bytes: Int64
+    /// The store's ETag, equal to the one computed from the bytes sent (MD5 of the object, or of
+    /// its parts' MD5s with `-<parts>` for a multipart upload).
+    public let etag: String
+    public let parts: Int
+}
+
+extension S3Client {
+    /// Objects above this size go up in parts.
+    public static let multipartThreshold: Int64 = 64 << 20
+    /// The size of each part but the last.
+    public static let partSize: Int64 = 16 << 20
+
+    /// Uploads the file at `path` under `key`, streamed from the file (memory flat), each request
+    /// with `Content-MD5` and a signed SHA-256 of its body. Up to `multipartThreshold` it is one
+    /// PUT; above it a multipart upload of `partSize` parts, two at once, completed only when
+    /// every part is in, so no partial object ever appears under `key`. Unfinished multipart
+    /// uploads of `key` left by a killed run are aborted first. After completion the object's
+    /// size and ETag are compared with what was sent.
+    /// - Throws: `Failure` (`.failed` when the stored object differs from what was sent);
+    ///   what `checkpoint` throws (between parts; the upload is then aborted).
+    public func upload(file path: String, key: String, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
+                       checkpoint: @escaping @Sendable () throws -> Void = {}) throws -> UploadedObject {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
+        let size = Int64(info.st_size)
+        for stale in try multipartUploads(of: key) {
+            try abortMultipartUpload(key, uploadId: stale, what: "aborting an unfinished upload of \(key)")
+        }
+        let what = "uploading \(key)"
+        var expected: String
+        var parts = 1
+        if size <= Self.multipartThreshold {
+            let (md5, sha256) = try Self.digests(fd: fd, offset: 0, length: size, path: path)
+            try checkpoint()
+            _ = try put(key, fd: fd, offset: 0, length: size, md5: md5, sha256: sha256, what: what)
+            expected = SHA256.hex(md5)
+            progress(size, size)
+        } else {
+            let count = Int((size + Self.partSize - 1) / Self.partSize)
+            parts = count
+            let uploadId = try createMultipartUpload(key, what: what)
+            let results = ResultBox(count: count)
+            do {
+                DispatchQueue.concurrentPerform(iterations: 2) { worker in
+                    var number = worker
+                    while number < count, !results.failed {
+                        do {
+                            try checkpoint()
+                            let offset = Int64(number) * Self.partSize
+                            let length = min(Self.partSize, size - offset)
+                            let (md5, sha256) = try Self.digests(fd: fd, offset: offset, length: length, path: path)
+                            let etag = try uploadPart(key, uploadId: uploadId, number: number + 1, fd: fd, offset: offset, length: length,
+                                                      md5: md5, sha256: sha256, what: "\(what) (part \(number + 1) of \(count))")
+                            guard etag.isEmpty || etag.lowercased() == SHA256.hex(md5) else {
+                                throw Failure(.failed, "remote '\(remote)': part \(number + 1) of \(key) was stored with ETag \(etag), not the MD5 of what was sent (\(SHA256.hex(md5)))")
+                            }
+                            progress(results.finish(number, md5: md5, etag: etag.isEmpty ? SHA256.hex(md5) : etag, bytes: length), size)
+                        } catch {
+                            results.fail(error)
+                        }
+                        number += 2
+                    }
+                }
+                if let error = results.error { throw error }
+                _ = try completeMultipartUpload(key, uploadId: uploadId, parts: results.etags.enumerated().map { ($0.offset + 1, $0.element) },
+                                                what: what)
+            } catch {
+                try? abortMultipartUpload(key, uploadId: uploadId, what: "aborting the failed upload of \(key)")
+                throw error
+            }
+            expected = SHA256.hex(results.md5s.withUnsafeBytes { MD5.digest($0) }) + "-\(parts)"
+        }
+        guard let stored = try head(key, what: "checking \(key) after uploading it") else {
+            throw Failure(.failed, "remote '\(remote)': \(key) is not there right after uploading it")
+        }
+        guard stored.size == size else {
+            throw Failure(.failed, "remote '\(remote)': \(key) holds \(stored.size) bytes after uploading \(size)")
+        }
+        // Stores that do not use MD5 ETags (some do not for multipart uploads) are checked by size
+        // here and by `backups verify --remote --download`.
+        if Self.isMD5ETag(stored.etag), stored.etag.lowercased() != expected {
+            throw Failure(.failed, "remote '\(remote)': \(key) was stored with ETag \(stored.etag), not \(expected) (the MD5 of what was sent)")
+        }
+        return UploadedObject(key: key, bytes: size, etag: stored.etag.lowercased(), parts: parts)
+    }
+
+    /// Whether `etag` has the MD5 form S3 gives: 32 hex digits, with `-<parts>` after a multipart upload.
+    public static func isMD5ETag(_ etag: String) -> Bool {
+        let parts = etag.split(separator: "-")
+        guard let hex = parts.first, hex.count == 32, hex.allSatisfy(\.isHexDigit) else { return false }
+        return parts.count == 1 || (parts.count == 2 && parts[1].allSatisfy(\.isNumber))
+    }
+
+    /// Downloads `key` into the empty file `fd` (streamed), returning its size and SHA-256. A
+    /// retried download starts the file over.
+    /// - Throws: `Failure` (`.missingInput` when there is no such object; `.io` for a full disk).
+    public func download(_ key: String, into fd: Int32, path: String, progress: @escaping (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
+        var hash = SHA256()
+        var written: Int64 = 0
+        _ = try download(key, what: "downloading \(key)", restart: {
+            guard ftruncate(fd, 0) == 0 else { throw DurableFile.posixFailure("cannot truncate \(path)", errno) }
+            hash = SHA256()
+            written = 0
+        }, sink: { chunk in
+            var done = 0
+            while done < chunk.count {
+                let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(written) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw DurableFile.posixFailure("cannot write \(path)", n < 0 ? errno : ENOSPC) }
+                done += n
+            }
+            hash.update(chunk)
+            written += Int64(chunk.count)
+            progress(written)
+        })
+        return (written, hash.finalizeHex())
+    }
+
+    /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.
+    static func digests(fd: Int32, offset: Int64, length: Int64, path: String) throws -> ([UInt8], String) {
+        var md5 = MD5()
+        var sha = SHA256()
+        let block = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: Int64 = 0
+        while done < length {
+            let n = pread(fd, buffer, Int(min(Int64(block), length - done)), off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw DurableFile.posixFailure("cannot read \(path)", n < 0 ? errno : EIO) }
+            let chunk = UnsafeRawBufferPointer(start: buffer, count: n)
+            md5.update(chunk)
+            sha.update(chunk)
+            done += Int64(n)
+        }
+        return (md5.finalize(), sha.finalizeHex())
+    }
+}
+
+/// The parts of a multipart upload as the two workers finish them.
+private final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var partMD5s: [[UInt8]]
+    private var partETags: [String]
+    private var sent: Int64 = 0
+    private var firstError: Error?
+
+    init(count: Int) {
+        partMD5s = Array(repeating: [], count: count)
+        partETags = Array(repeating: "", count: count)
+    }
+
+    /// Records a part; returns the bytes sent so far.
+    func finish(_ index: Int, md5: [UInt8], etag: String, bytes: Int64) -> Int64 {
+        lock.lock(); defer { lock.unlock() }
+        partMD5s[index] = md5
+        partETags[index] = etag
+        sent += bytes
+        return sent
+    }
+
+    func fail(_ error: Error) {
+        lock.lock(); defer { lock.unlock() }
+        if firstError == nil { firstError = error }
+    }
+
+    var failed: Bool { lock.lock(); defer { lock.unlock() }; return firstError != nil }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return firstError }
+    var etags: [String] { lock.lock(); defer { lock.unlock() }; return partETags }
+    var md5s: [UInt8] { lock.lock(); defer { lock.unlock() }; return partMD5s.flatMap { $0 } }
+}

@@ -1,0 +1,398 @@
+import Backup
+import Foundation
+import Offsite
+import Support
+
+/// A backup in an object store: `<prefix>/<host>/<name>` and its manifest `<name>.json`
+/// beside it, uploaded last.
+public struct RemoteBackup: Sendable {
+    public let name: String
+    public let key: String
+    public let host: String
+    /// The object's size in the store.
+    public let bytes: Int64
+    public let etag: String
+    public let manifest: Manifest?
+    /// Why it is not a good copy (no manifest: an unfinished push; a size that differs from the
+    /// manifest's); nil when it is good.
+    public let problem: String?
+    /// Whether the local backups folder has it too.
+    public let local: Bool
+
+    public var createdAt: Date? { manifest?.createdAt }
+    public var label: String { manifest?.label ?? "?" }
+}
+
+/// One backup copied (or found already there) by a push.
+public struct PushResult: Sendable {
+    public let name: String
+    public let remote: String
+    public let key: String
+    public let bytes: Int64
+    /// False when the store already had this exact copy.
+    public let uploaded: Bool
+    public let seconds: Double
+}
+
+/// The check of one remote copy.
+public struct RemoteCheck: Sendable {
+    public let name: String
+    /// Empty when good.
+    public let problems: [String]
+    /// What was checked: size and ETag, or the full download, checksum and SQLite check.
+    public let how: String
+}
+
+extension Runtime {
+    /// The S3 client for one remote, with credentials from the environment or the AWS shared
+    /// credentials file.
+    /// - Throws: `Failure` `.permission` when there are no credentials.
+    func client(_ remote: OffsiteConfig) throws -> S3Client {
+        let credentials = try Credentials.find(environment: environment, remote: remote.name)
+        return S3Client(remote: remote.name, endpoint: remote.endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
+                        signer: SigV4(credentials: credentials, region: remote.region), clock: clock)
+    }
+
+    /// `<prefix>/<host>/` (the prefix may be empty).
+    static func remoteFolder(_ remote: OffsiteConfig, host: String) -> String {
+        (remote.prefix.isEmpty ? "" : remote.prefix + "/") + host + "/"
+    }
+
+    /// The remotes a command acts on: the one named, or all of the instance's.
+    func remotes(_ config: InstanceConfig, _ name: String?) throws -> [OffsiteConfig] {
+        if let name { return [try config.remote(name)] }
+        guard !config.offsite.isEmpty else { _ = try config.remote(nil); return [] }
+        return config.offsite
+    }
+
+    /// `deployctl backups push`: copies local backups missing from the remote(s): the newest
+    /// usable one, one named, or every one with a manifest whose last check did not fail. Each
+    /// is checked against its manifest's sha256 first (a damaged backup is never copied), then
+    /// uploaded (`S3Client.upload`: no partial object ever under its name, size and ETag checked
+    /// after), then its manifest, last. A copy already there with the same checksum is skipped.
+    /// - Throws: `Failure` (`.badData` for a local backup that fails its checksum, `.unavailable`,
+    ///   `.permission`, `.missingInput` for a missing bucket).
+    public func push(instance name: String, backup: String?, all: Bool, remote: String?) throws -> [PushResult] {
+        let config = try workspace.instance(name)
+        let targets = try remotes(config, remote)
+        let store = store(config)
+        let entries: [BackupEntry]
+        if let backup {
+            entries = [try store.entry(named: backup)]
+        } else {
+            let usable = store.entries().filter { $0.manifest != nil && $0.status != "failed" && !$0.isFutureDated(now: clock()) }
+            guard let newest = usable.first else {
+                throw Failure(.missingInput, "instance '\(name)' has no usable local backup to push in \(store.folder)",
+                              hint: "take one with 'deployctl snapshot \(name)'")
+            }
+            entries = all ? usable : [newest]
+        }
+        var results = [PushResult]()
+        for remote in targets {
+            let s3 = try client(remote)
+            for entry in entries {
+                try checkInterruption("\(results.count) of \(counted(entries.count * targets.count, "copy")) were pushed; nothing partial is listed as good in the store")
+                results.append(try push(entry, to: remote, with: s3))
+            }
+        }
+        return results
+    }
+
+    /// Pushes one backup to one remote (see `push(instance:backup:all:remote:)`).
+    func push(_ entry: BackupEntry, to remote: OffsiteConfig, with s3: S3Client) throws -> PushResult {
+        let started = ContinuousClock.now
+        guard var manifest = entry.manifest else {
+            throw Failure(.badData, "backup \(entry.name) has no readable manifest; it is not pushed", hint: "push another backup")
+        }
+        let key = Self.remoteFolder(remote, host: remote.hostId) + entry.name
+        if let existing = try s3.get(key + ".json", what: "reading the manifest of \(key)"),
+           let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing)), theirs.sha256 == manifest.sha256,
+           let object = try s3.head(key, what: "checking \(key)"), object.size == manifest.bytes {
+            return PushResult(name: entry.name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
+                              seconds: Pipeline.seconds(since: started))
+        }
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
+            throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
+                          hint: "check it with 'deployctl backups verify \(manifest.instance ?? "<instance>") \(entry.name)', and push a good one")
+        }
+        let events = events
+        let uploaded = try s3.upload(file: entry.path, key: key, progress: { done, total in
+            events(.progress(.working(.uploading(name: entry.name, remote: remote.name), done: done, total: total)))
+        }, checkpoint: { [self] in
+            try failpoints.hit("push-part")
+            try checkInterruption("the push of \(entry.name) stopped; its unfinished upload was aborted and nothing of it is listed as good")
+        })
+        events(.progress(.ended(announce: true)))
+        manifest.remote = Manifest.RemoteCopy(remote: remote.name, host: remote.hostId, etag: uploaded.etag, parts: uploaded.parts, pushedAt: clock())
+        manifest.verification = nil
+        try failpoints.hit("before-remote-manifest")
+        try s3.put(key + ".json", bytes: Array(try JSON.encoder().encode(manifest)), what: "uploading the manifest of \(key)")
+        return PushResult(name: entry.name, remote: remote.name, key: key, bytes: uploaded.bytes, uploaded: true,
+                          seconds: Pipeline.seconds(since: started))
+    }
+
+    /// `deployctl backups list --remote`: the copies under one host's folder of a remote (this
+    /// host's by default), newest first, and the keys there that are not backups, with why.
+    /// - Throws: `Failure` (`.usage` for a bad host, store failures).
+    public func remoteBackups(instance name: String, remote: String?, host: String? = nil) throws
+        -> (remote: OffsiteConfig, backups: [RemoteBackup], notBackups: [(name: String, reason: String)]) {
+        let config = try workspace.instance(name)
+        let target = try config.remote(remote)
+        let s3 = try client(target)
+        let (backups, others) = try remoteBackups(config, target, s3, host: host)
+        return (target, backups, others)
+    }
+
+    func remoteBackups(_ config: InstanceConfig, _ remote: OffsiteConfig, _ s3: S3Client, host: String?) throws
+        -> ([RemoteBackup], [(name: String, reason: String)]) {
+        let host = host ?? remote.hostId
+        guard OffsiteConfig.isSafeSegment(host) else {
+            throw Failure(.usage, "'\(host)' is not a host folder name (no '/', no '..')")
+        }
+        let folder = Self.remoteFolder(remote, host: host)
+        let objects = try s3.list(prefix: folder)
+        let byName = Dictionary(objects.map { (String($0.key.dropFirst(folder.count)), $0) }, uniquingKeysWith: { a, _ in a })
+        let localNames = Set(store(config).entries().map(\.name))
+        var backups = [RemoteBackup]()
+        var others = [(name: String, reason: String)]()
+        for (name, object) in byName.sorted(by: { $0.key < $1.key }) {
+            if name.hasPrefix(".") { continue }  // the prune lease
+            if name.hasSuffix(".json") {
+                if byName[String(name.dropLast(5))] == nil { others.append((name, "a manifest without its backup (an interrupted push or prune)")) }
+                continue
+            }
+            guard !name.contains("/"), (try? BackupStore.validate(backupName: name)) != nil else {
+                others.append((name, "not a backup name deployctl writes"))
+                continue
+            }
+            var manifest: Manifest?
+            var problem: String?
+            if byName[name + ".json"] == nil {
+                problem = "no manifest: an unfinished push (never restored; the next push replaces it)"
+            } else if let bytes = try s3.get(object.key + ".json", what: "reading the manifest of \(object.key)") {
+                manifest = try? JSON.decoder().decode(Manifest.self, from: Data(bytes))
+                if manifest == nil { problem = "its manifest cannot be read" }
+            } else {
+                problem = "its manifest vanished while listing"
+            }
+            if let m = manifest {
+                if m.name != name { problem = "its manifest names \(m.name)" }
+                else if m.bytes != object.size { problem = "\(object.size) bytes in the store, \(m.bytes) in its manifest" }
+            }
+            backups.append(RemoteBackup(name: name, key: object.key, host: host, bytes: object.size, etag: object.etag,
+                                        manifest: manifest, problem: problem, local: localNames.contains(name)))
+        }
+        backups.sort { ($0.createdAt ?? .distantPast, $0.name) > ($1.createdAt ?? .distantPast, $1.name) }
+        return (backups, others)
+    }
+
+    /// `deployctl backups verify --remote`: each chosen copy's size and ETag against its
+    /// manifest (the store answers without a download), or with `download` the whole copy
+    /// fetched into a temp folder, its sha256 checked and the SQLite check run, then removed.
+    public func verifyRemote(instance name: String, remote: String?, host: String?, backup: String?, all: Bool,
+                             download: Bool) throws -> [RemoteCheck] {
+        let config = try workspace.instance(name)
+        let target = try config.remote(remote)
+        let s3 = try client(target)
+        let (backups, _) = try remoteBackups(config, target, s3, host: host)
+        let chosen: [RemoteBackup]
+        if let backup {
+            try BackupStore.validate(backupName: backup)
+            guard let found = backups.first(where: { $0.name == backup }) else {
+                throw Failure(.missingInput, "remote '\(target.name)' has no backup \(backup) under \(Self.remoteFolder(target, host: host ?? target.hostId))",
+                              hint: "list them with 'deployctl backups list \(name) --remote \(target.name)'")
+            }
+            chosen = [found]
+        } else {
+            guard let newest = backups.first else {
+                throw Failure(.missingInput, "remote '\(target.name)' has no backups under \(Self.remoteFolder(target, host: host ?? target.hostId))",
+                              hint: "push one with 'deployctl backups push \(name) --remote \(target.name)'")
+            }
+            chosen = all ? backups : [newest]
+        }
+        return try chosen.enumerated().map { index, copy in
+            try checkInterruption("\(index) of \(counted(chosen.count, "copy")) were checked; the rest were not")
+            if let problem = copy.problem { return RemoteCheck(name: copy.name, problems: [problem], how: "listing") }
+            let manifest = copy.manifest!
+            if let recorded = manifest.remote?.etag, S3Client.isMD5ETag(copy.etag), recorded != copy.etag.lowercased() {
+                return RemoteCheck(name: copy.name, problems: ["the store's ETag \(copy.etag) is not the one recorded at push (\(recorded))"], how: "size and ETag")
+            }
+            guard download else { return RemoteCheck(name: copy.name, problems: [], how: "size and ETag") }
+            let folder = store(config).folder + "/.remote-check-" + UUID().uuidString.prefix(8)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            do {
+                let entry = try fetch(copy, from: target, with: s3, into: BackupStore(folder: folder, databasePath: config.databasePath, now: clock()))
+                let result = try BackupStore(folder: folder, databasePath: config.databasePath, now: clock()).verify(entry, now: clock())
+                return RemoteCheck(name: copy.name, problems: result.problems, how: "download, sha256, integrity_check")
+            } catch let failure as Failure where failure.kind == .badData {
+                return RemoteCheck(name: copy.name, problems: [failure.message], how: "download, sha256")
+            }
+        }
+    }
+
+    /// Downloads a remote copy into `store`'s folder as a backup with its manifest (the
+    /// remote section removed): streamed into a temp file, its size and sha256 compared with
+    /// the manifest before it is fsynced and published under its name (never replacing a file).
+    /// - Throws: `Failure` `.badData` when the copy is not what its manifest says (nothing is
+    ///   left behind), `.badData` when a different local file has the name.
+    func fetch(_ copy: RemoteBackup, from remote: OffsiteConfig, with s3: S3Client, into store: BackupStore) throws -> BackupEntry {
+        guard var manifest = copy.manifest, copy.problem == nil else {
+            throw Failure(.badData, "remote '\(remote.name)': \(copy.name) is not a good copy: \(copy.problem ?? "no manifest")",
+                          hint: "choose another backup ('deployctl backups list <instance> --remote \(remote.name)')")
+        }
+        let path = store.folder + "/" + copy.name
+        if let local = try? store.entry(named: copy.name) {
+            guard local.manifest?.sha256 == manifest.sha256 else {
+                throw Failure(.badData, "a different local backup is already named \(copy.name) in \(store.folder) (its checksum differs from the remote copy's)",
+                              hint: "restore the local one by name, or move it away first")
+            }
+            return local
+        }
+        try store.prepareForWriting()
+        let temp = DurableFile.temporaryPath(for: path)
+        let fd = try DurableFile.createNew(temp)
+        var published = false
+        defer {
+            close(fd)
+            if !published { unlink(temp) }
+        }
+        let events = events
+        let progress = { (done: Int64) in
+            events(.progress(.working(.downloading(name: copy.name, remote: remote.name), done: done, total: max(copy.bytes, done))))
+        }
+        let (bytes, sha256) = try s3.download(copy.key, into: fd, path: temp, progress: progress)
+        events(.progress(.ended(announce: true)))
+        guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
+            throw Failure(.badData, "remote '\(remote.name)': \(copy.key) is not what its manifest says (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is damaged or truncated in the store; nothing was restored",
+                          hint: "use another copy ('deployctl backups list <instance> --remote \(remote.name)'), and push a good one again")
+        }
+        guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(temp)", errno) }
+        try DurableFile.publish(temp, as: path)
+        published = true
+        manifest.remote = nil
+        let entry = BackupEntry(name: copy.name, path: path, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt, bytes: bytes)
+        do {
+            try DurableFile.write(try JSON.encoder().encode(manifest), to: entry.manifestPath, replace: false)
+        } catch {
+            unlink(path)
+            throw error
+        }
+        return entry
+    }
+
+    /// `deployctl restore --remote`, first half: the copy chosen (named, or the newest good one
+    /// of `label`, never one dated in the future) is fetched into the local backups folder,
+    /// checked against its manifest, and its local name returned for the local restore.
+    /// - Throws: `Failure` (`.missingInput` when the remote has no such copy, `.badData`).
+    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?) throws -> String {
+        let config = try workspace.instance(name)
+        let target = try config.remote(remote)
+        let s3 = try client(target)
+        let (backups, _) = try remoteBackups(config, target, s3, host: host)
+        let copy: RemoteBackup
+        if let backup {
+            try BackupStore.validate(backupName: backup)
+            guard let found = backups.first(where: { $0.name == backup }) else {
+                throw Failure(.missingInput, "remote '\(target.name)' has no backup \(backup) under \(Self.remoteFolder(target, host: host ?? target.hostId))",
+                              hint: "list them with 'deployctl backups list \(name) --remote \(target.name)'")
+            }
+            copy = found
+        } else {
+            let limit = clock().addingTimeInterval(BackupEntry.futureTolerance)
+            guard let newest = backups.first(where: { $0.problem == nil && ($0.createdAt ?? .distantFuture) <= limit
+                                                      && (label == nil || $0.label == label) && $0.label != "pre_restore" }) else {
+                throw Failure(.missingInput, "remote '\(target.name)' has no good backup\(label.map { " labelled \($0)" } ?? "") under \(Self.remoteFolder(target, host: host ?? target.hostId))",
+                              hint: "list them with 'deployctl backups list \(name) --remote \(target.name)'; another host's copies need --host")
+            }
+            copy = newest
+        }
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        return try fetch(copy, from: target, with: s3, into: store(config)).name
+    }
+
+    /// `deployctl backups prune --remote`: applies `policy` to this host's copies in the remote,
+    /// under a lease object (`.prune-lease`, written only if absent where the store honours
+    /// `If-None-Match: *`), removing each doomed copy's manifest first, then the copy. Copies
+    /// without a manifest are left alone (the next push replaces them). Other hosts' folders
+    /// are never touched.
+    /// A prune that would leave a label with no copy asks `confirm` first (labels and how many
+    /// copies each loses), as a local prune does.
+    public func pruneRemote(instance name: String, remote: String?, policy: RetentionPolicy, label: String?, dryRun: Bool,
+                            confirm: ([String: Int]) throws -> Void) throws -> [RetentionDecision] {
+        let config = try workspace.instance(name)
+        let target = try config.remote(remote)
+        let rules = policy.isEmpty ? target.retention : policy
+        guard !rules.isEmpty else {
+            throw Failure(.usage, "no retention rule for remote '\(target.name)'",
+                          hint: "pass --keep-last N (or another rule), or set keep_last in its [[offsite]] table")
+        }
+        let s3 = try client(target)
+        let lease = dryRun ? nil : try RemoteLease.take(s3, key: Self.remoteFolder(target, host: target.hostId) + ".prune-lease",
+                                                       holder: "\(target.hostId) pid \(getpid())", now: clock())
+        defer { lease?.release() }
+        let (backups, _) = try remoteBackups(config, target, s3, host: nil)
+        let entries = backups.compactMap { copy -> BackupEntry? in
+            guard let manifest = copy.manifest, copy.problem == nil else { return nil }
+            return BackupEntry(name: copy.name, path: copy.key, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt, bytes: copy.bytes)
+        }
+        let decisions = Retention.decide(entries, policy: rules, label: label, now: clock())
+        guard !dryRun else { return decisions }
+        var emptied = [String: Int]()
+        for (label, group) in Dictionary(grouping: decisions, by: \.entry.label) where group.allSatisfy({ !$0.kept }) {
+            emptied[label] = group.count
+        }
+        if !emptied.isEmpty { try confirm(emptied) }
+        for decision in decisions where !decision.kept {
+            try checkInterruption("the prune stopped; every copy removed so far lost its manifest first")
+            try s3.delete(decision.entry.path + ".json", what: "removing the manifest of \(decision.entry.path)")
+            try s3.delete(decision.entry.path, what: "removing \(decision.entry.path)")
+        }
+        return decisions
+    }
+}
+
+/// A lease on a remote's prune: one object written only if absent.
+///
+/// Where the store honours `If-None-Match: *` (a conditional write; SeaweedFS and AWS S3 do) a
+/// second writer gets 412 and waits its turn. Where it does not (`rclone serve s3` overwrites),
+/// the lease is written, read back after a pause, and kept only if it still holds this run's
+/// token: two prunes starting within that pause can still both run, which is safe for this
+/// host's own folder (each removes manifest first, then the copy) but not exclusive. A lease
+/// older than an hour was left by a killed run and is taken over.
+struct RemoteLease {
+    let s3: S3Client
+    let key: String
+
+    static func take(_ s3: S3Client, key: String, holder: String, now: Date) throws -> RemoteLease {
+        let token = UUID().uuidString
+        let body = Array("{\"holder\": \"\(holder)\", \"token\": \"\(token)\", \"at\": \"\(ISO8601DateFormatter().string(from: now))\"}\n".utf8)
+        for attempt in 0..<2 {
+            if try s3.put(key, bytes: body, ifNoneMatch: true, what: "taking the prune lease \(key)") {
+                // A store that ignores If-None-Match just overwrote any other lease: read it back.
+                Thread.sleep(forTimeInterval: 0.5)
+                let now = try s3.get(key, what: "reading the prune lease \(key)").map { String(decoding: $0, as: UTF8.self) } ?? ""
+                guard now.contains(token) else {
+                    throw Failure(.temporary, "remote '\(s3.remote)': another prune took the lease \(key) at the same time", hint: "run again later")
+                }
+                return RemoteLease(s3: s3, key: key)
+            }
+            let existing = try s3.get(key, what: "reading the prune lease \(key)").map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let at = existing.range(of: #""at": "[^"]+""#, options: .regularExpression)
+                .flatMap { ISO8601DateFormatter().date(from: String(existing[$0].dropFirst(7).dropLast())) }
+            if attempt == 0, let at, now.timeIntervalSince(at) > 3600 {
+                try s3.delete(key, what: "removing a stale prune lease \(key)")
+                continue
+            }
+            throw Failure(.temporary, "remote '\(s3.remote)': another prune holds the lease \(key): \(existing.trimmingCharacters(in: .whitespacesAndNewlines))",
+                          hint: "wait for it to finish; a lease older than an hour is taken over")
+        }
+        throw Failure(.temporary, "remote '\(s3.remote)': the prune lease \(key) could not be taken", hint: "run again later")
+    }
+
+    func release() {
+        try? s3.delete(key, what: "releasing the prune lease \(key)")
+    }
+}

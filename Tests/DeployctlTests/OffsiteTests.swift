@@ -1,0 +1,209 @@
+import Foundation
+import Testing
+
+/// Offsite copies against a real S3-compatible store (SeaweedFS on 127.0.0.1, signatures
+/// checked), each result checked by an outsider: the aws CLI, gunzip, sqlite3.
+@Suite("offsite copies in an S3-compatible store", .enabled(if: ObjectStore.available))
+struct OffsiteTests {
+    static let baseConfig = """
+        [database]
+        path = "database/lending_app_prod.db"
+        busy_timeout_ms = 2000
+        [backups]
+        path = "backups"
+        """
+
+    /// A sandbox whose prod instance has one `[[offsite]]` remote in a new bucket.
+    static func sandbox(_ store: ObjectStore, rows: Int = 300, hostId: String = "hosta", extra: String = "") throws -> (Sandbox, String) {
+        let bucket = try store.makeBucket()
+        let box = try Sandbox(rows: rows, config: baseConfig + store.offsiteTable(bucket: bucket, hostId: hostId, extra: extra))
+        return (box, bucket)
+    }
+
+    static func run(_ box: Sandbox, _ store: ObjectStore, _ arguments: [String], failpoints: String = "") throws -> Sandbox.Result {
+        var environment = store.environment
+        if !failpoints.isEmpty { environment["DEPLOYCTL_FAILPOINTS"] = failpoints }
+        return try box.deployctl(arguments, environment: environment)
+    }
+
+    static func json(_ result: Sandbox.Result) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)\(result.stderr)")
+    }
+
+    @Test("snapshot --offsite pushes a gzip backup that aws s3 cp fetches and gunzip + integrity_check accept with the manifest's sha256; a second push skips it; restore --remote brings it back")
+    func pushFetchRestore() throws {
+        let store = try ObjectStore.get()
+        let (box, bucket) = try Self.sandbox(store)
+        let snapshot = try Self.run(box, store, ["snapshot", "prod", "--gzip", "--offsite"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        let name = try #require(box.backupNames().first)
+        #expect(snapshot.stdout.contains("copied to remote primary: lending/prod/hosta/\(name)"), "\(snapshot.stdout)")
+        // The outsider's view: object and manifest under <prefix>/<host>/, the object as the manifest says.
+        let folder = NSTemporaryDirectory() + "deployctl-fetch-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(try store.aws(["s3", "cp", "s3://\(bucket)/lending/prod/hosta/\(name)", folder + "/b.db.gz"]).status == 0)
+        #expect(try store.aws(["s3", "cp", "s3://\(bucket)/lending/prod/hosta/\(name).json", folder + "/m.json"]).status == 0)
+        let manifest = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/m.json"))) as? [String: Any])
+        let sha = try Sandbox.exec("/usr/bin/sha256sum", [folder + "/b.db.gz"]).stdout.prefix(64)
+        #expect(manifest["sha256"] as? String == String(sha))
+        #expect((manifest["remote"] as? [String: Any])?["host"] as? String == "hosta")
+        #expect(try Sandbox.exec("/bin/gzip", ["-t", folder + "/b.db.gz"]).status == 0)
+        #expect(try Sandbox.exec("/bin/sh", ["-c", "gunzip -c '\(folder)/b.db.gz' > '\(folder)/b.db'"]).status == 0)
+        #expect(try box.sqlite(folder + "/b.db", "PRAGMA integrity_check") == "ok")
+        // A second push finds it there.
+        let again = try Self.run(box, store, ["backups", "push", "prod", "--json"])
+        #expect(again.status == 0 && again.stdout.contains("\"uploaded\" : false"), "\(again.stdout)\(again.stderr)")
+        let listed = try Self.json(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
+        let copies = try #require(listed["backups"] as? [[String: Any]])
+        #expect(copies.count == 1 && copies[0]["good"] as? Bool == true && copies[0]["local"] as? Bool == true, "\(listed)")
+        // Restore from the remote on a "new host": local backups gone.
+        let before = try box.sha3(box.databasePath)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 3 = 0")
+        try FileManager.default.removeItem(atPath: box.backupsFolder)
+        let restore = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.backupNames().contains(name))
+    }
+
+    @Test("a backup above 64 MiB goes up in 16 MiB parts: the store's ETag is the parts' (-5), a download matches the manifest, and verify --download runs integrity_check")
+    func multipart() throws {
+        let store = try ObjectStore.get()
+        let (box, bucket) = try Self.sandbox(store, rows: 20)
+        _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 17000) INSERT INTO blob SELECT randomblob(4096) FROM n")
+        let (name, file) = try box.takeSnapshot(gzip: false)
+        let push = try Self.run(box, store, ["backups", "push", "prod"])
+        #expect(push.status == 0, "\(push.stderr)")
+        let head = try store.aws(["s3api", "head-object", "--bucket", bucket, "--key", "lending/prod/hosta/\(name)"])
+        let size = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int ?? 0
+        let parts = (size + (16 << 20) - 1) / (16 << 20)
+        #expect(size > 64 << 20 && head.stdout.contains("-\(parts)\\\""), "\(head.stdout)")
+        let verify = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
+        #expect(verify.status == 0 && verify.stdout.contains("download, sha256, integrity_check good"), "\(verify.stdout)\(verify.stderr)")
+        #expect(box.allBackupFiles().filter { $0.contains(".remote-check") }.isEmpty)
+    }
+
+    @Test("a copy damaged or truncated in the store is refused: verify 65 (ETag, or the download's sha256), restore --remote 65 with the live database untouched and nothing left behind")
+    func damagedInStore() throws {
+        let store = try ObjectStore.get()
+        let (box, bucket) = try Self.sandbox(store)
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        #expect(try Self.run(box, store, ["backups", "push", "prod"]).status == 0)
+        let key = "lending/prod/hosta/\(name)"
+        // Same size, one byte flipped, put back by an outsider (the manifest is left as it was).
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes[bytes.count / 2] ^= 0x40
+        let damaged = box.root + "/damaged.gz"
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        #expect(try store.aws(["s3", "cp", damaged, "s3://\(bucket)/\(key)"]).status == 0)
+        let quick = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary"])
+        #expect(quick.status == 65 && quick.stdout.contains("ETag"), "\(quick.stdout)\(quick.stderr)")
+        let full = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
+        #expect(full.status == 65, "\(full.stdout)\(full.stderr)")
+        try FileManager.default.removeItem(atPath: box.backupsFolder)
+        let before = try box.sha3(box.databasePath)
+        let restore = try Self.run(box, store, ["restore", "prod", "--remote", "primary", name, "--yes"])
+        #expect(restore.status == 65 && restore.stderr.contains("nothing was restored"), "\(restore.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
+        // Truncated: the listing already says it is not good, and --latest has nothing to take.
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: damaged))
+        #expect(try store.aws(["s3", "cp", damaged, "s3://\(bucket)/\(key)"]).status == 0)
+        let listed = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary"])
+        #expect(listed.stdout.contains("NOT GOOD"), "\(listed.stdout)")
+        let latest = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(latest.status == 66, "\(latest.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
+    @Test("wrong secret or unknown key: 77 naming the remote, nothing written; store down: 69 after retries; no such bucket: 66; clock off by two hours: the message says so; a name or host with / or ..: 64")
+    func badInputs() throws {
+        let store = try ObjectStore.get()
+        let (box, bucket) = try Self.sandbox(store)
+        _ = try box.takeSnapshot(gzip: true)
+        var environment = store.environment
+        environment["AWS_SECRET_ACCESS_KEY"] = "wrong"
+        let wrong = try box.deployctl(["backups", "push", "prod"], environment: environment)
+        #expect(wrong.status == 77 && wrong.stderr.contains("remote 'primary' refused the credentials") && !wrong.stderr.contains("wrong"), "\(wrong.stderr)")
+        environment = store.environment
+        environment["AWS_ACCESS_KEY_ID"] = "NOSUCHKEY"
+        #expect(try box.deployctl(["backups", "push", "prod"], environment: environment).status == 77)
+        #expect(try store.aws(["s3", "ls", "s3://\(bucket)/", "--recursive"]).stdout.isEmpty)
+        // Nothing listens on this port.
+        let down = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: bucket, endpoint: "http://127.0.0.1:\(ObjectStore.freePort())"))
+        _ = try down.takeSnapshot(gzip: false)
+        let refused = try Self.run(down, store, ["backups", "push", "prod"])
+        #expect(refused.status == 69 && refused.stderr.contains("after 4 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
+        let missing = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: "nosuchbucket" + String(UInt32.random(in: 0...99999))))
+        _ = try missing.takeSnapshot(gzip: false)
+        let noBucket = try Self.run(missing, store, ["backups", "push", "prod"])
+        #expect(noBucket.status == 66 && noBucket.stderr.contains("does not exist"), "\(noBucket.stderr)")
+        let skewed = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary"], failpoints: "clock=shift:7200")
+        #expect(skewed.status == 77 && skewed.stderr.contains("clock"), "\(skewed.stderr)")
+        #expect(try Self.run(box, store, ["restore", "prod", "--remote", "primary", "../x.db", "--yes"]).status == 64)
+        #expect(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--host", "../other"]).status == 64)
+        let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+        #expect(noCredentials.status == 77 && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
+    }
+
+    @Test("a push killed mid-upload (SIGKILL between parts, or before the manifest) leaves nothing listed as good; the next push completes it and no multipart upload is left")
+    func killedPush() throws {
+        let store = try ObjectStore.get()
+        let (box, bucket) = try Self.sandbox(store, rows: 20)
+        _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000) INSERT INTO blob SELECT randomblob(4096) FROM n")
+        let (name, _) = try box.takeSnapshot(gzip: false)
+        let killed = try Self.run(box, store, ["backups", "push", "prod"], failpoints: "push-part=crash")
+        #expect(killed.status != 0)
+        let uploads = try store.aws(["s3api", "list-multipart-uploads", "--bucket", bucket])
+        #expect(uploads.stdout.contains(name), "an unfinished upload is expected: \(uploads.stdout)")
+        let during = try Self.json(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
+        #expect((during["backups"] as? [[String: Any]])?.contains { $0["good"] as? Bool == true } == false, "\(during)")
+        let resumed = try Self.run(box, store, ["backups", "push", "prod"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(!(try store.aws(["s3api", "list-multipart-uploads", "--bucket", bucket]).stdout.contains(name)))
+        // Killed after the object, before its manifest: listed, not good, never restored; the next push fixes it.
+        let (box2, _) = try Self.sandbox(store)
+        let (name2, _) = try box2.takeSnapshot(gzip: true)
+        #expect(try Self.run(box2, store, ["backups", "push", "prod"], failpoints: "before-remote-manifest=crash").status != 0)
+        let listed = try Self.run(box2, store, ["backups", "list", "prod", "--remote", "primary"])
+        #expect(listed.stdout.contains("NOT GOOD: no manifest"), "\(listed.stdout)")
+        #expect(try Self.run(box2, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"]).status == 66)
+        #expect(try Self.run(box2, store, ["backups", "push", "prod"]).status == 0)
+        let good = try Self.json(try Self.run(box2, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
+        #expect((good["backups"] as? [[String: Any]])?.first { $0["name"] as? String == name2 }?["good"] as? Bool == true, "\(good)")
+    }
+
+    @Test("two deployment roots share one bucket and prefix under their own host_id: pushing and pruning at the same time, neither removes the other's copies; remote retention keeps what its rules say")
+    func twoHosts() throws {
+        let store = try ObjectStore.get()
+        let bucket = try store.makeBucket()
+        let a = try Sandbox(rows: 20, config: Self.baseConfig + store.offsiteTable(bucket: bucket, hostId: "hosta", extra: "keep_last = 2"))
+        let b = try Sandbox(rows: 20, config: Self.baseConfig + store.offsiteTable(bucket: bucket, hostId: "hostb", extra: "keep_last = 2"))
+        for box in [a, b] {
+            for _ in 0..<3 {
+                #expect(try Self.run(box, store, ["snapshot", "prod", "--label", "nightly", "--offsite"]).status == 0)
+            }
+        }
+        // At the same time: a prunes its folder to 1, b pushes another label and prunes its folder to 2.
+        let errors = [Pipe(), Pipe(), Pipe()]
+        let processes = [
+            try a.spawnDeployctl(["backups", "prune", "prod", "--remote", "primary", "--keep-last", "1"], environment: store.environment, stderr: errors[0]),
+            try b.spawnDeployctl(["snapshot", "prod", "--label", "extra", "--offsite"], environment: store.environment, stderr: errors[1]),
+            try b.spawnDeployctl(["backups", "prune", "prod", "--remote", "primary", "--keep-last", "2", "--label", "nightly"], environment: store.environment, stderr: errors[2]),
+        ]
+        for process in processes { process.waitUntilExit() }
+        let messages = errors.map { String(decoding: $0.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+        #expect(processes.allSatisfy { $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus)) \(messages)")
+        let manifests = { (host: String) in
+            try store.aws(["s3", "ls", "s3://\(bucket)/lending/prod/\(host)/"]).stdout.split(separator: "\n").filter { $0.hasSuffix(".json") }.count
+        }
+        #expect(try manifests("hosta") == 1)
+        #expect(try manifests("hostb") == 3)
+        // A second prune on the same host while a lease is held waits its turn: 75 naming the lease.
+        try b.write("lease.json", "{\"holder\": \"another run\"}\n")
+        #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hostb/.prune-lease", "--body", b.path("lease.json")]).status == 0)
+        let held = try Self.run(b, store, ["backups", "prune", "prod", "--remote", "primary", "--keep-last", "1", "--yes"])
+        #expect(held.status == 75 && held.stderr.contains("lease"), "\(held.stderr)")
+    }
+}
