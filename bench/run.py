@@ -257,6 +257,8 @@ def main():
                 undeploy(); t, m = deploy_once(); times.append(t); peaks.append(m)
             rows.append(("deploy (cashback)", statistics.median(times), max(peaks), "our snapshot + verify", snap + verify, 0))
             rows.append(("  writes blocked in deploy", statistics.median(blocked), 0, "sqlite3 .sha3sum", sha3, 0))
+            if shutil.which("weed") and shutil.which("aws"):
+                offsite(root, inst, backups, ours, clean, args.runs, rows, notes)
             print(f"\n## {journal} ({os.path.getsize(db) / 2**20:.0f} MiB)\n")
             print("| ours | s | RssAnon MiB | anchor | s | RssAnon MiB | ratio |")
             print("|---|---|---|---|---|---|---|")
@@ -274,6 +276,60 @@ def main():
                       f"during deploy p50 {during_deploy[0]:.2f} ms p99 {during_deploy[1]:.2f} ms max {during_deploy[3]:.0f} ms busy {during_deploy[2]}")
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+def offsite(root, inst, backups, ours, clean, runs, rows, notes):
+    """Offsite rows on a SeaweedFS store on loopback: backups push of the gz backup against
+    aws s3 cp of the same file, and restore --remote against aws s3 cp down + a local restore."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    store = tempfile.mkdtemp(prefix="deployctl-bench-s3-")
+    os.makedirs(os.path.join(store, "data")); os.makedirs(os.path.join(store, "log"))
+    with open(os.path.join(store, "identities.json"), "w") as f:
+        f.write('{"identities":[{"name":"bench","credentials":[{"accessKey":"BENCHKEY","secretKey":"benchsecret"}],'
+                '"actions":["Admin","Read","List","Tagging","Write"]}]}')
+    server = subprocess.Popen(["weed", f"-logdir={store}/log", "mini", f"-dir={store}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                               f"-s3.port={port}", f"-s3.config={store}/identities.json", "-master.telemetry=false", "-webdav=false",
+                               "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "BENCHKEY", "AWS_SECRET_ACCESS_KEY": "benchsecret", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"})
+    os.environ.pop("AWS_CA_BUNDLE", None)
+    endpoint = f"http://127.0.0.1:{port}"
+    aws = lambda *a: ["aws", "--endpoint-url", endpoint, *a]
+    try:
+        for _ in range(120):
+            if subprocess.run(aws("s3api", "list-buckets"), capture_output=True).returncode == 0: break
+            time.sleep(0.5)
+        subprocess.run(aws("s3api", "create-bucket", "--bucket", "bench"), capture_output=True, check=True)
+        with open(os.path.join(inst, "instance.toml"), "a") as f:
+            f.write(f'\n[[offsite]]\nname = "bench"\nurl = "s3://bench/prod"\nendpoint = "{endpoint}"\npath_style = true\nhost_id = "bench"\n')
+        clean(); run(ours("snapshot", "prod", "--gzip"))
+        name = [f for f in os.listdir(backups) if f.endswith(".gz")][0]
+        path = os.path.join(backups, name)
+        def empty_store():
+            subprocess.run(aws("s3", "rm", "--recursive", "--quiet", "s3://bench/"), capture_output=True)
+        t, m = median(ours("backups", "push", "prod", name), runs, empty_store)
+        at, am = median(aws("s3", "cp", "--quiet", path, f"s3://bench/anchor/{name}"), runs, empty_store)
+        rows.append((f"backups push ({os.path.getsize(path) / 2**20:.0f} MiB gz)", t, m, "aws s3 cp up", at, am))
+        run(ours("backups", "push", "prod", name))
+        kept = os.path.join(root, "kept.db.gz")
+        shutil.copy(path, kept); shutil.copy(path + ".json", kept + ".json")
+        def local_gone():
+            for f in os.listdir(backups):
+                if f.startswith(name) or "_pre_restore_" in f: os.remove(os.path.join(backups, f))
+            subprocess.run(["sync"])
+        t, m = median(ours("restore", "prod", "--remote", "bench", "--latest", "--yes"), runs, local_gone)
+        # The anchor downloads the same object, puts it (and its manifest) in place, and restores it locally.
+        by_hand = (f"aws --endpoint-url {endpoint} s3 cp --quiet s3://bench/prod/bench/{name} '{path}' && cp '{kept}.json' '{path}.json' && "
+                   + " ".join(ours("restore", "prod", name, "--yes")))
+        at, am = median(by_hand, runs, local_gone, shell=True)
+        rows.append(("restore --remote --latest --yes (gz)", t, m, "aws s3 cp down + local restore", at, am))
+    finally:
+        server.terminate(); server.wait()
+        os.environ.clear(); os.environ.update(saved)
+        shutil.rmtree(store, ignore_errors=True)
 
 if __name__ == "__main__":
     main()

@@ -210,7 +210,11 @@ public struct S3Client: Sendable {
 
     /// Unfinished multipart uploads of exactly `key`: their upload ids.
     public func multipartUploads(of key: String) throws -> [String] {
-        let text = try request("GET", key: "", query: [("uploads", ""), ("prefix", key)], what: "listing unfinished uploads of \(key)").text
+        // rclone's S3 server answers 404 NoSuchUpload when there are none.
+        let response = try request("GET", key: "", query: [("uploads", ""), ("prefix", key)], acceptable: [200, 404],
+                                   what: "listing unfinished uploads of \(key)")
+        guard response.status == 200 else { return [] }
+        let text = response.text
         return Self.elements("Upload", in: text).filter { Self.element("Key", in: $0) == key }.compactMap { Self.element("UploadId", in: $0) }
     }
 

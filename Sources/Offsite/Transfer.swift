@@ -22,10 +22,12 @@ extension S3Client {
     /// PUT; above it a multipart upload of `partSize` parts, two at once, completed only when
     /// every part is in, so no partial object ever appears under `key`. Unfinished multipart
     /// uploads of `key` left by a killed run are aborted first. After completion the object's
-    /// size and ETag are compared with what was sent.
+    /// size and ETag are compared with what was sent: the multipart ETag (MD5 of the parts'
+    /// MD5s, `-N`), or `wholeMD5`, the file's own MD5, which some stores (rclone) give instead.
+    /// An object that does not match is removed again.
     /// - Throws: `Failure` (`.failed` when the stored object differs from what was sent);
     ///   what `checkpoint` throws (between parts; the upload is then aborted).
-    public func upload(file path: String, key: String, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
+    public func upload(file path: String, key: String, wholeMD5: [UInt8]? = nil, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
                        checkpoint: @escaping @Sendable () throws -> Void = {}) throws -> UploadedObject {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
@@ -88,8 +90,10 @@ extension S3Client {
         }
         // Stores that do not use MD5 ETags (some do not for multipart uploads) are checked by size
         // here and by `backups verify --remote --download`.
-        if Self.isMD5ETag(stored.etag), stored.etag.lowercased() != expected {
-            throw Failure(.failed, "remote '\(remote)': \(key) was stored with ETag \(stored.etag), not \(expected) (the MD5 of what was sent)")
+        let etag = stored.etag.lowercased()
+        if Self.isMD5ETag(etag), etag != expected, etag != wholeMD5.map(SHA256.hex) {
+            try? delete(key, what: "removing the mismatched upload of \(key)")
+            throw Failure(.failed, "remote '\(remote)': \(key) was stored with ETag \(stored.etag), not \(expected) (the MD5 of what was sent); it was removed again")
         }
         return UploadedObject(key: key, bytes: size, etag: stored.etag.lowercased(), parts: parts)
     }
@@ -124,6 +128,17 @@ extension S3Client {
             progress(written)
         })
         return (written, hash.finalizeHex())
+    }
+
+    /// Size, SHA-256 and MD5 of a whole file, in one pass.
+    public static func fileDigests(path: String) throws -> (bytes: Int64, sha256: String, md5: [UInt8]) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
+        let (md5, sha256) = try digests(fd: fd, offset: 0, length: Int64(info.st_size), path: path)
+        return (Int64(info.st_size), sha256, md5)
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.

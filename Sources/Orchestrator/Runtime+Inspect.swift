@@ -48,6 +48,21 @@ public struct InstanceStatus: Codable, Sendable {
     /// What needs a person, most severe first (empty when all is well); `status` exits
     /// non-zero with the first one's kind.
     public let problems: [StatusProblem]
+    /// Each `[[offsite]]` remote: this host's newest good copy there, or why it could not be
+    /// listed (shown, not a problem: a store being down does not make the instance unhealthy).
+    public let remotes: [RemoteStatus]
+
+    public struct RemoteStatus: Codable, Sendable {
+        public let name: String
+        public let newest: String?
+        public let newestAt: Date?
+        public let error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, newest, error
+            case newestAt = "newest_at"
+        }
+    }
 
     public struct LastVerification: Codable, Sendable {
         public let backup: String
@@ -72,7 +87,7 @@ public struct InstanceStatus: Codable, Sendable {
         case futureDatedBackups = "future_dated_backups"
         case lastVerification = "last_verification"
         case failedBackups = "failed_backups"
-        case problems
+        case problems, remotes
     }
 }
 
@@ -186,7 +201,17 @@ extension Runtime {
             lastVerification: backups.compactMap { entry in
                 entry.manifest?.verification.map { InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason) }
             }.max { $0.at < $1.at },
-            failedBackups: backups.filter { $0.status == "failed" }.map(\.name), problems: problems)
+            failedBackups: backups.filter { $0.status == "failed" }.map(\.name), problems: problems,
+            remotes: config.offsite.map { remote in
+                do {
+                    let newest = try remoteBackups(config, remote, try client(remote), host: nil).0.first { $0.problem == nil }
+                    return InstanceStatus.RemoteStatus(name: remote.name, newest: newest?.name, newestAt: newest?.createdAt, error: nil)
+                } catch let error as DeployctlError {
+                    return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: error.message)
+                } catch {
+                    return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: "\(error)")
+                }
+            })
     }
 
     /// `deployctl history`: past deploys, newest first.

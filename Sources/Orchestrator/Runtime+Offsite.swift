@@ -111,13 +111,14 @@ extension Runtime {
             return PushResult(name: entry.name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
                               seconds: Pipeline.seconds(since: started))
         }
-        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        // One pass: the sha256 the manifest must match, and the MD5 some stores give as ETag.
+        let (bytes, sha256, md5) = try S3Client.fileDigests(path: entry.path)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(manifest.instance ?? "<instance>") \(entry.name)', and push a good one")
         }
         let events = events
-        let uploaded = try s3.upload(file: entry.path, key: key, progress: { done, total in
+        let uploaded = try s3.upload(file: entry.path, key: key, wholeMD5: md5, progress: { done, total in
             events(.progress(.working(.uploading(name: entry.name, remote: remote.name), done: done, total: total)))
         }, checkpoint: { [self] in
             try failpoints.hit("push-part")

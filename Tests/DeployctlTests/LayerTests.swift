@@ -1,4 +1,5 @@
 import Foundation
+import Offsite
 import SQLite
 import Support
 import Testing
@@ -13,6 +14,21 @@ struct LayerTests {
         #expect(SHA256.hex(of: million) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         let text = Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
         #expect(SHA256.hex(of: text) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    @Test("SigV4 signs AWS's published example (GET /test.txt with a Range, examplebucket, 2013-05-24); MD5 matches RFC 1321")
+    func sigV4Vector() {
+        let signer = SigV4(credentials: Credentials(accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                                                    source: "test"), region: "us-east-1")
+        let headers = signer.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
+                                  headers: [("Range", "bytes=0-9")], payloadSHA256: SigV4.sha256Hex([]),
+                                  date: Date(timeIntervalSince1970: 1_369_353_600))
+        let authorization = headers.first { $0.0 == "Authorization" }?.1
+        #expect(authorization == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(SigV4.uriEncode("a b/c~d", slash: false) == "a%20b/c~d" && SigV4.uriEncode("a/b", slash: true) == "a%2Fb")
+        #expect(MD5.digest(UnsafeRawBufferPointer(start: nil, count: 0)).map { String(format: "%02x", $0) }.joined() == "d41d8cd98f00b204e9800998ecf8427e")
+        #expect(Array("abc".utf8).withUnsafeBytes { MD5.digest($0) }.map { String(format: "%02x", $0) }.joined() == "900150983cd24fb0d6963f7d28e17f72")
     }
 
     @Test("fingerprints ignore row order and rowids but see every changed value")

@@ -3,7 +3,7 @@ import Testing
 
 /// Offsite copies against a real S3-compatible store (SeaweedFS on 127.0.0.1, signatures
 /// checked), each result checked by an outsider: the aws CLI, gunzip, sqlite3.
-@Suite("offsite copies in an S3-compatible store", .enabled(if: ObjectStore.available))
+@Suite("offsite copies in an S3-compatible store (SeaweedFS over HTTP, rclone serve s3 over TLS)", .enabled(if: ObjectStore.available))
 struct OffsiteTests {
     static let baseConfig = """
         [database]
@@ -30,9 +30,9 @@ struct OffsiteTests {
         try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)\(result.stderr)")
     }
 
-    @Test("snapshot --offsite pushes a gzip backup that aws s3 cp fetches and gunzip + integrity_check accept with the manifest's sha256; a second push skips it; restore --remote brings it back")
-    func pushFetchRestore() throws {
-        let store = try ObjectStore.get()
+    @Test("snapshot --offsite pushes a gzip backup that aws s3 cp fetches and gunzip + integrity_check accept with the manifest's sha256; a second push skips it; restore --remote brings it back", arguments: StoreKind.available)
+    func pushFetchRestore(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store)
         let snapshot = try Self.run(box, store, ["snapshot", "prod", "--gzip", "--offsite"])
         #expect(snapshot.status == 0, "\(snapshot.stderr)")
@@ -57,6 +57,8 @@ struct OffsiteTests {
         let listed = try Self.json(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
         let copies = try #require(listed["backups"] as? [[String: Any]])
         #expect(copies.count == 1 && copies[0]["good"] as? Bool == true && copies[0]["local"] as? Bool == true, "\(listed)")
+        let status = try Self.run(box, store, ["status", "prod"])
+        #expect(status.stdout.contains("remote primary: newest copy \(name), 0.0 hours old"), "\(status.stdout)")
         // Restore from the remote on a "new host": local backups gone.
         let before = try box.sha3(box.databasePath)
         _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 3 = 0")
@@ -67,9 +69,9 @@ struct OffsiteTests {
         #expect(box.backupNames().contains(name))
     }
 
-    @Test("a backup above 64 MiB goes up in 16 MiB parts: the store's ETag is the parts' (-5), a download matches the manifest, and verify --download runs integrity_check")
-    func multipart() throws {
-        let store = try ObjectStore.get()
+    @Test("a backup above 64 MiB goes up in 16 MiB parts: the store's ETag is the parts' (-5), a download matches the manifest, and verify --download runs integrity_check", arguments: StoreKind.available)
+    func multipart(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store, rows: 20)
         _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 17000) INSERT INTO blob SELECT randomblob(4096) FROM n")
         let (name, file) = try box.takeSnapshot(gzip: false)
@@ -78,15 +80,16 @@ struct OffsiteTests {
         let head = try store.aws(["s3api", "head-object", "--bucket", bucket, "--key", "lending/prod/hosta/\(name)"])
         let size = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int ?? 0
         let parts = (size + (16 << 20) - 1) / (16 << 20)
-        #expect(size > 64 << 20 && head.stdout.contains("-\(parts)\\\""), "\(head.stdout)")
+        // SeaweedFS gives the multipart ETag (-N); rclone the whole object's MD5, also accepted.
+        #expect(size > 64 << 20 && (kind == .rclone || head.stdout.contains("-\(parts)\\\"")), "\(head.stdout)")
         let verify = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
         #expect(verify.status == 0 && verify.stdout.contains("download, sha256, integrity_check good"), "\(verify.stdout)\(verify.stderr)")
         #expect(box.allBackupFiles().filter { $0.contains(".remote-check") }.isEmpty)
     }
 
-    @Test("a copy damaged or truncated in the store is refused: verify 65 (ETag, or the download's sha256), restore --remote 65 with the live database untouched and nothing left behind")
-    func damagedInStore() throws {
-        let store = try ObjectStore.get()
+    @Test("a copy damaged or truncated in the store is refused: verify 65 (ETag, or the download's sha256), restore --remote 65 with the live database untouched and nothing left behind", arguments: StoreKind.available)
+    func damagedInStore(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store)
         let (name, file) = try box.takeSnapshot(gzip: true)
         #expect(try Self.run(box, store, ["backups", "push", "prod"]).status == 0)
@@ -117,9 +120,9 @@ struct OffsiteTests {
         #expect(try box.sha3(box.databasePath) == before)
     }
 
-    @Test("wrong secret or unknown key: 77 naming the remote, nothing written; store down: 69 after retries; no such bucket: 66; clock off by two hours: the message says so; a name or host with / or ..: 64")
-    func badInputs() throws {
-        let store = try ObjectStore.get()
+    @Test("wrong secret or unknown key: 77 naming the remote, nothing written; store down: 69 after retries; no such bucket: 66; clock off by two hours: the message says so; a name or host with / or ..: 64", arguments: StoreKind.available)
+    func badInputs(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store)
         _ = try box.takeSnapshot(gzip: true)
         var environment = store.environment
@@ -137,8 +140,9 @@ struct OffsiteTests {
         #expect(refused.status == 69 && refused.stderr.contains("after 4 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
         let missing = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: "nosuchbucket" + String(UInt32.random(in: 0...99999))))
         _ = try missing.takeSnapshot(gzip: false)
-        let noBucket = try Self.run(missing, store, ["backups", "push", "prod"])
-        #expect(noBucket.status == 66 && noBucket.stderr.contains("does not exist"), "\(noBucket.stderr)")
+        // Listing (some stores create a bucket on the first PUT).
+        let noBucket = try Self.run(missing, store, ["backups", "list", "prod", "--remote", "primary"])
+        #expect(noBucket.status == 66 && noBucket.stderr.contains("does not exist"), "\(noBucket.status) \(noBucket.stderr)")
         let skewed = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary"], failpoints: "clock=shift:7200")
         #expect(skewed.status == 77 && skewed.stderr.contains("clock"), "\(skewed.stderr)")
         #expect(try Self.run(box, store, ["restore", "prod", "--remote", "primary", "../x.db", "--yes"]).status == 64)
@@ -147,16 +151,18 @@ struct OffsiteTests {
         #expect(noCredentials.status == 77 && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
     }
 
-    @Test("a push killed mid-upload (SIGKILL between parts, or before the manifest) leaves nothing listed as good; the next push completes it and no multipart upload is left")
-    func killedPush() throws {
-        let store = try ObjectStore.get()
+    @Test("a push killed mid-upload (SIGKILL between parts, or before the manifest) leaves nothing listed as good; the next push completes it and no multipart upload is left", arguments: StoreKind.available)
+    func killedPush(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store, rows: 20)
         _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000) INSERT INTO blob SELECT randomblob(4096) FROM n")
         let (name, _) = try box.takeSnapshot(gzip: false)
         let killed = try Self.run(box, store, ["backups", "push", "prod"], failpoints: "push-part=crash")
         #expect(killed.status != 0)
-        let uploads = try store.aws(["s3api", "list-multipart-uploads", "--bucket", bucket])
-        #expect(uploads.stdout.contains(name), "an unfinished upload is expected: \(uploads.stdout)")
+        if kind == .seaweedfs {
+            let uploads = try store.aws(["s3api", "list-multipart-uploads", "--bucket", bucket])
+            #expect(uploads.stdout.contains(name), "an unfinished upload is expected: \(uploads.stdout)")
+        }
         let during = try Self.json(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
         #expect((during["backups"] as? [[String: Any]])?.contains { $0["good"] as? Bool == true } == false, "\(during)")
         let resumed = try Self.run(box, store, ["backups", "push", "prod"])
@@ -174,9 +180,9 @@ struct OffsiteTests {
         #expect((good["backups"] as? [[String: Any]])?.first { $0["name"] as? String == name2 }?["good"] as? Bool == true, "\(good)")
     }
 
-    @Test("two deployment roots share one bucket and prefix under their own host_id: pushing and pruning at the same time, neither removes the other's copies; remote retention keeps what its rules say")
-    func twoHosts() throws {
-        let store = try ObjectStore.get()
+    @Test("two deployment roots share one bucket and prefix under their own host_id: pushing and pruning at the same time, neither removes the other's copies; remote retention keeps what its rules say", arguments: StoreKind.available)
+    func twoHosts(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
         let bucket = try store.makeBucket()
         let a = try Sandbox(rows: 20, config: Self.baseConfig + store.offsiteTable(bucket: bucket, hostId: "hosta", extra: "keep_last = 2"))
         let b = try Sandbox(rows: 20, config: Self.baseConfig + store.offsiteTable(bucket: bucket, hostId: "hostb", extra: "keep_last = 2"))
@@ -204,6 +210,7 @@ struct OffsiteTests {
         try b.write("lease.json", "{\"holder\": \"another run\"}\n")
         #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hostb/.prune-lease", "--body", b.path("lease.json")]).status == 0)
         let held = try Self.run(b, store, ["backups", "prune", "prod", "--remote", "primary", "--keep-last", "1", "--yes"])
-        #expect(held.status == 75 && held.stderr.contains("lease"), "\(held.stderr)")
+        // rclone ignores If-None-Match: the lease is best effort there (README), the prune goes on.
+        #expect(kind == .rclone ? held.status == 0 : held.status == 75 && held.stderr.contains("lease"), "\(held.stderr)")
     }
 }

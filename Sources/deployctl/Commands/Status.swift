@@ -103,6 +103,16 @@ struct Status: ParsableCommand {
         } else {
             console.line("  last verification: none" + (s.lastBackup == nil ? "" : " (deployctl backups verify \(s.instance))"))
         }
+        for remote in s.remotes {
+            if let error = remote.error {
+                console.line("  remote \(remote.name): cannot be listed: \(error)")
+            } else if let newest = remote.newest, let at = remote.newestAt {
+                let hours = max(0, Date().timeIntervalSince(at)) / 3600
+                console.line("  remote \(remote.name): newest copy \(newest), \(hours < 48 ? String(format: "%.1f hours", hours) : String(format: "%.0f days", hours / 24)) old")
+            } else {
+                console.line("  remote \(remote.name): no copy yet (deployctl backups push \(s.instance))")
+            }
+        }
         console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome?.rawValue ?? "?"))" } ?? "none")")
         if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
         for holder in s.databaseHolders { console.line("  database open in \(holder)") }
