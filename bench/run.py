@@ -110,6 +110,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     ap.add_argument("--binary", default=".build/release/deployctl", help="the deployctl to measure")
     ap.add_argument("--journal", default="wal,delete", help="journal modes to measure")
+    ap.add_argument("--only", choices=["offsite"], help="measure only these rows (the offsite rows need weed and aws)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     migration = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "instances", "migrations", "0001_cashback_tables.sql")
@@ -145,6 +146,10 @@ def main():
                     at, am = median(cmd, args.runs, clean, shell=shell)
                     rows.append((name, t, m, anchor_name, at, am))
                 return t
+            if args.only == "offsite":
+                offsite(root, inst, backups, ours, clean, args.runs, rows, notes)
+                print_rows(journal, db, rows, notes)
+                continue
             snap = compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
                 ("sqlite3 .backup", ["sqlite3", db, f".backup {out}"], False),
                 ("VACUUM INTO", ["sqlite3", db, f"VACUUM INTO '{out}'"], False),
@@ -259,12 +264,7 @@ def main():
             rows.append(("  writes blocked in deploy", statistics.median(blocked), 0, "sqlite3 .sha3sum", sha3, 0))
             if shutil.which("weed") and shutil.which("aws"):
                 offsite(root, inst, backups, ours, clean, args.runs, rows, notes)
-            print(f"\n## {journal} ({os.path.getsize(db) / 2**20:.0f} MiB)\n")
-            print("| ours | s | RssAnon MiB | anchor | s | RssAnon MiB | ratio |")
-            print("|---|---|---|---|---|---|---|")
-            for name, t, m, an, at, am in rows:
-                print(f"| `{name}` | {t:.2f} | {m/1024:.1f} | {an} | {at:.2f} | {am/1024:.1f} | {t/at:.2f}× |")
-            for note in notes: print(f"\n{note}")
+            print_rows(journal, db, rows, notes)
             if journal == "wal":
                 base = writer_latency(db, 2)
                 clean()
@@ -276,6 +276,14 @@ def main():
                       f"during deploy p50 {during_deploy[0]:.2f} ms p99 {during_deploy[1]:.2f} ms max {during_deploy[3]:.0f} ms busy {during_deploy[2]}")
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+def print_rows(journal, db, rows, notes):
+    print(f"\n## {journal} ({os.path.getsize(db) / 2**20:.0f} MiB)\n")
+    print("| ours | s | RssAnon MiB | anchor | s | RssAnon MiB | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, t, m, an, at, am in rows:
+        print(f"| `{name}` | {t:.2f} | {m/1024:.1f} | {an} | {at:.2f} | {am/1024:.1f} | {t/at:.2f}× |")
+    for note in notes: print(f"\n{note}")
 
 def offsite(root, inst, backups, ours, clean, runs, rows, notes):
     """Offsite rows on a SeaweedFS store on loopback: backups push of the gz backup against

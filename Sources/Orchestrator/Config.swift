@@ -159,7 +159,20 @@ public struct InstanceConfig: Sendable {
                 health: try toml.string("hooks.health"),
                 timeout: .seconds(try toml.int("hooks.timeout_seconds", range: 1...3600) ?? 30),
                 healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5),
-            offsite: try (0..<remotes).map { try offsite(toml, index: $0, file: file) })
+            offsite: try offsiteRemotes(toml, count: remotes, file: file))
+    }
+
+    /// Every `[[offsite]]` table; two with one name are refused (`--remote` could not tell them apart).
+    private static func offsiteRemotes(_ toml: TOMLSubset, count: Int, file: String) throws -> [OffsiteConfig] {
+        var remotes = [OffsiteConfig]()
+        for index in 0..<count {
+            let remote = try offsite(toml, index: index, file: file)
+            if remotes.contains(where: { $0.name == remote.name }) {
+                throw TOMLSubset.error(file, toml.line(of: "offsite.\(index).name") ?? 1, "two [[offsite]] remotes are named '\(remote.name)'; give each its own name")
+            }
+            remotes.append(remote)
+        }
+        return remotes
     }
 
     /// `[[offsite]]` number `index`.
