@@ -84,11 +84,15 @@ extension BackupStore {
     public func integrityCheck(_ opened: OpenedBackup, of entry: BackupEntry) throws {
         do {
             let db = try Connection(path: opened.databasePath, mode: .immutable)
+            db.stopWhen(stopped)
             let problems = try db.integrityProblems(full: true)
             guard problems.isEmpty else {
                 throw Failure(.badData, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: "use another backup (deployctl backups list)")
             }
+        } catch let error as SQLiteError where error.interrupted {
+            // Stopped (a signal), not damaged: nothing is recorded about the backup.
+            throw Failure(.failed, "the check of \(entry.name) was stopped before it finished")
         } catch let error as SQLiteError {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
                           hint: "use another backup (deployctl backups list)")

@@ -60,6 +60,9 @@ public struct BackupStore: Sendable {
     /// The clock's time when the store was opened: what "dated in the future" is measured against.
     public let now: Date
 
+    /// Asked during long checks (`integrity_check`): true stops them (a signal arrived).
+    public var stopped: @Sendable () -> Bool = { false }
+
     public init(folder: String, databasePath: String, now: Date = Date()) {
         self.folder = folder
         self.now = now

@@ -98,11 +98,17 @@ extension Runtime {
             targets = all ? entries : [newest]
         }
         return try targets.enumerated().map { index, target in
-            try failpoints.hit("backup-verify")
             try checkInterruption("\(index) of \(counted(targets.count, "backup")) \(index == 1 ? "was" : "were") checked (their results are recorded); the rest were not")
+            // After the check between backups: a signal here reaches the integrity_check itself.
+            try failpoints.hit("backup-verify")
             progress(.working(.checkingBackup(name: target.name, number: index + 1, of: targets.count)))
             defer { progress(.ended(announce: false)) }
-            return try store.verify(target, now: clock())
+            do {
+                return try store.verify(target, now: clock())
+            } catch where interruption() != nil {
+                try checkInterruption("\(index) of \(counted(targets.count, "backup")) checked (results recorded); the check of \(target.name) was stopped and nothing was recorded for it")
+                throw error
+            }
         }
     }
 

@@ -50,7 +50,10 @@ public struct Runtime: Sendable {
 
     /// The backup store of an instance.
     func store(_ config: InstanceConfig) -> BackupStore {
-        BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: clock())
+        var store = BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: clock())
+        let interruption = interruption
+        store.stopped = { interruption() != nil }
+        return store
     }
 
     /// Makes sure the instance's live database exists. Only an instance whose config names a

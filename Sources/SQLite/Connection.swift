@@ -30,6 +30,7 @@ public final class Connection {
     /// The file this connection opened.
     public let path: String
     var authorizerBox: AuthorizerBox?
+    var stopBox: StopBox?
 
     /// Opens `path` in `mode` with a busy timeout, through the VFS named `vfs` (the default one
     /// when nil).

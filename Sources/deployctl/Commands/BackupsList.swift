@@ -13,6 +13,9 @@ struct BackupsList: ParsableCommand {
             (a wrong clock wrote them) are listed last and marked; retention keeps them and restore \
             --latest never takes them. Files in the folder that deployctl did not write are listed \
             apart and left alone.
+            Examples:
+              deployctl backups list prod --label nightly
+              deployctl backups list prod --remote primary      # the copies in an [[offsite]] store
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -5,7 +5,12 @@ import Support
 struct BackupsVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check backups: SHA-256 against the manifest, then SQLite's integrity_check; records the result, good or failed, in the manifest.")
+        abstract: "Check backups: SHA-256 against the manifest, then SQLite's integrity_check; records the result, good or failed, in the manifest.",
+        discussion: """
+            Examples:
+              deployctl backups verify prod --all --quiet               # nightly, from cron
+              deployctl backups verify prod --remote primary --download # a full check of the newest offsite copy
+            """)
 
     @OptionGroup var global: GlobalOptions
 

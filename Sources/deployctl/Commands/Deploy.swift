@@ -3,7 +3,15 @@ import Orchestrator
 
 struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Preflight, snapshot, rehearse, migrate and verify in one transaction, restart; undo on failure.")
+        abstract: "Preflight, snapshot, rehearse, migrate and verify in one transaction, restart; undo on failure.",
+        discussion: """
+            The plan stage prints what 'deployctl plan' prints; --dry-run stops there. A failure after \
+            the commit (start hook, health check) undoes the deploy by the migration's class.
+            Examples:
+              deployctl deploy prod --dry-run
+              deployctl deploy all
+              deployctl deploy prod --allow-destructive     # only for files that say -- allow-destructive
+            """)
 
     @OptionGroup var global: GlobalOptions
 

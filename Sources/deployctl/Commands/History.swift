@@ -2,7 +2,12 @@ import ArgumentParser
 import Orchestrator
 
 struct History: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List past deploys of an instance, newest first.")
+    static let configuration = CommandConfiguration(
+        abstract: "List past deploys of an instance, newest first.",
+        discussion: """
+            Each deploy with its outcome, migrations, class and snapshot; a failed one with its reason.
+            Example: deployctl history prod --json
+            """)
 
     @OptionGroup var global: GlobalOptions
 

@@ -18,6 +18,7 @@ struct Plan: ParsableCommand {
             (ALTER TABLE loan DROP COLUMN note: "loan.note: column dropped, 5000 non-NULL values lost")
             Additive and preserving migrations deploy without flags; a destructive one needs \
             '-- allow-destructive' in its file and --allow-destructive on the command.
+            Example: deployctl plan prod --json
             """)
 
     @OptionGroup var global: GlobalOptions

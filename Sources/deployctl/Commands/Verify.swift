@@ -4,7 +4,12 @@ import Support
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check the live database: integrity, and applied migrations matching their files.")
+        abstract: "Check the live database: integrity, and applied migrations matching their files.",
+        discussion: """
+            Reads only. A migration file edited after it was applied is reported as a changed file \
+            (the database is fine): 'deployctl accept' records a deliberate edit.
+            Example: deployctl verify prod
+            """)
 
     @OptionGroup var global: GlobalOptions
 
