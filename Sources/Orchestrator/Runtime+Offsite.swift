@@ -75,6 +75,9 @@ extension Runtime {
     public func push(instance name: String, backup: String?, all: Bool, remote: String?) throws -> [PushResult] {
         let config = try workspace.instance(name)
         let targets = try remotes(config, remote)
+        // One push per instance at a time: a second would abort the first's multipart upload.
+        let lock = try lockInstance(config)
+        defer { lock.release() }
         let store = store(config)
         let entries: [BackupEntry]
         if let backup {
@@ -106,16 +109,23 @@ extension Runtime {
         }
         let key = Self.remoteFolder(remote, host: remote.hostId) + entry.name
         if let existing = try s3.get(key + ".json", what: "reading the manifest of \(key)"),
-           let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing)), theirs.sha256 == manifest.sha256,
-           let object = try s3.head(key, what: "checking \(key)"), object.size == manifest.bytes {
-            return PushResult(name: entry.name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
-                              seconds: Pipeline.seconds(since: started))
+           let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing)) {
+            guard theirs.sha256 == manifest.sha256, theirs.instance == nil || theirs.instance == manifest.instance else {
+                throw Failure(.failed, "remote '\(remote.name)' already holds a different backup named \(key) (instance \(theirs.instance ?? "?"), sha256 \(theirs.sha256.prefix(12))…): it is not overwritten",
+                              hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
+            }
+            if let object = try s3.head(key, what: "checking \(key)"), object.size == manifest.bytes,
+               theirs.remote.map({ !S3Client.isMD5ETag(object.etag) || $0.etag == object.etag.lowercased() }) ?? false {
+                return PushResult(name: entry.name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
+                                  seconds: Pipeline.seconds(since: started))
+            }
+            // The same backup, but the object is missing, damaged or replaced: upload it again.
         }
         // One pass: the sha256 the manifest must match, and the MD5 some stores give as ETag.
         let (bytes, sha256, md5) = try S3Client.fileDigests(path: entry.path)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
-                          hint: "check it with 'deployctl backups verify \(manifest.instance ?? "<instance>") \(entry.name)', and push a good one")
+                          hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
         }
         let events = events
         let uploaded = try s3.upload(file: entry.path, key: key, wholeMD5: md5, progress: { done, total in
@@ -178,8 +188,16 @@ extension Runtime {
                 problem = "its manifest vanished while listing"
             }
             if let m = manifest {
+                if let instance = m.instance, instance != config.name {
+                    // Another instance's copy under the same prefix and host: never listed, pruned or restored here.
+                    others.append((name, "a copy of instance '\(instance)', not '\(config.name)'"))
+                    continue
+                }
                 if m.name != name { problem = "its manifest names \(m.name)" }
                 else if m.bytes != object.size { problem = "\(object.size) bytes in the store, \(m.bytes) in its manifest" }
+                else if let recorded = m.remote?.etag, S3Client.isMD5ETag(object.etag), recorded != object.etag.lowercased() {
+                    problem = "the store's ETag \(object.etag) is not the one recorded at push (\(recorded)): replaced or damaged in the store"
+                }
             }
             backups.append(RemoteBackup(name: name, key: object.key, host: host, bytes: object.size, etag: object.etag,
                                         manifest: manifest, problem: problem, local: localNames.contains(name)))
@@ -224,7 +242,8 @@ extension Runtime {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             defer { try? FileManager.default.removeItem(atPath: folder) }
             do {
-                let entry = try fetch(copy, from: target, with: s3, into: BackupStore(folder: folder, databasePath: config.databasePath, now: clock()))
+                let entry = try fetch(copy, from: target, with: s3, into: BackupStore(folder: folder, databasePath: config.databasePath, now: clock()),
+                                      instance: name).entry
                 let result = try BackupStore(folder: folder, databasePath: config.databasePath, now: clock()).verify(entry, now: clock())
                 return RemoteCheck(name: copy.name, problems: result.problems, how: "download, sha256, integrity_check")
             } catch let failure as Failure where failure.kind == .badData {
@@ -238,10 +257,10 @@ extension Runtime {
     /// the manifest before it is fsynced and published under its name (never replacing a file).
     /// - Throws: `Failure` `.badData` when the copy is not what its manifest says (nothing is
     ///   left behind), `.badData` when a different local file has the name.
-    func fetch(_ copy: RemoteBackup, from remote: OffsiteConfig, with s3: S3Client, into store: BackupStore) throws -> BackupEntry {
+    func fetch(_ copy: RemoteBackup, from remote: OffsiteConfig, with s3: S3Client, into store: BackupStore, instance: String) throws -> (entry: BackupEntry, downloaded: Bool) {
         guard var manifest = copy.manifest, copy.problem == nil else {
-            throw Failure(.badData, "remote '\(remote.name)': \(copy.name) is not a good copy: \(copy.problem ?? "no manifest")",
-                          hint: "choose another backup ('deployctl backups list <instance> --remote \(remote.name)')")
+            throw Failure(.badData, "remote '\(remote.name)': \(copy.name) is not a good copy: \(copy.problem ?? "no manifest"); nothing was restored",
+                          hint: "choose another backup ('deployctl backups list \(instance) --remote \(remote.name)\(copy.host == remote.hostId ? "" : " --host " + copy.host)')")
         }
         let path = store.folder + "/" + copy.name
         if let local = try? store.entry(named: copy.name) {
@@ -249,7 +268,7 @@ extension Runtime {
                 throw Failure(.badData, "a different local backup is already named \(copy.name) in \(store.folder) (its checksum differs from the remote copy's)",
                               hint: "restore the local one by name, or move it away first")
             }
-            return local
+            return (local, false)
         }
         try store.prepareForWriting()
         let temp = DurableFile.temporaryPath(for: path)
@@ -267,7 +286,7 @@ extension Runtime {
         events(.progress(.ended(announce: true)))
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "remote '\(remote.name)': \(copy.key) is not what its manifest says (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is damaged or truncated in the store; nothing was restored",
-                          hint: "use another copy ('deployctl backups list <instance> --remote \(remote.name)'), and push a good one again")
+                          hint: "use another copy ('deployctl backups list \(instance) --remote \(remote.name)\(copy.host == remote.hostId ? "" : " --host " + copy.host)'), and push a good one again")
         }
         guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(temp)", errno) }
         try DurableFile.publish(temp, as: path)
@@ -280,14 +299,14 @@ extension Runtime {
             unlink(path)
             throw error
         }
-        return entry
+        return (entry, true)
     }
 
     /// `deployctl restore --remote`, first half: the copy chosen (named, or the newest good one
     /// of `label`, never one dated in the future) is fetched into the local backups folder,
     /// checked against its manifest, and its local name returned for the local restore.
     /// - Throws: `Failure` (`.missingInput` when the remote has no such copy, `.badData`).
-    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?) throws -> String {
+    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?) throws -> (name: String, downloaded: Bool) {
         let config = try workspace.instance(name)
         let target = try config.remote(remote)
         let s3 = try client(target)
@@ -302,7 +321,8 @@ extension Runtime {
             copy = found
         } else {
             let limit = clock().addingTimeInterval(BackupEntry.futureTolerance)
-            guard let newest = backups.first(where: { $0.problem == nil && ($0.createdAt ?? .distantFuture) <= limit
+            // Unfinished pushes (no manifest) are not backups yet; a damaged newest copy is refused, never skipped.
+            guard let newest = backups.first(where: { $0.manifest != nil && ($0.createdAt ?? .distantFuture) <= limit
                                                       && (label == nil || $0.label == label) && $0.label != "pre_restore" }) else {
                 throw Failure(.missingInput, "remote '\(target.name)' has no good backup\(label.map { " labelled \($0)" } ?? "") under \(Self.remoteFolder(target, host: host ?? target.hostId))",
                               hint: "list them with 'deployctl backups list \(name) --remote \(target.name)'; another host's copies need --host")
@@ -311,7 +331,14 @@ extension Runtime {
         }
         let lock = try lockInstance(config)
         defer { lock.release() }
-        return try fetch(copy, from: target, with: s3, into: store(config)).name
+        let (entry, downloaded) = try fetch(copy, from: target, with: s3, into: store(config), instance: name)
+        return (entry.name, downloaded)
+    }
+
+    /// Removes a backup `fetchForRestore` downloaded (after a dry run, or a refused restore).
+    public func discardFetched(instance name: String, backup: String) throws {
+        let config = try workspace.instance(name)
+        try store(config).remove([try store(config).entry(named: backup)])
     }
 
     /// `deployctl backups prune --remote`: applies `policy` to this host's copies in the remote,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Deployctl: ParsableCommand {
@@ -25,6 +26,8 @@ struct Deployctl: ParsableCommand {
                       Baseline.self, Accept.self])
 
     static func main() {
+        // A peer that closes a connection (an object store) must give an error, not kill us.
+        signal(SIGPIPE, SIG_IGN)
         // Global options may stand before the subcommand name: move them after it, where every
         // subcommand's @OptionGroup reads them.
         var arguments = Array(CommandLine.arguments.dropFirst())

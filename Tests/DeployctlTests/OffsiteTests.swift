@@ -67,6 +67,43 @@ struct OffsiteTests {
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.backupNames().contains(name))
+        // A dry run from the remote leaves no download behind.
+        try FileManager.default.removeItem(atPath: box.backupsFolder)
+        let dry = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--dry-run"])
+        #expect(dry.status == 0 && box.allBackupFiles().isEmpty, "\(dry.stderr) \(box.allBackupFiles())")
+    }
+
+    @Test("two instances (or hosts) writing under one prefix and host_id: a push never overwrites the other's copy of the same name, and list and prune see only their own instance's copies", arguments: StoreKind.available)
+    func sharedFolder(kind: StoreKind) throws {
+        let store = try ObjectStore.get(kind)
+        let (box, bucket) = try Self.sandbox(store)
+        // A second instance, same database file name, same remote folder.
+        try box.write("instances/other/instance.toml", Self.baseConfig + store.offsiteTable(bucket: bucket, extra: "keep_last = 1"))
+        try FileManager.default.createDirectory(atPath: box.path("instances/other/database"), withIntermediateDirectories: true)
+        try box.makeLendingDatabase(path: box.path("instances/other/database/lending_app_prod.db"), journalMode: "wal", rows: 50)
+        let (name, _) = try box.takeSnapshot(gzip: true)
+        #expect(try Self.run(box, store, ["backups", "push", "prod"]).status == 0)
+        // The other instance's backup of the same name and a different content.
+        try FileManager.default.createDirectory(atPath: box.path("instances/other/backups"), withIntermediateDirectories: true)
+        let otherFolder = box.path("instances/other/backups/")
+        #expect(try Self.run(box, store, ["snapshot", "other", "--gzip"]).status == 0)
+        let otherName = try #require(try FileManager.default.contentsOfDirectory(atPath: otherFolder).first { $0.hasSuffix(".gz") })
+        if otherName != name {  // taken in another second: give it prod's name
+            try FileManager.default.moveItem(atPath: otherFolder + otherName, toPath: otherFolder + name)
+            var manifest = try String(contentsOfFile: otherFolder + otherName + ".json", encoding: .utf8)
+            manifest = manifest.replacingOccurrences(of: otherName, with: name)
+            try manifest.write(toFile: otherFolder + name + ".json", atomically: true, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: otherFolder + otherName + ".json")
+        }
+        let clash = try Self.run(box, store, ["backups", "push", "other"])
+        #expect(clash.status == 1 && clash.stderr.contains("already holds a different backup"), "\(clash.stderr)")
+        let ours = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
+        #expect(ours.status == 0, "prod's copy was overwritten: \(ours.stdout)\(ours.stderr)")
+        // The other instance lists prod's copy apart and its prune (keep_last = 1) removes nothing of prod's.
+        let listed = try Self.run(box, store, ["backups", "list", "other", "--remote", "primary"])
+        #expect(listed.stdout.contains("a copy of instance 'prod'"), "\(listed.stdout)")
+        #expect(try Self.run(box, store, ["backups", "prune", "other", "--remote", "primary", "--yes"]).status == 0)
+        #expect(try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary"]).status == 0)
     }
 
     @Test("a backup above 64 MiB goes up in 16 MiB parts: the store's ETag is the parts' (-5), a download matches the manifest, and verify --download runs integrity_check", arguments: StoreKind.available)
@@ -115,8 +152,10 @@ struct OffsiteTests {
         #expect(try store.aws(["s3", "cp", damaged, "s3://\(bucket)/\(key)"]).status == 0)
         let listed = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary"])
         #expect(listed.stdout.contains("NOT GOOD"), "\(listed.stdout)")
+        // --latest refuses the damaged newest copy rather than quietly taking an older one.
         let latest = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
-        #expect(latest.status == 66, "\(latest.stderr)")
+        #expect(latest.status == 65 && latest.stderr.contains("not a good copy"), "\(latest.stderr)")
+        #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
         #expect(try box.sha3(box.databasePath) == before)
     }
 

@@ -76,12 +76,20 @@ struct Restore: ParsableCommand {
         let console = Console(global)
         try console.run { runtime in
             var selection: BackupSelection = latest ? .latest(label: label) : .named(backup!)
+            var downloaded: String?
+            var keep = false
+            defer { if let downloaded, !keep { try? runtime.discardFetched(instance: instance, backup: downloaded) } }
             if remote.remote != nil || remote.host != nil {
                 // Fetched and checked into the local folder, then restored by name like any local backup.
-                let local = try runtime.fetchForRestore(instance: instance, remote: remote.remote, host: remote.host,
-                                                        backup: backup, label: label)
-                console.note("fetched \(local) from the remote into the local backups folder")
-                selection = .named(local)
+                let fetched = try runtime.fetchForRestore(instance: instance, remote: remote.remote, host: remote.host,
+                                                          backup: backup, label: label)
+                console.note(fetched.downloaded ? "fetched \(fetched.name) from the remote into the local backups folder, checked against its manifest"
+                                                : "\(fetched.name) is already in the local backups folder with the remote copy's checksum: using it")
+                selection = .named(fetched.name)
+                if fetched.downloaded {
+                    // A dry run, or a restore that refuses the copy, leaves no download behind.
+                    downloaded = fetched.name
+                }
             }
             let request = RestoreRequest(
                 instance: instance, selection: selection,
@@ -111,6 +119,7 @@ struct Restore: ParsableCommand {
                 }
             }
             let outcome = try prepared.perform()
+            keep = true
             if global.json {
                 if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished") }
                 return try console.json(RestoreDocument(outcome))
