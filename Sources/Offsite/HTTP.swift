@@ -102,17 +102,8 @@ public struct HTTPClient: Sendable {
         case .empty: break
         case .bytes(let bytes): try connection.write(bytes)
         case .file(let fd, let offset, let length):
-            let chunk = 1 << 20
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-            defer { buffer.deallocate() }
-            var done: Int64 = 0
-            while done < length {
-                let n = pread(fd, buffer, Int(min(Int64(chunk), length - done)), off_t(offset + done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw TransportError(message: "cannot read the file being sent: \(n < 0 ? String(cString: strerror(errno)) : "it is shorter than expected")", permanent: true) }
-                try connection.write(UnsafeRawBufferPointer(start: buffer, count: n))
-                done += Int64(n)
-            }
+            // A local read error is a Failure (.io), not a transport problem: never retried.
+            try FileRange.read(fd: fd, offset: offset, length: length, path: "the file being sent") { try connection.write($0) }
         }
         return try connection.readResponse(method: method, sink: sink)
     }

@@ -145,18 +145,9 @@ extension S3Client {
     static func digests(fd: Int32, offset: Int64, length: Int64, path: String) throws -> ([UInt8], String) {
         var md5 = MD5()
         var sha = SHA256()
-        let block = 1 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 16)
-        defer { buffer.deallocate() }
-        var done: Int64 = 0
-        while done < length {
-            let n = pread(fd, buffer, Int(min(Int64(block), length - done)), off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DurableFile.posixFailure("cannot read \(path)", n < 0 ? errno : EIO) }
-            let chunk = UnsafeRawBufferPointer(start: buffer, count: n)
+        try FileRange.read(fd: fd, offset: offset, length: length, path: path) { chunk in
             md5.update(chunk)
             sha.update(chunk)
-            done += Int64(n)
         }
         return (md5.finalize(), sha.finalizeHex())
     }
@@ -193,4 +184,23 @@ private final class ResultBox: @unchecked Sendable {
     var error: Error? { lock.lock(); defer { lock.unlock() }; return firstError }
     var etags: [String] { lock.lock(); defer { lock.unlock() }; return partETags }
     var md5s: [UInt8] { lock.lock(); defer { lock.unlock() }; return partMD5s.flatMap { $0 } }
+}
+
+/// Reading a range of a file in 1 MiB blocks.
+enum FileRange {
+    /// Hands `body` each block of `length` bytes of `fd` from `offset`.
+    /// - Throws: `Failure` `.io` when the file cannot be read or is shorter; what `body` throws.
+    static func read(fd: Int32, offset: Int64, length: Int64, path: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let block = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: Int64 = 0
+        while done < length {
+            let n = pread(fd, buffer, Int(min(Int64(block), length - done)), off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw DurableFile.posixFailure("cannot read \(path)", n < 0 ? errno : EIO) }
+            try body(UnsafeRawBufferPointer(start: buffer, count: n))
+            done += Int64(n)
+        }
+    }
 }

@@ -26,6 +26,11 @@ struct OffsiteTests {
         return try box.deployctl(arguments, environment: environment)
     }
 
+    /// Makes prod's database larger than the multipart threshold: `count` random 4 KiB blobs.
+    static func addBlobs(_ box: Sandbox, _ count: Int) throws {
+        _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < \(count)) INSERT INTO blob SELECT randomblob(4096) FROM n")
+    }
+
     static func json(_ result: Sandbox.Result) throws -> [String: Any] {
         try #require(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)\(result.stderr)")
     }
@@ -110,7 +115,7 @@ struct OffsiteTests {
     func multipart(kind: StoreKind) throws {
         let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store, rows: 20)
-        _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 17000) INSERT INTO blob SELECT randomblob(4096) FROM n")
+        try Self.addBlobs(box, 17000)
         let (name, file) = try box.takeSnapshot(gzip: false)
         let push = try Self.run(box, store, ["backups", "push", "prod"])
         #expect(push.status == 0, "\(push.stderr)")
@@ -194,7 +199,7 @@ struct OffsiteTests {
     func killedPush(kind: StoreKind) throws {
         let store = try ObjectStore.get(kind)
         let (box, bucket) = try Self.sandbox(store, rows: 20)
-        _ = try box.sqlite(box.databasePath, "CREATE TABLE blob(b); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 20000) INSERT INTO blob SELECT randomblob(4096) FROM n")
+        try Self.addBlobs(box, 20000)
         let (name, _) = try box.takeSnapshot(gzip: false)
         let killed = try Self.run(box, store, ["backups", "push", "prod"], failpoints: "push-part=crash")
         #expect(killed.status != 0)
