@@ -232,19 +232,16 @@ extension Runtime {
         }
         return try chosen.enumerated().map { index, copy in
             try checkInterruption("\(index) of \(counted(chosen.count, "copy")) were checked; the rest were not")
-            if let problem = copy.problem { return RemoteCheck(name: copy.name, problems: [problem], how: "listing") }
-            let manifest = copy.manifest!
-            if let recorded = manifest.remote?.etag, S3Client.isMD5ETag(copy.etag), recorded != copy.etag.lowercased() {
-                return RemoteCheck(name: copy.name, problems: ["the store's ETag \(copy.etag) is not the one recorded at push (\(recorded))"], how: "size and ETag")
-            }
+            // The listing already compared size and ETag with the manifest.
+            if let problem = copy.problem { return RemoteCheck(name: copy.name, problems: [problem], how: "size and ETag") }
             guard download else { return RemoteCheck(name: copy.name, problems: [], how: "size and ETag") }
             let folder = store(config).folder + "/.remote-check-" + UUID().uuidString.prefix(8)
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             defer { try? FileManager.default.removeItem(atPath: folder) }
             do {
-                let entry = try fetch(copy, from: target, with: s3, into: BackupStore(folder: folder, databasePath: config.databasePath, now: clock()),
-                                      instance: name).entry
-                let result = try BackupStore(folder: folder, databasePath: config.databasePath, now: clock()).verify(entry, now: clock())
+                let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock())
+                let entry = try fetch(copy, from: target, with: s3, into: scratch, instance: name).entry
+                let result = try scratch.verify(entry, now: clock())
                 return RemoteCheck(name: copy.name, problems: result.problems, how: "download, sha256, integrity_check")
             } catch let failure as Failure where failure.kind == .badData {
                 return RemoteCheck(name: copy.name, problems: [failure.message], how: "download, sha256")

@@ -46,7 +46,7 @@ struct Status: ParsableCommand {
                 if global.json {
                     try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
                 } else {
-                    for row in rows { show(row, console) }
+                    for row in rows { show(row, console, now: runtime.clock()) }
                 }
                 guard let worst = problems.min(by: { Self.rank($0.kind) < Self.rank($1.kind) }) else { return }
                 let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
@@ -87,7 +87,7 @@ struct Status: ParsableCommand {
         }
     }
 
-    func show(_ row: Row, _ console: Console) {
+    func show(_ row: Row, _ console: Console, now: Date) {
         guard case .status(let s) = row else {
             if case .broken(let name, let problem) = row { console.line("\(name): ✗ \(problem.message)") }
             return
@@ -107,7 +107,7 @@ struct Status: ParsableCommand {
             if let error = remote.error {
                 console.line("  remote \(remote.name): cannot be listed: \(error)")
             } else if let newest = remote.newest, let at = remote.newestAt {
-                let hours = max(0, Date().timeIntervalSince(at)) / 3600
+                let hours = max(0, now.timeIntervalSince(at)) / 3600
                 console.line("  remote \(remote.name): newest copy \(newest), \(hours < 48 ? String(format: "%.1f hours", hours) : String(format: "%.0f days", hours / 24)) old")
             } else {
                 console.line("  remote \(remote.name): no copy yet (deployctl backups push \(s.instance))")
