@@ -19,16 +19,17 @@ let package = Package(
         .systemLibrary(name: "CTLS", path: "Sources/CTLS", providers: [.apt(["libssl-dev"])]),
         .target(name: "Support", dependencies: ["CCrypto"]),
         .target(name: "SQLite", dependencies: ["CSQLite", "Support"]),
-        .target(name: "Backup", dependencies: ["SQLite", "Support", "CZlib", "CDeflate", "CZstd"]),
+        .target(name: "Encryption", dependencies: ["Support", "CCrypto"]),
+        .target(name: "Backup", dependencies: ["SQLite", "Support", "Encryption", "CZlib", "CDeflate", "CZstd"]),
         .target(name: "Locking", dependencies: ["SQLite", "Support"]),
         .target(name: "Migration", dependencies: ["SQLite", "Support"]),
         .target(name: "Offsite", dependencies: ["Support", "CTLS"]),
-        .target(name: "Orchestrator", dependencies: ["Backup", "Locking", "Migration", "Offsite", "SQLite", "Support"]),
+        .target(name: "Orchestrator", dependencies: ["Backup", "Encryption", "Locking", "Migration", "Offsite", "SQLite", "Support"]),
         .executableTarget(name: "deployctl", dependencies: [
-            "Orchestrator", "Support", "Backup", "Locking",
+            "Orchestrator", "Support", "Backup", "Encryption", "Locking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Migration", "Locking", "Offsite", "SQLite", "Support"],
+        .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Encryption", "Migration", "Locking", "Offsite", "SQLite", "Support"],
                     exclude: ["Golden"]),
     ]
 )

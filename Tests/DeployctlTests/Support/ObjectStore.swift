@@ -34,7 +34,7 @@ final class ObjectStore: Sendable {
 
     /// The path of a tool on PATH (or where pip puts it), if installed.
     static func find(_ tool: String) -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") + ["/usr/local/bin", "/root/.pyenv/shims"] {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") + ["/usr/local/bin", "/usr/bin", "/root/.pyenv/shims"] {
             let path = "\(dir)/\(tool)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
