@@ -110,7 +110,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     ap.add_argument("--binary", default=".build/release/deployctl", help="the deployctl to measure")
     ap.add_argument("--journal", default="wal,delete", help="journal modes to measure")
-    ap.add_argument("--only", choices=["offsite"], help="measure only these rows (the offsite rows need weed and aws)")
+    ap.add_argument("--only", choices=["offsite", "encryption"], help="measure only these rows (the offsite rows need weed and aws)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     migration = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "instances", "migrations", "0001_cashback_tables.sql")
@@ -146,8 +146,8 @@ def main():
                     at, am = median(cmd, args.runs, clean, shell=shell)
                     rows.append((name, t, m, anchor_name, at, am))
                 return t
-            if args.only == "offsite":
-                offsite(root, inst, backups, ours, clean, args.runs, rows, notes)
+            if args.only:
+                (offsite if args.only == "offsite" else encryption)(root, inst, backups, ours, clean, args.runs, rows, notes)
                 print_rows(journal, db, rows, notes)
                 continue
             snap = compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
@@ -160,6 +160,7 @@ def main():
             if shutil.which("libdeflate-gzip"):
                 gz_anchors.append((".backup + libdeflate-gzip -6", f"sqlite3 '{db}' '.backup {out}' && libdeflate-gzip -6 -f '{out}'", True))
             compare("snapshot --gzip", ours("snapshot", "prod", "--gzip"), gz_anchors)
+            encryption(root, inst, backups, ours, clean, args.runs, rows, notes)
             clean(); run(ours("snapshot", "prod", "--gzip"))
             ours_gz = os.path.getsize(os.path.join(backups, [f for f in os.listdir(backups) if f.endswith(".gz")][0]))
             run(f"gzip -6 -c '{db}' > '{out}.gz'", shell=True)
@@ -284,6 +285,48 @@ def print_rows(journal, db, rows, notes):
     for name, t, m, an, at, am in rows:
         print(f"| `{name}` | {t:.2f} | {m/1024:.1f} | {an} | {at:.2f} | {am/1024:.1f} | {t/at:.2f}× |")
     for note in notes: print(f"\n{note}")
+
+def encryption(root, inst, backups, ours, clean, runs, rows, notes):
+    """Encryption rows: snapshot --gzip with [encryption] local = true (gzip members sealed in
+    age's 64 KiB ChaCha20-Poly1305 chunks on the way to the disk) against our own plain
+    snapshot --gzip, measured alternately in the same run; and the restore drill of each
+    (backups verify: checksum, decrypt, inflate, integrity_check)."""
+    config = os.path.join(inst, "instance.toml")
+    with open(config) as f: shipped = f.read()
+    key = os.path.join(root, "bench.agekey")
+    if not os.path.exists(key): run(ours("keygen", "--output", key))
+    public = subprocess.run(["grep", "-o", "age1[0-9a-z]*", key], capture_output=True, text=True).stdout.split()[0]
+    encrypted = shipped + f'\n[encryption]\nrecipients = ["{public}"]\nidentity_file = "{key}"\nlocal = true\n'
+    def use(text):
+        with open(config, "w") as f: f.write(text)
+    times = {False: [], True: []}
+    peaks = {False: 0, True: 0}
+    try:
+        for _ in range(runs):
+            for on in (False, True):
+                use(encrypted if on else shipped)
+                t, m = median(ours("snapshot", "prod", "--gzip"), 1, clean)
+                times[on].append(t); peaks[on] = max(peaks[on], m)
+        rows.append(("snapshot --gzip, encrypted (age)", statistics.median(times[True]), peaks[True],
+                     "our snapshot --gzip", statistics.median(times[False]), peaks[False]))
+        drills = {}
+        for on in (False, True):
+            use(encrypted if on else shipped)
+            clean(); run(ours("snapshot", "prod", "--gzip"))
+            def unverify():
+                for f in os.listdir(backups):
+                    if f.endswith(".json"):
+                        with open(os.path.join(backups, f)) as g: m = json.load(g)
+                        m.pop("verification", None); m.pop("verified_at", None)
+                        with open(os.path.join(backups, f), "w") as g: json.dump(m, g)
+            drills[on] = median(ours("backups", "verify", "prod"), runs, unverify)
+        rows.append(("backups verify (gz, age)", *drills[True], "our backups verify (gz)", *drills[False]))
+        name = [f for f in os.listdir(backups) if f.endswith(".gz.age")][0]
+        with open(os.path.join(backups, name + ".json")) as f: plain = json.load(f)["encryption"]["plaintext_bytes"]
+        sealed = os.path.getsize(os.path.join(backups, name))
+        notes.append(f"encrypted size: {sealed / 2**20:.1f} MiB, {sealed / plain:.4f}× the .gz inside it (16 bytes per 64 KiB chunk, and the header)")
+    finally:
+        use(shipped)
 
 def offsite(root, inst, backups, ours, clean, runs, rows, notes):
     """Offsite rows on a SeaweedFS store on loopback: backups push of the gz backup against

@@ -1,3 +1,4 @@
+import Encryption
 import Foundation
 import SQLite
 import Support
@@ -27,39 +28,39 @@ public struct OpenedBackup: Sendable {
 
 extension BackupStore {
     /// Checks a backup: its SHA-256 against the manifest, then SQLite's `integrity_check`
-    /// (indexes against tables too) on the database opened read-only and immutable (a `.gz` is
-    /// inflated — every member — to a temp file in the backups folder first). Leaves no file
+    /// (indexes against tables too) on the database opened read-only and immutable (an `.age`
+    /// is decrypted, and a `.gz` or `.zst` inflated — every member — to temp files in the
+    /// backups folder first). Leaves no file
     /// behind. When `keep` is true the readable copy is returned for the caller to use and
     /// discard; a caller that runs `integrityCheck` itself (beside other work, or not at all
     /// because these bytes already passed it) passes `runCheck: false`.
     /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
-    ///   `.io` on read errors.
+    ///   `.usage` for an encrypted backup with no identity configured; `.io` on read errors.
     public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true) throws -> OpenedBackup? {
-        guard let manifest = entry.manifest else {
-            throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
-                          hint: "use another backup; a backup without a manifest was never finished")
-        }
-        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
-        guard sha256 == manifest.sha256, bytes == manifest.bytes else {
-            throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
-                          hint: "use another backup (deployctl backups list)")
-        }
-        if !entry.compressed, bytes != manifest.databaseBytes {
-            throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
-        }
+        let manifest = try checkStored(entry)
         var opened = OpenedBackup(databasePath: entry.path, temporary: false)
+        var source = entry.path
+        var decrypted: String?
+        defer { if let decrypted, decrypted != opened.databasePath { unlink(decrypted) } }
+        if entry.encrypted {
+            // The file inside: the database itself, or its compressed form inflated below.
+            let temp = DurableFile.temporaryPath(for: folder + "/" + BackupStore.unencryptedName(entry.name))
+            try decrypt(entry, manifest, into: temp)
+            decrypted = temp
+            if entry.compressed { source = temp } else { opened = OpenedBackup(databasePath: temp, temporary: true) }
+        }
         if entry.compressed {
-            let temp = DurableFile.temporaryPath(for: folder + "/" + String(entry.name.dropLast(entry.compression.suffix.count)))
+            let inner = BackupStore.unencryptedName(entry.name)
+            let temp = DurableFile.temporaryPath(for: folder + "/" + String(inner.dropLast(entry.compression.suffix.count)))
             opened = OpenedBackup(databasePath: temp, temporary: true)
             let fd = try DurableFile.createNew(temp)
             do {
                 defer { close(fd) }
                 // Never more than the database the manifest records (a bomb stops there), never less.
                 if entry.compression == .zstd {
-                    try Zstd.decompress(source: entry.path, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                    try Zstd.decompress(source: source, into: fd, outputPath: temp, expected: manifest.databaseBytes)
                 } else {
-                    try Gzip.inflate(source: entry.path, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                    try Gzip.inflate(source: source, into: fd, outputPath: temp, expected: manifest.databaseBytes)
                 }
             } catch {
                 opened.discard()
@@ -77,6 +78,71 @@ extension BackupStore {
         if keep { return opened }
         opened.discard()
         return nil
+    }
+
+    /// Checks the stored file against its manifest, without opening it: SHA-256 and size (of
+    /// the encrypted file for an encrypted backup: no key is needed), and for a plain backup
+    /// that its size is the database's. Returns the manifest.
+    /// - Throws: `Failure` `.badData` naming what differs; `.io` on read errors.
+    public func checkStored(_ entry: BackupEntry) throws -> Manifest {
+        guard let manifest = entry.manifest else {
+            throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
+                          hint: "use another backup; a backup without a manifest was never finished")
+        }
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        guard sha256 == manifest.sha256, bytes == manifest.bytes else {
+            throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        if !entry.compressed, !entry.encrypted, bytes != manifest.databaseBytes {
+            throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        if entry.encrypted, manifest.encryption == nil {
+            throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        return manifest
+    }
+
+    /// Decrypts an encrypted backup into the new file `temp` (streamed, memory flat), checking
+    /// the size and SHA-256 of what comes out against the manifest's `encryption` section.
+    /// Only authenticated chunks are written; on any failure `temp` is removed, so no
+    /// plaintext is left on disk.
+    /// - Throws: `Failure` `.usage` when no identity is configured (naming the setting),
+    ///   `.badData` (no identity matched, damaged, truncated, not what the manifest says),
+    ///   `.failed` when stopped by a signal, `.io`.
+    func decrypt(_ entry: BackupEntry, _ manifest: Manifest, into temp: String) throws {
+        let encryption = manifest.encryption!
+        guard let identities = try identities() else {
+            throw Failure(.usage, "backup \(entry.name) is encrypted (age), and no identity to decrypt it is configured: \(identitySetting) is not set",
+                          hint: "set identity_file under [encryption] to the private key of one of its recipients: \(encryption.recipients.joined(separator: ", "))")
+        }
+        let fd = try DurableFile.createNew(temp)
+        var complete = false
+        defer {
+            close(fd)
+            if !complete { unlink(temp) }
+        }
+        var hasher = SHA256()
+        var written: Int64 = 0
+        let stopped = stopped
+        try AgeFile.decrypt(entry.path, identities: identities, name: entry.name) { piece in
+            if stopped() { throw Failure(.failed, "the check of \(entry.name) was stopped before it finished") }
+            written += Int64(piece.count)
+            guard written <= encryption.plaintextBytes else {
+                throw Failure(.badData, "backup \(entry.name) decrypts to more than the \(encryption.plaintextBytes) bytes its manifest records",
+                              hint: "use another backup (deployctl backups list)")
+            }
+            try DurableFile.writeAll(fd: fd, piece, path: temp)
+            hasher.update(piece)
+        }
+        let sha256 = hasher.finalizeHex()
+        guard written == encryption.plaintextBytes, sha256 == encryption.plaintextSha256 else {
+            throw Failure(.badData, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        complete = true
     }
 
     /// SQLite's `integrity_check` of an opened backup, read-only and immutable.
@@ -110,8 +176,10 @@ extension BackupStore {
     public func verify(_ entry: BackupEntry, now: Date) throws -> VerifyResult {
         var problems = [String]()
         let gone = { !FileManager.default.fileExists(atPath: entry.path) }
+        // Without an identity an encrypted backup's checksum is all that can be checked.
+        let checksumOnly = entry.encrypted && entry.manifest != nil ? try identities() == nil : false
         do {
-            _ = try check(entry)
+            if checksumOnly { _ = try checkStored(entry) } else { _ = try check(entry) }
         } catch let failure as Failure where failure.kind == .badData {
             problems = [failure.message]
         } catch where gone() {
@@ -119,9 +187,9 @@ extension BackupStore {
         }
         guard var manifest = entry.manifest else { return VerifyResult(entry: entry, problems: problems) }
         if gone() { return VerifyResult(entry: entry, problems: [], vanished: true) }
-        manifest.verification = Manifest.Verification(at: now, check: "integrity_check", result: problems.isEmpty ? "ok" : "failed",
+        manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? "sha256" : "integrity_check", result: problems.isEmpty ? "ok" : "failed",
                                                       reason: problems.first, sha256: manifest.sha256)
-        if problems.isEmpty { manifest.verifiedAt = now }
+        if problems.isEmpty && !checksumOnly { manifest.verifiedAt = now }
         try record(manifest, of: entry)
         // Removed between the check and the record: the manifest must not outlive its file.
         if gone() {

@@ -1,3 +1,4 @@
+import Encryption
 import Foundation
 import Support
 
@@ -31,10 +32,15 @@ public struct BackupEntry: Sendable, Equatable {
     public var compressed: Bool { compression != .none }
     /// How the stored file is compressed, by its name.
     public var compression: Compression { Compression.of(name: name) }
+    /// Whether the stored file is age-encrypted (`….age`).
+    public var encrypted: Bool { name.hasSuffix(BackupStore.encryptedSuffix) }
     /// The last check of these bytes: "verified", "failed", "never verified", or "no manifest".
     public var status: String {
         guard let manifest else { return "no manifest" }
-        if let check = manifest.verification, check.sha256 == manifest.sha256 { return check.result == "ok" ? "verified" : "failed" }
+        if let check = manifest.verification, check.sha256 == manifest.sha256 {
+            guard check.result == "ok" else { return "failed" }
+            return check.check == "sha256" ? "checksum only" : "verified"
+        }
         return manifest.verifiedAt == nil ? "never verified" : "verified"
     }
 
@@ -63,11 +69,25 @@ public struct BackupStore: Sendable {
     /// Asked during long checks (`integrity_check`): true stops them (a signal arrived).
     public var stopped: @Sendable () -> Bool = { false }
 
+    /// The age identities that open encrypted backups: nil when none is configured; throws
+    /// when one is configured but cannot be used (a mode others can read, a missing file).
+    public var identities: @Sendable () throws -> [AgeIdentity]? = { nil }
+    /// Where the identity is configured, for messages (`[encryption] identity_file in …`).
+    public var identitySetting = "[encryption] identity_file in the instance config"
+
     public init(folder: String, databasePath: String, now: Date = Date()) {
         self.folder = folder
         self.now = now
         let file = URL(fileURLWithPath: databasePath).lastPathComponent
         self.stem = file.hasSuffix(".db") ? String(file.dropLast(3)) : file
+    }
+
+    /// A store for another folder (a scratch one) that stops and decrypts as `other` does.
+    public init(folder: String, databasePath: String, now: Date, like other: BackupStore) {
+        self.init(folder: folder, databasePath: databasePath, now: now)
+        stopped = other.stopped
+        identities = other.identities
+        identitySetting = other.identitySetting
     }
 
     /// Labels are what a name segment may hold: letters, digits, `_` and `-`.
@@ -122,6 +142,25 @@ public struct BackupStore: Sendable {
         return (error as NSError).localizedDescription
     }
 
+    /// The suffix of an age-encrypted backup, after its `.db[.gz|.zst]`.
+    public static let encryptedSuffix = ".age"
+
+    /// A backup name without its `.age` suffix (the name of the file inside).
+    public static func unencryptedName(_ name: String) -> String {
+        name.hasSuffix(encryptedSuffix) ? String(name.dropLast(encryptedSuffix.count)) : name
+    }
+
+    /// Whether a name ends as a backup's does: `.db`, `.db.gz` or `.db.zst`, then maybe `.age`.
+    static func hasBackupSuffix(_ name: String) -> Bool {
+        let inner = unencryptedName(name)
+        return inner.hasSuffix(".db") || inner.hasSuffix(".db.gz") || inner.hasSuffix(".db.zst")
+    }
+
+    /// Every suffix a backup or its manifest may have after `<stem>_<label>_<time>[_<n>]`.
+    static let suffixes: [String] = Compression.allCases.flatMap { compression in
+        ["", encryptedSuffix].flatMap { age in ["", ".json"].map { ".db" + compression.suffix + age + $0 } }
+    }
+
     /// Checks that `name` is a bare file name inside this folder.
     /// - Throws: `Failure` `.usage` for a path, `..`, or a name that is not a backup's.
     public static func validate(backupName name: String) throws {
@@ -129,8 +168,8 @@ public struct BackupStore: Sendable {
               !name.hasPrefix(".") else {
             throw Failure(.usage, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
         }
-        guard name.hasSuffix(".db") || name.hasSuffix(".db.gz") || name.hasSuffix(".db.zst") else {
-            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst")
+        guard hasBackupSuffix(name) else {
+            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst, then maybe .age")
         }
     }
 
@@ -169,7 +208,7 @@ public struct BackupStore: Sendable {
                 continue
             }
             guard labelFromName(name) != nil else {
-                others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz|.zst]"))
+                others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz|.zst][.age]"))
                 continue
             }
             guard let data = try? Data(contentsOf: URL(fileURLWithPath: path + ".json")) else {
@@ -199,7 +238,7 @@ public struct BackupStore: Sendable {
 
     /// The `_<n>` a name got for being the n+1th of its second (0 without one).
     static func sequence(_ name: String) -> Int {
-        var stem = String(name.dropLast(Compression.of(name: name).suffix.count))
+        var stem = String(unencryptedName(name).dropLast(Compression.of(name: name).suffix.count))
         stem = stem.hasSuffix(".db") ? String(stem.dropLast(3)) : stem
         let parts = stem.split(separator: "_")
         guard parts.count >= 4, parts[parts.count - 2].count == 6, let n = Int(parts[parts.count - 1]), parts[parts.count - 1].count < 6 else { return 0 }
@@ -221,11 +260,11 @@ public struct BackupStore: Sendable {
                       hint: "list the backups with 'deployctl backups list'")
     }
 
-    /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz]`; nil for a
-    /// name outside that grammar.
+    /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz|.zst][.age]`;
+    /// nil for a name outside that grammar.
     func labelFromName(_ name: String) -> String? {
-        guard name.hasPrefix(stem + "_"), name.hasSuffix(".db") || name.hasSuffix(".db.gz") || name.hasSuffix(".db.zst") else { return nil }
-        var rest = name.dropFirst(stem.count + 1)
+        guard name.hasPrefix(stem + "_"), Self.hasBackupSuffix(name) else { return nil }
+        var rest = Self.unencryptedName(name).dropFirst(stem.count + 1)
         rest = rest.dropLast(Compression.of(name: name).suffix.count + 3)
         var parts = rest.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
         let digits = { (part: String, count: Int?) in !part.isEmpty && (count == nil || part.count == count) && part.allSatisfy { $0.isASCII && $0.isNumber } }
@@ -243,8 +282,8 @@ public struct BackupStore: Sendable {
         newName(label: label, at: date, compression: compressed ? .gzip : .none)
     }
 
-    /// `newName(label:at:compressed:)` for any compression.
-    public func newName(label: String, at date: Date, compression: Compression) -> String {
+    /// `newName(label:at:compressed:)` for any compression, encrypted (`.age`) or not.
+    public func newName(label: String, at date: Date, compression: Compression, encrypted: Bool = false) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -256,8 +295,8 @@ public struct BackupStore: Sendable {
         var n = 0
         while true {
             let stemName = n == 0 ? base : "\(base)_\(n)"
-            let taken = [".db", ".db.gz", ".db.zst", ".db.json", ".db.gz.json", ".db.zst.json"].contains { existing.contains(stemName + $0) || issued.contains(stemName + $0) }
-            if !taken { return stemName + ".db" + compression.suffix }
+            let taken = Self.suffixes.contains { existing.contains(stemName + $0) || issued.contains(stemName + $0) }
+            if !taken { return stemName + ".db" + compression.suffix + (encrypted ? Self.encryptedSuffix : "") }
             n += 1
         }
     }

@@ -42,30 +42,27 @@ enum Gzip {
         return try results.map { result throws(Failure) in try result!.get() }
     }
 
-    /// Compresses the file at `source` into the open file `output` at `level`, hashing what is
-    /// written. Returns the bytes written and their SHA-256.
+    /// Compresses the file at `source` into `output` at `level`.
     /// - Throws: `Failure` `.io` on read or write errors.
-    static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = Gzip.level,
-                         progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
-        try compressMembers(source: source, into: output, outputPath: outputPath, progress: progress) { input throws(Failure) in
+    static func compress(source: String, into output: StoredOutput, level: Int32 = Gzip.level,
+                         progress: (Int64) -> Void = { _ in }) throws {
+        try compressMembers(source: source, into: output, progress: progress) { input throws(Failure) in
             try deflateMember(input, level: level)
         }
     }
 
     /// Cuts the file at `source` into `memberSize` pieces, turns each into an independent
-    /// member with `member` on every core at once, and writes them in order into `output`,
-    /// hashing what is written (an empty file gives one empty member). Returns the bytes
-    /// written and their SHA-256. The gzip members here and zstd's frames are made this way.
+    /// member with `member` on every core at once, and writes them in order into `output`
+    /// (an empty file gives one empty member). The gzip members here and zstd's frames are
+    /// made this way.
     /// - Throws: `Failure` `.io` on read or write errors, what `member` throws.
-    static func compressMembers(source: String, into output: Int32, outputPath: String, progress: (Int64) -> Void,
-                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> (bytes: Int64, sha256: String) {
+    static func compressMembers(source: String, into output: StoredOutput, progress: (Int64) -> Void,
+                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize * workers, alignment: 16)
         defer { buffer.deallocate() }
-        var hasher = SHA256()
-        var written: Int64 = 0
         var consumed: Int64 = 0
         while true {
             let filled = try readFully(input, into: buffer, path: source)
@@ -77,14 +74,11 @@ enum Gzip {
                 return try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]))
             }
             for bytes in members {
-                try bytes.withUnsafeBytes { try DurableFile.writeAll(fd: output, $0, path: outputPath) }
-                hasher.update(bytes)
-                written += Int64(bytes.count)
+                try bytes.withUnsafeBytes { try output.write($0) }
             }
             progress(consumed)
             if filled < buffer.count { break }
         }
-        return (written, hasher.finalizeHex())
     }
 
     /// Deflates `input` into one complete gzip member whose header records the member's length:

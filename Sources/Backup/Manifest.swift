@@ -13,9 +13,10 @@ public enum Compression: String, Sendable, Codable, CaseIterable {
         }
     }
 
-    /// The compression a backup name's suffix says.
+    /// The compression a backup name's suffix says (under any `.age`).
     public static func of(name: String) -> Compression {
-        name.hasSuffix(".db.gz") ? .gzip : name.hasSuffix(".db.zst") ? .zstd : .none
+        let inner = BackupStore.unencryptedName(name)
+        return inner.hasSuffix(".db.gz") ? .gzip : inner.hasSuffix(".db.zst") ? .zstd : .none
     }
 }
 
@@ -54,6 +55,37 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var verification: Verification?
     /// In a remote copy's manifest only: where and how the copy was stored.
     public var remote: RemoteCopy?
+    /// For an encrypted backup (`….age`): how, to whom, and what the decrypted file must be.
+    public var encryption: Encryption?
+
+    /// The checksum of the backup's content before any encryption: the same for a local backup
+    /// and its encrypted remote copy, so the two are known to be one backup.
+    public var contentSha256: String { encryption?.plaintextSha256 ?? sha256 }
+
+    /// How an encrypted backup was encrypted. `sha256` and `bytes` of the manifest are the
+    /// encrypted file's (checked without the key); these are the decrypted file's.
+    public struct Encryption: Codable, Sendable, Equatable {
+        /// `age-encryption.org/v1`.
+        public var format: String
+        /// The age recipients (public keys) it was encrypted to: an identity for one of them opens it.
+        public var recipients: [String]
+        /// SHA-256 and size of the decrypted file (the `.db.gz`, `.db.zst` or `.db` inside).
+        public var plaintextSha256: String
+        public var plaintextBytes: Int64
+
+        public init(recipients: [String], plaintextSha256: String, plaintextBytes: Int64) {
+            self.format = "age-encryption.org/v1"
+            self.recipients = recipients
+            self.plaintextSha256 = plaintextSha256
+            self.plaintextBytes = plaintextBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case format, recipients
+            case plaintextSha256 = "plaintext_sha256"
+            case plaintextBytes = "plaintext_bytes"
+        }
+    }
 
     /// A remote copy of a backup, as its manifest in the store records it.
     public struct RemoteCopy: Codable, Sendable, Equatable {
@@ -83,7 +115,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// checked (a later restore of the same bytes need not check them again).
     public struct Verification: Codable, Sendable, Equatable {
         public var at: Date
-        /// `integrity_check` or `quick_check`.
+        /// `integrity_check` or `quick_check`; `sha256` when only the encrypted file's checksum
+        /// could be checked (no identity to decrypt it).
         public var check: String
         /// `ok` or `failed`.
         public var result: String
@@ -114,6 +147,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         case sourcePath = "source_path"
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
-        case instance, database, note, verification, compression, remote
+        case instance, database, note, verification, compression, remote, encryption
     }
 }

@@ -1,3 +1,4 @@
+import Encryption
 import Foundation
 import SQLite
 import Support
@@ -12,6 +13,8 @@ public struct SnapshotRequest: Sendable {
     public var gzip: Bool { compression == .gzip }
     /// How to store the snapshot.
     public var compression: Compression
+    /// Encrypt the stored file to these age recipients (`….age`); none: stored as it is.
+    public var recipients: [AgeRecipient] = []
     /// Run `quick_check` on the copy before publishing it.
     public var verify: Bool
     /// How long to wait for locks.
@@ -75,9 +78,11 @@ public struct Snapshotter: Sendable {
         try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
 
-        let name = store.newName(label: request.label, at: request.now, compression: request.compression)
+        let encrypted = !request.recipients.isEmpty
+        let name = store.newName(label: request.label, at: request.now, compression: request.compression, encrypted: encrypted)
         let finalPath = store.folder + "/" + name
-        let tempDatabase = DurableFile.temporaryPath(for: store.folder + "/" + String(name.dropLast(request.compression.suffix.count)))
+        let plainName = BackupStore.unencryptedName(name)
+        let tempDatabase = DurableFile.temporaryPath(for: store.folder + "/" + String(plainName.dropLast(request.compression.suffix.count)))
         var cleanup = [tempDatabase, tempDatabase + "-journal"]
         defer { for path in cleanup { unlink(path) } }
 
@@ -86,38 +91,44 @@ public struct Snapshotter: Sendable {
         try request.checkpoint()
 
         var stored = tempDatabase
-        let sha256: String
-        let bytes: Int64
-        if request.compression != .none {
-            // The uncompressed copy is scratch here: only the `.gz` is fsynced and kept.
-            let tempGzip = DurableFile.temporaryPath(for: finalPath)
-            cleanup.append(tempGzip)
-            let fd = try DurableFile.createNew(tempGzip)
+        var digests: StoredOutput.Digests
+        if request.compression != .none || encrypted {
+            // The plain copy is scratch here: only the compressed (or encrypted) file is fsynced and kept.
+            let tempStored = DurableFile.temporaryPath(for: finalPath)
+            cleanup.append(tempStored)
+            let fd = try DurableFile.createNew(tempStored)
             do {
                 defer { close(fd) }
-                if request.compression == .zstd {
-                    (bytes, sha256) = try Zstd.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
-                        progress(.working(.compressing(algorithm: "zstd"), done: done, total: info.bytes))
+                let output = try StoredOutput(fd: fd, path: tempStored, recipients: request.recipients)
+                switch request.compression {
+                case .zstd:
+                    try Zstd.compress(source: tempDatabase, into: output) { done in
+                        progress(.working(.compressing(algorithm: encrypted ? "zstd, encrypting with age" : "zstd"), done: done, total: info.bytes))
                     }
-                } else {
-                    (bytes, sha256) = try Gzip.compress(source: tempDatabase, into: fd, outputPath: tempGzip) { done in
-                        progress(.working(.compressing(algorithm: "gzip"), done: done, total: info.bytes))
+                case .gzip:
+                    try Gzip.compress(source: tempDatabase, into: output) { done in
+                        progress(.working(.compressing(algorithm: encrypted ? "gzip, encrypting with age" : "gzip"), done: done, total: info.bytes))
                     }
+                case .none:
+                    try output.write(contentsOf: tempDatabase) { done in progress(.working(.encrypting, done: done, total: info.bytes)) }
                 }
-                guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempGzip)", errno) }
+                digests = try output.finish()
+                guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempStored)", errno) }
             }
-            stored = tempGzip
+            stored = tempStored
         } else {
             // The disk writes the copy while a core hashes it from the page cache.
-            ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
-                                                   { try FileDigest.sha256(of: tempDatabase) })
+            let ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
+                                                       { try FileDigest.sha256(of: tempDatabase) })
+            digests = StoredOutput.Digests(bytes: bytes, sha256: sha256, content: nil)
         }
+        let (bytes, sha256) = (digests.bytes, digests.sha256)
         progress(.ended(announce: true))
         try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)
         try store.recordIssued(name)
-        let manifest = Manifest(
+        var manifest = Manifest(
             name: name, sha256: sha256, bytes: bytes, compressed: request.compression != .none,
             compression: request.compression == .none ? nil : request.compression.rawValue, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
@@ -125,6 +136,9 @@ public struct Snapshotter: Sendable {
             label: request.label, verifiedAt: request.verify ? request.now : nil,
             instance: request.instance, database: request.database, note: request.note,
             verification: request.verify ? Manifest.Verification(at: request.now, check: "quick_check", result: "ok", reason: nil, sha256: sha256) : nil)
+        manifest.encryption = digests.content.map {
+            Manifest.Encryption(recipients: request.recipients.map(\.description), plaintextSha256: $0.sha256, plaintextBytes: $0.bytes)
+        }
         try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
         cleanup.removeAll()
         unlink(tempDatabase)

@@ -16,12 +16,11 @@ enum Zstd {
     static let contentSizeUnknown = UInt64.max
     static let contentSizeError = UInt64.max - 1
 
-    /// Compresses the file at `source` into the open file `output`, hashing what is written.
-    /// Returns the bytes written and their SHA-256.
+    /// Compresses the file at `source` into `output`.
     /// - Throws: `Failure` `.io` on read or write errors.
-    static func compress(source: String, into output: Int32, outputPath: String, level: Int32 = Zstd.level,
-                         progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
-        try Gzip.compressMembers(source: source, into: output, outputPath: outputPath, progress: progress) { input throws(Failure) in
+    static func compress(source: String, into output: StoredOutput, level: Int32 = Zstd.level,
+                         progress: (Int64) -> Void = { _ in }) throws {
+        try Gzip.compressMembers(source: source, into: output, progress: progress) { input throws(Failure) in
             try frame(input, level: level)
         }
     }

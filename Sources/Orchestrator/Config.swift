@@ -1,7 +1,32 @@
 import Backup
+import Encryption
 import Foundation
 import Offsite
 import Support
+
+/// The `[encryption]` table of `instance.toml`: age recipients that backups leaving the host
+/// (and, with `local`, every snapshot) are encrypted to, and the identity file that opens them.
+public struct EncryptionConfig: Sendable {
+    /// The public keys (`age1…`) new backups are encrypted to; empty: no encryption.
+    public let recipients: [AgeRecipient]
+    /// The private key file (absolute), needed only to decrypt: verify, restore, a deploy's
+    /// rehearsal and rollback of an encrypted snapshot.
+    public let identityFile: String?
+    /// Encrypt local snapshots too, not only copies pushed offsite.
+    public let local: Bool
+    /// Where `identity_file` is set (or would be), for messages.
+    public let setting: String
+
+    static let keys: Set<String> = ["encryption.recipients", "encryption.identity_file", "encryption.local"]
+
+    /// The identities in `identity_file`; nil when none is configured.
+    /// - Throws: `Failure` `.usage` for a file others can read or that holds no identity,
+    ///   `.missingInput` when it does not exist.
+    public func identities() throws -> [AgeIdentity]? {
+        guard let identityFile else { return nil }
+        return try AgeIdentity.load(file: identityFile, setting: setting)
+    }
+}
 
 /// One `[[offsite]]` table of `instance.toml`: an S3-compatible bucket and prefix that backups
 /// are copied to. Credentials are never here (see `Credentials`).
@@ -87,6 +112,8 @@ public struct InstanceConfig: Sendable {
     public let hooks: Hooks
     /// `[[offsite]]` remotes, in file order.
     public let offsite: [OffsiteConfig]
+    /// `[encryption]`.
+    public let encryption: EncryptionConfig
 
     /// The remote called `name`, or the only one when `name` is nil.
     /// - Throws: `Failure` `.usage` naming the remotes there are.
@@ -108,13 +135,13 @@ public struct InstanceConfig: Sendable {
         public let healthAttempts: Int
     }
 
-    static let keys: Set<String> = [
+    static let keys: Set<String> = Set([
         "database.path", "database.busy_timeout_ms", "database.seed_sql",
         "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
         "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
-    ]
+    ]).union(EncryptionConfig.keys)
 
     /// Loads and checks `instance.toml`. Relative paths resolve against the instance folder.
     /// - Throws: `Failure` `.usage` naming file, line and key; `.missingInput` when the file is absent.
@@ -159,7 +186,30 @@ public struct InstanceConfig: Sendable {
                 health: try toml.string("hooks.health"),
                 timeout: .seconds(try toml.int("hooks.timeout_seconds", range: 1...3600) ?? 30),
                 healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5),
-            offsite: try offsiteRemotes(toml, count: remotes, file: file))
+            offsite: try offsiteRemotes(toml, count: remotes, file: file),
+            encryption: try encryption(toml, folder: folder, file: file))
+    }
+
+    /// `[encryption]`: recipients parsed (each must be an X25519 `age1…` key), the identity
+    /// file's path resolved (it is read only when needed), `local = true` only with recipients.
+    private static func encryption(_ toml: TOMLSubset, folder: String, file: String) throws -> EncryptionConfig {
+        var recipients = [AgeRecipient]()
+        for text in try toml.strings("encryption.recipients") ?? [] {
+            do {
+                recipients.append(try AgeRecipient(parsing: text))
+            } catch let failure as Failure {
+                throw TOMLSubset.error(file, toml.line(of: "encryption.recipients") ?? 1, "key 'encryption.recipients': \(failure.message)")
+            }
+        }
+        let local = try toml.bool("encryption.local") ?? false
+        if local && recipients.isEmpty {
+            throw TOMLSubset.error(file, toml.line(of: "encryption.local") ?? 1,
+                                   "key 'encryption.local': local = true needs recipients = [\"age1…\"] (the public keys to encrypt to)")
+        }
+        let identityLine = toml.line(of: "encryption.identity_file")
+        let identity = try toml.string("encryption.identity_file").map { resolve($0, against: folder) }
+        return EncryptionConfig(recipients: recipients, identityFile: identity, local: local,
+                                setting: "[encryption] identity_file in \(file)\(identityLine.map { ":\($0)" } ?? "")")
     }
 
     /// Every `[[offsite]]` table; two with one name are refused (`--remote` could not tell them apart).

@@ -260,6 +260,8 @@ struct Pipeline {
             runtime.events(.plan(plan, database: config.databasePath))
             throw error
         }
+        // A dry run says so too: the deploy it previews would be refused.
+        if !plan.pending.isEmpty { try runtime.checkOwnSnapshotsDecrypt(config) }
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true)
         if let stop = config.hooks.stop {

@@ -1,4 +1,5 @@
 import Backup
+import Encryption
 import Foundation
 import Offsite
 import Support
@@ -95,41 +96,55 @@ extension Runtime {
             let s3 = try client(remote)
             for entry in entries {
                 try checkInterruption("\(results.count) of \(counted(entries.count * targets.count, "copy")) were pushed; nothing partial is listed as good in the store")
-                results.append(try push(entry, to: remote, with: s3))
+                results.append(try push(entry, to: remote, with: s3, recipients: config.encryption.recipients, store: store))
             }
         }
         return results
     }
 
-    /// Pushes one backup to one remote (see `push(instance:backup:all:remote:)`).
-    func push(_ entry: BackupEntry, to remote: OffsiteConfig, with s3: S3Client) throws -> PushResult {
+    /// Pushes one backup to one remote (see `push(instance:backup:all:remote:)`). With
+    /// `recipients` (`[encryption] recipients`) a plain backup leaves the host encrypted, as
+    /// `<name>.age`, made in a temp file beside it that is removed afterwards.
+    func push(_ entry: BackupEntry, to remote: OffsiteConfig, with s3: S3Client, recipients: [AgeRecipient], store: BackupStore) throws -> PushResult {
         let started = ContinuousClock.now
-        guard var manifest = entry.manifest else {
+        guard let local = entry.manifest else {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest; it is not pushed", hint: "push another backup")
         }
-        let key = Self.remoteFolder(remote, host: remote.hostId) + entry.name
+        let encrypt = !recipients.isEmpty && !entry.encrypted
+        let name = encrypt ? entry.name + BackupStore.encryptedSuffix : entry.name
+        let key = Self.remoteFolder(remote, host: remote.hostId) + name
         if let existing = try s3.get(key + ".json", what: "reading the manifest of \(key)"),
            let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing)) {
-            guard theirs.sha256 == manifest.sha256, theirs.instance == nil || theirs.instance == manifest.instance else {
-                throw Failure(.failed, "remote '\(remote.name)' already holds a different backup named \(key) (instance \(theirs.instance ?? "?"), sha256 \(theirs.sha256.prefix(12))…): it is not overwritten",
+            guard theirs.contentSha256 == local.contentSha256, theirs.instance == nil || theirs.instance == local.instance else {
+                throw Failure(.failed, "remote '\(remote.name)' already holds a different backup named \(key) (instance \(theirs.instance ?? "?"), sha256 \(theirs.contentSha256.prefix(12))…): it is not overwritten",
                               hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
             }
-            if let object = try s3.head(key, what: "checking \(key)"), object.size == manifest.bytes,
+            if let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
                theirs.remote.map({ !S3Client.isMD5ETag(object.etag) || $0.etag == object.etag.lowercased() }) ?? false {
-                return PushResult(name: entry.name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
+                return PushResult(name: name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
                                   seconds: Pipeline.seconds(since: started))
             }
             // The same backup, but the object is missing, damaged or replaced: upload it again.
         }
+        let events = events
+        var upload = entry.path
+        var manifest = local
+        var temp: String?
+        defer { if let temp { unlink(temp) } }
+        if encrypt {
+            (upload, manifest) = try store.encryptedCopy(of: entry, to: recipients) { done in
+                events(.progress(.working(.encrypting, done: done, total: local.bytes)))
+            }
+            temp = upload
+        }
         // One pass: the sha256 the manifest must match, and the MD5 some stores give as ETag.
-        let (bytes, sha256, md5) = try S3Client.fileDigests(path: entry.path)
+        let (bytes, sha256, md5) = try S3Client.fileDigests(path: upload)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
         }
-        let events = events
-        let uploaded = try s3.upload(file: entry.path, key: key, wholeMD5: md5, progress: { done, total in
-            events(.progress(.working(.uploading(name: entry.name, remote: remote.name), done: done, total: total)))
+        let uploaded = try s3.upload(file: upload, key: key, wholeMD5: md5, progress: { done, total in
+            events(.progress(.working(.uploading(name: name, remote: remote.name), done: done, total: total)))
         }, checkpoint: { [self] in
             try failpoints.hit("push-part")
             try checkInterruption("the push of \(entry.name) stopped; its unfinished upload was aborted and nothing of it is listed as good")
@@ -139,7 +154,7 @@ extension Runtime {
         manifest.verification = nil
         try failpoints.hit("before-remote-manifest")
         try s3.put(key + ".json", bytes: Array(try JSON.encoder().encode(manifest)), what: "uploading the manifest of \(key)")
-        return PushResult(name: entry.name, remote: remote.name, key: key, bytes: uploaded.bytes, uploaded: true,
+        return PushResult(name: name, remote: remote.name, key: key, bytes: uploaded.bytes, uploaded: true,
                           seconds: Pipeline.seconds(since: started))
     }
 
@@ -164,7 +179,8 @@ extension Runtime {
         let folder = Self.remoteFolder(remote, host: host)
         let objects = try s3.list(prefix: folder)
         let byName = Dictionary(objects.map { (String($0.key.dropFirst(folder.count)), $0) }, uniquingKeysWith: { a, _ in a })
-        let localNames = Set(store(config).entries().map(\.name))
+        // A local backup counts for its encrypted copy too.
+        let localNames = Set(store(config).entries().flatMap { [$0.name, $0.name + BackupStore.encryptedSuffix] })
         var backups = [RemoteBackup]()
         var others = [(name: String, reason: String)]()
         for (name, object) in byName.sorted(by: { $0.key < $1.key }) {
@@ -239,7 +255,7 @@ extension Runtime {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             defer { try? FileManager.default.removeItem(atPath: folder) }
             do {
-                let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock())
+                let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock(), like: store(config))
                 let entry = try fetch(copy, from: target, with: s3, into: scratch, instance: name).entry
                 let result = try scratch.verify(entry, now: clock())
                 return RemoteCheck(name: copy.name, problems: result.problems, how: "download, sha256, integrity_check")
@@ -260,8 +276,13 @@ extension Runtime {
                           hint: "choose another backup ('deployctl backups list \(instance) --remote \(remote.name)\(copy.host == remote.hostId ? "" : " --host " + copy.host)')")
         }
         let path = store.folder + "/" + copy.name
+        // The same backup here already, as it is or not encrypted: nothing to download.
+        let plainName = BackupStore.unencryptedName(copy.name)
+        if plainName != copy.name, let local = try? store.entry(named: plainName), local.manifest?.contentSha256 == manifest.contentSha256 {
+            return (local, false)
+        }
         if let local = try? store.entry(named: copy.name) {
-            guard local.manifest?.sha256 == manifest.sha256 else {
+            guard local.manifest?.contentSha256 == manifest.contentSha256 else {
                 throw Failure(.badData, "a different local backup is already named \(copy.name) in \(store.folder) (its checksum differs from the remote copy's)",
                               hint: "restore the local one by name, or move it away first")
             }

@@ -410,7 +410,7 @@ extension Runtime {
         }
     }
 
-    /// Free-space preflight of a restore: a `.gz` backup inflated for its check; into the live
+    /// Free-space preflight of a restore: an `.age` backup decrypted and a `.gz` inflated for its check; into the live
     /// database, the `pre_restore` copy of it and the WAL or rollback journal the restore writes
     /// beside it (the larger of the two databases); into a new file, that file.
     /// - Throws: `Failure` `.io` naming the folder and the bytes.
@@ -419,6 +419,9 @@ extension Runtime {
         let restored = entry.manifest?.databaseBytes ?? entry.bytes
         let databaseFolder = (config.databasePath as NSString).deletingLastPathComponent
         var needs = SpaceNeeds()
+        if let encryption = entry.manifest?.encryption, entry.encrypted {
+            needs.add(encryption.plaintextBytes, in: store.folder, for: "the backup decrypted for its check")
+        }
         if entry.compressed { needs.add(restored, in: store.folder, for: "the backup inflated for its check") }
         if !request.dryRun {
             switch request.target {
@@ -488,14 +491,16 @@ extension Runtime {
     }
 
     /// The critical section of a live restore (`Restorer.restore(_:intoLive:…)`): the copy of
-    /// the replaced state (labelled `label`) is stored uncompressed whatever `gzip` says, being
-    /// a short-lived safety copy; `failpoint` and, when `interruptible`, an interrupt abort it
+    /// the replaced state (labelled `label`) is stored uncompressed whatever `gzip` says and
+    /// unencrypted whatever `[encryption] local` says, being a short-lived safety copy that a
+    /// failed restore needs back at once; `failpoint` and, when `interruptible`, an interrupt abort it
     /// before the commit (putting a state back is never interrupted).
     /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
     func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
                      store: BackupStore, failpoint: String?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
         let request = snapshotRequest(config, label: label, compression: .none,
-                                      note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed: a short-lived safety copy")
+                                      note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed and unencrypted: a short-lived safety copy",
+                                      encrypt: false)
         do {
             let result = try restorer(config).restore(
                 opened, intoLive: live, previewVersion: previewVersion, saving: request, in: store, progress: progress) {

@@ -53,6 +53,9 @@ public struct Runtime: Sendable {
         var store = BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: clock())
         let interruption = interruption
         store.stopped = { interruption() != nil }
+        let encryption = config.encryption
+        store.identities = { try encryption.identities() }
+        store.identitySetting = encryption.setting
         return store
     }
 
@@ -122,14 +125,38 @@ public struct Runtime: Sendable {
         try needs.check()
     }
 
+    /// A deploy reads its own snapshot back (to rehearse the migrations, and to restore it on
+    /// failure). With `[encryption] local = true` that snapshot is encrypted, so the deploy is
+    /// refused before it touches anything unless the identity file opens files for one of the
+    /// recipients.
+    /// - Throws: `Failure` `.usage` naming the setting; what loading the identity file throws.
+    func checkOwnSnapshotsDecrypt(_ config: InstanceConfig) throws {
+        let encryption = config.encryption
+        guard encryption.local else { return }
+        guard let identities = try encryption.identities() else {
+            throw Failure(.usage, "[encryption] local = true in \(config.file) encrypts the deploy's snapshot, which the deploy must read back to rehearse the migrations and to restore on failure, but no identity_file is set",
+                          hint: "set identity_file under [encryption] to the private key of one of the recipients, or set local = false (copies pushed offsite are still encrypted)")
+        }
+        let opened = Set(identities.map(\.recipient))
+        guard encryption.recipients.contains(where: opened.contains) else {
+            throw Failure(.usage, "no key in \(encryption.identityFile ?? "") belongs to [encryption] recipients in \(config.file) (\(encryption.recipients.map(\.description).joined(separator: ", "))): the deploy could not read its own snapshot back",
+                          hint: "point identity_file at the private key of one of the recipients ('age-keygen -y FILE' prints a key's public key)")
+        }
+    }
+
     /// The version of the libsqlite3 this process uses.
     public static var sqliteVersion: String { Connection.libraryVersion }
 
     /// A snapshot request for an instance's live database, recording the instance and the
     /// database's path relative to the root in the manifest.
-    func snapshotRequest(_ config: InstanceConfig, label: String, compression: Compression, verify: Bool = false, note: String? = nil) -> SnapshotRequest {
-        SnapshotRequest(databasePath: config.databasePath, label: label, compression: compression, verify: verify, busyTimeout: config.busyTimeout,
-                        now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)
+    /// Encrypted to `[encryption] recipients` when `local = true`, unless `encrypt` is false
+    /// (the `pre_restore` copy, written under the write lock and needed back at once).
+    func snapshotRequest(_ config: InstanceConfig, label: String, compression: Compression, verify: Bool = false, note: String? = nil,
+                         encrypt: Bool = true) -> SnapshotRequest {
+        var request = SnapshotRequest(databasePath: config.databasePath, label: label, compression: compression, verify: verify, busyTimeout: config.busyTimeout,
+                                      now: clock(), instance: config.name, database: relativeDatabasePath(config), note: note)
+        if encrypt && config.encryption.local { request.recipients = config.encryption.recipients }
+        return request
     }
 
     /// The live database's path relative to the root (absolute when it lies outside), as

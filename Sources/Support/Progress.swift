@@ -4,6 +4,8 @@ public enum Phase: Sendable, Equatable {
     case copying
     /// Compressing a copy (`gzip`, `zstd`).
     case compressing(algorithm: String)
+    /// Encrypting an uncompressed copy (age).
+    case encrypting
     /// Planning: every pending statement run on a copy of the database.
     case planning
     /// Checking one backup of several: checksum, then `integrity_check`.

@@ -106,9 +106,14 @@ struct Console: Sendable {
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):
     /// the one place where failure kinds become exit codes.
     func run(_ body: (Runtime) throws -> Void) throws {
+        try guarded { try body(try runtime()) }
+    }
+
+    /// Runs a command body that needs no deployment root (keygen), with the same error handling.
+    func guarded(_ body: () throws -> Void) throws {
         defer { progress?.finish() }
         do {
-            try body(try runtime())
+            try body()
         } catch let error as DeployctlError {
             report(error.kind, error.message, error.hint)
             throw ExitCode(Self.exitCode(error.kind))

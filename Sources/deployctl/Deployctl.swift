@@ -16,6 +16,7 @@ struct Deployctl: ParsableCommand {
               deployctl snapshot prod --gzip --label nightly --keep-daily 14 --quiet   (cron)
               deployctl status all --quiet                exits non-zero when something needs a person
               deployctl backups push prod --all           copy backups to the [[offsite]] object store
+              deployctl keygen --output prod.agekey       an age key for [encryption]: age -d opens backups
 
             Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, \
             65 bad data, 66 missing input, 69 object store unreachable, 73 cannot create output, 74 I/O error, \
@@ -23,7 +24,7 @@ struct Deployctl: ParsableCommand {
             """,
         version: DeployctlVersion.text,
         subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self,
-                      Baseline.self, Accept.self])
+                      Baseline.self, Accept.self, Keygen.self])
 
     static func main() {
         // A peer that closes a connection (an object store) must give an error, not kill us.

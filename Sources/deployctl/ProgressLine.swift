@@ -21,6 +21,7 @@ final class ProgressLine: @unchecked Sendable {
         switch phase {
         case .copying: return "copying the database (SQLite's backup API)"
         case .compressing(let algorithm): return "compressing (\(algorithm))"
+        case .encrypting: return "encrypting (age)"
         case .planning: return "planning on a copy of the database (every statement run there)"
         case .checkingBackup(let name, let number, let count):
             return "checking \(name) (\(number) of \(count)): checksum, then integrity_check"

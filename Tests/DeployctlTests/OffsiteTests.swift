@@ -257,4 +257,57 @@ struct OffsiteTests {
         // rclone ignores If-None-Match: the lease is best effort there (README), the prune goes on.
         #expect(kind == .rclone ? held.status == 0 : held.status == 75 && held.stderr.contains("lease"), "\(held.stderr)")
     }
+
+    @Test("with [encryption] recipients a push sends <name>.age, which aws s3 cp and age -d open to the local backup's bytes; a second push skips it; verify --download and restore --remote decrypt it with the identity, and without one refuse (64) leaving no download", arguments: StoreKind.available)
+    func encryptedPush(kind: StoreKind) throws {
+        let age = try #require(ObjectStore.find("age"), "age is not installed (.ci/run installs it)")
+        let store = try ObjectStore.get(kind)
+        let bucket = try store.makeBucket()
+        let box = try Sandbox(rows: 300)
+        let key = box.path("prod.agekey")
+        let made = try box.deployctl(["keygen", "--output", key])
+        let publicKey = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let encryption = "\n[encryption]\nrecipients = [\"\(publicKey)\"]\n"
+        let config = Self.baseConfig + encryption + "identity_file = \"../../prod.agekey\"\n" + store.offsiteTable(bucket: bucket)
+        try box.write("instances/prod/instance.toml", config)
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        #expect(name.hasSuffix(".db.gz"), "local backups stay plain without local = true: \(name)")
+        let push = try Self.run(box, store, ["backups", "push", "prod"])
+        #expect(push.status == 0, "\(push.stderr)")
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "the encrypted temp copy was left: \(box.allBackupFiles())")
+        // The outsider: the object is an age file that opens, with the key alone, to the local backup's bytes.
+        let folder = NSTemporaryDirectory() + "deployctl-age-fetch-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect(try store.aws(["s3", "cp", "s3://\(bucket)/lending/prod/hosta/\(name).age", folder + "/b.age"]).status == 0)
+        #expect(try store.aws(["s3", "ls", "s3://\(bucket)/lending/prod/hosta/\(name)"]).stdout.contains("\(name).age"))
+        let plainKey = try store.aws(["s3api", "head-object", "--bucket", bucket, "--key", "lending/prod/hosta/\(name)"])
+        #expect(plainKey.status != 0, "the plain backup went offsite too")
+        let opened = try Sandbox.exec(age, ["-d", "-i", key, "-o", folder + "/b.db.gz", folder + "/b.age"])
+        #expect(opened.status == 0, "\(opened.stderr)")
+        #expect(try Sandbox.exec("/usr/bin/cmp", [folder + "/b.db.gz", file]).status == 0)
+        #expect(try store.aws(["s3", "cp", "s3://\(bucket)/lending/prod/hosta/\(name).age.json", folder + "/m.json"]).status == 0)
+        let manifest = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/m.json"))) as? [String: Any])
+        #expect(manifest["sha256"] as? String == String(try Sandbox.exec("/usr/bin/sha256sum", [folder + "/b.age"]).stdout.prefix(64)))
+        #expect((manifest["encryption"] as? [String: Any])?["recipients"] as? [String] == [publicKey])
+        // Idempotent, though each encryption differs.
+        let again = try Self.run(box, store, ["backups", "push", "prod", "--json"])
+        #expect(again.status == 0 && again.stdout.contains("\"uploaded\" : false"), "\(again.stdout)\(again.stderr)")
+        let verify = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
+        #expect(verify.status == 0 && verify.stdout.contains("integrity_check"), "\(verify.stdout)\(verify.stderr)")
+        // A new host: no local backups. Without the identity the restore is refused and leaves nothing.
+        let before = try box.sha3(box.databasePath)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 3 = 0")
+        let changed = try box.sha3(box.databasePath)
+        try FileManager.default.removeItem(atPath: box.backupsFolder)
+        try box.write("instances/prod/instance.toml", Self.baseConfig + encryption + store.offsiteTable(bucket: bucket))
+        let refused = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(refused.status == 64 && refused.stderr.contains("identity_file"), "\(refused.stderr)")
+        #expect(try box.sha3(box.databasePath) == changed)
+        #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
+        try box.write("instances/prod/instance.toml", config)
+        let restore = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+    }
 }

@@ -57,6 +57,8 @@ struct BackupDocument: Encodable {
     let compressed: Bool
     /// `gzip`, `zstd` or `none`.
     let compression: String
+    /// Age-encrypted (`….age`).
+    let encrypted: Bool
     let label: String
     let sha256: String?
     let status: String
@@ -73,6 +75,7 @@ struct BackupDocument: Encodable {
         bytes = entry.bytes
         compressed = entry.compressed
         compression = entry.compression.rawValue
+        encrypted = entry.encrypted
         label = entry.label
         sha256 = entry.manifest?.sha256
         status = entry.status

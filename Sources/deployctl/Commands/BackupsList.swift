@@ -9,7 +9,8 @@ struct BackupsList: ParsableCommand {
         abstract: "List an instance's backups, newest first, with their last verification.",
         discussion: """
             STATUS is the last check of the stored bytes: 'verified <when>', 'FAILED <when>: <why>' \
-            or 'never verified' ('deployctl backups verify' checks them). Backups dated in the future \
+            or 'never verified' ('deployctl backups verify' checks them); 'checksum only <when>' for an \
+            encrypted backup checked without [encryption] identity_file. Backups dated in the future \
             (a wrong clock wrote them) are listed last and marked; retention keeps them and restore \
             --latest never takes them. Files in the folder that deployctl did not write are listed \
             apart and left alone.
@@ -51,7 +52,7 @@ struct BackupsList: ParsableCommand {
                     ["NAME", "CREATED (UTC)", "SIZE", "COMPRESSED", "LABEL", "STATUS"],
                     entries.map {
                         [$0.name, Console.time($0.createdAt) + ($0.isFutureDated(now: now) ? " (future!)" : ""),
-                         Console.size($0.bytes), $0.compressed ? $0.compression.rawValue : "no", $0.label, Self.status($0)]
+                         Console.size($0.bytes), ($0.compressed ? $0.compression.rawValue : "no") + ($0.encrypted ? " (age)" : ""), $0.label, Self.status($0)]
                     }))
             }
             for entry in entries where entry.isFutureDated(now: now) {
@@ -99,12 +100,13 @@ struct BackupsList: ParsableCommand {
         }
     }
 
-    /// `verified 2026-11-25 03:00`, `FAILED 2026-11-25 03:00: sha256 mismatch`, `never verified`.
+    /// `verified 2026-11-25 03:00`, `FAILED 2026-11-25 03:00: sha256 mismatch`, `never verified`;
+    /// `checksum only …` for an encrypted backup checked without its key.
     static func status(_ entry: BackupEntry) -> String {
         guard let manifest = entry.manifest else { return entry.status }
         let minute = { (date: Date) in String(Console.time(date).dropLast(3)) }
         if let check = manifest.verification, check.sha256 == manifest.sha256 {
-            guard check.result != "ok" else { return "verified \(minute(check.at))" }
+            guard check.result != "ok" else { return check.check == "sha256" ? "checksum only \(minute(check.at))" : "verified \(minute(check.at))" }
             return "FAILED \(minute(check.at)): \(shortReason(check.reason ?? "see backups verify", name: entry.name))"
         }
         return manifest.verifiedAt.map { "verified \(minute($0))" } ?? "never verified"

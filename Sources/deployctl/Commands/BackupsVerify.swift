@@ -63,14 +63,17 @@ struct BackupsVerify: ParsableCommand {
             try console.run { runtime in
                 let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
                 if global.json {
-                    struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool }
-                    try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished) })
+                    struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool; let check: String? }
+                    try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished,
+                                                        check: $0.entry.manifest?.verification?.check) })
                 } else {
                     for result in results {
                         if result.vanished {
                             console.line("- \(result.entry.name): removed while it was being checked (a prune); skipped")
+                        } else if result.ok, result.entry.status == "checksum only" {
+                            console.line(console.green("✓") + " \(result.entry.name): checksum of the encrypted file good; not decrypted (no [encryption] identity_file), so integrity_check did not run")
                         } else if result.ok {
-                            console.line(console.green("✓") + " \(result.entry.name): checksum and integrity_check good")
+                            console.line(console.green("✓") + " \(result.entry.name): checksum\(result.entry.encrypted ? ", decryption" : "") and integrity_check good")
                         } else {
                             console.line(console.red("✗") + " \(result.entry.name): \(result.problems.joined(separator: "; "))")
                         }
