@@ -65,7 +65,7 @@ enum Gzip {
         defer { buffer.deallocate() }
         var consumed: Int64 = 0
         while true {
-            let filled = try readFully(input, into: buffer, path: source)
+            let filled = try DurableFile.readFully(input, into: buffer, path: source)
             if filled == 0 && consumed > 0 { break }
             consumed += Int64(filled)
             let read = UnsafeRawBufferPointer(buffer)
@@ -226,7 +226,7 @@ enum Gzip {
         var needInput = true
         while true {
             if stream.avail_in == 0 && needInput {
-                let n = try readFully(input, into: inBuffer, path: source)
+                let n = try DurableFile.readFully(input, into: inBuffer, path: source)
                 if n == 0 { break }
                 sawInput = true
                 stream.next_in = inBuffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
@@ -261,20 +261,5 @@ enum Gzip {
                           hint: "the backup is damaged; use another one (deployctl backups list)")
         }
         if let expected, total != expected { throw wrongSize(total) }
-    }
-
-    /// Reads until `buffer` is full or the file ends; returns the bytes read.
-    static func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
-        var filled = 0
-        while filled < buffer.count {
-            let n = read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw DurableFile.posixFailure("cannot read \(path)", errno)
-            }
-            if n == 0 { break }
-            filled += n
-        }
-        return filled
     }
 }

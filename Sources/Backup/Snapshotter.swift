@@ -196,7 +196,7 @@ public enum FileDigest {
         var hasher = SHA256()
         var total: Int64 = 0
         while true {
-            let n = try Gzip.readFully(fd, into: buffer, path: path)
+            let n = try DurableFile.readFully(fd, into: buffer, path: path)
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             total += Int64(n)

@@ -52,7 +52,7 @@ final class StoredOutput {
         defer { buffer.deallocate() }
         var done: Int64 = 0
         while true {
-            let n = try Gzip.readFully(input, into: buffer, path: source)
+            let n = try DurableFile.readFully(input, into: buffer, path: source)
             if n == 0 { break }
             try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             done += Int64(n)

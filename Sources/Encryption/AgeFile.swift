@@ -17,29 +17,14 @@ public enum AgeFile {
         defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 16)
         defer { buffer.deallocate() }
-        var filled = try read(fd, into: buffer, path: path)
+        var filled = try DurableFile.readFully(fd, into: buffer, path: path)
         let decryptor = try AgeDecryptor(header: UnsafeRawBufferPointer(rebasing: buffer[0..<filled]), identities: identities, file: name)
         var start = decryptor.headerLength
         while filled > 0 {
             try decryptor.write(UnsafeRawBufferPointer(rebasing: buffer[start..<filled]), emit: emit)
-            filled = try read(fd, into: buffer, path: path)
+            filled = try DurableFile.readFully(fd, into: buffer, path: path)
             start = 0
         }
         try decryptor.finish(emit: emit)
-    }
-
-    /// Reads until `buffer` is full or the file ends; the count read.
-    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
-        var filled = 0
-        while filled < buffer.count {
-            let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw DurableFile.posixFailure("cannot read \(path)", errno)
-            }
-            if n == 0 { break }
-            filled += n
-        }
-        return filled
     }
 }

@@ -99,6 +99,23 @@ public enum DurableFile {
             .appendingPathComponent(".tmp-\(getpid())-\(String(unique, radix: 16))-\(url.lastPathComponent)\(suffix)").path
     }
 
+    /// Reads from `fd` until `buffer` is full or the file ends, retrying short reads; returns
+    /// the bytes read.
+    /// - Throws: `Failure` `.io` naming `path`.
+    public static func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
+        var filled = 0
+        while filled < buffer.count {
+            let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw posixFailure("cannot read \(path)", errno)
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        return filled
+    }
+
     /// Writes every byte of `bytes` to `fd`, retrying short writes.
     /// - Throws: `Failure` `.io` naming `path` (disk full shows as ENOSPC).
     public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
