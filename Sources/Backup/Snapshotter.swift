@@ -123,6 +123,9 @@ public struct Snapshotter: Sendable {
             digests = StoredOutput.Digests(bytes: bytes, sha256: sha256, content: nil)
         }
         let (bytes, sha256) = (digests.bytes, digests.sha256)
+        // quick_check ran on the copy; an encrypted file is not known to open until a
+        // `backups verify` with the identity decrypts it, so it is not recorded as verified.
+        let verified = request.verify && !encrypted
         progress(.ended(announce: true))
         try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
@@ -133,9 +136,9 @@ public struct Snapshotter: Sendable {
             compression: request.compression == .none ? nil : request.compression.rawValue, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
             appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
-            label: request.label, verifiedAt: request.verify ? request.now : nil,
+            label: request.label, verifiedAt: verified ? request.now : nil,
             instance: request.instance, database: request.database, note: request.note,
-            verification: request.verify ? Manifest.Verification(at: request.now, check: "quick_check", result: "ok", reason: nil, sha256: sha256) : nil)
+            verification: verified ? Manifest.Verification(at: request.now, check: "quick_check", result: "ok", reason: nil, sha256: sha256) : nil)
         manifest.encryption = digests.content.map {
             Manifest.Encryption(recipients: request.recipients.map(\.description), plaintextSha256: $0.sha256, plaintextBytes: $0.bytes)
         }

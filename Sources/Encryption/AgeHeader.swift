@@ -1,6 +1,15 @@
 import Foundation
 import Support
 
+/// None of the identities given opens an age file: the wrong key, not a damaged file (whose
+/// checksum the caller compares first). Exit 65 like bad data, but never recorded against the
+/// backup, never a reason to pass it over for an older one.
+public struct NoIdentityMatched: DeployctlError, Sendable {
+    public var kind: FailureKind { .badData }
+    public let message: String
+    public let hint: String?
+}
+
 /// The textual header of an age v1 file (age-encryption.org/v1): recipient stanzas and a MAC.
 struct AgeHeader {
     /// One `-> type args…` stanza with its decoded body.
@@ -145,8 +154,8 @@ struct AgeHeader {
         }
         guard let key else {
             let x25519 = stanzas.filter { $0.arguments.first == "X25519" }.count
-            throw Failure(.badData, "no identity matched \(file): it has \(counted(x25519, "X25519 recipient stanza")) and none opens with the key\(identities.count == 1 ? "" : "s") of \(identities.map(\.recipient.description).joined(separator: ", "))",
-                          hint: "point identity_file at the key whose public key was among [encryption] recipients when the backup was written (its manifest lists them)")
+            throw NoIdentityMatched(message: "no identity matched \(file): it has \(counted(x25519, "X25519 recipient stanza")) and none opens with the key\(identities.count == 1 ? "" : "s") of \(identities.map(\.recipient.description).joined(separator: ", "))",
+                                    hint: "point identity_file at the key whose public key was among [encryption] recipients when the backup was written (its manifest lists them); nothing was recorded about the backup")
         }
         let expected = Primitives.hmacSHA256(key: Primitives.hkdf(ikm: key, salt: [], info: "header"), macInput)
         guard Primitives.equal(expected, mac) else {

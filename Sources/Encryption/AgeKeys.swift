@@ -66,7 +66,9 @@ public struct AgeIdentity: Sendable {
     ///   when the file holds none.
     public static func parseFile(_ text: String, path: String) throws -> [AgeIdentity] {
         var identities = [AgeIdentity]()
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: split on scalars so CRLF files read as age reads them.
+        let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
+        for (index, raw) in lines.enumerated() {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
             do {

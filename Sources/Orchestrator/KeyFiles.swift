@@ -7,9 +7,18 @@ public enum KeyFiles {
     /// Writes a new X25519 identity to `output` as `age-keygen` does (comments with the
     /// creation time and public key, then the key), mode 0600, durably, and never over an
     /// existing file (a key replaced is every backup encrypted to it lost). Returns the public key.
-    /// - Throws: `Failure` `.cannotCreate` when the file exists or its folder refuses it, `.io`.
+    /// - Throws: `Failure` `.usage` for an empty name, `.cannotCreate` when the file exists or
+    ///   its folder is missing or refuses it, `.io`.
     public static func generate(output: String, now: Date) throws -> String {
+        guard !output.isEmpty, !output.hasSuffix("/") else {
+            throw Failure(.usage, "--output needs a file name, got '\(output)'", hint: "e.g. deployctl keygen --output /etc/deployctl/prod.agekey")
+        }
         let path = URL(fileURLWithPath: output, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+        let folder = (path as NSString).deletingLastPathComponent
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+            throw Failure(.cannotCreate, "cannot create \(path): the folder \(folder) does not exist", hint: "create it first (mkdir -m 700 \(folder))")
+        }
         var info = stat()
         if lstat(path, &info) == 0 {
             throw Failure(.cannotCreate, "\(path) exists; keygen never replaces a file (backups encrypted to a replaced key could not be opened again)",

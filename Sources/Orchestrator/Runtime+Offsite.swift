@@ -258,7 +258,9 @@ extension Runtime {
                 let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock(), like: store(config))
                 let entry = try fetch(copy, from: target, with: s3, into: scratch, instance: name).entry
                 let result = try scratch.verify(entry, now: clock())
-                return RemoteCheck(name: copy.name, problems: result.problems, how: "download, sha256, integrity_check")
+                let decrypted = result.entry.status != "checksum only"
+                return RemoteCheck(name: copy.name, problems: result.problems,
+                                   how: decrypted ? "download, sha256, integrity_check" : "download, sha256 (not decrypted: no [encryption] identity_file, so no integrity_check)")
             } catch let failure as Failure where failure.kind == .badData {
                 return RemoteCheck(name: copy.name, problems: [failure.message], how: "download, sha256")
             }

@@ -58,6 +58,9 @@ struct EncryptedBackupTests {
         let again = try box.deployctl(["keygen", "--output", key])
         #expect(again.status == 73 && again.stderr.contains("never replaces"), "\(again.stderr)")
         #expect(try String(contentsOfFile: key, encoding: .utf8) == before)
+        #expect(try box.deployctl(["keygen", "--output", ""]).status == 64)
+        let missing = try box.deployctl(["keygen", "--output", box.path("no/such/folder/k")])
+        #expect(missing.status == 73 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
     }
 
     @Test("a local encrypted snapshot opens with age -d to the manifest's plaintext sha256, and then gunzip, zstd -d or nothing gives a database that passes integrity_check", arguments: ["gzip", "zstd", "none"])
@@ -148,6 +151,10 @@ struct EncryptedBackupTests {
         let live = try box.sha3(box.databasePath)
         let verify = try box.deployctl(["backups", "verify", "prod", name])
         #expect(verify.status == 65, "\(verify.stdout)\(verify.stderr)")
+        if damage == "wrong-identity" {
+            // The wrong key is not damage: nothing is recorded, so retention and --latest never count the backup as failed.
+            #expect(try Self.manifest(file)["verification"] == nil, "a wrong key was recorded against the backup")
+        }
         let expected = damage == "wrong-identity" ? "no identity matched" : damage == "flipped" ? "does not authenticate" : "truncated"
         #expect((verify.stdout + verify.stderr).contains(expected), "\(verify.stdout)\(verify.stderr)")
         Self.expectNoScratch(box)
@@ -156,6 +163,29 @@ struct EncryptedBackupTests {
         #expect(try box.sha3(box.databasePath) == live)
         Self.expectNoScratch(box)
         #expect(!box.backupNames().contains { $0.contains("pre_restore") }, "\(box.backupNames())")
+    }
+
+    @Test("restore --latest with the wrong identity stops at the encrypted newest backup (65), never quietly restoring an older plain one; snapshot --verify does not mark an encrypted file verified")
+    func wrongIdentityLatest() throws {
+        let (box, key, publicKey) = try Self.sandbox()
+        // An older plain backup, then (local = true) a newer encrypted one.
+        let config = try String(contentsOfFile: box.path("instances/prod/instance.toml"), encoding: .utf8)
+        try config.replacingOccurrences(of: "local = true", with: "local = false").write(toFile: box.path("instances/prod/instance.toml"), atomically: true, encoding: .utf8)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        try config.write(toFile: box.path("instances/prod/instance.toml"), atomically: true, encoding: .utf8)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO user VALUES (100000, 'Newer', 'newer@example.com')")
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try box.deployctl(["snapshot", "prod", "--verify"]).status == 0)
+        let newest = try #require(try box.listedBackups().first)
+        #expect((newest["name"] as? String)?.hasSuffix(".age") == true && newest["status"] as? String == "never verified", "\(newest)")
+        try FileManager.default.removeItem(atPath: key)
+        #expect(try box.deployctl(["keygen", "--output", key]).status == 0)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM tracker")
+        let live = try box.sha3(box.databasePath)
+        let restore = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+        #expect(restore.status == 65 && restore.stderr.contains("no identity matched") && restore.stderr.contains(publicKey) == false, "\(restore.stdout)\(restore.stderr)")
+        #expect(try box.sha3(box.databasePath) == live)
+        Self.expectNoScratch(box)
     }
 
     @Test("an identity file others can read is refused (64) and one not configured is named (64); the live database untouched")

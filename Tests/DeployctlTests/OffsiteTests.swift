@@ -301,6 +301,9 @@ struct OffsiteTests {
         let changed = try box.sha3(box.databasePath)
         try FileManager.default.removeItem(atPath: box.backupsFolder)
         try box.write("instances/prod/instance.toml", Self.baseConfig + encryption + store.offsiteTable(bucket: bucket))
+        let checksumOnly = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
+        #expect(checksumOnly.status == 0 && checksumOnly.stdout.contains("not decrypted") && !checksumOnly.stdout.contains("integrity_check good"),
+                "\(checksumOnly.stdout)\(checksumOnly.stderr)")
         let refused = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
         #expect(refused.status == 64 && refused.stderr.contains("identity_file"), "\(refused.stderr)")
         #expect(try box.sha3(box.databasePath) == changed)
