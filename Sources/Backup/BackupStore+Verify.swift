@@ -30,12 +30,12 @@ extension BackupStore {
     /// Checks a backup: its SHA-256 against the manifest, then SQLite's `integrity_check`
     /// (indexes against tables too) on the database opened read-only and immutable (an `.age`
     /// is decrypted, and a `.gz` or `.zst` inflated — every member — to temp files in the
-    /// backups folder first). Leaves no file
-    /// behind. When `keep` is true the readable copy is returned for the caller to use and
+    /// backups folder first). Leaves no file behind. When `keep` is true the readable copy is returned for the caller to use and
     /// discard; a caller that runs `integrityCheck` itself (beside other work, or not at all
     /// because these bytes already passed it) passes `runCheck: false`.
     /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
-    ///   `.usage` for an encrypted backup with no identity configured; `.io` on read errors.
+    ///   `NoIdentityMatched` (65) when the configured key is not one of an encrypted backup's
+    ///   recipients; `.usage` when no identity is configured; `.io` on read errors.
     public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true) throws -> OpenedBackup? {
         let manifest = try checkStored(entry)
         var opened = OpenedBackup(databasePath: entry.path, temporary: false)
@@ -110,7 +110,7 @@ extension BackupStore {
     /// Only authenticated chunks are written; on any failure `temp` is removed, so no
     /// plaintext is left on disk.
     /// - Throws: `Failure` `.usage` when no identity is configured (naming the setting),
-    ///   `.badData` (no identity matched, damaged, truncated, not what the manifest says),
+    ///   `NoIdentityMatched`, `.badData` (damaged, truncated, not what the manifest says),
     ///   `.failed` when stopped by a signal, `.io`.
     func decrypt(_ entry: BackupEntry, _ manifest: Manifest, into temp: String) throws {
         let encryption = manifest.encryption!
@@ -187,6 +187,8 @@ extension BackupStore {
         }
         guard var manifest = entry.manifest else { return VerifyResult(entry: entry, problems: problems) }
         if gone() { return VerifyResult(entry: entry, problems: [], vanished: true) }
+        // A good checksum says less than the integrity_check these bytes already passed: keep that.
+        if checksumOnly, problems.isEmpty, manifest.passedIntegrityCheck { return VerifyResult(entry: entry, problems: []) }
         manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? "sha256" : "integrity_check", result: problems.isEmpty ? "ok" : "failed",
                                                       reason: problems.first, sha256: manifest.sha256)
         if problems.isEmpty && !checksumOnly { manifest.verifiedAt = now }

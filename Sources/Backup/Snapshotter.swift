@@ -91,7 +91,7 @@ public struct Snapshotter: Sendable {
         try request.checkpoint()
 
         var stored = tempDatabase
-        var digests: StoredOutput.Digests
+        let digests: StoredOutput.Digests
         if request.compression != .none || encrypted {
             // The plain copy is scratch here: only the compressed (or encrypted) file is fsynced and kept.
             let tempStored = DurableFile.temporaryPath(for: finalPath)

@@ -137,7 +137,8 @@ extension Runtime {
             }
             temp = upload
         }
-        // One pass: the sha256 the manifest must match, and the MD5 some stores give as ETag.
+        // One pass over what goes up: the sha256 its manifest must match (the encrypted copy was
+        // checked against the backup's as it was made), and the MD5 some stores give as ETag.
         let (bytes, sha256, md5) = try S3Client.fileDigests(path: upload)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
