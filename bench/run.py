@@ -153,7 +153,7 @@ def main():
             snap = compare("snapshot", ours("snapshot", "prod", "--no-gzip"), [
                 ("sqlite3 .backup", ["sqlite3", db, f".backup {out}"], False),
                 ("VACUUM INTO", ["sqlite3", db, f"VACUUM INTO '{out}'"], False),
-                ("cp", ["cp", db, out], False)])
+                ("cp + sync (the floor)", f"cp '{db}' '{out}' && sync '{out}'", True)])
             gz_anchors = [(".backup + gzip -6", f"sqlite3 '{db}' '.backup {out}' && gzip -6 -f '{out}'", True)]
             if pigz:
                 gz_anchors.append((".backup + pigz -p2 -6", f"sqlite3 '{db}' '.backup {out}' && pigz -p2 -6 -f '{out}'", True))

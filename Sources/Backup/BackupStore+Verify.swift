@@ -27,57 +27,82 @@ public struct OpenedBackup: Sendable {
 }
 
 extension BackupStore {
-    /// Checks a backup: its SHA-256 against the manifest, then SQLite's `integrity_check`
+    /// Checks a backup: its SHA-256 against the manifest, and SQLite's `integrity_check`
     /// (indexes against tables too) on the database opened read-only and immutable (an `.age`
     /// is decrypted, and a `.gz` or `.zst` inflated — every member — to temp files in the
-    /// backups folder first). Leaves no file behind. When `keep` is true the readable copy is returned for the caller to use and
-    /// discard; a caller that runs `integrityCheck` itself (beside other work, or not at all
-    /// because these bytes already passed it) passes `runCheck: false`.
+    /// backups folder first). The checksum of a backup that is not encrypted is computed on a
+    /// second core while the first runs the check; a mismatch is still what is reported.
+    /// Leaves no file behind. When `keep` is true the readable copy is returned for the caller
+    /// to use and discard (`syncCopy`: a temp copy fsynced too, for a restore into a new file); a
+    /// caller that runs `integrityCheck` itself (beside other work, or not at all because these
+    /// bytes already passed it) passes `runCheck: false`.
     /// - Throws: `Failure` `.badData` naming what is wrong (the first problem found);
     ///   `NoIdentityMatched` (65) when the configured key is not one of an encrypted backup's
     ///   recipients; `.usage` when no identity is configured; `.io` on read errors.
-    public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true) throws -> OpenedBackup? {
-        let manifest = try checkStored(entry)
-        var opened = OpenedBackup(databasePath: entry.path, temporary: false)
-        var source = entry.path
-        var decrypted: String?
-        defer { if let decrypted, decrypted != opened.databasePath { unlink(decrypted) } }
-        if entry.encrypted {
-            // The file inside: the database itself, or its compressed form inflated below.
-            let temp = DurableFile.temporaryPath(for: folder + "/" + BackupStore.unencryptedName(entry.name))
-            try decrypt(entry, manifest, into: temp)
-            decrypted = temp
-            if entry.compressed { source = temp } else { opened = OpenedBackup(databasePath: temp, temporary: true) }
-        }
-        if entry.compressed {
-            let inner = BackupStore.unencryptedName(entry.name)
-            let temp = DurableFile.temporaryPath(for: folder + "/" + String(inner.dropLast(entry.compression.suffix.count)))
-            opened = OpenedBackup(databasePath: temp, temporary: true)
-            let fd = try DurableFile.createNew(temp)
-            do {
-                defer { close(fd) }
-                // Never more than the database the manifest records (a bomb stops there), never less.
-                if entry.compression == .zstd {
-                    try Zstd.decompress(source: source, into: fd, outputPath: temp, expected: manifest.databaseBytes)
-                } else {
-                    try Gzip.inflate(source: source, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+    public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true, syncCopy: Bool = false) throws -> OpenedBackup? {
+        var opened: OpenedBackup?
+        do {
+            let stored: () throws -> Void
+            if entry.encrypted {
+                // The stored checksum first: once it matches, a key that opens nothing is the
+                // wrong key, not damage (`NoIdentityMatched`).
+                let manifest = try checkStored(entry)
+                let temp = DurableFile.temporaryPath(for: folder + "/" + BackupStore.unencryptedName(entry.name))
+                try decrypt(entry, manifest, into: temp)
+                defer { if entry.compressed { unlink(temp) } }
+                opened = try inflated(entry, manifest, source: OpenedBackup(databasePath: temp, temporary: true))
+                stored = {}
+            } else {
+                let manifest = try checkStored(entry, digest: false)
+                do {
+                    opened = try inflated(entry, manifest, source: OpenedBackup(databasePath: entry.path, temporary: false))
+                } catch {
+                    // Damage the checksum shows is what is reported.
+                    _ = try checkStored(entry)
+                    throw error
                 }
-            } catch {
-                opened.discard()
-                throw error
+                stored = { _ = try checkStored(entry) }
             }
-        }
-        if runCheck {
-            do {
-                try integrityCheck(opened, of: entry)
-            } catch {
-                opened.discard()
-                throw error
-            }
+            // integrity_check takes one core; the checksum of the stored file and the fsync of
+            // a copy about to be restored from take the other core and the disk. A checksum
+            // mismatch is still what is reported (bothAtOnce rethrows the first side's error first).
+            let copy = opened!
+            _ = try bothAtOnce({
+                try stored()
+                if syncCopy && copy.temporary { try DurableFile.syncFile(copy.databasePath) }
+            }, {
+                if runCheck { try integrityCheck(copy, of: entry) }
+            })
+        } catch {
+            opened?.discard()
+            throw error
         }
         if keep { return opened }
-        opened.discard()
+        opened?.discard()
         return nil
+    }
+
+    /// The backup's database as a file SQLite can open: `source` itself, or inflated from it
+    /// into a temp file, never more and never less than the database the manifest records (a
+    /// bomb stops there). On failure the temp file is removed.
+    private func inflated(_ entry: BackupEntry, _ manifest: Manifest, source: OpenedBackup) throws -> OpenedBackup {
+        guard entry.compressed else { return source }
+        let inner = BackupStore.unencryptedName(entry.name)
+        let temp = DurableFile.temporaryPath(for: folder + "/" + String(inner.dropLast(entry.compression.suffix.count)))
+        let opened = OpenedBackup(databasePath: temp, temporary: true)
+        let fd = try DurableFile.createNew(temp)
+        do {
+            defer { close(fd) }
+            if entry.compression == .zstd {
+                try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+            } else {
+                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+            }
+        } catch {
+            opened.discard()
+            throw error
+        }
+        return opened
     }
 
     /// Checks the stored file against its manifest, without opening it: SHA-256 and size (of
@@ -85,10 +110,20 @@ extension BackupStore {
     /// that its size is the database's. Returns the manifest.
     /// - Throws: `Failure` `.badData` naming what differs; `.io` on read errors.
     public func checkStored(_ entry: BackupEntry) throws -> Manifest {
+        try checkStored(entry, digest: true)
+    }
+
+    /// `checkStored`, without reading the file when `digest` is false (the manifest only).
+    private func checkStored(_ entry: BackupEntry, digest: Bool) throws -> Manifest {
         guard let manifest = entry.manifest else {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
         }
+        if entry.encrypted, manifest.encryption == nil {
+            throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
+                          hint: "use another backup (deployctl backups list)")
+        }
+        guard digest else { return manifest }
         let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
@@ -96,10 +131,6 @@ extension BackupStore {
         }
         if !entry.compressed, !entry.encrypted, bytes != manifest.databaseBytes {
             throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
-        }
-        if entry.encrypted, manifest.encryption == nil {
-            throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
                           hint: "use another backup (deployctl backups list)")
         }
         return manifest

@@ -335,7 +335,7 @@ public struct Restorer: Sendable {
                 let reader = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
                 nonisolated(unsafe) let (reader_, held_) = (reader, held)
                 _ = try bothAtOnce({
-                    published = try snapshotter.snapshot(request) { path in try reader_.copy(into: path, timeout: busyTimeout) }
+                    published = try snapshotter.snapshot(request) { path in try reader_.copy(into: path, timeout: busyTimeout, durable: true) }
                 }, { try held_.copyAllButLastPage(timeout: busyTimeout) })
             } else {
                 // EXCLUSIVE lock: the file is the committed database. Copied before any page

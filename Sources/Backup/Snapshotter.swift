@@ -64,7 +64,9 @@ public struct Snapshotter: Sendable {
         try BackupStore.validate(label: request.label)
         let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
         return try snapshot(request, progress: progress) { path in
-            try source.copy(into: path, timeout: request.busyTimeout) { done, total in progress(.working(.copying, done: done, total: total)) }
+            // A plain snapshot is the copy itself, fsynced: its writeback can start during the copy.
+            let kept = request.compression == .none && request.recipients.isEmpty
+            try source.copy(into: path, timeout: request.busyTimeout, durable: kept) { done, total in progress(.working(.copying, done: done, total: total)) }
         }
     }
 

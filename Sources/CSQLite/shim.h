@@ -7,3 +7,8 @@
 static inline int deployctl_no_checkpoint_on_close(sqlite3 *db) {
     return sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)0);
 }
+
+/* sync_file_range(2) is declared by <fcntl.h> only under _GNU_SOURCE, which Swift's Glibc module
+   is not built with: glibc's prototype (64-bit off_t), for CopyTargetVFS. */
+int sync_file_range(int fd, long offset, long nbytes, unsigned int flags);
+#define DEPLOYCTL_SYNC_FILE_RANGE_WRITE 2

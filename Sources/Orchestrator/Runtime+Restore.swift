@@ -343,7 +343,8 @@ extension Runtime {
         let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
         try checkSpaceForRestore(entry, request: request, config: config, store: store)
         // Into the live database, integrity_check runs beside the comparison below.
-        let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked)!
+        // Into a new file, an inflated copy becomes that file: it is fsynced beside its check.
+        let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked, syncCopy: isNewFile(request.target) && !request.dryRun)!
         do {
             let check = alreadyChecked ? "these bytes passed integrity_check on \(Self.day(entry.manifest!.verification!.at))" : "integrity_check"
             if !request.allowForeign, !isNewFile(request.target) {

@@ -55,8 +55,11 @@ extension Connection {
     /// written through `CopyTargetVFS`, which gathers the pages into 8 MiB writes.
     /// - Throws: `Failure` `.io` with the `errno` of a failed write (ENOSPC for a full disk);
     ///   `SQLiteError`.
-    /// `progress` is told the bytes written and the database's size as the copy goes.
-    public func copy(into path: String, timeout: Duration, progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws {
+    /// `progress` is told the bytes written and the database's size as the copy goes. With
+    /// `durable` (a copy the caller will fsync and keep) the disk starts writing each 8 MiB as
+    /// it is written, so the caller's fsync finds little left to do.
+    public func copy(into path: String, timeout: Duration, durable: Bool = false,
+                     progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws {
         // For progress only: the copy itself is of what its read transaction sees.
         let total = progress == nil ? 0
             : ((try? scalar("PRAGMA page_count").int) ?? 0) * ((try? scalar("PRAGMA page_size").int) ?? 0)
@@ -67,7 +70,7 @@ extension Connection {
                 furthest = max(furthest, done)
                 report(furthest, max(total, furthest))
             }
-        })
+        }, startsWriteback: durable)
         try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
                    timeout: timeout, failing: "cannot write")
     }
