@@ -10,6 +10,11 @@ public struct VerifyResult: Sendable {
     public let problems: [String]
     /// The backup was removed (by a prune) while it was being checked: no result.
     public var vanished = false
+    /// Encrypted, and only its checksum was checked (no identity configured).
+    public var checksumOnly = false
+    /// Encrypted, and the configured key is not one of its recipients: a key problem, not
+    /// damage, so nothing was recorded in its manifest.
+    public var wrongKey = false
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -123,6 +128,11 @@ extension BackupStore {
             throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
                           hint: "use another backup (deployctl backups list)")
         }
+        // An encrypted plain database decrypts to the database itself: the sizes must agree.
+        if entry.encrypted, !entry.compressed, let encryption = manifest.encryption, encryption.plaintextBytes != manifest.databaseBytes {
+            throw Failure(.badData, "backup \(entry.name) decrypts to \(encryption.plaintextBytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
+                          hint: "use another backup (deployctl backups list)")
+        }
         guard digest else { return manifest }
         let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
@@ -213,13 +223,21 @@ extension BackupStore {
             if checksumOnly { _ = try checkStored(entry) } else { _ = try check(entry) }
         } catch let failure as Failure where failure.kind == .badData {
             problems = [failure.message]
+        } catch let mismatch as NoIdentityMatched {
+            var result = VerifyResult(entry: entry, problems: [mismatch.message])
+            result.wrongKey = true
+            return result
         } catch where gone() {
             return VerifyResult(entry: entry, problems: [], vanished: true)
         }
         guard var manifest = entry.manifest else { return VerifyResult(entry: entry, problems: problems) }
         if gone() { return VerifyResult(entry: entry, problems: [], vanished: true) }
         // A good checksum says less than the integrity_check these bytes already passed: keep that.
-        if checksumOnly, problems.isEmpty, manifest.passedIntegrityCheck { return VerifyResult(entry: entry, problems: []) }
+        if checksumOnly, problems.isEmpty, manifest.passedIntegrityCheck {
+            var result = VerifyResult(entry: entry, problems: [])
+            result.checksumOnly = true
+            return result
+        }
         manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? "sha256" : "integrity_check", result: problems.isEmpty ? "ok" : "failed",
                                                       reason: problems.first, sha256: manifest.sha256)
         if problems.isEmpty && !checksumOnly { manifest.verifiedAt = now }
@@ -229,8 +247,10 @@ extension BackupStore {
             unlink(entry.manifestPath)
             return VerifyResult(entry: entry, problems: [], vanished: true)
         }
-        return VerifyResult(entry: BackupEntry(name: entry.name, path: entry.path, manifest: manifest, label: entry.label,
-                                               createdAt: entry.createdAt, bytes: entry.bytes), problems: problems)
+        var result = VerifyResult(entry: BackupEntry(name: entry.name, path: entry.path, manifest: manifest, label: entry.label,
+                                                     createdAt: entry.createdAt, bytes: entry.bytes), problems: problems)
+        result.checksumOnly = checksumOnly
+        return result
     }
 
     /// Rewrites a backup's manifest durably (temp file, fsync, rename, folder fsync).

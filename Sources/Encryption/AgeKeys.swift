@@ -10,8 +10,16 @@ public struct AgeRecipient: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: `Failure` `.usage` saying what the text is not.
     public init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard !AgeIdentity.looksSecret(trimmed) else {
+            throw Failure(.usage, "a private key (AGE-SECRET-KEY-1…) was given where a recipient (public key, age1…) belongs; it is not repeated here",
+                          hint: "put the public key instead ('age-keygen -y KEYFILE' prints it), and treat that private key as exposed if this file is shared")
+        }
         guard let (hrp, data) = Bech32.decode(trimmed), hrp == "age", data.count == 32, trimmed == trimmed.lowercased() else {
             throw Failure(.usage, "'\(trimmed.prefix(80))' is not an age X25519 recipient (age1… as age-keygen prints it)")
+        }
+        // A low-order point would make every shared secret zero: no file could be opened.
+        guard Primitives.x25519(scalar: [UInt8](repeating: 0x42, count: 32), point: data) != nil else {
+            throw Failure(.usage, "'\(trimmed)' is not a usable X25519 public key (a low-order point)")
         }
         point = data
     }
@@ -45,6 +53,11 @@ public struct AgeIdentity: Sendable {
         }
         self.scalar = scalar
         recipient = AgeRecipient(point: point)
+    }
+
+    /// Whether `text` holds a private key (to keep it out of messages).
+    public static func looksSecret(_ text: String) -> Bool {
+        text.uppercased().contains("AGE-SECRET-KEY-")
     }
 
     /// A new identity from the system's CSPRNG.

@@ -207,7 +207,11 @@ public struct InstanceConfig: Sendable {
                                    "key 'encryption.local': local = true needs recipients = [\"age1…\"] (the public keys to encrypt to)")
         }
         let identityLine = toml.line(of: "encryption.identity_file")
-        let identity = try toml.string("encryption.identity_file").map { resolve($0, against: folder) }
+        let identityText = try toml.string("encryption.identity_file")
+        if let identityText, AgeIdentity.looksSecret(identityText) {
+            throw TOMLSubset.error(file, identityLine ?? 1, "key 'encryption.identity_file': it holds a private key itself (not repeated here); it must be the path of a file holding the key, mode 0600 — and treat that key as exposed if this file is shared")
+        }
+        let identity = identityText.map { resolve($0, against: folder) }
         return EncryptionConfig(recipients: recipients, identityFile: identity, local: local,
                                 setting: "[encryption] identity_file in \(file)\(identityLine.map { ":\($0)" } ?? "")")
     }

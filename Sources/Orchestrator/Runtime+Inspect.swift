@@ -69,6 +69,8 @@ public struct InstanceStatus: Codable, Sendable {
         public let at: Date
         public let result: String
         public let reason: String?
+        /// `integrity_check` or `quick_check`.
+        public let check: String
     }
 
     enum CodingKeys: String, CodingKey {
@@ -198,8 +200,10 @@ extension Runtime {
             unfinishedDeploy: unfinished,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
+            // A checksum-only check of an encrypted backup (no key here) is not a verification.
             lastVerification: backups.compactMap { entry in
-                entry.manifest?.verification.map { InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason) }
+                entry.manifest?.verification.flatMap { $0.check == "sha256" ? nil
+                    : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason, check: $0.check) }
             }.max { $0.at < $1.at },
             failedBackups: backups.filter { $0.status == "failed" }.map(\.name), problems: problems,
             remotes: config.offsite.map { remote in

@@ -259,9 +259,9 @@ extension Runtime {
                 let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock(), like: store(config))
                 let entry = try fetch(copy, from: target, with: s3, into: scratch, instance: name).entry
                 let result = try scratch.verify(entry, now: clock())
-                let decrypted = result.entry.status != "checksum only"
-                return RemoteCheck(name: copy.name, problems: result.problems,
-                                   how: decrypted ? "download, sha256, integrity_check" : "download, sha256 (not decrypted: no [encryption] identity_file, so no integrity_check)")
+                let how = result.checksumOnly ? "download, sha256 (not decrypted: no [encryption] identity_file, so no integrity_check)"
+                    : result.wrongKey ? "download, sha256 (not opened: no identity matched)" : "download, sha256, integrity_check"
+                return RemoteCheck(name: copy.name, problems: result.problems, how: how)
             } catch let failure as Failure where failure.kind == .badData {
                 return RemoteCheck(name: copy.name, problems: [failure.message], how: "download, sha256")
             }
@@ -280,14 +280,20 @@ extension Runtime {
         }
         let path = store.folder + "/" + copy.name
         // The same backup here already, as it is or not encrypted: nothing to download.
+        // A local file counts only when it still matches its manifest.
+        let intact = { (local: BackupEntry) in (try? store.checkStored(local)) != nil }
         let plainName = BackupStore.unencryptedName(copy.name)
-        if plainName != copy.name, let local = try? store.entry(named: plainName), local.manifest?.contentSha256 == manifest.contentSha256 {
+        if plainName != copy.name, let local = try? store.entry(named: plainName), local.manifest?.contentSha256 == manifest.contentSha256, intact(local) {
             return (local, false)
         }
         if let local = try? store.entry(named: copy.name) {
             guard local.manifest?.contentSha256 == manifest.contentSha256 else {
                 throw Failure(.badData, "a different local backup is already named \(copy.name) in \(store.folder) (its checksum differs from the remote copy's)",
                               hint: "restore the local one by name, or move it away first")
+            }
+            guard intact(local) else {
+                throw Failure(.badData, "the local backup \(copy.name) is damaged (it no longer matches its manifest's checksum), and the remote copy is never downloaded over it; nothing was restored",
+                              hint: "move \(local.path) and its .json out of the backups folder (keep them to inspect), then run the restore again to download the remote copy")
             }
             return (local, false)
         }

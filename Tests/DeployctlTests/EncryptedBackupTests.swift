@@ -94,6 +94,14 @@ struct EncryptedBackupTests {
         #expect(try box.sha3(database) == before)
         // Nothing unencrypted was kept beside it.
         #expect(box.allBackupFiles() == [name, name + ".json"], "\(box.allBackupFiles())")
+        if compress == "none" {
+            // An encrypted database must decrypt to the database's size, as a plain one must be it.
+            var edited = manifest
+            edited["database_bytes"] = (manifest["database_bytes"] as! Int) + 4096
+            try JSONSerialization.data(withJSONObject: edited).write(to: URL(fileURLWithPath: file + ".json"))
+            let verify = try box.deployctl(["backups", "verify", "prod", name])
+            #expect(verify.status == 65 && (verify.stdout + verify.stderr).contains("decrypts to"), "\(verify.stdout)\(verify.stderr)")
+        }
     }
 
     @Test("backups verify checks only the ciphertext's sha256 without an identity, and decrypts and runs integrity_check with one; restore decrypts back to the snapshot's state")
@@ -105,6 +113,9 @@ struct EncryptedBackupTests {
         let checksum = try box.deployctl(["backups", "verify", "prod"])
         #expect(checksum.status == 0 && checksum.stdout.contains("not decrypted"), "\(checksum.stdout)\(checksum.stderr)")
         #expect(try box.listedBackups().first?["status"] as? String == "checksum only")
+        // A checksum is not a verification for status and its metrics.
+        let status = try box.deployctl(["status", "prod", "--json"])
+        #expect(!status.stdout.contains("\"last_verification\""), "\(status.stdout)")
         // With the identity configured: the full check, and a restore.
         var config = try String(contentsOfFile: box.path("instances/prod/instance.toml"), encoding: .utf8)
         config += "\nidentity_file = \"../../keys/prod.agekey\"\n"
@@ -112,6 +123,13 @@ struct EncryptedBackupTests {
         let full = try box.deployctl(["backups", "verify", "prod"])
         #expect(full.status == 0 && full.stdout.contains("checksum, decryption and integrity_check good"), "\(full.stdout)\(full.stderr)")
         #expect(try box.listedBackups().first?["status"] as? String == "verified")
+        // Without the key again: the checksum is checked, and the earlier full check is kept, not claimed anew.
+        try config.replacingOccurrences(of: "identity_file = \"../../keys/prod.agekey\"", with: "")
+            .write(toFile: box.path("instances/prod/instance.toml"), atomically: true, encoding: .utf8)
+        let again = try box.deployctl(["backups", "verify", "prod"])
+        #expect(again.status == 0 && again.stdout.contains("not decrypted") && !again.stdout.contains("decryption and"), "\(again.stdout)")
+        #expect(try box.listedBackups().first?["status"] as? String == "verified")
+        try config.write(toFile: box.path("instances/prod/instance.toml"), atomically: true, encoding: .utf8)
         _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 2 = 0")
         let restore = try box.deployctl(["restore", "prod", "--latest", "--yes"])
         #expect(restore.status == 0, "\(restore.stderr)")
@@ -184,6 +202,11 @@ struct EncryptedBackupTests {
         let live = try box.sha3(box.databasePath)
         let restore = try box.deployctl(["restore", "prod", "--latest", "--yes"])
         #expect(restore.status == 65 && restore.stderr.contains("no identity matched") && restore.stderr.contains(publicKey) == false, "\(restore.stdout)\(restore.stderr)")
+        // verify --all goes on past the backup it cannot open, records nothing about it, and says so.
+        let all = try box.deployctl(["backups", "verify", "prod", "--all"])
+        #expect(all.status == 65 && all.stderr.contains("could not be opened with the configured key"), "\(all.stdout)\(all.stderr)")
+        let listed = try box.listedBackups()
+        #expect(listed.count == 2 && listed[0]["status"] as? String == "never verified" && listed[1]["status"] as? String == "verified", "\(listed)")
         #expect(try box.sha3(box.databasePath) == live)
         Self.expectNoScratch(box)
     }
@@ -243,6 +266,22 @@ struct EncryptedBackupTests {
         try box.write("instances/prod/instance.toml", base + "local = true\n")
         let local = try box.deployctl(["snapshot", "prod"])
         #expect(local.status == 64 && local.stderr.contains("needs recipients"), "\(local.stderr)")
+        // A private key pasted where a recipient or a path belongs is refused without being repeated.
+        let secret = try box.deployctl(["keygen", "--output", box.path("k")])
+        #expect(secret.status == 0)
+        let key = try String(contentsOfFile: box.path("k"), encoding: .utf8).split(separator: "\n").last.map(String.init)!
+        for line in ["recipients = [\"\(key)\"]\n", "identity_file = \"\(key)\"\n"] {
+            try box.write("instances/prod/instance.toml", base + line)
+            for command in [["snapshot", "prod"], ["status", "prod", "--json"]] {
+                let result = try box.deployctl(command)
+                #expect(result.status == 64 && !(result.stdout + result.stderr).contains(key) && (result.stdout + result.stderr).contains("private key"),
+                        "\(result.stdout)\(result.stderr)")
+            }
+        }
+        // A low-order point is no key.
+        try box.write("instances/prod/instance.toml", base + "recipients = [\"age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z\"]\n")
+        let low = try box.deployctl(["snapshot", "prod"])
+        #expect(low.status == 64 && low.stderr.contains("instance.toml:6"), "\(low.stderr)")
         #expect(box.backupNames().isEmpty)
     }
 }

@@ -295,6 +295,16 @@ struct OffsiteTests {
         #expect(again.status == 0 && again.stdout.contains("\"uploaded\" : false"), "\(again.stdout)\(again.stderr)")
         let verify = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
         #expect(verify.status == 0 && verify.stdout.contains("integrity_check"), "\(verify.stdout)\(verify.stderr)")
+        // A damaged local copy is not used for the restore: the remote one is downloaded.
+        let original = try box.sha3(box.databasePath)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: file))
+        try handle.seek(toOffset: 3000)
+        try handle.write(contentsOf: Data([0x55, 0xAA]))
+        try handle.close()
+        _ = try box.sqlite(box.databasePath, "DELETE FROM tracker")
+        let fromRemote = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(fromRemote.status == 0, "\(fromRemote.stdout)\(fromRemote.stderr)")
+        #expect(try box.sha3(box.databasePath) == original)
         // A new host: no local backups. Without the identity the restore is refused and leaves nothing.
         let before = try box.sha3(box.databasePath)
         _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 3 = 0")

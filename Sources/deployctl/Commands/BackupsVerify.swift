@@ -65,12 +65,12 @@ struct BackupsVerify: ParsableCommand {
                 if global.json {
                     struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool; let check: String? }
                     try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished,
-                                                        check: $0.entry.manifest?.verification?.check) })
+                                                        check: $0.vanished || $0.wrongKey ? nil : $0.checksumOnly ? "sha256" : "integrity_check") })
                 } else {
                     for result in results {
                         if result.vanished {
                             console.line("- \(result.entry.name): removed while it was being checked (a prune); skipped")
-                        } else if result.ok, result.entry.status == "checksum only" {
+                        } else if result.ok, result.checksumOnly {
                             console.line(console.green("✓") + " \(result.entry.name): checksum of the encrypted file good; not decrypted (no [encryption] identity_file), so integrity_check did not run")
                         } else if result.ok {
                             console.line(console.green("✓") + " \(result.entry.name): checksum\(result.entry.encrypted ? ", decryption" : "") and integrity_check good")
@@ -79,10 +79,16 @@ struct BackupsVerify: ParsableCommand {
                         }
                     }
                 }
-                let bad = results.filter { !$0.ok }
+                let bad = results.filter { !$0.ok && !$0.wrongKey }
+                let unopened = results.filter(\.wrongKey)
                 if !bad.isEmpty {
-                    throw Failure(.badData, "\(bad.count) of \(counted(results.count, "backup")) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))",
+                    throw Failure(.badData, "\(bad.count) of \(counted(results.count, "backup")) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))"
+                                  + (unopened.isEmpty ? "" : "; \(unopened.count) could not be opened with the configured key"),
                                   hint: "do not restore from \(bad.count == 1 ? "it" : "them"); take a new snapshot")
+                }
+                if !unopened.isEmpty {
+                    throw Failure(.badData, "\(unopened.count) of \(counted(results.count, "backup")) could not be opened with the configured key (no identity matched): \(unopened.map(\.entry.name).joined(separator: ", ")); nothing was recorded about \(unopened.count == 1 ? "it" : "them")",
+                                  hint: "point identity_file at a key of their recipients (their manifests list them)")
                 }
             }
         }
