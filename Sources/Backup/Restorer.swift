@@ -345,6 +345,7 @@ public struct Restorer: Sendable {
                     guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
                     defer { close(fd) }
                     _ = try live.copyFileBytes(into: fd, outputPath: path)
+                    return nil
                 }
             }
         } catch {

@@ -66,17 +66,18 @@ public struct Snapshotter: Sendable {
         return try snapshot(request, progress: progress) { path in
             // A plain snapshot is the copy itself, fsynced: its writeback can start during the copy.
             let kept = request.compression == .none && request.recipients.isEmpty
-            try source.copy(into: path, timeout: request.busyTimeout, durable: kept) { done, total in progress(.working(.copying, done: done, total: total)) }
+            return try source.copy(into: path, timeout: request.busyTimeout, durable: kept) { done, total in progress(.working(.copying, done: done, total: total)) }
         }
     }
 
     /// Publishes a snapshot whose database `fill` writes into the new empty file at the path it
     /// is given (not fsynced; stored in rollback-journal mode), with the same guarantees as
     /// `snapshot(_:progress:)`: a restore saves the live state this way while it holds the
-    /// write lock.
+    /// write lock. `fill` returns the file's digest when it computed it while writing
+    /// (`Connection.copy`), else nil and the file is hashed here.
     /// - Throws: as `snapshot(_:progress:)`, and what `fill` throws.
     public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in },
-                         fill: (String) throws -> Void) throws -> BackupEntry {
+                         fill: (String) throws -> WrittenDigest?) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
 
@@ -118,6 +119,10 @@ public struct Snapshotter: Sendable {
                 guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempStored)", errno) }
             }
             stored = tempStored
+        } else if let written = info.written {
+            // Hashed as it was written (the copy was then only read, by SQLite, immutable).
+            try DurableFile.syncFile(tempDatabase)
+            digests = StoredOutput.Digests(bytes: written.bytes, sha256: written.sha256, content: nil)
         } else {
             // The disk writes the copy while a core hashes it from the page cache.
             let ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
@@ -156,16 +161,19 @@ public struct Snapshotter: Sendable {
         var pageSize: Int
         var pageCount: Int
         var migrations: [String]
+        /// The file's digest, when `fill` computed it while writing.
+        var written: WrittenDigest?
     }
 
     /// Creates the new file `path`, lets `fill` write the database into it (not yet fsynced),
-    /// and reads its size and applied migrations back from the copy.
-    func copy(to path: String, verify: Bool, fill: (String) throws -> Void) throws -> CopyInfo {
+    /// and reads its size and applied migrations back from the copy (opened immutable: read
+    /// only, no journal or lock files, so the digest of what was written stays the file's).
+    func copy(to path: String, verify: Bool, fill: (String) throws -> WrittenDigest?) throws -> CopyInfo {
         let fd = try DurableFile.createNew(path)
         close(fd)
-        try fill(path)
+        let written = try fill(path)
 
-        let copy = try Connection(path: path, mode: .readWrite)
+        let copy = try Connection(path: path, mode: .immutable)
         if verify {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
@@ -176,7 +184,7 @@ public struct Snapshotter: Sendable {
         let pageSize = Int(try copy.scalar("PRAGMA page_size").int ?? 0)
         let pageCount = Int(try copy.scalar("PRAGMA page_count").int ?? 0)
         return CopyInfo(bytes: Int64(pageSize * pageCount), pageSize: pageSize, pageCount: pageCount,
-                        migrations: try Self.appliedMigrations(copy))
+                        migrations: try Self.appliedMigrations(copy), written: written)
     }
 
     /// The migration names recorded in `deployctl_migrations`, in order; empty when the table

@@ -56,13 +56,27 @@ extension Connection {
     /// - Throws: `Failure` `.io` with the `errno` of a failed write (ENOSPC for a full disk);
     ///   `SQLiteError`.
     /// `progress` is told the bytes written and the database's size as the copy goes. With
-    /// `durable` (a copy the caller will fsync and keep) the disk starts writing each 8 MiB as
-    /// it is written, so the caller's fsync finds little left to do.
+    /// `durable` (a copy the caller will fsync, hash and keep) the disk starts writing each
+    /// 8 MiB as it is written, so the caller's fsync finds little left to do, and the copy's
+    /// size and SHA-256 are computed on the other core as it is written and returned (nil
+    /// when they could not be: the caller hashes the file; see `WrittenFileDigest`).
+    @discardableResult
     public func copy(into path: String, timeout: Duration, durable: Bool = false,
-                     progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws {
+                     progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws -> WrittenDigest? {
         // For progress only: the copy itself is of what its read transaction sees.
         let total = progress == nil ? 0
             : ((try? scalar("PRAGMA page_count").int) ?? 0) * ((try? scalar("PRAGMA page_size").int) ?? 0)
+        var firstPage: [UInt8]?
+        var began = false
+        let start = ContinuousClock.now
+        if durable {
+            // The read transaction the backup copies (it uses an open one), held from before
+            // page 1 is predicted from it. Without it, the copy goes on without a digest.
+            try useMemoryMappedReads()
+            began = !inTransaction && (try? execute("BEGIN")) != nil
+            firstPage = predictedBackupFirstPage()
+        }
+        defer { if began { try? execute("COMMIT") } }
         // Page 1 is written last: report the furthest offset so far, never going back.
         var furthest: Int64 = 0
         let vfs = try CopyTargetVFS(written: progress.map { report in
@@ -70,9 +84,77 @@ extension Connection {
                 furthest = max(furthest, done)
                 report(furthest, max(total, furthest))
             }
-        }, startsWriteback: durable)
+        }, startsWriteback: durable, expectedFirstPage: firstPage)
+        // One busy timeout for the whole copy, the prediction's wait for a read lock included.
         try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
-                   timeout: timeout, failing: "cannot write")
+                   timeout: max(.zero, timeout - (ContinuousClock.now - start)), failing: "cannot write")
+        return vfs.writtenDigest
+    }
+
+    /// The page 1 a backup of this database into a new empty file ends with, read from the
+    /// snapshot of this connection's read transaction (started here when a transaction is
+    /// open without one), or nil when it cannot be read.
+    ///
+    /// It is the snapshot's page 1 (the WAL's newest committed frame of page 1, else the
+    /// database file's) with the header fields the backup sets: the file-format bytes 18-19
+    /// to 1 (`CopyTargetVFS` stores copies in rollback-journal mode), the change counter and
+    /// version-valid-for to 1 and the schema cookie to 1 (a new file's 0, plus one), the
+    /// in-header size to the page count and the SQLite version number to this library's.
+    /// A guess: SQLite's backup could set other values, or a writer could commit a new page 1
+    /// after this snapshot; `WrittenFileDigest` compares it with the page 1 actually written.
+    func predictedBackupFirstPage() -> [UInt8]? {
+        guard let size = try? scalar("PRAGMA page_size").int, let pages = try? scalar("PRAGMA page_count").int,
+              size >= 512, size <= 65536, pages > 0,
+              var page = newestCommittedWALFirstPage(pageSize: Int(size)) ?? (try? readFileBytes(at: 0, count: Int(size))),
+              page.count == Int(size) else {
+            return nil
+        }
+        func put(_ value: UInt32, at offset: Int) {
+            for i in 0..<4 { page[offset + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * i)) }
+        }
+        page[18] = 1
+        page[19] = 1
+        put(1, at: 24)
+        put(UInt32(truncatingIfNeeded: pages), at: 28)
+        put(1, at: 40)
+        put(1, at: 92)
+        put(UInt32(bitPattern: sqlite3_libversion_number()), at: 96)
+        return page
+    }
+
+    /// The newest frame of page 1 in this database's WAL that a commit frame of the same WAL
+    /// generation follows (or is), read through SQLite's own open WAL file (the WAL format:
+    /// https://sqlite.org/fileformat.html#the_write_ahead_log); nil when there is no WAL or
+    /// no such frame.
+    private func newestCommittedWALFirstPage(pageSize: Int) -> [UInt8]? {
+        var pointer: UnsafeMutableRawPointer?
+        guard sqlite3_file_control(handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &pointer) == SQLITE_OK,
+              let file = pointer?.assumingMemoryBound(to: sqlite3_file.self),
+              let methods = file.pointee.pMethods?.pointee else { return nil }
+        func read(_ count: Int, at offset: Int64) -> [UInt8]? {
+            var bytes = [UInt8](repeating: 0, count: count)
+            let rc = bytes.withUnsafeMutableBytes { methods.xRead(file, $0.baseAddress, Int32(count), offset) }
+            return rc == SQLITE_OK ? bytes : nil
+        }
+        func word(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+            bytes[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) }
+        }
+        var walSize: sqlite3_int64 = 0
+        guard methods.xFileSize(file, &walSize) == SQLITE_OK, let header = read(32, at: 0),
+              word(header, 0) & ~1 == 0x377f_0682, Int(word(header, 8)) == (pageSize == 65536 ? 1 : pageSize) else {
+            return nil
+        }
+        let frameSize = Int64(24 + pageSize)
+        var pending: Int64?
+        var committed: Int64?
+        var offset: Int64 = 32
+        while offset + frameSize <= walSize, let frame = read(24, at: offset),
+              word(frame, 8) == word(header, 16), word(frame, 12) == word(header, 20) {
+            if word(frame, 0) == 1 { pending = offset }
+            if word(frame, 4) != 0 { committed = pending ?? committed }
+            offset += frameSize
+        }
+        return committed.flatMap { read(pageSize, at: $0 + 24) }
     }
 
     /// Runs the backup API, reading this database through `mmap`, into `path` opened through

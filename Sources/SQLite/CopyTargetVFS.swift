@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Support
 
 /// A VFS (https://sqlite.org/vfs.html) for the destination of an online backup, a brand-new file
 /// that SQLite fills from start to end: page writes at consecutive offsets are gathered into
@@ -54,6 +55,9 @@ package final class CopyTargetVFS {
     /// (`sync_file_range`), for a copy that will be fsynced: the caller's final `fsync` then
     /// waits for little more than the last writes, instead of the whole file.
     fileprivate let startsWriteback: Bool
+    /// Writing mode: hashes the copy as it is written, when its page 1 was predicted.
+    fileprivate let digest: WrittenFileDigest?
+    fileprivate var digestResult: WrittenDigest?
 
     /// The most row digests kept in comparing mode.
     fileprivate let rowDigestBudget: Int
@@ -65,6 +69,13 @@ package final class CopyTargetVFS {
     package var writeError: (path: String, errno: Int32)? {
         lock.lock(); defer { lock.unlock() }
         return firstError
+    }
+
+    /// Writing mode with `expectedFirstPage`: the copy's size and SHA-256, computed from its
+    /// writes, once it is closed; nil when they could not be (see `WrittenFileDigest`).
+    package var writtenDigest: WrittenDigest? {
+        lock.lock(); defer { lock.unlock() }
+        return digestResult
     }
 
     /// Comparing mode: the page numbers (1-based) whose bytes differ from the reference file's,
@@ -84,11 +95,12 @@ package final class CopyTargetVFS {
     /// comparing mode against that file.
     /// - Throws: `SQLiteError` when SQLite has no default VFS or refuses the registration.
     package init(comparingWith reference: String? = nil, rowDigestBudget: Int = 0,
-                 written: ((Int64) -> Void)? = nil, startsWriteback: Bool = false) throws {
+                 written: ((Int64) -> Void)? = nil, startsWriteback: Bool = false, expectedFirstPage: [UInt8]? = nil) throws {
         self.reference = reference
         self.rowDigestBudget = rowDigestBudget
         self.written = written
         self.startsWriteback = startsWriteback
+        digest = reference == nil ? expectedFirstPage.map(WrittenFileDigest.init(expectedFirstPage:)) : nil
         guard let base = sqlite3_vfs_find(nil) else {
             throw SQLiteError(code: SQLITE_ERROR, message: "SQLite has no default VFS", context: "vfs")
         }
@@ -171,6 +183,11 @@ package final class CopyTargetVFS {
     fileprivate func recordSize(_ size: Int64) {
         lock.lock(); defer { lock.unlock() }
         comparedSize = size
+    }
+
+    fileprivate func recordDigest(_ result: WrittenDigest?) {
+        lock.lock(); defer { lock.unlock() }
+        digestResult = result
     }
 
     fileprivate func record(path: String, errno code: Int32) {
@@ -271,23 +288,41 @@ private func copyTargetOpen(_ vfs: UnsafeMutablePointer<sqlite3_vfs>?, _ path: s
 
 /// Gathers writes at consecutive offsets into one buffer and writes it out when it is full, when
 /// a write is not consecutive, or before any read, size query, truncate or sync.
+///
+/// With the owner's `digest`, each written buffer is also handed to the hashing thread and the
+/// next one is filled meanwhile: a ring of `digestRing` buffers (24 MiB), one otherwise.
 private final class BufferedPageWriter: TargetFile {
     let fd: Int32
     let path: String
     unowned let owner: CopyTargetVFS
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: CopyTargetVFS.bufferSize, alignment: 4096)
+    let buffers: [UnsafeMutableRawPointer]
+    var current = 0
+    var buffer: UnsafeMutableRawPointer { buffers[current] }
     var bufferOffset: Int64 = 0
     var buffered = 0
+    static let digestRing = 3
 
     init(fd: Int32, path: String, owner: CopyTargetVFS) {
         self.fd = fd
         self.path = path
         self.owner = owner
+        buffers = (0..<(owner.digest == nil ? 1 : Self.digestRing)).map { _ in
+            UnsafeMutableRawPointer.allocate(byteCount: CopyTargetVFS.bufferSize, alignment: 4096)
+        }
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        owner.digest?.drain()
+        for buffer in buffers { buffer.deallocate() }
+    }
 
-    func close() { _ = Glibc.close(fd) }
+    func close() {
+        if let digest = owner.digest {
+            var info = stat()
+            owner.recordDigest(fstat(fd, &info) == 0 ? digest.result(fileSize: Int64(info.st_size)) : nil)
+        }
+        _ = Glibc.close(fd)
+    }
 
     func sync() -> Int32 { flush() }
 
@@ -318,7 +353,10 @@ private final class BufferedPageWriter: TargetFile {
             let rc = flush()
             guard rc == SQLITE_OK else { return rc }
         }
-        if count > CopyTargetVFS.bufferSize { return writeFully(source, count: count, at: offset) }
+        if count > CopyTargetVFS.bufferSize {
+            owner.digest?.abandon()
+            return writeFully(source, count: count, at: offset)
+        }
         if buffered == 0 { bufferOffset = offset }
         (buffer + buffered).copyMemory(from: source, byteCount: count)
         buffered += count
@@ -332,6 +370,13 @@ private final class BufferedPageWriter: TargetFile {
             // Advisory: a failure to start writeback shows in the caller's fsync.
             if owner.startsWriteback { _ = sync_file_range(fd, Int(bufferOffset), buffered, UInt32(DEPLOYCTL_SYNC_FILE_RANGE_WRITE)) }
             owner.written?(bufferOffset + Int64(buffered))
+            if let digest = owner.digest, digest.wrote(buffer, count: buffered, at: bufferOffset) {
+                // Fill the next buffer of the ring: the oldest handed one, once it is hashed.
+                current = (current + 1) % buffers.count
+                digest.waitForBuffers(below: buffers.count)
+            }
+        } else {
+            owner.digest?.abandon()
         }
         buffered = 0
         return rc
@@ -372,6 +417,8 @@ private final class BufferedPageWriter: TargetFile {
     func truncate(to size: Int64) -> Int32 {
         let rc = flush()
         guard rc == SQLITE_OK else { return rc }
+        var info = stat()
+        if fstat(fd, &info) != 0 || Int64(info.st_size) != Int64(size) { owner.digest?.abandon() }
         return ftruncate(fd, off_t(size)) == 0 ? SQLITE_OK : IOError.truncate
     }
 }

@@ -94,3 +94,14 @@ public struct SHA256 {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// A file's size and lowercase-hex SHA-256, computed by the code that wrote it.
+public struct WrittenDigest: Sendable, Equatable {
+    public let bytes: Int64
+    public let sha256: String
+
+    public init(bytes: Int64, sha256: String) {
+        self.bytes = bytes
+        self.sha256 = sha256
+    }
+}

@@ -40,7 +40,7 @@ struct SnapshotTests {
         #expect(try box.sha3(box.databasePath) == before)
     }
 
-    @Test("a WAL snapshot completes while another process commits every few milliseconds")
+    @Test("WAL snapshots, compressed and plain, complete while another process commits every few milliseconds; each plain one's manifest sha256 is sha256sum's (hashed as it was written)")
     func snapshotUnderWriter() throws {
         let box = try Sandbox(journalMode: "wal", rows: 3000)
         let writer = Process()
@@ -57,11 +57,16 @@ struct SnapshotTests {
         try writer.run()
         defer { writer.terminate(); writer.waitUntilExit() }
         Thread.sleep(forTimeInterval: 0.3)
-        for _ in 0..<3 {
-            let result = try box.deployctl(["snapshot", "prod", "--gzip"])
+        for round in 0..<6 {
+            let result = try box.deployctl(["snapshot", "prod", round % 2 == 0 ? "--gzip" : "--no-gzip"])
             #expect(result.status == 0, "\(result.stderr)")
         }
-        #expect(box.backupNames().count == 3)
+        #expect(box.backupNames().count == 6)
+        for name in box.backupNames() where name.hasSuffix(".db") {
+            let file = box.backupsFolder + "/" + name
+            let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
+            #expect(manifest["sha256"] as? String == String(try Sandbox.exec("/usr/bin/sha256sum", [file]).stdout.prefix(64)))
+        }
         let verify = try box.deployctl(["backups", "verify", "prod", "--all"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
