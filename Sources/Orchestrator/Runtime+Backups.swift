@@ -46,7 +46,12 @@ extension Runtime {
             try failpoints.hit("snapshot")
             try checkInterruption("no backup was written, and its temp files were removed")
         }
-        let entry = try Snapshotter(store: store).snapshot(request, progress: progress)
+        let entry: BackupEntry
+        do {
+            entry = try Snapshotter(store: store).snapshot(request, progress: progress)
+        } catch let error as SQLiteError where error.kind == .temporary {
+            throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
+        }
         let policy = retention.isEmpty ? config.retention : retention
         let entries = store.entries().filter { $0.label == label }
         var pruned = [BackupEntry]()

@@ -99,7 +99,8 @@ public struct Runtime: Sendable {
     /// commit included; a large but checkpointed `-wal` adds nothing): what a copy of it takes.
     /// Where it cannot be opened, the file's size.
     func liveBytes(_ config: InstanceConfig) -> Int64 {
-        if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout),
+        // An estimate: never waits for a lock (the file's size does when it is locked).
+        if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: .zero),
            let pages = try? db.scalar("PRAGMA page_count").int, let size = try? db.scalar("PRAGMA page_size").int {
             return pages * size
         }

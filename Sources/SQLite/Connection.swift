@@ -29,6 +29,8 @@ public final class Connection {
     let handle: OpaquePointer
     /// The file this connection opened.
     public let path: String
+    /// How long a statement waits for another connection's lock before `SQLITE_BUSY`.
+    public let busyTimeout: Duration
     var authorizerBox: AuthorizerBox?
     var stopBox: StopBox?
 
@@ -45,6 +47,7 @@ public final class Connection {
     ///   cannot be read.
     public init(path: String, mode: Mode, busyTimeout: Duration = .seconds(5), vfs: String? = nil) throws {
         self.path = path
+        self.busyTimeout = busyTimeout
         let checked = mode != .create && path != ":memory:"
         if checked {
             guard FileManager.default.fileExists(atPath: path) else {
@@ -75,8 +78,7 @@ public final class Connection {
         }
         handle = db
         if checked { try checkHeader() }
-        let ms = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
-        sqlite3_busy_timeout(db, Int32(clamping: ms))
+        Self.setBusyTimeout(db, busyTimeout)
         sqlite3_extended_result_codes(db, 1)
         if mode == .inspect {
             try execute("PRAGMA query_only = ON")
@@ -84,6 +86,19 @@ public final class Connection {
             // exactly as it was: closing must not checkpoint it into the database or delete it.
             if FileManager.default.fileExists(atPath: path + "-wal") { deployctl_no_checkpoint_on_close(db) }
         }
+    }
+
+    private static func setBusyTimeout(_ db: OpaquePointer, _ timeout: Duration) {
+        let ms = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        sqlite3_busy_timeout(db, Int32(clamping: ms))
+    }
+
+    /// Runs `body` with statements that fail with `SQLITE_BUSY` at once instead of waiting for
+    /// a lock: for optional reads that must not spend the caller's busy timeout.
+    public func withoutWaitingForLocks<T>(_ body: () throws -> T) rethrows -> T {
+        Self.setBusyTimeout(handle, .zero)
+        defer { Self.setBusyTimeout(handle, busyTimeout) }
+        return try body()
     }
 
     deinit {

@@ -21,6 +21,8 @@ import Support
 ///   so a WAL source's copy never needs `-wal`/`-shm` files and page 1 is written once.
 /// - The first write error (with its `errno`) is kept in `writeError`; SQLite sees `SQLITE_FULL`
 ///   or `IOError.write`.
+/// - Given the page 1 the copy will end with (`expectedFirstPage`), the copy is hashed on another
+///   thread as it is written (`WrittenFileDigest`); `writtenDigest` has the result once closed.
 ///
 /// In comparing mode (`init(comparingWith:)`) the main database file is virtual: writes are
 /// compared with the reference file and the differing page numbers collected in

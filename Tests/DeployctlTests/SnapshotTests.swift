@@ -71,6 +71,44 @@ struct SnapshotTests {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
 
+    @Test("an application holding its database locked past the busy timeout: the snapshot waits one busy timeout (2 s here), not one per read, exits 75 naming the database and the holder, and leaves nothing",
+          arguments: [("delete", "--no-gzip"), ("delete", "--gzip"), ("wal", "--no-gzip")])
+    func lockedPastBusyTimeout(journalMode: String, compression: String) throws {
+        let box = try Sandbox(journalMode: journalMode)
+        let before = try box.sha3(box.databasePath)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        // Rollback journal: an EXCLUSIVE lock (mid-commit); WAL: exclusive locking mode.
+        holder.arguments = ["-c", """
+            import sqlite3, sys
+            db = sqlite3.connect('\(box.databasePath)', isolation_level=None)
+            if '\(journalMode)' == 'wal': db.execute('PRAGMA locking_mode = EXCLUSIVE')
+            db.execute('BEGIN EXCLUSIVE')
+            db.execute("INSERT INTO user VALUES (999999, 'x', 'x@x')")
+            print('locked', flush=True)
+            sys.stdin.read()
+            db.execute('ROLLBACK')
+            """]
+        let out = Pipe(), release = Pipe()
+        holder.standardOutput = out
+        holder.standardInput = release
+        try holder.run()
+        // Closing its input ends the holder (a signal may be blocked in the test runner).
+        defer { try? release.fileHandleForWriting.close(); holder.waitUntilExit() }
+        _ = out.fileHandleForReading.availableData
+        let started = Date()
+        let result = try box.deployctl(["snapshot", "prod", compression])
+        let waited = Date().timeIntervalSince(started)
+        #expect(result.status == 75, "\(result.stdout)\(result.stderr)")
+        #expect(waited >= 1.9 && waited < 3.9, "waited \(waited) s with busy_timeout_ms = 2000")
+        #expect(result.stderr.contains(box.databasePath) && result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")
+        #expect(!result.stderr.contains(".tmp-"), "the error names a temp file: \(result.stderr)")
+        #expect(box.allBackupFiles().isEmpty, "left: \(box.allBackupFiles())")
+        try release.fileHandleForWriting.close()
+        holder.waitUntilExit()
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
     @Test("two snapshots in the same second are both kept under distinct names")
     func sameSecond() throws {
         let box = try Sandbox(rows: 20)
