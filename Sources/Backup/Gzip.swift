@@ -2,6 +2,7 @@ import CDeflate
 import CZlib
 import Dispatch
 import Foundation
+import SQLite
 import Support
 
 /// gzip through the system libdeflate (our members, whole buffers) and zlib (another tool's
@@ -42,11 +43,13 @@ enum Gzip {
         return try results.map { result throws(Failure) in try result!.get() }
     }
 
-    /// Compresses the file at `source` into `output` at `level`.
+    /// Compresses the file at `source` into `output` at `level` (see `compressMembers` for
+    /// `following` and the result).
     /// - Throws: `Failure` `.io` on read or write errors.
-    static func compress(source: String, into output: StoredOutput, level: Int32 = Gzip.level,
-                         progress: (Int64) -> Void = { _ in }) throws {
-        try compressMembers(source: source, into: output, progress: progress) { input throws(Failure) in
+    @discardableResult
+    static func compress(source: String, into output: StoredOutput, level: Int32 = Gzip.level, following: CopyFollower? = nil,
+                         progress: (Int64) -> Void = { _ in }) throws -> Bool {
+        try compressMembers(source: source, into: output, following: following, progress: progress) { input throws(Failure) in
             try deflateMember(input, level: level)
         }
     }
@@ -55,9 +58,15 @@ enum Gzip {
     /// member with `member` on every core at once, and writes them in order into `output`
     /// (an empty file gives one empty member). The gzip members here and zstd's frames are
     /// made this way.
+    ///
+    /// With `following`, `source` is a copy still being written (`Connection.copy(following:)`):
+    /// each read waits until its bytes are final, and the first page is the predicted page 1.
+    /// Returns false when the copy could not be followed after all: the output is then not the
+    /// copy's and must be discarded. True otherwise.
     /// - Throws: `Failure` `.io` on read or write errors, what `member` throws.
-    static func compressMembers(source: String, into output: StoredOutput, progress: (Int64) -> Void,
-                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws {
+    @discardableResult
+    static func compressMembers(source: String, into output: StoredOutput, following: CopyFollower? = nil, progress: (Int64) -> Void,
+                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> Bool {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
@@ -65,7 +74,9 @@ enum Gzip {
         defer { buffer.deallocate() }
         var consumed: Int64 = 0
         while true {
+            if let following, !following.waitUntilWritten(below: consumed + Int64(buffer.count)) { return false }
             let filled = try DurableFile.readFully(input, into: buffer, path: source)
+            if consumed == 0, let following { following.patchFirstPage(of: buffer, count: filled) }
             if filled == 0 && consumed > 0 { break }
             consumed += Int64(filled)
             let read = UnsafeRawBufferPointer(buffer)
@@ -79,6 +90,8 @@ enum Gzip {
             progress(consumed)
             if filled < buffer.count { break }
         }
+        // Whatever was read, it is the copy's only if the copy ended as followed.
+        return following?.waitUntilWritten(below: .max) ?? true
     }
 
     /// Deflates `input` into one complete gzip member whose header records the member's length:

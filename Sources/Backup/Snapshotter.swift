@@ -63,10 +63,12 @@ public struct Snapshotter: Sendable {
     public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in }) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
-        return try snapshot(request, progress: progress) { path in
+        return try publish(request, progress: progress) { path, following in
             // A plain snapshot is the copy itself, fsynced: its writeback can start during the copy.
             let kept = request.compression == .none && request.recipients.isEmpty
-            return try source.copy(into: path, timeout: request.busyTimeout, durable: kept) { done, total in progress(.working(.copying, done: done, total: total)) }
+            return try source.copy(into: path, timeout: request.busyTimeout, durable: kept, following: kept ? nil : following) { done, total in
+                progress(.working(.copying, done: done, total: total))
+            }
         }
     }
 
@@ -78,6 +80,14 @@ public struct Snapshotter: Sendable {
     /// - Throws: as `snapshot(_:progress:)`, and what `fill` throws.
     public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in },
                          fill: (String) throws -> WrittenDigest?) throws -> BackupEntry {
+        try publish(request, progress: progress) { path, _ in try fill(path) }
+    }
+
+    /// `snapshot(_:progress:fill:)`, where `fill` may also hand a `CopyFollower` of the copy it
+    /// writes to the function it is given: a compressed (or encrypted) snapshot is then
+    /// compressed on another thread while the copy is still being written.
+    func publish(_ request: SnapshotRequest, progress: @escaping ProgressHandler,
+                 fill: (String, @escaping (CopyFollower) -> Void) throws -> WrittenDigest?) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         try store.prepareForWriting()
 
@@ -90,35 +100,45 @@ public struct Snapshotter: Sendable {
         defer { for path in cleanup { unlink(path) } }
 
         progress(.working(.copying))
-        let info = try copy(to: tempDatabase, verify: request.verify, fill: fill)
+        let compressed = request.compression != .none || encrypted
+        // The plain copy is scratch when compressed: only the compressed (or encrypted) file is
+        // fsynced and kept. It is compressed as it is written when the copy can be followed.
+        var early: (follower: CopyFollower, thread: BackgroundWork<(path: String, digests: StoredOutput.Digests)?>)?
+        defer {
+            // On every path out: stop it and wait for it before its files are removed.
+            early?.follower.stop()
+            _ = try? early?.thread.wait(report: { _ in })
+        }
+        let info = try copy(to: tempDatabase, verify: request.verify) { path in
+            try fill(path) { follower in
+                guard compressed else { return }
+                let tempStored = DurableFile.temporaryPath(for: finalPath)
+                cleanup.append(tempStored)
+                early = (follower, BackgroundWork { report in
+                    try compress(tempDatabase, into: tempStored, request, following: follower, progress: report).map { (tempStored, $0) }
+                })
+            }
+        }
         try request.checkpoint()
 
         var stored = tempDatabase
         let digests: StoredOutput.Digests
-        if request.compression != .none || encrypted {
-            // The plain copy is scratch here: only the compressed (or encrypted) file is fsynced and kept.
-            let tempStored = DurableFile.temporaryPath(for: finalPath)
-            cleanup.append(tempStored)
-            let fd = try DurableFile.createNew(tempStored)
-            do {
-                defer { close(fd) }
-                let output = try StoredOutput(fd: fd, path: tempStored, recipients: request.recipients)
-                switch request.compression {
-                case .zstd:
-                    try Zstd.compress(source: tempDatabase, into: output) { done in
-                        progress(.working(.compressing(algorithm: encrypted ? "zstd, encrypting with age" : "zstd"), done: done, total: info.bytes))
-                    }
-                case .gzip:
-                    try Gzip.compress(source: tempDatabase, into: output) { done in
-                        progress(.working(.compressing(algorithm: encrypted ? "gzip, encrypting with age" : "gzip"), done: done, total: info.bytes))
-                    }
-                case .none:
-                    try output.write(contentsOf: tempDatabase) { done in progress(.working(.encrypting, done: done, total: info.bytes)) }
-                }
-                digests = try output.finish()
-                guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempStored)", errno) }
+        if compressed {
+            let algorithm = request.compression == .none ? nil : request.compression.rawValue + (encrypted ? ", encrypting with age" : "")
+            // Reported on this thread, also while the copy's compression, already under way, ends.
+            let report = { (done: Int64) in
+                progress(.working(algorithm.map { .compressing(algorithm: $0) } ?? .encrypting, done: done, total: info.bytes))
             }
-            stored = tempStored
+            if let followed = try early?.thread.wait(report: report) {
+                stored = followed.path
+                digests = followed.digests
+            } else {
+                // Not followed (a wrong page-1 prediction, writes out of order): from the finished copy.
+                let tempStored = DurableFile.temporaryPath(for: finalPath)
+                cleanup.append(tempStored)
+                digests = try compress(tempDatabase, into: tempStored, request, following: nil, progress: report)!
+                stored = tempStored
+            }
         } else if let written = info.written {
             // Hashed as it was written (the copy was then only read, by SQLite, immutable).
             try DurableFile.syncFile(tempDatabase)
@@ -154,6 +174,30 @@ public struct Snapshotter: Sendable {
         unlink(tempDatabase)
         return BackupEntry(name: name, path: finalPath, manifest: manifest, label: request.label,
                            createdAt: request.now, bytes: bytes)
+    }
+
+    /// Compresses (or only encrypts) the copy `tempDatabase` into the new file `tempStored`,
+    /// fsynced, as the request says. With `following`, while the copy is still being written;
+    /// nil when it could not be followed (`tempStored` is then removed).
+    /// - Throws: `Failure` `.io` (disk full shows as ENOSPC).
+    private func compress(_ tempDatabase: String, into tempStored: String, _ request: SnapshotRequest,
+                          following: CopyFollower?, progress: @escaping (Int64) -> Void) throws -> StoredOutput.Digests? {
+        let fd = try DurableFile.createNew(tempStored)
+        defer { close(fd) }
+        let output = try StoredOutput(fd: fd, path: tempStored, recipients: request.recipients)
+        let followed: Bool
+        switch request.compression {
+        case .zstd: followed = try Zstd.compress(source: tempDatabase, into: output, following: following, progress: progress)
+        case .gzip: followed = try Gzip.compress(source: tempDatabase, into: output, following: following, progress: progress)
+        case .none: followed = try output.write(contentsOf: tempDatabase, following: following, progress: progress)
+        }
+        guard followed else {
+            unlink(tempStored)
+            return nil
+        }
+        let digests = try output.finish()
+        guard fsync(fd) == 0 else { throw DurableFile.posixFailure("cannot fsync \(tempStored)", errno) }
+        return digests
     }
 
     struct CopyInfo {

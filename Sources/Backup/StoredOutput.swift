@@ -1,5 +1,6 @@
 import Encryption
 import Foundation
+import SQLite
 import Support
 
 /// The file a backup is stored as, written once from start to end: as given, or
@@ -42,9 +43,12 @@ final class StoredOutput {
         try encryptor.write(bytes) { try emit($0) }
     }
 
-    /// Adds the whole file at `source`, read in 1 MiB blocks.
+    /// Adds the whole file at `source`, read in 1 MiB blocks; with `following`, a copy still
+    /// being written, read as `Gzip.compressMembers` does. Returns false when that copy could
+    /// not be followed after all (what was written is then not the copy's).
     /// - Throws: `Failure` `.io`.
-    func write(contentsOf source: String, progress: (Int64) -> Void) throws {
+    @discardableResult
+    func write(contentsOf source: String, following: CopyFollower? = nil, progress: (Int64) -> Void) throws -> Bool {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
@@ -52,12 +56,15 @@ final class StoredOutput {
         defer { buffer.deallocate() }
         var done: Int64 = 0
         while true {
+            if let following, !following.waitUntilWritten(below: done + Int64(buffer.count)) { return false }
             let n = try DurableFile.readFully(input, into: buffer, path: source)
             if n == 0 { break }
+            if done == 0, let following { following.patchFirstPage(of: buffer, count: n) }
             try write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             done += Int64(n)
             progress(done)
         }
+        return following?.waitUntilWritten(below: .max) ?? true
     }
 
     /// Writes what is left (the last encrypted chunk) and returns the checksums. Not fsynced.

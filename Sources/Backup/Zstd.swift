@@ -1,5 +1,6 @@
 import CZstd
 import Foundation
+import SQLite
 import Support
 
 /// zstd through the system libzstd (`--compress zstd`): the one place deployctl calls it.
@@ -18,9 +19,10 @@ enum Zstd {
 
     /// Compresses the file at `source` into `output`.
     /// - Throws: `Failure` `.io` on read or write errors.
-    static func compress(source: String, into output: StoredOutput, level: Int32 = Zstd.level,
-                         progress: (Int64) -> Void = { _ in }) throws {
-        try Gzip.compressMembers(source: source, into: output, progress: progress) { input throws(Failure) in
+    @discardableResult
+    static func compress(source: String, into output: StoredOutput, level: Int32 = Zstd.level, following: CopyFollower? = nil,
+                         progress: (Int64) -> Void = { _ in }) throws -> Bool {
+        try Gzip.compressMembers(source: source, into: output, following: following, progress: progress) { input throws(Failure) in
             try frame(input, level: level)
         }
     }

@@ -62,8 +62,10 @@ extension Connection {
     /// 8 MiB as it is written, so the caller's fsync finds little left to do, and the copy's
     /// size and SHA-256 are computed on the other core as it is written and returned (nil
     /// when they could not be: the caller hashes the file; see `WrittenFileDigest`).
+    /// `following` is given a `CopyFollower` before the copy starts, when the copy's page 1 could
+    /// be predicted, so that another thread can read the copy as it is written.
     @discardableResult
-    public func copy(into path: String, timeout: Duration, durable: Bool = false,
+    public func copy(into path: String, timeout: Duration, durable: Bool = false, following: ((CopyFollower) -> Void)? = nil,
                      progress: ((_ done: Int64, _ total: Int64) -> Void)? = nil) throws -> WrittenDigest? {
         // Optional reads, which never wait for a lock: the backup alone spends the busy timeout.
         var firstPage: [UInt8]?
@@ -72,7 +74,7 @@ extension Connection {
             // For progress only: the copy itself is of what its read transaction sees.
             let total = progress == nil ? 0
                 : ((try? scalar("PRAGMA page_count").int) ?? 0) * ((try? scalar("PRAGMA page_size").int) ?? 0)
-            if durable {
+            if durable || following != nil {
                 // The read transaction the backup copies (it uses an open one), held from before
                 // page 1 is predicted from it. Without it, the copy goes on without a digest.
                 try useMemoryMappedReads()
@@ -82,6 +84,9 @@ extension Connection {
             return total
         }
         defer { if began { try? execute("COMMIT") } }
+        let tracker = firstPage.map { WrittenFileDigest(expectedFirstPage: $0, hashing: durable) }
+        defer { tracker?.endUnlessFinished() }
+        if let tracker, let following { following(CopyFollower(tracker)) }
         // Page 1 is written last: report the furthest offset so far, never going back.
         var furthest: Int64 = 0
         let vfs = try CopyTargetVFS(written: progress.map { report in
@@ -89,10 +94,10 @@ extension Connection {
                 furthest = max(furthest, done)
                 report(furthest, max(total, furthest))
             }
-        }, startsWriteback: durable, expectedFirstPage: firstPage)
+        }, startsWriteback: durable, following: tracker)
         try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
                    timeout: timeout, failing: "cannot write")
-        return vfs.writtenDigest
+        return durable ? vfs.writtenDigest : nil
     }
 
     /// The page 1 a backup of this database into a new empty file ends with, read from the

@@ -21,8 +21,9 @@ import Support
 ///   so a WAL source's copy never needs `-wal`/`-shm` files and page 1 is written once.
 /// - The first write error (with its `errno`) is kept in `writeError`; SQLite sees `SQLITE_FULL`
 ///   or `IOError.write`.
-/// - Given the page 1 the copy will end with (`expectedFirstPage`), the copy is hashed on another
-///   thread as it is written (`WrittenFileDigest`); `writtenDigest` has the result once closed.
+/// - Given a `WrittenFileDigest` (the page 1 the copy will end with), the writes are followed:
+///   hashed on another thread as they are written, or only tracked for a `CopyFollower`;
+///   `writtenDigest` has the result once the file is closed.
 ///
 /// In comparing mode (`init(comparingWith:)`) the main database file is virtual: writes are
 /// compared with the reference file and the differing page numbers collected in
@@ -57,7 +58,7 @@ package final class CopyTargetVFS {
     /// (`sync_file_range`), for a copy that will be fsynced: the caller's final `fsync` then
     /// waits for little more than the last writes, instead of the whole file.
     fileprivate let startsWriteback: Bool
-    /// Writing mode: hashes the copy as it is written, when its page 1 was predicted.
+    /// Writing mode: follows (and maybe hashes) the copy as it is written, when its page 1 was predicted.
     fileprivate let digest: WrittenFileDigest?
     fileprivate var digestResult: WrittenDigest?
 
@@ -73,7 +74,7 @@ package final class CopyTargetVFS {
         return firstError
     }
 
-    /// Writing mode with `expectedFirstPage`: the copy's size and SHA-256, computed from its
+    /// Writing mode with a hashing `following`: the copy's size and SHA-256, computed from its
     /// writes, once it is closed; nil when they could not be (see `WrittenFileDigest`).
     package var writtenDigest: WrittenDigest? {
         lock.lock(); defer { lock.unlock() }
@@ -97,12 +98,12 @@ package final class CopyTargetVFS {
     /// comparing mode against that file.
     /// - Throws: `SQLiteError` when SQLite has no default VFS or refuses the registration.
     package init(comparingWith reference: String? = nil, rowDigestBudget: Int = 0,
-                 written: ((Int64) -> Void)? = nil, startsWriteback: Bool = false, expectedFirstPage: [UInt8]? = nil) throws {
+                 written: ((Int64) -> Void)? = nil, startsWriteback: Bool = false, following: WrittenFileDigest? = nil) throws {
         self.reference = reference
         self.rowDigestBudget = rowDigestBudget
         self.written = written
         self.startsWriteback = startsWriteback
-        digest = reference == nil ? expectedFirstPage.map(WrittenFileDigest.init(expectedFirstPage:)) : nil
+        digest = reference == nil ? following : nil
         guard let base = sqlite3_vfs_find(nil) else {
             throw SQLiteError(code: SQLITE_ERROR, message: "SQLite has no default VFS", context: "vfs")
         }
@@ -308,7 +309,7 @@ private final class BufferedPageWriter: TargetFile {
         self.fd = fd
         self.path = path
         self.owner = owner
-        buffers = (0..<(owner.digest == nil ? 1 : Self.digestRing)).map { _ in
+        buffers = (0..<(owner.digest?.hashing == true ? Self.digestRing : 1)).map { _ in
             UnsafeMutableRawPointer.allocate(byteCount: CopyTargetVFS.bufferSize, alignment: 4096)
         }
     }

@@ -23,3 +23,41 @@ private final class PairOfResults<A, B>: @unchecked Sendable {
     var first: Result<A, Error>?
     var second: Result<B, Error>?
 }
+
+/// Work started at once on a thread of its own; `wait` joins it.
+///
+/// Why: a compressed snapshot is compressed while the copy it reads is still being written by
+/// SQLite on the calling thread.
+public final class BackgroundWork<T>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var outcome: Result<T, Error>?
+    private var reported: Int64 = 0
+
+    /// Starts `work`, which may report how far it got through the function it is given.
+    public init(_ work: @escaping (_ report: @escaping (Int64) -> Void) throws -> T) {
+        nonisolated(unsafe) let work = work
+        let thread = Thread { [self] in
+            let result = Result { try work { done in self.condition.lock(); self.reported = done; self.condition.unlock() } }
+            condition.lock(); outcome = result; condition.broadcast(); condition.unlock()
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    /// Waits for the work to end, calling `report` on this thread with how far it got every
+    /// 0.1 s meanwhile and once at the end (even when it had ended before); returns its result
+    /// or throws its error (again on each call).
+    public func wait(report: (Int64) -> Void) throws -> T {
+        condition.lock()
+        while outcome == nil {
+            if !condition.wait(until: Date(timeIntervalSinceNow: 0.1)) {
+                let done = reported
+                condition.unlock(); report(done); condition.lock()
+            }
+        }
+        let (result, done) = (outcome!, reported)
+        condition.unlock()
+        report(done)
+        return try result.get()
+    }
+}

@@ -1,3 +1,4 @@
+@testable import Backup
 import Foundation
 @testable import SQLite
 import Support
@@ -144,5 +145,54 @@ struct CopyDigestTests {
         writes.append((pending + Int64(2 * page), last))
         writes.append((0, first))
         #expect(Self.digest(first: first, writes, fileSize: size + Int64(page)) == nil)
+    }
+
+    @Test("a compressed snapshot is compressed while its copy is written: a 36 MiB database (several reads behind the writer) stored as .gz and .zst gives the database back exactly",
+          arguments: ["--gzip", "--compress=zstd"])
+    func compressedWhileCopied(option: String) throws {
+        let box = try Sandbox(journalMode: "wal", rows: 50)
+        #expect(try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath], input: """
+            CREATE TABLE big (x); INSERT INTO big SELECT randomblob(4000) FROM generate_series(1, 9000);
+            """).status == 0)
+        let before = try box.sha3(box.databasePath)
+        let arguments = option.split(separator: "=").map(String.init)
+        let result = try box.deployctl(["snapshot", "prod"] + arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        let name = try #require(box.backupNames().first)
+        let file = box.backupsFolder + "/" + name
+        let plain = box.path("plain.db")
+        let tool = option == "--gzip" ? "gunzip -c" : "zstd -q -d -c"
+        #expect(try Sandbox.exec("/bin/sh", ["-c", "\(tool) '\(file)' > '\(plain)'"]).status == 0)
+        #expect(try box.sqlite(plain, "PRAGMA integrity_check") == "ok")
+        #expect(try box.sha3(plain) == before)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
+        #expect(manifest["sha256"] as? String == (try Self.sha256sum(file)))
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
+    }
+
+    @Test("a compressed snapshot whose copy cannot be followed (page 1 committed after its snapshot) is compressed from the finished copy: the backup is the snapshot's, nothing left behind",
+          arguments: [Compression.gzip, .zstd], [false, true])
+    func compressedFallback(compression: Compression, wrongPrediction: Bool) throws {
+        let box = try Sandbox(journalMode: "wal", rows: 400)
+        let before = try box.sha3(box.databasePath)
+        let source = try Connection(path: box.databasePath, mode: .inspect)
+        try source.execute("BEGIN")
+        #expect(try source.scalar("SELECT count(*) FROM user").int == 400)
+        let writer = try Connection(path: box.databasePath, mode: .readWrite)
+        try writer.execute("PRAGMA wal_autocheckpoint = 0")
+        if wrongPrediction { try writer.execute("CREATE TABLE late (x); INSERT INTO late VALUES (1)") }
+        let store = BackupStore(folder: box.backupsFolder, databasePath: box.databasePath)
+        let request = SnapshotRequest(databasePath: box.databasePath, label: "snapshot", compression: compression)
+        let entry = try Snapshotter(store: store).publish(request, progress: { _ in }) { path, following in
+            try source.copy(into: path, timeout: .seconds(5), following: following)
+        }
+        try source.execute("COMMIT")
+        let plain = box.path("plain.db")
+        let tool = compression == .gzip ? "gunzip -c" : "zstd -q -d -c"
+        #expect(try Sandbox.exec("/bin/sh", ["-c", "\(tool) '\(entry.path)' > '\(plain)'"]).status == 0)
+        #expect(try box.sqlite(plain, "PRAGMA integrity_check") == "ok")
+        #expect(try box.sha3(plain) == before)
+        #expect(entry.manifest?.sha256 == (try Self.sha256sum(entry.path)))
+        #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
     }
 }
