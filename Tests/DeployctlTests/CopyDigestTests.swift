@@ -4,8 +4,10 @@ import Foundation
 import Support
 import Testing
 
-/// The SHA-256 a kept copy gets while it is written (`Connection.copy(durable:)`), checked
-/// against `sha256sum` of the file; and the cases where the prediction it rests on is wrong.
+/// A copy followed as it is written: the SHA-256 a kept copy gets (`Connection.copy(durable:)`),
+/// checked against `sha256sum` of the file, and compressed snapshots compressed behind the
+/// writer, checked by decompressing them; and the cases where the page-1 prediction both rest
+/// on is wrong.
 @Suite("copy digest")
 struct CopyDigestTests {
     static func sha256sum(_ file: String) throws -> String {
@@ -62,17 +64,26 @@ struct CopyDigestTests {
         withExtendedLifetime(writer) {}
     }
 
-    @Test("a page 1 committed after the copy's snapshot (the WAL's newest page 1 is not the snapshot's) gives no digest, and the copy is of the snapshot")
-    func predictionWrong() throws {
-        let box = try Sandbox(journalMode: "wal", rows: 400)
+    /// A connection inside a read transaction on the box's WAL database, the database's
+    /// `.sha3sum` then, and an application's connection that (when asked) has since committed a
+    /// new page 1 (a new table) to the WAL, which is not checkpointed.
+    static func openSnapshot(_ box: Sandbox, page1CommittedAfter: Bool) throws -> (source: Connection, writer: Connection, sha3: String) {
         let before = try box.sha3(box.databasePath)
         let source = try Connection(path: box.databasePath, mode: .inspect)
         try source.execute("BEGIN")
         #expect(try source.scalar("SELECT count(*) FROM user").int == 400)
         let writer = try Connection(path: box.databasePath, mode: .readWrite)
         try writer.execute("PRAGMA wal_autocheckpoint = 0")
-        try writer.execute("CREATE TABLE late (x); INSERT INTO late VALUES (1)")
+        if page1CommittedAfter { try writer.execute("CREATE TABLE late (x); INSERT INTO late VALUES (1)") }
+        return (source, writer, before)
+    }
+
+    @Test("a page 1 committed after the copy's snapshot (the WAL's newest page 1 is not the snapshot's) gives no digest, and the copy is of the snapshot")
+    func predictionWrong() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 400)
+        let (source, writer, before) = try Self.openSnapshot(box, page1CommittedAfter: true)
         let (digest, out) = try Self.copy(source, in: box)
+        withExtendedLifetime(writer) {}
         #expect(digest == nil, "the prediction was wrong, yet a digest was given")
         try source.execute("COMMIT")
         #expect(try box.sqlite(out, "PRAGMA integrity_check") == "ok")
@@ -174,13 +185,8 @@ struct CopyDigestTests {
           arguments: [Compression.gzip, .zstd], [false, true])
     func compressedFallback(compression: Compression, wrongPrediction: Bool) throws {
         let box = try Sandbox(journalMode: "wal", rows: 400)
-        let before = try box.sha3(box.databasePath)
-        let source = try Connection(path: box.databasePath, mode: .inspect)
-        try source.execute("BEGIN")
-        #expect(try source.scalar("SELECT count(*) FROM user").int == 400)
-        let writer = try Connection(path: box.databasePath, mode: .readWrite)
-        try writer.execute("PRAGMA wal_autocheckpoint = 0")
-        if wrongPrediction { try writer.execute("CREATE TABLE late (x); INSERT INTO late VALUES (1)") }
+        let (source, writer, before) = try Self.openSnapshot(box, page1CommittedAfter: wrongPrediction)
+        defer { withExtendedLifetime(writer) {} }
         let store = BackupStore(folder: box.backupsFolder, databasePath: box.databasePath)
         let request = SnapshotRequest(databasePath: box.databasePath, label: "snapshot", compression: compression)
         let entry = try Snapshotter(store: store).publish(request, progress: { _ in }) { path, following in
