@@ -30,6 +30,9 @@ public struct SnapshotRequest: Sendable {
     /// Called between phases (after the copy, after compressing, before publishing): throws to
     /// stop (an interrupt), and every partial file is removed.
     public var checkpoint: @Sendable () throws -> Void = {}
+    /// Whether an interrupt has arrived: compression under way stops at once, and `checkpoint`
+    /// then throws.
+    public var interrupted: @Sendable () -> Bool = { false }
 
     public init(databasePath: String, label: String, gzip: Bool = false, compression: Compression? = nil, verify: Bool = false,
                 busyTimeout: Duration = .seconds(5), now: Date = Date(), instance: String? = nil,
@@ -128,11 +131,13 @@ public struct Snapshotter: Sendable {
             // Reported on this thread, also while the copy's compression, already under way, ends.
             let report = { (done: Int64) in
                 progress(.working(algorithm.map { .compressing(algorithm: $0) } ?? .encrypting, done: done, total: info.bytes))
+                if request.interrupted() { early?.follower.stop() }
             }
             if let followed = try early?.thread.wait(report: report) {
                 stored = followed.path
                 digests = followed.digests
             } else {
+                if request.interrupted() { try request.checkpoint() }
                 // Not followed (a wrong page-1 prediction, writes out of order): from the finished copy.
                 let tempStored = DurableFile.temporaryPath(for: finalPath)
                 cleanup.append(tempStored)

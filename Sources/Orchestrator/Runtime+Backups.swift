@@ -46,6 +46,7 @@ extension Runtime {
             try failpoints.hit("snapshot")
             try checkInterruption("no backup was written, and its temp files were removed")
         }
+        request.interrupted = { [self] in interruption() != nil }
         let entry: BackupEntry
         do {
             entry = try Snapshotter(store: store).snapshot(request, progress: progress)

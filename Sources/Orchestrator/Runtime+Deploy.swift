@@ -203,6 +203,7 @@ struct Pipeline {
             let runtime = p.runtime
             // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
             request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }
+            request.interrupted = { runtime.interruption() != nil }
             let entry = try Snapshotter(store: store).snapshot(request, progress: p.runtime.progress)
             p.report.snapshot = entry.name
             p.journal?.snapshot = entry.name
