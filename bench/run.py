@@ -110,7 +110,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     ap.add_argument("--binary", default=".build/release/deployctl", help="the deployctl to measure")
     ap.add_argument("--journal", default="wal,delete", help="journal modes to measure")
-    ap.add_argument("--only", choices=["offsite", "encryption"], help="measure only these rows (the offsite rows need weed and aws)")
+    ap.add_argument("--only", choices=["offsite", "encryption", "snapshot"], help="measure only these rows (the offsite rows need weed and aws; snapshot: plain and zstd snapshots)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     migration = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "instances", "migrations", "0001_cashback_tables.sql")
@@ -146,7 +146,7 @@ def main():
                     at, am = median(cmd, args.runs, clean, shell=shell)
                     rows.append((name, t, m, anchor_name, at, am))
                 return t
-            if args.only:
+            if args.only in ("offsite", "encryption"):
                 (offsite if args.only == "offsite" else encryption)(root, inst, backups, ours, clean, args.runs, rows, notes)
                 print_rows(journal, db, rows, notes)
                 continue
@@ -154,6 +154,12 @@ def main():
                 ("sqlite3 .backup", ["sqlite3", db, f".backup {out}"], False),
                 ("VACUUM INTO", ["sqlite3", db, f"VACUUM INTO '{out}'"], False),
                 ("cp + sync (the floor)", f"cp '{db}' '{out}' && sync '{out}'", True)])
+            if args.only == "snapshot":
+                zt = compare("snapshot --compress zstd", ours("snapshot", "prod", "--compress", "zstd"), [
+                    (".backup + zstd -3", f"sqlite3 '{db}' '.backup {out}' && zstd -q -3 -f --rm '{out}'", True)])
+                notes.append(f"snapshot --compress zstd is {zt / snap:.2f}× our plain snapshot")
+                print_rows(journal, db, rows, notes)
+                continue
             gz_anchors = [(".backup + gzip -6", f"sqlite3 '{db}' '.backup {out}' && gzip -6 -f '{out}'", True)]
             if pigz:
                 gz_anchors.append((".backup + pigz -p2 -6", f"sqlite3 '{db}' '.backup {out}' && pigz -p2 -6 -f '{out}'", True))
