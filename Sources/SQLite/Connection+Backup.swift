@@ -97,7 +97,7 @@ extension Connection {
         }, startsWriteback: durable, following: tracker)
         try backup(into: path, through: vfs, pragmas: "PRAGMA journal_mode = OFF; PRAGMA synchronous = NORMAL",
                    timeout: timeout, failing: "cannot write")
-        return durable ? vfs.writtenDigest : nil
+        return vfs.writtenDigest
     }
 
     /// The page 1 a backup of this database into a new empty file ends with, read from the
@@ -136,13 +136,9 @@ extension Connection {
     /// https://sqlite.org/fileformat.html#the_write_ahead_log); nil when there is no WAL or
     /// no such frame.
     private func newestCommittedWALFirstPage(pageSize: Int) -> [UInt8]? {
-        var pointer: UnsafeMutableRawPointer?
-        guard sqlite3_file_control(handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &pointer) == SQLITE_OK,
-              let file = pointer?.assumingMemoryBound(to: sqlite3_file.self),
-              let methods = file.pointee.pMethods?.pointee else { return nil }
+        guard let (file, methods) = openFile(SQLITE_FCNTL_JOURNAL_POINTER) else { return nil }
         func read(_ count: Int, at offset: Int64) -> [UInt8]? {
-            var bytes = [UInt8](repeating: 0, count: count)
-            let rc = bytes.withUnsafeMutableBytes { methods.xRead(file, $0.baseAddress, Int32(count), offset) }
+            let (bytes, rc) = Self.read(file, methods, count: count, at: offset)
             return rc == SQLITE_OK ? bytes : nil
         }
         func word(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
@@ -163,11 +159,10 @@ extension Connection {
         scan: while offset + Int64(frameSize) <= walSize {
             let frames = Int(min(Int64(framesPerRead), (Int64(walSize) - offset) / Int64(frameSize)))
             guard let chunk = read(frames * frameSize, at: offset) else { break }
-            for index in 0..<frames {
-                let frame = Array(chunk[index * frameSize..<index * frameSize + 24])
-                guard word(frame, 8) == word(header, 16), word(frame, 12) == word(header, 20) else { break scan }
-                if word(frame, 0) == 1 { pending = offset }
-                if word(frame, 4) != 0 { committed = pending ?? committed }
+            for frame in stride(from: 0, to: frames * frameSize, by: frameSize) {
+                guard word(chunk, frame + 8) == word(header, 16), word(chunk, frame + 12) == word(header, 20) else { break scan }
+                if word(chunk, frame) == 1 { pending = offset }
+                if word(chunk, frame + 4) != 0 { committed = pending ?? committed }
                 offset += Int64(frameSize)
             }
         }
@@ -333,19 +328,32 @@ extension Connection {
     /// - Throws: `Failure` `.io`.
     public func readFileBytes(at offset: Int64, count: Int) throws -> [UInt8] {
         let (file, methods) = try mainFile()
-        var bytes = [UInt8](repeating: 0, count: count)
-        let rc = bytes.withUnsafeMutableBytes { methods.xRead(file, $0.baseAddress, Int32(count), offset) }
+        let (bytes, rc) = Self.read(file, methods, count: count, at: offset)
         guard rc == SQLITE_OK else { throw Failure(.io, "cannot read \(path) at offset \(offset) (SQLite error \(rc))") }
         return bytes
     }
 
     private func mainFile() throws -> (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) {
+        guard let opened = openFile(SQLITE_FCNTL_FILE_POINTER) else { throw Failure(.io, "cannot reach the open file of \(path)") }
+        return opened
+    }
+
+    /// SQLite's own open file of `main` (`SQLITE_FCNTL_FILE_POINTER`) or of its journal or WAL
+    /// (`SQLITE_FCNTL_JOURNAL_POINTER`); nil when it is not open.
+    private func openFile(_ which: Int32) -> (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods)? {
         var pointer: UnsafeMutableRawPointer?
-        guard sqlite3_file_control(handle, "main", SQLITE_FCNTL_FILE_POINTER, &pointer) == SQLITE_OK,
+        guard sqlite3_file_control(handle, "main", which, &pointer) == SQLITE_OK,
               let file = pointer?.assumingMemoryBound(to: sqlite3_file.self),
-              let methods = file.pointee.pMethods else {
-            throw Failure(.io, "cannot reach the open file of \(path)")
-        }
+              let methods = file.pointee.pMethods else { return nil }
         return (file, methods.pointee)
+    }
+
+    /// `count` bytes of `file` at `offset` through its `xRead`, and its result code (a short
+    /// read is `SQLITE_IOERR_SHORT_READ`).
+    private static func read(_ file: UnsafeMutablePointer<sqlite3_file>, _ methods: sqlite3_io_methods,
+                     count: Int, at offset: Int64) -> (bytes: [UInt8], rc: Int32) {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let rc = bytes.withUnsafeMutableBytes { methods.xRead(file, $0.baseAddress, Int32(count), offset) }
+        return (bytes, rc)
     }
 }

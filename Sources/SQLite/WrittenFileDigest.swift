@@ -108,9 +108,9 @@ package final class WrittenFileDigest: @unchecked Sendable {
         queue.sync {}
     }
 
-    /// Once every write is done (the copy's file is closed): whether the file is what was
-    /// followed, and its digest when hashing; nil otherwise (see the type). A follower waiting
-    /// is released either way.
+    /// Once every write is done (the copy's file is closed): the file's digest when hashing and
+    /// the file is what was followed; nil otherwise (see the type). A follower waiting is
+    /// released either way, told whether the copy was followed.
     func result(fileSize: Int64) -> WrittenDigest? {
         drain()
         state.lock()
@@ -119,8 +119,7 @@ package final class WrittenFileDigest: @unchecked Sendable {
         finished = true
         state.broadcast()
         state.unlock()
-        guard followed else { return nil }
-        guard hashing else { return WrittenDigest(bytes: fileSize, sha256: "") }
+        guard followed, hashing else { return nil }
         return WrittenDigest(bytes: fileSize, sha256: queue.sync { hasher.finalizeHex() })
     }
 
