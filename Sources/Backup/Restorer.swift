@@ -381,7 +381,7 @@ public struct Restorer: Sendable {
         let proof = try proveRestored(live, equals: backup, checkpointing: wal)
         progress(.ended(announce: true))
         return LiveResult(saved: saved, previewExact: previewExact,
-                          writeLockMilliseconds: Double(blocked.components.seconds) * 1000 + Double(blocked.components.attoseconds) / 1e15,
+                          writeLockMilliseconds: blocked.milliseconds,
                           proof: proof)
     }
 

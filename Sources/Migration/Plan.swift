@@ -99,6 +99,13 @@ public struct MigrationPlan: Codable, Sendable {
     /// How long the statements took on the plan's copy: about how long a deploy blocks the
     /// application's writes, before its in-transaction checks.
     public let statementMilliseconds: Double
+    /// How long the checks a deploy runs inside its transaction took on the plan's copy (the
+    /// fingerprints of rebuilt tables, `quick_check` of what the statements wrote, foreign-key
+    /// checks), counted as often as the deploy runs them under its lock.
+    public let checkMilliseconds: Double
+    /// The plan's estimate of how long a deploy blocks the application's writes: statements and
+    /// checks, as measured on the plan's copy.
+    public var writeLockEstimateMilliseconds: Double { statementMilliseconds + checkMilliseconds }
     /// True when every statement is additive and no existing table was touched.
     public var additive: Bool { classification == .additive }
     /// The strictest class of the pending migrations.
@@ -110,6 +117,8 @@ public struct MigrationPlan: Codable, Sendable {
         case applied, pending, statements, created, claims, additive, migrations, evidence
         case classification = "class"
         case statementMilliseconds = "statement_ms"
+        case checkMilliseconds = "check_ms"
+        case writeLockEstimateMilliseconds = "write_lock_estimate_ms"
         case tablesToCreate = "tables_to_create"
         case tablesAlreadyExisting = "tables_already_existing"
         case existingTables = "existing_tables"
@@ -128,6 +137,8 @@ public struct MigrationPlan: Codable, Sendable {
         try c.encode(migrations, forKey: .migrations)
         try c.encode(evidence, forKey: .evidence)
         try c.encode(statementMilliseconds, forKey: .statementMilliseconds)
+        try c.encode(checkMilliseconds, forKey: .checkMilliseconds)
+        try c.encode(writeLockEstimateMilliseconds, forKey: .writeLockEstimateMilliseconds)
         try c.encode(tablesToCreate, forKey: .tablesToCreate)
         try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
         try c.encode(existingTables, forKey: .existingTables)
@@ -148,11 +159,13 @@ public struct MigrationPlan: Codable, Sendable {
         migrations = try c.decodeIfPresent([MigrationSummary].self, forKey: .migrations) ?? []
         evidence = try c.decodeIfPresent([TableEvidence].self, forKey: .evidence) ?? []
         statementMilliseconds = try c.decodeIfPresent(Double.self, forKey: .statementMilliseconds) ?? 0
+        checkMilliseconds = try c.decodeIfPresent(Double.self, forKey: .checkMilliseconds) ?? 0
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],
          tablesAlreadyExisting: [String], existingTables: [String: Int], journalMode: String, created: [CreatedObject],
-         claims: [SafetyClaim], migrations: [MigrationSummary], evidence: [TableEvidence], statementMilliseconds: Double = 0) {
+         claims: [SafetyClaim], migrations: [MigrationSummary], evidence: [TableEvidence], statementMilliseconds: Double = 0,
+         checkMilliseconds: Double = 0) {
         self.applied = applied
         self.pending = pending
         self.statements = statements
@@ -165,5 +178,6 @@ public struct MigrationPlan: Codable, Sendable {
         self.migrations = migrations
         self.evidence = evidence
         self.statementMilliseconds = statementMilliseconds
+        self.checkMilliseconds = checkMilliseconds
     }
 }

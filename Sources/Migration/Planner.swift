@@ -65,7 +65,11 @@ public struct Planner: Sendable {
             let text = Connection.normalizeSQL(file.sql).uppercased()
             return text.contains("DROP TABLE") || text.contains(" RENAME ")
         }
-        let violationsBefore = reshapes ? Self.foreignKeyViolations(scratch) : [:]
+        var checking = Duration.zero
+        let clock = ContinuousClock()
+        var violationsBefore = [String: Int]()
+        // The deploy counts foreign-key violations before and after under its lock too.
+        if reshapes { checking += clock.measure { violationsBefore = Self.foreignKeyViolations(scratch) } * 2 }
 
         var statements = [StatementPlan]()
         var created = [CreatedObject]()
@@ -134,6 +138,7 @@ public struct Planner: Sendable {
         // A table created and dropped again (a rebuild's new_x renamed away) is not created.
         let finalNames = Set(try scratch.tableNames())
         toCreate = toCreate.filter(finalNames.contains)
+        checking += try Self.timeChecks(on: scratch, evidence: evidence, created: toCreate, finalNames: finalNames, journalMode: journalMode)
         // Claim 5 is checked on the rehearsed copy itself.
         var unchanged = true
         let remaining = Set(try scratch.tableNames())
@@ -167,7 +172,30 @@ public struct Planner: Sendable {
                              statements: statements, tablesToCreate: toCreate, tablesAlreadyExisting: alreadyExisting,
                              existingTables: existingTables, journalMode: journalMode, created: created, claims: claims,
                              migrations: migrations, evidence: evidence,
-                             statementMilliseconds: Double(executing.components.seconds) * 1000 + Double(executing.components.attoseconds) / 1e15)
+                             statementMilliseconds: executing.milliseconds, checkMilliseconds: checking.milliseconds)
+    }
+
+    /// Runs on the plan's copy the checks a deploy runs inside its transaction after the
+    /// statements, and returns their time, counted as the deploy counts them: each rebuilt
+    /// table's fingerprint after (and before, in rollback-journal mode; in WAL mode the
+    /// before-pass runs on a second connection while the statements run) and `quick_check`
+    /// of each table the statements wrote. Slightly more than the deploy's own (all columns of
+    /// a rebuilt table are fingerprinted, not only the kept ones), never less.
+    static func timeChecks(on scratch: Connection, evidence: [TableEvidence], created: [String], finalNames: Set<String>,
+                           journalMode: String) throws -> Duration {
+        let clock = ContinuousClock()
+        var total = Duration.zero
+        var written = Set(created)
+        for table in evidence {
+            guard let final = table.finalName, finalNames.contains(final) else { continue }
+            if table.rebuilt {
+                let pass = try clock.measure { _ = try scratch.fingerprint(table: final) }
+                total += journalMode == "wal" ? pass : pass * 2
+            }
+            if table.rebuilt || table.rowsAdded > 0 || table.rowsDeleted > 0 || !table.valuesChanged.isEmpty { written.insert(final) }
+        }
+        for table in written.sorted() { total += try clock.measure { _ = try scratch.integrityProblems(table: table) } }
+        return total
     }
 
     /// What one statement may do, by SQLite's authorizer: the objects it creates, the names it

@@ -97,6 +97,11 @@ public struct InstanceConfig: Sendable {
     /// The deploy reports folder (absolute).
     public let deploysFolder: String
     public let busyTimeout: Duration
+    /// The longest a deploy may block the application's writes (`database.max_write_lock_ms`,
+    /// default half the busy timeout, so that an estimate 2x off still stays inside the
+    /// application's own wait): a deploy whose plan estimates more is refused before its
+    /// snapshot, unless the stop hook stops the application first.
+    public let maxWriteLock: Duration
     /// How snapshots are stored unless the command line says otherwise: `[backups] compress`
     /// (`gzip`, `zstd`, `none`), else `gzip = true` for gzip.
     public let compression: Compression
@@ -136,7 +141,7 @@ public struct InstanceConfig: Sendable {
     }
 
     static let keys: Set<String> = Set([
-        "database.path", "database.busy_timeout_ms", "database.seed_sql",
+        "database.path", "database.busy_timeout_ms", "database.max_write_lock_ms", "database.seed_sql",
         "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
         "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
         "deploys.path",
@@ -177,6 +182,7 @@ public struct InstanceConfig: Sendable {
             backupsFolder: backupsFolder,
             deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
             busyTimeout: .milliseconds(timeoutMS),
+            maxWriteLock: .milliseconds(try toml.int("database.max_write_lock_ms", range: 1...3_600_000) ?? timeoutMS / 2),
             compression: try compression(toml, file: file),
             retention: try retention(toml, file: file),
             maxBackupAge: try duration(toml, "backups.max_backup_age", file: file),

@@ -261,6 +261,14 @@ struct Pipeline {
             runtime.events(.plan(plan, database: config.databasePath))
             throw error
         }
+        if config.hooks.stop == nil {
+            do {
+                try runtime.checkWriteLockBudget(plan, config: config)
+            } catch {
+                runtime.events(.plan(plan, database: config.databasePath))
+                throw error
+            }
+        }
         // A dry run says so too: the deploy it previews would be refused.
         if !plan.pending.isEmpty { try runtime.checkOwnSnapshotsDecrypt(config) }
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }

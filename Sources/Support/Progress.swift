@@ -37,3 +37,8 @@ public enum WorkProgress: Sendable, Equatable {
 
 /// Receives progress of long work; the CLI draws it on a terminal only.
 public typealias ProgressHandler = @Sendable (WorkProgress) -> Void
+
+extension Duration {
+    /// The duration in milliseconds, fractions kept (for reports: `write_lock_ms`, `statement_ms`).
+    public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}

@@ -84,7 +84,8 @@ extension Console {
         lines.append("Class: \(plan.classification.rawValue)")
         lines.append("Tables to create: \(plan.tablesToCreate.isEmpty ? "none" : plan.tablesToCreate.joined(separator: ", "))")
         lines.append("Tables already existing: \(plan.tablesAlreadyExisting.isEmpty ? "none" : plan.tablesAlreadyExisting.joined(separator: ", "))")
-        lines.append("Writes blocked during the deploy: about \(String(format: "%.0f", plan.statementMilliseconds)) ms for the statements (their time on the plan's copy), plus the checks inside the transaction")
+        lines.append("Writes blocked during the deploy: about \(String(format: "%.0f", plan.writeLockEstimateMilliseconds)) ms (measured on the plan's copy: "
+                     + "statements \(String(format: "%.0f", plan.statementMilliseconds)) ms, checks inside the transaction \(String(format: "%.0f", plan.checkMilliseconds)) ms)")
         lines.append("Safety claims:")
         for claim in plan.claims {
             let (mark, verdict) = claim.proven ? ("✓", "proven") : claim.deferred ? ("…", "checked during the deploy") : ("✗", "NOT proven")

@@ -78,6 +78,59 @@ struct LayerTests {
                 "the comparison creates no file beside the reference")
     }
 
+    @Test("RowidSet answers as a Set<Int64> does, under ascending runs, gaps, removals that split or shorten runs, and re-inserts")
+    func rowidSet() {
+        var set = RowidSet()
+        var reference = Set<Int64>()
+        var generator = SystemRandomNumberGenerator()
+        func check() {
+            #expect(set.count == reference.count && set.isEmpty == reference.isEmpty)
+            for probe in Int64(-2)...Int64(620) { #expect(set.contains(probe) == reference.contains(probe), "rowid \(probe)") }
+        }
+        for rowid in Int64(1)...300 { set.insert(rowid); reference.insert(rowid) }       // one run
+        for rowid in stride(from: Int64(400), through: 600, by: 3) { set.insert(rowid); reference.insert(rowid) }  // gaps
+        for rowid: Int64 in [0, -1, 350, 350, 5] { set.insert(rowid); reference.insert(rowid) }  // out of order, again, inside a run
+        check()
+        for rowid: Int64 in [150, 1, 300, 600, 350, 7777] { #expect(set.remove(rowid) == (reference.remove(rowid) != nil)) }
+        check()
+        // The last run shortened below a rowid held apart, then that rowid and the next inserted.
+        for rowid: Int64 in [599, 598, 597] { set.remove(rowid); reference.remove(rowid) }
+        for rowid: Int64 in [597, 598, 599, 600, 601] { set.insert(rowid); reference.insert(rowid) }
+        check()
+        for _ in 0..<2000 {
+            let rowid = Int64.random(in: -5...620, using: &generator)
+            if Bool.random(using: &generator) { set.insert(rowid); reference.insert(rowid) } else { #expect(set.remove(rowid) == (reference.remove(rowid) != nil)) }
+        }
+        check()
+    }
+
+    @Test("the detailed recorder tells inserted rows from existing ones at 200k rows: an insert, updates and deletes of them leave existing rows untouched; one existing row deleted and one changed are seen")
+    func rowChangesAtScale() throws {
+        let db = try Connection(path: ":memory:", mode: .create)
+        try db.execute("""
+            CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1000) INSERT INTO t SELECT i, 'old ' || i FROM n;
+            CREATE TABLE created(id INTEGER PRIMARY KEY, v TEXT);
+            """)
+        let recorder = try RowChangeRecorder(db, detailed: true, only: ["main.t"])
+        try db.execute("""
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 200000) INSERT INTO t(v) SELECT 'new ' || i FROM n;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 200000) INSERT INTO created(v) SELECT 'new ' || i FROM n;
+            UPDATE t SET v = 'newer' WHERE id > 1000 AND id % 7 = 0;
+            DELETE FROM t WHERE id > 1000 AND id % 5 = 0;
+            UPDATE t SET id = id + 1000000 WHERE id BETWEEN 5000 AND 5010;
+            """)
+        var changes = try #require(recorder.details["main.t"])
+        #expect(changes.existingRowsDeleted == 0 && changes.existingValuesChanged.isEmpty, "\(changes.existingRowsDeleted) \(changes.existingValuesChanged)")
+        #expect(changes.inserted.count == 200_000 - 200_000 / 5)
+        #expect(recorder.details["main.created"] == nil, "a table outside `only` is counted, not detailed")
+        try db.execute("DELETE FROM t WHERE id = 10; UPDATE t SET v = 'changed' WHERE id = 20")
+        changes = try #require(recorder.details["main.t"])
+        #expect(changes.existingRowsDeleted == 1 && changes.existingValuesChanged == [1: 1], "\(changes.existingRowsDeleted) \(changes.existingValuesChanged)")
+        let counts = recorder.stop()
+        #expect(counts["main.created"] == 200_000)
+    }
+
     @Test("the row change recorder sees DML, triggers, cascades, REPLACE and DELETE without WHERE")
     func rowChanges() throws {
         #expect(RowChangeRecorder.isAvailable, "Debian's libsqlite3 has the preupdate hook")
