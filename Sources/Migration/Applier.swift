@@ -300,7 +300,7 @@ public struct Applier: Sendable {
                 guard let actions = try? db.authorizerActions(for: sql) else { continue }
                 if let write = actions.first(where: { action in
                     [SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE].contains(action.code) && !(action.first ?? "").hasPrefix("sqlite_")
-                        && !actions.contains { $0.code == SQLITE_DROP_TABLE && $0.first == action.first }
+                        && !actions.contains { [SQLITE_DROP_TABLE, SQLITE_DROP_VIEW].contains($0.code) && $0.first == action.first }
                 }) {
                     return "the down part of \(file.key) writes rows (\(write.name) \(write.first ?? "")): it could change or remove the application's writes"
                 }
@@ -318,16 +318,19 @@ public struct Applier: Sendable {
         } catch let error as SQLiteError {
             return "the down parts fail on the rehearsed copy: \(error.sqliteMessage)"
         }
-        // SQLite writes a renamed table's name quoted ("loan"): compare the text without quotes.
+        // Byte for byte, as sqlite_schema stores it: a literal's case (DEFAULT 'EUR' against
+        // 'eur'), whitespace or quoting that differ are a different schema, and an undo that
+        // claims "the schema is the one before" must be exactly that. (A table renamed away and
+        // back comes back quoted, "loan": not proven, so such an undo restores the snapshot.)
         let own = { (c: Connection) in
             Dictionary(try c.schema().filter { $0.name != History.table && $0.table != History.table }
-                .map { ($0.name, "\($0.type) \($0.table) \($0.sql.map(Self.comparable) ?? "")") }, uniquingKeysWith: { a, _ in a })
+                .map { ($0.name, "\($0.type) \($0.table) \($0.sql ?? "")") }, uniquingKeysWith: { a, _ in a })
         }
         let after = try own(db)
         let before = try own(reference)
         guard after == before else {
             let differing = Set(after.keys).union(before.keys).filter { after[$0] != before[$0] }
-            return "after up then down the schema differs from the snapshot's (\(differing.sorted().joined(separator: ", ")))"
+            return "after up then down the schema text differs from the snapshot's, byte for byte (\(differing.sorted().joined(separator: ", ")))"
         }
         for table in try reference.tableNames() where table != History.table {
             if try db.fingerprint(table: table) != reference.fingerprint(table: table) {
@@ -335,11 +338,6 @@ public struct Applier: Sendable {
             }
         }
         return nil
-    }
-
-    /// A schema statement as compared after a rename: quotes removed, case folded.
-    public static func comparable(_ sql: String) -> String {
-        Connection.normalizeSQL(sql).replacingOccurrences(of: "\"", with: "").lowercased()
     }
 
     /// The violations that are new since `before` (of `table`'s rows only, when given), one

@@ -145,10 +145,11 @@ struct Pipeline {
         return String(first.name.prefix(60))
     }
 
-    /// A database's schema as comparable lines, the history table aside.
+    /// A database's schema as lines, the history table aside: each object's SQL byte for byte as
+    /// sqlite_schema stores it, so that "the schema is the one before" is said only when it is.
     static func schemaLines(_ db: Connection) throws -> [String] {
         try db.schema().filter { $0.name != History.table && $0.table != History.table }
-            .map { "\($0.type) \($0.name) \($0.sql.map(Applier.comparable) ?? "")" }.sorted()
+            .map { "\($0.type) \($0.name) \($0.sql ?? "")" }.sorted()
     }
 
     /// The columns a preserving plan adds, when adding columns (and new objects) is all it does

@@ -245,6 +245,28 @@ struct MigrationClassTests {
         #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "active")
     }
 
+    @Test("down parts are proven byte for byte: a table renamed away and back (SQLite quotes its name) or a view given back with a literal in another case is not proven, and the undo restores the snapshot",
+          arguments: ["rename", "literal"])
+    func downProofExact(variant: String) throws {
+        let box = try Sandbox(rows: 30)
+        if variant == "rename" {
+            try box.write("instances/migrations/0001_goal.up.sql", "ALTER TABLE tracker RENAME TO goal;\n")
+            try box.write("instances/migrations/0001_goal.down.sql", "ALTER TABLE goal RENAME TO tracker;\n")
+        } else {
+            _ = try box.sqlite(box.databasePath, "CREATE VIEW open_loans AS SELECT id FROM loan WHERE status = 'ACTIVE'")
+            try box.write("instances/migrations/0001_goal.up.sql", "DROP VIEW open_loans;\nCREATE VIEW open_loans AS SELECT id, rate FROM loan WHERE status = 'ACTIVE';\n")
+            try box.write("instances/migrations/0001_goal.down.sql", "DROP VIEW open_loans;\nCREATE VIEW open_loans AS SELECT id FROM loan WHERE status = 'active';\n")
+        }
+        let schemaBefore = try box.sqlite(box.databasePath, "SELECT type, name, sql FROM sqlite_schema ORDER BY name")
+        let result = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "after-commit=error"])
+        #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+        let differing = variant == "rename" ? "tracker" : "open_loans"
+        #expect(result.stdout.contains("the down parts are not used for an undo: after up then down the schema text differs from the snapshot's, byte for byte (\(differing))"),
+                "\(result.stdout)")
+        #expect(result.stderr.contains("was restored") && !result.stderr.contains("its down parts were run"), "\(result.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT type, name, sql FROM sqlite_schema ORDER BY name") == schemaBefore)
+    }
+
     @Test("baseline adopts a database another tool migrated: refuses (65, nothing recorded) when something is missing, records without running otherwise; accept records a deliberate edit")
     func baselineAndAccept() throws {
         let box = try Sandbox(rows: 30)
