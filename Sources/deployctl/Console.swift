@@ -11,12 +11,18 @@ struct Console: Sendable {
     let colors: Bool
     /// The progress line, when stderr is a terminal and output is for people.
     let progress: ProgressLine?
+    /// stdout and stderr: every byte the CLI prints goes through these (a closed pipe drops
+    /// the rest of the output; the command carries on).
+    let standardOutput: StandardStream
+    let standardError: StandardStream
 
     init(_ options: GlobalOptions) {
         self.options = options
         isTerminal = isatty(1) == 1
         colors = isTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-        progress = isatty(2) == 1 && !options.json && !options.quiet ? ProgressLine() : nil
+        standardError = StandardStream(descriptor: 2, name: "stderr")
+        standardOutput = StandardStream(descriptor: 1, name: "stdout", complaints: standardError)
+        progress = isatty(2) == 1 && !options.json && !options.quiet ? ProgressLine(standardError) : nil
     }
 
     /// `text` wrapped at word boundaries to the terminal's width, continuation lines indented
@@ -49,7 +55,7 @@ struct Console: Sendable {
     func line(_ text: String = "") {
         guard human else { return }
         progress?.clearForOutput()
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+        standardOutput.write(text + "\n")
     }
 
     /// A library log line: printed at `--log-level info` (the default) and `debug`; `warning`
@@ -64,7 +70,7 @@ struct Console: Sendable {
     func debug(_ text: String) {
         guard options.logLevel == .debug, !options.quiet else { return }
         progress?.clearForOutput()
-        FileHandle.standardError.write(Data("debug: \(text)\n".utf8))
+        standardError.write("debug: \(text)\n")
     }
 
     /// A warning from the library: printed unless `--log-level error` (or `--quiet`).
@@ -77,13 +83,13 @@ struct Console: Sendable {
     func note(_ text: String) {
         guard !options.quiet, options.logLevel != .error else { return }
         progress?.clearForOutput()
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        standardError.write(text + "\n")
     }
 
     /// Prints `value` as the one JSON document of the command.
     func json<T: Encodable>(_ value: T) throws {
         let data = try JSON.encoder().encode(value)
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        standardOutput.write(String(decoding: data, as: UTF8.self) + "\n")
     }
 
     func green(_ s: String) -> String { colors ? "\u{1b}[32m\(s)\u{1b}[0m" : s }
@@ -150,12 +156,12 @@ struct Console: Sendable {
                 let next = whole.isEmpty ? line : line.prefix(1).lowercased() + line.dropFirst()
                 whole += whole.isEmpty ? next : (whole.hasSuffix(":") ? " " : "; ") + next
             }
-            FileHandle.standardError.write(Data("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "")\n".utf8))
+            standardError.write("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "")\n")
             return
         }
         var text = red("error:") + " " + message + "\n"
         if let hint { text += "Try: \(hint)\n" }
-        FileHandle.standardError.write(Data(text.utf8))
+        standardError.write(text)
         if options.json {
             struct ErrorDocument: Encodable { let error: String; let kind: String; let hint: String?; let exit_code: Int32 }
             try? json(ErrorDocument(error: message, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))

@@ -15,6 +15,12 @@ final class ProgressLine: @unchecked Sendable {
     private var started = ContinuousClock.now
     private var drawn = false
     private var timer: DispatchSourceTimer?
+    private let output: StandardStream
+
+    /// Draws on `output` (stderr).
+    init(_ output: StandardStream) {
+        self.output = output
+    }
 
     /// The words shown for a phase the library reports.
     static func words(_ phase: Phase) -> String {
@@ -149,7 +155,7 @@ final class ProgressLine: @unchecked Sendable {
     }
 
     private func write(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        output.write(text)
     }
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {

@@ -50,7 +50,7 @@ struct BackupsPrune: ParsableCommand {
         try console.run { runtime in
             let policy = try retention.policy()
             let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
-                try confirm(emptied)
+                try confirm(emptied, console)
             }
             try show(console, dryRun: dryRun, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
         }
@@ -60,20 +60,20 @@ struct BackupsPrune: ParsableCommand {
     func pruneRemote(_ console: Console) throws {
         try console.run { runtime in
             let decisions = try runtime.pruneRemote(instance: instance, remote: remote, policy: try retention.policy(), label: label,
-                                                    dryRun: dryRun) { emptied in try confirm(emptied) }
+                                                    dryRun: dryRun) { emptied in try confirm(emptied, console) }
             try show(console, dryRun: dryRun, decisions: decisions, removed: decisions.filter { !$0.kept }.map(\.entry.name))
         }
     }
 
     /// Asks before a label loses every backup: on a terminal, or `--yes`.
-    func confirm(_ emptied: [String: Int]) throws {
+    func confirm(_ emptied: [String: Int], _ console: Console) throws {
         if yes { return }
         let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
         let what = "this prune leaves no backup restore --latest could use for \(labels)"
         guard isatty(0) == 1 else {
             throw Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want")
         }
-        FileHandle.standardError.write(Data("Careful: \(what). Go on? [y/N] ".utf8))
+        console.standardError.write("Careful: \(what). Go on? [y/N] ")
         guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "prune cancelled; nothing was removed") }
     }
 

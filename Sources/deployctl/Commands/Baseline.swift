@@ -67,7 +67,7 @@ struct Accept: ParsableCommand {
                     throw Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
                                   hint: "review the file, then run again with --yes")
                 }
-                FileHandle.standardError.write(Data("Record this file as the applied \(file.key)? [y/N] ".utf8))
+                console.standardError.write("Record this file as the applied \(file.key)? [y/N] ")
                 guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "nothing was recorded") }
             }
             if global.json { return try console.json(change) }

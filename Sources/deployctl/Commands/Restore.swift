@@ -113,7 +113,7 @@ struct Restore: ParsableCommand {
                     throw Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
                                   hint: "review the lines above, then run again with --yes")
                 }
-                FileHandle.standardError.write(Data("Restore \(preview.backup.name) into \(preview.targetPath)? [y/N] ".utf8))
+                console.standardError.write("Restore \(preview.backup.name) into \(preview.targetPath)? [y/N] ")
                 guard readLine()?.lowercased().hasPrefix("y") == true else {
                     throw Failure(.failed, "restore cancelled; nothing was changed")
                 }

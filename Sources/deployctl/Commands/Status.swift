@@ -52,7 +52,7 @@ struct Status: ParsableCommand {
                 let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
                 if global.json {
                     // The document above is the one JSON document; the problems are in it.
-                    FileHandle.standardError.write(Data("deployctl: \(worst.message)\(more)\n".utf8))
+                    console.standardError.write("deployctl: \(worst.message)\(more)\n")
                     throw ExitCode(Console.exitCode(worst.kind))
                 }
                 // The rows above say what is wrong where; with --quiet they were not printed.
