@@ -59,9 +59,15 @@ public struct Applier: Sendable {
     public let debug: @Sendable (String) -> Void
     /// Called just before COMMIT: throws to roll back instead (an interrupt).
     public let interrupted: @Sendable () throws -> Void
+    /// Asked every thousand SQLite steps while the statements and checks run: true stops the
+    /// running statement (`SQLITE_INTERRUPT`) and rolls the transaction back, so an interrupt
+    /// takes effect within a second even in a long INSERT … SELECT.
+    public let stop: @Sendable () -> Bool
 
     public init(failpoints: Failpoints, tables: @escaping @Sendable (TableEvent) -> Void = { _ in }, proveUnchanged: Bool = true,
-                debug: @escaping @Sendable (String) -> Void = { _ in }, interrupted: @escaping @Sendable () throws -> Void = {}) {
+                debug: @escaping @Sendable (String) -> Void = { _ in }, interrupted: @escaping @Sendable () throws -> Void = {},
+                stop: @escaping @Sendable () -> Bool = { false }) {
+        self.stop = stop
         self.failpoints = failpoints
         self.tables = tables
         self.proveUnchanged = proveUnchanged
@@ -80,6 +86,8 @@ public struct Applier: Sendable {
     ///   `Failure` `.failed` for a failed verification, `SQLiteError` for SQL or lock errors.
     public func apply(_ pending: [MigrationFile], plan: MigrationPlan, to db: Connection, deployId: String,
                       appliedAt: String, rehearsal: Rehearsal?) throws -> ApplyResult {
+        db.stopWhen(stop)
+        defer { db.stopWhen(nil) }
         try db.execute("BEGIN IMMEDIATE")
         let lockedAt = ContinuousClock.now
         do {

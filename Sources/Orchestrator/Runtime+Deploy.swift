@@ -218,7 +218,8 @@ struct Pipeline {
             let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
             let runtime = p.runtime
             let applier = Applier(failpoints: p.runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: p.runtime.trace,
-                                  interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") })
+                                  interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") },
+                                  stop: { runtime.interruption() != nil })
             do {
                 let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
                                                appliedAt: ISO8601DateFormatter().string(from: p.runtime.clock()), rehearsal: rehearsal)
@@ -227,6 +228,9 @@ struct Pipeline {
                 return result
             } catch let error as SQLiteError where error.kind == .temporary {
                 throw DatabaseHolders.busy(path: p.config.databasePath, timeout: p.config.busyTimeout)
+            } catch let error as SQLiteError where error.interrupted {
+                try runtime.checkInterruption("the running statement was stopped and the migration rolled back; the database is as it was")
+                throw error
             }
         }
         report.tablesCreated = result.tablesCreated
@@ -340,8 +344,15 @@ struct Pipeline {
         try Connection(path: opened.databasePath, mode: .immutable).copy(into: scratchPath, timeout: config.busyTimeout)
         let scratch = try Connection(path: scratchPath, mode: .readWrite)
         try runtime.failpoints.hit("rehearse")
-        let result = try Applier(failpoints: .none, proveUnchanged: false)
-            .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
+        let runtime = self.runtime
+        let result: ApplyResult
+        do {
+            result = try Applier(failpoints: .none, proveUnchanged: false, stop: { runtime.interruption() != nil })
+                .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
+        } catch let error as SQLiteError where error.interrupted {
+            try runtime.checkInterruption("the rehearsal on a copy was stopped; the live database was not changed")
+            throw error
+        }
         if !plan.additive && journal?.addedColumns == nil && pending.contains(where: { $0.downSQL != nil }) {
             // An undo after commit could run the down parts instead of restoring the snapshot,
             // keeping the application's writes: only if they give the snapshot's content back.

@@ -9,9 +9,15 @@ extension Runtime {
     func makePlan(_ config: InstanceConfig, forDeploy: Bool = false) throws -> (files: [MigrationFile], plan: MigrationPlan) {
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         let scratch = NSTemporaryDirectory()
-        let plan = try Planner().plan(livePath: config.databasePath, files: files, scratchFolder: scratch, busyTimeout: config.busyTimeout,
-                                      fingerprintCopy: !forDeploy)
-        return (files, plan)
+        let interruption = self.interruption
+        do {
+            let plan = try Planner().plan(livePath: config.databasePath, files: files, scratchFolder: scratch, busyTimeout: config.busyTimeout,
+                                          fingerprintCopy: !forDeploy, stop: { interruption() != nil })
+            return (files, plan)
+        } catch let error as SQLiteError where error.interrupted {
+            try checkInterruption("the plan on a copy was stopped; nothing was changed")
+            throw error
+        }
     }
 
     /// `deployctl plan`: state, pending migrations, classification and safety claims; changes

@@ -563,10 +563,10 @@ extension Runtime {
                       hint: error.hint)
     }
 
-    /// Throws `.failed` when SIGINT or SIGTERM arrived, saying what state things are in.
+    /// Throws `.failed` when SIGINT, SIGTERM or SIGHUP arrived, saying what state things are in.
     public func checkInterruption(_ state: String?) throws {
         if let signal = interruption() {
-            let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : String(signal)
+            let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : signal == SIGHUP ? "SIGHUP" : String(signal)
             throw Failure(.failed, "interrupted by signal \(name)" + (state.map { "; \($0)" } ?? ""))
         }
     }

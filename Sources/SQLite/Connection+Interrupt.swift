@@ -9,9 +9,15 @@ final class StopBox {
 extension Connection {
     /// Makes long statements on this connection give up with `SQLITE_INTERRUPT` once `stop`
     /// returns true (asked every thousand virtual-machine steps, https://sqlite.org/c3ref/progress_handler.html):
-    /// an `integrity_check` of a large backup stops at a Ctrl-C. Only for reading: an interrupted
-    /// write transaction is rolled back by SQLite.
-    public func stopWhen(_ stop: @escaping () -> Bool) {
+    /// an `integrity_check` of a large backup stops at a Ctrl-C. A write statement stopped so
+    /// fails with `SQLITE_INTERRUPT`, and SQLite rolls back its transaction (a deploy's
+    /// migration stops within a second of SIGTERM, database as before). `nil` removes the handler.
+    public func stopWhen(_ stop: (() -> Bool)?) {
+        guard let stop else {
+            sqlite3_progress_handler(handle, 0, nil, nil)
+            stopBox = nil
+            return
+        }
         let box = StopBox(stop)
         stopBox = box
         sqlite3_progress_handler(handle, 1_000, { context in

@@ -1,15 +1,18 @@
 import Foundation
 import Synchronization
 
-/// The signal (SIGINT or SIGTERM) received, set by the signal handler itself. A handler can
+/// The signal (SIGINT, SIGTERM or SIGHUP) received, set by the signal handler itself. A handler can
 /// reach no object, hence this one global; it is written only there and read by
 /// `SignalWatcher`.
 private let receivedSignal = Atomic<Int32>(0)
 /// Whether the handler acknowledges the first signal on stderr (a person at a terminal).
 private let announceSignal = Atomic<Bool>(false)
 
-/// Catches SIGINT and SIGTERM so that a command stops at a safe point (the next stage
-/// boundary) instead of dying mid-write; the deploy then handles it like an error.
+/// Catches SIGINT, SIGTERM and SIGHUP so that a command stops at a safe point (the next stage
+/// boundary, or within a second inside a long SQLite statement) instead of dying mid-write; the
+/// deploy then handles it like an error. SIGHUP (an SSH session that dropped) is handled as
+/// SIGTERM: the operator is gone, so the deploy stops and undoes as at that stage rather than
+/// going on unwatched.
 ///
 /// The flag is set inside the handler (an atomic store, async-signal-safe), not later on a
 /// queue: a check right after a signal interrupted a sleep or a system call must already see
@@ -19,13 +22,13 @@ final class SignalWatcher: Sendable {
     /// with `--quiet`); without it only the command's final line speaks.
     init(acknowledge: Bool) {
         announceSignal.store(acknowledge, ordering: .sequentiallyConsistent)
-        for number in [SIGINT, SIGTERM] {
+        for number in [SIGINT, SIGTERM, SIGHUP] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { number in
                 guard receivedSignal.exchange(number, ordering: .sequentiallyConsistent) == 0,
                       announceSignal.load(ordering: .sequentiallyConsistent) else { return }
-                let message: StaticString = number == SIGINT
-                    ? "\ndeployctl: received SIGINT; stopping at the next safe point\n"
+                let message: StaticString = number == SIGINT ? "\ndeployctl: received SIGINT; stopping at the next safe point\n"
+                    : number == SIGHUP ? "\ndeployctl: received SIGHUP; stopping at the next safe point\n"
                     : "\ndeployctl: received SIGTERM; stopping at the next safe point\n"
                 _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
             }
@@ -39,6 +42,7 @@ final class SignalWatcher: Sendable {
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGHUP)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 

@@ -215,8 +215,8 @@ struct DeployTests {
         #expect(box.backupNames().isEmpty)
     }
 
-    @Test("SIGTERM during a deploy is handled like an error at the current stage")
-    func sigterm() throws {
+    @Test("SIGTERM, and SIGHUP (a dropped SSH session), during a deploy are handled like an error at the current stage", arguments: [SIGTERM, SIGHUP])
+    func sigterm(signal: Int32) throws {
         let box = try Sandbox(rows: 50)
         try box.installCashbackMigration()
         let before = try box.sha3(box.databasePath)
@@ -226,12 +226,56 @@ struct DeployTests {
         for _ in 0..<100 where !((try? String(contentsOfFile: journal, encoding: .utf8)) ?? "").contains("\"snapshot\" : \"") {
             Thread.sleep(forTimeInterval: 0.05)
         }
-        kill(process.processIdentifier, SIGTERM)
+        kill(process.processIdentifier, signal)
         process.waitUntilExit()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 1, "\(stderr)")
-        #expect(stderr.contains("interrupted by signal SIGTERM"))
+        #expect(stderr.contains("interrupted by signal \(signal == SIGHUP ? "SIGHUP" : "SIGTERM")"), "\(stderr)")
+        let report = try #require(try FileManager.default.contentsOfDirectory(atPath: box.path("instances/prod/deploys")).first { $0.hasSuffix(".json") })
+        #expect(try String(contentsOfFile: box.path("instances/prod/deploys/" + report), encoding: .utf8).contains("interrupted by signal"))
+        #expect(try box.deployctl(["status", "prod"]).status == 0)
         #expect(try box.sha3(box.databasePath) == before)
         #expect(!FileManager.default.fileExists(atPath: journal))
+    }
+
+    /// A statement that counts to `steps` only where the main database's file name matches
+    /// `pattern`: slow on one of the live database, the plan's copy and the rehearsal's copy.
+    static func slowStatement(where pattern: String, steps: Int = 400_000_000) -> String {
+        """
+        CREATE TABLE slow_result (n INTEGER);
+        INSERT INTO slow_result SELECT count(*) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n
+            WHERE i < (SELECT CASE WHEN file LIKE '\(pattern)' THEN \(steps) ELSE 1 END FROM pragma_database_list WHERE name = 'main'))
+            SELECT i FROM n);
+
+        """
+    }
+
+    @Test("a signal during a long statement stops it within seconds (SQLite's progress handler), not when it ends: the migration on the live database rolls back, the plan's copy is left; exit 1, nothing changed",
+          arguments: [("%lending_app_prod.db", "migrate and verify", SIGTERM), ("%lending_app_prod.db", "migrate and verify", SIGHUP),
+                      ("%deployctl-plan%", "", SIGINT)])
+    func signalStopsStatement(pattern: String, stage: String, signal: Int32) throws {
+        let box = try Sandbox(rows: 50)
+        try box.write("instances/migrations/0001_slow.sql", Self.slowStatement(where: pattern))
+        let before = try box.sha3(box.databasePath)
+        let err = Pipe()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: [:], stderr: err)
+        if stage.isEmpty { Thread.sleep(forTimeInterval: 1.5) } else {
+            box.waitForJournal(stage)
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let sent = Date()
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        let took = Date().timeIntervalSince(sent)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        // Counting to 400M takes SQLite over a minute here; stopped at once, it ends in well under one.
+        #expect(took < 20, "the statement ran on after the signal: \(took) s")
+        #expect(stderr.contains("interrupted by signal"), "\(stderr)")
+        #expect(stderr.contains(stage.isEmpty ? "the plan on a copy was stopped" : "the running statement was stopped and the migration rolled back"), "\(stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name IN ('slow_result', 'deployctl_migrations')") == "0")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
+        #expect(try box.deployctl(["status", "prod"]).status == 0)
     }
 }
