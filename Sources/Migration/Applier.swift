@@ -331,7 +331,7 @@ public struct Applier: Sendable {
         // claims "the schema is the one before" must be exactly that. (A table renamed away and
         // back comes back quoted, "loan": not proven, so such an undo restores the snapshot.)
         let own = { (c: Connection) in
-            Dictionary(try c.schema().filter { $0.name != History.table && $0.table != History.table }
+            Dictionary(try c.schema(exact: true).filter { $0.name != History.table && $0.table != History.table }
                 .map { ($0.name, "\($0.type) \($0.table) \($0.sql ?? "")") }, uniquingKeysWith: { a, _ in a })
         }
         let after = try own(db)

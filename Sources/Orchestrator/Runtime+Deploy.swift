@@ -148,7 +148,7 @@ struct Pipeline {
     /// A database's schema as lines, the history table aside: each object's SQL byte for byte as
     /// sqlite_schema stores it, so that "the schema is the one before" is said only when it is.
     static func schemaLines(_ db: Connection) throws -> [String] {
-        try db.schema().filter { $0.name != History.table && $0.table != History.table }
+        try db.schema(exact: true).filter { $0.name != History.table && $0.table != History.table }
             .map { "\($0.type) \($0.name) \($0.sql ?? "")" }.sorted()
     }
 

@@ -35,10 +35,11 @@ extension Connection {
     /// Every schema object of the main database except SQLite's internal ones, sorted by type
     /// and name.
     /// - Throws: `SQLiteError`.
-    public func schema(database: String = "main") throws -> [SchemaObject] {
+    /// With `exact`, each statement is as sqlite_schema stores it, byte for byte (whitespace kept).
+    public func schema(database: String = "main", exact: Bool = false) throws -> [SchemaObject] {
         try rows("SELECT type, name, tbl_name, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name")
             .map { SchemaObject(type: $0[0].string ?? "", name: $0[1].string ?? "", table: $0[2].string ?? "",
-                                sql: $0[3].string.map(Self.normalizeSQL)) }
+                                sql: exact ? $0[3].string : $0[3].string.map(Self.normalizeSQL)) }
     }
 
     /// Root page and definition of every user table in `database`, by name.
