@@ -28,6 +28,16 @@ public struct ApplyResult: Codable, Sendable {
     /// The resulting schema and row counts.
     public let result: Rehearsal
 
+    public init(tablesCreated: [String], tablesAlreadyExisted: [String], tablesProvenUnchanged: Int, unchangedProof: String?,
+                writeLockMilliseconds: Double, result: Rehearsal) {
+        self.tablesCreated = tablesCreated
+        self.tablesAlreadyExisted = tablesAlreadyExisted
+        self.tablesProvenUnchanged = tablesProvenUnchanged
+        self.unchangedProof = unchangedProof
+        self.writeLockMilliseconds = writeLockMilliseconds
+        self.result = result
+    }
+
     enum CodingKeys: String, CodingKey {
         case result
         case tablesCreated = "tables_created"

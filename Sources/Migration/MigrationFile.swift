@@ -9,6 +9,7 @@ import Support
 ///
 ///     -- description: Adds the six cashback tables.
 ///     -- allow-destructive
+///     -- online
 ///     -- verify: SELECT count(*) = 0 FROM cashback_transaction
 ///
 /// A whole-file `BEGIN;` … `COMMIT;` wrapper, as ORMs print their SQL, is removed with a note:
@@ -28,6 +29,8 @@ public struct MigrationFile: Sendable, Equatable {
     public let description: String?
     /// The file allows non-additive statements (the command must allow them too).
     public let allowDestructive: Bool
+    /// The file asks for an online rebuild (`-- online`): refused when it cannot run online.
+    public let online: Bool
     /// Queries that must each return a single true value after the migration.
     public let verifyQueries: [String]
     /// `deployctl`, `golang-migrate`, `dbmate` or `flyway`.
@@ -94,6 +97,7 @@ public struct MigrationFile: Sendable, Equatable {
         self.notes = notes
         var description: String?
         var allow = false
+        var online = false
         var verify = [String]()
         for line in text.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -104,12 +108,15 @@ public struct MigrationFile: Sendable, Equatable {
                 description = body.dropFirst("description:".count).trimmingCharacters(in: .whitespaces)
             } else if body.lowercased() == "allow-destructive" {
                 allow = true
+            } else if body.lowercased() == "online" {
+                online = true
             } else if body.lowercased().hasPrefix("verify:") {
                 verify.append(body.dropFirst("verify:".count).trimmingCharacters(in: .whitespaces))
             }
         }
         self.description = description
         self.allowDestructive = allow
+        self.online = online
         self.verifyQueries = verify
     }
 

@@ -11,12 +11,15 @@ public struct DeployOptions: Sendable {
     public var gzip: Bool?
     public var allowDestructive = false
     public var skipPromotionCheck = false
+    /// Run the rebuild online (`--online`); refused when it cannot run so.
+    public var online = false
 
-    public init(dryRun: Bool = false, gzip: Bool? = nil, allowDestructive: Bool = false, skipPromotionCheck: Bool = false) {
+    public init(dryRun: Bool = false, gzip: Bool? = nil, allowDestructive: Bool = false, skipPromotionCheck: Bool = false, online: Bool = false) {
         self.dryRun = dryRun
         self.gzip = gzip
         self.allowDestructive = allowDestructive
         self.skipPromotionCheck = skipPromotionCheck
+        self.online = online
     }
 }
 
@@ -82,6 +85,8 @@ struct Pipeline {
     /// Whether an interrupt after the commit was reported (once).
     var interruptNoted = false
     var lock: InstanceLock?
+    /// The online rebuild this deploy runs instead of the one-transaction migration, if any.
+    var online: OnlineRebuildPlan?
     var hooks: HookRunner {
         HookRunner(outputFolder: config.deploysFolder + "/" + report.deployId, workingDirectory: config.folder,
                    environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.trace)
@@ -215,6 +220,7 @@ struct Pipeline {
         }
         let rehearsal = try stage(.rehearse) { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
         let result = try stage(.migrateAndVerify) { p in
+            if let online = p.online { return try p.migrateOnline(online, pending: pending, rehearsal: rehearsal) }
             let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
             let runtime = p.runtime
             let applier = Applier(failpoints: p.runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: p.runtime.trace,
@@ -236,8 +242,12 @@ struct Pipeline {
         report.tablesCreated = result.tablesCreated
         report.tablesAlreadyExisted = result.tablesAlreadyExisted
         report.writeLockMilliseconds = result.writeLockMilliseconds
-        runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) \(plan.evidence.isEmpty ? "" : "untouched ")existing tables proven unchanged"
-                    + (result.unchangedProof.map { " (\($0))" } ?? "")))
+        if online != nil {
+            runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms at the cut-over; proven after it: \(result.unchangedProof ?? "")"))
+        } else {
+            runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms; \(result.tablesProvenUnchanged) \(plan.evidence.isEmpty ? "" : "untouched ")existing tables proven unchanged"
+                        + (result.unchangedProof.map { " (\($0))" } ?? "")))
+        }
         try stage(.restart) { p in try p.restart(committed: true) }
         report.outcome = .success
         try stage(.report) { p in try p.writeReport() }
@@ -255,6 +265,10 @@ struct Pipeline {
                 runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
             }
             if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
+            if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
+                runtime.events(.warning(note))
+                report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
+            }
         }
         try runtime.failpoints.hit("preflight")
         let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
@@ -266,13 +280,11 @@ struct Pipeline {
             runtime.events(.plan(plan, database: config.databasePath))
             throw error
         }
-        if config.hooks.stop == nil {
-            do {
-                try runtime.checkWriteLockBudget(plan, config: config)
-            } catch {
-                runtime.events(.plan(plan, database: config.databasePath))
-                throw error
-            }
+        do {
+            try chooseOnline(files: files, plan: plan)
+        } catch {
+            runtime.events(.plan(plan, database: config.databasePath))
+            throw error
         }
         // A dry run says so too: the deploy it previews would be refused.
         if !plan.pending.isEmpty { try runtime.checkOwnSnapshotsDecrypt(config) }
@@ -296,6 +308,64 @@ struct Pipeline {
             runtime.events(.fact("the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))"))
         }
         return (files, plan)
+    }
+
+    /// Decides whether the migration runs online: when asked (`--online`, `-- online`), or when
+    /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
+    /// application. Refuses when it is asked or needed and the migration cannot run online.
+    mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
+        let pending = files.filter { plan.pending.contains($0.key) }
+        let asked = options.online || pending.contains { $0.online }
+        let overBudget = config.hooks.stop == nil && !plan.pending.isEmpty
+            && plan.writeLockEstimateMilliseconds > config.maxWriteLock.milliseconds
+        guard asked || overBudget else { return }
+        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+        switch try OnlineRebuildPlan.verdict(pending, plan: plan, on: live) {
+        case .online(let rebuild):
+            online = rebuild
+            runtime.events(.fact("online: \(rebuild.table) is rebuilt while the application writes (rows copied in short batches, "
+                                 + "then a cut-over that holds the write lock briefly)" + (asked ? "" : "; the one-transaction deploy would block writes past max_write_lock")))
+        case .offline(let why):
+            if asked {
+                throw Failure(.usage, "refused: an online rebuild was asked for, but \(why); nothing was changed",
+                              hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
+            }
+            try runtime.checkWriteLockBudget(plan, config: config, offlineBecause: why)
+        }
+    }
+
+    /// The migrate stage of an online rebuild (`OnlineRebuild`): copy while the application
+    /// writes, cut over, journal the commit, prove, free the old table.
+    mutating func migrateOnline(_ rebuild: OnlineRebuildPlan, pending: [MigrationFile], rehearsal: Rehearsal) throws -> ApplyResult {
+        let runtime = self.runtime
+        let deployId = report.deployId
+        let appliedAt = ISO8601DateFormatter().string(from: runtime.clock())
+        let runner = OnlineRebuild(
+            plan: rebuild, failpoints: runtime.failpoints,
+            checkpoint: { try runtime.checkInterruption("the online rebuild stopped before its cut-over; its shadow table and triggers were removed and \(rebuild.table) is as it was") },
+            stop: { runtime.interruption() != nil },
+            progress: { copied, total in runtime.progress(.working(.copyingRows(table: rebuild.table), done: Int64(copied), total: Int64(total))) },
+            debug: runtime.trace)
+        let outcome: OnlineRebuild.Outcome
+        do {
+            defer { runtime.progress(.ended(announce: true)) }
+            var journal = self.journal
+            let path = config.journalPath
+            outcome = try runner.run(path: config.databasePath, busyTimeout: config.busyTimeout,
+                                     record: { db in try History.record(pending, on: db, deployId: deployId, appliedAt: appliedAt) },
+                                     committed: {
+                                         journal?.committed = true
+                                         try journal?.write(path: path)
+                                     })
+            self.journal = journal
+        } catch let error as SQLiteError where error.interrupted {
+            try runtime.checkInterruption("the online rebuild stopped before its cut-over; its shadow table and triggers were removed and \(rebuild.table) is as it was")
+            throw error
+        }
+        runtime.events(.fact("online: \(counted(outcome.rowsCopied, "row")) copied in batches of at most \(String(format: "%.1f", outcome.longestBatchMilliseconds)) ms; "
+                             + "the cut-over held the write lock \(String(format: "%.1f", outcome.cutOverMilliseconds)) ms"))
+        return ApplyResult(tablesCreated: [], tablesAlreadyExisted: [], tablesProvenUnchanged: 0, unchangedProof: outcome.proof,
+                           writeLockMilliseconds: outcome.cutOverMilliseconds, result: rehearsal)
     }
 
     /// Promotion: each instance before this one in deploy.toml that has a database here must

@@ -21,6 +21,15 @@ public enum Phase: Sendable, Equatable {
     /// Copying a backup to an object store, or from one.
     case uploading(name: String, remote: String)
     case downloading(name: String, remote: String)
+    /// Copying a table's rows into its rebuilt version while the application writes (online
+    /// rebuild); done and total count rows, not bytes.
+    case copyingRows(table: String)
+
+    /// Whether done and total count rows rather than bytes.
+    public var countsRows: Bool {
+        if case .copyingRows = self { return true }
+        return false
+    }
 }
 
 /// Progress of long work, reported to a `ProgressHandler`: a phase with bytes done of a total

@@ -12,6 +12,8 @@ final class ProgressLine: @unchecked Sendable {
     private var phase: String?
     private var done: Int64 = 0
     private var total: Int64 = 0
+    /// Whether done and total count rows (an online copy) rather than bytes.
+    private var rows = false
     private var started = ContinuousClock.now
     private var drawn = false
     private var timer: DispatchSourceTimer?
@@ -37,6 +39,7 @@ final class ProgressLine: @unchecked Sendable {
         case .provingRestore: return "proving every page equals the backup's"
         case .uploading(let name, let remote): return "copying \(name) to remote \(remote)"
         case .downloading(let name, let remote): return "fetching \(name) from remote \(remote)"
+        case .copyingRows(let table): return "copying \(table)'s rows online (application writes go on)"
         }
     }
 
@@ -57,15 +60,16 @@ final class ProgressLine: @unchecked Sendable {
     /// line (when `announce` and it took a second or more) or nothing.
     func report(_ progress: WorkProgress) {
         switch progress {
-        case .working(let phase, let done, let total): update(Self.words(phase), done, total)
+        case .working(let phase, let done, let total): update(Self.words(phase), done, total, rows: phase.countsRows)
         case .ended(let announce): announce ? finish() : abandon()
         }
     }
 
     /// Starts or updates the phase shown as `phase`, with bytes `done` of `total` (0: unknown).
-    func update(_ phase: String, _ done: Int64, _ total: Int64) {
+    func update(_ phase: String, _ done: Int64, _ total: Int64, rows: Bool = false) {
         lock.lock()
         defer { lock.unlock() }
+        self.rows = rows
         if phase != self.phase {
             finishLocked()
             self.phase = phase
@@ -138,10 +142,12 @@ final class ProgressLine: @unchecked Sendable {
         if total > 0 {
             let fraction = min(1, Double(done) / Double(total))
             let bar = String(repeating: "█", count: Int(fraction * 20)) + String(repeating: "░", count: 20 - Int(fraction * 20))
-            text += " \(bar) \(Int(fraction * 100))% \(SpaceNeeds.format(done)) of \(SpaceNeeds.format(total))"
+            let rows = self.rows
+            let format = { (amount: Int64) -> String in rows ? "\(amount) rows" : SpaceNeeds.format(amount) }
+            text += " \(bar) \(Int(fraction * 100))% \(format(done)) of \(format(total))"
             if seconds > 0.5, done > 0, done < total {
                 let rate = Double(done) / seconds
-                text += ", \(SpaceNeeds.format(Int64(rate)))/s, \(Int((Double(total - done) / rate).rounded(.up))) s left"
+                text += ", \(format(Int64(rate)))/s, \(Int((Double(total - done) / rate).rounded(.up))) s left"
             }
         } else if seconds >= 1 {
             text += " \(Int(seconds)) s"

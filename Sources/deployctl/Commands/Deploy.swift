@@ -11,6 +11,7 @@ struct Deploy: ParsableCommand {
               deployctl deploy prod --dry-run
               deployctl deploy all
               deployctl deploy prod --allow-destructive     # only for files that say -- allow-destructive
+              deployctl deploy prod --online                # a 12-step table rebuild, while the application writes
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -35,11 +36,15 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Skip the check that earlier instances in deploy.toml already have the pending migrations.")
     var skipPromotionCheck = false
 
+    @Flag(help: "Rebuild the table online: copy in short batches while the application writes, then cut over in one short transaction (refused when the migration cannot run so).")
+    var online = false
+
     func run() throws {
         let console = Console(global)
         try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.allInstances()) ?? []) : [instance] }, command: "deploy") {
             try console.run { runtime in
-                let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck)
+                let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck,
+                                            online: online)
                 let reports = instance == "all"
                     ? try runtime.deployAll(options: options)
                     : [try runtime.deploy(instance: instance, options: options)]
