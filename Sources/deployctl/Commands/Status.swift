@@ -33,7 +33,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.everyInstance()) ?? []) : [instance] }, command: "status") {
+        try Metrics.around(metrics, console: console, instance: instance, every: { try $0.everyInstance() }, command: "status") {
             try console.run { runtime in
                 let names = instance == "all" ? try runtime.workspace.everyInstance() : [instance]
                 var rows = [Row]()
