@@ -15,6 +15,7 @@ public struct LockHolder: Codable, Sendable, Equatable {
     public var operation: String?
     public var stage: String?
 
+    /// A holder record; `operation` and `stage` only for work `status` reports as in progress.
     public init(pid: Int32, host: String, command: String, startedAt: Date, operation: String? = nil, stage: String? = nil) {
         self.pid = pid
         self.host = host

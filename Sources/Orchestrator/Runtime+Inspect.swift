@@ -109,6 +109,7 @@ public struct InstanceStatus: Codable, Sendable {
 public struct WorkInProgress: Codable, Sendable {
     /// `deploy` or `restore`.
     public let operation: String
+    /// The process doing it (alive: it holds the lock).
     public let pid: Int32
     /// The stage it is at (a deploy's journal says; a restore records it in the lock file).
     public let stage: String?
@@ -116,6 +117,7 @@ public struct WorkInProgress: Codable, Sendable {
     public let deployId: String?
     /// The holder's command line.
     public let command: String
+    /// When it took the instance lock.
     public let since: Date
 
     enum CodingKeys: String, CodingKey {

@@ -84,6 +84,7 @@ struct Status: ParsableCommand {
             }
         }
 
+        /// The instance the row is about.
         var name: String {
             switch self {
             case .status(let s): return s.instance
