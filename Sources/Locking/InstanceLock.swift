@@ -10,9 +10,23 @@ public struct LockHolder: Codable, Sendable, Equatable {
     public let host: String
     public let command: String
     public let startedAt: Date
+    /// What the holder is doing, when it says (`restore`), and its current stage: `status`
+    /// reports a live holder's work as in progress.
+    public var operation: String?
+    public var stage: String?
+
+    /// A holder record; `operation` and `stage` only for work `status` reports as in progress.
+    public init(pid: Int32, host: String, command: String, startedAt: Date, operation: String? = nil, stage: String? = nil) {
+        self.pid = pid
+        self.host = host
+        self.command = command
+        self.startedAt = startedAt
+        self.operation = operation
+        self.stage = stage
+    }
 
     enum CodingKeys: String, CodingKey {
-        case pid, host, command
+        case pid, host, command, operation, stage
         case startedAt = "started_at"
     }
 }
@@ -29,10 +43,11 @@ public final class InstanceLock {
     public let crashedHolder: LockHolder?
     private var fd: Int32
 
-    /// Takes the lock without waiting.
+    /// Takes the lock without waiting, recording this process as its holder (with what it
+    /// does, when `operation` is given).
     /// - Throws: `Failure` `.temporary` naming the PID and command of the holder when another
     ///   process has it; `.cannotCreate` when the lock file cannot be opened.
-    public init(path: String, command: String, now: Date = Date()) throws {
+    public init(path: String, command: String, now: Date = Date(), operation: String? = nil, stage: String? = nil) throws {
         self.path = path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open lock file \(path)", errno, creating: true) }
@@ -50,10 +65,29 @@ public final class InstanceLock {
                           hint: "wait for that command to finish, then run again")
         }
         crashedHolder = Self.readHolder(fd)
-        let holder = LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: command, startedAt: now)
+        let holder = LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: command, startedAt: now,
+                                operation: operation, stage: stage)
         let data = (try? JSON.encoder().encode(holder)) ?? Data()
         ftruncate(fd, 0)
         _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        fsync(fd)
+    }
+
+    /// Records what this holder is doing in the lock file, for `status`. The new record is
+    /// written over the old one padded with spaces (JSON allows them), then the file is cut to
+    /// it, so a reader sees the old record or the new one, never an empty file. Best effort: a
+    /// failed write leaves the old record and is not an error.
+    public func record(operation: String, stage: String) {
+        guard fd >= 0 else { return }
+        var holder = Self.readHolder(fd) ?? LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: "", startedAt: Date())
+        holder.operation = operation
+        holder.stage = stage
+        guard var data = try? JSON.encoder().encode(holder) else { return }
+        let length = data.count
+        var info = stat()
+        if fstat(fd, &info) == 0, Int(info.st_size) > length { data.append(contentsOf: [UInt8](repeating: 0x20, count: Int(info.st_size) - length)) }
+        let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        if written == data.count { ftruncate(fd, off_t(length)) }
         fsync(fd)
     }
 
@@ -75,10 +109,15 @@ public final class InstanceLock {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return (nil, false) }
         defer { close(fd) }
-        let holder = readHolder(fd)
+        var holder = readHolder(fd)
         if flock(fd, LOCK_SH | LOCK_NB) == 0 {
             flock(fd, LOCK_UN)
             return (holder, false)
+        }
+        // A new holder writes its record just after taking the lock: give it a moment.
+        for _ in 0..<5 where holder == nil {
+            usleep(50_000)
+            holder = readHolder(fd)
         }
         return (holder, true)
     }

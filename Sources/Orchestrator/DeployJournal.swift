@@ -33,6 +33,9 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     /// The down parts the rehearsal proved, as they were then (newest last): the undo runs
     /// these, never what is on disk by then.
     public var downSQL: [String]?
+    /// The process running the deploy: while it holds the instance lock, `status` reports the
+    /// deploy as in progress rather than unfinished (nil in journals of older versions).
+    public var pid: Int32? = getpid()
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -41,7 +44,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case instance, stage, snapshot, migrations, committed, additive, created
+        case instance, stage, snapshot, migrations, committed, additive, created, pid
         case addedColumns = "added_columns"
         case downProven = "down_proven"
         case schemaBefore = "schema_before"

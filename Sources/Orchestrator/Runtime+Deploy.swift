@@ -260,7 +260,7 @@ struct Pipeline {
         try Connection.checkIsDatabase(config.databasePath)
         if !options.dryRun {
             try runtime.store(config).prepareForWriting()
-            lock = try runtime.lockInstance(config)
+            lock = try runtime.lockInstance(config, operation: "deploy", stage: Stage.preflight.rawValue)
             if let crashed = lock?.crashedHolder {
                 runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
             }

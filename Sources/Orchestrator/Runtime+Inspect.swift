@@ -35,7 +35,11 @@ public struct InstanceStatus: Codable, Sendable {
     public let lastDeployOutcome: DeployOutcome?
     public let lockHolder: LockHolder?
     public let databaseHolders: [DatabaseHolder]
+    /// A deploy whose process died before it ended (its journal is left and no live process
+    /// holds the lock for it): the next deploy or restore finishes or undoes it.
     public let unfinishedDeploy: String?
+    /// A deploy or restore running now: its process holds the instance lock.
+    public let inProgress: WorkInProgress?
     /// Bytes of temp files left by runs that died (the next writing command removes them).
     public let leftoverBytes: Int64
     /// Backups whose manifest is dated more than five minutes ahead of this host's clock
@@ -45,6 +49,13 @@ public struct InstanceStatus: Codable, Sendable {
     public let lastVerification: LastVerification?
     /// Backups whose last check failed.
     public let failedBackups: [String]
+    /// The bundled example (its config builds the database from seed SQL): `status all` lists
+    /// it, but its problems never make `status all` fail.
+    public let example: Bool
+    /// What a person should know but that needs no action now (no exit code): no backup and
+    /// no `max_backup_age`, an instance outside deploy.toml's order, a database busy with the
+    /// deploy or restore in progress.
+    public let warnings: [String]
     /// What needs a person, most severe first (empty when all is well); `status` exits
     /// non-zero with the first one's kind.
     public let problems: [StatusProblem]
@@ -85,11 +96,33 @@ public struct InstanceStatus: Codable, Sendable {
         case lockHolder = "lock_holder"
         case databaseHolders = "database_holders"
         case unfinishedDeploy = "unfinished_deploy"
+        case inProgress = "in_progress"
         case leftoverBytes = "leftover_bytes"
         case futureDatedBackups = "future_dated_backups"
         case lastVerification = "last_verification"
         case failedBackups = "failed_backups"
-        case problems, remotes
+        case problems, remotes, example, warnings
+    }
+}
+
+/// A deploy or restore that is running: its process holds the instance lock (so it is alive).
+public struct WorkInProgress: Codable, Sendable {
+    /// `deploy` or `restore`.
+    public let operation: String
+    /// The process doing it (alive: it holds the lock).
+    public let pid: Int32
+    /// The stage it is at (a deploy's journal says; a restore records it in the lock file).
+    public let stage: String?
+    /// The deploy's id, or for a deploy or restore finishing a killed deploy first, that one's.
+    public let deployId: String?
+    /// The holder's command line.
+    public let command: String
+    /// When it took the instance lock.
+    public let since: Date
+
+    enum CodingKeys: String, CodingKey {
+        case operation, pid, stage, command, since
+        case deployId = "deploy_id"
     }
 }
 
@@ -130,16 +163,35 @@ extension Runtime {
     }
 
     /// `deployctl status`: what an operator checks first. Reads only; an unfinished deploy is
-    /// reported, not recovered.
+    /// reported, not recovered. A deploy or restore whose process holds the instance lock is in
+    /// progress (no problem); a deploy journal no live process holds the lock for is unfinished.
+    /// `pre_*` copies (a deploy's snapshot, the state a restore replaced) are never the last
+    /// backup: they are not the backups `max_backup_age` watches.
     /// - Throws: `Failure` for config.
     public func status(instance name: String) throws -> InstanceStatus {
         let config = try workspace.instance(name)
         let exists = FileManager.default.fileExists(atPath: config.databasePath)
+        var problems = [StatusProblem]()
+        var warnings = [String]()
+        let lock = InstanceLock.inspect(path: config.lockPath)
+        var journal: DeployJournal?
+        do {
+            journal = try DeployJournal.read(path: config.journalPath)
+        } catch let failure as Failure {
+            problems.append(StatusProblem(kind: .badData, message: failure.message))
+        }
+        let work = Self.workInProgress(lock: lock, journal: journal)
+        var unfinished: String?
+        if let journal {
+            unfinished = journal.deployId
+            if work == nil {
+                problems.append(StatusProblem(kind: .unproven, message: "deploy \(journal.deployId) is unfinished: the next deploy or restore finishes or undoes it (it stopped at stage \(journal.stage), and no live process holds the instance lock)"))
+            }
+        }
         var bytes: Int64?
         var mode: String?
         var applied: [String]?
         var pending: [String]?
-        var problems = [StatusProblem]()
         if exists {
             bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
             do {
@@ -153,7 +205,12 @@ extension Runtime {
             } catch let failure as Failure {
                 problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
             } catch let error as SQLiteError where error.kind == .temporary {
-                problems.append(StatusProblem(kind: .temporary, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
+                if let work {
+                    // The deploy or restore in progress holds the write lock: expected, not a problem.
+                    warnings.append("\(config.databasePath) is busy with the \(work.operation) in progress; status could not read it")
+                } else {
+                    problems.append(StatusProblem(kind: .temporary, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
+                }
             } catch let error as SQLiteError {
                 problems.append(StatusProblem(kind: .badData, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
             }
@@ -161,25 +218,17 @@ extension Runtime {
             problems.append(StatusProblem(kind: .missingInput, message: "database \(config.databasePath) does not exist"))
         }
         let reports = deployReports(config)
-        let lock = InstanceLock.inspect(path: config.lockPath)
         let now = clock()
         let backups = store(config).entries()
-        var unfinished: String?
-        do {
-            unfinished = try DeployJournal.read(path: config.journalPath)?.deployId
-            if let unfinished {
-                problems.append(StatusProblem(kind: .unproven, message: "deploy \(unfinished) is unfinished: the next deploy or restore finishes or undoes it"))
-            }
-        } catch let failure as Failure {
-            problems.append(StatusProblem(kind: .badData, message: failure.message))
-        }
         for entry in backups where entry.status == "failed" {
             problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
         }
-        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" }
+        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !Self.isOwnCopy($0) }
+        let ownCopies = backups.filter(Self.isOwnCopy).count
+        let notCounted = ownCopies > 0 ? " (not counting \(counted(ownCopies, "pre_* copy", "pre_* copies")) made by deploys or restores)" : ""
         if let maxAge = config.maxBackupAge {
             if let usable {
                 if usable.createdAt < maxAge.cutoff(before: now) {
@@ -187,8 +236,13 @@ extension Runtime {
                     problems.append(StatusProblem(kind: .failed, message: "the newest backup, \(usable.name), is \(hours) h old: older than max_backup_age \(maxAge)"))
                 }
             } else {
-                problems.append(StatusProblem(kind: .failed, message: "no usable backup, and max_backup_age is \(maxAge)"))
+                problems.append(StatusProblem(kind: .failed, message: "no usable backup\(notCounted), and max_backup_age is \(maxAge): take one with 'deployctl snapshot \(name)'"))
             }
+        } else if usable == nil {
+            warnings.append("no backup\(notCounted), and no max_backup_age to say how old one may be: set [backups] max_backup_age in \(config.file) (e.g. \"26h\" for nightly snapshots)")
+        }
+        if config.seedSQL == nil, let order = try? workspace.deployConfig().order, !order.isEmpty, !order.contains(name) {
+            warnings.append("not in deploy.toml's order: 'deploy all' and promotion checks leave it out")
         }
         problems.sort { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
         return InstanceStatus(
@@ -197,7 +251,7 @@ extension Runtime {
             lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
-            unfinishedDeploy: unfinished,
+            unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
             // A checksum-only check of an encrypted backup (no key here) is not a verification.
@@ -205,7 +259,8 @@ extension Runtime {
                 entry.manifest?.verification.flatMap { $0.check == "sha256" ? nil
                     : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason, check: $0.check) }
             }.max { $0.at < $1.at },
-            failedBackups: backups.filter { $0.status == "failed" }.map(\.name), problems: problems,
+            failedBackups: backups.filter { $0.status == "failed" }.map(\.name),
+            example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
                     let newest = try remoteBackups(config, remote, try client(remote), host: nil).0.first { $0.problem == nil }
@@ -216,6 +271,27 @@ extension Runtime {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: "\(error)")
                 }
             })
+    }
+
+    /// Whether a backup is a copy a deploy or restore made for itself (`pre_<migration>`,
+    /// `pre_restore`): kept for undoing that run, not the scheduled backups `max_backup_age`
+    /// and the last-backup metric watch (a release must not hide a stopped backup job).
+    static func isOwnCopy(_ entry: BackupEntry) -> Bool { entry.label.hasPrefix("pre_") }
+
+    /// The deploy or restore running now, if any: a live process holds the instance lock (the
+    /// kernel frees a dead one's flock) and either wrote the journal (same PID) or recorded
+    /// its operation in the lock file. A journal with no live holder of its own is not in
+    /// progress, unless a deploy or restore holds the lock (it finishes that journal first).
+    static func workInProgress(lock: (holder: LockHolder?, held: Bool), journal: DeployJournal?) -> WorkInProgress? {
+        guard lock.held, let holder = lock.holder else { return nil }
+        if let journal, journal.pid == holder.pid {
+            return WorkInProgress(operation: "deploy", pid: holder.pid, stage: journal.stage, deployId: journal.deployId,
+                                  command: holder.command, since: holder.startedAt)
+        }
+        guard let operation = holder.operation else { return nil }
+        let stage = journal.map { "finishing the killed deploy \($0.deployId)" } ?? holder.stage
+        return WorkInProgress(operation: operation, pid: holder.pid, stage: stage, deployId: journal?.deployId,
+                              command: holder.command, since: holder.startedAt)
     }
 
     /// `deployctl history`: past deploys, newest first.

@@ -151,6 +151,7 @@ public final class PreparedRestore {
     public func perform() throws -> RestoreOutcome {
         defer { release() }
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
+        lock?.record(operation: "restore", stage: "restore")
         let restorer = runtime.restorer(config)
         switch request.target {
         case .newFile(let path):
@@ -307,7 +308,7 @@ extension Runtime {
         let store = store(config)
         var lock: InstanceLock?
         if !request.dryRun {
-            lock = try lockInstance(config)
+            lock = try lockInstance(config, operation: "restore", stage: "check and preview")
             _ = try recoverUnfinishedDeploy(config)
         }
         guard case .latest(let label) = request.selection else {

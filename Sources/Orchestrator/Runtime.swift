@@ -169,9 +169,10 @@ public struct Runtime: Sendable {
 
     /// Takes the instance lock for a writing command (deploy, snapshot, restore, prune), first
     /// refusing a config whose database file another instance of this root also names: two
-    /// instance locks would not keep their commands apart.
+    /// instance locks would not keep their commands apart. `operation` (`deploy`, `restore`)
+    /// and `stage` are recorded in the lock file: `status` reports that work as in progress.
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
-    func lockInstance(_ config: InstanceConfig) throws -> InstanceLock {
+    func lockInstance(_ config: InstanceConfig, operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
         let mine = fileIdentity(config.databasePath)
         for other in (try? workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? workspace.instance(other) else { continue }
@@ -185,7 +186,7 @@ public struct Runtime: Sendable {
                               hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
             }
         }
-        let lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock())
+        let lock = try InstanceLock(path: config.lockPath, command: commandLine, now: clock(), operation: operation, stage: stage)
         // Temp files and scratch copies of runs that died (killed mid-snapshot, mid-rehearsal).
         let leftovers = Self.leftovers(config)
         for leftover in leftovers { unlink(leftover.path) }

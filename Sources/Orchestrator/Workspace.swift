@@ -52,6 +52,15 @@ public struct Workspace: Sendable {
         return try allInstanceFolders()
     }
 
+    /// Instances for `status all`: deploy.toml's order, then every other folder of `instances/`
+    /// with an `instance.toml` (sorted), so that an instance left out of the order is still
+    /// watched.
+    /// - Throws: `Failure` `.usage` for a malformed `deploy.toml`.
+    public func everyInstance() throws -> [String] {
+        let order = try deployConfig().order
+        return order + (try allInstanceFolders()).filter { !order.contains($0) }
+    }
+
     /// Every folder of `instances/` with a valid name and an `instance.toml`, sorted.
     public func allInstanceFolders() throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: instancesFolder)) ?? []

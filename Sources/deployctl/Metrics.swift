@@ -10,38 +10,100 @@ struct MetricsOption: ParsableArguments {
     var metricsFile: String?
 }
 
+/// The metrics file: every series deployctl knows, kept across runs. Each run re-reads the
+/// state of its instances from their backup stores and deploy reports (never from what the run
+/// itself did), keeps the previous file's values of whatever it cannot read now, and updates
+/// its own `run_duration_seconds`/`run_success`. A run that cannot read an instance's config
+/// (or the root) leaves that instance's series exactly as they were, so an alert on their age
+/// keeps counting.
 enum Metrics {
-    /// The metrics of `instances` (their state, as `status` reads it) and of this run of
-    /// `command`: how long it took and whether it succeeded.
-    static func text(runtime: Runtime, instances: [String], command: String, seconds: Double, success: Bool) -> String {
-        var lines = [String]()
-        func metric(_ name: String, _ help: String, _ type: String, _ values: [(labels: String, value: Double)]) {
-            guard !values.isEmpty else { return }
-            lines.append("# HELP deployctl_\(name) \(help)")
-            lines.append("# TYPE deployctl_\(name) \(type)")
-            for (labels, value) in values { lines.append("deployctl_\(name){\(labels)} \(format(value))") }
+    /// One metric family: its name after `deployctl_`, its help, and whether it describes an
+    /// instance's state (else a run: labelled with the command too).
+    struct Family {
+        let name: String
+        let help: String
+        let state: Bool
+    }
+
+    static let families = [
+        Family(name: "last_backup_timestamp_seconds", help: "When the newest usable backup was taken (Unix time; 0: none ever; pre_* copies of deploys and restores do not count).", state: true),
+        Family(name: "last_backup_bytes", help: "Stored size of the newest usable backup.", state: true),
+        Family(name: "last_verification_timestamp_seconds", help: "When a backup was last checked (Unix time).", state: true),
+        Family(name: "last_verification_ok", help: "1 when the last check of a backup found it good.", state: true),
+        Family(name: "last_deploy_timestamp_seconds", help: "When the last deploy ended (Unix time).", state: true),
+        Family(name: "last_deploy_success", help: "1 when the last deploy succeeded or had nothing to do.", state: true),
+        Family(name: "problems", help: "Problems status reports for the instance (0 when all is well).", state: true),
+        Family(name: "leftover_bytes", help: "Bytes of temp files left by killed runs.", state: true),
+        Family(name: "run_duration_seconds", help: "How long the last run of the command took.", state: false),
+        Family(name: "run_success", help: "1 when the last run of the command succeeded.", state: false),
+    ]
+
+    /// Samples by family name, then by label set as written (`instance="prod"`,
+    /// `instance="prod",command="status"`), each value as written.
+    typealias Samples = [String: [String: String]]
+
+    /// The samples of the metrics file at `path`: the families above, other lines ignored;
+    /// empty when there is no file or it cannot be read.
+    static func read(_ path: String) -> Samples {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
+        let known = Set(families.map(\.name))
+        var samples = Samples()
+        for line in text.split(separator: "\n") where line.hasPrefix("deployctl_") {
+            guard let open = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}"), open < close else { continue }
+            let name = String(line[line.index(line.startIndex, offsetBy: 10)..<open])
+            let value = line[line.index(after: close)...].trimmingCharacters(in: .whitespaces)
+            guard known.contains(name), Double(value) != nil else { continue }
+            samples[name, default: [:]][String(line[line.index(after: open)..<close])] = value
         }
-        let statuses = instances.compactMap { name in (try? runtime.status(instance: name)).map { (name, $0) } }
-        let label = { (name: String) in "instance=\"\(escape(name))\"" }
-        metric("last_backup_timestamp_seconds", "When the newest usable backup was taken (Unix time).", "gauge",
-               statuses.compactMap { name, s in s.lastBackupAt.map { (label(name), $0.timeIntervalSince1970) } })
-        metric("last_backup_bytes", "Stored size of the newest usable backup.", "gauge",
-               statuses.compactMap { name, s in s.lastBackupBytes.map { (label(name), Double($0)) } })
-        metric("last_verification_timestamp_seconds", "When a backup was last checked (Unix time).", "gauge",
-               statuses.compactMap { name, s in s.lastVerification.map { (label(name), $0.at.timeIntervalSince1970) } })
-        metric("last_verification_ok", "1 when the last check of a backup found it good.", "gauge",
-               statuses.compactMap { name, s in s.lastVerification.map { (label(name), $0.result == "ok" ? 1 : 0) } })
-        metric("last_deploy_timestamp_seconds", "When the last deploy ended (Unix time).", "gauge",
-               statuses.compactMap { name, s in s.lastDeployAt.map { (label(name), $0.timeIntervalSince1970) } })
-        metric("last_deploy_success", "1 when the last deploy succeeded or had nothing to do.", "gauge",
-               statuses.compactMap { name, s in s.lastDeployOutcome.map { (label(name), [.success, .nothingToDo].contains($0) ? 1 : 0) } })
-        metric("problems", "Problems status reports for the instance (0 when all is well).", "gauge",
-               statuses.map { name, s in (label(name), Double(s.problems.count)) })
-        metric("leftover_bytes", "Bytes of temp files left by killed runs.", "gauge",
-               statuses.map { name, s in (label(name), Double(s.leftoverBytes)) })
-        let run = instances.map { "\(label($0)),command=\"\(escape(command))\"" }
-        metric("run_duration_seconds", "How long this command took.", "gauge", run.map { ($0, seconds) })
-        metric("run_success", "1 when this command succeeded.", "gauge", run.map { ($0, success ? 1 : 0) })
+        return samples
+    }
+
+    /// The instance a label set names.
+    static func instance(of labels: String) -> String? {
+        guard labels.hasPrefix("instance=\""), let end = labels.dropFirst(10).firstIndex(of: "\"") else { return nil }
+        return String(labels[labels.index(labels.startIndex, offsetBy: 10)..<end])
+    }
+
+    /// `previous` updated with the state of `instances` (as `status` reads it, when `runtime`
+    /// can read it) and this run of `command`: how long it took and whether it succeeded.
+    static func update(_ previous: Samples, runtime: Runtime?, instances: [String], command: String, seconds: Double, success: Bool) -> Samples {
+        var samples = previous
+        for name in instances {
+            let label = "instance=\"\(escape(name))\""
+            // Kept as it was when the config (or the root) cannot be read: last known values.
+            if let runtime, let s = try? runtime.status(instance: name) {
+                func set(_ family: String, _ value: Double?) {
+                    if let value { samples[family, default: [:]][label] = format(value) }
+                }
+                let known = samples["last_backup_timestamp_seconds"]?[label] != nil
+                // 0 (never) rather than no series, so that an age alert fires for an instance that
+                // has never had a backup; not for the bundled example, which never alerts.
+                set("last_backup_timestamp_seconds", s.lastBackupAt?.timeIntervalSince1970 ?? (known || s.example ? nil : 0))
+                set("last_backup_bytes", s.lastBackupBytes.map(Double.init))
+                set("last_verification_timestamp_seconds", s.lastVerification?.at.timeIntervalSince1970)
+                set("last_verification_ok", s.lastVerification.map { $0.result == "ok" ? 1 : 0 })
+                set("last_deploy_timestamp_seconds", s.lastDeployAt?.timeIntervalSince1970)
+                set("last_deploy_success", s.lastDeployOutcome.map { [.success, .nothingToDo].contains($0) ? 1 : 0 })
+                set("problems", Double(s.problems.count))
+                set("leftover_bytes", Double(s.leftoverBytes))
+            }
+            let run = "\(label),command=\"\(escape(command))\""
+            samples["run_duration_seconds", default: [:]][run] = format(seconds)
+            samples["run_success", default: [:]][run] = success ? "1" : "0"
+        }
+        return samples
+    }
+
+    /// The Prometheus text of `samples`: each family once, with its help and type, its series
+    /// sorted by labels.
+    static func text(_ samples: Samples) -> String {
+        var lines = [String]()
+        for family in families {
+            guard let series = samples[family.name], !series.isEmpty else { continue }
+            lines.append("# HELP deployctl_\(family.name) \(family.help)")
+            lines.append("# TYPE deployctl_\(family.name) gauge")
+            for labels in series.keys.sorted() { lines.append("deployctl_\(family.name){\(labels)} \(series[labels]!)") }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -53,18 +115,32 @@ enum Metrics {
         text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
     }
 
-    /// Runs `body` and writes the metrics file afterwards (when asked), whether it succeeded or not.
-    static func around(_ option: MetricsOption, console: Console, instances: @escaping () -> [String], command: String,
-                       _ body: () throws -> Void) throws {
+    /// Runs `body` and writes the metrics file afterwards (when asked), whether it succeeded or
+    /// not. `instance` is the command's argument; for `all`, `every` lists the instances (when
+    /// it cannot, the instance folders and the previous file's instances stand in).
+    static func around(_ option: MetricsOption, console: Console, instance: String, every: @escaping (Workspace) throws -> [String],
+                       command: String, _ body: () throws -> Void) throws {
         let started = ContinuousClock.now
         var success = false
         defer {
-            if let path = option.metricsFile, let runtime = try? console.runtime() {
+            if let path = option.metricsFile {
                 let elapsed = ContinuousClock.now - started
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                let text = Metrics.text(runtime: runtime, instances: instances(), command: command, seconds: seconds, success: success)
+                let previous = read(path)
+                let runtime = try? console.runtime()
+                var names = [instance]
+                if instance == "all" {
+                    let remembered = previous.values.flatMap(\.keys).compactMap(Self.instance(of:))
+                    if let runtime, let every = try? every(runtime.workspace) {
+                        names = every
+                    } else {
+                        let folders = runtime.flatMap { try? $0.workspace.allInstanceFolders() } ?? []
+                        names = Array(Set(folders + remembered)).sorted()
+                    }
+                }
+                let samples = update(previous, runtime: runtime, instances: names, command: command, seconds: seconds, success: success)
                 do {
-                    try DurableFile.write(Data(text.utf8), to: path, mode: 0o644, replace: true)
+                    try DurableFile.write(Data(text(samples).utf8), to: path, mode: 0o644, replace: true)
                 } catch {
                     console.note("warning: the metrics file \(path) could not be written: \(error)")
                 }

@@ -59,7 +59,7 @@ struct BackupsVerify: ParsableCommand {
     func run() throws {
         let console = Console(global)
         if remote.remote != nil || remote.host != nil { return try verifyRemote(console) }
-        try Metrics.around(metrics, console: console, instances: { [instance] }, command: "backups verify") {
+        try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "backups verify") {
             try console.run { runtime in
                 let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
                 if global.json {

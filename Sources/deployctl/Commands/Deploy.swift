@@ -41,7 +41,7 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.allInstances()) ?? []) : [instance] }, command: "deploy") {
+        try Metrics.around(metrics, console: console, instance: instance, every: { try $0.allInstances() }, command: "deploy") {
             try console.run { runtime in
                 let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck,
                                             online: online)

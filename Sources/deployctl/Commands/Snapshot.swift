@@ -59,7 +59,7 @@ struct Snapshot: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try Metrics.around(metrics, console: console, instances: { [instance] }, command: "snapshot") {
+        try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
                 let outcome = try runtime.snapshot(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
                 if let crashed = outcome.crashedHolder {

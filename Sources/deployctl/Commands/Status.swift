@@ -12,11 +12,15 @@ struct Status: ParsableCommand {
               64  an instance's config is broken
               66  the database is missing
               65  the database is not SQLite, a backup failed its last check, or a deploy journal cannot be read
-              2   an unfinished deploy, or a backup dated in the future: a person should look
+              2   an unfinished deploy (its process died), or a backup dated in the future: a person should look
               75  the database is locked past the busy timeout (status could not read it)
-              1   the newest usable backup is older than [backups] max_backup_age (or there is none)
-            Temp files left by killed runs are shown without failing. 'status all' reports every \
-            instance even when one is broken.
+              1   the newest backup is older than [backups] max_backup_age (or there is none); pre_* copies \
+            of deploys and restores do not count
+            A deploy or restore running now is shown as in progress (PID and stage) and is not a problem. \
+            Temp files left by killed runs, and no backup without max_backup_age, are warnings. \
+            'status all' reports every instance folder (deploy.toml's order, then any other with an \
+            instance.toml) even when one is broken; the bundled example (seed SQL) is listed but never \
+            makes it fail.
             Example (cron): deployctl status all --quiet || notify-ops
             """)
 
@@ -29,9 +33,9 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let console = Console(global)
-        try Metrics.around(metrics, console: console, instances: { instance == "all" ? ((try? console.runtime().workspace.allInstances()) ?? []) : [instance] }, command: "status") {
+        try Metrics.around(metrics, console: console, instance: instance, every: { try $0.everyInstance() }, command: "status") {
             try console.run { runtime in
-                let names = instance == "all" ? try runtime.workspace.allInstances() : [instance]
+                let names = instance == "all" ? try runtime.workspace.everyInstance() : [instance]
                 var rows = [Row]()
                 for name in names {
                     try runtime.checkInterruption("nothing was changed")
@@ -42,7 +46,10 @@ struct Status: ParsableCommand {
                         rows.append(.broken(name, StatusProblem(kind: failure.kind, message: failure.message)))
                     }
                 }
-                let problems = rows.flatMap(\.problems)
+                // With 'all', each problem names its instance, and the bundled example's never count.
+                let problems = instance == "all"
+                    ? rows.filter(\.counts).flatMap { row in row.problems.map { StatusProblem(kind: $0.kind, message: "\(row.name): \($0.message)") } }
+                    : rows.flatMap(\.problems)
                 if global.json {
                     try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
                 } else {
@@ -77,6 +84,21 @@ struct Status: ParsableCommand {
             }
         }
 
+        /// The instance the row is about.
+        var name: String {
+            switch self {
+            case .status(let s): return s.instance
+            case .broken(let name, _): return name
+            }
+        }
+
+        /// Whether the row's problems decide the exit code of `status all`: not the bundled
+        /// example's (a config that cannot be read is never known to be the example).
+        var counts: Bool {
+            if case .status(let s) = self { return !s.example }
+            return true
+        }
+
         func encode(to encoder: Encoder) throws {
             switch self {
             case .status(let s): try s.encode(to: encoder)
@@ -92,7 +114,7 @@ struct Status: ParsableCommand {
             if case .broken(let name, let problem) = row { console.line("\(name): ✗ \(problem.message)") }
             return
         }
-        console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")")
+        console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")\(s.example ? " (the bundled example: 'status all' lists it, its problems never fail it)" : "")")
         if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
         let unknown = "unknown (the database could not be read)"
         console.line("  applied: \(s.applied.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")
@@ -114,11 +136,17 @@ struct Status: ParsableCommand {
             }
         }
         console.line("  last deploy: \(s.lastDeploy.map { "\($0) (\(s.lastDeployOutcome?.rawValue ?? "?"))" } ?? "none")")
-        if let holder = s.lockHolder { console.line("  instance lock held by PID \(holder.pid) (\(holder.command))") }
+        if let work = s.inProgress {
+            let what = work.operation == "deploy" ? "deploy \(work.deployId ?? "")" : work.operation
+            console.line("  \(what) in progress: PID \(work.pid), stage \(work.stage ?? "unknown"), since \(Console.time(work.since)) (\(work.command))")
+        } else if let holder = s.lockHolder {
+            console.line("  instance lock held by PID \(holder.pid) (\(holder.command))")
+        }
         for holder in s.databaseHolders { console.line("  database open in \(holder)") }
         if s.leftoverBytes > 0 {
             console.line("  \(Console.size(s.leftoverBytes)) of temp files left by runs that died (the next deploy, snapshot, restore or prune removes them)")
         }
+        for warning in s.warnings { console.line("  ! \(warning)") }
         for problem in s.problems { console.line("  ✗ \(problem.message)") }
     }
 }
