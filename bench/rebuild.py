@@ -9,7 +9,9 @@ median of --runs fresh deploys:
   - stmts:    the statements' own time, run by the sqlite3 CLI on a copy (the anchor);
   - plan:     the plan's write-lock estimate (`write_lock_estimate_ms`, checks included);
   - blocked:  the writes-blocked time the deploy reports (`write_lock_ms`), and its ratio to stmts;
-  - RssAnon:  deployctl's peak anonymous memory during the deploy.
+  - RssAnon:  deployctl's peak anonymous memory during the deploy;
+  - online:   the same migration deployed with --online: writes blocked at its cut-over, its
+              wall time, and its peak RssAnon.
 
     swift build -c release && python3 bench/rebuild.py --rows 100000,1000000,4000000 --runs 3
 """
@@ -86,13 +88,13 @@ def main():
     ap.add_argument("--binary", default=".build/release/deployctl", help="the deployctl to measure")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
-    print(f"| rows | stmts (sqlite3) | plan's estimate | writes blocked | blocked / stmts | RssAnon |")
-    print(f"|---|---|---|---|---|---|")
+    print(f"| rows | stmts (sqlite3) | plan's estimate | writes blocked | blocked / stmts | estimate / blocked | RssAnon | online: cut-over | online: wall time | online: RssAnon |")
+    print(f"|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="deployctl-rebuild-") as work:
         for rows in [int(r) for r in args.rows.split(",")]:
             source = os.path.join(work, f"source-{rows}.db")
             generate(source, rows)
-            anchors, estimates, blocked, peaks = [], [], [], []
+            anchors, estimates, blocked, peaks, cuts, walls, online_peaks = [], [], [], [], [], [], []
             for i in range(args.runs):
                 anchors.append(statements_time(source, os.path.join(work, "anchor.db")))
                 root = os.path.join(work, f"root-{rows}-{i}")
@@ -104,8 +106,13 @@ def main():
                 report = json.loads(LAST_STDOUT[0])
                 blocked.append(report["write_lock_ms"]); peaks.append(peak)
                 shutil.rmtree(root)
+                make_root(root, source)
+                wall, peak = run([binary, "deploy", "bench", "--root", root, "--json", "--yes", "--online"])
+                cuts.append(json.loads(LAST_STDOUT[0])["write_lock_ms"]); walls.append(wall); online_peaks.append(peak)
+                shutil.rmtree(root)
             s, e, b = statistics.median(anchors), statistics.median(estimates), statistics.median(blocked)
-            print(f"| {rows:,} | {s:,.0f} ms | {e:,.0f} ms | {b:,.0f} ms | {b / s:.2f}x | {max(peaks) / 1024:.0f} MiB |", flush=True)
+            print(f"| {rows:,} | {s:,.0f} ms | {e:,.0f} ms | {b:,.0f} ms | {b / s:.2f}x | {e / b:.2f}x | {max(peaks) / 1024:.0f} MiB "
+                  f"| {statistics.median(cuts):,.1f} ms | {statistics.median(walls):,.1f} s | {max(online_peaks) / 1024:.0f} MiB |", flush=True)
             os.unlink(source)
 
 if __name__ == "__main__":

@@ -349,7 +349,10 @@ struct Pipeline {
         let outcome: OnlineRebuild.Outcome
         do {
             defer { runtime.progress(.ended(announce: true)) }
+            // The journal says committed the moment the cut-over commits: a failed proof after it
+            // must find it so, to undo the deploy.
             var journal = self.journal
+            defer { self.journal = journal }
             let path = config.journalPath
             outcome = try runner.run(path: config.databasePath, busyTimeout: config.busyTimeout,
                                      record: { db in try History.record(pending, on: db, deployId: deployId, appliedAt: appliedAt) },
@@ -357,7 +360,6 @@ struct Pipeline {
                                          journal?.committed = true
                                          try journal?.write(path: path)
                                      })
-            self.journal = journal
         } catch let error as SQLiteError where error.interrupted {
             try runtime.checkInterruption("the online rebuild stopped before its cut-over; its shadow table and triggers were removed and \(rebuild.table) is as it was")
             throw error

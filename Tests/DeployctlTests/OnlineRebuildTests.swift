@@ -1,0 +1,186 @@
+import Foundation
+import Testing
+
+/// Online table rebuilds: a 12-step rebuild of `user` while the application (a second process)
+/// writes to it, compared with the same migration run offline by the sqlite3 CLI; the cases that
+/// cannot run online, crashes, interrupts and a proof that fails.
+@Suite("online rebuild")
+struct OnlineRebuildTests {
+    static let rebuild = """
+        -- online
+        PRAGMA foreign_keys=OFF;
+        CREATE TABLE new_user (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE,
+            tier TEXT NOT NULL DEFAULT 'basic'
+        );
+        INSERT INTO new_user (id, name, email) SELECT id, name, email FROM user;
+        DROP TABLE user;
+        ALTER TABLE new_user RENAME TO user;
+        CREATE INDEX user_name ON user(name);
+        PRAGMA foreign_keys=ON;
+
+        """
+
+    /// A sandbox whose `user` table has an index of the name the migration recreates.
+    static func box(rows: Int = 3_000, journalMode: String = "wal", migration: String = rebuild, config: String? = nil) throws -> Sandbox {
+        let box = try Sandbox(journalMode: journalMode, rows: rows, config: config)
+        _ = try box.sqlite(box.databasePath, "CREATE INDEX user_name ON user(name)")
+        try box.write("instances/migrations/0001_user_tier.sql", migration)
+        return box
+    }
+
+    /// The schema without deployctl's history table, and the original users, as the CLI prints them.
+    static func schema(_ box: Sandbox, _ db: String) throws -> String {
+        try box.sqlite(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'deployctl%' ORDER BY name")
+    }
+
+    @Test("a rebuild deploys online while the application writes to the table: every acknowledged write kept, the schema byte for byte and the rows equal to the sqlite3 CLI's offline result, nothing of the rebuild left")
+    func underWriter() throws {
+        let box = try Self.box(rows: 20_000)
+        let expected = box.path("expected.db")
+        _ = try box.sqlite(box.databasePath, "VACUUM INTO '\(expected)'")
+        #expect(try Sandbox.exec("/usr/bin/sqlite3", [expected], input: Self.rebuild).status == 0)
+        let writer = try ApplicationWriter(box)
+        writer.waitFor(commits: 20)
+        let deploy = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:1500"])
+        let committed = writer.stop()
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(deploy.stdout.contains("online: user is rebuilt while the application writes"), "\(deploy.stdout)")
+        #expect(deploy.stdout.contains("the cut-over held the write lock"), "\(deploy.stdout)")
+        #expect(deploy.stdout.contains("20000 rows of user equal, column for column") || deploy.stdout.contains("rows of user equal, column for column"), "\(deploy.stdout)")
+        let written = try box.applicationIds(box.databasePath)
+        #expect(committed.count > 100, "the application kept writing during the deploy: \(committed.count) commits")
+        #expect(Set(committed).isSubset(of: written), "acknowledged writes lost: \(Set(committed).subtracting(written).count)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user WHERE id >= 1000000 AND tier <> 'basic'") == "0")
+        #expect(try Self.schema(box, box.databasePath) == Self.schema(box, expected))
+        let original = "SELECT id, name, email, tier FROM user WHERE id < 1000000 ORDER BY id"
+        #expect(try box.sqlite(box.databasePath, original) == box.sqlite(expected, original))
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA foreign_key_check").isEmpty)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+        #expect(try box.deployctl(["status", "prod"]).status == 0)
+    }
+
+    @Test("what cannot run online is refused when --online asks for it, with the reason; nothing changes",
+          arguments: ["rollback journal", "computed values", "trigger", "cascade", "not a rebuild"])
+    func notOnline(reason: String) throws {
+        var migration = Self.rebuild
+        switch reason {
+        case "computed values": migration = migration.replacingOccurrences(of: "SELECT id, name, email FROM user", with: "SELECT id, name || '', email FROM user")
+        case "not a rebuild": migration = "ALTER TABLE user ADD COLUMN tier TEXT;\n"
+        default: break
+        }
+        let box = try Self.box(journalMode: reason == "rollback journal" ? "delete" : "wal", migration: migration)
+        if reason == "trigger" { _ = try box.sqlite(box.databasePath, "CREATE TABLE audit (n); CREATE TRIGGER user_audit AFTER INSERT ON user BEGIN INSERT INTO audit VALUES (NEW.id); END;") }
+        if reason == "cascade" { _ = try box.sqlite(box.databasePath, "CREATE TABLE note (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES user(id) ON DELETE CASCADE)") }
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["deploy", "prod", "--online"])
+        let why = [
+            "rollback journal": "the database is in delete journal mode; an online rebuild needs WAL",
+            "computed values": "computes values (id, name || '', email), so the rebuild also changes rows",
+            "trigger": "the application's triggers on user (user_audit) would fire for the copy's rows",
+            "cascade": "foreign keys with ON DELETE/UPDATE actions point at user (note.user_id)",
+            "not a rebuild": "0001_user_tier is not a table rebuild of the 12-step shape",
+        ][reason]!
+        #expect(result.status == 64, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("refused: an online rebuild was asked for, but"), "\(result.stderr)")
+        #expect(result.stderr.contains(why), "\(result.stderr)")
+        #expect(result.stderr.contains("Try: deploy without --online"), "\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.backupNames().isEmpty)
+    }
+
+    @Test("over max_write_lock, a rebuild that can run online does so without being asked; one that cannot is refused with the reason")
+    func overBudget() throws {
+        let config = "[database]\npath = \"database/lending_app_prod.db\"\nbusy_timeout_ms = 2000\nmax_write_lock_ms = 1\n[backups]\npath = \"backups\"\n"
+        let migration = Self.rebuild.replacingOccurrences(of: "-- online\n", with: "")
+        let box = try Self.box(migration: migration, config: config)
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("the one-transaction deploy would block writes past max_write_lock"), "\(result.stdout)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user WHERE tier = 'basic'") == "3000")
+
+        let refused = try Self.box(journalMode: "delete", migration: migration, config: config)
+        let before = try refused.sha3(refused.databasePath)
+        let again = try refused.deployctl(["deploy", "prod"])
+        #expect(again.status == 64, "\(again.stderr)")
+        #expect(again.stderr.contains("more than max_write_lock allows (1 ms; busy timeout 2000 ms), and it cannot run online: the database is in delete journal mode"), "\(again.stderr)")
+        #expect(try refused.sha3(refused.databasePath) == before)
+    }
+
+    @Test("a deploy killed during the copy leaves the live table intact; the next deploy removes the shadow table and triggers first, then deploys",
+          arguments: ["online-copy", "cut-over"])
+    func killed(failpoint: String) throws {
+        let box = try Self.box()
+        let users = try box.sqlite(box.databasePath, ".sha3sum user")
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "\(failpoint)=delay:8000"])
+        let deadline = Date().addingTimeInterval(30)
+        // The shadow table exists once the set-up committed; the failpoint holds the run there.
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(try box.sqlite(box.databasePath, ".sha3sum user") == users, "the live table is as it was")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'new_user'") == "1", "the shadow is left by the kill")
+        let next = try box.deployctl(["deploy", "prod"])
+        #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+        #expect(next.stdout.contains("the shadow table new_user, triggers and log of an online rebuild of user that did not cut over were removed"), "\(next.stdout)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user WHERE tier = 'basic'") == "3000")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+    }
+
+    @Test("SIGTERM during the copy, or an error at the cut-over: exit 1, the shadow table and triggers removed at once, the table as it was",
+          arguments: ["signal", "error"])
+    func stoppedBeforeCutOver(how: String) throws {
+        let box = try Self.box()
+        let before = try box.sha3(box.databasePath)
+        let result: (status: Int32, stderr: String)
+        if how == "signal" {
+            let err = Pipe()
+            let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:3000"], stderr: err)
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            result = (process.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        } else {
+            let run = try box.deployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "cut-over=error"])
+            result = (run.status, run.stderr)
+        }
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains(how == "signal" ? "the online rebuild stopped before its cut-over; its shadow table and triggers were removed" : "failpoint 'cut-over'"), "\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+    }
+
+    @Test("the proof fails when the new table does not hold the old one's rows (a row of the shadow changed behind the triggers): the deploy is undone after its cut-over")
+    func proofFails() throws {
+        let box = try Self.box()
+        let users = try box.sqlite(box.databasePath, "SELECT * FROM user ORDER BY id")
+        let schema = try Self.schema(box, box.databasePath)
+        let err = Pipe()
+        // The first batch (rowids 1…1000) is copied, then the failpoint holds the copy.
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:2000"], stderr: err)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        // Written straight into the shadow, where no trigger logs it: only the proof can see it.
+        _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; UPDATE new_user SET name = 'tampered' WHERE id = 5")
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("the online rebuild's proof failed: at the cut-over new_user held other values than user"), "\(stderr)")
+        #expect(stderr.contains("The deploy was undone"), "\(stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT * FROM user ORDER BY id") == users)
+        #expect(try Self.schema(box, box.databasePath) == schema)
+    }
+}
