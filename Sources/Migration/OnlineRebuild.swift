@@ -45,7 +45,8 @@ public struct OnlineRebuild: Sendable {
     public let debug: @Sendable (String) -> Void
     /// The target time of one copy batch (the application's writes wait at most about this).
     public let batchTime: Duration
-    /// How long the copy may wait for the write lock in all before it gives up.
+    /// How long one wait for the write lock (a gap in the application's writes) may last before
+    /// the rebuild gives up and removes what it built.
     public let giveUpAfter: Duration
 
     public init(plan: OnlineRebuildPlan, failpoints: Failpoints, checkpoint: @escaping @Sendable () throws -> Void = {},
@@ -108,7 +109,14 @@ public struct OnlineRebuild: Sendable {
         } catch {
             db.stopWhen(nil)
             if db.inTransaction { try? db.execute("ROLLBACK") }
-            _ = try? Self.cleanUp(path: path, busyTimeout: busyTimeout)
+            do {
+                _ = try Self.cleanUp(path: path, busyTimeout: busyTimeout)
+            } catch let cleanUpError {
+                // Said, not hidden: the triggers stay on the live table until the next deploy.
+                let kind = (error as? DeployctlError)?.kind ?? .failed
+                throw Failure(kind, "\((error as? DeployctlError)?.message ?? "\(error)"); its shadow table \(plan.shadow) and the triggers on \(plan.table) could not be removed yet (\(cleanUpError)): the next deploy removes them first",
+                              hint: (error as? DeployctlError)?.hint ?? "run the deploy again when the application leaves the write lock free")
+            }
             throw error
         }
         try committed()
@@ -336,8 +344,8 @@ public struct OnlineRebuild: Sendable {
                 try checkpoint()
                 Thread.sleep(forTimeInterval: 0.01)
             } catch let error as SQLiteError where error.kind == .temporary {
-                throw Failure(.temporary, "the application held the write lock without a gap for \(Int(giveUpAfter.milliseconds / 1000)) s; the online rebuild of \(plan.table) gave up and removed what it had built; \(plan.table) is as it was",
-                              hint: "deploy again at a quieter time")
+                throw Failure(.temporary, "the application held the write lock without a gap for \(Int(giveUpAfter.milliseconds / 1000)) s; the online rebuild of \(plan.table) gave up before its cut-over; \(plan.table) is as it was",
+                              hint: "deploy again at a quieter time, or allow a longer wait with database.online_lock_wait_seconds in instance.toml")
             }
         }
         do {
@@ -362,27 +370,13 @@ public struct OnlineRebuild: Sendable {
             return "the old table of an online rebuild of \(state?[1].string ?? "?") that had cut over was freed"
         }
         let shadow = state?[0].string
-        try db.execute("BEGIN IMMEDIATE")
-        do {
+        try transaction(db) {
             for row in try db.rows("SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE '\(prefix)%'") {
                 try db.execute("DROP TRIGGER \(quoteIdentifier(row[0].string ?? ""))")
             }
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
         }
         if let shadow { try empty(db, shadow) }
-        try db.execute("BEGIN IMMEDIATE")
-        do {
-            if let shadow { try db.execute("DROP TABLE IF EXISTS \(quoteIdentifier(shadow))") }
-            try db.execute("DROP TABLE IF EXISTS \(logTable)")
-            try db.execute("DROP TABLE IF EXISTS \(stateTable)")
-            try db.execute("COMMIT")
-        } catch {
-            try? db.execute("ROLLBACK")
-            throw error
-        }
+        try dropRemains(db, [shadow].compactMap { $0 } + [logTable, stateTable])
         return "the shadow table \(shadow ?? "?"), triggers and log of an online rebuild of \(state?[1].string ?? "?") that did not cut over were removed; \(state?[1].string ?? "the table") is as it was"
     }
 
@@ -391,21 +385,27 @@ public struct OnlineRebuild: Sendable {
     static func freeOld(path: String, busyTimeout: Duration, debug: @Sendable (String) -> Void) throws {
         let db = try Connection(path: path, mode: .readWrite, busyTimeout: busyTimeout)
         if try db.scalar("SELECT count(*) FROM sqlite_schema WHERE name = ?", [.text(oldTable)]).int == 1 { try empty(db, oldTable) }
+        try dropRemains(db, [oldTable, logTable, stateTable])
+        debug("online rebuild: old table freed")
+    }
+
+    /// Drops `tables` (emptied already, so each drop frees few pages) in one transaction.
+    private static func dropRemains(_ db: Connection, _ tables: [String]) throws {
+        try transaction(db) { for table in tables { try db.execute("DROP TABLE IF EXISTS \(quoteIdentifier(table))") } }
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction: committed, or rolled back and rethrown.
+    private static func transaction(_ db: Connection, _ body: () throws -> Void) throws {
         try db.execute("BEGIN IMMEDIATE")
         do {
-            try db.execute("DROP TABLE IF EXISTS \(oldTable)")
-            try db.execute("DROP TABLE IF EXISTS \(logTable)")
-            try db.execute("DROP TABLE IF EXISTS \(stateTable)")
+            try body()
             try db.execute("COMMIT")
         } catch {
             try? db.execute("ROLLBACK")
             throw error
         }
-        debug("online rebuild: old table freed")
     }
 
-    /// Deletes every row of `table` in short transactions (a DROP of a large table would hold the
-    /// write lock while it frees every page).
     /// Reads pages through a memory map: the copy's index inserts and the batched deletes touch
     /// pages all over the b-trees, which SQLite's 2,000-page cache would otherwise read again and
     /// again with `pread` (1M rows: 48 s, most of it in the kernel). Mapped pages are the
@@ -414,6 +414,8 @@ public struct OnlineRebuild: Sendable {
         try db.execute("PRAGMA mmap_size = 17179869184")
     }
 
+    /// Deletes every row of `table` in short transactions (a DROP of a large table would hold the
+    /// write lock while it frees every page).
     private static func empty(_ db: Connection, _ table: String) throws {
         let quoted = quoteIdentifier(table)
         try readThroughMap(db)
@@ -422,17 +424,13 @@ public struct OnlineRebuild: Sendable {
         var batch = 2_000
         while true {
             let started = ContinuousClock.now
-            try db.execute("BEGIN IMMEDIATE")
-            do {
+            var deleted: Int64 = 0
+            try transaction(db) {
                 let before = db.totalChanges
                 try db.execute("DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(batch))")
-                let deleted = db.totalChanges - before
-                try db.execute("COMMIT")
-                if deleted == 0 { return }
-            } catch {
-                try? db.execute("ROLLBACK")
-                throw error
+                deleted = db.totalChanges - before
             }
+            if deleted == 0 { return }
             // About 40 ms a batch, and as long a gap for the application.
             let took = (ContinuousClock.now - started).milliseconds
             batch = min(100_000, max(200, Int(Double(batch) * min(4, max(0.25, 40 / max(took, 0.1))))))

@@ -102,6 +102,9 @@ public struct InstanceConfig: Sendable {
     /// application's own wait): a deploy whose plan estimates more is refused before its
     /// snapshot, unless the stop hook stops the application first.
     public let maxWriteLock: Duration
+    /// How long an online rebuild waits for a gap in the application's writes before it gives
+    /// up with nothing changed (`database.online_lock_wait_seconds`, default 60).
+    public let onlineLockWait: Duration
     /// How snapshots are stored unless the command line says otherwise: `[backups] compress`
     /// (`gzip`, `zstd`, `none`), else `gzip = true` for gzip.
     public let compression: Compression
@@ -141,7 +144,7 @@ public struct InstanceConfig: Sendable {
     }
 
     static let keys: Set<String> = Set([
-        "database.path", "database.busy_timeout_ms", "database.max_write_lock_ms", "database.seed_sql",
+        "database.path", "database.busy_timeout_ms", "database.max_write_lock_ms", "database.online_lock_wait_seconds", "database.seed_sql",
         "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
         "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
         "deploys.path",
@@ -183,6 +186,7 @@ public struct InstanceConfig: Sendable {
             deploysFolder: resolve(try toml.string("deploys.path") ?? "deploys", against: folder),
             busyTimeout: .milliseconds(timeoutMS),
             maxWriteLock: .milliseconds(try toml.int("database.max_write_lock_ms", range: 1...3_600_000) ?? timeoutMS / 2),
+            onlineLockWait: .seconds(try toml.int("database.online_lock_wait_seconds", range: 1...86_400) ?? 60),
             compression: try compression(toml, file: file),
             retention: try retention(toml, file: file),
             maxBackupAge: try duration(toml, "backups.max_backup_age", file: file),

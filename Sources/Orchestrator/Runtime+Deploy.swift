@@ -345,7 +345,7 @@ struct Pipeline {
             checkpoint: { try runtime.checkInterruption("the online rebuild stopped before its cut-over; its shadow table and triggers were removed and \(rebuild.table) is as it was") },
             stop: { runtime.interruption() != nil },
             progress: { copied, total in runtime.progress(.working(.copyingRows(table: rebuild.table), done: Int64(copied), total: Int64(total))) },
-            debug: runtime.trace)
+            debug: runtime.trace, giveUpAfter: config.onlineLockWait)
         let outcome: OnlineRebuild.Outcome
         do {
             defer { runtime.progress(.ended(announce: true)) }

@@ -183,4 +183,29 @@ struct OnlineRebuildTests {
         #expect(try box.sqlite(box.databasePath, "SELECT * FROM user ORDER BY id") == users)
         #expect(try Self.schema(box, box.databasePath) == schema)
     }
+
+    @Test("an application that leaves no gap for a batch: the copy gives up after online_lock_wait_seconds (75), says its leftovers could not be removed while the lock is held, and the next deploy removes them and deploys")
+    func noGap() throws {
+        let config = "[database]\npath = \"database/lending_app_prod.db\"\nbusy_timeout_ms = 1000\nonline_lock_wait_seconds = 1\n[backups]\npath = \"backups\"\n"
+        let box = try Self.box(config: config)
+        let users = try box.sqlite(box.databasePath, ".sha3sum user")
+        let err = Pipe()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:1500"], stderr: err)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let holder = try box.holdWriteLock(seconds: 5)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 75, "\(stderr)")
+        #expect(stderr.contains("the application held the write lock without a gap for 1 s; the online rebuild of user gave up before its cut-over; user is as it was"), "\(stderr)")
+        #expect(stderr.contains("its shadow table new_user and the triggers on user could not be removed yet"), "\(stderr)")
+        holder.waitUntilExit()
+        #expect(try box.sqlite(box.databasePath, ".sha3sum user") == users)
+        let next = try box.deployctl(["deploy", "prod"])
+        #expect(next.status == 0, "\(next.stdout)\(next.stderr)")
+        #expect(next.stdout.contains("the shadow table new_user, triggers and log of an online rebuild of user that did not cut over were removed"), "\(next.stdout)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+    }
 }
