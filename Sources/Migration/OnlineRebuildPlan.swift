@@ -25,12 +25,22 @@ public struct OnlineRebuildPlan: Sendable, Codable, Equatable {
     public let targetKey: String
     /// The migration's CREATE INDEX statements on the rebuilt table, as written.
     public let indexStatements: [String]
+    /// The old table's UNIQUE column sets (the new table's are among them), as (source, target)
+    /// column names: an application's REPLACE deletes a conflicting row without firing DELETE
+    /// triggers, so the mirror triggers remove that row's copy by these values.
+    public let uniqueSets: [[ColumnPair]]
     /// The names of those indexes.
     public let indexNames: [String]
     /// sqlite_schema's exact text, after the migration, of the rebuilt table and of each index
     /// (as SQLite stores it: computed by running the statements on an in-memory database).
     public let finalTableSQL: String
     public let finalIndexSQL: [String]
+}
+
+/// A column of the old table and the new table's column it is copied to.
+public struct ColumnPair: Sendable, Codable, Equatable {
+    public let source: String
+    public let target: String
 }
 
 /// Whether a deploy can run online, and if not, why not (one sentence an operator can act on).
@@ -46,6 +56,7 @@ extension OnlineRebuildPlan {
     /// key with ON DELETE/UPDATE actions pointing at it.
     /// - Throws: `SQLiteError` from reading the live schema.
     public static func verdict(_ pending: [MigrationFile], plan: MigrationPlan, on live: Connection) throws -> OnlineVerdict {
+        guard !pending.isEmpty else { return .offline("nothing is pending") }
         guard pending.count == 1, let file = pending.first else {
             return .offline("online rebuilds run one migration at a time, and \(pending.count) are pending (deploy them one by one)")
         }
@@ -134,6 +145,10 @@ extension OnlineRebuildPlan {
         guard actions.isEmpty else {
             return .offline("foreign keys with ON DELETE/UPDATE actions point at \(table) (\(actions.joined(separator: ", "))); renaming it aside would fire them differently")
         }
+        let selfReference = try memory.scalar("SELECT count(*) FROM pragma_foreign_key_list(?) WHERE \"table\" = ? COLLATE NOCASE", [.text(shadow), .text(shadow)]).int ?? 0
+        guard selfReference == 0 else {
+            return .offline("\(shadow) has a foreign key to itself by its temporary name, which the cut-over's rename would leave pointing at \(shadow)")
+        }
         let taken = try live.rows("SELECT name FROM sqlite_schema WHERE name = ? COLLATE NOCASE OR name LIKE '\(OnlineRebuild.prefix)%'", [.text(shadow)]).compactMap { $0[0].string }
         guard taken.isEmpty else {
             return .offline("\(taken.joined(separator: ", ")) already exists in the live database")
@@ -143,9 +158,32 @@ extension OnlineRebuildPlan {
         for statement in indexStatements { try memory.execute(statement) }
         let finalTable = try memory.scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
         let finalIndexes = try indexNames.map { try memory.scalar("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?", [.text($0)]).string ?? "" }
+        guard finalIndexes.allSatisfy({ OnlineRebuildPlan.indexParts($0) != nil }) else {
+            return .offline("an index statement of \(file.key) has a form deployctl does not rebuild online (comments or unusual spacing before its column list)")
+        }
+        // UNIQUE column sets: the old table's (an application's REPLACE deletes by them) and the
+        // new table's, which must be among the old's, or a write the old table takes could be
+        // refused or replaced in the new one while copying.
+        let pairs = Dictionary(zip(target.map { $0.lowercased() }, source), uniquingKeysWith: { a, _ in a })
+        guard let oldSets = try uniqueSets(live, table), let newSets = try uniqueSets(memory, table) else {
+            return .offline("\(table) or its rebuild has a UNIQUE index on an expression or with a WHERE clause; such an index cannot be mirrored while the application writes")
+        }
+        let oldKeys = Set(oldSets.map { Set($0.map { $0.lowercased() }) })
+        var mirrored = [[ColumnPair]]()
+        for set in oldSets {
+            let reverse = Dictionary(zip(source.map { $0.lowercased() }, target), uniquingKeysWith: { a, _ in a })
+            let mapped = set.compactMap { column in reverse[column.lowercased()].map { ColumnPair(source: column, target: $0) } }
+            if mapped.count == set.count { mirrored.append(mapped) }
+        }
+        for set in newSets {
+            let sourceSet = Set(set.compactMap { pairs[$0.lowercased()]?.lowercased() })
+            guard sourceSet.count == set.count, oldKeys.contains(sourceSet) else {
+                return .offline("the rebuild adds a UNIQUE constraint on \(set.joined(separator: ", ")) that \(table) does not have: a row the application writes while copying could be refused or replace another in \(shadow)")
+            }
+        }
         return .online(OnlineRebuildPlan(migration: file.key, table: table, shadow: shadow, createSQL: raw[0], sourceColumns: source,
                                          targetColumns: target, sourceKey: key.name, targetKey: targetKey.name, indexStatements: indexStatements,
-                                         indexNames: indexNames, finalTableSQL: finalTable, finalIndexSQL: finalIndexes))
+                                         uniqueSets: mirrored, indexNames: indexNames, finalTableSQL: finalTable, finalIndexSQL: finalIndexes))
     }
 
     private struct Column {
@@ -157,6 +195,27 @@ extension OnlineRebuildPlan {
     private static func columns(_ db: Connection, _ table: String) throws -> [Column] {
         try db.rows("SELECT name, type, pk FROM pragma_table_info(?)", [.text(table)])
             .map { Column(name: $0[0].string ?? "", type: $0[1].string ?? "", primaryKey: ($0[2].int ?? 0) > 0) }
+    }
+
+    /// The column sets of `table`'s UNIQUE indexes (constraints included), or nil when one is on
+    /// an expression or partial. The INTEGER PRIMARY KEY is the rowid, not an index.
+    private static func uniqueSets(_ db: Connection, _ table: String) throws -> [[String]]? {
+        var sets = [[String]]()
+        for index in try db.rows("SELECT name, partial FROM pragma_index_list(?) WHERE \"unique\" = 1", [.text(table)]) {
+            if index[1].int == 1 { return nil }
+            let columns = try db.rows("SELECT cid, name FROM pragma_index_info(?)", [index[0]])
+            if columns.contains(where: { ($0[0].int ?? -1) < 0 }) { return nil }
+            sets.append(columns.compactMap { $0[1].string })
+        }
+        return sets
+    }
+
+    /// A CREATE INDEX statement as sqlite_schema stores it, in parts: `CREATE [UNIQUE] INDEX `,
+    /// and what follows the table's name (the column list and any WHERE), kept byte for byte so
+    /// that the index built under a temporary name is the very index the final text describes.
+    static func indexParts(_ sql: String) -> (head: String, rest: String)? {
+        guard let parts = Shape.match(sql, #"^(CREATE (?:UNIQUE )?INDEX )\#(Shape.name) ON \#(Shape.name) ?(\([\s\S]*)$"#) else { return nil }
+        return (parts[0], parts[1])
     }
 
     private static func withoutRowid(_ db: Connection, _ table: String) throws -> Bool {

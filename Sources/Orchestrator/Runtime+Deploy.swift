@@ -315,6 +315,7 @@ struct Pipeline {
     /// application. Refuses when it is asked or needed and the migration cannot run online.
     mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
         let pending = files.filter { plan.pending.contains($0.key) }
+        guard !pending.isEmpty else { return }
         let asked = options.online || pending.contains { $0.online }
         let overBudget = config.hooks.stop == nil && !plan.pending.isEmpty
             && plan.writeLockEstimateMilliseconds > config.maxWriteLock.milliseconds
