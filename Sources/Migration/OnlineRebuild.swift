@@ -77,9 +77,10 @@ public struct OnlineRebuild: Sendable {
 
     /// Runs the rebuild on the database at `path`. `record` writes the history rows inside the
     /// cut-over transaction; `committed` is called right after the cut-over commits (the deploy
-    /// journals it), before the proof.
-    /// - Throws: before the cut-over commits, any error after removing what it created (the live
-    ///   table as it was); after it, a `Failure` `.failed` when the proof fails.
+    /// journals it), before the `integrity_check` that follows.
+    /// - Throws: before the cut-over commits, any error (a failed proof included) after removing
+    ///   what it created, the live table as it was; after it, `Failure` `.failed` when the
+    ///   table's `integrity_check` fails (the caller undoes the deploy).
     public func run(path: String, busyTimeout: Duration, record: (Connection) throws -> Void, committed: () throws -> Void) throws -> Outcome {
         let db = try Connection(path: path, mode: .readWrite, busyTimeout: .milliseconds(50))
         // Off, so that renaming the table aside at the cut-over (legacy_alter_table) leaves the
