@@ -185,10 +185,12 @@ public struct OnlineRebuild: Sendable {
             // with, and fires no DELETE trigger for them (recursive_triggers is off by default):
             // their copies are removed and logged by the same UNIQUE values. The new table's
             // UNIQUE sets are among the old's, so no other conflict can arise there; the
-            // application's own conflict clause (which overrides these statements') never meets
-            // one, and never fails or replaces anything because of the shadow.
+            // A row the new table refuses (a CHECK or NOT NULL it adds) is left out (OR IGNORE),
+            // so the application's write goes on; its logged key then differs and the rebuild
+            // stops before cutting over. An application statement with its own OR clause
+            // overrides that one: with OR ABORT/FAIL/ROLLBACK such a row fails its statement.
             let conflicts = plan.uniqueSets.map { set in
-                let match = set.map { "\(quoteIdentifier($0.target)) = NEW.\(quoteIdentifier($0.source))" }.joined(separator: " AND ")
+                let match = set.map { "\(quoteIdentifier($0.target)) = NEW.\(quoteIdentifier($0.source)) COLLATE \(quoteIdentifier($0.collation))" }.joined(separator: " AND ")
                 return """
                       INSERT INTO \(Self.logTable) (k) SELECT \(key) FROM \(shadow) WHERE \(match) AND \(key) <> NEW.\(sourceKey);
                       DELETE FROM \(shadow) WHERE \(match) AND \(key) <> NEW.\(sourceKey);
@@ -198,14 +200,14 @@ public struct OnlineRebuild: Sendable {
                 CREATE TRIGGER \(Self.prefix)_insert AFTER INSERT ON \(table) BEGIN
                 \(conflicts)
                   DELETE FROM \(shadow) WHERE \(key) = NEW.\(sourceKey);
-                  INSERT INTO \(shadow) (\(quotedTarget)) VALUES (\(new));
+                  INSERT OR IGNORE INTO \(shadow) (\(quotedTarget)) VALUES (\(new));
                   INSERT INTO \(Self.logTable) (k) VALUES (NEW.\(sourceKey));
                 END;
                 CREATE TRIGGER \(Self.prefix)_update AFTER UPDATE ON \(table) BEGIN
                   DELETE FROM \(shadow) WHERE \(key) = OLD.\(sourceKey);
                 \(conflicts)
                   DELETE FROM \(shadow) WHERE \(key) = NEW.\(sourceKey);
-                  INSERT INTO \(shadow) (\(quotedTarget)) VALUES (\(new));
+                  INSERT OR IGNORE INTO \(shadow) (\(quotedTarget)) VALUES (\(new));
                   INSERT INTO \(Self.logTable) (k) VALUES (OLD.\(sourceKey));
                   INSERT INTO \(Self.logTable) (k) VALUES (NEW.\(sourceKey));
                 END;
@@ -303,7 +305,7 @@ public struct OnlineRebuild: Sendable {
     }
 
     private func mismatch(_ keys: [Int64]) -> Failure {
-        Failure(.failed, "rows of \(plan.table) the application wrote during the copy are not in \(plan.shadow) as they are in \(plan.table) (rowids \(keys.map(String.init).joined(separator: ", "))), so the rebuild stopped before cutting over; \(plan.table) is as it was",
+        Failure(.failed, "rows of \(plan.table) changed by the application since the proof's snapshot are not the same in \(plan.shadow) (rowids \(keys.map(String.init).joined(separator: ", "))): the new table's rules (a CHECK, NOT NULL or UNIQUE it adds or compares differently) treat them otherwise, so the rebuild stopped before cutting over; \(plan.table) is as it was",
                 hint: "deploy it offline (without --online) at a quiet time, or fix the migration's constraints")
     }
 
@@ -383,7 +385,7 @@ public struct OnlineRebuild: Sendable {
             throw Failure(.failed, "the rebuilt \(plan.table) would have foreign keys pointing nowhere (\(added.keys.sorted().joined(separator: ", "))); the rebuild stopped before cutting over, \(plan.table) is as it was",
                           hint: "fix the REFERENCES clauses in the migration, or the rows they refuse")
         }
-        return "\(counted(old.rows, "row")) of \(plan.table) equal, column for column, to the new table's on one snapshot before the cut-over, and every row changed since compared in it; integrity_check of the table and foreign keys clean after it"
+        return "\(counted(old.rows, "row")) of \(plan.table) equal, column for column, to the new table's on one snapshot before the cut-over, and every row changed since compared in it; its foreign keys checked on that snapshot and again after the cut-over, integrity_check after it"
     }
 
     /// After the commit: the live table and its indexes whole (`integrity_check`, which reads
@@ -393,6 +395,17 @@ public struct OnlineRebuild: Sendable {
         let live = try Connection(path: path, mode: .inspect)
         let problems = try live.integrityProblems(full: true, table: plan.table)
         guard problems.isEmpty else { throw Failure(.failed, "integrity_check(\(plan.table)) after the online rebuild: \(problems.prefix(3).joined(separator: "; "))") }
+        // The application may have deleted parents since the snapshot (with its foreign keys
+        // off): the new table's keys against the old table's, which is still there aside and
+        // held the same rows at the cut-over.
+        let byParent = { (counts: [String: Int]) in
+            Dictionary(counts.map { ($0.key.components(separatedBy: " → ").last ?? $0.key, $0.value) }, uniquingKeysWith: +)
+        }
+        let old = byParent(Planner.foreignKeyViolations(live, table: Self.oldTable))
+        let added = byParent(Planner.foreignKeyViolations(live, table: plan.table)).filter { $0.value > old[$0.key, default: 0] }
+        guard added.isEmpty else {
+            throw Failure(.failed, "after the online rebuild \(plan.table) has foreign keys pointing nowhere that it did not have before (\(added.keys.sorted().joined(separator: ", ")))")
+        }
     }
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction, waiting for the application's write lock

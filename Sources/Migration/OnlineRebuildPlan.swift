@@ -41,6 +41,8 @@ public struct OnlineRebuildPlan: Sendable, Codable, Equatable {
 public struct ColumnPair: Sendable, Codable, Equatable {
     public let source: String
     public let target: String
+    /// The collation the old table's UNIQUE index compares this column with.
+    public var collation = "BINARY"
 }
 
 /// Whether a deploy can run online, and if not, why not (one sentence an operator can act on).
@@ -168,18 +170,27 @@ extension OnlineRebuildPlan {
         guard let oldSets = try uniqueSets(live, table), let newSets = try uniqueSets(memory, table) else {
             return .offline("\(table) or its rebuild has a UNIQUE index on an expression or with a WHERE clause; such an index cannot be mirrored while the application writes")
         }
-        let oldKeys = Set(oldSets.map { Set($0.map { $0.lowercased() }) })
+        // Compared with their collations: a UNIQUE that is NOCASE in one table and BINARY in the
+        // other treats the application's values differently.
+        let oldKeys = Set(oldSets.map { Set($0.map { "\($0.name.lowercased()) \($0.collation.uppercased())" }) })
         var mirrored = [[ColumnPair]]()
         for set in oldSets {
             let reverse = Dictionary(zip(source.map { $0.lowercased() }, target), uniquingKeysWith: { a, _ in a })
-            let mapped = set.compactMap { column in reverse[column.lowercased()].map { ColumnPair(source: column, target: $0) } }
+            let mapped = set.compactMap { column in reverse[column.name.lowercased()].map { ColumnPair(source: column.name, target: $0, collation: column.collation) } }
             if mapped.count == set.count { mirrored.append(mapped) }
         }
         for set in newSets {
-            let sourceSet = Set(set.compactMap { pairs[$0.lowercased()]?.lowercased() })
+            let sourceSet = Set(set.compactMap { column in pairs[column.name.lowercased()].map { "\($0.lowercased()) \(column.collation.uppercased())" } })
             guard sourceSet.count == set.count, oldKeys.contains(sourceSet) else {
-                return .offline("the rebuild adds a UNIQUE constraint on \(set.joined(separator: ", ")) that \(table) does not have: a row the application writes while copying could be refused or replace another in \(shadow)")
+                return .offline("the rebuild adds a UNIQUE constraint on \(set.map { "\($0.name) (\($0.collation))" }.joined(separator: ", ")) that \(table) does not have with that collation: a row the application writes while copying could be refused or replace another in \(shadow)")
             }
+        }
+        // A foreign-key action of the new table's own (ON DELETE CASCADE, SET NULL…) would change
+        // its rows behind the triggers when the application deletes a parent while copying.
+        let ownActions = try memory.rows("SELECT \"from\", \"table\" FROM pragma_foreign_key_list(?) WHERE on_delete NOT IN ('NO ACTION', 'RESTRICT') OR on_update NOT IN ('NO ACTION', 'RESTRICT')",
+                                      [.text(table)]).map { "\($0[0].string ?? "") → \($0[1].string ?? "")" }
+        guard ownActions.isEmpty else {
+            return .offline("the rebuilt \(table) has foreign keys with ON DELETE/UPDATE actions (\(ownActions.joined(separator: ", "))), which would change its rows behind the copy's triggers")
         }
         return .online(OnlineRebuildPlan(migration: file.key, table: table, shadow: shadow, createSQL: raw[0], sourceColumns: source,
                                          targetColumns: target, sourceKey: key.name, targetKey: targetKey.name, indexStatements: indexStatements,
@@ -199,13 +210,13 @@ extension OnlineRebuildPlan {
 
     /// The column sets of `table`'s UNIQUE indexes (constraints included), or nil when one is on
     /// an expression or partial. The INTEGER PRIMARY KEY is the rowid, not an index.
-    private static func uniqueSets(_ db: Connection, _ table: String) throws -> [[String]]? {
-        var sets = [[String]]()
+    private static func uniqueSets(_ db: Connection, _ table: String) throws -> [[(name: String, collation: String)]]? {
+        var sets = [[(name: String, collation: String)]]()
         for index in try db.rows("SELECT name, partial FROM pragma_index_list(?) WHERE \"unique\" = 1", [.text(table)]) {
             if index[1].int == 1 { return nil }
-            let columns = try db.rows("SELECT cid, name FROM pragma_index_info(?)", [index[0]])
+            let columns = try db.rows("SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1", [index[0]])
             if columns.contains(where: { ($0[0].int ?? -1) < 0 }) { return nil }
-            sets.append(columns.compactMap { $0[1].string })
+            sets.append(columns.map { (name: $0[1].string ?? "", collation: $0[2].string ?? "BINARY") })
         }
         return sets
     }

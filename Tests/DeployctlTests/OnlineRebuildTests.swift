@@ -64,12 +64,14 @@ struct OnlineRebuildTests {
     }
 
     @Test("what cannot run online is refused when --online asks for it, with the reason; nothing changes",
-          arguments: ["rollback journal", "computed values", "trigger", "cascade", "not a rebuild"])
+          arguments: ["rollback journal", "computed values", "trigger", "cascade", "not a rebuild", "unique collation", "own cascade"])
     func notOnline(reason: String) throws {
         var migration = Self.rebuild
         switch reason {
         case "computed values": migration = migration.replacingOccurrences(of: "SELECT id, name, email FROM user", with: "SELECT id, name || '', email FROM user")
         case "not a rebuild": migration = "ALTER TABLE user ADD COLUMN tier TEXT;\n"
+        case "unique collation": migration = migration.replacingOccurrences(of: "email TEXT NOT NULL UNIQUE", with: "email TEXT NOT NULL UNIQUE COLLATE NOCASE")
+        case "own cascade": migration = migration.replacingOccurrences(of: "tier TEXT NOT NULL DEFAULT 'basic'", with: "tier TEXT NOT NULL DEFAULT 'basic',\n    loan_id INTEGER REFERENCES loan(id) ON DELETE SET NULL")
         default: break
         }
         let box = try Self.box(journalMode: reason == "rollback journal" ? "delete" : "wal", migration: migration)
@@ -83,6 +85,8 @@ struct OnlineRebuildTests {
             "trigger": "the application's triggers on user (user_audit) would fire for the copy's rows",
             "cascade": "foreign keys with ON DELETE/UPDATE actions point at user (note.user_id)",
             "not a rebuild": "0001_user_tier is not a table rebuild of the 12-step shape",
+            "unique collation": "the rebuild adds a UNIQUE constraint on email (NOCASE) that user does not have with that collation",
+            "own cascade": "the rebuilt user has foreign keys with ON DELETE/UPDATE actions (loan_id → loan)",
         ][reason]!
         #expect(result.status == 64, "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("refused: an online rebuild was asked for, but"), "\(result.stderr)")
