@@ -245,10 +245,15 @@ public struct OnlineRebuild: Sendable {
             try checkpoint()
             let upper = try db.scalar(next, [.integer(lower), .integer(Int64(batch - 1))]).int ?? Int64.max
             let started = ContinuousClock.now
-            try inWriteTransaction(db) {
-                let before = db.totalChanges
-                try db.rows(insert, [.integer(lower), .integer(upper)]).forEach { _ in }
-                copied += Int(db.totalChanges - before)
+            do {
+                try inWriteTransaction(db) {
+                    let before = db.totalChanges
+                    try db.rows(insert, [.integer(lower), .integer(upper)]).forEach { _ in }
+                    copied += Int(db.totalChanges - before)
+                }
+            } catch let error as SQLiteError where error.primaryCode == SQLITE_CONSTRAINT {
+                throw Failure(.failed, "a row of \(plan.table) with rowid between \(lower) and \(upper) does not fit \(plan.shadow) (\(error.sqliteMessage)), so the rebuild stopped before cutting over; \(plan.table) is as it was",
+                              hint: "the offline deploy would fail on it too: fix the migration's constraints or that row")
             }
             let took = (ContinuousClock.now - started)
             longest = max(longest, took.milliseconds)

@@ -283,4 +283,25 @@ struct OnlineRebuildTests {
         #expect(next.stdout.contains("the shadow table new_user, triggers and log of an online rebuild of user that did not cut over were removed"), "\(next.stdout)")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
     }
+
+    @Test("a row the new table's added CHECK refuses, written by the application during the copy: the application's write succeeds, the rebuild stops before its cut-over with the reason, the table keeps the row")
+    func addedCheck() throws {
+        let migration = Self.rebuild.replacingOccurrences(of: "name TEXT NOT NULL,", with: "name TEXT NOT NULL CHECK (length(name) < 40),")
+        let box = try Self.box(migration: migration)
+        let err = Pipe()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:1500"], stderr: err)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let long = String(repeating: "x", count: 60)
+        let write = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, "PRAGMA busy_timeout = 5000; INSERT INTO user (id, name, email) VALUES (900001, '\(long)', 'long@example.com')"])
+        #expect(write.status == 0, "the application's write failed: \(write.stderr)")
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("does not fit new_user (CHECK constraint failed: length(name) < 40), so the rebuild stopped before cutting over; user is as it was"), "\(stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT length(name) FROM user WHERE id = 900001") == "60")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+    }
 }
