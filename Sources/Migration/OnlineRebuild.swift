@@ -110,6 +110,7 @@ public struct OnlineRebuild: Sendable {
             // cut-over, every row the application changed since.
             proof = try prove(reader: try snapshotInStep(db))
             step("proof on a snapshot")
+            try failpoints.hit("online-proven")
             try verifyLog(db)
             step("comparison of the rows changed since")
             try checkpoint()

@@ -304,4 +304,39 @@ struct OnlineRebuildTests {
         #expect(try box.sqlite(box.databasePath, "SELECT length(name) FROM user WHERE id = 900001") == "60")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
     }
+
+    @Test("a foreign key the rebuild adds, left pointing nowhere by the application between the proof and the cut-over (its foreign keys off): found after the commit against the old table's, and the deploy undone")
+    func foreignKeyAfterCutOver() throws {
+        let migration = """
+            -- online
+            CREATE TABLE new_note (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES user(id), body TEXT);
+            INSERT INTO new_note (id, user_id, body) SELECT id, user_id, body FROM note;
+            DROP TABLE note;
+            ALTER TABLE new_note RENAME TO note;
+
+            """
+        let box = try Self.box(migration: migration)
+        try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_user_tier.sql"))
+        try box.write("instances/migrations/0001_note_user.sql", migration)
+        _ = try box.sqlite(box.databasePath, """
+            CREATE TABLE note (id INTEGER PRIMARY KEY, user_id INTEGER, body TEXT);
+            INSERT INTO note SELECT id, id, 'note ' || id FROM user WHERE id <= 500;
+            """)
+        let err = Pipe()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-proven=delay:2000"], stderr: err)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        Thread.sleep(forTimeInterval: 1.0)
+        // The application, its foreign keys off as SQLite's default, deletes a user a note names.
+        _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; DELETE FROM user WHERE id = 7")
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("after the online rebuild note has foreign keys pointing nowhere that it did not have before (user)"), "\(stderr)")
+        #expect(stderr.contains("The deploy was undone"), "\(stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT sql FROM sqlite_schema WHERE name = 'note'") == "CREATE TABLE note (id INTEGER PRIMARY KEY, user_id INTEGER, body TEXT)")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+    }
 }
