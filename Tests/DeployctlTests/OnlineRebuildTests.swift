@@ -31,6 +31,26 @@ struct OnlineRebuildTests {
         return box
     }
 
+    /// Waits (at most 30 s) until an online rebuild's set-up has committed: its log exists.
+    static func waitForShadow(_ box: Sandbox) {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Runs `deploy prod` held at `failpoint` (a delay), and `action` once the rebuild's set-up
+    /// has committed and `after` seconds passed: the application acting in that window.
+    static func deploy(_ box: Sandbox, heldAt failpoint: String, after: TimeInterval, _ action: () throws -> Void) throws -> (status: Int32, stderr: String) {
+        let err = Pipe()
+        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": failpoint], stderr: err)
+        waitForShadow(box)
+        Thread.sleep(forTimeInterval: after)
+        try action()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
     /// The schema without deployctl's history table, and the original users, as the CLI prints them.
     static func schema(_ box: Sandbox, _ db: String) throws -> String {
         try box.sqlite(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'deployctl%' ORDER BY name")
@@ -147,10 +167,7 @@ struct OnlineRebuildTests {
         if how == "signal" {
             let err = Pipe()
             let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:3000"], stderr: err)
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
-                Thread.sleep(forTimeInterval: 0.05)
-            }
+            Self.waitForShadow(box)
             kill(process.processIdentifier, SIGTERM)
             process.waitUntilExit()
             result = (process.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
@@ -168,19 +185,12 @@ struct OnlineRebuildTests {
     func proofFails() throws {
         let box = try Self.box()
         let before = try box.sha3(box.databasePath)
-        let err = Pipe()
         // The first batches are copied, then the failpoint holds the copy.
-        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:2000"], stderr: err)
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
-            Thread.sleep(forTimeInterval: 0.05)
+        let (status, stderr) = try Self.deploy(box, heldAt: "online-copy=delay:2000", after: 0.5) {
+            // Written straight into the shadow, where no trigger logs it: only the proof can see it.
+            _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; UPDATE new_user SET name = 'tampered' WHERE id = 5")
         }
-        Thread.sleep(forTimeInterval: 0.5)
-        // Written straight into the shadow, where no trigger logs it: only the proof can see it.
-        _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; UPDATE new_user SET name = 'tampered' WHERE id = 5")
-        process.waitUntilExit()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(status == 1, "\(stderr)")
         #expect(stderr.contains("the online rebuild's proof failed: new_user held other values than user, so the rebuild stopped before cutting over; user is as it was"), "\(stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
@@ -266,10 +276,7 @@ struct OnlineRebuildTests {
         let users = try box.sqlite(box.databasePath, ".sha3sum user")
         let err = Pipe()
         let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:1500"], stderr: err)
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        Self.waitForShadow(box)
         let holder = try box.holdWriteLock(seconds: 5)
         process.waitUntilExit()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -288,18 +295,12 @@ struct OnlineRebuildTests {
     func addedCheck() throws {
         let migration = Self.rebuild.replacingOccurrences(of: "name TEXT NOT NULL,", with: "name TEXT NOT NULL CHECK (length(name) < 40),")
         let box = try Self.box(migration: migration)
-        let err = Pipe()
-        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-copy=delay:1500"], stderr: err)
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
-            Thread.sleep(forTimeInterval: 0.05)
-        }
         let long = String(repeating: "x", count: 60)
-        let write = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, "PRAGMA busy_timeout = 5000; INSERT INTO user (id, name, email) VALUES (900001, '\(long)', 'long@example.com')"])
-        #expect(write.status == 0, "the application's write failed: \(write.stderr)")
-        process.waitUntilExit()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1, "\(stderr)")
+        let (status, stderr) = try Self.deploy(box, heldAt: "online-copy=delay:1500", after: 0) {
+            let write = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, "PRAGMA busy_timeout = 5000; INSERT INTO user (id, name, email) VALUES (900001, '\(long)', 'long@example.com')"])
+            #expect(write.status == 0, "the application's write failed: \(write.stderr)")
+        }
+        #expect(status == 1, "\(stderr)")
         #expect(stderr.contains("does not fit new_user (CHECK constraint failed: length(name) < 40), so the rebuild stopped before cutting over; user is as it was"), "\(stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT length(name) FROM user WHERE id = 900001") == "60")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
@@ -322,18 +323,11 @@ struct OnlineRebuildTests {
             CREATE TABLE note (id INTEGER PRIMARY KEY, user_id INTEGER, body TEXT);
             INSERT INTO note SELECT id, id, 'note ' || id FROM user WHERE id <= 500;
             """)
-        let err = Pipe()
-        let process = try box.spawnDeployctl(["deploy", "prod"], environment: ["DEPLOYCTL_FAILPOINTS": "online-proven=delay:2000"], stderr: err)
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_log'")) != "1" {
-            Thread.sleep(forTimeInterval: 0.05)
+        let (status, stderr) = try Self.deploy(box, heldAt: "online-proven=delay:2000", after: 1.0) {
+            // The application, its foreign keys off as SQLite's default, deletes a user a note names.
+            _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; DELETE FROM user WHERE id = 7")
         }
-        Thread.sleep(forTimeInterval: 1.0)
-        // The application, its foreign keys off as SQLite's default, deletes a user a note names.
-        _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; DELETE FROM user WHERE id = 7")
-        process.waitUntilExit()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(status == 1, "\(stderr)")
         #expect(stderr.contains("after the online rebuild note has foreign keys pointing nowhere that it did not have before (user)"), "\(stderr)")
         #expect(stderr.contains("The deploy was undone"), "\(stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT sql FROM sqlite_schema WHERE name = 'note'") == "CREATE TABLE note (id INTEGER PRIMARY KEY, user_id INTEGER, body TEXT)")
