@@ -110,9 +110,9 @@ public struct HookRunner: Sendable {
         let elapsed = ContinuousClock.now - start
         let exited = (status & 0x7f) == 0
         let code: Int32? = (!timedOut && exited) ? (status >> 8) & 0xff : nil
-        trace("hook \(name) \(timedOut ? "timed out" : code.map { "exited \($0)" } ?? "was killed by a signal") after \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
+        trace("hook \(name) \(timedOut ? "timed out" : code.map { "exited \($0)" } ?? "was killed by a signal") after \(String(format: "%.2f", elapsed.seconds)) s")
         return HookResult(name: name, command: command, exitCode: code, timedOut: timedOut,
-                          seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                          seconds: elapsed.seconds,
                           outputPath: outputPath)
     }
 

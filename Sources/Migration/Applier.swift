@@ -147,13 +147,18 @@ public struct Applier: Sendable {
         let requests = (fingerprinting ? untouched.map { FingerprintRequest(table: $0, columns: nil) } : [])
             + rebuilt.map { FingerprintRequest(table: $0, columns: kept[$0]!.map(\.old)) }
         var background: BeforeFingerprints?
+        // Whole tables (untouched) and kept columns (rebuilt), taken here or in the background.
+        func keep(_ prints: [(FingerprintRequest, TableFingerprint)]) {
+            for (request, print) in prints {
+                if request.columns == nil { before[request.table] = print } else { rebuiltBefore[request.table] = print }
+            }
+        }
         if !requests.isEmpty, try db.journalMode() == "wal" {
             background = try BeforeFingerprints(path: db.path, requests: requests, debug: debug)
         } else {
-            for request in requests {
-                let print = try timed("fingerprint of \(request.table) before") { try db.fingerprint(table: request.table, columns: request.columns) }
-                if request.columns == nil { before[request.table] = print } else { rebuiltBefore[request.table] = print }
-            }
+            keep(try requests.map { request in
+                (request, try timed("fingerprint of \(request.table) before") { try db.fingerprint(table: request.table, columns: request.columns) })
+            })
         }
 
         // Rebuilding, renaming or dropping a table can leave other tables' keys pointing nowhere.
@@ -208,11 +213,7 @@ public struct Applier: Sendable {
                 if shapesAfter[table] != shapesBefore[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
             }
         }
-        if let background {
-            for (request, print) in try timed("waiting for the fingerprints before", { try background.wait() }) {
-                if request.columns == nil { before[request.table] = print } else { rebuiltBefore[request.table] = print }
-            }
-        }
+        if let background { keep(try timed("waiting for the fingerprints before", { try background.wait() })) }
         for table in untouched where fingerprinting {
             if try db.fingerprint(table: table) != before[table] { problems.append("existing table \(table) changed") }
         }

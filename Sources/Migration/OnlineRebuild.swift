@@ -382,16 +382,22 @@ public struct OnlineRebuild: Sendable {
         // Keys that point at the table are unchanged (its rows and keys are equal); its own
         // REFERENCES clauses may differ in the rebuild: compared on the same snapshot, so that
         // what the application wrote meanwhile counts on both sides.
-        let byParent = { (counts: [String: Int]) in
-            Dictionary(counts.map { ($0.key.components(separatedBy: " → ").last ?? $0.key, $0.value) }, uniquingKeysWith: +)
-        }
-        let oldViolations = byParent(Planner.foreignKeyViolations(reader, table: plan.table))
-        let added = byParent(Planner.foreignKeyViolations(reader, table: plan.shadow)).filter { $0.value > oldViolations[$0.key, default: 0] }
+        let added = Self.addedViolations(reader, in: plan.shadow, beside: plan.table)
         guard added.isEmpty else {
             throw Failure(.failed, "the rebuilt \(plan.table) would have foreign keys pointing nowhere (\(added.keys.sorted().joined(separator: ", "))); the rebuild stopped before cutting over, \(plan.table) is as it was",
                           hint: "fix the REFERENCES clauses in the migration, or the rows they refuse")
         }
         return "\(counted(old.rows, "row")) of \(plan.table) equal, column for column, to the new table's on one snapshot before the cut-over, and every row changed since compared in it; its foreign keys checked on that snapshot and again after the cut-over, integrity_check after it"
+    }
+
+    /// The parent tables that rows of `table` point at without a match more often than rows of
+    /// `reference` (the same rows under the other table's REFERENCES clauses) do.
+    private static func addedViolations(_ db: Connection, in table: String, beside reference: String) -> [String: Int] {
+        let byParent = { (counts: [String: Int]) in
+            Dictionary(counts.map { ($0.key.components(separatedBy: " → ").last ?? $0.key, $0.value) }, uniquingKeysWith: +)
+        }
+        let before = byParent(Planner.foreignKeyViolations(db, table: reference))
+        return byParent(Planner.foreignKeyViolations(db, table: table)).filter { $0.value > before[$0.key, default: 0] }
     }
 
     /// After the commit: the live table and its indexes whole (`integrity_check`, which reads
@@ -404,11 +410,7 @@ public struct OnlineRebuild: Sendable {
         // The application may have deleted parents since the snapshot (with its foreign keys
         // off): the new table's keys against the old table's, which is still there aside and
         // held the same rows at the cut-over.
-        let byParent = { (counts: [String: Int]) in
-            Dictionary(counts.map { ($0.key.components(separatedBy: " → ").last ?? $0.key, $0.value) }, uniquingKeysWith: +)
-        }
-        let old = byParent(Planner.foreignKeyViolations(live, table: Self.oldTable))
-        let added = byParent(Planner.foreignKeyViolations(live, table: plan.table)).filter { $0.value > old[$0.key, default: 0] }
+        let added = Self.addedViolations(live, in: plan.table, beside: Self.oldTable)
         guard added.isEmpty else {
             throw Failure(.failed, "after the online rebuild \(plan.table) has foreign keys pointing nowhere that it did not have before (\(added.keys.sorted().joined(separator: ", ")))")
         }

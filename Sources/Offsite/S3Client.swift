@@ -19,7 +19,7 @@ public struct S3Client: Sendable {
 
     public init(remote: String, endpoint: Endpoint, bucket: String, pathStyle: Bool, signer: SigV4,
                 clock: @escaping @Sendable () -> Date = { Date() }, attempts: Int = 4,
-                sleep: @escaping @Sendable (Duration) -> Void = { Thread.sleep(forTimeInterval: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }) {
+                sleep: @escaping @Sendable (Duration) -> Void = { Thread.sleep(forTimeInterval: $0.seconds) }) {
         self.remote = remote
         self.endpoint = endpoint
         self.bucket = bucket

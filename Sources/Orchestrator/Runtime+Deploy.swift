@@ -175,7 +175,7 @@ struct Pipeline {
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        return d.seconds
     }
 
     mutating func run() throws {
@@ -317,8 +317,7 @@ struct Pipeline {
         let pending = files.filter { plan.pending.contains($0.key) }
         guard !pending.isEmpty else { return }
         let asked = options.online || pending.contains { $0.online }
-        let overBudget = config.hooks.stop == nil && !plan.pending.isEmpty
-            && plan.writeLockEstimateMilliseconds > config.maxWriteLock.milliseconds
+        let overBudget = config.hooks.stop == nil && runtime.exceedsWriteLockBudget(plan, config: config)
         guard asked || overBudget else { return }
         let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         switch try OnlineRebuildPlan.verdict(pending, plan: plan, on: live) {
@@ -331,7 +330,7 @@ struct Pipeline {
                 throw Failure(.usage, "refused: an online rebuild was asked for, but \(why); nothing was changed",
                               hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
             }
-            try runtime.checkWriteLockBudget(plan, config: config, offlineBecause: why)
+            throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
         }
     }
 

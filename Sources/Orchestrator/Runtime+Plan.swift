@@ -39,19 +39,21 @@ extension Runtime {
         try checkAllowed(plan, files: files, allowDestructive: allowDestructive)
     }
 
-    /// Throws the refusal of a deploy that would block the application's writes longer than
-    /// `max_write_lock` allows, by the plan's estimate (statements and in-transaction checks as
-    /// measured on its copy). Called only when no stop hook stops the application first.
-    /// - Throws: `Failure` `.usage` with the estimate, the budget and what to do.
-    /// `offlineBecause`: why it cannot run online instead.
-    func checkWriteLockBudget(_ plan: MigrationPlan, config: InstanceConfig, offlineBecause: String? = nil) throws {
+    /// Whether the plan's estimate of the writes a deploy blocks (statements and in-transaction
+    /// checks as measured on its copy) exceeds `max_write_lock`.
+    func exceedsWriteLockBudget(_ plan: MigrationPlan, config: InstanceConfig) -> Bool {
+        !plan.pending.isEmpty && plan.writeLockEstimateMilliseconds > config.maxWriteLock.milliseconds
+    }
+
+    /// The refusal of a deploy over `max_write_lock` that cannot run online (`offlineBecause`
+    /// says why): `.usage` with the estimate, the budget and what to do.
+    func writeLockRefusal(_ plan: MigrationPlan, config: InstanceConfig, offlineBecause: String) -> Failure {
         let budget = config.maxWriteLock.milliseconds
         let estimate = plan.writeLockEstimateMilliseconds
-        guard !plan.pending.isEmpty, estimate > budget else { return }
-        throw Failure(.usage, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
+        return Failure(.usage, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
                       + "(statements \(String(format: "%.0f", plan.statementMilliseconds)) ms and checks \(String(format: "%.0f", plan.checkMilliseconds)) ms on the plan's copy), "
                       + "more than max_write_lock allows (\(String(format: "%.0f", budget)) ms; busy timeout \(String(format: "%.0f", config.busyTimeout.milliseconds)) ms)"
-                      + (offlineBecause.map { ", and it cannot run online: \($0)" } ?? "") + "; nothing was changed",
+                      + ", and it cannot run online: \(offlineBecause); nothing was changed",
                       hint: "stop the application during the deploy (hooks.stop and hooks.start in \(config.file)), deploy at a quiet time with a larger "
                       + "database.max_write_lock_ms there (keep it under the application's own busy timeout), or split the migration")
     }

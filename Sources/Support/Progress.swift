@@ -50,4 +50,7 @@ public typealias ProgressHandler = @Sendable (WorkProgress) -> Void
 extension Duration {
     /// The duration in milliseconds, fractions kept (for reports: `write_lock_ms`, `statement_ms`).
     public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+
+    /// The duration in seconds, fractions kept.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

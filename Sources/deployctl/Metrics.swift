@@ -125,7 +125,7 @@ enum Metrics {
         defer {
             if let path = option.metricsFile {
                 let elapsed = ContinuousClock.now - started
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let seconds = elapsed.seconds
                 let previous = read(path)
                 let runtime = try? console.runtime()
                 var names = [instance]

@@ -166,6 +166,6 @@ final class ProgressLine: @unchecked Sendable {
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        return d.seconds
     }
 }
