@@ -250,8 +250,7 @@ final class EvidenceRecorder {
     }
 
     private func hasRowid(_ table: String) throws -> Bool {
-        let sql = try db.scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
-        return !Connection.normalizeSQL(sql).uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID")
+        try !db.isWithoutRowid(table)
     }
 
     static func columns(_ db: Connection, _ table: String) throws -> [String] {

@@ -21,7 +21,8 @@ public struct Planner: Sendable {
     /// effect within a second.
     public func plan(livePath: String, files: [MigrationFile], scratchFolder: String, busyTimeout: Duration,
                      fingerprintCopy: Bool = true, stop: (@Sendable () -> Bool)? = nil) throws -> MigrationPlan {
-        let scratchPath = scratchFolder + "/.deployctl-plan-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).db"
+        // A temp name a dead run's leftovers are found by (`DurableFile.leftovers`).
+        let scratchPath = DurableFile.temporaryPath(for: scratchFolder + "/plan.db")
         defer { for suffix in ["", "-journal", "-wal", "-shm"] { unlink(scratchPath + suffix) } }
         let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
         let applied = try History.applied(live)
@@ -66,9 +67,7 @@ public struct Planner: Sendable {
         let recorder = try EvidenceRecorder(scratch)
         let existingColumns = recorder.existingColumns.mapValues { Set($0.map { $0.lowercased() }) }
         // Existing tables whose rows SQLite's preupdate hook cannot tell apart (no rowid).
-        let withoutRowid = Set(try scratch.rows("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
-            .filter { Connection.normalizeSQL($0[1].string ?? "").uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID") }
-            .compactMap { $0[0].string }).intersection(existingColumns.keys)
+        let withoutRowid = Set(try existingColumns.keys.filter { try scratch.isWithoutRowid($0) })
         // Existing tables a statement dropped or renamed away: rebuilt, if their rows live on.
         var replaced = Set<String>()
         // Dropping or renaming a table can leave other tables' keys pointing nowhere: the
@@ -332,7 +331,9 @@ public struct Planner: Sendable {
         let changed = evidence.flatMap { e in e.facts.filter { $0.hasSuffix(" changed") } }
         let list = { (items: [String]) in items.prefix(6).joined(separator: "; ") + (items.count > 6 ? "; …" : "") }
         let onCopy = "on the rehearsal copy, every existing row matched by primary key or rowid"
-        let untouchedNames = untouched.joined(separator: ", ")
+        // Claim 5 names the tables it is about; with none left untouched it says so.
+        let untouchedClaim = untouched.isEmpty ? "No other existing table is changed (the migrations write every existing table)"
+            : "All other existing tables (\(untouched.prefix(8).joined(separator: ", "))\(untouched.count > 8 ? ", …" : "")) remain untouched"
         return [
             SafetyClaim(claim: "It only ADDS new objects (\(counted(createTables, "new table")))", proven: nonAdditive.isEmpty && evidence.isEmpty,
                         how: nonAdditive.isEmpty && evidence.isEmpty ? "no statement touches an existing table, by SQLite's authorizer and the rehearsal copy"
@@ -348,9 +349,9 @@ public struct Planner: Sendable {
                             ? "no UPDATE of an existing column (SQLite's authorizer); every existing value equal, \(onCopy)"
                             : list(changed + updates + lost + deletes)),
             fingerprintCopy
-                ? SafetyClaim(claim: "All existing \(untouchedNames) remain untouched", proven: unchanged,
-                              how: "content fingerprints of \(untouched.count) existing tables equal before and after, on a rehearsal copy")
-                : SafetyClaim(claim: "All existing \(untouchedNames) remain untouched", proven: false,
+                ? SafetyClaim(claim: untouchedClaim, proven: unchanged,
+                              how: "content fingerprints of \(counted(untouched.count, "existing table")) equal before and after, on a rehearsal copy")
+                : SafetyClaim(claim: untouchedClaim, proven: false,
                               how: "proven by the deploy: on a rehearsal copy the \(originalTables.count) existing tables' pages are identical to the snapshot's (or their content fingerprints equal), then SQLite's record of row changes inside the migrating transaction",
                               deferred: true),
             SafetyClaim(claim: "Safe to run multiple times (idempotent)", proven: rerunClean,
