@@ -62,6 +62,10 @@ struct DiskFullTests {
         #expect(try box.sha3(box.databasePath) == before || !preflight)
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user") == "20000")
         #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        if !preflight, try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_state'") == "1" {
+            let status = try box.deployctl(["status", "prod"])
+            #expect(status.stdout.contains("an online rebuild of user left its shadow table and triggers"), "\(status.stdout)")
+        }
         // With room again (the tmpfs gone, the database back on the sandbox's disk), the deploy
         // removes what is left and runs online.
         let now = box.path("now.db")
