@@ -172,13 +172,24 @@ public struct Restorer: Sendable {
         return Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
     }
 
-    /// Whether every differing page is a b-tree page on both sides. Otherwise an overflow
-    /// page may differ under a leaf whose own bytes are equal, and rows must all be compared.
+    /// Whether the differing leaves hold every differing row: no differing page can be part of
+    /// the overflow chain of a row whose cells are equal on both sides. Such a chain is in use
+    /// as overflow pages on both sides (its first page is named by the equal cell, each next one
+    /// by an equal page before it, or that page differs and is itself such a page). So a
+    /// differing page is harmless when on either side it is a b-tree page, is on the freelist
+    /// (a delete frees the pages of the rows it removes; `secure_delete` zeroes them), or does
+    /// not exist; else (an overflow page rewritten in place, a pointer-map page, bytes that do
+    /// not parse) rows must all be compared.
     static func rowidRangesAreExact(_ pages: PageDifferences, _ backup: PageFile) -> Bool {
-        pages.pages.allSatisfy { number in
-            guard pages.content[number] != .other else { return false }
-            let theirs = backup.page(number)
-            return theirs == nil ? number > pages.referencePageCount : theirs != .other
+        lazy var liveFree: Set<Int> = pages.rawPages.flatMap { raw in
+            PageFile.freelist(page: { raw[$0] ?? (pages.pages.contains($0) ? nil : backup.bytes($0)) })
+        } ?? []
+        lazy var backupFree: Set<Int> = PageFile.freelist(page: backup.bytes) ?? []
+        return pages.pages.allSatisfy { number in
+            let live: BTreePage? = number > pages.pageCount ? nil : pages.content[number] ?? .other
+            let theirs = number > pages.referencePageCount ? nil : backup.page(number)
+            if live != .other || theirs != .other { return true }
+            return liveFree.contains(number) || backupFree.contains(number)
         }
     }
 
