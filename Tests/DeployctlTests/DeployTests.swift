@@ -252,7 +252,7 @@ struct DeployTests {
 
     @Test("a signal during a long statement stops it within seconds (SQLite's progress handler), not when it ends: the migration on the live database rolls back, the plan's copy is left; exit 1, nothing changed",
           arguments: [("%lending_app_prod.db", "migrate and verify", SIGTERM), ("%lending_app_prod.db", "migrate and verify", SIGHUP),
-                      ("%deployctl-plan%", "", SIGINT)])
+                      ("%-plan.db", "", SIGINT)])
     func signalStopsStatement(pattern: String, stage: String, signal: Int32) throws {
         let box = try Sandbox(rows: 50)
         try box.write("instances/migrations/0001_slow.sql", Self.slowStatement(where: pattern))

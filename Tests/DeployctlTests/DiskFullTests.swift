@@ -138,7 +138,7 @@ struct DiskFullTests {
         let before = try box.sha3(box.databasePath)
         let result = try box.deployctl(["deploy", "prod", "--skip-promotion-check"])
         expectRefusedEarly(result, folder: small + "/backups")
-        #expect(result.stderr.contains("the rehearsal copy"), "\(result.stderr)")
+        #expect(result.stderr.contains("the rehearsal copy") || result.stderr.contains("the plan's copy"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/stopped")), "the stop hook ran before the space check")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: small + "/backups")) ?? []).isEmpty)
