@@ -314,13 +314,8 @@ struct Pipeline {
     /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
     /// application. Refuses when it is asked or needed and the migration cannot run online.
     mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
-        let pending = files.filter { plan.pending.contains($0.key) }
-        guard !pending.isEmpty else { return }
-        let asked = options.online || pending.contains { $0.online }
-        let overBudget = config.hooks.stop == nil && runtime.exceedsWriteLockBudget(plan, config: config)
-        guard asked || overBudget else { return }
-        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        switch try OnlineRebuildPlan.verdict(pending, plan: plan, on: live) {
+        guard let (verdict, asked) = try runtime.onlineDecision(files: files, plan: plan, config: config, askedByFlag: options.online) else { return }
+        switch verdict {
         case .online(let rebuild):
             online = rebuild
             runtime.events(.fact("online: \(rebuild.table) is rebuilt while the application writes (rows copied in short batches, "

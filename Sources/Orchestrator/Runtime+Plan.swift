@@ -50,6 +50,36 @@ extension Runtime {
 
     /// Whether the plan's estimate of the writes a deploy blocks (statements and in-transaction
     /// checks as measured on its copy) exceeds `max_write_lock`.
+    /// Whether a deploy of `plan` is to run online, and why: nil when it is not asked for
+    /// (`--online`, `-- online`) and the write-lock estimate is within `max_write_lock` (or a
+    /// stop hook stops the application); else the verdict and whether it was asked for.
+    func onlineDecision(files: [MigrationFile], plan: MigrationPlan, config: InstanceConfig,
+                        askedByFlag: Bool) throws -> (verdict: OnlineVerdict, asked: Bool)? {
+        let pending = files.filter { plan.pending.contains($0.key) }
+        guard !pending.isEmpty else { return nil }
+        let asked = askedByFlag || pending.contains { $0.online }
+        let overBudget = config.hooks.stop == nil && exceedsWriteLockBudget(plan, config: config)
+        guard asked || overBudget else { return nil }
+        let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+        return (try OnlineRebuildPlan.verdict(pending, plan: plan, on: live), asked)
+    }
+
+    /// How `deployctl deploy` would run `plan` (shown by `plan`): in one transaction, online,
+    /// or refused, with the reason.
+    public func deployMode(instance name: String, plan: MigrationPlan) throws -> DeployMode {
+        let config = try workspace.instance(name)
+        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        guard !plan.pending.isEmpty else { return .nothingPending }
+        guard let (verdict, asked) = try onlineDecision(files: files, plan: plan, config: config, askedByFlag: false) else {
+            return .oneTransaction(budgetMilliseconds: config.hooks.stop == nil ? config.maxWriteLock.milliseconds : nil)
+        }
+        switch verdict {
+        case .online(let rebuild): return .online(table: rebuild.table, asked: asked)
+        case .offline(let why):
+            return .refused(asked ? "an online rebuild is asked for ('-- online'), but \(why)" : writeLockRefusal(plan, config: config, offlineBecause: why).message)
+        }
+    }
+
     func exceedsWriteLockBudget(_ plan: MigrationPlan, config: InstanceConfig) -> Bool {
         !plan.pending.isEmpty && plan.writeLockEstimateMilliseconds > config.maxWriteLock.milliseconds
     }
@@ -88,4 +118,15 @@ extension Runtime {
                       hint: filesAllow ? "run again with --allow-destructive if this is intended"
                                        : "add '-- allow-destructive' to the migration file and pass --allow-destructive, if this is intended")
     }
+}
+
+/// How a deploy would run a plan (`Runtime.deployMode`).
+public enum DeployMode: Sendable, Equatable {
+    case nothingPending
+    /// In one write transaction; nil budget: the stop hook stops the application first.
+    case oneTransaction(budgetMilliseconds: Double?)
+    /// As an online rebuild of `table`; `asked`: by `-- online`, else the estimate is over budget.
+    case online(table: String, asked: Bool)
+    /// Refused before the snapshot: why.
+    case refused(String)
 }

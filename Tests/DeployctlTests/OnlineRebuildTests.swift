@@ -121,6 +121,10 @@ struct OnlineRebuildTests {
         let config = "[database]\npath = \"database/lending_app_prod.db\"\nbusy_timeout_ms = 2000\nmax_write_lock_ms = 1\n[backups]\npath = \"backups\"\n"
         let migration = Self.rebuild.replacingOccurrences(of: "-- online\n", with: "")
         let box = try Self.box(migration: migration, config: config)
+        // The plan says how the deploy will run it.
+        let plan = try box.deployctl(["plan", "prod"])
+        #expect(plan.stdout.contains("Deploy: online — user is rebuilt while the application writes"), "\(plan.stdout)")
+        #expect((try Sandbox.document(try box.deployctl(["plan", "prod", "--json"]))["deploy"] as? [String: Any])?["mode"] as? String == "online")
         let result = try box.deployctl(["deploy", "prod"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("the one-transaction deploy would block writes past max_write_lock"), "\(result.stdout)")
@@ -128,6 +132,12 @@ struct OnlineRebuildTests {
 
         let refused = try Self.box(journalMode: "delete", migration: migration, config: config)
         let before = try refused.sha3(refused.databasePath)
+        let planned = try Sandbox.document(try refused.deployctl(["plan", "prod", "--json"]))["deploy"] as? [String: Any]
+        #expect(planned?["mode"] as? String == "refused", "\(String(describing: planned))")
+        #expect((planned?["reason"] as? String)?.contains("it cannot run online: the database is in delete journal mode") == true, "\(String(describing: planned))")
+        // Within the budget, one transaction.
+        let small = try Self.box(migration: migration)
+        #expect(try small.deployctl(["plan", "prod"]).stdout.contains("Deploy: in one transaction (about "))
         let again = try refused.deployctl(["deploy", "prod"])
         #expect(again.status == 64, "\(again.stderr)")
         #expect(again.stderr.contains("more than max_write_lock allows (1 ms; busy timeout 2000 ms), and it cannot run online: the database is in delete journal mode"), "\(again.stderr)")

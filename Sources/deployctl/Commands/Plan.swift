@@ -33,6 +33,7 @@ struct Plan: ParsableCommand {
         let console = Console(global)
         try console.run { runtime in
             let plan = try runtime.plan(instance: instance)
+            let mode = try runtime.deployMode(instance: instance, plan: plan)
             var refusal: Failure?
             do {
                 try runtime.refuseUnlessAllowed(plan: plan, allowDestructive: allowDestructive)
@@ -41,11 +42,12 @@ struct Plan: ParsableCommand {
             }
             if global.json {
                 // One document: the plan, with an error member when it is refused.
-                try console.json(PlanDocument(plan: plan, refusal: refusal))
+                try console.json(PlanDocument(plan: plan, mode: mode, refusal: refusal))
                 if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
                 return
             }
             for line in Console.planLines(plan) { console.line(console.fit(line)) }
+            if let line = PlanDocument.modeLine(mode, plan: plan) { console.line(line) }
             console.line("Nothing was changed.")
             if let refusal { throw refusal }
         }
@@ -55,15 +57,38 @@ struct Plan: ParsableCommand {
 /// `plan --json`: the plan's members, and `error` (message, kind, hint, exit code) when refused.
 struct PlanDocument: Encodable {
     let plan: MigrationPlan
+    let mode: DeployMode
     let refusal: Failure?
 
-    enum CodingKeys: String, CodingKey { case error }
+    enum CodingKeys: String, CodingKey { case error, deploy }
+
+    /// `deploy` in `--json`: how the deploy would run (`transaction`, `online`, `refused`).
+    struct ModeDocument: Encodable { let mode: String; let table: String?; let reason: String? }
+
+    /// The plan's line saying how `deploy` would run it, or nil with nothing pending.
+    static func modeLine(_ mode: DeployMode, plan: MigrationPlan) -> String? {
+        switch mode {
+        case .nothingPending: return nil
+        case .oneTransaction(let budget):
+            return "Deploy: in one transaction" + (budget.map { " (about \(String(format: "%.0f", plan.writeLockEstimateMilliseconds)) ms of blocked writes, within max_write_lock \(String(format: "%.0f", $0)) ms)" }
+                                                    ?? " (the stop hook stops the application first)")
+        case .online(let table, let asked):
+            return "Deploy: online — \(table) is rebuilt while the application writes, then a brief cut-over (" + (asked ? "asked by '-- online'" : "the one-transaction deploy would block writes past max_write_lock") + ")"
+        case .refused(let why): return "Deploy: refused — \(why)"
+        }
+    }
 
     struct ErrorDocument: Encodable { let message: String; let kind: String; let hint: String?; let exit_code: Int32 }
 
     func encode(to encoder: Encoder) throws {
         try plan.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
+        switch mode {
+        case .nothingPending: break
+        case .oneTransaction: try container.encode(ModeDocument(mode: "transaction", table: nil, reason: nil), forKey: .deploy)
+        case .online(let table, _): try container.encode(ModeDocument(mode: "online", table: table, reason: nil), forKey: .deploy)
+        case .refused(let why): try container.encode(ModeDocument(mode: "refused", table: nil, reason: why), forKey: .deploy)
+        }
         if let refusal {
             try container.encode(ErrorDocument(message: refusal.message, kind: refusal.kind.rawValue, hint: refusal.hint,
                                                exit_code: Console.exitCode(refusal.kind)), forKey: .error)
