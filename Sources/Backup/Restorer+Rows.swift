@@ -24,8 +24,8 @@ import Support
 /// backup's. Every other row was proven equal in S by the page comparison, and no statement
 /// of this restore reached it: the preupdate hook, which sees every row change (a trigger's or
 /// a foreign-key action's too), counted exactly the rows of the restore's own statements, else
-/// the transaction is rolled back and the page copy runs. The pages differ from the backup's (other b-tree layout),
-/// so equality is proven row by row, not page by page.
+/// the transaction is rolled back and the page copy runs. The pages differ from the backup's
+/// (another b-tree layout), so equality is proven row by row, not page by page.
 extension Restorer {
     /// When the row path is used: a database this large (below it a page copy is quick, and
     /// it proves the pages), at most `rowRestoreMaximumRows` rows to rewrite.
@@ -47,9 +47,16 @@ extension Restorer {
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
         guard try Self.sameShape(live) else { return nil }
+        // Each table's columns but generated ones, and its INTEGER PRIMARY KEY (the rowid's
+        // alias: the preview only names rows of such tables). Rows are chosen by that column,
+        // never by the word `rowid`, which a column of that name would shadow.
         var columns = [String: [String]]()
+        var keyColumn = [String: String]()
         for table in keys.keys {
             columns[table] = try live.rows("SELECT name FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0", [.text(table)]).compactMap { $0[0].string }
+            guard try live.rowidIsPrimaryKey(table: table, database: "main"),
+                  let key = try live.scalar("SELECT name FROM pragma_table_info(?, 'main') WHERE pk = 1", [.text(table)]).string else { return nil }
+            keyColumn[table] = key
         }
         let internals = try Self.internalTables.filter { try live.scalar("SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?", [.text($0)]).int == 1 }
         let foreignKeys = try live.scalar("PRAGMA foreign_keys").int == 1
@@ -107,7 +114,7 @@ extension Restorer {
         for (number, table) in tables.enumerated() {
             let q = quoteIdentifier(table)
             let list = columns[table]!.map(quoteIdentifier).joined(separator: ", ")
-            let chosen = "rowid IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
+            let chosen = "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
             let before = live.totalChanges
             try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
             try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
@@ -131,7 +138,7 @@ extension Restorer {
         committed = true
         let blocked = ContinuousClock.now - locked
         progress(.working(.provingRestore))
-        let proof = try proveRows(live, tables: tables, columns: columns, internals: internals)
+        let proof = try proveRows(live, tables: tables, columns: columns, keyColumn: keyColumn, internals: internals)
         progress(.ended(announce: true))
         return LiveResult(saved: saved, previewExact: true, writeLockMilliseconds: blocked.milliseconds, proof: proof)
     }
@@ -149,7 +156,8 @@ extension Restorer {
     /// The proof after a row restore, in the first read transaction after its commit (see the
     /// type's notes): `.rows` when every rewritten row, the internal tables and the schema equal
     /// the backup's; `.overtaken` when they do not and another connection committed since.
-    private func proveRows(_ live: Connection, tables: [String], columns: [String: [String]], internals: [String]) throws -> Proof {
+    private func proveRows(_ live: Connection, tables: [String], columns: [String: [String]], keyColumn: [String: String],
+                           internals: [String]) throws -> Proof {
         let committed = live.dataVersion
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
@@ -158,8 +166,7 @@ extension Restorer {
         // Values compared with their types and text byte for byte (a column's NOCASE would
         // call 'abc' and 'ABC' equal; 1 and 1.0 compare equal without typeof).
         func differing(_ table: String, _ names: [String], where filter: String) throws -> Int {
-            let list = (["rowid"] + names).map { "\($0 == "rowid" ? "rowid" : quoteIdentifier($0)) COLLATE BINARY, typeof(\($0 == "rowid" ? "rowid" : quoteIdentifier($0)))" }
-                .joined(separator: ", ")
+            let list = names.map { "\(quoteIdentifier($0)) COLLATE BINARY, typeof(\(quoteIdentifier($0)))" }.joined(separator: ", ")
             let side = { (database: String) in "SELECT \(list) FROM \(database).\(quoteIdentifier(table)) WHERE \(filter)" }
             let one = try live.scalar("SELECT count(*) FROM (\(side("main")) EXCEPT \(side("restore_source")))").int ?? 0
             let other = try live.scalar("SELECT count(*) FROM (\(side("restore_source")) EXCEPT \(side("main")))").int ?? 0
@@ -169,7 +176,7 @@ extension Restorer {
         var wrong = 0
         for (number, table) in tables.enumerated() {
             rows += Int(try live.scalar("SELECT count(*) FROM temp.deployctl_restore_keys WHERE t = \(number)").int ?? 0)
-            wrong += try differing(table, columns[table]!, where: "rowid IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))")
+            wrong += try differing(table, columns[table]!, where: "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))")
         }
         for table in internals {
             let names = try live.rows("SELECT name FROM pragma_table_info(?, 'main')", [.text(table)]).compactMap { $0[0].string }

@@ -24,8 +24,9 @@ extension Connection {
     public func rowDifferences(table: String, first: String, second: String) throws -> RowDifference {
         var result = RowDifference()
         let q = quoteIdentifier(table)
-        let a = try prepare("SELECT rowid, * FROM \(quoteIdentifier(first)).\(q) ORDER BY rowid")
-        let b = try prepare("SELECT rowid, * FROM \(quoteIdentifier(second)).\(q) ORDER BY rowid")
+        let key = try rowKey(table, first)
+        let a = try prepare("SELECT \(key), * FROM \(quoteIdentifier(first)).\(q) ORDER BY \(key)")
+        let b = try prepare("SELECT \(key), * FROM \(quoteIdentifier(second)).\(q) ORDER BY \(key)")
         var hasA = try a.step(), hasB = try b.step()
         while hasA || hasB {
             let rowA = hasA ? sqlite3_column_int64(a.handle, 0) : Int64.max
@@ -54,8 +55,9 @@ extension Connection {
     public func differingRows(table: String, first: String, second: String, rowids: [Int64]) throws -> Int {
         guard !rowids.isEmpty else { return 0 }
         let q = quoteIdentifier(table)
-        let a = try prepare("SELECT rowid, * FROM \(quoteIdentifier(first)).\(q) WHERE rowid = ?")
-        let b = try prepare("SELECT rowid, * FROM \(quoteIdentifier(second)).\(q) WHERE rowid = ?")
+        let key = try rowKey(table, first)
+        let a = try prepare("SELECT \(key), * FROM \(quoteIdentifier(first)).\(q) WHERE \(key) = ?")
+        let b = try prepare("SELECT \(key), * FROM \(quoteIdentifier(second)).\(q) WHERE \(key) = ?")
         var count = 0
         for rowid in rowids {
             sqlite3_reset(a.handle)
@@ -96,6 +98,14 @@ extension Connection {
 
     /// Whether `table` in `database` is a rowid table whose rowid is an `INTEGER PRIMARY KEY`
     /// column (https://sqlite.org/lang_createtable.html#rowid).
+    /// The rowid of `table` as SQL: its INTEGER PRIMARY KEY column, quoted, or `rowid` without
+    /// one. The column, not the word: a column named `rowid` would shadow the real rowid.
+    func rowKey(_ table: String, _ database: String) throws -> String {
+        guard try rowidIsPrimaryKey(table: table, database: database),
+              let name = try scalar("SELECT name FROM pragma_table_info(?, ?) WHERE pk = 1", [.text(table), .text(database)]).string else { return "rowid" }
+        return quoteIdentifier(name)
+    }
+
     public func rowidIsPrimaryKey(table: String, database: String) throws -> Bool {
         let keys = try rows("SELECT type FROM pragma_table_info(?, ?) WHERE pk > 0", [.text(table), .text(database)])
         guard keys.count == 1, keys[0][0].string?.uppercased() == "INTEGER" else { return false }

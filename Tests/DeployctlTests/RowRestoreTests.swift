@@ -60,6 +60,27 @@ struct RowRestoreTests {
         }
     }
 
+    @Test("a column named rowid (the INTEGER PRIMARY KEY is another column): the preview counts and the row restore go by the real rowid")
+    func columnNamedRowid() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 30)
+        _ = try box.sqlite(box.databasePath, """
+            CREATE TABLE odd (id INTEGER PRIMARY KEY, rowid INTEGER, v TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO odd SELECT i, 501 - i, 'v' || i FROM n;
+            """)
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "UPDATE odd SET v = 'changed' WHERE id IN (1, 2, 3); DELETE FROM odd WHERE id = 10")
+        let before = try Self.content(box, box.databasePath)
+        let preview = try Sandbox.document(try box.deployctl(["restore", "prod", "--latest", "--dry-run", "--json"]))
+        let odd = (preview["differences"] as? [[String: Any]])?.first { $0["table"] as? String == "odd" }
+        #expect([odd?["discarded"] as? Int, odd?["restored"] as? Int] == [3, 4], "\(preview)")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: Self.byRows)
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try Sandbox.document(result)
+        #expect(document["proven_rows"] as? Int == 4, "\(document)")
+        #expect(try Self.content(box, box.databasePath) == Self.content(box, file))
+        #expect(try Self.content(box, box.backupsFolder + "/" + (document["pre_restore_backup"] as? String ?? "")) == before)
+    }
+
     @Test("below the size threshold, in rollback-journal mode and with row-restore=skip, the pages are copied and proven")
     func pageCopyOtherwise() throws {
         for (journal, failpoints) in [("wal", ""), ("delete", "row-restore-size=skip"), ("wal", "row-restore=skip")] {
