@@ -67,6 +67,7 @@ public struct DeployConfig: Sendable {
     /// - Throws: `Failure` `.usage` naming file, line and key.
     static func load(instancesFolder: String) throws -> DeployConfig {
         let path = instancesFolder + "/deploy.toml"
+        try FileAccess.require(.read, on: path, what: "deploy config", purpose: "read the instance order and migrations folder", kind: .missingInput)
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             return DeployConfig(order: [], migrationsFolder: instancesFolder + "/migrations")
         }
@@ -159,6 +160,7 @@ public struct InstanceConfig: Sendable {
             throw Failure(.missingInput, "no instance '\(name)': \(file) does not exist",
                           hint: "check the name, or create the instance's config (see instances/prod/instance.toml)")
         }
+        try FileAccess.require(.read, on: file, what: "instance config", purpose: "read the instance's config", kind: .missingInput)
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw Failure(.usage, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
         }

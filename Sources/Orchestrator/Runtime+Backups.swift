@@ -36,6 +36,7 @@ extension Runtime {
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
         try ensureDatabase(config)
+        try checkAccess(config, .snapshot)
         let lock = try lockInstance(config)
         defer { lock.release() }
         let compression = compression ?? config.compression
@@ -76,6 +77,7 @@ extension Runtime {
     /// - Throws: `Failure` for the instance.
     public func listBackups(instance name: String, label: String?) throws -> [BackupEntry] {
         let config = try workspace.instance(name)
+        try checkAccess(config, .listBackups)
         return store(config).entries().filter { label == nil || $0.label == label }
     }
 
@@ -91,6 +93,7 @@ extension Runtime {
     /// - Throws: `Failure` `.missingInput` when there is nothing to verify, `.usage` for a bad name.
     public func verifyBackups(instance name: String, backup: String?, all: Bool) throws -> [VerifyResult] {
         let config = try workspace.instance(name)
+        try checkAccess(config, .recordVerification)
         let store = store(config)
         let targets: [BackupEntry]
         if let backup {
@@ -129,6 +132,7 @@ extension Runtime {
                       confirm: ([String: Int]) throws -> Void) throws -> PruneOutcome {
         let config = try workspace.instance(name)
         if let label { try BackupStore.validate(label: label) }
+        try checkAccess(config, dryRun ? .listBackups : .manageBackups)
         let store = store(config)
         let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now) }
         let first = try decide()

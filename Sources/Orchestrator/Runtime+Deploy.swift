@@ -39,6 +39,7 @@ extension Runtime {
     public func deploy(instance name: String, options: DeployOptions) throws -> DeployReport {
         let config = try workspace.instance(name)
         try ensureDatabase(config)
+        try checkAccess(config, options.dryRun ? .readDatabase : .changeLive)
         let id = Self.deployId(clock())
         var pipeline = Pipeline(runtime: self, config: config, options: options,
                                 report: DeployReport(deployId: id, instance: name, startedAt: clock(), outcome: .failed))

@@ -147,6 +147,7 @@ extension Runtime {
     /// - Throws: `Failure` for config or a missing database.
     public func verifyLive(instance name: String) throws -> LiveVerification {
         let config = try workspace.instance(name)
+        try checkAccess(config, .readDatabase)
         let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         var problems = try db.integrityProblems().map { "quick_check: \($0)" }
         problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
@@ -170,6 +171,7 @@ extension Runtime {
     /// - Throws: `Failure` for config.
     public func status(instance name: String) throws -> InstanceStatus {
         let config = try workspace.instance(name)
+        try checkAccess(config, .inspect)
         let exists = FileManager.default.fileExists(atPath: config.databasePath)
         var problems = [StatusProblem]()
         var warnings = [String]()

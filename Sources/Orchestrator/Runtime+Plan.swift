@@ -27,6 +27,7 @@ extension Runtime {
     public func plan(instance name: String) throws -> MigrationPlan {
         let config = try workspace.instance(name)
         try ensureDatabase(config)
+        try checkAccess(config, .readDatabase)
         try SQLite.Connection.checkIsDatabase(config.databasePath)
         progress(.working(.planning))
         defer { progress(.ended(announce: false)) }

@@ -22,6 +22,13 @@ public enum RestoreTarget: Sendable {
     case newFile(String)
     /// Over a missing or unreadable live database.
     case replace
+
+    /// Whether the restore writes into the live database through SQLite (its file and folder
+    /// must then be writable).
+    var changesLiveDatabase: Bool {
+        if case .live = self { return true }
+        return false
+    }
 }
 
 /// What `deployctl restore` was asked to do.
@@ -305,6 +312,7 @@ extension Runtime {
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func beginRestore(_ request: RestoreRequest) throws -> PreparedRestore {
         let config = try workspace.instance(request.instance)
+        try checkAccess(config, request.dryRun ? .listBackups : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let store = store(config)
         var lock: InstanceLock?
         if !request.dryRun {
