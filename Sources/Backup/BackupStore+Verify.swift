@@ -273,3 +273,25 @@ extension BackupStore {
         if !entries.isEmpty { try DurableFile.syncDirectory(folder) }
     }
 }
+
+extension BackupStore {
+    /// The manifest `<name>.json` of a backup whose file is gone (removed by hand), when it
+    /// reads and describes `name`: `backups remove` retires it.
+    public func orphanManifest(of name: String) -> Manifest? {
+        let path = folder + "/" + name
+        guard !FileManager.default.fileExists(atPath: path), labelFromName(name) != nil,
+              let data = try? Data(contentsOf: URL(fileURLWithPath: path + ".json")),
+              let manifest = try? JSON.decoder().decode(Manifest.self, from: data), manifest.name == name else { return nil }
+        return manifest
+    }
+
+    /// Removes the manifest of a backup whose file is gone, and fsyncs the folder.
+    /// - Throws: `Failure` `.io`.
+    public func removeOrphanManifest(of name: String) throws {
+        guard orphanManifest(of: name) != nil else { return }
+        guard unlink(folder + "/" + name + ".json") == 0 || errno == ENOENT else {
+            throw DurableFile.posixFailure("cannot remove \(folder)/\(name).json", errno)
+        }
+        try DurableFile.syncDirectory(folder)
+    }
+}

@@ -207,6 +207,10 @@ public struct BackupStore: Sendable {
                 others.append(OtherFile(name: name, reason: link ? "a symbolic link" : "not a regular file"))
                 continue
             }
+            if name.hasSuffix(".json"), orphanManifest(of: String(name.dropLast(5))) != nil {
+                others.append(OtherFile(name: name, reason: "the manifest of \(name.dropLast(5)), whose file is gone: 'backups remove' with that name retires it"))
+                continue
+            }
             guard labelFromName(name) != nil else {
                 others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz|.zst][.age]"))
                 continue

@@ -69,6 +69,7 @@ extension Runtime {
                 skipped = failure.message
             }
         }
+        pruned += tidyRestoreCopies(config, store: store, protected: [entry.name: "just written"], compress: true).removed
         return SnapshotOutcome(backup: entry, pruned: pruned, futureDated: entries.filter { $0.isFutureDated(now: store.now) },
                                retentionSkipped: skipped, crashedHolder: lock.crashedHolder)
     }
@@ -134,7 +135,9 @@ extension Runtime {
         if let label { try BackupStore.validate(label: label) }
         try checkAccess(config, dryRun ? .listBackups : .manageBackups)
         let store = store(config)
-        let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now) }
+        // Restore copies follow keep_restore_copies, unless --label names their label.
+        let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now,
+                                        restoreCopies: label == nil ? config.restoreCopies : nil) }
         let first = try decide()
         if dryRun { return PruneOutcome(decisions: first, removed: false) }
         let confirmed = Self.emptied(first)
@@ -149,6 +152,7 @@ extension Runtime {
         }
         let outcome = PruneOutcome(decisions: decisions, removed: true)
         try store.remove(outcome.doomed)
+        if label == nil { _ = tidyRestoreCopies(config, store: store, compress: true) }
         return outcome
     }
 
@@ -169,5 +173,102 @@ extension Runtime {
     func protectedBackups(_ config: InstanceConfig) throws -> [String: String] {
         guard let journal = try DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot else { return [:] }
         return [snapshot: "an unfinished deploy refers to it"]
+    }
+}
+
+extension Runtime {
+    /// `deployctl backups remove`: retires one backup of any label, a damaged one included, and
+    /// its manifest; or the manifest left behind by a backup file removed by hand. `confirm` is
+    /// asked with the backup (nil for a lone manifest) before the instance lock is taken, so an
+    /// unanswered question blocks no snapshot. A backup an unfinished deploy journal refers to
+    /// is refused: that deploy may still need it.
+    /// - Throws: `Failure` `.usage` for a bad name or a protected backup, `.missingInput` when
+    ///   there is no such backup, `.badData` for a file that is not a deployctl backup (never
+    ///   removed), and what `confirm` throws.
+    public func removeBackup(instance name: String, backup: String, confirm: (BackupEntry?) throws -> Void) throws -> RemovedBackup {
+        let config = try workspace.instance(name)
+        try BackupStore.validate(backupName: backup)
+        try checkAccess(config, .manageBackups)
+        let store = store(config)
+        let find = { () throws -> BackupEntry? in
+            if store.orphanManifest(of: backup) != nil { return nil }
+            return try store.entry(named: backup)
+        }
+        let first = try find()
+        try confirm(first)
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        let entry = try find()
+        guard entry?.manifest?.sha256 == first?.manifest?.sha256 else {
+            throw Failure(.usage, "\(backup) changed while deployctl asked; nothing was removed",
+                          hint: "deployctl backups remove \(name) \(backup)")
+        }
+        if let why = try protectedBackups(config)[backup] {
+            throw Failure(.usage, "\(backup) is not removed: \(why)",
+                          hint: "deployctl deploy \(name)")
+        }
+        guard let entry else {
+            try store.removeOrphanManifest(of: backup)
+            return RemovedBackup(name: backup, label: nil, status: nil, manifestOnly: true)
+        }
+        try store.remove([entry])
+        return RemovedBackup(name: backup, label: entry.label, status: entry.status, manifestOnly: false)
+    }
+}
+
+/// What `backups remove` removed.
+public struct RemovedBackup: Sendable {
+    public let name: String
+    /// The backup's label and last check (nil for a lone manifest).
+    public let label: String?
+    public let status: String?
+    /// Only a manifest whose backup file was already gone.
+    public let manifestOnly: Bool
+}
+
+/// What tidying the copies restores made did.
+struct RestoreCopiesTidied {
+    /// Copies beyond `keep_restore_copies`, removed.
+    var removed = [BackupEntry]()
+    /// Plain copies stored again compressed: (old name, new backup).
+    var compressed = [(from: String, to: BackupEntry)]()
+    /// What could not be done, for a warning (the command itself succeeded).
+    var problems = [String]()
+}
+
+extension Runtime {
+    /// Keeps the newest `keep_restore_copies` good `pre_restore` and `pre_putback` copies of
+    /// each label and removes the older ones (never one in `protected`, one an unfinished
+    /// deploy refers to, or one dated in the future); with `compress`, stores the kept plain
+    /// ones again compressed as the config says (`Snapshotter.recompress`). Runs under the
+    /// instance lock the caller holds, after the caller's own work succeeded: what fails here
+    /// is reported as a problem and warned about, never turned into the command's failure.
+    func tidyRestoreCopies(_ config: InstanceConfig, store: BackupStore, protected: [String: String] = [:], compress: Bool) -> RestoreCopiesTidied {
+        var tidied = RestoreCopiesTidied()
+        do {
+            let copies = store.entries().filter { Retention.restoreCopyLabels.contains($0.label) }
+            guard !copies.isEmpty else { return tidied }
+            let guarded = try protectedBackups(config).merging(protected) { a, _ in a }
+            let decisions = Retention.decide(copies, policy: RetentionPolicy(), protected: guarded, now: store.now, restoreCopies: config.restoreCopies)
+            tidied.removed = decisions.filter { !$0.kept }.map(\.entry)
+            try store.remove(tidied.removed)
+            guard compress, config.compression != .none else { return tidied }
+            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != "failed" {
+                try checkInterruption("the restore copies not yet compressed stay as they are")
+                do {
+                    let made = try Snapshotter(store: store).recompress(decision.entry, as: config.compression, now: clock())
+                    tidied.compressed.append((decision.entry.name, made))
+                } catch let error as DeployctlError {
+                    tidied.problems.append("\(decision.entry.name) was not compressed: \(error.message)")
+                }
+            }
+        } catch let error as DeployctlError {
+            tidied.problems.append(error.message)
+        } catch {
+            tidied.problems.append("\(error)")
+        }
+        for problem in tidied.problems { events(.warning("restore copies: \(problem)")) }
+        for (from, to) in tidied.compressed { events(.fact("stored \(from) \(config.compression.rawValue)-compressed as \(to.name) (\(SpaceNeeds.format(to.bytes)))")) }
+        return tidied
     }
 }

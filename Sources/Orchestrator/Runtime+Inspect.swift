@@ -223,7 +223,7 @@ extension Runtime {
         let now = clock()
         let backups = store(config).entries()
         for entry in backups where entry.status == "failed" {
-            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check"))
+            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))

@@ -218,6 +218,7 @@ public final class PreparedRestore {
             case .overtaken: unproven = "another connection committed to the restored database before the proof could read it"
             case .differs: break
             }
+            _ = runtime.tidyRestoreCopies(config, store: store, protected: [result.saved.name: "just written"], compress: false)
             return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: result.saved, differences: differences,
                                   notCompared: notCompared, movedAside: nil, provenPages: provenPages, unproven: unproven,
                                   writeLockMilliseconds: result.writeLockMilliseconds, hooks: hooks.results,
