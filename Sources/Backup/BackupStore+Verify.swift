@@ -103,6 +103,10 @@ extension BackupStore {
             } else {
                 try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
             }
+        } catch let failure as Failure where failure.kind == .badData {
+            opened.discard()
+            // The formats do not know the instance: the hint names the command that does.
+            throw Failure(.badData, failure.message, hint: anotherBackupHint)
         } catch {
             opened.discard()
             throw error
@@ -126,22 +130,22 @@ extension BackupStore {
         }
         if entry.encrypted, manifest.encryption == nil {
             throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         // An encrypted plain database decrypts to the database itself: the sizes must agree.
         if entry.encrypted, !entry.compressed, let encryption = manifest.encryption, encryption.plaintextBytes != manifest.databaseBytes {
             throw Failure(.badData, "backup \(entry.name) decrypts to \(encryption.plaintextBytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         guard digest else { return manifest }
         let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         if !entry.compressed, !entry.encrypted, bytes != manifest.databaseBytes {
             throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         return manifest
     }
@@ -173,7 +177,7 @@ extension BackupStore {
             written += Int64(piece.count)
             guard written <= encryption.plaintextBytes else {
                 throw Failure(.badData, "backup \(entry.name) decrypts to more than the \(encryption.plaintextBytes) bytes its manifest records",
-                              hint: "use another backup (deployctl backups list)")
+                              hint: anotherBackupHint)
             }
             try DurableFile.writeAll(fd: fd, piece, path: temp)
             hasher.update(piece)
@@ -181,7 +185,7 @@ extension BackupStore {
         let sha256 = hasher.finalizeHex()
         guard written == encryption.plaintextBytes, sha256 == encryption.plaintextSha256 else {
             throw Failure(.badData, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         complete = true
     }
@@ -195,17 +199,17 @@ extension BackupStore {
             let problems = try db.integrityProblems(full: true)
             guard problems.isEmpty else {
                 throw Failure(.badData, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
-                              hint: "use another backup (deployctl backups list)")
+                              hint: anotherBackupHint)
             }
         } catch let error as SQLiteError where error.interrupted {
             // Stopped (a signal), not damaged: nothing is recorded about the backup.
             throw Failure(.failed, "the check of \(entry.name) was stopped before it finished")
         } catch let error as SQLiteError {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         } catch let failure as Failure where failure.kind == .badData {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(failure.message)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
     }
 

@@ -193,7 +193,7 @@ enum Gzip {
         guard rc == LIBDEFLATE_SUCCESS, consumed == member.length, produced == member.inflatedLength else {
             let reason = rc == LIBDEFLATE_BAD_DATA ? "bad data or checksum" : rc == LIBDEFLATE_SUCCESS ? "member length mismatch" : "libdeflate error \(rc.rawValue)"
             throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
-                          hint: "the backup is damaged; use another one (deployctl backups list)")
+                          hint: "the backup is damaged; use another one")
         }
         var written = 0
         while written < produced {
@@ -216,7 +216,7 @@ enum Gzip {
         defer { close(input) }
         let wrongSize = { (total: Int64) in
             Failure(.badData, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
-                    hint: "the backup is damaged; use another one (deployctl backups list)")
+                    hint: "the backup is damaged; use another one")
         }
         var info = stat()
         if fstat(input, &info) == 0, let members = memberIndex(input, size: Int64(info.st_size)) {
@@ -266,12 +266,12 @@ enum Gzip {
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib error \(rc)"
                 throw Failure(.badData, "\(source) is not a valid gzip file: \(reason)",
-                              hint: "the backup is damaged; use another one (deployctl backups list)")
+                              hint: "the backup is damaged; use another one")
             }
         }
         guard sawInput, atMemberEnd else {
             throw Failure(.badData, "\(source) is truncated: the gzip stream ends early",
-                          hint: "the backup is damaged; use another one (deployctl backups list)")
+                          hint: "the backup is damaged; use another one")
         }
         if let expected, total != expected { throw wrongSize(total) }
     }

@@ -227,7 +227,7 @@ public struct Snapshotter: Sendable {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
                 throw Failure(.badData, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
-                              hint: "run 'deployctl verify' on the live database; it may be damaged")
+                              hint: "check the live database with 'deployctl verify \(store.instance ?? store.stem)'; it may be damaged")
             }
         }
         let pageSize = Int(try copy.scalar("PRAGMA page_size").int ?? 0)

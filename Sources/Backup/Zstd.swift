@@ -59,7 +59,7 @@ enum Zstd {
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
         let size = Int64(info.st_size)
         let bad = { (why: String) in
-            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one (deployctl backups list)")
+            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
         }
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read

@@ -156,6 +156,9 @@ extension Runtime {
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)
+        } catch var changed as MigrationFileChanged {
+            changed.instance = name
+            problems.append("\(changed.message): \(changed.hint!)")
         } catch let failure as Failure {
             problems.append(failure.message)
         }
@@ -204,6 +207,14 @@ extension Runtime {
                 applied = rows.map(\.key)
                 let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
+                do {
+                    _ = try History.pending(files: files, applied: rows)
+                } catch var changed as MigrationFileChanged {
+                    changed.instance = name
+                    problems.append(StatusProblem(kind: .badData, message: "\(changed.message): \(changed.hint!)"))
+                } catch {
+                    // A missing file is reported by verify and deploy; status shows what it can.
+                }
             } catch let failure as Failure {
                 problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
             } catch let error as SQLiteError where error.kind == .temporary {

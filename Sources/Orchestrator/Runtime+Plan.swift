@@ -17,6 +17,9 @@ extension Runtime {
         } catch let error as SQLiteError where error.interrupted {
             try checkInterruption("the plan on a copy was stopped; nothing was changed")
             throw error
+        } catch var changed as MigrationFileChanged {
+            changed.instance = config.name
+            throw changed
         }
     }
 

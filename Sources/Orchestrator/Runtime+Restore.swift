@@ -343,7 +343,7 @@ extension Runtime {
         }
         throw Failure(.missingInput, "no good backup in \(store.folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")"
                       + passedOver.map { "\n  passed over \($0)" }.joined(),
-                      hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")
+                      hint: "take one with 'deployctl snapshot \(config.name)', or see 'deployctl backups list \(config.name)'")
     }
 
     /// Checks `entry` and computes the preview for `request` (see `beginRestore`).
@@ -429,7 +429,7 @@ extension Runtime {
         guard !failpoints.skips("free-space") else { return }
         let restored = entry.manifest?.databaseBytes ?? entry.bytes
         let databaseFolder = (config.databasePath as NSString).deletingLastPathComponent
-        var needs = SpaceNeeds()
+        var needs = SpaceNeeds(instance: config.name)
         if let encryption = entry.manifest?.encryption, entry.encrypted {
             needs.add(encryption.plaintextBytes, in: store.folder, for: "the backup decrypted for its check")
         }

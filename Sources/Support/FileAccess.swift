@@ -72,6 +72,6 @@ public enum FileAccess {
             owner = " (owner \(name), mode \(String(info.st_mode & 0o7777, radix: 8)))"
         }
         return Failure(kind, "permission denied: user \(user) lacks \(missing.words) permission on the \(what)\(owner), needed to \(purpose); nothing was done",
-                       hint: "run deployctl as the user that owns it, or grant that user access (chown or chmod) to \(path)")
+                       hint: "run the command as the user that owns it, or grant that user access (chown or chmod) to \(path)")
     }
 }

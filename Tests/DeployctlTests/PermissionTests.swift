@@ -130,6 +130,7 @@ extension Sandbox {
     func deployctl(as setpriv: String, _ arguments: [String]) throws -> Result {
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
+        env["DEPLOYCTL_HINT_LOG"] = Sandbox.hintLog
         return try Sandbox.exec(setpriv, PermissionTests.unprivileged + [Sandbox.binary] + arguments + ["--root", root], environment: env)
     }
 }
