@@ -37,6 +37,15 @@ extension Runtime {
         return try makePlan(config).plan
     }
 
+    /// A migration's `-- verify:` query that was false on the plan's copy fails the deploy at
+    /// rehearse (exit 1, nothing changed): `plan` and `deploy --dry-run` report it the same way,
+    /// and a deploy stops at its plan stage, before its snapshot.
+    public func verifyQueryRefusal(_ plan: MigrationPlan, instance: String) -> Failure? {
+        guard !plan.verifyFailures.isEmpty else { return nil }
+        return Failure(.failed, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
+                       hint: "fix the migration or its verify query, then check again with 'deployctl plan \(instance)'")
+    }
+
     /// `plan`'s refusal: throws (64) when the plan is destructive and not allowed.
     public func refuseUnlessAllowed(plan: MigrationPlan, allowDestructive: Bool) throws {
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
