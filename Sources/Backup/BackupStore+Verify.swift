@@ -99,9 +99,9 @@ extension BackupStore {
         do {
             defer { close(fd) }
             if entry.compression == .zstd {
-                try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped)
             } else {
-                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped)
             }
         } catch let failure as Failure where failure.kind == .badData {
             opened.discard()
@@ -138,7 +138,7 @@ extension BackupStore {
                           hint: anotherBackupHint)
         }
         guard digest else { return manifest }
-        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path, stop: stopped)
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
                           hint: anotherBackupHint)

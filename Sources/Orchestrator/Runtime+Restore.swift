@@ -346,9 +346,20 @@ extension Runtime {
                       hint: "take one with 'deployctl snapshot \(config.name)', or see 'deployctl backups list \(config.name)'")
     }
 
-    /// Checks `entry` and computes the preview for `request` (see `beginRestore`).
+    /// Checks `entry` and computes the preview for `request` (see `beginRestore`); a signal
+    /// that stopped the check or preview is reported as the interrupt it is.
     private func prepare(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore,
                          lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
+        do {
+            return try prepareChecked(entry, request: request, config: config, store: store, lock: lock, passedOver: passedOver)
+        } catch where interruption() != nil {
+            try checkInterruption("the check and preview of \(entry.name) were stopped; nothing was changed")
+            throw error
+        }
+    }
+
+    private func prepareChecked(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore,
+                                lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         let intoLive = if case .live = request.target { true } else { false }
         let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
         try checkSpaceForRestore(entry, request: request, config: config, store: store)
@@ -402,8 +413,11 @@ extension Runtime {
                 try live.execute("PRAGMA query_only = ON")
                 let restorer = self.restorer(config)
                 progress(.working(.comparingWithLive))
+                // The comparison stops at a signal (its page copy steps ask); nothing after it may.
+                let interruption = self.interruption
+                live.stopWhen { interruption() != nil }
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
-                                                      { try restorer.compare(live, backup: opened) })
+                                                      { defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) })
                 let version = live.dataVersion
                 progress(.ended(announce: true))
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
