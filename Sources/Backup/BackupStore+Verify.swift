@@ -101,7 +101,10 @@ extension BackupStore {
             if entry.compression == .zstd {
                 try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped)
             } else {
-                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped)
+                let total = manifest.databaseBytes + (entry.encrypted ? 0 : manifest.bytes)
+                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped) { [checkProgress] done in
+                    checkProgress(done, total)
+                }
             }
         } catch let failure as Failure where failure.kind == .badData {
             opened.discard()
@@ -138,7 +141,11 @@ extension BackupStore {
                           hint: anotherBackupHint)
         }
         guard digest else { return manifest }
-        let (bytes, sha256) = try FileDigest.sha256(of: entry.path, stop: stopped)
+        // After an inflation, which counted the database's bytes first.
+        let before = entry.compressed && !entry.encrypted ? manifest.databaseBytes : 0
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path, stop: stopped) { [checkProgress] done in
+            checkProgress(before + done, before + manifest.bytes)
+        }
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
                           hint: anotherBackupHint)

@@ -74,6 +74,10 @@ public struct BackupStore: Sendable {
         "use another backup (deployctl backups list \(instance ?? stem))"
     }
 
+    /// Told the bytes done of the total as a check reads a backup (inflating, then the
+    /// checksum of the stored file), for a progress line.
+    public var checkProgress: @Sendable (_ done: Int64, _ total: Int64) -> Void = { _, _ in }
+
     /// Asked during long checks (`integrity_check`): true stops them (a signal arrived).
     public var stopped: @Sendable () -> Bool = { false }
 
@@ -95,6 +99,7 @@ public struct BackupStore: Sendable {
         self.init(folder: folder, databasePath: databasePath, now: now)
         stopped = other.stopped
         instance = other.instance
+        checkProgress = other.checkProgress
         identities = other.identities
         identitySetting = other.identitySetting
     }

@@ -158,15 +158,18 @@ enum Gzip {
     /// - Throws: `Failure` `.badData` when zlib rejects a member (bad data, CRC or length) or a
     ///   member does not end where its header says; `.io` on read or write errors.
     static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String,
-                        stop: () -> Bool = { false }) throws {
+                        stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
         let maxCompressed = members.map(\.length).max() ?? 0
         let buffers = (0..<workers).map { _ in
             (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
              UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
         }
         defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        var inflated: Int64 = 0
         for batch in stride(from: 0, to: members.count, by: buffers.count) {
             if stop() { throw stopped(source) }
+            progress(inflated)
+            inflated += members[batch..<min(members.count, batch + buffers.count)].reduce(0) { $0 + Int64($1.inflatedLength) }
             _ = try inParallel(min(buffers.count, members.count - batch)) { i throws(Failure) in
                 try inflateMember(members[batch + i], source: source, input: input, compressed: buffers[i].0,
                                   inflated: buffers[i].1, output: output, outputPath: outputPath)
@@ -214,7 +217,7 @@ enum Gzip {
     /// any): a stream that would inflate past it is stopped there, one that ends short refused.
     /// `stop` is asked every few MiB: true ends the work with `Failure` `.failed` (a signal).
     static func inflate(source: String, into output: Int32, outputPath: String, expected: Int64? = nil,
-                        stop: () -> Bool = { false }) throws {
+                        stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
@@ -226,7 +229,7 @@ enum Gzip {
         if fstat(input, &info) == 0, let members = memberIndex(input, size: Int64(info.st_size)) {
             let total = members.reduce(Int64(0)) { $0 + Int64($1.inflatedLength) }
             if let expected, total != expected { throw wrongSize(total) }
-            return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath, stop: stop)
+            return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath, stop: stop, progress: progress)
         }
         var total: Int64 = 0
         var stream = z_stream()
@@ -244,6 +247,7 @@ enum Gzip {
         while true {
             if stream.avail_in == 0 && needInput {
                 if stop() { throw stopped(source) }
+                progress(total)
                 let n = try DurableFile.readFully(input, into: inBuffer, path: source)
                 if n == 0 { break }
                 sawInput = true

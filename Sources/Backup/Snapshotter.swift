@@ -258,7 +258,8 @@ public struct Snapshotter: Sendable {
 public enum FileDigest {
     /// SHA-256 and size of the file at `path`, read in 1 MiB blocks. `stop` is asked before
     /// each: true ends the work with `Failure` `.failed` (a signal).
-    public static func sha256(of path: String, stop: () -> Bool = { false }) throws -> (bytes: Int64, sha256: String) {
+    public static func sha256(of path: String, stop: () -> Bool = { false },
+                              progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }
@@ -272,6 +273,7 @@ public enum FileDigest {
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             total += Int64(n)
+            if total % (16 << 20) < Int64(n) { progress(total) }
         }
         return (total, hasher.finalizeHex())
     }

@@ -111,10 +111,14 @@ extension Runtime {
             try checkInterruption("\(index) of \(counted(targets.count, "backup")) \(index == 1 ? "was" : "were") checked (their results are recorded); the rest were not")
             // After the check between backups: a signal here reaches the integrity_check itself.
             try failpoints.hit("backup-verify")
-            progress(.working(.checkingBackup(name: target.name, number: index + 1, of: targets.count)))
+            let phase = Phase.checkingBackup(name: target.name, number: index + 1, of: targets.count)
+            progress(.working(phase))
             defer { progress(.ended(announce: false)) }
+            var reporting = store
+            let progress = self.progress
+            reporting.checkProgress = { done, total in progress(.working(phase, done: done, total: total)) }
             do {
-                return try store.verify(target, now: clock())
+                return try reporting.verify(target, now: clock())
             } catch where interruption() != nil {
                 try checkInterruption("\(index) of \(counted(targets.count, "backup")) checked (results recorded); the check of \(target.name) was stopped and nothing was recorded for it")
                 throw error

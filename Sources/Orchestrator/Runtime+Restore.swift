@@ -365,7 +365,13 @@ extension Runtime {
         try checkSpaceForRestore(entry, request: request, config: config, store: store)
         // Into the live database, integrity_check runs beside the comparison below.
         // Into a new file, an inflated copy becomes that file: it is fsynced beside its check.
-        let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked, syncCopy: isNewFile(request.target) && !request.dryRun)!
+        // A line at once, with bytes and time left as the backup is read (inflated, checksummed).
+        let phase = Phase.checkingBackup(name: entry.name, number: 1, of: 1)
+        progress(.working(phase))
+        var reporting = store
+        let progress = self.progress
+        reporting.checkProgress = { done, total in progress(.working(phase, done: done, total: total)) }
+        let opened = try reporting.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked, syncCopy: isNewFile(request.target) && !request.dryRun)!
         do {
             let check = alreadyChecked ? "these bytes passed integrity_check on \(Self.day(entry.manifest!.verification!.at))" : "integrity_check"
             if !request.allowForeign, !isNewFile(request.target) {
