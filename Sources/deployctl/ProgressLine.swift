@@ -27,19 +27,19 @@ final class ProgressLine: @unchecked Sendable {
     /// The words shown for a phase the library reports.
     static func words(_ phase: Phase) -> String {
         switch phase {
-        case .copying: return "copying the database (SQLite's backup API)"
+        case .copying: return "copying the database"
         case .compressing(let algorithm): return "compressing (\(algorithm))"
         case .encrypting: return "encrypting (age)"
-        case .planning: return "planning on a copy of the database (every statement run there)"
+        case .planning: return "planning on a copy"
         case .checkingBackup(let name, let number, let count):
             return "checking \(name)\(count > 1 ? " (\(number) of \(count))" : "")"
-        case .comparingWithLive: return "checking the backup and comparing it with the live database"
+        case .comparingWithLive: return "comparing with the live database"
         case .savingPreRestore: return "saving the live database as pre_restore"
-        case .restoringPages: return "restoring: committing the backup's pages into the live database"
-        case .provingRestore: return "proving every page equals the backup's"
+        case .restoringPages: return "restoring the backup's pages"
+        case .provingRestore: return "proving each page equals the backup's"
         case .uploading(let name, let remote): return "copying \(name) to remote \(remote)"
         case .downloading(let name, let remote): return "fetching \(name) from remote \(remote)"
-        case .copyingRows(let table): return "copying \(table)'s rows online (application writes go on)"
+        case .copyingRows(let table): return "copying \(table) online"
         }
     }
 
@@ -47,10 +47,10 @@ final class ProgressLine: @unchecked Sendable {
     static func words(_ stage: Stage) -> String {
         switch stage {
         case .preflight: return "checking the config, locks and free space"
-        case .plan: return "planning on a copy of the database (every statement run there)"
+        case .plan: return "planning on a copy"
         case .snapshot: return "taking the snapshot"
-        case .rehearse: return "rehearsing the migrations on a copy of the snapshot"
-        case .migrateAndVerify: return "migrating and verifying (application writes wait)"
+        case .rehearse: return "rehearsing on a copy of the snapshot"
+        case .migrateAndVerify: return "migrating and verifying (writes wait)"
         case .restart: return "starting the application and checking its health"
         case .report: return "writing the report"
         }
