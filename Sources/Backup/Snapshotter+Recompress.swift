@@ -9,7 +9,7 @@ extension Snapshotter {
     ///
     /// The new backup keeps the label, creation time, source and migrations of the old; its
     /// name is the old one's with the next free `_<n>` and the compression's suffix; its
-    /// manifest's `note` names the file it was made from. A plain file whose bytes no longer
+    /// manifest's `compressed_from` names the file it was made from. A plain file whose bytes no longer
     /// match its manifest is left as it is (65): it is not made to look good by a new checksum.
     /// - Throws: `Failure` `.badData` for a damaged source or a new file that fails its check
     ///   (which is then removed; the source stays), `.io`; `SQLiteError`.
@@ -25,6 +25,7 @@ extension Snapshotter {
         }
         var manifest = made.manifest!
         (manifest.sqliteVersion, manifest.appliedMigrations) = (original.sqliteVersion, original.appliedMigrations)
+        manifest.compressedFrom = entry.name
         try store.record(manifest, of: made)
         let compressed = BackupEntry(name: made.name, path: made.path, manifest: manifest, label: made.label, createdAt: made.createdAt, bytes: made.bytes)
         let check = try store.verify(compressed, now: now)

@@ -4,11 +4,11 @@ import Support
 /// What a command does with an instance's files: what the permission check before any work
 /// asks of them (see `Runtime.checkAccess`).
 enum InstanceAccess {
-    /// Lists the backups (backups list, prune --dry-run, restore --dry-run).
+    /// Lists the backups (backups list, prune --dry-run).
     case listBackups
     /// Reads the live database only (verify, plan, deploy --dry-run).
     case readDatabase
-    /// Reads the database and lists the backups (status).
+    /// Reads the database and lists the backups (status, restore --dry-run).
     case inspect
     /// Reads and rewrites backups' manifests (backups verify).
     case recordVerification

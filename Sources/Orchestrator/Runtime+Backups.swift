@@ -35,8 +35,8 @@ extension Runtime {
         let config = try workspace.instance(name)
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
-        try ensureDatabase(config)
         try checkAccess(config, .snapshot)
+        try ensureDatabase(config)
         let lock = try lockInstance(config)
         defer { lock.release() }
         let compression = compression ?? config.compression
@@ -250,12 +250,20 @@ extension Runtime {
     func tidyRestoreCopies(_ config: InstanceConfig, store: BackupStore, protected: [String: String] = [:], compress: Bool) -> RestoreCopiesTidied {
         var tidied = RestoreCopiesTidied()
         do {
-            let copies = store.entries().filter { Retention.restoreCopyLabels.contains($0.label) }
+            var copies = store.entries().filter { Retention.restoreCopyLabels.contains($0.label) }
             guard !copies.isEmpty else { return tidied }
+            // A plain copy whose compressed copy was made and checked good, but not removed
+            // (a crash between the two): the same state twice; the plain one goes first.
+            let replaced = Set(copies.filter { $0.status == "verified" }.compactMap { $0.manifest?.compressedFrom })
+            let duplicates = copies.filter { replaced.contains($0.name) && !$0.compressed }
+            try store.remove(duplicates)
+            tidied.removed += duplicates
+            copies.removeAll { replaced.contains($0.name) && !$0.compressed }
             let guarded = try protectedBackups(config).merging(protected) { a, _ in a }
             let decisions = Retention.decide(copies, policy: RetentionPolicy(), protected: guarded, now: store.now, restoreCopies: config.restoreCopies)
-            tidied.removed = decisions.filter { !$0.kept }.map(\.entry)
-            try store.remove(tidied.removed)
+            let doomed = decisions.filter { !$0.kept }.map(\.entry)
+            try store.remove(doomed)
+            tidied.removed += doomed
             guard compress, config.compression != .none else { return tidied }
             for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != "failed" {
                 try checkInterruption("the restore copies not yet compressed stay as they are")

@@ -38,8 +38,8 @@ extension Runtime {
     /// be undone, starting the app again and writing the report.
     public func deploy(instance name: String, options: DeployOptions) throws -> DeployReport {
         let config = try workspace.instance(name)
-        try ensureDatabase(config)
         try checkAccess(config, options.dryRun ? .readDatabase : .changeLive)
+        try ensureDatabase(config)
         let id = Self.deployId(clock())
         var pipeline = Pipeline(runtime: self, config: config, options: options,
                                 report: DeployReport(deployId: id, instance: name, startedAt: clock(), outcome: .failed))

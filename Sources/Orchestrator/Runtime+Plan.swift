@@ -29,8 +29,8 @@ extension Runtime {
     /// - Throws: `Failure` for config, missing database, bad migrations.
     public func plan(instance name: String) throws -> MigrationPlan {
         let config = try workspace.instance(name)
-        try ensureDatabase(config)
         try checkAccess(config, .readDatabase)
+        try ensureDatabase(config)
         try SQLite.Connection.checkIsDatabase(config.databasePath)
         progress(.working(.planning))
         defer { progress(.ended(announce: false)) }

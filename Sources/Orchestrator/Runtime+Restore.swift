@@ -313,7 +313,7 @@ extension Runtime {
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func beginRestore(_ request: RestoreRequest) throws -> PreparedRestore {
         let config = try workspace.instance(request.instance)
-        try checkAccess(config, request.dryRun ? .listBackups : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
+        try checkAccess(config, request.dryRun ? .inspect : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let store = store(config)
         var lock: InstanceLock?
         if !request.dryRun {

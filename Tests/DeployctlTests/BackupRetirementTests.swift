@@ -80,6 +80,12 @@ struct BackupRetirementTests {
         #expect(copies.allSatisfy { $0.hasSuffix(".db") })
         // Their content as written: rows 100002 and 100003 (the first copy was retired).
         let contents = try copies.map { try box.sha3(box.backupsFolder + "/" + $0) }
+        // Kept aside, to play a crash after the compressed copies were made and before the plain ones went.
+        let aside = box.path("aside")
+        try FileManager.default.createDirectory(atPath: aside, withIntermediateDirectories: true)
+        for copy in copies {
+            for file in [copy, copy + ".json"] { try FileManager.default.copyItem(atPath: box.backupsFolder + "/" + file, toPath: aside + "/" + file) }
+        }
         #expect(try copies.map { try box.sqlite(box.backupsFolder + "/" + $0, "SELECT max(id) FROM user") }.sorted() == ["100002", "100003"])
 
         try box.write("instances/prod/instance.toml", """
@@ -103,6 +109,14 @@ struct BackupRetirementTests {
         #expect(Set(inflated) == Set(contents), "the compressed copies hold other content")
         let listed = try box.listedBackups().filter { ($0["label"] as? String) == "pre_restore" }
         #expect(listed.count == 2 && listed.allSatisfy { $0["status"] as? String == "verified" }, "\(listed)")
+        // The crash: the plain copies are back beside their compressed ones. The next run removes
+        // them (their compressed_from copies checked good) and makes no third copy.
+        let compressed = Set(copies)
+        for file in try FileManager.default.contentsOfDirectory(atPath: aside) {
+            try FileManager.default.copyItem(atPath: aside + "/" + file, toPath: box.backupsFolder + "/" + file)
+        }
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        #expect(Set(box.backupNames().filter { $0.contains("_pre_restore_") }) == compressed, "\(box.backupNames())")
         // Still restorable as the state before the last restore.
         let undo = try box.deployctl(["restore", "prod", "--latest", "--label", "pre_restore", "--yes"])
         #expect(undo.status == 0, "\(undo.stderr)")
