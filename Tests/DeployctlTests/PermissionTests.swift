@@ -16,6 +16,12 @@ struct PermissionTests {
 
     static let unprivileged = ["--reuid=65534", "--regid=65534", "--clear-groups"]
 
+    /// `setpriv`, or nil after printing why the test is skipped.
+    static func runner() -> String? {
+        if setpriv == nil { print("skipped: setpriv cannot run commands as nobody (uid 65534) here (needs /usr/bin/setpriv and root)") }
+        return setpriv
+    }
+
     /// A sandbox whose files belong to `nobody`, with one root-owned snapshot (backups folder 0700).
     static func sandbox() throws -> Sandbox {
         let box = try Sandbox(rows: 30)
@@ -27,10 +33,7 @@ struct PermissionTests {
 
     @Test("an unreadable backups folder: list, status, verify, snapshot, prune and restore exit 66/73 naming folder, user and permission; never 'no backups'; nothing changes")
     func unreadableBackupsFolder() throws {
-        guard let setpriv = Self.setpriv else {
-            print("skipped: setpriv cannot run commands as nobody (uid 65534) here (needs /usr/bin/setpriv and root)")
-            return
-        }
+        guard let setpriv = Self.runner() else { return }
         let box = try Self.sandbox()
         try Sandbox.exec("/usr/bin/chown", ["0:0", box.backupsFolder]).expectSuccess()
         chmod(box.backupsFolder, 0o700)
@@ -58,10 +61,7 @@ struct PermissionTests {
 
     @Test("a database the user may read but not write: restore and deploy exit 73 naming the database, the user and 'write' before any work; snapshot still works")
     func unwritableDatabase() throws {
-        guard let setpriv = Self.setpriv else {
-            print("skipped: setpriv cannot run commands as nobody (uid 65534) here (needs /usr/bin/setpriv and root)")
-            return
-        }
+        guard let setpriv = Self.runner() else { return }
         let box = try Self.sandbox()
         try box.installCashbackMigration()
         try Sandbox.exec("/usr/bin/chown", ["0:0", box.databasePath]).expectSuccess()
@@ -84,10 +84,7 @@ struct PermissionTests {
 
     @Test("a database folder the user cannot write: restore is 73 naming the folder (SQLite's journal files); verify of a WAL database is 66 naming the -shm file's folder, not a raw SQLite error")
     func unwritableDatabaseFolder() throws {
-        guard let setpriv = Self.setpriv else {
-            print("skipped: setpriv cannot run commands as nobody (uid 65534) here (needs /usr/bin/setpriv and root)")
-            return
-        }
+        guard let setpriv = Self.runner() else { return }
         let box = try Self.sandbox()
         let folder = (box.databasePath as NSString).deletingLastPathComponent
         try Sandbox.exec("/usr/bin/chown", ["0:0", folder]).expectSuccess()
@@ -105,10 +102,7 @@ struct PermissionTests {
 
     @Test("an unreadable instance config or a folder on the way that cannot be searched: 66 naming it, not a config syntax error")
     func unreadableConfig() throws {
-        guard let setpriv = Self.setpriv else {
-            print("skipped: setpriv cannot run commands as nobody (uid 65534) here (needs /usr/bin/setpriv and root)")
-            return
-        }
+        guard let setpriv = Self.runner() else { return }
         let box = try Self.sandbox()
         let config = box.path("instances/prod/instance.toml")
         try Sandbox.exec("/usr/bin/chown", ["0:0", config]).expectSuccess()
