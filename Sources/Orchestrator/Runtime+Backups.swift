@@ -209,7 +209,7 @@ extension Runtime {
         }
         if let why = try protectedBackups(config)[backup] {
             throw Failure(.usage, "\(backup) is not removed: \(why)",
-                          hint: "deployctl deploy \(name)")
+                          hint: "let the next deploy finish or undo that deploy first: deployctl deploy \(name)")
         }
         guard let entry else {
             try store.removeOrphanManifest(of: backup)

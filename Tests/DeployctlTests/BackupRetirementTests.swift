@@ -62,6 +62,15 @@ struct BackupRetirementTests {
         #expect(retired.stdout.contains("removed the manifest \(name).json"), "\(retired.stdout)")
         #expect(!FileManager.default.fileExists(atPath: box.backupsFolder + "/" + name + ".json"))
         #expect(!(try box.deployctl(["backups", "list", "prod"]).stdout.contains(name)))
+
+        // The snapshot a killed deploy's journal names is what finishes or undoes that deploy.
+        try box.installCashbackMigration()
+        #expect(try box.deployctl(["deploy", "prod", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "rehearse=crash"]).status != 0)
+        let needed = try #require(box.backupNames().first { $0.contains("_pre_cashback_tables_") })
+        let refused = try box.deployctl(["backups", "remove", "prod", needed, "--yes"])
+        #expect(refused.status == 64 && refused.stderr.contains("\(needed) is not removed: an unfinished deploy refers to it"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("finish or undo that deploy first: deployctl deploy prod"), "\(refused.stderr)")
+        #expect(box.backupNames().contains(needed))
     }
 
     @Test("restores keep the last 2 pre_restore copies; the next snapshot with compress = gzip stores them gzip-compressed, verified, with the same content; keep_restore_copies = 1 is honoured by prune")
