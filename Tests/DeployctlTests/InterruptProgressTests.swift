@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Interrupts that take effect in the middle of long work, and progress lines that fit 80
-/// columns, on a database of a few hundred MiB (large enough that each phase takes seconds).
+/// columns, on a database of 128 MiB (large enough that each phase takes a second or more).
 /// No timing is asserted: what shows an interrupt took effect at once is how little of the
 /// work's temp file was written before it was removed.
 @Suite("interrupts and progress", .serialized)
@@ -46,9 +46,9 @@ struct InterruptProgressTests {
 
     @Test("SIGINT during a snapshot's copy and during backups verify's inflation stops the work where it is: exit 1, temp files removed, nothing recorded; the progress of backups verify at 80 columns keeps percent, bytes, rate and time left")
     func interruptsAndProgress() throws {
-        let box = try Self.largeSandbox(megabytes: 256)
+        let box = try Self.largeSandbox(megabytes: 128)
         let databaseBytes = (try FileManager.default.attributesOfItem(atPath: box.databasePath)[.size] as? NSNumber)?.int64Value ?? 0
-        #expect(databaseBytes > 200 << 20)
+        #expect(databaseBytes > 100 << 20)
 
         let copy = try Self.interruptOnceStarted(box, ["snapshot", "prod", "--no-gzip"])
         #expect(copy.status == 1, "\(copy.stderr)")
