@@ -29,7 +29,7 @@ extension BackupStore {
         let content = digests.content!
         guard content.bytes == manifest.bytes, content.sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(content.bytes) bytes, sha256 \(content.sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
-                          hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
+                          hint: "check it with 'deployctl backups verify \(instance ?? manifest.instance ?? stem) \(entry.name)', and push a good one")
         }
         manifest.name = name
         manifest.sha256 = digests.sha256

@@ -99,10 +99,17 @@ extension BackupStore {
         do {
             defer { close(fd) }
             if entry.compression == .zstd {
-                try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                try Zstd.decompress(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped)
             } else {
-                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes)
+                let total = manifest.databaseBytes + (entry.encrypted ? 0 : manifest.bytes)
+                try Gzip.inflate(source: source.databasePath, into: fd, outputPath: temp, expected: manifest.databaseBytes, stop: stopped) { [checkProgress] done in
+                    checkProgress(done, total)
+                }
             }
+        } catch let failure as Failure where failure.kind == .badData {
+            opened.discard()
+            // The formats do not know the instance: the hint names the command that does.
+            throw Failure(.badData, failure.message, hint: anotherBackupHint)
         } catch {
             opened.discard()
             throw error
@@ -126,22 +133,26 @@ extension BackupStore {
         }
         if entry.encrypted, manifest.encryption == nil {
             throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         // An encrypted plain database decrypts to the database itself: the sizes must agree.
         if entry.encrypted, !entry.compressed, let encryption = manifest.encryption, encryption.plaintextBytes != manifest.databaseBytes {
             throw Failure(.badData, "backup \(entry.name) decrypts to \(encryption.plaintextBytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         guard digest else { return manifest }
-        let (bytes, sha256) = try FileDigest.sha256(of: entry.path)
+        // After an inflation, which counted the database's bytes first.
+        let before = entry.compressed && !entry.encrypted ? manifest.databaseBytes : 0
+        let (bytes, sha256) = try FileDigest.sha256(of: entry.path, stop: stopped) { [checkProgress] done in
+            checkProgress(before + done, before + manifest.bytes)
+        }
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
             throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         if !entry.compressed, !entry.encrypted, bytes != manifest.databaseBytes {
             throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         return manifest
     }
@@ -173,7 +184,7 @@ extension BackupStore {
             written += Int64(piece.count)
             guard written <= encryption.plaintextBytes else {
                 throw Failure(.badData, "backup \(entry.name) decrypts to more than the \(encryption.plaintextBytes) bytes its manifest records",
-                              hint: "use another backup (deployctl backups list)")
+                              hint: anotherBackupHint)
             }
             try DurableFile.writeAll(fd: fd, piece, path: temp)
             hasher.update(piece)
@@ -181,7 +192,7 @@ extension BackupStore {
         let sha256 = hasher.finalizeHex()
         guard written == encryption.plaintextBytes, sha256 == encryption.plaintextSha256 else {
             throw Failure(.badData, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
         complete = true
     }
@@ -195,17 +206,17 @@ extension BackupStore {
             let problems = try db.integrityProblems(full: true)
             guard problems.isEmpty else {
                 throw Failure(.badData, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
-                              hint: "use another backup (deployctl backups list)")
+                              hint: anotherBackupHint)
             }
         } catch let error as SQLiteError where error.interrupted {
             // Stopped (a signal), not damaged: nothing is recorded about the backup.
             throw Failure(.failed, "the check of \(entry.name) was stopped before it finished")
         } catch let error as SQLiteError {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         } catch let failure as Failure where failure.kind == .badData {
             throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(failure.message)",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: anotherBackupHint)
         }
     }
 
@@ -271,5 +282,27 @@ extension BackupStore {
             }
         }
         if !entries.isEmpty { try DurableFile.syncDirectory(folder) }
+    }
+}
+
+extension BackupStore {
+    /// The manifest `<name>.json` of a backup whose file is gone (removed by hand), when it
+    /// reads and describes `name`: `backups remove` retires it.
+    public func orphanManifest(of name: String) -> Manifest? {
+        let path = folder + "/" + name
+        guard !FileManager.default.fileExists(atPath: path), labelFromName(name) != nil,
+              let data = try? Data(contentsOf: URL(fileURLWithPath: path + ".json")),
+              let manifest = try? JSON.decoder().decode(Manifest.self, from: data), manifest.name == name else { return nil }
+        return manifest
+    }
+
+    /// Removes the manifest of a backup whose file is gone, and fsyncs the folder.
+    /// - Throws: `Failure` `.io`.
+    public func removeOrphanManifest(of name: String) throws {
+        guard orphanManifest(of: name) != nil else { return }
+        guard unlink(folder + "/" + name + ".json") == 0 || errno == ENOENT else {
+            throw DurableFile.posixFailure("cannot remove \(folder)/\(name).json", errno)
+        }
+        try DurableFile.syncDirectory(folder)
     }
 }

@@ -66,6 +66,18 @@ public struct BackupStore: Sendable {
     /// The clock's time when the store was opened: what "dated in the future" is measured against.
     public let now: Date
 
+    /// The instance the folder belongs to, for the commands hints name.
+    public var instance: String?
+
+    /// The hint for a backup that cannot be used: the command that lists the others.
+    var anotherBackupHint: String {
+        "use another backup (deployctl backups list \(instance ?? stem))"
+    }
+
+    /// Told the bytes done of the total as a check reads a backup (inflating, then the
+    /// checksum of the stored file), for a progress line.
+    public var checkProgress: @Sendable (_ done: Int64, _ total: Int64) -> Void = { _, _ in }
+
     /// Asked during long checks (`integrity_check`): true stops them (a signal arrived).
     public var stopped: @Sendable () -> Bool = { false }
 
@@ -86,6 +98,8 @@ public struct BackupStore: Sendable {
     public init(folder: String, databasePath: String, now: Date, like other: BackupStore) {
         self.init(folder: folder, databasePath: databasePath, now: now)
         stopped = other.stopped
+        instance = other.instance
+        checkProgress = other.checkProgress
         identities = other.identities
         identitySetting = other.identitySetting
     }
@@ -207,6 +221,10 @@ public struct BackupStore: Sendable {
                 others.append(OtherFile(name: name, reason: link ? "a symbolic link" : "not a regular file"))
                 continue
             }
+            if name.hasSuffix(".json"), orphanManifest(of: String(name.dropLast(5))) != nil {
+                others.append(OtherFile(name: name, reason: "the manifest of \(name.dropLast(5)), whose file is gone: 'backups remove' with that name retires it"))
+                continue
+            }
             guard labelFromName(name) != nil else {
                 others.append(OtherFile(name: name, reason: "not named \(stem)_<label>_<time>.db[.gz|.zst][.age]"))
                 continue
@@ -254,10 +272,10 @@ public struct BackupStore: Sendable {
         if let entry = backups.first(where: { $0.name == name }) { return entry }
         if let other = others.first(where: { $0.name == name }) {
             throw Failure(.badData, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
-                          hint: "pick a backup from 'deployctl backups list'")
+                          hint: "pick a backup from 'deployctl backups list \(instance ?? stem)'")
         }
         throw Failure(.missingInput, "no backup named \(name) in \(folder)",
-                      hint: "list the backups with 'deployctl backups list'")
+                      hint: "list the backups with 'deployctl backups list \(instance ?? stem)'")
     }
 
     /// Parses the label out of `<stem>_<label>_<YYYYMMDD>_<HHMMSS>[_<n>].db[.gz|.zst][.age]`;

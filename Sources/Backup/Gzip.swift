@@ -157,14 +157,19 @@ enum Gzip {
     /// Inflates the members of an indexed file on every core at once, writing each at its place.
     /// - Throws: `Failure` `.badData` when zlib rejects a member (bad data, CRC or length) or a
     ///   member does not end where its header says; `.io` on read or write errors.
-    static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String) throws {
+    static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String,
+                        stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
         let maxCompressed = members.map(\.length).max() ?? 0
         let buffers = (0..<workers).map { _ in
             (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
              UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
         }
         defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        var inflated: Int64 = 0
         for batch in stride(from: 0, to: members.count, by: buffers.count) {
+            if stop() { throw stopped(source) }
+            progress(inflated)
+            inflated += members[batch..<min(members.count, batch + buffers.count)].reduce(0) { $0 + Int64($1.inflatedLength) }
             _ = try inParallel(min(buffers.count, members.count - batch)) { i throws(Failure) in
                 try inflateMember(members[batch + i], source: source, input: input, compressed: buffers[i].0,
                                   inflated: buffers[i].1, output: output, outputPath: outputPath)
@@ -193,7 +198,7 @@ enum Gzip {
         guard rc == LIBDEFLATE_SUCCESS, consumed == member.length, produced == member.inflatedLength else {
             let reason = rc == LIBDEFLATE_BAD_DATA ? "bad data or checksum" : rc == LIBDEFLATE_SUCCESS ? "member length mismatch" : "libdeflate error \(rc.rawValue)"
             throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
-                          hint: "the backup is damaged; use another one (deployctl backups list)")
+                          hint: "the backup is damaged; use another one")
         }
         var written = 0
         while written < produced {
@@ -210,19 +215,21 @@ enum Gzip {
     ///   garbage or anything else zlib rejects; `.io` on read or write errors.
     /// The result must come to exactly `expected` bytes (the manifest's database size; nil:
     /// any): a stream that would inflate past it is stopped there, one that ends short refused.
-    static func inflate(source: String, into output: Int32, outputPath: String, expected: Int64? = nil) throws {
+    /// `stop` is asked every few MiB: true ends the work with `Failure` `.failed` (a signal).
+    static func inflate(source: String, into output: Int32, outputPath: String, expected: Int64? = nil,
+                        stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
         let wrongSize = { (total: Int64) in
             Failure(.badData, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
-                    hint: "the backup is damaged; use another one (deployctl backups list)")
+                    hint: "the backup is damaged; use another one")
         }
         var info = stat()
         if fstat(input, &info) == 0, let members = memberIndex(input, size: Int64(info.st_size)) {
             let total = members.reduce(Int64(0)) { $0 + Int64($1.inflatedLength) }
             if let expected, total != expected { throw wrongSize(total) }
-            return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath)
+            return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath, stop: stop, progress: progress)
         }
         var total: Int64 = 0
         var stream = z_stream()
@@ -239,6 +246,8 @@ enum Gzip {
         var needInput = true
         while true {
             if stream.avail_in == 0 && needInput {
+                if stop() { throw stopped(source) }
+                progress(total)
                 let n = try DurableFile.readFully(input, into: inBuffer, path: source)
                 if n == 0 { break }
                 sawInput = true
@@ -266,13 +275,18 @@ enum Gzip {
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib error \(rc)"
                 throw Failure(.badData, "\(source) is not a valid gzip file: \(reason)",
-                              hint: "the backup is damaged; use another one (deployctl backups list)")
+                              hint: "the backup is damaged; use another one")
             }
         }
         guard sawInput, atMemberEnd else {
             throw Failure(.badData, "\(source) is truncated: the gzip stream ends early",
-                          hint: "the backup is damaged; use another one (deployctl backups list)")
+                          hint: "the backup is damaged; use another one")
         }
         if let expected, total != expected { throw wrongSize(total) }
+    }
+
+    /// The failure of work stopped by a signal (not damage: nothing is recorded about the file).
+    static func stopped(_ source: String) -> Failure {
+        Failure(.failed, "the work on \(source) was stopped before it finished")
     }
 }

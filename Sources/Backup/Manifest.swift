@@ -53,6 +53,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var note: String?
     /// The last SQLite check of the stored bytes, good or failed.
     public var verification: Verification?
+    /// For a restore copy stored again compressed: the plain backup it was made from (removed
+    /// once this one checked good; a crash in between leaves both, and the plain one goes next).
+    public var compressedFrom: String?
     /// In a remote copy's manifest only: where and how the copy was stored.
     public var remote: RemoteCopy?
     /// For an encrypted backup (`….age`): how, to whom, and what the decrypted file must be.
@@ -148,5 +151,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
         case instance, database, note, verification, compression, remote, encryption
+        case compressedFrom = "compressed_from"
     }
 }

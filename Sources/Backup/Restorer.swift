@@ -430,7 +430,7 @@ public struct Restorer: Sendable {
             .comparePages(with: saved.path, timeout: busyTimeout).identical
         guard unchanged == true else {
             return Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
-                           hint: "do not start the application; put the saved copy back: deployctl restore <instance> \(saved.name) --yes")
+                           hint: "do not start the application; put the saved copy back: deployctl restore \(store.instance ?? store.stem) \(saved.name) --yes")
         }
         try? store.remove([saved])
         return Failure(error.kind == .unproven ? .failed : error.kind,
@@ -573,7 +573,7 @@ public struct Restorer: Sendable {
         let differences = try restored.comparePages(with: backup.databasePath, timeout: busyTimeout)
         guard differences.identical else {
             throw Failure(.unproven, "after the restore, \(what) does not hold the backup's pages (\(differences.pages.count) of \(differences.referencePageCount) differ)",
-                          hint: "do not start the application; run 'deployctl verify' and restore again with --replace")
+                          hint: "do not start the application; check the database with verify, and restore again with --replace")
         }
         return differences.pageCount
     }

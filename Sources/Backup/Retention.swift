@@ -85,6 +85,10 @@ public struct RetentionDecision: Sendable {
 
 /// Applies a `RetentionPolicy` to a backups folder.
 public enum Retention {
+    /// The labels of the copies a restore makes of the state it replaces: kept by count
+    /// (`restoreCopies`), not by a command's rules.
+    public static let restoreCopyLabels: Set<String> = ["pre_restore", "pre_putback"]
+
     static let calendar: Calendar = {
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = TimeZone(identifier: "UTC")!
@@ -97,9 +101,11 @@ public enum Retention {
     /// dated in the future (their age is unknown; they are reported, never counted as newest).
     /// A backup whose last check failed takes no place in the count rules (last, daily, weekly,
     /// monthly), so it never pushes a good one out; only `keep-within` keeps it.
+    /// With `restoreCopies`, the labels in `restoreCopyLabels` follow only that rule (the newest
+    /// N good copies of each), whatever `policy` says.
     /// `entries` are newest first, as `BackupStore.entries` gives them.
     public static func decide(_ entries: [BackupEntry], policy: RetentionPolicy, label: String? = nil,
-                              protected: [String: String] = [:], now: Date) -> [RetentionDecision] {
+                              protected: [String: String] = [:], now: Date, restoreCopies: Int? = nil) -> [RetentionDecision] {
         var byLabel = [String: [BackupEntry]]()
         var order = [String]()
         for entry in entries where label == nil || entry.label == label {
@@ -113,6 +119,11 @@ public enum Retention {
             let good = dated.filter { $0.status != "failed" }
             var reasons = [String: [String]]()
             func keep(_ entry: BackupEntry, _ reason: String) { reasons[entry.name, default: []].append(reason) }
+            var policy = policy
+            if let restoreCopies, restoreCopyLabels.contains(label) {
+                policy = RetentionPolicy()
+                for (index, entry) in good.prefix(restoreCopies).enumerated() { keep(entry, "keep_restore_copies \(restoreCopies) (#\(index + 1))") }
+            }
             if let n = policy.keepLast {
                 for (index, entry) in good.prefix(n).enumerated() { keep(entry, "last \(n) (#\(index + 1))") }
             }

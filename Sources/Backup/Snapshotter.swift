@@ -66,11 +66,19 @@ public struct Snapshotter: Sendable {
     public func snapshot(_ request: SnapshotRequest, progress: @escaping ProgressHandler = { _ in }) throws -> BackupEntry {
         try BackupStore.validate(label: request.label)
         let source = try Connection(path: request.databasePath, mode: .inspect, busyTimeout: request.busyTimeout)
+        let interrupted = request.interrupted
+        source.stopWhen { interrupted() }
         return try publish(request, progress: progress) { path, following in
             // A plain snapshot is the copy itself, fsynced: its writeback can start during the copy.
             let kept = request.compression == .none && request.recipients.isEmpty
-            return try source.copy(into: path, timeout: request.busyTimeout, durable: kept, following: kept ? nil : following) { done, total in
-                progress(.working(.copying, done: done, total: total))
+            do {
+                return try source.copy(into: path, timeout: request.busyTimeout, durable: kept, following: kept ? nil : following) { done, total in
+                    progress(.working(.copying, done: done, total: total))
+                }
+            } catch let error as SQLiteError where error.interrupted {
+                // Stopped between two steps of the copy: the checkpoint says why, in its words.
+                try request.checkpoint()
+                throw error
             }
         }
     }
@@ -227,7 +235,7 @@ public struct Snapshotter: Sendable {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
                 throw Failure(.badData, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
-                              hint: "run 'deployctl verify' on the live database; it may be damaged")
+                              hint: "check the live database with 'deployctl verify \(store.instance ?? store.stem)'; it may be damaged")
             }
         }
         let pageSize = Int(try copy.scalar("PRAGMA page_size").int ?? 0)
@@ -248,8 +256,10 @@ public struct Snapshotter: Sendable {
 
 /// Whole-file digests.
 public enum FileDigest {
-    /// SHA-256 and size of the file at `path`, read in 1 MiB blocks.
-    public static func sha256(of path: String) throws -> (bytes: Int64, sha256: String) {
+    /// SHA-256 and size of the file at `path`, read in 1 MiB blocks. `stop` is asked before
+    /// each: true ends the work with `Failure` `.failed` (a signal).
+    public static func sha256(of path: String, stop: () -> Bool = { false },
+                              progress: (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }
@@ -258,10 +268,12 @@ public enum FileDigest {
         var hasher = SHA256()
         var total: Int64 = 0
         while true {
+            if stop() { throw Gzip.stopped(path) }
             let n = try DurableFile.readFully(fd, into: buffer, path: path)
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             total += Int64(n)
+            if total % (16 << 20) < Int64(n) { progress(total) }
         }
         return (total, hasher.finalizeHex())
     }

@@ -51,7 +51,9 @@ enum Zstd {
     /// would inflate past it is stopped there, one that ends short is refused.
     /// - Throws: `Failure` `.badData` for a truncated or damaged file (libzstd checks each frame's
     ///   structure, content size and checksum) or the wrong size; `.io` on read or write errors.
-    static func decompress(source: String, into output: Int32, outputPath: String, expected: Int64? = nil) throws {
+    /// `stop` is asked every few MiB: true ends the work with `Failure` `.failed` (a signal).
+    static func decompress(source: String, into output: Int32, outputPath: String, expected: Int64? = nil,
+                           stop: () -> Bool = { false }) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
@@ -59,7 +61,7 @@ enum Zstd {
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
         let size = Int64(info.st_size)
         let bad = { (why: String) in
-            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one (deployctl backups list)")
+            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
         }
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
@@ -72,6 +74,7 @@ enum Zstd {
         var offset: Int64 = 0
         var inflated: Int64 = 0
         while offset < size {
+            if stop() { throw Gzip.stopped(source) }
             let want = Int(min(Int64(window.count), size - offset))
             let got = pread(input, window.baseAddress, want, off_t(offset))
             guard got >= 0 else { throw DurableFile.posixFailure("cannot read \(source)", errno) }
@@ -92,7 +95,7 @@ enum Zstd {
                 // Another tool's frame (larger, or of unknown size): the whole file as a stream.
                 if content == contentSizeUnknown || content > UInt64(Gzip.memberSize) {
                     if frames.isEmpty {
-                        return try stream(input, size: size, into: output, outputPath: outputPath, from: offset + Int64(at), inflatedSoFar: inflated, expected: expected, bad: bad)
+                        return try stream(input, size: size, into: output, outputPath: outputPath, from: offset + Int64(at), inflatedSoFar: inflated, expected: expected, bad: bad, stop: stop, source: source)
                     }
                     break
                 }
@@ -104,7 +107,7 @@ enum Zstd {
             }
             guard !frames.isEmpty else {
                 // One frame bigger than the window: only another tool writes those.
-                return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad)
+                return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad, stop: stop, source: source)
             }
             nonisolated(unsafe) let base = UnsafeRawPointer(window.baseAddress!)
             _ = try Gzip.inParallel(frames.count) { i throws(Failure) in
@@ -130,7 +133,7 @@ enum Zstd {
     /// Streams a file whose frames cannot be taken whole (another tool's) through one
     /// decompressor from `from`, reading it in chunks, appending after `inflatedSoFar` bytes.
     private static func stream(_ input: Int32, size: Int64, into output: Int32, outputPath: String, from: Int64, inflatedSoFar: Int64,
-                               expected: Int64?, bad: (String) -> Failure) throws {
+                               expected: Int64?, bad: (String) -> Failure, stop: () -> Bool, source: String) throws {
         guard let context = ZSTD_createDStream() else { throw Failure(.io, "libzstd could not allocate a decompressor (out of memory)") }
         defer { ZSTD_freeDStream(context) }
         let inChunk = ZSTD_DStreamInSize(), outChunk = ZSTD_DStreamOutSize()
@@ -144,6 +147,7 @@ enum Zstd {
         // stream waiting for a next frame) does not change it.
         var ended = true
         while offset < size {
+            if stop() { throw Gzip.stopped(source) }
             let got = pread(input, inBuffer.baseAddress, Int(min(Int64(inChunk), size - offset)), off_t(offset))
             guard got > 0 else { throw got < 0 ? DurableFile.posixFailure("cannot read", errno) : bad("it is truncated (it changed while being read)") }
             offset += Int64(got)

@@ -98,7 +98,7 @@ struct AgeHeader {
         }
         guard try line() == versionLine else {
             throw Failure(.badData, "\(file) is not an age-encryption.org/v1 file (its first line is not \(versionLine))",
-                          hint: "use another backup (deployctl backups list)")
+                          hint: "use another backup")
         }
         var stanzas = [Stanza]()
         while true {
@@ -165,6 +165,6 @@ struct AgeHeader {
     }
 
     static func malformed(_ file: String, _ what: String) -> Failure {
-        Failure(.badData, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup (deployctl backups list)")
+        Failure(.badData, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup")
     }
 }

@@ -291,7 +291,7 @@ public struct Applier: Sendable {
             for query in file.verifyQueries {
                 let rows = try db.rows(query)
                 if rows.count != 1 || rows[0].count != 1 || !rows[0][0].isTrue {
-                    problems.append("verify query of \(file.fileName) is not true: \(query)")
+                    problems.append(Self.falseQuery(file, query))
                 }
             }
         }
@@ -479,4 +479,29 @@ private final class BeforeFingerprints: @unchecked Sendable {
 
     // Never free the connection under the background task (an error path drops us early).
     deinit { if !finished { done.wait() } }
+}
+
+extension Applier {
+    /// How a false verify query is reported, by the deploy and by the plan alike.
+    static func falseQuery(_ file: MigrationFile, _ query: String) -> String {
+        "verify query of \(file.fileName) is not true: \(query)"
+    }
+
+    /// The `-- verify:` queries of `pending` that are not true on `db` (one row, one true
+    /// value), or that fail to run, worded as the deploy reports them. Reads only.
+    /// - Throws: `SQLiteError` only when stopped (an interrupt).
+    public static func falseVerifyQueries(_ pending: [MigrationFile], on db: Connection) throws -> [String] {
+        var failures = [String]()
+        for file in pending {
+            for query in file.verifyQueries {
+                do {
+                    let rows = try db.rows(query)
+                    if rows.count != 1 || rows[0].count != 1 || !rows[0][0].isTrue { failures.append(falseQuery(file, query)) }
+                } catch let error as SQLiteError where !error.interrupted {
+                    failures.append("verify query of \(file.fileName) fails: \(error.sqliteMessage): \(query)")
+                }
+            }
+        }
+        return failures
+    }
 }

@@ -58,8 +58,8 @@ public enum History {
 
     /// The files not yet applied, in order, after checking that every applied migration's file
     /// is unchanged.
-    /// - Throws: `Failure` `.usage` naming the file whose checksum changed, or an applied
-    ///   migration whose file is gone.
+    /// - Throws: `MigrationFileChanged` (65) for a file whose checksum changed; `Failure`
+    ///   `.usage` for an applied migration whose file is gone.
     public static func pending(files: [MigrationFile], applied: [AppliedMigration]) throws -> [MigrationFile] {
         let byId = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0) })
         for row in applied {
@@ -68,11 +68,31 @@ public enum History {
                               hint: "restore the file from version control; applied migrations are never removed")
             }
             guard file.sha256 == row.sha256 else {
-                throw Failure(.usage, "migration file \(file.path) changed after it was applied (sha256 \(file.sha256.prefix(12)) ≠ applied \(row.sha256.prefix(12)))",
-                              hint: "restore the file as applied and put the change in a new migration, or record a deliberate edit with 'deployctl accept <instance> \(file.key)'")
+                throw MigrationFileChanged(path: file.path, key: file.key, fileSHA256: file.sha256, appliedSHA256: row.sha256)
             }
         }
         let appliedIds = Set(applied.map(\.id))
         return files.filter { !appliedIds.contains($0.id) }
+    }
+}
+
+/// An applied migration's file no longer has the checksum it was applied with: bad data (65)
+/// for every command that reads it (deploy, plan, verify, status).
+public struct MigrationFileChanged: DeployctlError, Sendable {
+    public let path: String
+    /// The migration's name, as `accept` takes it (`0001_cashback_tables`).
+    public let key: String
+    public let fileSHA256: String
+    public let appliedSHA256: String
+    /// The instance, for the `accept` command in the hint; set by the caller that knows it.
+    public var instance: String?
+
+    public var kind: FailureKind { .badData }
+    public var message: String {
+        "migration file \(path) changed after it was applied (sha256 \(fileSHA256.prefix(12)) ≠ applied \(appliedSHA256.prefix(12)))"
+    }
+    public var hint: String? {
+        let accept = instance.map { "'deployctl accept \($0) \(key)'" } ?? "accept"
+        return "restore the file as applied and put the change in a new migration, or record a deliberate edit with \(accept)"
     }
 }

@@ -103,6 +103,9 @@ public struct MigrationPlan: Codable, Sendable {
     /// fingerprints of rebuilt tables, `quick_check` of what the statements wrote, foreign-key
     /// checks), counted as often as the deploy runs them under its lock.
     public let checkMilliseconds: Double
+    /// The migrations' `-- verify:` queries that were not true (or did not run) on the plan's
+    /// copy after its statements, as the deploy words them: a deploy would fail at rehearse.
+    public internal(set) var verifyFailures: [String] = []
     /// The plan's estimate of how long a deploy blocks the application's writes: statements and
     /// checks, as measured on the plan's copy.
     public var writeLockEstimateMilliseconds: Double { statementMilliseconds + checkMilliseconds }
@@ -123,6 +126,7 @@ public struct MigrationPlan: Codable, Sendable {
         case tablesAlreadyExisting = "tables_already_existing"
         case existingTables = "existing_tables"
         case journalMode = "journal_mode"
+        case verifyFailures = "verify_failures"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -143,6 +147,7 @@ public struct MigrationPlan: Codable, Sendable {
         try c.encode(tablesAlreadyExisting, forKey: .tablesAlreadyExisting)
         try c.encode(existingTables, forKey: .existingTables)
         try c.encode(journalMode, forKey: .journalMode)
+        try c.encode(verifyFailures, forKey: .verifyFailures)
     }
 
     public init(from decoder: Decoder) throws {
@@ -160,6 +165,7 @@ public struct MigrationPlan: Codable, Sendable {
         evidence = try c.decodeIfPresent([TableEvidence].self, forKey: .evidence) ?? []
         statementMilliseconds = try c.decodeIfPresent(Double.self, forKey: .statementMilliseconds) ?? 0
         checkMilliseconds = try c.decodeIfPresent(Double.self, forKey: .checkMilliseconds) ?? 0
+        verifyFailures = try c.decodeIfPresent([String].self, forKey: .verifyFailures) ?? []
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],

@@ -145,6 +145,9 @@ public struct Planner: Sendable {
             }
             if let own { ownEvidence[file.key] = try effects!.end(own) }
         }
+        // The files' verify queries, on the copy as the statements left it: a false one fails
+        // the deploy at rehearse, so the plan says so first.
+        let verifyFailures = try Applier.falseVerifyQueries(pending, on: scratch)
         // What the statements did on the copy, table by table, column by column.
         let evidence = try recorder.compare(rowCounts: existingTables, replaced: replaced)
         if reshapes {
@@ -189,11 +192,13 @@ public struct Planner: Sendable {
         let claims = Self.claims(statements: statements, evidence: evidence, createTables: toCreate.count, originalTables: originalTables,
                                  untouched: originalTables.filter { !touched.contains($0) && $0 != History.table }, unchanged: unchanged,
                                  fingerprintCopy: fingerprintCopy, rerunClean: rerunClean)
-        return MigrationPlan(applied: applied, pending: pending.map(\.key),
-                             statements: statements, tablesToCreate: toCreate, tablesAlreadyExisting: alreadyExisting,
-                             existingTables: existingTables, journalMode: journalMode, created: created, claims: claims,
-                             migrations: migrations, evidence: evidence,
-                             statementMilliseconds: executing.milliseconds, checkMilliseconds: checking.milliseconds)
+        var plan = MigrationPlan(applied: applied, pending: pending.map(\.key),
+                                 statements: statements, tablesToCreate: toCreate, tablesAlreadyExisting: alreadyExisting,
+                                 existingTables: existingTables, journalMode: journalMode, created: created, claims: claims,
+                                 migrations: migrations, evidence: evidence,
+                                 statementMilliseconds: executing.milliseconds, checkMilliseconds: checking.milliseconds)
+        plan.verifyFailures = verifyFailures
+        return plan
     }
 
     /// Runs on the plan's copy the checks a deploy runs inside its transaction after the

@@ -67,6 +67,7 @@ public struct DeployConfig: Sendable {
     /// - Throws: `Failure` `.usage` naming file, line and key.
     static func load(instancesFolder: String) throws -> DeployConfig {
         let path = instancesFolder + "/deploy.toml"
+        try FileAccess.require(.read, on: path, what: "deploy config", purpose: "read the instance order and migrations folder", kind: .missingInput)
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             return DeployConfig(order: [], migrationsFolder: instancesFolder + "/migrations")
         }
@@ -113,6 +114,10 @@ public struct InstanceConfig: Sendable {
     /// Retention `snapshot` applies (per label) when its command line gives no rule; empty
     /// keeps everything.
     public let retention: RetentionPolicy
+    /// How many `pre_restore` and `pre_putback` copies (the states restores replaced) are kept,
+    /// per label, newest first (`[backups] keep_restore_copies`, default 2): applied by a
+    /// restore after it succeeds and by every snapshot and prune.
+    public let restoreCopies: Int
     /// `status` fails (exit 1) when the newest usable backup is older than this.
     public let maxBackupAge: RetentionDuration?
     /// SQL file that builds the database the first time it is needed (the example instance).
@@ -146,7 +151,7 @@ public struct InstanceConfig: Sendable {
     static let keys: Set<String> = Set([
         "database.path", "database.busy_timeout_ms", "database.max_write_lock_ms", "database.online_lock_wait_seconds", "database.seed_sql",
         "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
-        "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age",
+        "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age", "backups.keep_restore_copies",
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
     ]).union(EncryptionConfig.keys)
@@ -159,6 +164,7 @@ public struct InstanceConfig: Sendable {
             throw Failure(.missingInput, "no instance '\(name)': \(file) does not exist",
                           hint: "check the name, or create the instance's config (see instances/prod/instance.toml)")
         }
+        try FileAccess.require(.read, on: file, what: "instance config", purpose: "read the instance's config", kind: .missingInput)
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw Failure(.usage, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
         }
@@ -189,6 +195,7 @@ public struct InstanceConfig: Sendable {
             onlineLockWait: .seconds(try toml.int("database.online_lock_wait_seconds", range: 1...86_400) ?? 60),
             compression: try compression(toml, file: file),
             retention: try retention(toml, file: file),
+            restoreCopies: try toml.int("backups.keep_restore_copies", range: 1...1000) ?? 2,
             maxBackupAge: try duration(toml, "backups.max_backup_age", file: file),
             seedSQL: try toml.string("database.seed_sql").map { resolve($0, against: folder) },
             hooks: Hooks(

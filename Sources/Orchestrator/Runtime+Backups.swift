@@ -35,6 +35,7 @@ extension Runtime {
         let config = try workspace.instance(name)
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
+        try checkAccess(config, .snapshot)
         try ensureDatabase(config)
         let lock = try lockInstance(config)
         defer { lock.release() }
@@ -68,6 +69,7 @@ extension Runtime {
                 skipped = failure.message
             }
         }
+        pruned += tidyRestoreCopies(config, store: store, protected: [entry.name: "just written"], compress: true).removed
         return SnapshotOutcome(backup: entry, pruned: pruned, futureDated: entries.filter { $0.isFutureDated(now: store.now) },
                                retentionSkipped: skipped, crashedHolder: lock.crashedHolder)
     }
@@ -76,6 +78,7 @@ extension Runtime {
     /// - Throws: `Failure` for the instance.
     public func listBackups(instance name: String, label: String?) throws -> [BackupEntry] {
         let config = try workspace.instance(name)
+        try checkAccess(config, .listBackups)
         return store(config).entries().filter { label == nil || $0.label == label }
     }
 
@@ -91,6 +94,7 @@ extension Runtime {
     /// - Throws: `Failure` `.missingInput` when there is nothing to verify, `.usage` for a bad name.
     public func verifyBackups(instance name: String, backup: String?, all: Bool) throws -> [VerifyResult] {
         let config = try workspace.instance(name)
+        try checkAccess(config, .recordVerification)
         let store = store(config)
         let targets: [BackupEntry]
         if let backup {
@@ -107,10 +111,14 @@ extension Runtime {
             try checkInterruption("\(index) of \(counted(targets.count, "backup")) \(index == 1 ? "was" : "were") checked (their results are recorded); the rest were not")
             // After the check between backups: a signal here reaches the integrity_check itself.
             try failpoints.hit("backup-verify")
-            progress(.working(.checkingBackup(name: target.name, number: index + 1, of: targets.count)))
+            let phase = Phase.checkingBackup(name: target.name, number: index + 1, of: targets.count)
+            progress(.working(phase))
             defer { progress(.ended(announce: false)) }
+            var reporting = store
+            let progress = self.progress
+            reporting.checkProgress = { done, total in progress(.working(phase, done: done, total: total)) }
             do {
-                return try store.verify(target, now: clock())
+                return try reporting.verify(target, now: clock())
             } catch where interruption() != nil {
                 try checkInterruption("\(index) of \(counted(targets.count, "backup")) checked (results recorded); the check of \(target.name) was stopped and nothing was recorded for it")
                 throw error
@@ -129,8 +137,11 @@ extension Runtime {
                       confirm: ([String: Int]) throws -> Void) throws -> PruneOutcome {
         let config = try workspace.instance(name)
         if let label { try BackupStore.validate(label: label) }
+        try checkAccess(config, dryRun ? .listBackups : .manageBackups)
         let store = store(config)
-        let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now) }
+        // Restore copies follow keep_restore_copies, unless --label names their label.
+        let decide = { Retention.decide(store.entries(), policy: policy, label: label, protected: try self.protectedBackups(config), now: store.now,
+                                        restoreCopies: label == nil ? config.restoreCopies : nil) }
         let first = try decide()
         if dryRun { return PruneOutcome(decisions: first, removed: false) }
         let confirmed = Self.emptied(first)
@@ -145,6 +156,7 @@ extension Runtime {
         }
         let outcome = PruneOutcome(decisions: decisions, removed: true)
         try store.remove(outcome.doomed)
+        if label == nil { _ = tidyRestoreCopies(config, store: store, compress: true) }
         return outcome
     }
 
@@ -165,5 +177,110 @@ extension Runtime {
     func protectedBackups(_ config: InstanceConfig) throws -> [String: String] {
         guard let journal = try DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot else { return [:] }
         return [snapshot: "an unfinished deploy refers to it"]
+    }
+}
+
+extension Runtime {
+    /// `deployctl backups remove`: retires one backup of any label, a damaged one included, and
+    /// its manifest; or the manifest left behind by a backup file removed by hand. `confirm` is
+    /// asked with the backup (nil for a lone manifest) before the instance lock is taken, so an
+    /// unanswered question blocks no snapshot. A backup an unfinished deploy journal refers to
+    /// is refused: that deploy may still need it.
+    /// - Throws: `Failure` `.usage` for a bad name or a protected backup, `.missingInput` when
+    ///   there is no such backup, `.badData` for a file that is not a deployctl backup (never
+    ///   removed), and what `confirm` throws.
+    public func removeBackup(instance name: String, backup: String, confirm: (BackupEntry?) throws -> Void) throws -> RemovedBackup {
+        let config = try workspace.instance(name)
+        try BackupStore.validate(backupName: backup)
+        try checkAccess(config, .manageBackups)
+        let store = store(config)
+        let find = { () throws -> BackupEntry? in
+            if store.orphanManifest(of: backup) != nil { return nil }
+            return try store.entry(named: backup)
+        }
+        let first = try find()
+        try confirm(first)
+        let lock = try lockInstance(config)
+        defer { lock.release() }
+        let entry = try find()
+        guard entry?.manifest?.sha256 == first?.manifest?.sha256 else {
+            throw Failure(.usage, "\(backup) changed while deployctl asked; nothing was removed",
+                          hint: "deployctl backups remove \(name) \(backup)")
+        }
+        if let why = try protectedBackups(config)[backup] {
+            throw Failure(.usage, "\(backup) is not removed: \(why)",
+                          hint: "let the next deploy finish or undo that deploy first: deployctl deploy \(name)")
+        }
+        guard let entry else {
+            try store.removeOrphanManifest(of: backup)
+            return RemovedBackup(name: backup, label: nil, status: nil, manifestOnly: true)
+        }
+        try store.remove([entry])
+        return RemovedBackup(name: backup, label: entry.label, status: entry.status, manifestOnly: false)
+    }
+}
+
+/// What `backups remove` removed.
+public struct RemovedBackup: Sendable {
+    public let name: String
+    /// The backup's label and last check (nil for a lone manifest).
+    public let label: String?
+    public let status: String?
+    /// Only a manifest whose backup file was already gone.
+    public let manifestOnly: Bool
+}
+
+/// What tidying the copies restores made did.
+struct RestoreCopiesTidied {
+    /// Copies beyond `keep_restore_copies`, removed.
+    var removed = [BackupEntry]()
+    /// Plain copies stored again compressed: (old name, new backup).
+    var compressed = [(from: String, to: BackupEntry)]()
+    /// What could not be done, for a warning (the command itself succeeded).
+    var problems = [String]()
+}
+
+extension Runtime {
+    /// Keeps the newest `keep_restore_copies` good `pre_restore` and `pre_putback` copies of
+    /// each label and removes the older ones (never one in `protected`, one an unfinished
+    /// deploy refers to, or one dated in the future); with `compress`, stores the kept plain
+    /// ones again compressed as the config says (`Snapshotter.recompress`). Runs under the
+    /// instance lock the caller holds, after the caller's own work succeeded: what fails here
+    /// is reported as a problem and warned about, never turned into the command's failure.
+    func tidyRestoreCopies(_ config: InstanceConfig, store: BackupStore, protected: [String: String] = [:], compress: Bool) -> RestoreCopiesTidied {
+        var tidied = RestoreCopiesTidied()
+        do {
+            var copies = store.entries().filter { Retention.restoreCopyLabels.contains($0.label) }
+            guard !copies.isEmpty else { return tidied }
+            // A plain copy whose compressed copy was made and checked good, but not removed
+            // (a crash between the two): the same state twice; the plain one goes first.
+            let replaced = Set(copies.filter { $0.status == "verified" }.compactMap { $0.manifest?.compressedFrom })
+            let duplicates = copies.filter { replaced.contains($0.name) && !$0.compressed }
+            try store.remove(duplicates)
+            tidied.removed += duplicates
+            copies.removeAll { replaced.contains($0.name) && !$0.compressed }
+            let guarded = try protectedBackups(config).merging(protected) { a, _ in a }
+            let decisions = Retention.decide(copies, policy: RetentionPolicy(), protected: guarded, now: store.now, restoreCopies: config.restoreCopies)
+            let doomed = decisions.filter { !$0.kept }.map(\.entry)
+            try store.remove(doomed)
+            tidied.removed += doomed
+            guard compress, config.compression != .none else { return tidied }
+            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != "failed" {
+                try checkInterruption("the restore copies not yet compressed stay as they are")
+                do {
+                    let made = try Snapshotter(store: store).recompress(decision.entry, as: config.compression, now: clock())
+                    tidied.compressed.append((decision.entry.name, made))
+                } catch let error as DeployctlError {
+                    tidied.problems.append("\(decision.entry.name) was not compressed: \(error.message)")
+                }
+            }
+        } catch let error as DeployctlError {
+            tidied.problems.append(error.message)
+        } catch {
+            tidied.problems.append("\(error)")
+        }
+        for problem in tidied.problems { events(.warning("restore copies: \(problem)")) }
+        for (from, to) in tidied.compressed { events(.fact("stored \(from) \(config.compression.rawValue)-compressed as \(to.name) (\(SpaceNeeds.format(to.bytes)))")) }
+        return tidied
     }
 }

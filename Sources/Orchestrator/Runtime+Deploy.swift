@@ -38,6 +38,7 @@ extension Runtime {
     /// be undone, starting the app again and writing the report.
     public func deploy(instance name: String, options: DeployOptions) throws -> DeployReport {
         let config = try workspace.instance(name)
+        try checkAccess(config, options.dryRun ? .readDatabase : .changeLive)
         try ensureDatabase(config)
         let id = Self.deployId(clock())
         var pipeline = Pipeline(runtime: self, config: config, options: options,
@@ -185,7 +186,11 @@ struct Pipeline {
             report.classification = plan.classification.rawValue
             report.changes = plan.evidence.flatMap(\.facts)
         }
-        try stage(.plan) { p in p.runtime.events(.plan(plan, database: p.config.databasePath)) }
+        try stage(.plan) { p in
+            p.runtime.events(.plan(plan, database: p.config.databasePath))
+            // A false verify query fails here, dry run or not: before any snapshot is taken.
+            if let refusal = p.runtime.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
+        }
         if options.dryRun {
             report.outcome = .dryRun
             runtime.events(.dryRunFinished)
@@ -504,6 +509,15 @@ struct Pipeline {
                 report.outcome = .unproven
                 final = Failure(.unproven, "\(error.message)\nUndoing the deploy failed too: \(undoError)",
                                 hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'")
+            }
+        }
+        if let journal, !journal.committed, let name = journal.snapshot, !report.stages.contains(where: { $0.name == .migrateAndVerify }) {
+            // Failed before migrating: the live database was never touched and still holds what
+            // the snapshot holds. Kept, each retry would leave one more pre_* copy.
+            let store = runtime.store(config)
+            if let entry = try? store.entry(named: name), (try? store.remove([entry])) != nil {
+                report.snapshot = nil
+                runtime.events(.fact("removed the snapshot \(name): the deploy failed before migrating, so the live database is unchanged and the copy is not needed"))
             }
         }
         // Start the app again when the last thing done to it was a stop.

@@ -97,8 +97,11 @@ extension Runtime {
     public func accept(instance name: String, migration: String, confirm: (_ applied: String, _ file: MigrationFile) throws -> Void) throws -> HistoryChange {
         let config = try workspace.instance(name)
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
-        guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration }) else {
-            throw Failure(.usage, "no migration \(migration) in the migrations folder", hint: "name it as 'deployctl history' or 'verify' shows it, e.g. 0001_cashback_tables")
+        // As status and verify name it (0001_cashback_tables), its file name (….sql), its name or number.
+        guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration || $0.fileName == migration }) else {
+            let known = files.map(\.key)
+            throw Failure(.usage, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
+                          hint: known.isEmpty ? nil : "deployctl accept \(name) \(Suggestion.nearest(to: migration, in: known) ?? known[0])")
         }
         let lock = try lockInstance(config)
         defer { lock.release() }

@@ -147,6 +147,7 @@ extension Runtime {
     /// - Throws: `Failure` for config or a missing database.
     public func verifyLive(instance name: String) throws -> LiveVerification {
         let config = try workspace.instance(name)
+        try checkAccess(config, .readDatabase)
         let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         var problems = try db.integrityProblems().map { "quick_check: \($0)" }
         problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
@@ -155,6 +156,9 @@ extension Runtime {
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)
+        } catch var changed as MigrationFileChanged {
+            changed.instance = name
+            problems.append("\(changed.message): \(changed.hint!)")
         } catch let failure as Failure {
             problems.append(failure.message)
         }
@@ -170,6 +174,7 @@ extension Runtime {
     /// - Throws: `Failure` for config.
     public func status(instance name: String) throws -> InstanceStatus {
         let config = try workspace.instance(name)
+        try checkAccess(config, .inspect)
         let exists = FileManager.default.fileExists(atPath: config.databasePath)
         var problems = [StatusProblem]()
         var warnings = [String]()
@@ -205,6 +210,14 @@ extension Runtime {
                 if work == nil, let source = OnlineRebuild.leftover(db) {
                     warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(name)' removes them")
                 }
+                do {
+                    _ = try History.pending(files: files, applied: rows)
+                } catch var changed as MigrationFileChanged {
+                    changed.instance = name
+                    problems.append(StatusProblem(kind: .badData, message: "\(changed.message): \(changed.hint!)"))
+                } catch {
+                    // A missing file is reported by verify and deploy; status shows what it can.
+                }
             } catch let failure as Failure {
                 problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
             } catch let error as SQLiteError where error.kind == .temporary {
@@ -224,7 +237,7 @@ extension Runtime {
         let now = clock()
         let backups = store(config).entries()
         for entry in backups where entry.status == "failed" {
-            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check"))
+            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))

@@ -142,7 +142,7 @@ extension Runtime {
         let (bytes, sha256, md5) = try S3Client.fileDigests(path: upload)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
-                          hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
+                          hint: "check it with 'deployctl backups verify \(store.instance ?? manifest.instance ?? store.stem) \(entry.name)', and push a good one")
         }
         let uploaded = try s3.upload(file: upload, key: key, wholeMD5: md5, progress: { done, total in
             events(.progress(.working(.uploading(name: name, remote: remote.name), done: done, total: total)))

@@ -26,6 +26,9 @@ extension Runtime {
         } catch let error as SQLiteError where error.interrupted {
             try checkInterruption("the plan on a copy was stopped; nothing was changed")
             throw error
+        } catch var changed as MigrationFileChanged {
+            changed.instance = config.name
+            throw changed
         }
     }
 
@@ -35,11 +38,21 @@ extension Runtime {
     /// - Throws: `Failure` for config, missing database, bad migrations.
     public func plan(instance name: String) throws -> MigrationPlan {
         let config = try workspace.instance(name)
+        try checkAccess(config, .readDatabase)
         try ensureDatabase(config)
         try SQLite.Connection.checkIsDatabase(config.databasePath)
         progress(.working(.planning))
         defer { progress(.ended(announce: false)) }
         return try makePlan(config).plan
+    }
+
+    /// A migration's `-- verify:` query that was false on the plan's copy fails the deploy at
+    /// rehearse (exit 1, nothing changed): `plan` and `deploy --dry-run` report it the same way,
+    /// and a deploy stops at its plan stage, before its snapshot.
+    public func verifyQueryRefusal(_ plan: MigrationPlan, instance: String) -> Failure? {
+        guard !plan.verifyFailures.isEmpty else { return nil }
+        return Failure(.failed, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
+                       hint: "fix the migration or its verify query, then check again with 'deployctl plan \(instance)'")
     }
 
     /// `plan`'s refusal: throws (64) when the plan is destructive and not allowed.

@@ -22,6 +22,13 @@ public enum RestoreTarget: Sendable {
     case newFile(String)
     /// Over a missing or unreadable live database.
     case replace
+
+    /// Whether the restore writes into the live database through SQLite (its file and folder
+    /// must then be writable).
+    var changesLiveDatabase: Bool {
+        if case .live = self { return true }
+        return false
+    }
 }
 
 /// What `deployctl restore` was asked to do.
@@ -229,6 +236,7 @@ public final class PreparedRestore {
             case .overtaken: unproven = "another connection committed to the restored database before the proof could read it"
             case .differs, .rowsDiffer: break
             }
+            _ = runtime.tidyRestoreCopies(config, store: store, protected: [result.saved.name: "just written"], compress: false)
             return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: result.saved, differences: differences,
                                   notCompared: notCompared, movedAside: nil, provenPages: provenPages, provenRows: provenRows, unproven: unproven,
                                   writeLockMilliseconds: result.writeLockMilliseconds, hooks: hooks.results,
@@ -326,6 +334,7 @@ extension Runtime {
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func beginRestore(_ request: RestoreRequest) throws -> PreparedRestore {
         let config = try workspace.instance(request.instance)
+        try checkAccess(config, request.dryRun ? .inspect : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let store = store(config)
         var lock: InstanceLock?
         if !request.dryRun {
@@ -355,18 +364,35 @@ extension Runtime {
         }
         throw Failure(.missingInput, "no good backup in \(store.folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")"
                       + passedOver.map { "\n  passed over \($0)" }.joined(),
-                      hint: "take one with 'deployctl snapshot', or see 'deployctl backups list'")
+                      hint: "take one with 'deployctl snapshot \(config.name)', or see 'deployctl backups list \(config.name)'")
     }
 
-    /// Checks `entry` and computes the preview for `request` (see `beginRestore`).
+    /// Checks `entry` and computes the preview for `request` (see `beginRestore`); a signal
+    /// that stopped the check or preview is reported as the interrupt it is.
     private func prepare(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore,
                          lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
+        do {
+            return try prepareChecked(entry, request: request, config: config, store: store, lock: lock, passedOver: passedOver)
+        } catch where interruption() != nil {
+            try checkInterruption("the check and preview of \(entry.name) were stopped; nothing was changed")
+            throw error
+        }
+    }
+
+    private func prepareChecked(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore,
+                                lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         let intoLive = if case .live = request.target { true } else { false }
         let alreadyChecked = entry.manifest?.passedIntegrityCheck == true
         try checkSpaceForRestore(entry, request: request, config: config, store: store)
         // Into the live database, integrity_check runs beside the comparison below.
         // Into a new file, an inflated copy becomes that file: it is fsynced beside its check.
-        let opened = try store.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked, syncCopy: isNewFile(request.target) && !request.dryRun)!
+        // A line at once, with bytes and time left as the backup is read (inflated, checksummed).
+        let phase = Phase.checkingBackup(name: entry.name, number: 1, of: 1)
+        progress(.working(phase))
+        var reporting = store
+        let progress = self.progress
+        reporting.checkProgress = { done, total in progress(.working(phase, done: done, total: total)) }
+        let opened = try reporting.check(entry, keep: true, runCheck: !intoLive && !alreadyChecked, syncCopy: isNewFile(request.target) && !request.dryRun)!
         do {
             let check = alreadyChecked ? "these bytes passed integrity_check on \(Self.day(entry.manifest!.verification!.at))" : "integrity_check"
             if !request.allowForeign, !isNewFile(request.target) {
@@ -414,8 +440,11 @@ extension Runtime {
                 try live.execute("PRAGMA query_only = ON")
                 let restorer = self.restorer(config)
                 progress(.working(.comparingWithLive))
+                // The comparison stops at a signal (its page copy steps ask); nothing after it may.
+                let interruption = self.interruption
+                live.stopWhen { interruption() != nil }
                 let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
-                                                      { try restorer.compare(live, backup: opened) })
+                                                      { defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) })
                 let version = live.dataVersion
                 progress(.ended(announce: true))
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
@@ -441,7 +470,7 @@ extension Runtime {
         guard !failpoints.skips("free-space") else { return }
         let restored = entry.manifest?.databaseBytes ?? entry.bytes
         let databaseFolder = (config.databasePath as NSString).deletingLastPathComponent
-        var needs = SpaceNeeds()
+        var needs = SpaceNeeds(instance: config.name)
         if let encryption = entry.manifest?.encryption, entry.encrypted {
             needs.add(encryption.plaintextBytes, in: store.folder, for: "the backup decrypted for its check")
         }

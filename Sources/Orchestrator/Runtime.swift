@@ -53,6 +53,7 @@ public struct Runtime: Sendable {
         var store = BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: clock())
         let interruption = interruption
         store.stopped = { interruption() != nil }
+        store.instance = config.name
         let encryption = config.encryption
         store.identities = { try encryption.identities() }
         store.identitySetting = encryption.setting
@@ -116,7 +117,7 @@ public struct Runtime: Sendable {
         let gzip = compression != .none
         guard !failpoints.skips("free-space") else { return }
         let bytes = liveBytes(config)
-        var needs = SpaceNeeds()
+        var needs = SpaceNeeds(instance: config.name)
         needs.add(bytes, in: config.backupsFolder, for: "the snapshot")
         if gzip {
             // As the newest backup of that compression compressed, with a quarter to spare; half without one.

@@ -36,7 +36,16 @@ public struct Workspace: Sendable {
             throw Failure(.usage, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
                           hint: "list the instances with 'ls \(instancesFolder)'")
         }
-        return try InstanceConfig.load(name: name, folder: instancesFolder + "/" + name)
+        do {
+            return try InstanceConfig.load(name: name, folder: instancesFolder + "/" + name)
+        } catch let failure as Failure where failure.kind == .missingInput && !FileManager.default.fileExists(atPath: instancesFolder + "/" + name + "/instance.toml") {
+            // No such instance: name the ones there are, and the nearest.
+            let known = ((try? allInstanceFolders()) ?? [])
+            guard !known.isEmpty else { throw failure }
+            let nearest = Suggestion.nearest(to: name, in: known)
+            throw Failure(.missingInput, "\(failure.message); instances: \(known.joined(separator: ", "))",
+                          hint: nearest.map { "did you mean '\($0)'?" } ?? failure.hint)
+        }
     }
 
     /// The deploy order and migrations folder.

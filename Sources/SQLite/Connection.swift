@@ -119,7 +119,7 @@ public final class Connection {
             }
             if info.st_size == 0 {
                 throw Failure(.badData, "\(path) is empty (0 bytes): not an application's database",
-                              hint: "point [database] path at the application's database, or put one back: deployctl restore <instance> --latest --replace")
+                              hint: "point [database] path at the application's database, or put one back with restore --latest --replace")
             }
         }
         _ = try Connection(path: path, mode: .immutable)

@@ -10,7 +10,10 @@ import Glibc
 public struct SpaceNeeds: Sendable {
     private var items: [(folder: String, bytes: Int64, what: String)] = []
 
-    public init() {}
+    /// The instance whose files need the room, for the prune command in the hint.
+    public var instance: String?
+
+    public init(instance: String? = nil) { self.instance = instance }
 
     /// Adds `bytes` that will be written in `folder` (or in its nearest existing parent) for `what`.
     public mutating func add(_ bytes: Int64, in folder: String, for what: String) {
@@ -43,7 +46,7 @@ public struct SpaceNeeds: Sendable {
                 list.filter { $0.folder == folder }.map { "\($0.what) (\(Self.format($0.bytes)))" }.joined(separator: " and ") + " in \(folder)"
             }.joined(separator: ", ")
             throw Failure(.io, "not enough free space: \(what) need about \(Self.format(needed)) (\(needed) bytes, estimated), but that filesystem has \(Self.format(free)) free; nothing was written",
-                          hint: "free \(Self.format(needed - free)) there (old backups: deployctl backups prune --dry-run), or set another backups path in the instance config")
+                          hint: "free \(Self.format(needed - free)) there (old backups: see what 'deployctl backups prune \(instance ?? "<instance>") --keep-last 7 --dry-run' would remove), or set another backups path in the instance config")
         }
     }
 

@@ -148,6 +148,7 @@ struct Console: Sendable {
 
     private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
         progress?.abandon()
+        if let hint { Self.logHint(hint) }
         if options.quiet {
             // One line with all of it: what, where, and what to do next.
             var whole = ""
@@ -166,6 +167,17 @@ struct Console: Sendable {
             struct ErrorDocument: Encodable { let error: String; let kind: String; let hint: String?; let exit_code: Int32 }
             try? json(ErrorDocument(error: message, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))
         }
+    }
+
+    /// Appends `hint` as one line to the file `$DEPLOYCTL_HINT_LOG` names, when set: the tests
+    /// collect every hint they trigger and check that each command in it parses.
+    static func logHint(_ hint: String) {
+        guard let path = ProcessInfo.processInfo.environment["DEPLOYCTL_HINT_LOG"], !path.isEmpty else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = Array((hint.replacingOccurrences(of: "\n", with: " ") + "\n").utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Formats rows as an aligned table with a header.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 
 @main
 struct Deployctl: ParsableCommand {
@@ -33,8 +34,16 @@ struct Deployctl: ParsableCommand {
         // subcommand's @OptionGroup reads them.
         var arguments = Array(CommandLine.arguments.dropFirst())
         arguments = GlobalOptionsMover.reorder(arguments, subcommands: Set(configuration.subcommands.map { $0._commandName }))
+        if let unknown = UnknownCommand.find(arguments, commands: configuration.subcommands.map { $0._commandName },
+                                             groups: ["backups": Backups.configuration.subcommands.map { $0._commandName }]) {
+            StandardStream(descriptor: 2, name: "stderr").write("error: \(unknown.message)\n" + (unknown.hint.map { "Try: \($0)\n" } ?? ""))
+            if let hint = unknown.hint { Console.logHint(hint) }
+            Foundation.exit(64)
+        }
         do {
             var command = try parseAsRoot(arguments)
+            // Tests check that every printed hint parses as a command line: parse, run nothing.
+            if ProcessInfo.processInfo.environment["DEPLOYCTL_PARSE_ONLY"] != nil { return }
             try command.run()
         } catch {
             exit(withError: error)
@@ -73,5 +82,43 @@ enum GlobalOptionsMover {
         let insertAt = rest.count > 1 && !rest[1].hasPrefix("-") && rest[0] == "backups" ? 2 : 1
         rest.insert(contentsOf: globals, at: min(insertAt, rest.count))
         return rest
+    }
+}
+
+/// A first word that is no command (`deployctl snapshpt prod`), or a `backups` subcommand that
+/// is none: argument parsing would only say "unexpected arguments"; this names the nearest.
+struct UnknownCommand {
+    let message: String
+    let hint: String?
+
+    /// The unknown command in `arguments` (global options already moved after a known one),
+    /// if its first word, or the word after a group's name, is not a command.
+    static func find(_ arguments: [String], commands: [String], groups: [String: [String]]) -> UnknownCommand? {
+        var index = 0
+        // Global options before an unknown word stay in front: step over them.
+        while index < arguments.count, arguments[index].hasPrefix("-") {
+            let name = arguments[index].split(separator: "=", maxSplits: 1).first.map(String.init) ?? arguments[index]
+            index += GlobalOptionsMover.valued.contains(name) && !arguments[index].contains("=") ? 2 : 1
+        }
+        guard index < arguments.count else { return nil }
+        let word = arguments[index]
+        var known = commands + ["help"]
+        var prefix = ""
+        if let sub = groups[word] {
+            guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("-") else { return nil }
+            prefix = word + " "
+            known = sub + ["help"]
+            index += 1
+        }
+        let candidate = arguments[index]
+        guard !known.contains(candidate) else { return nil }
+        let rest = arguments.enumerated().filter { $0.offset != index }.map(\.element)
+        let nearest = Suggestion.nearest(to: candidate, in: known.filter { $0 != "help" })
+        let message = "unknown command '\(prefix)\(candidate)'" + (nearest.map { ": did you mean '\(prefix)\($0)'?" } ?? ".")
+            + " Commands: \(known.filter { $0 != "help" }.map { prefix + $0 }.joined(separator: ", "))."
+        guard let nearest else { return UnknownCommand(message: message, hint: nil) }
+        var corrected = rest
+        corrected.insert(nearest, at: index)
+        return UnknownCommand(message: message, hint: "deployctl " + corrected.joined(separator: " "))
     }
 }

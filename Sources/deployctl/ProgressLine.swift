@@ -27,19 +27,19 @@ final class ProgressLine: @unchecked Sendable {
     /// The words shown for a phase the library reports.
     static func words(_ phase: Phase) -> String {
         switch phase {
-        case .copying: return "copying the database (SQLite's backup API)"
+        case .copying: return "copying the database"
         case .compressing(let algorithm): return "compressing (\(algorithm))"
         case .encrypting: return "encrypting (age)"
-        case .planning: return "planning on a copy of the database (every statement run there)"
+        case .planning: return "planning on a copy"
         case .checkingBackup(let name, let number, let count):
-            return "checking \(name) (\(number) of \(count)): checksum, then integrity_check"
-        case .comparingWithLive: return "checking the backup and comparing it with the live database"
+            return "checking \(name)\(count > 1 ? " (\(number) of \(count))" : "")"
+        case .comparingWithLive: return "comparing with the live database"
         case .savingPreRestore: return "saving the live database as pre_restore"
-        case .restoringPages: return "restoring: committing the backup's pages into the live database"
-        case .provingRestore: return "proving every page equals the backup's"
+        case .restoringPages: return "restoring the backup's pages"
+        case .provingRestore: return "proving each page equals the backup's"
         case .uploading(let name, let remote): return "copying \(name) to remote \(remote)"
         case .downloading(let name, let remote): return "fetching \(name) from remote \(remote)"
-        case .copyingRows(let table): return "copying \(table)'s rows online (application writes go on)"
+        case .copyingRows(let table): return "copying \(table) online"
         }
     }
 
@@ -47,10 +47,10 @@ final class ProgressLine: @unchecked Sendable {
     static func words(_ stage: Stage) -> String {
         switch stage {
         case .preflight: return "checking the config, locks and free space"
-        case .plan: return "planning on a copy of the database (every statement run there)"
+        case .plan: return "planning on a copy"
         case .snapshot: return "taking the snapshot"
-        case .rehearse: return "rehearsing the migrations on a copy of the snapshot"
-        case .migrateAndVerify: return "migrating and verifying (application writes wait)"
+        case .rehearse: return "rehearsing on a copy of the snapshot"
+        case .migrateAndVerify: return "migrating and verifying (writes wait)"
         case .restart: return "starting the application and checking its health"
         case .report: return "writing the report"
         }
@@ -138,26 +138,45 @@ final class ProgressLine: @unchecked Sendable {
     private func drawLocked() {
         guard let phase else { return }
         let seconds = Self.seconds(since: started)
-        var text = "  \(phase)…"
+        var numbers = ""
+        var fraction: Double?
         if total > 0 {
-            let fraction = min(1, Double(done) / Double(total))
-            let bar = String(repeating: "█", count: Int(fraction * 20)) + String(repeating: "░", count: 20 - Int(fraction * 20))
+            fraction = min(1, Double(done) / Double(total))
             let rows = self.rows
             let format = { (amount: Int64) -> String in rows ? "\(amount) rows" : SpaceNeeds.format(amount) }
-            text += " \(bar) \(Int(fraction * 100))% \(format(done)) of \(format(total))"
+            numbers = "\(Int(fraction! * 100))% \(format(done)) of \(format(total))"
             if seconds > 0.5, done > 0, done < total {
                 let rate = Double(done) / seconds
-                text += ", \(format(Int64(rate)))/s, \(Int((Double(total - done) / rate).rounded(.up))) s left"
+                numbers += ", \(format(Int64(rate)))/s, \(Int((Double(total - done) / rate).rounded(.up))) s left"
             }
         } else if seconds >= 1 {
-            text += " \(Int(seconds)) s"
+            numbers = "\(Int(seconds)) s"
         }
-        // Never wider than the terminal: a wrapped line would not be overwritten by the next.
         var size = winsize()
         let columns = ioctl(2, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 10 ? Int(size.ws_col) : 80
-        if text.count >= columns { text = String(text.prefix(columns - 2)) + "…" }
-        write("\r\u{1b}[K" + text)
+        write("\r\u{1b}[K" + Self.layout(phase: phase, numbers: numbers, fraction: fraction, columns: columns))
         drawn = true
+    }
+
+    /// One progress line no wider than `columns` - 1 (a wrapped line would not be overwritten by
+    /// the next): the numbers (percent, bytes, rate, time left) are kept whole; the bar shrinks,
+    /// then goes, then the phase's words are cut.
+    static func layout(phase: String, numbers: String, fraction: Double?, columns: Int) -> String {
+        let budget = columns - 1
+        let tail = { (width: Int) -> String in
+            guard let fraction, width > 0 else { return numbers }
+            let full = Int(fraction * Double(width))
+            return String(repeating: "█", count: full) + String(repeating: "░", count: width - full) + " " + numbers
+        }
+        // Indent, at least 16 letters of the phase, "… ", then the tail.
+        var width = fraction == nil ? 0 : 20
+        while width > 0, 2 + 16 + 2 + tail(width).count > budget { width -= 1 }
+        if width < 6 { width = 0 }
+        let end = tail(width)
+        let room = max(0, budget - 2 - 2 - end.count)
+        let words = phase.count <= room ? phase : String(phase.prefix(room))
+        let text = "  " + words + "…" + (end.isEmpty ? "" : " " + end)
+        return text.count > budget ? String(text.prefix(budget)) : text
     }
 
     private func write(_ text: String) {

@@ -5,8 +5,8 @@ import Support
 
 struct Backups: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, verify, prune and push an instance's backups (local, or in an [[offsite]] remote).",
-        subcommands: [BackupsList.self, BackupsVerify.self, BackupsPrune.self, BackupsPush.self])
+        abstract: "List, verify, prune, remove and push an instance's backups (local, or in an [[offsite]] remote).",
+        subcommands: [BackupsList.self, BackupsVerify.self, BackupsPrune.self, BackupsPush.self, BackupsRemove.self])
 }
 
 /// The retention rules of `snapshot` and `backups prune`; a backup is kept if any rule keeps it.

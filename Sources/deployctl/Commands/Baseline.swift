@@ -46,7 +46,7 @@ struct Accept: ParsableCommand {
     @Argument(help: "The instance.")
     var instance: String
 
-    @Argument(help: "The migration, e.g. 0001_cashback_tables.")
+    @Argument(help: "The migration, e.g. 0001_cashback_tables (its file name, 0001_cashback_tables.sql, too).")
     var migration: String
 
     @Flag(help: "Do not ask for confirmation (required when stdin is not a terminal).")

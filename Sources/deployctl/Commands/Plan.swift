@@ -40,6 +40,7 @@ struct Plan: ParsableCommand {
             } catch let failure as Failure {
                 refusal = failure
             }
+            refusal = refusal ?? runtime.verifyQueryRefusal(plan, instance: instance)
             if global.json {
                 // One document: the plan, with an error member when it is refused.
                 try console.json(PlanDocument(plan: plan, mode: mode, refusal: refusal))

@@ -35,7 +35,7 @@ struct Verify: ParsableCommand {
                 throw Failure(.badData, damaged ? "the live database of \(instance) failed verification: \(result.problems.first!)"
                                                 : "the database of \(instance) is sound, but \(result.problems.first!)",
                               hint: damaged ? "see the lines above; restore from a backup if the database is damaged"
-                                            : "put the applied version of the file back and make the change a new migration, or record a deliberate edit with 'deployctl accept \(instance) <migration>'; the database needs nothing")
+                                            : "the database needs nothing: put the applied version of the file back and make the change a new migration, or record a deliberate edit with the accept command named above")
             }
         }
     }

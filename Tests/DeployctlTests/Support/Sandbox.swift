@@ -58,6 +58,7 @@ final class Sandbox {
     func deployctl(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws -> Sandbox.Result {
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
+        env["DEPLOYCTL_HINT_LOG"] = Sandbox.hintLog
         for (k, v) in environment { env[k] = v }
         return try Sandbox.exec(Sandbox.binary, arguments + ["--root", root], environment: env, input: input)
     }
@@ -68,6 +69,7 @@ final class Sandbox {
         process.executableURL = URL(fileURLWithPath: Sandbox.binary)
         process.arguments = arguments + ["--root", root]
         var env = ProcessInfo.processInfo.environment
+        env["DEPLOYCTL_HINT_LOG"] = Sandbox.hintLog
         for (k, v) in environment { env[k] = v }
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
@@ -103,6 +105,10 @@ final class Sandbox {
         let stdout: String
         let stderr: String
     }
+
+    /// Where every "Try:" hint the built deployctl prints in this test run is appended
+    /// (`DEPLOYCTL_HINT_LOG`): `HintTests` checks that each command in them parses.
+    static let hintLog = NSTemporaryDirectory() + "deployctl-hints-\(getpid()).log"
 
     static let binary: String = {
         // The test bundle lives in the build products folder beside the deployctl executable.
