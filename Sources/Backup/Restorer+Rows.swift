@@ -28,9 +28,14 @@ import Support
 /// (another b-tree layout), so equality is proven row by row, not page by page.
 extension Restorer {
     /// When the row path is used: a database this large (below it a page copy is quick, and
-    /// it proves the pages), at most `rowRestoreMaximumRows` rows to rewrite.
+    /// it proves the pages), and at most one row to rewrite per 16 KiB of database, at most
+    /// `rowRestoreMaximumRows`: a rewrite costs about 40-75 µs a row under the write lock, a
+    /// page copy about 3.5 s per GiB, so past that the page copy blocks writes no longer.
     public static let rowRestoreMinimumBytes: Int64 = 64 << 20
     public static let rowRestoreMaximumRows = 100_000
+
+    /// The most rows a row restore rewrites in a database of `bytes`.
+    static func rowRestoreLimit(bytes: Int64) -> Int { min(rowRestoreMaximumRows, Int(bytes / 16384)) }
 
     /// The internal tables a row restore copies whole (they are small, and a rewrite of an
     /// AUTOINCREMENT table's rows may move `sqlite_sequence`).
@@ -42,7 +47,7 @@ extension Restorer {
     /// - Throws: as `restore(_:intoLive:…)`; a throw from `beforeCommit` aborts.
     func restoreByRows(_ backup: OpenedBackup, intoLive live: Connection, keys: [String: [Int64]], previewVersion: UInt32,
                        saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler,
-                       beforeCommit: () throws -> Void) throws -> LiveResult? {
+                       stop: (() -> Bool)?, beforeCommit: () throws -> Void) throws -> LiveResult? {
         guard try live.readFileBytes(at: 18, count: 2).first == 2 else { return nil }
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
@@ -92,10 +97,28 @@ extension Restorer {
         }
 
         progress(.working(.savingPreRestore))
-        published = try Snapshotter(store: store).snapshot(request, progress: progress) { path in
-            try live.copy(into: path, timeout: busyTimeout, durable: true)
-        }
-        let saved = published!
+        // `stop` is asked between steps of the copy (2048 pages each, in this read transaction):
+        // an interrupt stops it within a second. Beside the copy, on the other core, the tables
+        // to be rewritten get `integrity_check` on a second connection (the same state: nobody
+        // committed since the preview, checked again when the lock is taken): rewriting rows
+        // keeps a damaged index damaged, where the page copy sets it right.
+        live.stopWhen(stop)
+        let checker = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
+        try checker.useMemoryMappedReads()
+        nonisolated(unsafe) let (live_, checker_, store_, request_) = (live, checker, store, request)
+        let timeout = busyTimeout
+        let (copied, damaged) = try bothAtOnce({
+            try Snapshotter(store: store_).snapshot(request_, progress: progress) { path in
+                defer { live_.stopWhen(nil) }
+                return try live_.copy(into: path, timeout: timeout, durable: true)
+            }
+        }, {
+            try tables.contains { try !checker_.integrityProblems(full: true, table: $0).isEmpty }
+        })
+        live.stopWhen(nil)
+        published = copied
+        guard !damaged else { return nil }
+        let saved = copied
 
         // The write lock: SQLite upgrades this read transaction only if nobody committed since S.
         let userVersion = try live.scalar("PRAGMA restore_source.user_version").int ?? 0
@@ -105,29 +128,47 @@ extension Restorer {
             return nil
         }
         let locked = ContinuousClock.now
-        try beforeCommit()
         progress(.working(.restoringPages))
-        // The preupdate hook sees every row any statement changes, triggers' and foreign-key
-        // actions' included: each table must change by exactly the rows of its own statements.
-        let recorder = try RowChangeRecorder(live)
-        var expected = [String: Int]()
-        for (number, table) in tables.enumerated() {
-            let q = quoteIdentifier(table)
-            let list = columns[table]!.map(quoteIdentifier).joined(separator: ", ")
-            let chosen = "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
-            let before = live.totalChanges
-            try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
-            try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
-            expected["main." + table] = Int(live.totalChanges - before)
+        // A signal stops the rewrite (SQLite's progress handler): rolled back, nothing changed.
+        live.stopWhen(stop)
+        do {
+            // The preupdate hook sees every row any statement changes, triggers' and foreign-key
+            // actions' included: each table must change by exactly the rows of its own statements.
+            let recorder = try RowChangeRecorder(live)
+            var expected = [String: Int]()
+            for (number, table) in tables.enumerated() {
+                let q = quoteIdentifier(table)
+                let list = columns[table]!.map(quoteIdentifier).joined(separator: ", ")
+                let chosen = "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
+                let before = live.totalChanges
+                try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
+                try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
+                expected["main." + table] = Int(live.totalChanges - before)
+            }
+            let seen = recorder.stop().filter { !internals.contains(String($0.key.dropFirst(5))) && $0.value > 0 }
+            guard seen == expected.filter({ $0.value > 0 }) else {
+                live.stopWhen(nil)
+                return nil
+            }
+            for table in internals {
+                try live.execute("DELETE FROM main.\(table)")
+                try live.execute("INSERT INTO main.\(table) SELECT * FROM restore_source.\(table)")
+            }
+            let applicationId = try live.scalar("PRAGMA restore_source.application_id").int ?? 0
+            try live.execute("PRAGMA main.application_id = \(applicationId)")
+            live.stopWhen(nil)
+        } catch let error as SQLiteError where !error.interrupted {
+            live.stopWhen(nil)
+            // Rolled back (the defer): a full disk is said so; anything else SQLite refused
+            // here (a damaged page the check did not reach) leaves it to the page copy.
+            guard error.kind == .io else { return nil }
+            throw Failure(.io, "\(error.message)\nThe restore was rolled back: the live database is as it was.", hint: error.hint)
+        } catch {
+            live.stopWhen(nil)
+            throw error
         }
-        let seen = recorder.stop().filter { !internals.contains(String($0.key.dropFirst(5))) && $0.value > 0 }
-        guard seen == expected.filter({ $0.value > 0 }) else { return nil }
-        for table in internals {
-            try live.execute("DELETE FROM main.\(table)")
-            try live.execute("INSERT INTO main.\(table) SELECT * FROM restore_source.\(table)")
-        }
-        let applicationId = try live.scalar("PRAGMA restore_source.application_id").int ?? 0
-        try live.execute("PRAGMA main.application_id = \(applicationId)")
+        // The last point a failpoint or an interrupt can stop it: just before the commit.
+        try beforeCommit()
         do {
             try live.execute("COMMIT")
         } catch let error as DeployctlError {
@@ -138,7 +179,7 @@ extension Restorer {
         committed = true
         let blocked = ContinuousClock.now - locked
         progress(.working(.provingRestore))
-        let proof = try proveRows(live, tables: tables, columns: columns, keyColumn: keyColumn, internals: internals)
+        let proof = try proveRows(live, tables: tables, keys: keys, internals: internals)
         progress(.ended(announce: true))
         return LiveResult(saved: saved, previewExact: true, writeLockMilliseconds: blocked.milliseconds, proof: proof)
     }
@@ -154,37 +195,30 @@ extension Restorer {
     }
 
     /// The proof after a row restore, in the first read transaction after its commit (see the
-    /// type's notes): `.rows` when every rewritten row, the internal tables and the schema equal
-    /// the backup's; `.overtaken` when they do not and another connection committed since.
-    private func proveRows(_ live: Connection, tables: [String], columns: [String: [String]], keyColumn: [String: String],
-                           internals: [String]) throws -> Proof {
+    /// type's notes): `.rows` when every rewritten row (value by value, reals bit for bit, text
+    /// and blobs byte for byte), the internal tables and the schema equal the backup's;
+    /// `.overtaken` when they do not and another connection committed since.
+    private func proveRows(_ live: Connection, tables: [String], keys: [String: [Int64]], internals: [String]) throws -> Proof {
         let committed = live.dataVersion
         try live.execute("BEGIN")
         defer { try? live.execute("COMMIT") }
         _ = try live.scalar("SELECT count(*) FROM main.sqlite_schema")
         let overtaken = live.dataVersion != committed
-        // Values compared with their types and text byte for byte (a column's NOCASE would
-        // call 'abc' and 'ABC' equal; 1 and 1.0 compare equal without typeof).
-        func differing(_ table: String, _ names: [String], where filter: String) throws -> Int {
-            let list = names.map { "\(quoteIdentifier($0)) COLLATE BINARY, typeof(\(quoteIdentifier($0)))" }.joined(separator: ", ")
-            let side = { (database: String) in "SELECT \(list) FROM \(database).\(quoteIdentifier(table)) WHERE \(filter)" }
-            let one = try live.scalar("SELECT count(*) FROM (\(side("main")) EXCEPT \(side("restore_source")))").int ?? 0
-            let other = try live.scalar("SELECT count(*) FROM (\(side("restore_source")) EXCEPT \(side("main")))").int ?? 0
-            return Int(one + other)
-        }
-        var rows = 0
         var wrong = 0
-        for (number, table) in tables.enumerated() {
-            rows += Int(try live.scalar("SELECT count(*) FROM temp.deployctl_restore_keys WHERE t = \(number)").int ?? 0)
-            wrong += try differing(table, columns[table]!, where: "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))")
+        for table in tables {
+            wrong += try live.differingRows(table: table, first: "main", second: "restore_source", rowids: keys[table]!)
         }
         for table in internals {
+            // Small tables without a key: compared whole, each value with its type.
             let names = try live.rows("SELECT name FROM pragma_table_info(?, 'main')", [.text(table)]).compactMap { $0[0].string }
-            wrong += try differing(table, names, where: "1")
+            let list = names.map { "\(quoteIdentifier($0)) COLLATE BINARY, typeof(\(quoteIdentifier($0)))" }.joined(separator: ", ")
+            let side = { (database: String) in "SELECT \(list) FROM \(database).\(table)" }
+            wrong += Int(try live.scalar("SELECT count(*) FROM (\(side("main")) EXCEPT \(side("restore_source")))").int ?? 0)
+            wrong += Int(try live.scalar("SELECT count(*) FROM (\(side("restore_source")) EXCEPT \(side("main")))").int ?? 0)
         }
         let headersEqual = try live.rows("PRAGMA main.user_version") == live.rows("PRAGMA restore_source.user_version")
             && live.rows("PRAGMA main.application_id") == live.rows("PRAGMA restore_source.application_id")
-        if wrong == 0, headersEqual, try Self.sameShape(live) { return .rows(rows: rows, tables: tables.count) }
+        if wrong == 0, headersEqual, try Self.sameShape(live) { return .rows(rows: keys.values.reduce(0) { $0 + $1.count }, tables: tables.count) }
         return overtaken ? .overtaken : .rowsDiffer(rows: wrong)
     }
 }

@@ -87,7 +87,7 @@ public struct Restorer: Sendable {
         let backupTables = try live.tableRoots(database: "restore_source")
         let kinds = try live.tableKinds(database: "main").merging(try live.tableKinds(database: "restore_source")) { a, _ in a }
         let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
-        let (identical, pages) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout,
+        let (identical, pages, touched) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout,
                                                              rowDigestBudget: rowDigestBudget)
         let backupFile = try PageFile(path: backup.databasePath)
         // Past the digest budget (much of a large database differs) rows are merged from SQL instead.
@@ -168,6 +168,13 @@ public struct Restorer: Sendable {
                 continue
             }
             result.append(try exceptDifference(live, table, liveRows: livePrint.rows, backupRows: backupPrint.rows))
+        }
+        // An index that differs while its table's rows do not (a damaged index, or one rebuilt
+        // apart from its table) is not set right by rewriting rows: the page copy is.
+        if rowKeys != nil {
+            let indexes = try live.rows("SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'")
+            let tableOf = Dictionary(indexes.map { ($0[0].string ?? "", $0[1].string ?? "") }, uniquingKeysWith: { a, _ in a })
+            if touched == nil || touched!.contains(where: { tableOf[$0].map { rowKeys?[$0] == nil } ?? false }) { rowKeys = nil }
         }
         return Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
     }
@@ -352,16 +359,16 @@ public struct Restorer: Sendable {
     ///   this was checked page by page, and `.unproven` is thrown if it is not.
     public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil,
                         saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler = { _ in },
-                        beforeCommit: () throws -> Void) throws -> LiveResult {
+                        stop: (() -> Bool)? = nil, beforeCommit: () throws -> Void) throws -> LiveResult {
         guard !live.isReadOnly else {
             throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
                           hint: "run as the database's owner, or make the file and its folder writable")
         }
-        if let minimum = rowRestoreMinimumBytes, let rowKeys, let previewVersion,
-           rowKeys.values.reduce(0, { $0 + $1.count }) <= Self.rowRestoreMaximumRows,
-           (try live.scalar("PRAGMA page_count").int ?? 0) * (try live.scalar("PRAGMA page_size").int ?? 0) >= minimum,
+        let bytes = (try live.scalar("PRAGMA page_count").int ?? 0) * (try live.scalar("PRAGMA page_size").int ?? 0)
+        if let minimum = rowRestoreMinimumBytes, let rowKeys, let previewVersion, bytes >= minimum,
+           rowKeys.values.reduce(0, { $0 + $1.count }) <= (minimum == 0 ? Self.rowRestoreMaximumRows : Self.rowRestoreLimit(bytes: bytes)),
            let result = try restoreByRows(backup, intoLive: live, keys: rowKeys, previewVersion: previewVersion, saving: request,
-                                          in: store, progress: progress, beforeCommit: beforeCommit) {
+                                          in: store, progress: progress, stop: stop, beforeCommit: beforeCommit) {
             return result
         }
         let source = try Connection(path: backup.databasePath, mode: .immutable)

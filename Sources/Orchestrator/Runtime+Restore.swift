@@ -555,11 +555,15 @@ extension Runtime {
                                       encrypt: false)
         do {
             let result = try restorer(config).restore(
-                opened, intoLive: live, previewVersion: previewVersion, rowKeys: rowKeys, saving: request, in: store, progress: progress) {
+                opened, intoLive: live, previewVersion: previewVersion, rowKeys: rowKeys, saving: request, in: store, progress: progress,
+                stop: interruptible ? { [interruption] in interruption() != nil } : nil) {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
                 }
             return result
+        } catch let error as SQLiteError where error.interrupted {
+            try checkInterruption("the restore was not committed; the live database is as it was")
+            throw error
         } catch let error as SQLiteError where error.kind == .temporary {
             throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
         } catch let error as SQLiteError where error.primaryCode == 8 /* SQLITE_READONLY */ {

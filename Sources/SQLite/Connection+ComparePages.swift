@@ -97,11 +97,13 @@ extension Connection {
 
     /// `tablesWithIdenticalPages`, with the page comparison it made.
     /// - Throws: as `comparePages`.
+    /// Also returns the tables and indexes owning a differing page (nil without `dbstat`).
     package func comparingTables(with reference: String, referenceRoots: [String: TableRoot], timeout: Duration,
-                                 rowDigestBudget: Int = Connection.rowDigestBudget) throws -> (identical: Set<String>, pages: PageDifferences) {
+                                 rowDigestBudget: Int = Connection.rowDigestBudget)
+        throws -> (identical: Set<String>, pages: PageDifferences, touched: Set<String>?) {
         let roots = try tableRoots()
         let pages = try comparePages(with: reference, timeout: timeout, rowDigestBudget: rowDigestBudget)
-        guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return ([], pages) }
-        return (Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] }), pages)
+        guard let touched = pages.identical ? [] : objectsOwning(pages: pages.pages) else { return ([], pages, nil) }
+        return (Set(roots.keys.filter { !touched.contains($0) && roots[$0] == referenceRoots[$0] }), pages, touched)
     }
 }

@@ -82,7 +82,8 @@ extension Connection {
             case SQLITE_INTEGER:
                 if sqlite3_column_int64(a.handle, i) != sqlite3_column_int64(b.handle, i) { return false }
             case SQLITE_FLOAT:
-                if sqlite3_column_double(a.handle, i) != sqlite3_column_double(b.handle, i) { return false }
+                // Bit for bit: -0.0 == 0.0 as numbers, but they are different values stored.
+                if sqlite3_column_double(a.handle, i).bitPattern != sqlite3_column_double(b.handle, i).bitPattern { return false }
             case SQLITE_TEXT, SQLITE_BLOB:
                 let pa = type == SQLITE_TEXT ? UnsafeRawPointer(sqlite3_column_text(a.handle, i)) : sqlite3_column_blob(a.handle, i)
                 let pb = type == SQLITE_TEXT ? UnsafeRawPointer(sqlite3_column_text(b.handle, i)) : sqlite3_column_blob(b.handle, i)
@@ -96,8 +97,6 @@ extension Connection {
         return true
     }
 
-    /// Whether `table` in `database` is a rowid table whose rowid is an `INTEGER PRIMARY KEY`
-    /// column (https://sqlite.org/lang_createtable.html#rowid).
     /// The rowid of `table` as SQL: its INTEGER PRIMARY KEY column, quoted, or `rowid` without
     /// one. The column, not the word: a column named `rowid` would shadow the real rowid.
     func rowKey(_ table: String, _ database: String) throws -> String {
@@ -106,9 +105,15 @@ extension Connection {
         return quoteIdentifier(name)
     }
 
+    /// Whether `table` in `database` is a rowid table whose rowid is an `INTEGER PRIMARY KEY`
+    /// column (https://sqlite.org/lang_createtable.html#rowid).
     public func rowidIsPrimaryKey(table: String, database: String) throws -> Bool {
         let keys = try rows("SELECT type FROM pragma_table_info(?, ?) WHERE pk > 0", [.text(table), .text(database)])
         guard keys.count == 1, keys[0][0].string?.uppercased() == "INTEGER" else { return false }
+        // `INTEGER PRIMARY KEY DESC` is no alias of the rowid: SQLite keeps the key in an index
+        // of its own (origin "pk"), as for any other primary key.
+        let ownIndex = try scalar("SELECT count(*) FROM pragma_index_list(?, ?) WHERE origin = 'pk'", [.text(table), .text(database)]).int ?? 0
+        guard ownIndex == 0 else { return false }
         return try !isWithoutRowid(table, database: database)
     }
 }

@@ -21,9 +21,9 @@ struct InterruptProgressTests {
     /// Runs deployctl in the background, sends SIGINT as soon as a temp file in the backups
     /// folder holds bytes (the work is under way), and returns the exit status, stderr and the largest
     /// size any temp file reached before the process ended.
-    static func interruptOnceStarted(_ box: Sandbox, _ arguments: [String]) throws -> (status: Int32, stderr: String, largestTemp: Int64) {
+    static func interruptOnceStarted(_ box: Sandbox, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stderr: String, largestTemp: Int64) {
         let err = Pipe()
-        let process = try box.spawnDeployctl(arguments, environment: [:], stderr: err)
+        let process = try box.spawnDeployctl(arguments, environment: environment, stderr: err)
         var largest: Int64 = 0
         var sent = false
         while process.isRunning {
@@ -42,6 +42,24 @@ struct InterruptProgressTests {
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(sent, "no temp file was written to: the work never began")
         return (process.terminationStatus, stderr, largest)
+    }
+
+    @Test("SIGINT during a restore's pre_restore copy (restore by rows, before the write lock): exit 1, the live database as it was, no copy left")
+    func interruptRestoreCopy() throws {
+        let box = try Self.largeSandbox(megabytes: 64)
+        _ = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "UPDATE attachment SET body = zeroblob(10) WHERE id % 1000 = 0")
+        let before = try box.sha3(box.databasePath)
+        let backups = box.backupNames()
+        let restore = try Self.interruptOnceStarted(box, ["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "row-restore-size=skip"])
+        #expect(restore.status == 1, "\(restore.stderr)")
+        #expect(restore.stderr.contains("interrupted by signal SIGINT") && restore.stderr.contains("the restore was not committed"), "\(restore.stderr)")
+        // Stopped between steps of the copy, not at its end.
+        let databaseBytes = (try FileManager.default.attributesOfItem(atPath: box.databasePath)[.size] as? NSNumber)?.int64Value ?? 0
+        #expect(restore.largestTemp < databaseBytes / 2, "the copy ran on to \(restore.largestTemp) of \(databaseBytes) bytes after the signal")
+        #expect(try box.sha3(box.databasePath) == before)
+        #expect(box.backupNames() == backups, "\(box.backupNames())")
+        #expect(box.allBackupFiles().filter { $0.hasPrefix(".tmp-") }.isEmpty, "\(box.allBackupFiles())")
     }
 
     @Test("SIGINT during a snapshot's copy and during backups verify's inflation stops the work where it is: exit 1, temp files removed, nothing recorded; the progress of backups verify at 80 columns keeps percent, bytes, rate and time left")

@@ -57,8 +57,9 @@ struct RestoreUnderWriterTests {
         #expect(box.allBackupFiles() == files, "a pre_restore copy or temp file was left")
     }
 
-    @Test("SIGINT before the commit: exit 1, the live database as it was, no copy left; after it: finished, exit 0")
-    func interrupts() throws {
+    @Test("SIGINT before the commit: exit 1, the live database as it was, no copy left; after it: finished, exit 0 (through the page copy, and through the row restore, whose failpoint is just before its commit)",
+          arguments: ["", "row-restore-size=skip"])
+    func interrupts(path: String) throws {
         let box = try Sandbox(journalMode: "wal")
         let (name, _) = try box.takeSnapshot(gzip: false)
         let backupHash = try box.sha3(box.databasePath)
@@ -68,7 +69,7 @@ struct RestoreUnderWriterTests {
 
         // Several times: a signal that cuts a sleep short must still stop the commit.
         for _ in 0..<3 {
-            let early = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:1500"], stderr: Pipe())
+            let early = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:1500," + path], stderr: Pipe())
             // Inside the critical section once the pre_restore copy exists.
             while !box.backupNames().contains(where: { $0.contains("_pre_restore_") }) && early.isRunning { Thread.sleep(forTimeInterval: 0.01) }
             kill(early.processIdentifier, SIGINT)
@@ -79,7 +80,7 @@ struct RestoreUnderWriterTests {
         }
 
         let stderr = Pipe()
-        let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000"], stderr: stderr)
+        let late = try box.spawnDeployctl(["restore", "prod", name, "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=delay:3000," + path], stderr: stderr)
         var polls = [String]()
         while late.isRunning {
             let hash = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, ".sha3sum"])

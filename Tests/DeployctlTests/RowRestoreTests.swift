@@ -81,6 +81,65 @@ struct RowRestoreTests {
         #expect(try Self.content(box, box.backupsFolder + "/" + (document["pre_restore_backup"] as? String ?? "")) == before)
     }
 
+    @Test("a damaged index in the live database (integrity_check fails) is set right by the restore, whether or not its table's rows differ: the row path steps aside for the page copy",
+          arguments: [false, true])
+    func damagedIndex(rowsDiffer: Bool) throws {
+        let box = try Sandbox(journalMode: "wal", rows: 30)
+        _ = try box.sqlite(box.databasePath, """
+            CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, v TEXT); CREATE INDEX ta ON t(a);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT i, i * 3, 'v' FROM n;
+            """)
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        // Another row than the damaged entry's (about id 376): the rewrite does not meet it.
+        if rowsDiffer { _ = try box.sqlite(box.databasePath, "UPDATE t SET v = 'NEW' WHERE id = 1500") }
+        _ = try box.sqlite(box.databasePath, "PRAGMA wal_checkpoint(TRUNCATE)")
+        // One index entry's key flipped in the file, as a bad disk or a bug would leave it.
+        let flip = try Sandbox.exec("/usr/bin/python3", ["-c", """
+            import sqlite3, sys
+            db = sys.argv[1]; c = sqlite3.connect(db)
+            pg = c.execute("select pageno from dbstat where name='ta' and pagetype='leaf' order by pageno limit 1 offset 1").fetchone()[0]; c.close()
+            with open(db, 'r+b') as f:
+                f.seek((pg - 1) * 4096); p = bytearray(f.read(4096)); cp = int.from_bytes(p[8:10], 'big'); p[cp + 1 + p[cp + 1]] ^= 1
+                f.seek((pg - 1) * 4096); f.write(p)
+            """, box.databasePath])
+        #expect(flip.status == 0, "\(flip.stderr)")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") != "ok")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: Self.byRows)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        #expect(try Self.content(box, box.databasePath) == Self.content(box, file))
+        #expect(try Sandbox.document(result)["proven_pages"] as? Int != nil)
+    }
+
+    @Test("INTEGER PRIMARY KEY DESC is no alias of the rowid: such a table is compared and restored by its pages, not by rows")
+    func integerPrimaryKeyDesc() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 30)
+        _ = try box.sqlite(box.databasePath, """
+            CREATE TABLE d (id INTEGER PRIMARY KEY DESC, v TEXT);
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO d SELECT i, 'v' || i FROM n;
+            """)
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "DELETE FROM d WHERE id IN (5, 9); INSERT INTO d VALUES (5, 'again'), (9, 'again')")
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: Self.byRows)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Self.content(box, box.databasePath) == Self.content(box, file))
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(rowid || ':' || id) FROM d WHERE id IN (5, 9)") == box.sqlite(file, "SELECT group_concat(rowid || ':' || id) FROM d WHERE id IN (5, 9)"))
+        #expect(box.backupNames().allSatisfy { !$0.contains("pre_putback") })
+    }
+
+    @Test("-0.0 and 0.0 are different stored values: the preview counts the row and the restore gives the backup's back")
+    func negativeZero() throws {
+        let box = try Sandbox(journalMode: "wal", rows: 30)
+        _ = try box.sqlite(box.databasePath, "CREATE TABLE z (id INTEGER PRIMARY KEY, x); INSERT INTO z VALUES (1, 0.0), (2, 1.5)")
+        _ = try box.takeSnapshot(gzip: false)
+        _ = try Sandbox.exec("/usr/bin/python3", ["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('UPDATE z SET x = ? WHERE id = 1', (-0.0,)); c.commit()", box.databasePath])
+        let result = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: Self.byRows)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Sandbox.document(result)["discarded_rows"] as? Int == 1, "\(result.stdout)")
+        let x = try Sandbox.exec("/usr/bin/python3", ["-c", "import sqlite3, sys, math; c = sqlite3.connect(sys.argv[1]); print(math.copysign(1, c.execute('SELECT x FROM z WHERE id = 1').fetchone()[0]))", box.databasePath])
+        #expect(x.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1.0", "the restored value is -0.0")
+    }
+
     @Test("below the size threshold, in rollback-journal mode and with row-restore=skip, the pages are copied and proven")
     func pageCopyOtherwise() throws {
         for (journal, failpoints) in [("wal", ""), ("delete", "row-restore-size=skip"), ("wal", "row-restore=skip")] {
