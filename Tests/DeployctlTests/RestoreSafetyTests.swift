@@ -337,6 +337,17 @@ struct RestoreHookTests {
 
 @Suite("restore preview counts")
 struct RestorePreviewCountTests {
+    /// Changes to the sandbox's tables after a snapshot (whose payment rows with id % 40 = 0
+    /// hold 9 KB notes, on overflow pages), each differing from the backup in its own way.
+    static let edits = [
+        "scattered": "DELETE FROM payment WHERE id % 97 = 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; INSERT INTO tracker VALUES (50000, 1, 'new'); UPDATE user SET name = 'X' WHERE id = 7",
+        // No page freed and no overflow page touched: only the differing leaves are read.
+        "in place": "DELETE FROM payment WHERE id % 97 = 1 AND id % 40 != 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; UPDATE user SET name = 'Y' || name WHERE id % 61 = 0; INSERT INTO tracker VALUES (50000, 1, 'new')",
+        "freeing": "DELETE FROM payment WHERE id BETWEEN 100 AND 6000",
+        "overflow": "UPDATE payment SET note = zeroblob(9000) || 'b' WHERE id % 80 = 0",
+        "vacuum": "DELETE FROM payment WHERE id % 5 = 0; VACUUM",
+    ]
+
     @Test("a case-only change in a NOCASE key is a changed row, in a rowid and a WITHOUT ROWID table")
     func caseOnlyChange() throws {
         let box = try Sandbox()
@@ -389,15 +400,7 @@ struct RestorePreviewCountTests {
         let box = try Sandbox(journalMode: journalMode, rows: 3000)
         _ = try box.sqlite(box.databasePath, "UPDATE payment SET note = zeroblob(9000) || 'a' WHERE id % 40 = 0")
         let (_, file) = try box.takeSnapshot(gzip: false)
-        let edits = [
-            "scattered": "DELETE FROM payment WHERE id % 97 = 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; INSERT INTO tracker VALUES (50000, 1, 'new'); UPDATE user SET name = 'X' WHERE id = 7",
-            // No page freed and no overflow page touched: only the differing leaves are read.
-            "in place": "DELETE FROM payment WHERE id % 97 = 1 AND id % 40 != 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; UPDATE user SET name = 'Y' || name WHERE id % 61 = 0; INSERT INTO tracker VALUES (50000, 1, 'new')",
-            "freeing": "DELETE FROM payment WHERE id BETWEEN 100 AND 6000",
-            "overflow": "UPDATE payment SET note = zeroblob(9000) || 'b' WHERE id % 80 = 0",
-            "vacuum": "DELETE FROM payment WHERE id % 5 = 0; VACUUM",
-        ]
-        _ = try box.sqlite(box.databasePath, edits[change]!)
+        _ = try box.sqlite(box.databasePath, Self.edits[change]!)
         let expected = try outsiderCounts(box, box.databasePath, file)
         // Twice: with the differing leaves' row digests, and without (what a large difference
         // past the digest budget takes: every row merged from SQL, in flat memory).

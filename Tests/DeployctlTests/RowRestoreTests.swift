@@ -29,14 +29,7 @@ struct RowRestoreTests {
             ANALYZE; PRAGMA user_version = 7;
             """)
         let (_, file) = try box.takeSnapshot(gzip: false)
-        let edits = [
-            "scattered": "DELETE FROM payment WHERE id % 97 = 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; INSERT INTO tracker VALUES (50000, 1, 'new'); UPDATE user SET name = 'X' WHERE id = 7",
-            "in place": "DELETE FROM payment WHERE id % 97 = 1 AND id % 40 != 0; UPDATE loan SET rate = 5.0 WHERE id % 53 = 0; UPDATE user SET name = 'Y' || name WHERE id % 61 = 0; INSERT INTO tracker VALUES (50000, 1, 'new')",
-            "freeing": "DELETE FROM payment WHERE id BETWEEN 100 AND 6000",
-            "overflow": "UPDATE payment SET note = zeroblob(9000) || 'b' WHERE id % 80 = 0",
-            "vacuum": "DELETE FROM payment WHERE id % 5 = 0; VACUUM",
-        ]
-        _ = try box.sqlite(box.databasePath, edits[change]! + "; INSERT INTO audit (what) VALUES ('after'); PRAGMA user_version = 8; ANALYZE;")
+        _ = try box.sqlite(box.databasePath, RestorePreviewCountTests.edits[change]! + "; INSERT INTO audit (what) VALUES ('after'); PRAGMA user_version = 8; ANALYZE;")
         let before = try Self.content(box, box.databasePath)
         let backup = try Self.content(box, file)
         #expect(before != backup)
