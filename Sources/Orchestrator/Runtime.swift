@@ -76,7 +76,7 @@ public struct Runtime: Sendable {
             throw Failure(.missingInput, "seed file \(seed) of instance '\(config.name)' cannot be read")
         }
         let folder = (config.databasePath as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try DurableFile.createFolder(folder)
         let temp = DurableFile.temporaryPath(for: config.databasePath)
         defer { unlink(temp); unlink(temp + "-journal"); unlink(temp + "-wal"); unlink(temp + "-shm") }
         do {
