@@ -103,11 +103,17 @@ extension Runtime {
 
         let root = workspace.root
         let rootOption = root == Workspace.installedRoot ? "" : " --root \(root)"
+        // The units run as deployctl with the root and the instance folder writable. A WAL
+        // database is read through its -shm, which must be writable: the units then run as the
+        // database's owner with its folder writable. A rollback-journal database only has to be
+        // readable: by anyone, or by deployctl as its owner.
         var writable = [String]()
-        if owner != "deployctl" || journalMode == "wal" { writable.append((database as NSString).deletingLastPathComponent) }
+        let readable = owner == "deployctl" || info.st_mode & S_IROTH != 0
+        let asOwner = owner != "deployctl" && (journalMode == "wal" || !readable)
+        if journalMode == "wal" { writable.append((database as NSString).deletingLastPathComponent) }
         if !backups.hasPrefix(folder + "/") { writable.append(backups) }
         var lines = [String]()
-        if owner != "deployctl" { lines += ["User=\(owner)", "Group=\(group)", "SupplementaryGroups=deployctl"] }
+        if asOwner { lines += ["User=\(owner)", "Group=\(group)", "SupplementaryGroups=deployctl"] }
         if root != Workspace.installedRoot { lines += ["Environment=DEPLOYCTL_ROOT=\(root)", "ReadWritePaths=\(folder)"] }
         lines += writable.map { "ReadWritePaths=\($0)" }
         let dropIn = lines.isEmpty ? nil : (["[Service]"] + lines).joined(separator: "\n") + "\n"

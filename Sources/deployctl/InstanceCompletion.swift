@@ -7,12 +7,13 @@ import Orchestrator
 /// else `DEPLOYCTL_ROOT`, else the current directory or the installed root).
 enum InstanceCompletion {
     /// Instances only.
-    static let instances = CompletionKind.custom { words, _, _ in names(words, all: false) }
+    static let instances = CompletionKind.custom { words, _, prefix in names(words, all: false, prefix: prefix) }
     /// Instances and `all`.
-    static let instancesOrAll = CompletionKind.custom { words, _, _ in names(words, all: true) }
+    static let instancesOrAll = CompletionKind.custom { words, _, prefix in names(words, all: true, prefix: prefix) }
 
-    /// The instance names for the command line `words`; empty when no root can be found.
-    static func names(_ words: [String], all: Bool) -> [String] {
+    /// The instance names starting with `prefix` for the command line `words`; empty when no
+    /// root can be found.
+    static func names(_ words: [String], all: Bool, prefix: String) -> [String] {
         var root: String?
         for (index, word) in words.enumerated() {
             if word == "--root", index + 1 < words.count { root = words[index + 1] }
@@ -20,6 +21,6 @@ enum InstanceCompletion {
         }
         guard let workspace = try? Workspace(root: root, environment: ProcessInfo.processInfo.environment),
               let names = try? workspace.allInstanceFolders() else { return [] }
-        return all ? names + ["all"] : names
+        return (all ? names + ["all"] : names).filter { $0.hasPrefix(prefix) }
     }
 }

@@ -45,9 +45,10 @@ struct InitTests {
         let next = try #require(document["next"] as? [String])
         #expect(next.first == "deployctl --root \(box.root) snapshot app")
         #expect(next.last == "sudo systemctl enable --now deployctl-snapshot@app.timer deployctl-verify@app.timer deployctl-status@app.timer")
-        // Not the package's root: the drop-in names this root and the database's folder.
+        // Not the package's root: the drop-in names this root (and a WAL database's folder).
         let dropIn = try #require(document["drop_in"] as? String)
-        #expect(dropIn.contains("Environment=DEPLOYCTL_ROOT=\(box.root)\n") && dropIn.contains("ReadWritePaths=\(box.path("app/data"))\n"), "\(dropIn)")
+        #expect(dropIn.contains("Environment=DEPLOYCTL_ROOT=\(box.root)\n"), "\(dropIn)")
+        #expect(dropIn.contains("ReadWritePaths=\(box.path("app/data"))\n") == (journalMode == "wal"), "\(dropIn)")
 
         let config = try String(contentsOfFile: box.path("instances/app/instance.toml"), encoding: .utf8)
         for line in ["path = \"\(database)\"", "path = \"backups\"", "gzip = true", "keep_last = 24", "max_backup_age = \"3h\""] {
@@ -105,6 +106,25 @@ struct InitTests {
         #expect(second.status == 0, "\(second.stderr)")
         #expect(second.stdout.contains("has no order: 'deploy all' takes every instance folder"), "\(second.stdout)")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/deploy.toml")))
+    }
+
+    @Test("the drop-in init prints: a WAL database of another user runs the units as that user with its folder writable; a rollback-journal database anyone can read needs no other user",
+          .enabled(if: geteuid() == 0, "giving the database to another user needs root"))
+    func dropIn() throws {
+        for journalMode in ["wal", "delete"] {
+            let (box, database) = try Self.adoptionBox(journalMode: journalMode)
+            #expect(chown(database, 4321, 4322) == 0 && chmod(database, 0o644) == 0)
+            let result = try box.deployctl(["init", "app", "--database", database, "--json"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            let dropIn = try #require(document["drop_in"] as? String)
+            let expected = journalMode == "wal"
+                ? "[Service]\nUser=4321\nGroup=4322\nSupplementaryGroups=deployctl\nEnvironment=DEPLOYCTL_ROOT=\(box.root)\nReadWritePaths=\(box.path("instances/app"))\nReadWritePaths=\(box.path("app/data"))\n"
+                : "[Service]\nEnvironment=DEPLOYCTL_ROOT=\(box.root)\nReadWritePaths=\(box.path("instances/app"))\n"
+            #expect(dropIn == expected)
+            let next = try #require(document["next"] as? [String])
+            #expect(next.contains { $0.hasPrefix("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@app.service.d") })
+        }
     }
 
     @Test("the root: --root, else DEPLOYCTL_ROOT (not when empty), else the current directory with instances/, else the installed root with instances/, else an error naming both")

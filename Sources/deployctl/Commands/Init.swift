@@ -41,7 +41,7 @@ struct Init: ParsableCommand {
             if let dropIn = result.dropIn {
                 console.line("")
                 console.line("The units run as user deployctl from \(Workspace.installedRoot); for this instance they need this drop-in")
-                console.line("(a WAL database needs its -shm writable by whoever reads it), written by the third command below:")
+                console.line("(a WAL database is read through its -shm, which must be writable), written by the third command below:")
                 for line in dropIn.split(separator: "\n") { console.line("  \(line)") }
             }
             console.line("")

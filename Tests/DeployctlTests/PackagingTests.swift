@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+/// What the package ships besides the binary: man pages generated from the built binary's own
+/// definitions (scripts/manpages), and shell completions that complete instance names.
+@Suite("packaging")
+struct PackagingTests {
+    @Test("scripts/manpages writes one page per command (deployctl-status.1, deployctl-backups-list.1) from the built binary, each with the real exit-code table, and man renders them")
+    func manPages() throws {
+        let box = try Sandbox()
+        let folder = box.path("man1")
+        let script = RunbookTests.repository.appendingPathComponent("scripts/manpages").path
+        let result = try Sandbox.exec("/usr/bin/python3", [script, Sandbox.binary, folder, "9.9.9"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let pages = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        let commands = ["deploy", "plan", "snapshot", "backups", "backups-list", "backups-verify", "backups-prune", "backups-push", "restore",
+                        "verify", "status", "history", "baseline", "accept", "keygen", "init"]
+        #expect(pages == (["deployctl.1"] + commands.map { "deployctl-\($0).1" }).sorted())
+        let help = try Sandbox.exec(Sandbox.binary, ["--help"], environment: ["COLUMNS": "300", "NO_COLOR": "1"]).stdout
+        let codes = help.split(separator: "\n").drop { $0 != "Exit codes:" }.dropFirst().prefix { $0.hasPrefix("  ") }
+        #expect(codes.count == 11, "\(help)")
+        for page in ["deployctl-status.1", "deployctl-backups-list.1", "deployctl-restore.1"] {
+            let rendered = try Sandbox.exec("/usr/bin/man", ["-l", "-P", "cat", folder + "/" + page], environment: ["MANWIDTH": "300", "PATH": "/usr/bin:/bin"])
+            #expect(rendered.status == 0, "\(rendered.stderr)")
+            let text = rendered.stdout.replacingOccurrences(of: "‐", with: "-")
+            #expect(text.contains(page.dropLast(2).uppercased() + "(1)"), "\(text.prefix(200))")
+            #expect(text.contains("EXIT STATUS"))
+            // Every row of the binary's own table, code and meaning.
+            for row in codes {
+                let parts = row.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1)
+                #expect(text.contains(String(parts[0])) && text.contains(String(parts[1]).trimmingCharacters(in: .whitespaces)), "\(page) lacks \(row)")
+            }
+        }
+        let list = try String(contentsOfFile: folder + "/deployctl-backups-list.1", encoding: .utf8)
+        #expect(list.contains(".TH \"DEPLOYCTL-BACKUPS-LIST\" \"1\"") && list.contains("deployctl 9.9.9"))
+        #expect(list.contains(".B \\-\\-label <label>"), "\(list)")
+    }
+
+    /// What bash completes after `words` (the last one being typed), with the built binary first
+    /// on PATH and the sandbox as the root.
+    static func bashCompletions(_ words: [String], box: Sandbox) throws -> [String] {
+        let script = box.path("deployctl.bash")
+        try Sandbox.exec(Sandbox.binary, ["--generate-completion-script", "bash"]).stdout.write(toFile: script, atomically: true, encoding: .utf8)
+        let array = words.map { "'\($0)'" }.joined(separator: " ")
+        let line = words.joined(separator: " ")
+        let program = """
+            source '\(script)'
+            COMP_WORDS=(\(array)); COMP_CWORD=\(words.count - 1); COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}; COMPREPLY=()
+            _deployctl
+            printf '%s\\n' "${COMPREPLY[@]}"
+            """
+        let folder = URL(fileURLWithPath: Sandbox.binary).deletingLastPathComponent().path
+        let result = try Sandbox.exec("/bin/bash", ["-c", program], environment: ["PATH": folder + ":/usr/bin:/bin", "DEPLOYCTL_ROOT": box.root])
+        #expect(result.status == 0, "\(result.stderr)")
+        return result.stdout.split(separator: "\n").map(String.init).sorted()
+    }
+
+    @Test("bash completes instance names from the root (its --root or DEPLOYCTL_ROOT), 'all' where a command takes it, and nothing for a new instance's name; zsh and fish ask the binary too")
+    func instanceCompletion() throws {
+        let box = try Sandbox()
+        try box.addInstance("staging")
+        try box.addInstance("dev")
+        #expect(try Self.bashCompletions(["deployctl", "snapshot", ""], box: box) == ["dev", "prod", "staging"])
+        #expect(try Self.bashCompletions(["deployctl", "status", ""], box: box) == ["all", "dev", "prod", "staging"])
+        #expect(try Self.bashCompletions(["deployctl", "backups", "list", "s"], box: box) == ["staging"])
+        #expect(try Self.bashCompletions(["deployctl", "restore", "p"], box: box) == ["prod"])
+        // --root on the command line wins over DEPLOYCTL_ROOT.
+        let other = try Sandbox()
+        #expect(try Self.bashCompletions(["deployctl", "deploy", "--root", other.root, ""], box: box) == ["all", "prod"])
+        // A new instance's name is not one of the existing ones.
+        #expect(try Self.bashCompletions(["deployctl", "init", ""], box: box).allSatisfy { !["dev", "prod", "staging"].contains($0) })
+        for shell in ["zsh", "fish"] {
+            let script = try Sandbox.exec(Sandbox.binary, ["--generate-completion-script", shell]).stdout
+            #expect(script.contains("---completion snapshot -- positional@0"), "\(shell) does not ask the binary for instance names")
+        }
+    }
+}
