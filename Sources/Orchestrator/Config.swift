@@ -130,7 +130,7 @@ public struct InstanceConfig: Sendable {
         if name == nil, offsite.count == 1 { return offsite[0] }
         let known = offsite.map(\.name)
         throw Failure(.usage, name.map { "instance '\(self.name)' has no remote '\($0)'" } ?? "instance '\(self.name)' has \(known.isEmpty ? "no" : "several") [[offsite]] remotes",
-                      hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see README, Offsite copies)" : "pass --remote with one of: \(known.joined(separator: ", "))")
+                      hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see docs/offsite.md)" : "pass --remote with one of: \(known.joined(separator: ", "))")
     }
 
     /// App hooks: shell commands run in the instance folder.

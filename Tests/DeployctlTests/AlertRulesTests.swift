@@ -73,7 +73,8 @@ struct AlertRulesTests {
         let used = Self.seriesNames(expressions.joined(separator: "\n")).union(Self.seriesNames(alertRules))
         #expect(used.subtracting(written).isEmpty, "series deployctl never writes: \(used.subtracting(written).sorted())")
         for needed in ["deployctl_last_backup_timestamp_seconds", "deployctl_last_backup_bytes", "deployctl_last_verification_ok",
-                       "deployctl_last_deploy_success", "deployctl_run_duration_seconds", "deployctl_max_backup_age_seconds"] {
+                       "deployctl_last_deploy_success", "deployctl_run_duration_seconds", "deployctl_max_backup_age_seconds",
+                       "deployctl_last_deploy_writes_blocked_seconds"] {
             #expect(Self.seriesNames(expressions.joined(separator: "\n")).contains(needed), "the dashboard does not show \(needed)")
         }
     }

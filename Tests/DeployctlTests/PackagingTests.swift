@@ -36,6 +36,32 @@ struct PackagingTests {
         #expect(list.contains(".B \\-\\-label <label>"), "\(list)")
     }
 
+    @Test("scripts/package refuses, naming them, when the runtime libraries (or the -dev packages to build) are not installed, and refuses a binary that still links the Swift runtime; nothing is written")
+    func packageRefusals() throws {
+        let box = try Sandbox()
+        let script = RunbookTests.repository.appendingPathComponent("scripts/package").path
+        // A dpkg database where nothing is installed: every package is missing.
+        try FileManager.default.createDirectory(atPath: box.path("dpkg"), withIntermediateDirectories: true)
+        try "".write(toFile: box.path("dpkg/status"), atomically: true, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment
+        environment["OUT"] = box.path("dist")
+        environment["DPKG_ADMINDIR"] = box.path("dpkg")
+        let bare = try Sandbox.exec("/bin/bash", [script], environment: environment)
+        #expect(bare.status == 69, "\(bare.stderr)")
+        #expect(bare.stderr.contains("missing Debian packages: libsqlite3-0 zlib1g libdeflate0 libzstd1 libssl3 libsqlite3-dev zlib1g-dev libdeflate-dev libzstd-dev libssl-dev"), "\(bare.stderr)")
+        #expect(bare.stderr.contains("Try: sudo apt-get install libsqlite3-0"), "\(bare.stderr)")
+        // A prebuilt binary needs only the runtime libraries.
+        environment["BINARY"] = Sandbox.binary
+        let prebuilt = try Sandbox.exec("/bin/bash", [script], environment: environment)
+        #expect(prebuilt.status == 69 && prebuilt.stderr.contains("missing Debian packages: libsqlite3-0 zlib1g libdeflate0 libzstd1 libssl3\n"), "\(prebuilt.stderr)")
+        // The test build links the Swift runtime dynamically: not a binary to ship.
+        environment["DPKG_ADMINDIR"] = nil
+        let dynamic = try Sandbox.exec("/bin/bash", [script], environment: environment)
+        #expect(dynamic.status == 65, "\(dynamic.stderr)")
+        #expect(dynamic.stderr.contains("/usr/lib/swift/linux/libswift") && dynamic.stderr.contains(".so, which no Debian package provides (was it built with --static-swift-stdlib?)"), "\(dynamic.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.path("dist")))
+    }
+
     /// What bash completes after `words` (the last one being typed), with the built binary first
     /// on PATH and the sandbox as the root.
     static func bashCompletions(_ words: [String], box: Sandbox) throws -> [String] {
