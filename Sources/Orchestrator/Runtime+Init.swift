@@ -92,6 +92,8 @@ extension Runtime {
                           hint: request.backups == nil ? "pass --backups DIR outside \((database as NSString).deletingLastPathComponent)"
                                                        : "pass --backups with a folder outside \((database as NSString).deletingLastPathComponent)")
         }
+        // A deploy.toml that cannot be read would fail after the config is written: refuse first.
+        _ = try workspace.deployConfig()
         let owner = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? String(info.st_uid)
         let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? String(info.st_gid)
 
@@ -114,14 +116,18 @@ extension Runtime {
         if !backups.hasPrefix(folder + "/") { writable.append(backups) }
         var lines = [String]()
         if asOwner { lines += ["User=\(owner)", "Group=\(group)", "SupplementaryGroups=deployctl"] }
-        if root != Workspace.installedRoot { lines += ["Environment=DEPLOYCTL_ROOT=\(root)", "ReadWritePaths=\(folder)"] }
-        lines += writable.map { "ReadWritePaths=\($0)" }
+        // systemd splits these settings at spaces unless the value is quoted.
+        func quoted(_ value: String) -> String { value.contains(" ") ? "\"\(value)\"" : value }
+        if root != Workspace.installedRoot { lines += ["Environment=\(quoted("DEPLOYCTL_ROOT=" + root))", "ReadWritePaths=\(quoted(folder))"] }
+        lines += writable.map { "ReadWritePaths=\(quoted($0))" }
         let dropIn = lines.isEmpty ? nil : (["[Service]"] + lines).joined(separator: "\n") + "\n"
         let units = ["snapshot", "verify", "status"].map { "deployctl-\($0)@\(name).timer" }
         var next = ["deployctl\(rootOption) snapshot \(name)", "deployctl\(rootOption) status \(name)"]
         if let dropIn {
-            let escaped = dropIn.replacingOccurrences(of: "\n", with: "\\n")
-            next.append("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@\(name).service.d && printf '\(escaped)' | sudo tee /etc/systemd/system/deployctl-$unit@\(name).service.d/instance.conf; done; sudo systemctl daemon-reload")
+            // printf %b reads the \n escapes and nothing else (a % or \ in a path stays as it is).
+            let escaped = dropIn.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+                .replacingOccurrences(of: "'", with: "'\\''")
+            next.append("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@\(name).service.d && printf '%b' '\(escaped)' | sudo tee /etc/systemd/system/deployctl-$unit@\(name).service.d/instance.conf; done; sudo systemctl daemon-reload")
         }
         next.append("sudo systemctl enable --now \(units.joined(separator: " "))")
         return InitResult(instance: name, config: file, database: database, journalMode: journalMode, bytes: Int64(info.st_size),

@@ -123,8 +123,45 @@ struct InitTests {
                 : "[Service]\nEnvironment=DEPLOYCTL_ROOT=\(box.root)\nReadWritePaths=\(box.path("instances/app"))\n"
             #expect(dropIn == expected)
             let next = try #require(document["next"] as? [String])
-            #expect(next.contains { $0.hasPrefix("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@app.service.d") })
+            #expect(next.contains { $0.hasPrefix("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@app.service.d && printf '%b' '[Service]\\n") })
         }
+    }
+
+    @Test("the drop-in command init prints writes exactly the drop-in, for paths with spaces, quotes, % and backslashes, and systemd-analyze verify accepts the unit with it")
+    func dropInCommandRuns() throws {
+        let box = try Sandbox(journalMode: "wal")
+        let odd = box.path("it's 100% \\ app/data")
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+        let database = odd + "/app.db"
+        try box.makeLendingDatabase(path: database, journalMode: "wal", rows: 10)
+        let result = try box.deployctl(["init", "app", "--database", database, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let dropIn = try #require(document["drop_in"] as? String)
+        #expect(dropIn.contains("ReadWritePaths=\"\(odd)\"\n"), "\(dropIn)")
+        // instance.toml holds the path as it is: a snapshot finds the database.
+        let snapshot = try box.deployctl(["snapshot", "app", "--quiet"])
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        let command = try #require((document["next"] as? [String])?.first { $0.hasPrefix("for unit in") })
+        // Run as printed, with /etc/systemd/system moved into the sandbox and no sudo or systemctl.
+        let etc = box.path("etc")
+        let runnable = command.replacingOccurrences(of: "/etc/systemd/system", with: etc).replacingOccurrences(of: "sudo ", with: "")
+            .replacingOccurrences(of: "; systemctl daemon-reload", with: "")
+        let run = try Sandbox.exec("/bin/sh", ["-c", runnable])
+        #expect(run.status == 0, "\(run.stderr)")
+        for unit in SystemdUnitTests.units {
+            let written = try String(contentsOfFile: etc + "/deployctl-\(unit)@app.service.d/instance.conf", encoding: .utf8)
+            #expect(written == dropIn)
+        }
+        // The snapshot unit with the drop-in appended: systemd reads every setting of it.
+        let paths = try SystemdUnitTests.instantiate("app", binary: Sandbox.binary, into: box.root)
+        let service = try #require(paths.first { $0.hasSuffix("deployctl-snapshot@app.service") })
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: service))
+        handle.seekToEndOfFile()
+        handle.write(Data(dropIn.utf8))
+        try handle.close()
+        let verify = try Sandbox.exec("/usr/bin/systemd-analyze", ["verify", "--man=no", service])
+        #expect(verify.status == 0 && verify.stderr.isEmpty, "\(verify.stderr)")
     }
 
     @Test("the root: --root, else DEPLOYCTL_ROOT (not when empty), else the current directory with instances/, else the installed root with instances/, else an error naming both")
