@@ -1,9 +1,9 @@
 // swift-tools-version: 6.0
+// Linux only: deployctl reads /proc, uses Glibc, sync_file_range and the Debian system libraries below.
 import PackageDescription
 
 let package = Package(
     name: "deployctl",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "deployctl", targets: ["deployctl"]),
     ],

@@ -42,9 +42,15 @@ public struct Restorer: Sendable {
     /// past it the tables are merged row by row from SQL, in flat memory.
     public let rowDigestBudget: Int
 
-    public init(busyTimeout: Duration, rowDigestBudget: Int = Connection.rowDigestBudget) {
+    /// The smallest live database a restore into it rewrites by rows when it can
+    /// (`restoreByRows`); nil: always through the backup API.
+    public let rowRestoreMinimumBytes: Int64?
+
+    public init(busyTimeout: Duration, rowDigestBudget: Int = Connection.rowDigestBudget,
+                rowRestoreMinimumBytes: Int64? = Restorer.rowRestoreMinimumBytes) {
         self.busyTimeout = busyTimeout
         self.rowDigestBudget = rowDigestBudget
+        self.rowRestoreMinimumBytes = rowRestoreMinimumBytes
     }
 
     /// The comparison of a database with a backup: what a restore discards and brings back.
@@ -55,6 +61,10 @@ public struct Restorer: Sendable {
         /// Tables whose rows could not be compared (virtual tables of unknown modules,
         /// contentless full-text tables) and shadow tables, compared through their virtual table.
         public let notCompared: [NotCompared]
+        /// The rowids of every row that differs, per table, when each differing table was
+        /// compared leaf by leaf (`changedRows`) and every other table's pages were identical:
+        /// rewriting just these rows gives the backup's content (`restoreByRows`). Nil otherwise.
+        public let rowKeys: [String: [Int64]]?
     }
 
     /// Compares every table of `live` (the live database, or a `pre_restore` copy opened
@@ -89,6 +99,7 @@ public struct Restorer: Sendable {
 
         var result = [TableDifference]()
         var notCompared = [NotCompared]()
+        var rowKeys: [String: [Int64]]? = [:]
         for table in Set(liveTables.keys).union(backupTables.keys).sorted() {
             let q = quoteIdentifier(table)
             func count(_ database: String) throws -> Int? {
@@ -96,6 +107,7 @@ public struct Restorer: Sendable {
                     : Int(try live.scalar("SELECT count(*) FROM \(database).\(q)").int ?? 0)
             }
             if kinds[table] == "shadow" {
+                if !identical.contains(table) { rowKeys = nil }
                 let owner = owner(ofShadow: table)
                 let comparable = owner.map { Self.uncomparable(liveTables[$0]?.sql ?? backupTables[$0]?.sql ?? "") == nil } ?? false
                 notCompared.append(NotCompared(table: table, reason: "shadow table of virtual table \(owner ?? "?"): "
@@ -121,6 +133,7 @@ public struct Restorer: Sendable {
                 continue
             }
             guard liveTables[table] != nil, backupTables[table] != nil else {
+                rowKeys = nil
                 let (liveRows, backupRows) = (try count("main"), try count("restore_source"))
                 result.append(TableDifference(table: table, liveRows: liveRows, backupRows: backupRows,
                                               discarded: liveRows ?? 0, restored: backupRows ?? 0))
@@ -137,13 +150,16 @@ public struct Restorer: Sendable {
                                                           pages: pages, backup: backupFile) {
                     let differing = try live.differingRows(table: table, first: "main", second: "restore_source", rowids: changed.mismatched)
                     rows = RowDifference(onlyInFirst: changed.only.onlyInFirst + differing, onlyInSecond: changed.only.onlyInSecond + differing)
+                    if rows.onlyInFirst + rows.onlyInSecond > 0 { rowKeys?[table] = changed.rowids }
                 } else {
+                    rowKeys = nil
                     rows = try live.rowDifferences(table: table, first: "main", second: "restore_source")
                 }
                 result.append(TableDifference(table: table, liveRows: try count("main"), backupRows: try count("restore_source"),
                                               discarded: rows.onlyInFirst, restored: rows.onlyInSecond))
                 continue
             }
+            rowKeys = nil
             let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) },
                                                           { try backupDatabase.fingerprint(table: table) })
             // Equal fingerprints mean equal rows: no set differences needed.
@@ -153,16 +169,27 @@ public struct Restorer: Sendable {
             }
             result.append(try exceptDifference(live, table, liveRows: livePrint.rows, backupRows: backupPrint.rows))
         }
-        return Comparison(differences: result, notCompared: notCompared)
+        return Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
     }
 
-    /// Whether every differing page is a b-tree page on both sides. Otherwise an overflow
-    /// page may differ under a leaf whose own bytes are equal, and rows must all be compared.
+    /// Whether the differing leaves hold every differing row: no differing page can be part of
+    /// the overflow chain of a row whose cells are equal on both sides. Such a chain is in use
+    /// as overflow pages on both sides (its first page is named by the equal cell, each next one
+    /// by an equal page before it, or that page differs and is itself such a page). So a
+    /// differing page is harmless when on either side it is a b-tree page, is on the freelist
+    /// (a delete frees the pages of the rows it removes; `secure_delete` zeroes them), or does
+    /// not exist; else (an overflow page rewritten in place, a pointer-map page, bytes that do
+    /// not parse) rows must all be compared.
     static func rowidRangesAreExact(_ pages: PageDifferences, _ backup: PageFile) -> Bool {
-        pages.pages.allSatisfy { number in
-            guard pages.content[number] != .other else { return false }
-            let theirs = backup.page(number)
-            return theirs == nil ? number > pages.referencePageCount : theirs != .other
+        lazy var liveFree: Set<Int> = pages.rawPages.flatMap { raw in
+            PageFile.freelist(page: { raw[$0] ?? (pages.pages.contains($0) ? nil : backup.bytes($0)) })
+        } ?? []
+        lazy var backupFree: Set<Int> = PageFile.freelist(page: backup.bytes) ?? []
+        return pages.pages.allSatisfy { number in
+            let live: BTreePage? = number > pages.pageCount ? nil : pages.content[number] ?? .other
+            let theirs = number > pages.referencePageCount ? nil : backup.page(number)
+            if live != .other || theirs != .other { return true }
+            return liveFree.contains(number) || backupFree.contains(number)
         }
     }
 
@@ -178,7 +205,7 @@ public struct Restorer: Sendable {
     /// file; the live database's differing leaves come parsed from the page comparison (so a
     /// WAL database is read as SQLite sees it).
     static func changedRows(liveRoot: Int, backupRoot: Int, pages: PageDifferences,
-                            backup: PageFile) -> (only: RowDifference, mismatched: [Int64])? {
+                            backup: PageFile) -> (only: RowDifference, mismatched: [Int64], rowids: [Int64])? {
         let livePage = { (number: Int) in pages.pages.contains(number) ? pages.content[number] : backup.page(number) }
         guard let liveLeaves = BTreePage.leaves(root: liveRoot, page: livePage),
               let backupLeaves = BTreePage.leaves(root: backupRoot, page: backup.page) else { return nil }
@@ -189,21 +216,27 @@ public struct Restorer: Sendable {
         var theirs = LeafRows(leaves: backupLeaves.filter { pages.pages.contains($0) || !liveSet.contains($0) }) { backup.rowDigests($0) }
         var only = RowDifference()
         var mismatched = [Int64]()
+        var rowids = [Int64]()
         var (a, b) = (live.next(), theirs.next())
         while a != nil || b != nil {
             if let x = a, b == nil || x.rowid < b!.rowid {
                 only.onlyInFirst += 1
+                rowids.append(x.rowid)
                 a = live.next()
             } else if let y = b, a == nil || y.rowid < a!.rowid {
                 only.onlyInSecond += 1
+                rowids.append(y.rowid)
                 b = theirs.next()
             } else {
-                if a!.hash != b!.hash { mismatched.append(a!.rowid) }
+                if a!.hash != b!.hash {
+                    mismatched.append(a!.rowid)
+                    rowids.append(a!.rowid)
+                }
                 (a, b) = (live.next(), theirs.next())
             }
         }
         guard !live.failed, !theirs.failed else { return nil }
-        return (only, mismatched)
+        return (only, mismatched, rowids)
     }
 
     /// The rows of a list of table leaves, in order; `failed` when a leaf does not parse or
@@ -290,11 +323,17 @@ public struct Restorer: Sendable {
     public enum Proof: Sendable {
         /// Every page is identical to the backup's.
         case identical(pages: Int)
+        /// A row restore (`restoreByRows`): the `rows` rewritten in `tables` tables, the internal
+        /// tables, the header's versions and the schema equal the backup's; every other row was
+        /// proven equal by the page comparison before the restore.
+        case rows(rows: Int, tables: Int)
         /// Another connection committed to the restored database before the proof could read
         /// it: equality can no longer be shown (nor is it expected).
         case overtaken
         /// Pages differ, and nobody else committed: the restore is wrong.
         case differs(pages: Int, of: Int)
+        /// After a row restore, rows differ (counted on both sides) and nobody else committed.
+        case rowsDiffer(rows: Int)
     }
 
     /// Restores `backup` into the live database `live` as one critical section: takes the
@@ -311,12 +350,19 @@ public struct Restorer: Sendable {
     ///   timeout); `Failure` `.cannotCreate` for a read-only database, `.io` for a full disk.
     ///   Whatever is thrown, the live database is as it was; when the commit itself failed
     ///   this was checked page by page, and `.unproven` is thrown if it is not.
-    public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?,
+    public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil,
                         saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler = { _ in },
                         beforeCommit: () throws -> Void) throws -> LiveResult {
         guard !live.isReadOnly else {
             throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
                           hint: "run as the database's owner, or make the file and its folder writable")
+        }
+        if let minimum = rowRestoreMinimumBytes, let rowKeys, let previewVersion,
+           rowKeys.values.reduce(0, { $0 + $1.count }) <= Self.rowRestoreMaximumRows,
+           (try live.scalar("PRAGMA page_count").int ?? 0) * (try live.scalar("PRAGMA page_size").int ?? 0) >= minimum,
+           let result = try restoreByRows(backup, intoLive: live, keys: rowKeys, previewVersion: previewVersion, saving: request,
+                                          in: store, progress: progress, beforeCommit: beforeCommit) {
+            return result
         }
         let source = try Connection(path: backup.databasePath, mode: .immutable)
         let held = try HeldBackup(from: source, into: live)
@@ -365,16 +411,7 @@ public struct Restorer: Sendable {
         do {
             try held.commit(timeout: busyTimeout)
         } catch let error as DeployctlError {
-            let unchanged = try? Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
-                .comparePages(with: saved.path, timeout: busyTimeout).identical
-            guard unchanged == true else {
-                throw Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
-                              hint: "do not start the application; put the saved copy back: deployctl restore <instance> \(saved.name) --yes")
-            }
-            try? store.remove([saved])
-            throw Failure(error.kind == .unproven ? .failed : error.kind,
-                          "\(error.message)\nThe restore was rolled back: the live database is as it was (every page equals \(saved.name)).",
-                          hint: error.hint)
+            throw rolledBack(error, live: live, saved: saved, store: store)
         }
         let blocked = ContinuousClock.now - locked
         progress(.working(.provingRestore))
@@ -383,6 +420,22 @@ public struct Restorer: Sendable {
         return LiveResult(saved: saved, previewExact: previewExact,
                           writeLockMilliseconds: blocked.milliseconds,
                           proof: proof)
+    }
+
+    /// The failure for a restore whose commit failed: the live database is checked page by
+    /// page against `saved`, the copy taken just before; when equal the copy is removed and the
+    /// cause's kind kept, else `.unproven` naming the copy to put back.
+    func rolledBack(_ error: DeployctlError, live: Connection, saved: BackupEntry, store: BackupStore) -> Failure {
+        let unchanged = try? Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
+            .comparePages(with: saved.path, timeout: busyTimeout).identical
+        guard unchanged == true else {
+            return Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
+                           hint: "do not start the application; put the saved copy back: deployctl restore <instance> \(saved.name) --yes")
+        }
+        try? store.remove([saved])
+        return Failure(error.kind == .unproven ? .failed : error.kind,
+                       "\(error.message)\nThe restore was rolled back: the live database is as it was (every page equals \(saved.name)).",
+                       hint: error.hint)
     }
 
     /// The proof after a live restore, in `live`'s first read transaction after its commit:

@@ -94,15 +94,25 @@ final class EvidenceRecorder {
     private let original: [String: [String]]
     private let originalKeys: [String: [String]]
     private let originalRoots: [String: TableRoot]
+    /// Names this recorder's saved copies: two recorders (the whole set's and one migration's)
+    /// save the same table side by side.
+    private let prefix: String
+    /// Per existing table, columns (lower-cased) that an earlier migration of the same pending
+    /// set created: filling, changing or dropping their values loses nothing that existed.
+    private let newColumns: [String: Set<String>]
     private var saved = [String: String]()
     private var counter = 0
 
-    /// `db` holds the state before the migrations; its tables and columns are "existing".
-    init(_ db: Connection) throws {
+    /// `db` holds the state before the migrations; its tables and columns are "existing", but
+    /// for `newTables` and `newColumns`, which an earlier migration of the same pending set
+    /// created (README, Migrations: each migration's class from its own effect).
+    init(_ db: Connection, prefix: String = "deployctl_before_", newTables: Set<String> = [], newColumns: [String: Set<String>] = [:]) throws {
         self.db = db
+        self.newColumns = newColumns
+        self.prefix = prefix
         var original = [String: [String]]()
         var keys = [String: [String]]()
-        for table in try db.tableNames() where table != History.table {
+        for table in try db.tableNames() where table != History.table && !newTables.contains(table) {
             original[table] = try Self.columns(db, table)
             keys[table] = try Self.primaryKey(db, table)
         }
@@ -118,7 +128,7 @@ final class EvidenceRecorder {
     func save(_ table: String) throws {
         guard let columns = original[table], saved[table] == nil else { return }
         counter += 1
-        let copy = "deployctl_before_\(counter)"
+        let copy = prefix + String(counter)
         let key = try hasRowid(table) ? "rowid AS deployctl_rowid, " : ""
         try db.execute("CREATE TEMP TABLE \(copy) AS SELECT \(key)\(columns.map(quoteIdentifier).joined(separator: ", ")) FROM main.\(quoteIdentifier(table))")
         saved[table] = copy
@@ -183,8 +193,10 @@ final class EvidenceRecorder {
         let oldColumns = original[table]!
         let newColumns = try Self.columns(db, name)
         let newLower = Set(newColumns.map { $0.lowercased() })
-        let kept = oldColumns.filter { newLower.contains($0.lowercased()) }
-        var gone = oldColumns.filter { !newLower.contains($0.lowercased()) }
+        let fresh = self.newColumns[table] ?? []
+        // A column an earlier migration of this set created holds no value that existed.
+        let kept = oldColumns.filter { newLower.contains($0.lowercased()) && !fresh.contains($0.lowercased()) }
+        var gone = oldColumns.filter { !newLower.contains($0.lowercased()) && !fresh.contains($0.lowercased()) }
         let oldLower = Set(oldColumns.map { $0.lowercased() })
         var added = newColumns.filter { !oldLower.contains($0.lowercased()) }
         let oldKey = originalKeys[table] ?? []
@@ -238,8 +250,7 @@ final class EvidenceRecorder {
     }
 
     private func hasRowid(_ table: String) throws -> Bool {
-        let sql = try db.scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
-        return !Connection.normalizeSQL(sql).uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID")
+        try !db.isWithoutRowid(table)
     }
 
     static func columns(_ db: Connection, _ table: String) throws -> [String] {

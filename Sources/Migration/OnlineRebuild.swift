@@ -441,6 +441,13 @@ public struct OnlineRebuild: Sendable {
         }
     }
 
+    /// The table an online rebuild left its shadow table and triggers on (a run killed, or
+    /// whose clean-up could not write), or nil.
+    public static func leftover(_ db: Connection) -> String? {
+        guard (try? db.scalar("SELECT count(*) FROM sqlite_schema WHERE name = ?", [.text(stateTable)]).int) == 1 else { return nil }
+        return (try? db.scalar("SELECT source FROM \(stateTable)").string) ?? "a table"
+    }
+
     /// Removes what an online rebuild left on the database at `path`: before its cut-over, the
     /// shadow table, triggers and log (the live table was never changed); after it, the old
     /// table renamed aside. Returns what was done, or nil when there was nothing.

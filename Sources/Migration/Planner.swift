@@ -21,7 +21,8 @@ public struct Planner: Sendable {
     /// effect within a second.
     public func plan(livePath: String, files: [MigrationFile], scratchFolder: String, busyTimeout: Duration,
                      fingerprintCopy: Bool = true, stop: (@Sendable () -> Bool)? = nil) throws -> MigrationPlan {
-        let scratchPath = scratchFolder + "/.deployctl-plan-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).db"
+        // A temp name a dead run's leftovers are found by (`DurableFile.leftovers`).
+        let scratchPath = DurableFile.temporaryPath(for: scratchFolder + "/plan.db")
         defer { for suffix in ["", "-journal", "-wal", "-shm"] { unlink(scratchPath + suffix) } }
         let live = try Connection(path: livePath, mode: .inspect, busyTimeout: busyTimeout)
         let applied = try History.applied(live)
@@ -66,9 +67,7 @@ public struct Planner: Sendable {
         let recorder = try EvidenceRecorder(scratch)
         let existingColumns = recorder.existingColumns.mapValues { Set($0.map { $0.lowercased() }) }
         // Existing tables whose rows SQLite's preupdate hook cannot tell apart (no rowid).
-        let withoutRowid = Set(try scratch.rows("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
-            .filter { Connection.normalizeSQL($0[1].string ?? "").uppercased().replacingOccurrences(of: " ", with: "").hasSuffix("WITHOUTROWID") }
-            .compactMap { $0[0].string }).intersection(existingColumns.keys)
+        let withoutRowid = Set(try existingColumns.keys.filter { try scratch.isWithoutRowid($0) })
         // Existing tables a statement dropped or renamed away: rebuilt, if their rows live on.
         var replaced = Set<String>()
         // Dropping or renaming a table can leave other tables' keys pointing nowhere: the
@@ -89,7 +88,12 @@ public struct Planner: Sendable {
         var alreadyExisting = [String]()
         var touchedBy = [String: Set<String>]()
         var executing = Duration.zero
+        // Each migration's own evidence, with several pending: the state before it against the
+        // state after it (`MigrationEffects`).
+        var effects = pending.count > 1 ? MigrationEffects(existing: existingColumns, rowCounts: existingTables) : nil
+        var ownEvidence = [String: [TableEvidence]]()
         for file in pending {
+            let own = try effects?.begin(file, on: scratch)
             let parts = try Connection.split(file.sql)
             for (offset, sql) in parts.enumerated() {
                 let where_ = "\(file.fileName), statement \(offset + 1)"
@@ -112,7 +116,10 @@ public struct Planner: Sendable {
                 var judged = try Self.judge(actions, sql: sql, where_: where_, file: file, names: names, on: scratch,
                                             existing: existingColumns, originalNames: originalNames, withoutRowid: withoutRowid)
                 let (creates, exists, touches) = (judged.creates, judged.exists, judged.touches)
-                for table in touches { try recorder.save(table) }
+                for table in touches {
+                    try recorder.save(table)
+                    try own?.recorder.save(table)
+                }
                 let started = ContinuousClock.now
                 defer { executing += ContinuousClock.now - started }
                 do {
@@ -123,6 +130,7 @@ public struct Planner: Sendable {
                 }
                 let namesAfter = Set(try scratch.tableNames())
                 for table in touches where existingColumns[table] != nil && !namesAfter.contains(table) { replaced.insert(table) }
+                for table in touches where own?.recorder.existingColumns[table] != nil && !namesAfter.contains(table) { own?.replaced.insert(table) }
                 // A trigger acts later, on the application's writes: judge what its body does.
                 for trigger in creates where trigger.type == "trigger" {
                     for (problem, kind) in try Self.triggerEffects(trigger.name, on: scratch, existing: existingColumns) { judged.note(problem, kind) }
@@ -135,6 +143,7 @@ public struct Planner: Sendable {
                                                 sql: summary(sql), actions: judged.described, creates: creates,
                                                 alreadyExists: exists, problems: judged.problems, classification: judged.classification, note: nil))
             }
+            if let own { ownEvidence[file.key] = try effects!.end(own) }
         }
         // What the statements did on the copy, table by table, column by column.
         let evidence = try recorder.compare(rowCounts: existingTables, replaced: replaced)
@@ -170,9 +179,9 @@ public struct Planner: Sendable {
         if rerunClean { rerunClean = try scratch.schema() == schemaAfter && scratch.totalChanges == changesAfter }
         let migrations = pending.map { file in
             let own = statements.filter { $0.migration == file.key }
-            // Evidence on a table no statement named (a trigger, a virtual table's shadow
-            // tables) counts against every pending migration.
-            let seen = evidence.filter { touchedBy[$0.table]?.contains(file.key) ?? true }
+            // Alone, evidence on a table no statement named (a trigger, a virtual table's shadow
+            // tables) counts against it; with several, each has its own.
+            let seen = ownEvidence[file.key] ?? evidence.filter { touchedBy[$0.table]?.contains(file.key) ?? true }
             let kind = max(own.map(\.classification).max() ?? .additive, seen.map(\.classification).max() ?? .additive)
             return MigrationSummary(migration: file.key, classification: kind, evidence: seen.flatMap(\.facts), format: file.format,
                                     hasDown: file.downSQL != nil, notes: file.notes)
@@ -322,7 +331,9 @@ public struct Planner: Sendable {
         let changed = evidence.flatMap { e in e.facts.filter { $0.hasSuffix(" changed") } }
         let list = { (items: [String]) in items.prefix(6).joined(separator: "; ") + (items.count > 6 ? "; …" : "") }
         let onCopy = "on the rehearsal copy, every existing row matched by primary key or rowid"
-        let untouchedNames = untouched.joined(separator: ", ")
+        // Claim 5 names the tables it is about; with none left untouched it says so.
+        let untouchedClaim = untouched.isEmpty ? "No other existing table is changed (the migrations write every existing table)"
+            : "All other existing tables (\(untouched.prefix(8).joined(separator: ", "))\(untouched.count > 8 ? ", …" : "")) remain untouched"
         return [
             SafetyClaim(claim: "It only ADDS new objects (\(counted(createTables, "new table")))", proven: nonAdditive.isEmpty && evidence.isEmpty,
                         how: nonAdditive.isEmpty && evidence.isEmpty ? "no statement touches an existing table, by SQLite's authorizer and the rehearsal copy"
@@ -338,9 +349,9 @@ public struct Planner: Sendable {
                             ? "no UPDATE of an existing column (SQLite's authorizer); every existing value equal, \(onCopy)"
                             : list(changed + updates + lost + deletes)),
             fingerprintCopy
-                ? SafetyClaim(claim: "All existing \(untouchedNames) remain untouched", proven: unchanged,
-                              how: "content fingerprints of \(untouched.count) existing tables equal before and after, on a rehearsal copy")
-                : SafetyClaim(claim: "All existing \(untouchedNames) remain untouched", proven: false,
+                ? SafetyClaim(claim: untouchedClaim, proven: unchanged,
+                              how: "content fingerprints of \(counted(untouched.count, "existing table")) equal before and after, on a rehearsal copy")
+                : SafetyClaim(claim: untouchedClaim, proven: false,
                               how: "proven by the deploy: on a rehearsal copy the \(originalTables.count) existing tables' pages are identical to the snapshot's (or their content fingerprints equal), then SQLite's record of row changes inside the migrating transaction",
                               deferred: true),
             SafetyClaim(claim: "Safe to run multiple times (idempotent)", proven: rerunClean,
@@ -442,5 +453,61 @@ public struct Planner: Sendable {
         while text.hasSuffix(";") { text.removeLast() }
         text = text.replacingOccurrences(of: "( ", with: "(").replacingOccurrences(of: " )", with: ")")
         return text.replacingOccurrences(of: "\"", with: "")
+    }
+}
+
+/// What each of several pending migrations did on its own (SPEC: each migration has its own
+/// class, from its own effect): before a migration, a recorder whose existing tables and columns
+/// are those that existed before the deploy (followed through earlier renames and drops), so a
+/// table or column an earlier migration of the set created counts as new; after it, that
+/// migration's evidence. Row counts are carried from one migration's evidence to the next, not
+/// counted again.
+struct MigrationEffects {
+    /// Per current table name, its pre-deploy columns (lower-cased, current spelling).
+    private var kept: [String: Set<String>]
+    private var rowCounts: [String: Int]
+    private var index = 0
+
+    final class Own {
+        let recorder: EvidenceRecorder
+        var replaced = Set<String>()
+        init(_ recorder: EvidenceRecorder) { self.recorder = recorder }
+    }
+
+    init(existing: [String: Set<String>], rowCounts: [String: Int]) {
+        kept = existing
+        self.rowCounts = rowCounts
+    }
+
+    /// A recorder for the migration about to run.
+    mutating func begin(_ file: MigrationFile, on db: Connection) throws -> Own {
+        index += 1
+        let tables = try db.tableNames().filter { $0 != History.table }
+        var newColumns = [String: Set<String>]()
+        for table in tables {
+            guard let old = kept[table] else { continue }
+            newColumns[table] = Set(try EvidenceRecorder.columns(db, table).map { $0.lowercased() }).subtracting(old)
+        }
+        return Own(try EvidenceRecorder(db, prefix: "deployctl_before_m\(index)_", newTables: Set(tables).subtracting(kept.keys),
+                                        newColumns: newColumns))
+    }
+
+    /// The migration's evidence; carries the pre-deploy tables and columns, and the row
+    /// counts, through what it did.
+    mutating func end(_ own: Own) throws -> [TableEvidence] {
+        let evidence = try own.recorder.compare(rowCounts: rowCounts, replaced: own.replaced)
+        for e in evidence {
+            var columns = kept.removeValue(forKey: e.table) ?? []
+            rowCounts[e.table] = nil
+            guard let final = e.finalName else { continue }
+            for column in e.columnsDropped.keys { columns.remove(column.lowercased()) }
+            for (old, new) in e.columnsRenamed {
+                columns.remove(old.lowercased())
+                columns.insert(new.lowercased())
+            }
+            kept[final] = columns
+            rowCounts[final] = e.rowsBefore - e.rowsDeleted + e.rowsAdded
+        }
+        return evidence
     }
 }

@@ -289,7 +289,7 @@ struct Pipeline {
         // A dry run says so too: the deploy it previews would be refused.
         if !plan.pending.isEmpty { try runtime.checkOwnSnapshotsDecrypt(config) }
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
-        try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true)
+        try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true, onlineTable: online?.table)
         if let stop = config.hooks.stop {
             try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.preflight.rawValue,
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,

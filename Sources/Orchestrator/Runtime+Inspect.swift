@@ -206,6 +206,9 @@ extension Runtime {
                 applied = rows.map(\.key)
                 let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
+                if work == nil, let source = OnlineRebuild.leftover(db) {
+                    warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(name)' removes them")
+                }
             } catch let failure as Failure {
                 problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
             } catch let error as SQLiteError where error.kind == .temporary {

@@ -8,7 +8,16 @@ extension Runtime {
     /// `forDeploy` leaves claim 5 to the deploy's own in-transaction proof.
     func makePlan(_ config: InstanceConfig, forDeploy: Bool = false) throws -> (files: [MigrationFile], plan: MigrationPlan) {
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
-        let scratch = NSTemporaryDirectory()
+        // The copy goes into the instance's backups folder (beside the database before the first
+        // backup), where the free-space preflight looks and `status` finds a dead run's leftover.
+        var isFolder: ObjCBool = false
+        let scratch = FileManager.default.fileExists(atPath: config.backupsFolder, isDirectory: &isFolder) && isFolder.boolValue
+            ? config.backupsFolder : (config.databasePath as NSString).deletingLastPathComponent
+        if !failpoints.skips("free-space") {
+            var needs = SpaceNeeds()
+            needs.add(liveBytes(config), in: scratch, for: "the plan's copy of the database")
+            try needs.check()
+        }
         let interruption = self.interruption
         do {
             let plan = try Planner().plan(livePath: config.databasePath, files: files, scratchFolder: scratch, busyTimeout: config.busyTimeout,

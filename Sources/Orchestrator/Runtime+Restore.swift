@@ -70,6 +70,12 @@ public struct RestorePreview: Sendable {
     public var discardedRows: Int { differences.discardedRows }
 }
 
+/// What a restore by rows rewrote and proved.
+public struct ProvenRows: Sendable, Equatable {
+    public let rows: Int
+    public let tables: Int
+}
+
 /// The result of a restore.
 public struct RestoreOutcome: Sendable {
     public let preview: RestorePreview
@@ -85,6 +91,9 @@ public struct RestoreOutcome: Sendable {
     public let movedAside: String?
     /// Pages of the restored database proven byte-identical to the backup's; nil when not proven.
     public let provenPages: Int?
+    /// A restore by rows (`Restorer.restoreByRows`): the rows it rewrote, proven equal to the
+    /// backup's, every other row having been proven equal page by page before it.
+    public var provenRows: ProvenRows? = nil
     /// Why the equality is not proven, when it is not.
     public let unproven: String?
     /// How long the application could not write (live restores).
@@ -120,9 +129,11 @@ public final class PreparedRestore {
     /// The connection that read the preview, and its data version after that read.
     private var live: Connection?
     private let previewVersion: UInt32?
+    /// The preview's differing rows, for a restore by rows (`Restorer.restoreByRows`).
+    private let rowKeys: [String: [Int64]]?
 
     init(preview: RestorePreview, runtime: Runtime, config: InstanceConfig, store: BackupStore, request: RestoreRequest,
-         opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?) {
+         opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil) {
         self.preview = preview
         self.runtime = runtime
         self.config = config
@@ -132,6 +143,7 @@ public final class PreparedRestore {
         self.lock = lock
         self.live = live
         self.previewVersion = previewVersion
+        self.rowKeys = rowKeys
     }
 
     deinit { release() }
@@ -175,18 +187,22 @@ public final class PreparedRestore {
 
     private func performLive(_ opened: OpenedBackup, restorer: Restorer) throws -> RestoreOutcome {
         let hooks = AppHooks(runtime: runtime, config: config, enabled: request.runHooks)
+        try runtime.failpoints.hit("restore-preview")
         try runtime.checkInterruption("nothing was changed")
         do {
             try hooks.stop()
             let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             live = nil
-            let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, config: config, store: store,
-                                                 failpoint: "restore")
+            let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, rowKeys: rowKeys, config: config,
+                                                 store: store, failpoint: "restore")
             runtime.events(.stepDone("Saved the replaced database as \(result.saved.name)"))
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
                 if case .differs(let pages, let total) = result.proof {
                     throw Failure(.failed, "after the restore, the live database does not hold the backup's pages (\(pages) of \(total) differ)")
+                }
+                if case .rowsDiffer(let rows) = result.proof {
+                    throw Failure(.failed, "after the restore, the live database does not hold the backup's rows (\(counted(rows, "row")) differ)")
                 }
                 try runtime.failpoints.hit("after-restore")
                 try hooks.start()
@@ -205,14 +221,16 @@ public final class PreparedRestore {
             // A signal from the commit on is too late to stop the restore: it is finished.
             let interruptedTooLate = runtime.interruption() != nil
             var provenPages: Int?
+            var provenRows: ProvenRows?
             var unproven: String?
             switch result.proof {
             case .identical(let pages): provenPages = pages
+            case .rows(let rows, let tables): provenRows = ProvenRows(rows: rows, tables: tables)
             case .overtaken: unproven = "another connection committed to the restored database before the proof could read it"
-            case .differs: break
+            case .differs, .rowsDiffer: break
             }
             return RestoreOutcome(preview: preview, performed: true, preRestoreBackup: result.saved, differences: differences,
-                                  notCompared: notCompared, movedAside: nil, provenPages: provenPages, unproven: unproven,
+                                  notCompared: notCompared, movedAside: nil, provenPages: provenPages, provenRows: provenRows, unproven: unproven,
                                   writeLockMilliseconds: result.writeLockMilliseconds, hooks: hooks.results,
                                   interruptedTooLate: interruptedTooLate)
         } catch {
@@ -293,9 +311,12 @@ final class AppHooks {
 
 extension Runtime {
     /// The restorer for an instance; the failpoint `row-digests=skip` keeps no row digests, so
-    /// tests reach the row-by-row comparison a large difference takes.
+    /// tests reach the row-by-row comparison a large difference takes; `row-restore=skip`
+    /// always restores through the backup API, `row-restore-size=skip` restores by rows
+    /// whatever the database's size.
     func restorer(_ config: InstanceConfig) -> Restorer {
-        Restorer(busyTimeout: config.busyTimeout, rowDigestBudget: failpoints.skips("row-digests") ? 0 : Connection.rowDigestBudget)
+        Restorer(busyTimeout: config.busyTimeout, rowDigestBudget: failpoints.skips("row-digests") ? 0 : Connection.rowDigestBudget,
+                 rowRestoreMinimumBytes: failpoints.skips("row-restore") ? nil : failpoints.skips("row-restore-size") ? 0 : Restorer.rowRestoreMinimumBytes)
     }
 
     /// `deployctl restore`, first step: takes the instance lock (unless a dry run), finishes an
@@ -404,7 +425,7 @@ extension Runtime {
                                              holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops,
                                              passedOver: passedOver)
                 return PreparedRestore(preview: preview, runtime: self, config: config, store: store, request: request,
-                                       opened: opened, lock: lock, live: live, previewVersion: version)
+                                       opened: opened, lock: lock, live: live, previewVersion: version, rowKeys: comparison.rowKeys)
             }
         } catch {
             opened.discard()
@@ -498,14 +519,14 @@ extension Runtime {
     /// failed restore needs back at once; `failpoint` and, when `interruptible`, an interrupt abort it
     /// before the commit (putting a state back is never interrupted).
     /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
-    func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
+    func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil, config: InstanceConfig,
                      store: BackupStore, failpoint: String?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
         let request = snapshotRequest(config, label: label, compression: .none,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed and unencrypted: a short-lived safety copy",
                                       encrypt: false)
         do {
             let result = try restorer(config).restore(
-                opened, intoLive: live, previewVersion: previewVersion, saving: request, in: store, progress: progress) {
+                opened, intoLive: live, previewVersion: previewVersion, rowKeys: rowKeys, saving: request, in: store, progress: progress) {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
                 }

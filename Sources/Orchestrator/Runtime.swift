@@ -110,7 +110,9 @@ public struct Runtime: Sendable {
     /// Free-space preflight of a snapshot (and, for a deploy, its rehearsal copy): the copy, half
     /// again for its gzip file, and the rehearsal's scratch copy, all in the backups folder.
     /// - Throws: `Failure` `.io` naming the folder and the bytes.
-    func checkSpaceForSnapshot(_ config: InstanceConfig, compression: Compression, rehearsal: Bool) throws {
+    /// With `onlineTable`, also the shadow copy an online rebuild builds of that table and its
+    /// indexes beside the live database (their pages from `dbstat`, a quarter more for the WAL).
+    func checkSpaceForSnapshot(_ config: InstanceConfig, compression: Compression, rehearsal: Bool, onlineTable: String? = nil) throws {
         let gzip = compression != .none
         guard !failpoints.skips("free-space") else { return }
         let bytes = liveBytes(config)
@@ -123,6 +125,16 @@ public struct Runtime: Sendable {
             needs.add(Int64(Double(bytes) * ratio), in: config.backupsFolder, for: "its \(compression.rawValue) copy")
         }
         if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
+        if let onlineTable {
+            let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+            var pages: Int64 = 0
+            let trees = [onlineTable] + (try live.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", [.text(onlineTable)]).compactMap { $0[0].string })
+            for tree in trees {
+                pages += (try? live.scalar("SELECT pgsize FROM dbstat('main', 1) WHERE name = ?", [.text(tree)]).int) ?? 0
+            }
+            needs.add(pages + pages / 4, in: (config.databasePath as NSString).deletingLastPathComponent,
+                      for: "the online rebuild's copy of \(onlineTable) and its indexes")
+        }
         try needs.check()
     }
 

@@ -177,6 +177,36 @@ package final class PageFile {
         return BTreePage.rowDigests(UnsafeRawBufferPointer(buffer), number: number, usableSize: usableSize)
     }
 
+    /// The bytes of page `number`, or nil when the file does not hold it.
+    package func bytes(_ number: Int) -> [UInt8]? {
+        guard read(number) else { return nil }
+        return [UInt8](UnsafeRawBufferPointer(buffer))
+    }
+
+    /// The pages on the freelist of a database (https://sqlite.org/fileformat2.html#the_freelist):
+    /// trunk pages from the header of page 1 (offsets 32 and 36), each naming the next trunk and
+    /// its leaf pages. `page` gives a page's bytes. Nil when a page cannot be read or the list
+    /// does not match the header's count.
+    package static func freelist(page: (Int) -> [UInt8]?) -> Set<Int>? {
+        func u32(_ bytes: [UInt8], _ at: Int) -> Int? {
+            guard at + 4 <= bytes.count else { return nil }
+            return Int(bytes[at]) << 24 | Int(bytes[at + 1]) << 16 | Int(bytes[at + 2]) << 8 | Int(bytes[at + 3])
+        }
+        guard let first = page(1), var trunk = u32(first, 32), let total = u32(first, 36) else { return nil }
+        var free = Set<Int>()
+        while trunk != 0 {
+            guard free.count < total, !free.contains(trunk), let bytes = page(trunk), let next = u32(bytes, 0), let leaves = u32(bytes, 4),
+                  8 + leaves * 4 <= bytes.count else { return nil }
+            free.insert(trunk)
+            for i in 0..<leaves {
+                guard let leaf = u32(bytes, 8 + 4 * i) else { return nil }
+                free.insert(leaf)
+            }
+            trunk = next
+        }
+        return free.count == total ? free : nil
+    }
+
     private func read(_ number: Int) -> Bool {
         number >= 1 && pread(fd, buffer.baseAddress, pageSize, off_t(number - 1) * off_t(pageSize)) == pageSize
     }

@@ -16,6 +16,9 @@ public struct PageDifferences: Sendable {
     package let leafRows: [Int: [RowDigest]]
     /// Whether `leafRows` holds every differing table leaf's rows (see `CopyTargetVFS`).
     package let leafRowsComplete: Bool
+    /// The bytes of each differing page that is not a b-tree page, and of page 1, of the
+    /// compared database; nil when there were too many to keep.
+    package let rawPages: [Int: [UInt8]]?
 
     /// True when every page is byte-identical (bar the page-1 header fields a backup rewrites),
     /// which proves the two databases hold the same schema and rows.
@@ -50,7 +53,7 @@ extension Connection {
         }
         return PageDifferences(pages: pages, pageCount: pageCount, referencePageCount: referencePageCount,
                                content: vfs.differingPageContent, leafRows: vfs.differingLeafRows,
-                               leafRowsComplete: vfs.leafRowsComplete)
+                               leafRowsComplete: vfs.leafRowsComplete, rawPages: vfs.differingRawPages)
     }
 }
 

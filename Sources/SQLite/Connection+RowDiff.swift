@@ -99,7 +99,6 @@ extension Connection {
     public func rowidIsPrimaryKey(table: String, database: String) throws -> Bool {
         let keys = try rows("SELECT type FROM pragma_table_info(?, ?) WHERE pk > 0", [.text(table), .text(database)])
         guard keys.count == 1, keys[0][0].string?.uppercased() == "INTEGER" else { return false }
-        let sql = try scalar("SELECT sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).string ?? ""
-        return !Self.normalizeSQL(sql).uppercased().contains("WITHOUT ROWID")
+        return try !isWithoutRowid(table, database: database)
     }
 }

@@ -52,6 +52,14 @@ extension Connection {
         return roots
     }
 
+    /// Whether `table` of `database` is a WITHOUT ROWID table: the `wr` column of
+    /// `PRAGMA table_list` (https://sqlite.org/pragma.html#pragma_table_list), which reads
+    /// SQLite's own parse (`WITHOUT ROWID, STRICT`, comments and any spacing included).
+    /// - Throws: `SQLiteError`.
+    public func isWithoutRowid(_ table: String, database: String = "main") throws -> Bool {
+        try scalar("SELECT wr FROM pragma_table_list(?) WHERE schema = ?", [.text(table), .text(database)]).int == 1
+    }
+
     /// The kind of every user table in `database`: `table`, `virtual` or `shadow` (a table a
     /// virtual table keeps its rows in), from `PRAGMA table_list`
     /// (https://sqlite.org/pragma.html#pragma_table_list). Where that pragma fails (a module

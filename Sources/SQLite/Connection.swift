@@ -258,6 +258,15 @@ public final class Connection {
     /// Whether the connection is inside a transaction.
     public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
+    /// Turns the firing of triggers on or off for this connection only
+    /// (`SQLITE_DBCONFIG_ENABLE_TRIGGER`); other connections are not affected.
+    /// - Throws: `SQLiteError` when SQLite did not take the setting.
+    public func setTriggersEnabled(_ on: Bool) throws {
+        guard deployctl_enable_triggers(handle, on ? 1 : 0) == SQLITE_OK else {
+            throw SQLiteError(code: SQLITE_ERROR, message: "cannot turn triggers \(on ? "on" : "off")", context: path)
+        }
+    }
+
     /// Rows inserted, updated or deleted since the connection opened
     /// (https://sqlite.org/c3ref/total_changes.html).
     public var totalChanges: Int64 { sqlite3_total_changes64(handle) }

@@ -50,6 +50,11 @@ package final class CopyTargetVFS {
     fileprivate var differingRows = [Int: [RowDigest]]()
     fileprivate var digestedRows = 0
     fileprivate var rowsOverBudget = false
+    /// The bytes of differing pages that are not b-tree pages (and of page 1), up to
+    /// `rawPageBudget` pages: enough to walk the compared database's freelist.
+    fileprivate var differingRaw = [Int: [UInt8]]()
+    fileprivate var rawOverBudget = false
+    static let rawPageBudget = 4096
     fileprivate var comparedSize: Int64 = 0
     /// Writing mode: told the end offset of each gathered write (pages arrive in order, so it
     /// is how far the copy has got).
@@ -152,6 +157,13 @@ package final class CopyTargetVFS {
         lock.lock(); defer { lock.unlock() }
         differences.insert(page)
         differingContent[page] = parsed
+        if (parsed == .other || page == 1) && !rawOverBudget {
+            differingRaw[page] = [UInt8](bytes)
+            if differingRaw.count > Self.rawPageBudget {
+                rawOverBudget = true
+                differingRaw = [:]
+            }
+        }
         guard case .tableLeaf = parsed, !rowsOverBudget else { return }
         if let rows = BTreePage.rowDigests(bytes, number: page, usableSize: count - reservedBytes) {
             digestedRows += rows.count
@@ -174,6 +186,13 @@ package final class CopyTargetVFS {
     package var differingLeafRows: [Int: [RowDigest]] {
         lock.lock(); defer { lock.unlock() }
         return differingRows
+    }
+
+    /// Comparing mode: the bytes of each differing page that is not a b-tree page, and of
+    /// page 1; nil past `rawPageBudget` pages.
+    package var differingRawPages: [Int: [UInt8]]? {
+        lock.lock(); defer { lock.unlock() }
+        return rawOverBudget ? nil : differingRaw
     }
 
     /// Comparing mode: what each differing page of the compared database holds (its own

@@ -34,6 +34,13 @@ public final class Statement {
         }
     }
 
+    /// Resets the statement so that it can be bound and stepped again.
+    /// - Throws: `SQLiteError` of the last step, when it failed.
+    public func reset() throws {
+        let rc = sqlite3_reset(handle)
+        guard rc == SQLITE_OK else { throw connection.error(rc, sql: sql) }
+    }
+
     /// Steps once: true when a row is ready, false when done.
     /// - Throws: `SQLiteError`.
     public func step() throws -> Bool {

@@ -30,6 +30,59 @@ struct DiskFullTests {
         #expect(result.stderr.contains("nothing was written"), "\(result.stderr)")
     }
 
+    @Test("an online rebuild whose shadow copy does not fit beside the database: refused in preflight with 74 (or, past the preflight, stopped by the full disk with 74), the live table as it was",
+          arguments: [true, false])
+    func onlineCopyDiskFull(preflight: Bool) throws {
+        let box = try OnlineRebuildTests.box(rows: 20_000)
+        _ = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "PRAGMA wal_checkpoint(TRUNCATE)")
+        // The database alone on a filesystem with room for it and its WAL, not for a second `user`.
+        let folder = (box.databasePath as NSString).deletingLastPathComponent
+        let aside = box.path("aside.db")
+        try FileManager.default.moveItem(atPath: box.databasePath, toPath: aside)
+        let bytes = try #require((try FileManager.default.attributesOfItem(atPath: aside)[.size] as? NSNumber)?.intValue)
+        let mounted = try Sandbox.exec("/bin/mount", ["-t", "tmpfs", "-o", "size=\(bytes / 1024 + 400)k", "tmpfs", folder])
+        try #require(mounted.status == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? Sandbox.exec("/bin/umount", [folder]) }
+        try FileManager.default.copyItem(atPath: aside, toPath: box.databasePath)
+        let before = try box.sha3(box.databasePath)
+        let schema = try box.sqlite(box.databasePath, "SELECT sql FROM sqlite_schema ORDER BY name")
+
+        let result = try box.deployctl(["deploy", "prod", "--online"], environment: preflight ? [:] : Self.noPreflight)
+        #expect(result.status == 74, "\(result.stdout)\(result.stderr)")
+        if preflight {
+            #expect(result.stderr.contains("the online rebuild's copy of user and its indexes"), "\(result.stderr)")
+            #expect(try box.sqlite(box.databasePath, "SELECT sql FROM sqlite_schema ORDER BY name") == schema, "\(result.stderr)")
+            #expect(box.backupNames().count == 1, "refused before the snapshot")
+        } else {
+            // The full disk can stop the clean-up too: then the next deploy removes the leftovers.
+            #expect(result.stderr.lowercased().contains("full"), "\(result.stderr)")
+            #expect(try box.sqlite(box.databasePath, "SELECT sql FROM sqlite_schema WHERE name = 'user'") == schema.split(separator: "\n").first { $0.contains("TABLE user") }.map(String.init))
+        }
+        #expect(try box.sha3(box.databasePath) == before || !preflight)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user") == "20000")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        if !preflight, try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = '_deployctl_online_state'") == "1" {
+            let status = try box.deployctl(["status", "prod"])
+            #expect(status.stdout.contains("an online rebuild of user left its shadow table and triggers"), "\(status.stdout)")
+        }
+        // With room again (the tmpfs gone, the database back on the sandbox's disk), the deploy
+        // removes what is left and runs online.
+        let now = box.path("now.db")
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: box.databasePath + suffix) {
+            try FileManager.default.copyItem(atPath: box.databasePath + suffix, toPath: now + suffix)
+        }
+        _ = try? Sandbox.exec("/bin/umount", [folder])
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: now + suffix) {
+            try? FileManager.default.removeItem(atPath: box.databasePath + suffix)
+            try FileManager.default.moveItem(atPath: now + suffix, toPath: box.databasePath + suffix)
+        }
+        let again = try box.deployctl(["deploy", "prod", "--online"])
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user WHERE tier = 'basic'") == "20000")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
+    }
+
     @Test("a snapshot into a full disk fails with 74, leaves no partial file, and the live database is untouched: refused by the preflight, or by the write itself",
           arguments: [false, true], [true, false])
     func snapshotDiskFull(gzip: Bool, preflight: Bool) throws {

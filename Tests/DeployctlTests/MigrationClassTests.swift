@@ -388,3 +388,74 @@ struct MigrationClassTests {
         #expect(other.backupNames().contains { $0.contains("_pre_20261125000001-20261125000002_") }, "\(other.backupNames())")
     }
 }
+
+/// With several pending migrations each gets the class of its own effect (SPEC), not of the
+/// whole set's: the state before it against the state after it, on the plan's copy.
+@Suite("each migration's own class")
+struct OwnClassTests {
+    /// The plan's `migrations` as name → (class, evidence).
+    static func classes(_ plan: [String: Any]) -> [String: (String, [String])] {
+        var result = [String: (String, [String])]()
+        for migration in plan["migrations"] as? [[String: Any]] ?? [] {
+            result[migration["migration"] as? String ?? "?"] = (migration["class"] as? String ?? "?", migration["evidence"] as? [String] ?? [])
+        }
+        return result
+    }
+
+    @Test("an added column then a dropped column of the same table: 0001 preserving, 0002 destructive; deploys with --allow-destructive")
+    func addThenDrop() throws {
+        let box = try Sandbox(rows: 100)
+        try box.write("instances/migrations/0001_add_c.sql", "ALTER TABLE loan ADD COLUMN c TEXT;\n")
+        try box.write("instances/migrations/0002_drop_status.sql", "-- allow-destructive\nALTER TABLE loan DROP COLUMN status;\n")
+        let plan = try Sandbox.document(try box.deployctl(["plan", "prod", "--allow-destructive", "--json"]))
+        let classes = Self.classes(plan)
+        #expect(classes["0001_add_c"]?.0 == "preserving", "\(classes)")
+        #expect(classes["0001_add_c"]?.1.contains { $0.contains("dropped") } == false, "\(classes)")
+        #expect(classes["0002_drop_status"]?.0 == "destructive", "\(classes)")
+        #expect(classes["0002_drop_status"]?.1.contains("loan.status: column dropped, 100 non-NULL values lost") == true, "\(classes)")
+        #expect(plan["class"] as? String == "destructive")
+        let deploy = try box.deployctl(["deploy", "prod", "--allow-destructive"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM pragma_table_info('loan') WHERE name IN ('c', 'status')") == "1")
+        // Without the flag the refusal names only the destructive one.
+        let box2 = try Sandbox(rows: 100)
+        try box2.write("instances/migrations/0001_add_c.sql", "ALTER TABLE loan ADD COLUMN c TEXT;\n")
+        try box2.write("instances/migrations/0002_drop_status.sql", "-- allow-destructive\nALTER TABLE loan DROP COLUMN status;\n")
+        let refused = try box2.deployctl(["deploy", "prod"])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("0002_drop_status") && !refused.stderr.contains("0001_add_c"), "\(refused.stderr)")
+    }
+
+    @Test("a value-keeping rebuild then a drop of a column of the same table: the rebuild stays preserving")
+    func rebuildThenDrop() throws {
+        let box = try Sandbox(rows: 100)
+        try box.write("instances/migrations/0001_rebuild.sql", """
+            CREATE TABLE new_loan (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES user(id), principal_cents INTEGER, rate REAL, status TEXT, currency TEXT NOT NULL DEFAULT 'EUR');
+            INSERT INTO new_loan (id, user_id, principal_cents, rate, status) SELECT id, user_id, principal_cents, rate, status FROM loan;
+            DROP TABLE loan;
+            ALTER TABLE new_loan RENAME TO loan;
+
+            """)
+        try box.write("instances/migrations/0002_drop_rate.sql", "-- allow-destructive\nALTER TABLE loan DROP COLUMN rate;\n")
+        let classes = Self.classes(try Sandbox.document(try box.deployctl(["plan", "prod", "--allow-destructive", "--json"])))
+        #expect(classes["0001_rebuild"]?.0 == "preserving", "\(classes)")
+        #expect(classes["0002_drop_rate"]?.0 == "destructive", "\(classes)")
+        #expect(classes["0002_drop_rate"]?.1.contains("loan.rate: column dropped, 100 non-NULL values lost") == true, "\(classes)")
+        let deploy = try box.deployctl(["deploy", "prod", "--allow-destructive"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+    }
+
+    @Test("a column added by one migration and backfilled by the next: both preserving; a later change of an existing value is still destructive")
+    func addThenBackfill() throws {
+        let box = try Sandbox(rows: 100)
+        try box.write("instances/migrations/0001_add_tier.sql", "ALTER TABLE loan ADD COLUMN tier TEXT;\n")
+        try box.write("instances/migrations/0002_backfill_tier.sql", "UPDATE loan SET tier = 'gold' WHERE id % 2 = 0;\n")
+        try box.write("instances/migrations/0003_reprice.sql", "-- allow-destructive\nUPDATE loan SET rate = 1.0 WHERE id <= 10;\n")
+        let classes = Self.classes(try Sandbox.document(try box.deployctl(["plan", "prod", "--allow-destructive", "--json"])))
+        #expect(classes["0001_add_tier"]?.0 == "preserving", "\(classes)")
+        #expect(classes["0002_backfill_tier"]?.0 == "preserving", "\(classes)")
+        #expect(classes["0003_reprice"]?.0 == "destructive", "\(classes)")
+        #expect(classes["0003_reprice"]?.1.contains("loan.rate: 10 existing values changed") == true, "\(classes)")
+        #expect(classes["0002_backfill_tier"]?.1.contains { $0.contains("rate") } == false, "\(classes)")
+    }
+}

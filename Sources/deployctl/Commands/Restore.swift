@@ -127,6 +127,9 @@ struct Restore: ParsableCommand {
             if let aside = outcome.movedAside { console.line("  the unreadable database was moved to \(aside)") }
             console.line(console.green("✓") + " Restored \(preview.backup.name) into \(preview.targetPath)")
             if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
+            if let proven = outcome.provenRows {
+                console.line("  restored by rows: the \(counted(proven.rows, "row")) that differed (\(counted(proven.tables, "table"))) were rewritten and proven equal to the backup's; every other row was proven equal page by page before the restore")
+            }
             if let reason = outcome.unproven { console.line("  not proven page by page: \(reason)") }
             if let safety = outcome.preRestoreBackup {
                 console.line("  \(counted(outcome.discardedRows, "row")) of the replaced database \(outcome.discardedRows == 1 ? "was" : "were") discarded; it is saved as \(safety.name)")
@@ -176,6 +179,8 @@ struct RestoreDocument: Encodable {
     let pre_restore_backup: String?
     let moved_aside: String?
     let proven_pages: Int?
+    /// A restore by rows: the rows rewritten and proven equal (nil for a page copy).
+    let proven_rows: Int?
     let unproven: String?
     let write_lock_ms: Double?
     let holders: [DatabaseHolder]
@@ -197,6 +202,7 @@ struct RestoreDocument: Encodable {
         pre_restore_backup = outcome.preRestoreBackup?.name
         moved_aside = outcome.movedAside
         proven_pages = outcome.provenPages
+        proven_rows = outcome.provenRows?.rows
         unproven = outcome.unproven
         write_lock_ms = outcome.writeLockMilliseconds
         holders = outcome.preview.holders

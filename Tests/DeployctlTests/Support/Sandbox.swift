@@ -76,9 +76,10 @@ final class Sandbox {
         return process
     }
 
-    /// `sqlite3 DB SQL` output, trimmed.
+    /// `sqlite3 DB SQL` output, trimmed; with a 5 s busy timeout, as an application has (on a
+    /// loaded machine a write can meet the end of deployctl's own write transaction).
     func sqlite(_ db: String, _ sql: String) throws -> String {
-        let result = try Sandbox.exec("/usr/bin/sqlite3", [db, sql])
+        let result = try Sandbox.exec("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", db, sql])
         #expect(result.status == 0, "sqlite3 \(sql): \(result.stderr)")
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

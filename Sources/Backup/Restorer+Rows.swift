@@ -1,0 +1,183 @@
+import Foundation
+import SQLite
+import Support
+
+/// A restore that rewrites only the rows that differ (SPEC, Restore: "a page copy of the
+/// differing pages inside one write transaction"; this libsqlite3 has no `sqlite_dbpage` to
+/// write pages, so the differing rows are written instead).
+///
+/// Through the backup API a restore writes every page of the backup into the WAL under the
+/// write lock: at 1 GiB that blocks the application's writes for seconds, however little
+/// differs. This path does the long work before the lock, in one read transaction of the live
+/// database (snapshot S): the `pre_restore` copy is taken of S, and the preview's page
+/// comparison (made in S, when no commit fell between them) names every row that differs.
+/// Then the same transaction becomes the write transaction, which SQLite allows only when no
+/// other connection committed since S (else `SQLITE_BUSY_SNAPSHOT`, and the page copy runs as
+/// before): the saved copy is exactly the state replaced. Under the lock only the differing
+/// rows are deleted and inserted from the backup (triggers off for this connection, foreign
+/// keys off, `OR ABORT` overriding any `ON CONFLICT REPLACE`), plus the small internal tables
+/// (`sqlite_sequence`, `sqlite_stat1`, `sqlite_stat4`) and the header's `user_version` and
+/// `application_id`; then one commit.
+///
+/// The proof, in the first read transaction after the commit: the rewritten rows and the
+/// internal tables equal the backup's (values, types and bytes of text), and the schema is the
+/// backup's. Every other row was proven equal in S by the page comparison, and no statement
+/// of this restore reached it: the preupdate hook, which sees every row change (a trigger's or
+/// a foreign-key action's too), counted exactly the rows of the restore's own statements, else
+/// the transaction is rolled back and the page copy runs. The pages differ from the backup's (other b-tree layout),
+/// so equality is proven row by row, not page by page.
+extension Restorer {
+    /// When the row path is used: a database this large (below it a page copy is quick, and
+    /// it proves the pages), at most `rowRestoreMaximumRows` rows to rewrite.
+    public static let rowRestoreMinimumBytes: Int64 = 64 << 20
+    public static let rowRestoreMaximumRows = 100_000
+
+    /// The internal tables a row restore copies whole (they are small, and a rewrite of an
+    /// AUTOINCREMENT table's rows may move `sqlite_sequence`).
+    static let internalTables = ["sqlite_sequence", "sqlite_stat1", "sqlite_stat4"]
+
+    /// Tries the row path (see the type's notes). Returns nil, having changed and left nothing,
+    /// when it does not apply: not WAL, schema or page size different from the backup's, a
+    /// commit since the preview, or the write lock not to be had at once.
+    /// - Throws: as `restore(_:intoLive:…)`; a throw from `beforeCommit` aborts.
+    func restoreByRows(_ backup: OpenedBackup, intoLive live: Connection, keys: [String: [Int64]], previewVersion: UInt32,
+                       saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler,
+                       beforeCommit: () throws -> Void) throws -> LiveResult? {
+        guard try live.readFileBytes(at: 18, count: 2).first == 2 else { return nil }
+        try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
+        defer { try? live.execute("DETACH DATABASE restore_source") }
+        guard try Self.sameShape(live) else { return nil }
+        var columns = [String: [String]]()
+        for table in keys.keys {
+            columns[table] = try live.rows("SELECT name FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0", [.text(table)]).compactMap { $0[0].string }
+        }
+        let internals = try Self.internalTables.filter { try live.scalar("SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?", [.text($0)]).int == 1 }
+        let foreignKeys = try live.scalar("PRAGMA foreign_keys").int == 1
+        if foreignKeys { try live.execute("PRAGMA foreign_keys = OFF") }
+        try live.setTriggersEnabled(false)
+        defer {
+            try? live.setTriggersEnabled(true)
+            if foreignKeys { try? live.execute("PRAGMA foreign_keys = ON") }
+        }
+
+        try live.execute("BEGIN")
+        var published: BackupEntry?
+        var committed = false
+        defer {
+            if !committed {
+                try? live.execute("ROLLBACK")
+                if let published { try? store.remove([published]) }
+            }
+            try? live.execute("DROP TABLE IF EXISTS temp.deployctl_restore_keys")
+        }
+        _ = try live.scalar("SELECT count(*) FROM main.sqlite_schema")
+        guard live.dataVersion == previewVersion else { return nil }
+        // The keys go into a temp table now: writing `temp` takes no lock on the live database.
+        try live.execute("CREATE TEMP TABLE deployctl_restore_keys (t INTEGER, k INTEGER, PRIMARY KEY (t, k)) WITHOUT ROWID")
+        let tables = keys.keys.sorted()
+        let insertKey = try live.prepare("INSERT INTO temp.deployctl_restore_keys VALUES (?, ?)")
+        for (number, table) in tables.enumerated() {
+            for key in keys[table]! {
+                try insertKey.bind([.integer(Int64(number)), .integer(key)])
+                _ = try insertKey.step()
+                try insertKey.reset()
+            }
+        }
+
+        progress(.working(.savingPreRestore))
+        published = try Snapshotter(store: store).snapshot(request, progress: progress) { path in
+            try live.copy(into: path, timeout: busyTimeout, durable: true)
+        }
+        let saved = published!
+
+        // The write lock: SQLite upgrades this read transaction only if nobody committed since S.
+        let userVersion = try live.scalar("PRAGMA restore_source.user_version").int ?? 0
+        do {
+            try live.withoutWaitingForLocks { try live.execute("PRAGMA main.user_version = \(userVersion)") }
+        } catch let error as SQLiteError where error.kind == .temporary {
+            return nil
+        }
+        let locked = ContinuousClock.now
+        try beforeCommit()
+        progress(.working(.restoringPages))
+        // The preupdate hook sees every row any statement changes, triggers' and foreign-key
+        // actions' included: each table must change by exactly the rows of its own statements.
+        let recorder = try RowChangeRecorder(live)
+        var expected = [String: Int]()
+        for (number, table) in tables.enumerated() {
+            let q = quoteIdentifier(table)
+            let list = columns[table]!.map(quoteIdentifier).joined(separator: ", ")
+            let chosen = "rowid IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
+            let before = live.totalChanges
+            try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
+            try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
+            expected["main." + table] = Int(live.totalChanges - before)
+        }
+        let seen = recorder.stop().filter { !internals.contains(String($0.key.dropFirst(5))) && $0.value > 0 }
+        guard seen == expected.filter({ $0.value > 0 }) else { return nil }
+        for table in internals {
+            try live.execute("DELETE FROM main.\(table)")
+            try live.execute("INSERT INTO main.\(table) SELECT * FROM restore_source.\(table)")
+        }
+        let applicationId = try live.scalar("PRAGMA restore_source.application_id").int ?? 0
+        try live.execute("PRAGMA main.application_id = \(applicationId)")
+        do {
+            try live.execute("COMMIT")
+        } catch let error as DeployctlError {
+            if live.inTransaction { try? live.execute("ROLLBACK") }
+            committed = true  // Rolled back here; the saved copy is removed by the check below.
+            throw rolledBack(error, live: live, saved: saved, store: store)
+        }
+        committed = true
+        let blocked = ContinuousClock.now - locked
+        progress(.working(.provingRestore))
+        let proof = try proveRows(live, tables: tables, columns: columns, internals: internals)
+        progress(.ended(announce: true))
+        return LiveResult(saved: saved, previewExact: true, writeLockMilliseconds: blocked.milliseconds, proof: proof)
+    }
+
+    /// Whether the live database and the attached backup have the same schema (every
+    /// `sqlite_schema` row but the root pages), page size and text encoding.
+    static func sameShape(_ live: Connection) throws -> Bool {
+        let schema = { (database: String) in
+            try live.rows("SELECT type, name, tbl_name, sql FROM \(database).sqlite_schema ORDER BY type, name")
+        }
+        guard try schema("main") == schema("restore_source") else { return false }
+        return try live.scalar("PRAGMA main.page_size") == live.scalar("PRAGMA restore_source.page_size")
+    }
+
+    /// The proof after a row restore, in the first read transaction after its commit (see the
+    /// type's notes): `.rows` when every rewritten row, the internal tables and the schema equal
+    /// the backup's; `.overtaken` when they do not and another connection committed since.
+    private func proveRows(_ live: Connection, tables: [String], columns: [String: [String]], internals: [String]) throws -> Proof {
+        let committed = live.dataVersion
+        try live.execute("BEGIN")
+        defer { try? live.execute("COMMIT") }
+        _ = try live.scalar("SELECT count(*) FROM main.sqlite_schema")
+        let overtaken = live.dataVersion != committed
+        // Values compared with their types and text byte for byte (a column's NOCASE would
+        // call 'abc' and 'ABC' equal; 1 and 1.0 compare equal without typeof).
+        func differing(_ table: String, _ names: [String], where filter: String) throws -> Int {
+            let list = (["rowid"] + names).map { "\($0 == "rowid" ? "rowid" : quoteIdentifier($0)) COLLATE BINARY, typeof(\($0 == "rowid" ? "rowid" : quoteIdentifier($0)))" }
+                .joined(separator: ", ")
+            let side = { (database: String) in "SELECT \(list) FROM \(database).\(quoteIdentifier(table)) WHERE \(filter)" }
+            let one = try live.scalar("SELECT count(*) FROM (\(side("main")) EXCEPT \(side("restore_source")))").int ?? 0
+            let other = try live.scalar("SELECT count(*) FROM (\(side("restore_source")) EXCEPT \(side("main")))").int ?? 0
+            return Int(one + other)
+        }
+        var rows = 0
+        var wrong = 0
+        for (number, table) in tables.enumerated() {
+            rows += Int(try live.scalar("SELECT count(*) FROM temp.deployctl_restore_keys WHERE t = \(number)").int ?? 0)
+            wrong += try differing(table, columns[table]!, where: "rowid IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))")
+        }
+        for table in internals {
+            let names = try live.rows("SELECT name FROM pragma_table_info(?, 'main')", [.text(table)]).compactMap { $0[0].string }
+            wrong += try differing(table, names, where: "1")
+        }
+        let headersEqual = try live.rows("PRAGMA main.user_version") == live.rows("PRAGMA restore_source.user_version")
+            && live.rows("PRAGMA main.application_id") == live.rows("PRAGMA restore_source.application_id")
+        if wrong == 0, headersEqual, try Self.sameShape(live) { return .rows(rows: rows, tables: tables.count) }
+        return overtaken ? .overtaken : .rowsDiffer(rows: wrong)
+    }
+}
