@@ -55,6 +55,8 @@ struct JSONContractTests {
         try Self.check(box, ["status", "all"], section: "`deployctl status`")
         try Self.check(box, ["history", "prod"], section: "`deployctl history`")
         try Self.check(box, ["restore", "prod", "--latest", "--dry-run"], section: "`deployctl restore`")
+        _ = try box.sqlite(box.databasePath, "DELETE FROM payment WHERE id % 7 = 0")
+        try Self.check(box, ["restore", "prod", "--latest", "--yes"], section: "`deployctl restore`")
         try Self.check(box, ["verify", "prod"], section: "`deployctl verify`")
         try Self.check(box, ["keygen", "--output", box.path("key.age")], section: "`deployctl keygen`")
         try Self.check(box, ["init", "app", "--database", box.databasePath, "--backups", box.path("app-backups")], section: "`deployctl init`")
