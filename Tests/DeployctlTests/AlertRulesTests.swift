@@ -46,6 +46,41 @@ struct AlertRulesTests {
         }
     }
 
+    @Test("a dashboard query finds the instance chosen in its variable, and only it, whether Prometheus kept the series' instance label or renamed it exported_instance (the default)")
+    func dashboardInstances() throws {
+        let url = Self.contrib.appendingPathComponent("grafana/deployctl.json")
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let size = try #require(panels.first { $0["title"] as? String == "Backup size" })
+        let expression = try #require((size["targets"] as? [[String: Any]])?.first?["expr"] as? String)
+        func test(_ chosen: String, expect: [(String, String)]) -> String {
+            let concrete = expression.replacingOccurrences(of: "$instance", with: chosen).replacingOccurrences(of: "'", with: "''")
+            var text = "      - expr: '\(concrete)'\n        eval_time: 1m\n        exp_samples:\n"
+            for (labels, value) in expect { text += "          - labels: '\(labels)'\n            value: \(value)\n" }
+            return text
+        }
+        let prod = ("deployctl_last_backup_bytes{deployctl_instance=\"prod\", exported_instance=\"prod\", instance=\"db1:9100\", job=\"node\"}", "1000")
+        let dev = ("deployctl_last_backup_bytes{deployctl_instance=\"dev\", exported_instance=\"dev\", instance=\"db1:9100\", job=\"node\"}", "2000")
+        let staging = ("deployctl_last_backup_bytes{deployctl_instance=\"staging\", instance=\"staging\", job=\"node2\"}", "3000")
+        let yaml = """
+            tests:
+              - interval: 1m
+                input_series:
+                  - series: 'deployctl_last_backup_bytes{job="node", instance="db1:9100", exported_instance="prod"}'
+                    values: '1000x5'
+                  - series: 'deployctl_last_backup_bytes{job="node", instance="db1:9100", exported_instance="dev"}'
+                    values: '2000x5'
+                  - series: 'deployctl_last_backup_bytes{job="node2", instance="staging"}'
+                    values: '3000x5'
+                promql_expr_test:
+
+            """ + test(".*", expect: [prod, dev, staging]) + test("prod", expect: [prod]) + test("staging", expect: [staging])
+        let box = try Sandbox()
+        try yaml.write(toFile: box.path("dashboard.test.yml"), atomically: true, encoding: .utf8)
+        let result = try Sandbox.exec(Self.promtool, ["test", "rules", box.path("dashboard.test.yml")])
+        #expect(result.status == 0 && result.stdout.contains("SUCCESS"), "\(yaml)\n\(result.stdout)\(result.stderr)")
+    }
+
     @Test("every query of the Grafana dashboard parses (promtool check rules over them), and dashboard and rules name only series deployctl writes")
     func dashboardQueries() throws {
         let url = Self.contrib.appendingPathComponent("grafana/deployctl.json")
@@ -53,9 +88,13 @@ struct AlertRulesTests {
         let panels = try #require(dashboard["panels"] as? [[String: Any]])
         let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
         #expect(expressions.count == panels.count && panels.count >= 10)
-        // Each query as a recording rule (the dashboard's variable given its "All" value).
+        // Each query as a recording rule (the dashboard's variable given its "All" value), the
+        // instance variable's query_result() argument among them.
         var rules = "groups:\n  - name: dashboard\n    rules:\n"
-        for (index, expression) in expressions.enumerated() {
+        let templating = try #require((dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]])
+        let variable = try #require(templating.first { $0["name"] as? String == "instance" }?["definition"] as? String)
+        #expect(variable.hasPrefix("query_result(") && variable.hasSuffix(")"))
+        for (index, expression) in (expressions + [String(variable.dropFirst(13).dropLast())]).enumerated() {
             let concrete = expression.replacingOccurrences(of: "$instance", with: ".*")
             rules += "      - record: deployctl_dashboard:panel\(index)\n        expr: '\(concrete.replacingOccurrences(of: "'", with: "''"))'\n"
         }
@@ -63,14 +102,15 @@ struct AlertRulesTests {
         let file = box.path("dashboard-rules.yml")
         try rules.write(toFile: file, atomically: true, encoding: .utf8)
         let check = try Sandbox.exec(Self.promtool, ["check", "rules", file])
-        #expect(check.status == 0 && check.stdout.contains("SUCCESS: \(expressions.count) rules found"), "\(check.stdout)\(check.stderr)")
+        #expect(check.status == 0 && check.stdout.contains("SUCCESS: \(expressions.count + 1) rules found"), "\(check.stdout)\(check.stderr)")
         // The check can fail: a broken query is refused.
         try rules.replacingOccurrences(of: "time() -", with: "time( -").write(toFile: file, atomically: true, encoding: .utf8)
         #expect(try Sandbox.exec(Self.promtool, ["check", "rules", file]).status != 0)
 
         let written = try Self.writtenFamilies()
         let alertRules = try String(contentsOf: Self.contrib.appendingPathComponent("prometheus/deployctl-rules.yml"), encoding: .utf8)
-        let used = Self.seriesNames(expressions.joined(separator: "\n")).union(Self.seriesNames(alertRules))
+        // deployctl_instance is the label the queries make, not a series.
+        let used = Self.seriesNames(expressions.joined(separator: "\n")).union(Self.seriesNames(alertRules)).subtracting(["deployctl_instance"])
         #expect(used.subtracting(written).isEmpty, "series deployctl never writes: \(used.subtracting(written).sorted())")
         for needed in ["deployctl_last_backup_timestamp_seconds", "deployctl_last_backup_bytes", "deployctl_last_verification_ok",
                        "deployctl_last_deploy_success", "deployctl_run_duration_seconds", "deployctl_max_backup_age_seconds",
