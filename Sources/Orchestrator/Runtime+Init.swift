@@ -23,15 +23,19 @@ public struct InitRequest: Sendable {
 
 /// What `init` wrote and what the operator does next.
 public struct InitResult: Encodable, Sendable {
+    /// The new instance's name.
     public let instance: String
     /// The `instance.toml` written.
     public let config: String
+    /// The adopted database (absolute).
     public let database: String
     /// "wal" or "rollback" (from the database header's format versions).
     public let journalMode: String
+    /// The database file's size when adopted.
     public let bytes: Int64
     /// The user owning the database file (a name when the system knows one, else the uid).
     public let owner: String
+    /// The backups folder (absolute).
     public let backups: String
     /// `deploy.toml`, and whether `instance` was added to its `order` (false when the file has
     /// no order: `deploy all` then covers every instance folder already).

@@ -29,6 +29,7 @@ public struct Workspace: Sendable {
         self.root = absolute
     }
 
+    /// Whether `folder` holds an `instances/` folder.
     static func holdsInstances(_ folder: String) -> Bool {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: folder + "/instances", isDirectory: &isDirectory) && isDirectory.boolValue

@@ -4,6 +4,7 @@ import Support
 /// `--help`, the man pages (`scripts/manpages` reads it from the root command's help) and
 /// docs/exit-codes.md show.
 enum ExitStatus {
+    /// One exit code: the failure kind it stands for (none for success) and what it means.
     struct Row {
         let code: Int32
         let kind: FailureKind?

@@ -31,6 +31,16 @@ struct PackagingTests {
                 #expect(text.contains(String(parts[0])) && text.contains(String(parts[1]).trimmingCharacters(in: .whitespaces)), "\(page) lacks \(row)")
             }
         }
+        // The README's table and docs/contract.md's list the same codes as the binary.
+        let binaryCodes = codes.map { String($0.trimmingCharacters(in: .whitespaces).prefix { $0.isNumber }) }
+        for document in ["README.md", "docs/contract.md"] {
+            let text = try String(contentsOf: RunbookTests.repository.appendingPathComponent(document), encoding: .utf8)
+            let rows = text.split(separator: "\n").compactMap { line -> String? in
+                guard line.hasPrefix("| "), let code = line.dropFirst(2).split(separator: " ").first, Int(code) != nil else { return nil }
+                return String(code)
+            }
+            #expect(rows.sorted() == binaryCodes.sorted(), "\(document): \(rows) against \(binaryCodes)")
+        }
         let list = try String(contentsOfFile: folder + "/deployctl-backups-list.1", encoding: .utf8)
         #expect(list.contains(".TH \"DEPLOYCTL-BACKUPS-LIST\" \"1\"") && list.contains("deployctl 9.9.9"))
         #expect(list.contains(".B \\-\\-label <label>"), "\(list)")
