@@ -64,8 +64,9 @@ extension Runtime {
     /// and never over an existing one (temp file, fsync, link, fsync of the folder); the
     /// instance folder takes its parent's owner and mode; the database is only read (its header
     /// and size: no connection that could leave `-wal`/`-shm` files).
-    /// - Throws: `Failure` `.usage` for an invalid name, an instance that exists, or a backups
-    ///   folder that is, lies inside or contains the database's folder; `.missingInput` when the
+    /// - Throws: `Failure` `.usage` for an invalid name, an instance that exists, a database
+    ///   another instance names, or a backups folder that is, lies inside or contains the
+    ///   database's folder; `.missingInput` when the
     ///   database does not exist; `.badData` when it is not a SQLite database; `.cannotCreate`
     ///   or `.io` when the config cannot be written.
     public func initInstance(_ request: InitRequest) throws -> InitResult {
@@ -95,6 +96,10 @@ extension Runtime {
             throw Failure(.usage, "\(conflict); nothing was written",
                           hint: request.backups == nil ? "pass --backups DIR outside \((database as NSString).deletingLastPathComponent)"
                                                        : "pass --backups with a folder outside \((database as NSString).deletingLastPathComponent)")
+        }
+        if let (other, otherConfig) = instance(naming: database, except: name) {
+            throw Failure(.usage, "\(database) is the database of instance '\(other)' already (\(otherConfig.file)); nothing was written",
+                          hint: "use instance '\(other)', or give another database")
         }
         // A deploy.toml that cannot be read would fail after the config is written: refuse first.
         _ = try workspace.deployConfig()

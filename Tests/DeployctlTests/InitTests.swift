@@ -65,7 +65,7 @@ struct InitTests {
         #expect(try box.sqlite(database, "PRAGMA journal_mode") == journalMode)
     }
 
-    @Test("bad input to init writes nothing: an existing instance (64), a missing path (66), a file that is not SQLite or a folder (65), a backups folder in, at or around the database's folder (64), an invalid name (64)")
+    @Test("bad input to init writes nothing: an existing instance (64), a missing path (66), a file that is not SQLite or a folder (65), a backups folder in, at or around the database's folder (64), an invalid name (64), a database another instance names (64)")
     func badInput() throws {
         let (box, database) = try Self.adoptionBox(journalMode: "wal")
         #expect(try box.deployctl(["init", "app", "--database", database, "--quiet"]).status == 0)
@@ -79,6 +79,7 @@ struct InitTests {
             (["init", "two", "--database", database, "--backups", box.path("app/data")], 64, "is the database's folder"),
             (["init", "two", "--database", database, "--backups", box.path("app")], 64, "contains the database's folder"),
             (["init", "../two", "--database", database], 64, "invalid instance name"),
+            (["init", "two", "--database", database], 64, "is the database of instance 'app' already"),
         ]
         let before = try Self.tree(box)
         let databaseBefore = try box.sha3(database)
@@ -102,7 +103,8 @@ struct InitTests {
         #expect(created.contains("\norder = [\"first\"]\n"), "\(created)")
 
         try FileManager.default.removeItem(atPath: box.path("instances/deploy.toml"))
-        let second = try box.deployctl(["init", "second", "--database", database])
+        try box.makeLendingDatabase(path: box.path("app/data/second.db"), journalMode: "delete", rows: 5)
+        let second = try box.deployctl(["init", "second", "--database", box.path("app/data/second.db")])
         #expect(second.status == 0, "\(second.stderr)")
         #expect(second.stdout.contains("has no order: 'deploy all' takes every instance folder"), "\(second.stdout)")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/deploy.toml")))
