@@ -115,7 +115,7 @@ public struct BackupStore: Sendable {
         }
     }
 
-    /// Creates the folder (0700) if missing and checks that files can be created in it.
+    /// Creates the folder if missing (with its parent's owner and mode: `DurableFile.createFolder`) and checks that files can be created in it.
     /// - Throws: `Failure` `.cannotCreate` naming the folder.
     public func prepareForWriting() throws {
         var isDirectory: ObjCBool = false
@@ -126,10 +126,9 @@ public struct BackupStore: Sendable {
             }
         } else {
             do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-            } catch {
-                throw Failure(.cannotCreate, "cannot create backups folder \(folder): \(Self.reason(error))",
+                try DurableFile.createFolder(folder, called: "backups folder")
+            } catch let failure as Failure {
+                throw Failure(failure.kind == .io ? .io : .cannotCreate, failure.message,
                               hint: "check the parent folder's owner and permissions, or set another backups path")
             }
         }
@@ -146,14 +145,6 @@ public struct BackupStore: Sendable {
         }
         close(fd)
         unlink(probe)
-    }
-
-    private static func reason(_ error: Error) -> String {
-        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError,
-           underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return (error as NSError).localizedDescription
     }
 
     /// The suffix of an age-encrypted backup, after its `.db[.gz|.zst]`.

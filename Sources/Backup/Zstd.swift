@@ -12,7 +12,7 @@ import Support
 /// `zstd` CLI's single frame) is decompressed as one stream, in bounded memory.
 enum Zstd {
     /// The level: the fastest whose output stays within 1.05× of `gzip -6`'s on the benchmark's
-    /// 256 MiB lending database (4 MiB frames: level 1 1.007×, level 3 0.988×; see README).
+    /// 256 MiB lending database (4 MiB frames: level 1 1.007×, level 3 0.988×; see bench/RESULTS.md).
     static let level: Int32 = 1
     static let contentSizeUnknown = UInt64.max
     static let contentSizeError = UInt64.max - 1

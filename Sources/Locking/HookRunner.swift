@@ -52,8 +52,7 @@ public struct HookRunner: Sendable {
     /// - Throws: `Failure` `.failed` only when the hook cannot be started; a failing hook is a
     ///   result, not an error.
     public func run(name: String, command: String, timeout: Duration, tag: String) throws -> HookResult {
-        try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try DurableFile.createFolder(outputFolder)
         let outputPath = outputFolder + "/\(tag)-\(name).log"
         trace("hook \(name): /bin/sh -c \(command)  (in \(workingDirectory), output to \(outputPath))")
         var actions = posix_spawn_file_actions_t()

@@ -51,6 +51,8 @@ public final class InstanceLock {
         self.path = path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open lock file \(path)", errno, creating: true) }
+        // Never deleted: run as root, it must still be the instance owner's to open later.
+        DurableFile.adoptFolderOwner(fd, path: path)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             // The holder writes its record just after taking the lock: give it a moment.
             var holder = Self.readHolder(fd)

@@ -2,7 +2,7 @@ import Foundation
 import SQLite
 import Support
 
-/// A migration's class: what it does to data that existed before it (README, Migrations).
+/// A migration's class: what it does to data that existed before it (docs/migrations.md).
 public enum MigrationClass: String, Codable, Sendable, Comparable {
     /// Only new objects.
     case additive

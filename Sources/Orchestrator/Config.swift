@@ -135,7 +135,7 @@ public struct InstanceConfig: Sendable {
         if name == nil, offsite.count == 1 { return offsite[0] }
         let known = offsite.map(\.name)
         throw Failure(.usage, name.map { "instance '\(self.name)' has no remote '\($0)'" } ?? "instance '\(self.name)' has \(known.isEmpty ? "no" : "several") [[offsite]] remotes",
-                      hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see README, Offsite copies)" : "pass --remote with one of: \(known.joined(separator: ", "))")
+                      hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see docs/offsite.md)" : "pass --remote with one of: \(known.joined(separator: ", "))")
     }
 
     /// App hooks: shell commands run in the instance folder.
@@ -155,6 +155,17 @@ public struct InstanceConfig: Sendable {
         "deploys.path",
         "hooks.stop", "hooks.start", "hooks.health", "hooks.timeout_seconds", "hooks.health_attempts",
     ]).union(EncryptionConfig.keys)
+
+    /// Why `backups` cannot hold the backups of the database at `database`, if it cannot: it is
+    /// the database's folder, lies inside it or contains it (retention or a restore could then
+    /// reach the live database). Symlinks are resolved.
+    public static func backupsConflict(backups: String, database: String) -> String? {
+        let databaseFolder = fileIdentity((database as NSString).deletingLastPathComponent).path
+        let backupsReal = fileIdentity(backups).path
+        guard backupsReal == databaseFolder || backupsReal.hasPrefix(databaseFolder + "/") || databaseFolder.hasPrefix(backupsReal + "/") else { return nil }
+        let relation = backupsReal == databaseFolder ? "is" : backupsReal.hasPrefix(databaseFolder + "/") ? "lies inside" : "contains"
+        return "the backups folder \(backups) \(relation) the database's folder \(databaseFolder); give backups a folder of their own"
+    }
 
     /// Loads and checks `instance.toml`. Relative paths resolve against the instance folder.
     /// - Throws: `Failure` `.usage` naming file, line and key; `.missingInput` when the file is absent.
@@ -177,13 +188,8 @@ public struct InstanceConfig: Sendable {
         let timeoutMS = try toml.int("database.busy_timeout_ms", range: 0...600_000) ?? 5000
         let databasePath = resolve(database, against: folder)
         let backupsFolder = resolve(try toml.string("backups.path") ?? "backups", against: folder)
-        // Backups beside the live database would let retention or a restore reach it.
-        let databaseFolder = fileIdentity((databasePath as NSString).deletingLastPathComponent).path
-        let backupsReal = fileIdentity(backupsFolder).path
-        if backupsReal == databaseFolder || backupsReal.hasPrefix(databaseFolder + "/") || databaseFolder.hasPrefix(backupsReal + "/") {
-            let relation = backupsReal == databaseFolder ? "is" : backupsReal.hasPrefix(databaseFolder + "/") ? "lies inside" : "contains"
-            throw TOMLSubset.error(file, toml.line(of: "backups.path") ?? 1,
-                                   "key 'backups.path': the backups folder \(backupsFolder) \(relation) the database's folder \(databaseFolder); give backups a folder of their own (e.g. \"backups\")")
+        if let conflict = backupsConflict(backups: backupsFolder, database: databasePath) {
+            throw TOMLSubset.error(file, toml.line(of: "backups.path") ?? 1, "key 'backups.path': \(conflict) (e.g. \"backups\")")
         }
         return InstanceConfig(
             name: name, folder: folder, file: file,

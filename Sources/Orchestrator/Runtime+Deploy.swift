@@ -536,7 +536,7 @@ struct Pipeline {
 
     mutating func writeReport() throws {
         report.finishedAt = runtime.clock()
-        try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try DurableFile.createFolder(config.deploysFolder)
         try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(report.deployId).json")
     }
 }

@@ -33,6 +33,9 @@ public struct InstanceStatus: Codable, Sendable {
     public let lastDeployAt: Date?
     public let lastDeploy: String?
     public let lastDeployOutcome: DeployOutcome?
+    /// How long the last deploy blocked the application's writes, in milliseconds (its report's
+    /// `write_lock_ms`), when it got that far.
+    public let lastDeployWriteLockMilliseconds: Double?
     public let lockHolder: LockHolder?
     public let databaseHolders: [DatabaseHolder]
     /// A deploy whose process died before it ended (its journal is left and no live process
@@ -93,6 +96,7 @@ public struct InstanceStatus: Codable, Sendable {
         case lastDeployAt = "last_deploy_at"
         case lastDeploy = "last_deploy"
         case lastDeployOutcome = "last_deploy_outcome"
+        case lastDeployWriteLockMilliseconds = "last_deploy_write_lock_ms"
         case lockHolder = "lock_holder"
         case databaseHolders = "database_holders"
         case unfinishedDeploy = "unfinished_deploy"
@@ -266,6 +270,7 @@ extension Runtime {
             applied: applied, pending: pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
             lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
+            lastDeployWriteLockMilliseconds: reports.first?.writeLockMilliseconds,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
             leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },

@@ -253,7 +253,7 @@ extension Runtime {
             if let problem = copy.problem { return RemoteCheck(name: copy.name, problems: [problem], how: "size and ETag") }
             guard download else { return RemoteCheck(name: copy.name, problems: [], how: "size and ETag") }
             let folder = store(config).folder + "/.remote-check-" + UUID().uuidString.prefix(8)
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try DurableFile.createFolder(folder)
             defer { try? FileManager.default.removeItem(atPath: folder) }
             do {
                 let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock(), like: store(config))

@@ -44,7 +44,7 @@ extension Runtime {
         report.pending = journal.migrations
         report.hooks = hooks
         report.recovered = note
-        try FileManager.default.createDirectory(atPath: config.deploysFolder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try DurableFile.createFolder(config.deploysFolder)
         try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
         try DeployJournal.remove(path: config.journalPath)
         events(.fact("recovered: \(note)"))

@@ -77,7 +77,7 @@ public struct Runtime: Sendable {
             throw Failure(.missingInput, "seed file \(seed) of instance '\(config.name)' cannot be read")
         }
         let folder = (config.databasePath as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try DurableFile.createFolder(folder)
         let temp = DurableFile.temporaryPath(for: config.databasePath)
         defer { unlink(temp); unlink(temp + "-journal"); unlink(temp + "-wal"); unlink(temp + "-shm") }
         do {
@@ -180,20 +180,31 @@ public struct Runtime: Sendable {
         return config.databasePath.hasPrefix(root) ? String(config.databasePath.dropFirst(root.count)) : config.databasePath
     }
 
+    /// The instance of this root (but `name`) whose config names the database file at `path`
+    /// (the same path, or the same file by device and inode), if any; unreadable configs are
+    /// passed over.
+    func instance(naming path: String, except name: String) -> (String, InstanceConfig)? {
+        let mine = fileIdentity(path)
+        for other in (try? workspace.allInstanceFolders()) ?? [] where other != name {
+            guard let otherConfig = try? workspace.instance(other) else { continue }
+            let theirs = fileIdentity(otherConfig.databasePath)
+            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) { return (other, otherConfig) }
+        }
+        return nil
+    }
+
     /// Takes the instance lock for a writing command (deploy, snapshot, restore, prune), first
     /// refusing a config whose database file another instance of this root also names: two
     /// instance locks would not keep their commands apart. `operation` (`deploy`, `restore`)
     /// and `stage` are recorded in the lock file: `status` reports that work as in progress.
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
     func lockInstance(_ config: InstanceConfig, operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
-        let mine = fileIdentity(config.databasePath)
+        if let (other, otherConfig) = instance(naming: config.databasePath, except: config.name) {
+            throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+                          hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+        }
         for other in (try? workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? workspace.instance(other) else { continue }
-            let theirs = fileIdentity(otherConfig.databasePath)
-            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) {
-                throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
-                              hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
-            }
             if fileIdentity(config.backupsFolder).path == fileIdentity(otherConfig.backupsFolder).path {
                 throw Failure(.usage, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
                               hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")

@@ -8,18 +8,31 @@ public struct Workspace: Sendable {
     /// `<root>/instances`.
     public var instancesFolder: String { root + "/instances" }
 
-    /// Picks the root: `--root`, else `$DEPLOYCTL_ROOT`, else the current directory.
-    /// - Throws: `Failure` `.usage` when it holds no `instances/` folder.
-    public init(root: String?, environment: [String: String]) throws {
-        let chosen = root ?? environment["DEPLOYCTL_ROOT"] ?? FileManager.default.currentDirectoryPath
-        let absolute = URL(fileURLWithPath: chosen, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+    /// The installed package's root (`/var/lib/deployctl`): the root when nothing else names one.
+    public static let installedRoot = "/var/lib/deployctl"
+
+    /// Picks the root: `--root`, else `$DEPLOYCTL_ROOT` (when not empty), else the current
+    /// directory when it holds `instances/`, else `installedRoot` when it holds `instances/`
+    /// (the package creates it), else the current directory (which then fails below).
+    /// - Throws: `Failure` `.usage` when the chosen folder holds no `instances/` folder.
+    public init(root: String?, environment: [String: String], currentDirectory: String = FileManager.default.currentDirectoryPath,
+                installedRoot: String = Workspace.installedRoot) throws {
+        let named = root ?? environment["DEPLOYCTL_ROOT"].flatMap { $0.isEmpty ? nil : $0 }
+        let chosen = named ?? ([currentDirectory, installedRoot].first { Self.holdsInstances($0) } ?? currentDirectory)
+        let absolute = URL(fileURLWithPath: chosen, relativeTo: URL(fileURLWithPath: currentDirectory))
             .standardizedFileURL.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: absolute + "/instances", isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw Failure(.usage, "\(absolute) is not a deployment root: it has no instances/ folder",
+        guard Self.holdsInstances(absolute) else {
+            throw Failure(.usage, "\(absolute) is not a deployment root: it has no instances/ folder"
+                            + (named == nil ? " (nor has \(installedRoot), the installed package's root)" : ""),
                           hint: "run from the deployment root, or pass --root DIR (or set DEPLOYCTL_ROOT)")
         }
         self.root = absolute
+    }
+
+    /// Whether `folder` holds an `instances/` folder.
+    static func holdsInstances(_ folder: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: folder + "/instances", isDirectory: &isDirectory) && isDirectory.boolValue
     }
 
     /// Whether `name` is a valid instance name: `[a-z0-9][a-z0-9_-]*`.

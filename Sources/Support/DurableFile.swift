@@ -19,6 +19,7 @@ public enum DurableFile {
         let temp = temporaryPath(for: path)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw posixFailure("cannot create \(temp)", errno, creating: true) }
+        adoptFolderOwner(fd, path: temp)
         var ok = false
         defer { if !ok { unlink(temp) } }
         do {
@@ -47,11 +48,13 @@ public enum DurableFile {
         unlink(temp)
     }
 
-    /// Creates a new file at `path` (0600) that must not exist, open for writing.
+    /// Creates a new file at `path` (0600) that must not exist, open for writing; run as root,
+    /// it belongs to the folder's owner (`adoptFolderOwner`).
     /// - Throws: `Failure` (`.cannotCreate` for permissions, `.io` otherwise).
     public static func createNew(_ path: String) throws -> Int32 {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw posixFailure("cannot create \(path)", errno, creating: true) }
+        adoptFolderOwner(fd, path: path)
         return fd
     }
 

@@ -131,20 +131,7 @@ struct Console: Sendable {
         }
     }
 
-    static func exitCode(_ kind: FailureKind) -> Int32 {
-        switch kind {
-        case .failed: return 1
-        case .unproven: return 2
-        case .usage: return 64
-        case .badData: return 65
-        case .missingInput: return 66
-        case .cannotCreate: return 73
-        case .io: return 74
-        case .temporary: return 75
-        case .unavailable: return 69
-        case .permission: return 77
-        }
-    }
+    static func exitCode(_ kind: FailureKind) -> Int32 { ExitStatus.code(kind) }
 
     private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
         progress?.abandon()

@@ -18,14 +18,13 @@ struct Deployctl: ParsableCommand {
               deployctl status all --quiet                exits non-zero when something needs a person
               deployctl backups push prod --all           copy backups to the [[offsite]] object store
               deployctl keygen --output prod.agekey       an age key for [encryption]: age -d opens backups
+              deployctl init app --database /srv/app/app.db   adopt an existing database as instance 'app'
 
-            Exit codes: 0 success, 1 failed (database as before), 2 operator action needed, 64 usage, \
-            65 bad data, 66 missing input, 69 object store unreachable, 73 cannot create output, 74 I/O error, \
-            75 locked, 77 object store refused the credentials.
-            """,
+            
+            """ + ExitStatus.help,
         version: DeployctlVersion.text,
         subcommands: [Deploy.self, Plan.self, Snapshot.self, Backups.self, Restore.self, Verify.self, Status.self, History.self,
-                      Baseline.self, Accept.self, Keygen.self])
+                      Baseline.self, Accept.self, Keygen.self, Init.self])
 
     static func main() {
         // A peer that closes a connection (an object store) must give an error, not kill us.

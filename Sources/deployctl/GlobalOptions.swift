@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// Options every subcommand accepts, before or after its name.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "The deployment root holding instances/ (default: $DEPLOYCTL_ROOT, else the current directory).")
+    @Option(help: "The deployment root holding instances/ (default: $DEPLOYCTL_ROOT, else the current directory when it holds instances/, else /var/lib/deployctl).")
     var root: String?
 
     @Option(help: "How much to log to stderr: error, warning, info or debug.")

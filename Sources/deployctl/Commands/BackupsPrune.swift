@@ -21,7 +21,7 @@ struct BackupsPrune: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance whose backups to prune.")
+    @Argument(help: "The instance whose backups to prune.", completion: InstanceCompletion.instances)
     var instance: String
 
     @OptionGroup(title: "Retention (at least one)") var retention: RetentionOptions

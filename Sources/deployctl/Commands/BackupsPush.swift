@@ -29,7 +29,7 @@ struct BackupsPush: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance whose backups to push.")
+    @Argument(help: "The instance whose backups to push.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Argument(help: "The backup to push (default: the newest usable one).")

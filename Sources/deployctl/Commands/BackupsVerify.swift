@@ -16,7 +16,7 @@ struct BackupsVerify: ParsableCommand {
 
     @OptionGroup var metrics: MetricsOption
 
-    @Argument(help: "The instance whose backups to check.")
+    @Argument(help: "The instance whose backups to check.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Argument(help: "The backup to check (a bare name from 'backups list'; default: the newest).")

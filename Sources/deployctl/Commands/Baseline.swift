@@ -14,7 +14,7 @@ struct Baseline: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance whose database to adopt.")
+    @Argument(help: "The instance whose database to adopt.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Option(help: "The number of the last migration the other tool applied.")
@@ -43,7 +43,7 @@ struct Accept: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance.")
+    @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Argument(help: "The migration, e.g. 0001_cashback_tables (its file name, 0001_cashback_tables.sql, too).")

@@ -18,7 +18,7 @@ struct Deploy: ParsableCommand {
 
     @OptionGroup var metrics: MetricsOption
 
-    @Argument(help: "The instance to deploy, or 'all' for deploy.toml's order.")
+    @Argument(help: "The instance to deploy, or 'all' for deploy.toml's order.", completion: InstanceCompletion.instancesOrAll)
     var instance: String
 
     @Flag(help: "Plan only: show what would happen; take no lock, run no hook, change nothing.")

@@ -11,7 +11,7 @@ struct History: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance.")
+    @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
     func run() throws {

@@ -23,7 +23,7 @@ struct Plan: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance to plan for.")
+    @Argument(help: "The instance to plan for.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Flag(help: "Accept destructive statements in files that say allow-destructive.")

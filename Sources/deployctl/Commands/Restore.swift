@@ -34,7 +34,7 @@ struct Restore: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance to restore.")
+    @Argument(help: "The instance to restore.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Argument(help: "The backup to restore: a bare name from 'backups list'.")

@@ -18,7 +18,7 @@ struct Snapshot: ParsableCommand {
 
     @OptionGroup var metrics: MetricsOption
 
-    @Argument(help: "The instance to snapshot.")
+    @Argument(help: "The instance to snapshot.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Flag(inversion: .prefixedNo, help: "Store the snapshot gzip-compressed (default: the instance config's backups.compress or backups.gzip).")

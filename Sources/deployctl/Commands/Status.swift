@@ -28,7 +28,7 @@ struct Status: ParsableCommand {
 
     @OptionGroup var metrics: MetricsOption
 
-    @Argument(help: "The instance, or 'all'.")
+    @Argument(help: "The instance, or 'all'.", completion: InstanceCompletion.instancesOrAll)
     var instance: String
 
     func run() throws {

@@ -13,7 +13,7 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The instance to check.")
+    @Argument(help: "The instance to check.", completion: InstanceCompletion.instances)
     var instance: String
 
     func run() throws {
