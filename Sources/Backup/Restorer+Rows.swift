@@ -105,10 +105,10 @@ extension Restorer {
         live.stopWhen(stop)
         let checker = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
         try checker.useMemoryMappedReads()
-        nonisolated(unsafe) let (live_, checker_, store_, request_) = (live, checker, store, request)
+        nonisolated(unsafe) let (live_, checker_) = (live, checker)
         let timeout = busyTimeout
         let (copied, damaged) = try bothAtOnce({
-            try Snapshotter(store: store_).snapshot(request_, progress: progress) { path in
+            try Snapshotter(store: store).snapshot(request, progress: progress) { path in
                 defer { live_.stopWhen(nil) }
                 return try live_.copy(into: path, timeout: timeout, durable: true)
             }

@@ -93,6 +93,10 @@ struct UnknownCommand {
     /// The unknown command in `arguments` (global options already moved after a known one),
     /// if its first word, or the word after a group's name, is not a command.
     static func find(_ arguments: [String], commands: [String], groups: [String: [String]]) -> UnknownCommand? {
+        // ArgumentParser's own entry points (completion scripts and the completions they ask
+        // for, the help dump the man pages are made from) take words that are no commands.
+        let parserOwn = ["--generate-completion-script", "---completion", "--experimental-dump-help"]
+        guard !arguments.contains(where: { argument in parserOwn.contains { argument == $0 || argument.hasPrefix($0 + "=") } }) else { return nil }
         var index = 0
         // Global options before an unknown word stay in front: step over them.
         while index < arguments.count, arguments[index].hasPrefix("-") {

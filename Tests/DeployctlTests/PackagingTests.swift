@@ -13,7 +13,7 @@ struct PackagingTests {
         let result = try Sandbox.exec("/usr/bin/python3", [script, Sandbox.binary, folder, "9.9.9"])
         #expect(result.status == 0, "\(result.stderr)")
         let pages = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-        let commands = ["deploy", "plan", "snapshot", "backups", "backups-list", "backups-verify", "backups-prune", "backups-push", "restore",
+        let commands = ["deploy", "plan", "snapshot", "backups", "backups-list", "backups-verify", "backups-prune", "backups-push", "backups-remove", "restore",
                         "verify", "status", "history", "baseline", "accept", "keygen", "init"]
         #expect(pages == (["deployctl.1"] + commands.map { "deployctl-\($0).1" }).sorted())
         let help = try Sandbox.exec(Sandbox.binary, ["--help"], environment: ["COLUMNS": "300", "NO_COLOR": "1"]).stdout
