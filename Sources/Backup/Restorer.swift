@@ -385,11 +385,13 @@ public struct Restorer: Sendable {
             if wal {
                 // A second connection reads the committed state while the restore's pages go
                 // into the WAL uncommitted, one core each; the commit waits for the saved copy.
+                // A signal stops either copy between steps (the commit is not reached).
                 let reader = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
+                reader.stopWhen(stop)
                 nonisolated(unsafe) let (reader_, held_) = (reader, held)
                 _ = try bothAtOnce({
                     published = try snapshotter.snapshot(request) { path in try reader_.copy(into: path, timeout: busyTimeout, durable: true) }
-                }, { try held_.copyAllButLastPage(timeout: busyTimeout) })
+                }, { try held_.copyAllButLastPage(timeout: busyTimeout, stop: stop) })
             } else {
                 // EXCLUSIVE lock: the file is the committed database. Copied before any page
                 // of the restore is written, since the pager may spill pages into the file.

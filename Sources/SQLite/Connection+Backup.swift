@@ -239,9 +239,19 @@ public final class HeldBackup {
     /// other connections go on reading the old content meanwhile (uncommitted frames are not
     /// visible to them). Needs `lock` first.
     /// - Throws: `SQLiteError`; the destination then stays as it was once aborted.
-    public func copyAllButLastPage(timeout: Duration) throws {
+    /// With `stop`, 2048 pages at a time, asking between steps (the source is a file no one
+    /// writes, so stepping never restarts): true throws `SQLITE_INTERRUPT`.
+    public func copyAllButLastPage(timeout: Duration, stop: (() -> Bool)? = nil) throws {
         let pages = sqlite3_backup_pagecount(backup)
-        if pages > 1 { try step(pages - 1, timeout: timeout) }
+        guard pages > 1 else { return }
+        guard let stop else { return try step(pages - 1, timeout: timeout) }
+        var copied: Int32 = 0
+        while copied < pages - 1 {
+            if stop() { throw SQLiteError(code: SQLITE_INTERRUPT, message: "interrupted", context: destination.path) }
+            let batch = min(2048, pages - 1 - copied)
+            try step(batch, timeout: timeout)
+            copied += batch
+        }
     }
 
     /// Copies every (remaining) page and commits: the destination now holds the source's content.

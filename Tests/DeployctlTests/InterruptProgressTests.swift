@@ -44,14 +44,15 @@ struct InterruptProgressTests {
         return (process.terminationStatus, stderr, largest)
     }
 
-    @Test("SIGINT during a restore's pre_restore copy (restore by rows, before the write lock): exit 1, the live database as it was, no copy left")
-    func interruptRestoreCopy() throws {
+    @Test("SIGINT during a restore's pre_restore copy (restore by rows, before the write lock; page copy, under it): exit 1, the live database as it was, no copy left",
+          arguments: ["row-restore-size=skip", "row-restore=skip"])
+    func interruptRestoreCopy(path: String) throws {
         let box = try Self.largeSandbox(megabytes: 64)
         _ = try box.takeSnapshot(gzip: false)
         _ = try box.sqlite(box.databasePath, "UPDATE attachment SET body = zeroblob(10) WHERE id % 1000 = 0")
         let before = try box.sha3(box.databasePath)
         let backups = box.backupNames()
-        let restore = try Self.interruptOnceStarted(box, ["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "row-restore-size=skip"])
+        let restore = try Self.interruptOnceStarted(box, ["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": path])
         #expect(restore.status == 1, "\(restore.stderr)")
         #expect(restore.stderr.contains("interrupted by signal SIGINT") && restore.stderr.contains("the restore was not committed"), "\(restore.stderr)")
         // Stopped between steps of the copy, not at its end.
