@@ -15,6 +15,9 @@ public struct Credentials: Sendable, CustomStringConvertible {
 
     public var description: String { "credentials from \(source)" }
 
+    /// What must never be printed, even when a server echoes it back.
+    var secrets: [String] { [secretAccessKey] + (sessionToken.map { [$0] } ?? []) }
+
     public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey

@@ -181,7 +181,7 @@ struct OffsiteTests {
         let down = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: bucket, endpoint: "http://127.0.0.1:\(ObjectStore.freePort())"))
         _ = try down.takeSnapshot(gzip: false)
         let refused = try Self.run(down, store, ["backups", "push", "prod"])
-        #expect(refused.status == 69 && refused.stderr.contains("after 4 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
+        #expect(refused.status == 69 && refused.stderr.contains("after 5 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
         let missing = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: "nosuchbucket" + String(UInt32.random(in: 0...99999))))
         _ = try missing.takeSnapshot(gzip: false)
         // Listing (some stores create a bucket on the first PUT).

@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+/// deployctl against a deliberately hostile S3 server on 127.0.0.1 (`HostileStore`): every
+/// misbehaviour ends in bounded time with the right exit code, nothing corrupt is accepted, no
+/// secret or control character reaches the terminal, and no partial file is left.
+@Suite("offsite against a hostile store (truncated, stalled, endless, looping, redirecting, lying)")
+struct HostileStoreTests {
+    /// A sandbox whose one backup was pushed to a new hostile store in good mode, then removed
+    /// locally (so a restore must download it).
+    static func pushed(rows: Int = 300, deadlines: String? = nil) throws -> (Sandbox, HostileStore, String) {
+        let store = try HostileStore()
+        let box = try Sandbox(rows: rows, config: deadlines.map { store.config(deadlines: $0) } ?? store.config())
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        let push = try box.deployctl(["backups", "push", "prod"], environment: store.environment)
+        try #require(push.status == 0, "\(push.stderr)")
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.removeItem(atPath: file + ".json")
+        return (box, store, name)
+    }
+
+    static func expectClean(_ result: Sandbox.Result, _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(HostileStore.unsafe(result.stderr) == nil, "\(context): stderr shows \(HostileStore.unsafe(result.stderr) ?? ""): \(result.stderr.debugDescription)", sourceLocation: sourceLocation)
+        #expect(HostileStore.unsafe(result.stdout) == nil, "\(context): stdout shows \(HostileStore.unsafe(result.stdout) ?? "")", sourceLocation: sourceLocation)
+    }
+
+    /// Misbehaviours of a listing, and the exit code and words each must give.
+    static let listingCases: [(mode: String, status: Int32, says: String)] = [
+        ("list-html", 69, "not a valid S3 listing"),
+        ("list-garbage", 69, "not a valid S3 listing"),
+        ("list-truncated-xml", 69, "not well-formed XML"),
+        ("list-empty-200", 69, "not a valid S3 listing"),
+        ("list-loop", 69, "came twice"),
+        ("list-bad-size", 69, "no valid size"),
+        ("negative-chunk", 69, "malformed chunk size"),
+        ("bad-status", 69, "did not answer in HTTP/1.1"),
+        ("huge-headers", 69, "over 64 KiB"),
+        ("many-headers", 69, "header"),
+        ("redirect", 69, "redirects are never followed"),
+        ("wrong-region", 64, "region eu-west-3"),
+        ("endless-500", 69, "after 2 attempts"),
+        ("storm-500", 69, "after 2 attempts: 500 InternalError"),
+        ("storm-503", 69, "after 2 attempts: 503 SlowDown"),
+        ("stall-after-headers", 69, "sent nothing for 3 s"),
+        ("drip", 69, "within the request's deadline"),
+        ("esc-message", 69, "Invalid?[1mArgument"),
+    ]
+
+    @Test("a listing that is malformed, loops, breaks HTTP, redirects, storms, stalls, drips or echoes secrets in ESC sequences: list --remote and restore --remote --latest exit with the code for it (never 'No copies', never 66), print no control character or secret, and leave nothing in the backups folder",
+          arguments: listingCases.map(\.mode))
+    func listing(mode: String) throws {
+        let expected = try #require(Self.listingCases.first { $0.mode == mode })
+        let (box, store, _) = try Self.pushed()
+        try store.set(mode)
+        let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: store.environment)
+        #expect(list.status == expected.status && list.stderr.contains(expected.says) && !list.stdout.contains("No copies"),
+                "\(mode): \(list.status) \(list.stdout) \(list.stderr)")
+        Self.expectClean(list, mode)
+        let json = try box.deployctl(["backups", "list", "prod", "--remote", "primary", "--json"], environment: store.environment)
+        #expect(json.status == expected.status, "\(mode) --json: \(json.status) \(json.stderr)")
+        Self.expectClean(json, mode + " --json")
+        let before = try box.sha3(box.databasePath)
+        let restore = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
+        #expect(restore.status == expected.status, "\(mode) restore: \(restore.status) \(restore.stderr)")
+        Self.expectClean(restore, mode + " restore")
+        #expect(box.allBackupFiles().isEmpty, "\(mode): \(box.allBackupFiles())")
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
+    /// Misbehaviours of the download of a good copy.
+    static let downloadCases: [(mode: String, status: Int32, says: String)] = [
+        ("truncated-object", 69, "bytes of the body unsent"),
+        ("short-length-object", 65, "is not what its manifest says"),
+        ("overlong-object", 65, "longer than its manifest says"),
+        ("endless-object", 65, "longer than its manifest says"),
+        ("flip-object", 65, "is not what its manifest says"),
+    ]
+
+    @Test("a download that is truncated, shorter or longer than it says, endless or altered: restore --remote and verify --remote --download refuse it (65 for data, 69 for transport), the live database untouched and no partial file left",
+          arguments: downloadCases.map(\.mode))
+    func download(mode: String) throws {
+        let expected = try #require(Self.downloadCases.first { $0.mode == mode })
+        let (box, store, _) = try Self.pushed()
+        try store.set(mode)
+        let before = try box.sha3(box.databasePath)
+        let restore = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
+        #expect(restore.status == expected.status && restore.stderr.contains(expected.says), "\(mode): \(restore.status) \(restore.stderr)")
+        Self.expectClean(restore, mode)
+        #expect(box.allBackupFiles().isEmpty, "\(mode): \(box.allBackupFiles())")
+        #expect(try box.sha3(box.databasePath) == before)
+        let verify = try box.deployctl(["backups", "verify", "prod", "--remote", "primary", "--download"], environment: store.environment)
+        #expect(verify.status == expected.status, "\(mode) verify: \(verify.status) \(verify.stdout) \(verify.stderr)")
+        #expect(box.allBackupFiles().filter { !$0.hasPrefix(".remote-check") }.isEmpty && !box.allBackupFiles().contains { $0.hasPrefix(".remote-check") },
+                "\(mode): \(box.allBackupFiles())")
+        try store.set("good")
+        let good = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
+        #expect(good.status == 0, "the good copy restores once the store behaves: \(good.stderr)")
+    }
+
+    @Test("ETags that are not the MD5 (as under SSE-KMS or SSE-C) are accepted: push exits 0 with Content-MD5 on every request, the copy stays, and verify --download and restore --remote check it by its sha256")
+    func opaqueETags() throws {
+        let store = try HostileStore(mode: "opaque-etag")
+        let box = try Sandbox(rows: 300, config: store.config())
+        let (name, file) = try box.takeSnapshot(gzip: true)
+        let push = try box.deployctl(["backups", "push", "prod"], environment: store.environment)
+        #expect(push.status == 0, "\(push.stderr)")
+        let puts = store.requests.filter { $0.contains(" PUT ") }
+        #expect(puts.count >= 2 && puts.allSatisfy { $0.contains("content-md5") }, "\(puts)")
+        let verify = try box.deployctl(["backups", "verify", "prod", "--remote", "primary", "--download"], environment: store.environment)
+        #expect(verify.status == 0 && verify.stdout.contains("good"), "\(verify.stdout) \(verify.stderr)")
+        try FileManager.default.removeItem(atPath: file)
+        try FileManager.default.removeItem(atPath: file + ".json")
+        let restore = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
+        #expect(restore.status == 0 && box.backupNames().contains(name), "\(restore.stderr)")
+    }
+
+    @Test("a push to a store that resets every write, storms 503 SlowDown, or echoes secrets in an error: 69 (or the store's refusal), no manifest written, no secret or control character printed")
+    func hostilePush() throws {
+        for mode in ["reset-writes", "storm-503", "esc-message", "drip"] {
+            let store = try HostileStore()
+            let box = try Sandbox(rows: 50, config: store.config())
+            _ = try box.takeSnapshot(gzip: true)
+            try store.set(mode)
+            let push = try box.deployctl(["backups", "push", "prod"], environment: store.environment)
+            #expect(push.status == 69, "\(mode): \(push.status) \(push.stderr)")
+            Self.expectClean(push, mode)
+            try store.set("good")
+            let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary", "--json"], environment: store.environment)
+            #expect(list.status == 0 && !list.stdout.contains("\"good\" : true") && !list.stdout.contains("\"good\": true"), "\(mode): \(list.stdout)")
+        }
+    }
+
+    @Test("push_timeout bounds a whole push: against a store that answers one byte every 2 s, the push exits 69 naming what it was doing and the setting")
+    func pushDeadline() throws {
+        let store = try HostileStore()
+        let box = try Sandbox(rows: 50, config: store.config(deadlines: "read_timeout = 30\nrequest_timeout = 600\npush_timeout = 4"))
+        _ = try box.takeSnapshot(gzip: true)
+        try store.set("drip")
+        let push = try box.deployctl(["backups", "push", "prod"], environment: store.environment)
+        #expect(push.status == 69 && push.stderr.contains("gave up pushing") && push.stderr.contains("push_timeout = 4 s"), "\(push.stderr)")
+    }
+
+    @Test("SIGINT or SIGTERM during a network wait (a stalled listing, a stalled download, default deadlines of minutes) stops the command: exit 1 naming the signal, nothing left", arguments: ["SIGINT", "SIGTERM"])
+    func signalDuringWait(signal: String) throws {
+        let (box, store, _) = try Self.pushed(deadlines: "")
+        try store.set("stall-after-headers")
+        for command in [["backups", "list", "prod", "--remote", "primary"], ["restore", "prod", "--remote", "primary", "--latest", "--yes"]] {
+            let seen = store.requests.count
+            let stderr = Pipe()
+            let process = try box.spawnDeployctl(command, environment: store.environment, stderr: stderr)
+            // Wait until the store has the request (and is stalling it), then signal.
+            var waited = 0
+            while store.requests.count == seen && waited < 200 { Thread.sleep(forTimeInterval: 0.05); waited += 1 }
+            Thread.sleep(forTimeInterval: 0.3)
+            kill(process.processIdentifier, signal == "SIGINT" ? SIGINT : SIGTERM)
+            // A bound far below the 30 s read deadline, not a timing assertion: it must have stopped.
+            var polls = 0
+            while process.isRunning && polls < 100 { Thread.sleep(forTimeInterval: 0.1); polls += 1 }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(process.terminationReason == .exit && process.terminationStatus == 1 && text.contains("interrupted by signal \(signal)"),
+                    "\(command): \(process.terminationStatus) \(text)")
+            #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
+        }
+    }
+}
