@@ -39,13 +39,16 @@ public struct S3Client: Sendable {
     public let caBundle: String?
     /// Runs between every 250 ms slice of a wait; throws to stop (an interrupted command).
     public let checkpoint: @Sendable () throws -> Void
+    /// Where fresh credentials come from when temporary ones near their expiration.
+    public let credentialProvider: CredentialProvider?
     /// The operation's deadline, and what the operation is (for the message when it passes).
     public private(set) var operation: (deadline: ContinuousClock.Instant, what: String, setting: String)?
 
     public init(remote: String, endpoint: Endpoint, bucket: String, pathStyle: Bool, signer: SigV4,
                 clock: @escaping @Sendable () -> Date = { Date() }, retry: RetryPolicy = RetryPolicy(),
-                deadlines: Deadlines = Deadlines(), caBundle: String? = nil,
+                deadlines: Deadlines = Deadlines(), caBundle: String? = nil, credentialProvider: CredentialProvider? = nil,
                 checkpoint: @escaping @Sendable () throws -> Void = {}) {
+        self.credentialProvider = credentialProvider
         self.remote = remote
         self.endpoint = endpoint
         self.bucket = bucket
@@ -77,7 +80,7 @@ public struct S3Client: Sendable {
 
     /// Server text made printable: no control characters, none of this client's secrets, cut.
     func clean(_ text: String, limit: Int = 200) -> String {
-        Sanitized.text(text, limit: limit, secrets: signer.credentials.secrets)
+        Sanitized.text(text, limit: limit, secrets: signer.credentials.secrets + (credentialProvider?.initial.secrets ?? []))
     }
 
     func operationFailure(_ lastProblem: String) -> Failure {
@@ -131,6 +134,7 @@ public struct S3Client: Sendable {
                 try restart?()
             }
             if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
+            let signer = try credentialProvider.map { SigV4(credentials: try $0.current(), region: self.signer.region) } ?? self.signer
             let signed = signer.sign(method: method, host: target.hostHeader, path: path(key), query: query, headers: headers,
                                      payloadSHA256: hash, date: clock())
             let response: HTTPResponse

@@ -2,63 +2,34 @@ import CTLS
 import Foundation
 import Support
 
-/// AWS credentials, as the AWS tools find them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
-/// and `AWS_SESSION_TOKEN`, else the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, or
-/// `~/.aws/credentials`) and profile (`AWS_PROFILE`, or `default`). Never printed: its
-/// description names the key id's source only.
+/// AWS credentials: a key id, its secret, a session token for temporary ones, and when they
+/// expire. Never printed: the description names the key id's source only.
 public struct Credentials: Sendable, CustomStringConvertible {
     public let accessKeyId: String
     let secretAccessKey: String
     let sessionToken: String?
     /// Where they came from, for messages.
     public let source: String
+    /// When temporary credentials stop working (refreshed before then); nil for static keys.
+    public let expiration: Date?
 
     public var description: String { "credentials from \(source)" }
 
     /// What must never be printed, even when a server echoes it back.
     var secrets: [String] { [secretAccessKey] + (sessionToken.map { [$0] } ?? []) }
 
-    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String) {
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String, expiration: Date? = nil) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
         self.source = source
+        self.expiration = expiration
     }
 
+    /// The first credentials of the AWS SDKs' default chain (`CredentialChain`).
     /// - Throws: `Failure` `.permission` when none are found, naming where it looked.
     public static func find(environment: [String: String], remote: String) throws -> Credentials {
-        if let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty {
-            guard let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
-                throw Failure(.permission, "remote '\(remote)': AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
-                              hint: "export AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use the credentials file")
-            }
-            return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
-                               source: "the environment")
-        }
-        let file = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.aws/credentials")
-        let profile = environment["AWS_PROFILE"] ?? "default"
-        let where_ = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile [\(profile)] in \(file)"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
-                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write them to \(file)")
-        }
-        var section = ""
-        var values = [String: String]()
-        for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("#") || line.hasPrefix(";") || line.isEmpty { continue }
-            if line.hasPrefix("[") && line.hasSuffix("]") {
-                section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
-                continue
-            }
-            guard section == profile, let equals = line.firstIndex(of: "=") else { continue }
-            values[line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-        }
-        guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
-            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
-                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add them to profile [\(profile)] of \(file)")
-        }
-        return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: values["aws_session_token"], source: "profile [\(profile)] of \(file)")
+        try CredentialChain(environment: environment, remote: remote).resolve()
     }
 }
 

@@ -50,6 +50,10 @@ public struct OffsiteConfig: Sendable {
     public var attempts = RetryPolicy().attempts
     /// `ca_bundle`: a PEM file of trusted roots for this remote (else `AWS_CA_BUNDLE`, else the system's).
     public var caBundle: String?
+    /// Whether `region` and `endpoint` were written in the table (else the environment's
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`/the profile's region and `AWS_ENDPOINT_URL_S3` apply).
+    public var regionSet = true
+    public var endpointSet = true
 
     static let keys: Set<String> = ["name", "url", "endpoint", "region", "path_style", "host_id",
                                     "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_monthly",
@@ -284,6 +288,8 @@ public struct InstanceConfig: Sendable {
         if let value = try seconds("request_timeout", 1...86_400) { remote.deadlines.request = value }
         if let value = try seconds("push_timeout", 1...604_800) { remote.pushTimeout = value }
         if let value = try toml.int(key("max_attempts"), range: 1...20) { remote.attempts = value }
+        remote.regionSet = try toml.string(key("region")) != nil
+        remote.endpointSet = try toml.string(key("endpoint")) != nil
         if let bundle = try toml.string(key("ca_bundle")), !bundle.isEmpty { remote.caBundle = resolve(bundle, against: (file as NSString).deletingLastPathComponent) }
         return remote
     }

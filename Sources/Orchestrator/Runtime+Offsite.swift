@@ -51,17 +51,31 @@ extension Runtime {
     /// network wait within a second of SIGINT or SIGTERM.
     /// - Throws: `Failure` `.permission` when there are no credentials.
     func client(_ remote: OffsiteConfig) throws -> S3Client {
-        let credentials = try Credentials.find(environment: environment, remote: remote.name)
         let interruption = interruption
-        let caBundle = remote.caBundle ?? environment["AWS_CA_BUNDLE"].flatMap { $0.isEmpty ? nil : $0 }
-        return S3Client(remote: remote.name, endpoint: remote.endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
-                        signer: SigV4(credentials: credentials, region: remote.region), clock: clock,
+        let checkpoint: @Sendable () throws -> Void = {
+            if let signal = interruption() {
+                throw Failure(.failed, "interrupted by signal \(Self.signalName(signal)) while waiting for remote '\(remote.name)'; nothing partial is listed as good in the store")
+            }
+        }
+        var chain = CredentialChain(environment: environment, remote: remote.name)
+        chain.checkpoint = checkpoint
+        let provider = try CredentialProvider(chain)
+        // What the table leaves out comes from the environment and the AWS config, as in the SDKs.
+        let region = remote.regionSet ? remote.region : chain.region
+        var endpoint = remote.endpoint
+        if !remote.endpointSet {
+            let text = chain.env("AWS_ENDPOINT_URL_S3") ?? chain.env("AWS_ENDPOINT_URL") ?? "https://s3.\(region).amazonaws.com"
+            do {
+                endpoint = try Endpoint(parsing: text)
+            } catch let failure as Failure {
+                throw Failure(.usage, "remote '\(remote.name)': AWS_ENDPOINT_URL_S3: \(failure.message)", hint: "set endpoint in its [[offsite]] table, or fix the variable")
+            }
+        }
+        let caBundle = remote.caBundle ?? chain.env("AWS_CA_BUNDLE") ?? chain.profileValue("ca_bundle")
+        return S3Client(remote: remote.name, endpoint: endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
+                        signer: SigV4(credentials: provider.initial, region: region), clock: clock,
                         retry: RetryPolicy(attempts: remote.attempts), deadlines: remote.deadlines, caBundle: caBundle,
-                        checkpoint: {
-                            if let signal = interruption() {
-                                throw Failure(.failed, "interrupted by signal \(Self.signalName(signal)) while waiting for remote '\(remote.name)'; nothing partial is listed as good in the store")
-                            }
-                        })
+                        credentialProvider: provider, checkpoint: checkpoint)
     }
 
     /// Where an instance's offsite signing key lives: `offsite-signing.key` in its folder.

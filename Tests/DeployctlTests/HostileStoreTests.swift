@@ -165,3 +165,43 @@ struct HostileStoreTests {
         }
     }
 }
+
+/// TLS to the store: the certificate must chain to a trusted root (system, `SSL_CERT_FILE`,
+/// `AWS_CA_BUNDLE` or `ca_bundle`) and name the host or IP address (v4 or v6) connected to.
+@Suite("offsite over TLS: trust roots from ca_bundle and AWS_CA_BUNDLE; self-signed, wrong name, wrong IPv4 or IPv6 literal and expired certificates refused")
+struct OffsiteTLSTests {
+    static let folder: String = {
+        let folder = NSTemporaryDirectory() + "deployctl-tls-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        return folder
+    }()
+
+    /// (case, SANs, validity, listen on, endpoint host, trust through, exit, words)
+    static let cases: [(name: String, names: [String], from: Int, to: Int, host: String, endpointHost: String, trust: String, status: Int32, says: String)] = [
+        ("trusted via ca_bundle", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 0, ""),
+        ("trusted via AWS_CA_BUNDLE", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "env", 0, ""),
+        ("IPv6 literal that matches", ["IP:::1"], -1, 2, "::1", "[::1]", "ca_bundle", 0, ""),
+        ("self-signed, not trusted", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "none", 69, "self-signed certificate"),
+        ("wrong host name", ["DNS:other.example"], -1, 2, "127.0.0.1", "localhost", "ca_bundle", 69, "hostname mismatch"),
+        ("wrong IPv4 literal", ["IP:127.0.0.2"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "IP address mismatch"),
+        ("wrong IPv6 literal", ["IP:127.0.0.1"], -1, 2, "::1", "[::1]", "ca_bundle", 69, "IP address mismatch"),
+        ("expired", ["IP:127.0.0.1"], -10, -1, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "certificate has expired"),
+    ]
+
+    @Test("each certificate case gives 0, or 69 with OpenSSL's reason in the message", arguments: cases.map(\.name))
+    func certificate(name: String) throws {
+        let c = try #require(Self.cases.first { $0.name == name })
+        let cert = try HostileStore.makeCertificate(in: Self.folder, name.replacingOccurrences(of: " ", with: "-"), names: c.names, from: c.from, to: c.to)
+        let store = try HostileStore(tls: cert, host: c.host)
+        let endpoint = "https://\(c.endpointHost):\(store.port)"
+        let deadlines = "connect_timeout = 2\nread_timeout = 3\nrequest_timeout = 8\nmax_attempts = 2" + (c.trust == "ca_bundle" ? "\nca_bundle = \"\(cert).pem\"" : "")
+        let box = try Sandbox(rows: 20, config: store.config(deadlines: deadlines, endpoint: endpoint))
+        var environment = store.environment
+        if c.trust == "env" { environment["AWS_CA_BUNDLE"] = cert + ".pem" }
+        let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: environment)
+        #expect(list.status == c.status && (c.says.isEmpty || list.stderr.contains(c.says)), "\(name): \(list.status) \(list.stdout) \(list.stderr)")
+        if c.status != 0 {
+            #expect(list.stderr.contains("certificate does not verify") && !list.stderr.contains("after 2 attempts"), "not retried: \(list.stderr)")
+        }
+    }
+}

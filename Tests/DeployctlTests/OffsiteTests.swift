@@ -191,7 +191,8 @@ struct OffsiteTests {
         #expect(skewed.status == 77 && skewed.stderr.contains("clock"), "\(skewed.stderr)")
         #expect(try Self.run(box, store, ["restore", "prod", "--remote", "primary", "../x.db", "--yes"]).status == 64)
         #expect(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--host", "../other"]).status == 64)
-        let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+        let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                                                                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"])
         #expect(noCredentials.status == 77 && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
     }
 

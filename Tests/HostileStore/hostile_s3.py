@@ -6,7 +6,7 @@ deployctl makes (ListObjectsV2, GET/HEAD/PUT/DELETE object, multipart uploads) w
 push and a restore. Every other mode misbehaves on purpose on the requests it targets. The mode
 is read from MODE_FILE on every request, so a test can push in "good" mode, then switch.
 
-Usage: hostile_s3.py MODE_FILE LOG_FILE PARENT_PID
+Usage: hostile_s3.py MODE_FILE LOG_FILE PARENT_PID [--tls CERT KEY] [--host ADDRESS]
 Prints the port it listens on, then serves until PARENT_PID is gone (or 15 minutes passed).
 Signatures are not checked: this server tests the client, not the other way round.
 Every request line and the headers' names are appended to LOG_FILE (one line each).
@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 MODE_FILE, LOG_FILE, PARENT = sys.argv[1], sys.argv[2], int(sys.argv[3])
+OPTIONS = sys.argv[4:]
 objects = {}   # key -> (bytes, etag)
 uploads = {}   # upload id -> (key, {part: bytes})
 lock = threading.Lock()
@@ -313,8 +314,18 @@ if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    host = OPTIONS[OPTIONS.index("--host") + 1] if "--host" in OPTIONS else "127.0.0.1"
+    if ":" in host:
+        ThreadingHTTPServer.address_family = socket.AF_INET6
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
+    if "--tls" in OPTIONS:
+        import ssl
+        at = OPTIONS.index("--tls")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(OPTIONS[at + 1], OPTIONS[at + 2])
+        # The handshake happens in the handler's thread, so a client that gives up does not block the server.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=watchdog, args=(server,), daemon=True).start()
     print(server.server_port, flush=True)
     server.serve_forever()

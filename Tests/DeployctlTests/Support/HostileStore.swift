@@ -9,7 +9,9 @@ final class HostileStore {
     let folder: String
     let port: Int
     let process: Process
-    var endpoint: String { "http://127.0.0.1:\(port)" }
+    let secure: Bool
+    let host: String
+    var endpoint: String { "\(secure ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
     /// Credentials the server never checks; the session token is the secret that must never be printed.
     static let sessionToken = "HOSTILE-SESSION-TOKEN-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
     static let secretKey = "hostile-secret-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -20,13 +22,18 @@ final class HostileStore {
         return url.appendingPathComponent("Tests/HostileStore/hostile_s3.py").path
     }()
 
-    init(mode: String = "good") throws {
+    /// `tls`: the prefix of a certificate and key made by `makeCertificate`; `host`: the
+    /// address to listen on (127.0.0.1, or ::1).
+    init(mode: String = "good", tls: String? = nil, host: String = "127.0.0.1") throws {
+        secure = tls != nil
+        self.host = host
         folder = NSTemporaryDirectory() + "deployctl-hostile-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try mode.write(toFile: folder + "/mode", atomically: true, encoding: .utf8)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.script, folder + "/mode", folder + "/log", String(getpid())]
+        process.arguments = ["python3", Self.script, folder + "/mode", folder + "/log", String(getpid()), "--host", host]
+            + (tls.map { ["--tls", $0 + ".pem", $0 + ".key"] } ?? [])
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
@@ -50,6 +57,16 @@ final class HostileStore {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
+    /// A self-signed certificate (its own CA) for `names` (`IP:127.0.0.1`, `DNS:x`), valid
+    /// between `from` and `to` days from now; returns the prefix of its .pem and .key.
+    static func makeCertificate(in folder: String, _ name: String, names: [String], from: Int = -1, to: Int = 2) throws -> String {
+        let prefix = folder + "/" + name
+        let script = (Self.script as NSString).deletingLastPathComponent + "/make_cert.py"
+        let made = try Sandbox.exec("/usr/bin/env", ["python3", script, prefix, String(from), String(to)] + names)
+        guard made.status == 0 else { throw StoreError("make_cert.py failed: \(made.stderr)") }
+        return prefix
+    }
+
     func set(_ mode: String) throws {
         try mode.write(toFile: folder + "/mode", atomically: true, encoding: .utf8)
     }
@@ -62,12 +79,14 @@ final class HostileStore {
     /// The environment for deployctl: fake keys with a session token, no credentials files.
     var environment: [String: String] {
         ["AWS_ACCESS_KEY_ID": "HOSTILEKEYID", "AWS_SECRET_ACCESS_KEY": Self.secretKey, "AWS_SESSION_TOKEN": Self.sessionToken,
-         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "NO_COLOR": "1"]
+         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "NO_COLOR": "1",
+         // No trust but what a test gives: the system's roots (an empty variable counts as unset).
+         "AWS_CA_BUNDLE": "", "SSL_CERT_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"]
     }
 
     /// An instance config whose `[[offsite]]` points here, with short deadlines so every
     /// misbehaviour ends in seconds (`extra` overrides them).
-    func config(deadlines: String = "connect_timeout = 2\nread_timeout = 3\nrequest_timeout = 8\nmax_attempts = 2") -> String {
+    func config(deadlines: String = "connect_timeout = 2\nread_timeout = 3\nrequest_timeout = 8\nmax_attempts = 2", endpoint: String? = nil) -> String {
         """
         [database]
         path = "database/lending_app_prod.db"
@@ -78,7 +97,7 @@ final class HostileStore {
         [[offsite]]
         name = "primary"
         url = "s3://hostile/lending/prod"
-        endpoint = "\(endpoint)"
+        endpoint = "\(endpoint ?? self.endpoint)"
         region = "us-east-1"
         path_style = true
         host_id = "hosta"
