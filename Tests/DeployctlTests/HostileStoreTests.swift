@@ -205,3 +205,108 @@ struct OffsiteTLSTests {
         }
     }
 }
+
+/// Every credential source of the SDKs' chain, each against a loopback stand-in served by the
+/// hostile store in good mode (STS, ECS container credentials, EC2 IMDSv2): a push must sign
+/// every request with the credentials that source gave.
+@Suite("offsite credentials: environment, web identity, profiles, credential_process, container, IMDSv2, refresh, region and endpoint from the environment")
+struct OffsiteCredentialTests {
+    /// No static keys: empty variables count as unset.
+    static let noKeys = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""]
+
+    static let sources = ["environment", "web identity", "AWS_PROFILE", "AWS_DEFAULT_PROFILE [profile x]", "credential_process",
+                          "container", "IMDSv2", "IMDSv2 refresh", "region and endpoint from the environment", "STS refuses"]
+
+    @Test("a push signs with the credentials of the source", arguments: sources)
+    func source(name: String) throws {
+        let store = try HostileStore()
+        var config = store.config()
+        var environment = store.environment
+        let files = store.folder
+        var expected = [String]()
+        switch name {
+        case "environment":
+            expected = ["credential=HOSTILEKEYID/", "token=\(HostileStore.sessionToken)"]
+        case "web identity":
+            try "web-identity-jwt\n".write(toFile: files + "/jwt", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = files + "/jwt"
+            environment["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/deployctl"
+            environment["AWS_ENDPOINT_URL_STS"] = store.endpoint
+            expected = ["credential=STS1/", "token=sts-token-1"]
+        case "AWS_PROFILE":
+            try "[default]\naws_access_key_id = WRONGDEFAULT\naws_secret_access_key = x\n\n[ops]\naws_access_key_id = PROFILEKEY\naws_secret_access_key = profile-secret\n"
+                .write(toFile: files + "/credentials", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_SHARED_CREDENTIALS_FILE"] = files + "/credentials"
+            environment["AWS_PROFILE"] = "ops"
+            expected = ["credential=PROFILEKEY/", "token=-"]
+        case "AWS_DEFAULT_PROFILE [profile x]":
+            try "[default]\nregion = us-east-1\n[profile ops]\naws_access_key_id = CONFIGKEY\naws_secret_access_key = config-secret\naws_session_token = config-token\n"
+                .write(toFile: files + "/config", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_CONFIG_FILE"] = files + "/config"
+            environment["AWS_PROFILE"] = ""
+            environment["AWS_DEFAULT_PROFILE"] = "ops"
+            expected = ["credential=CONFIGKEY/", "token=config-token"]
+        case "credential_process":
+            try #"[profile proc]\#ncredential_process = printf '{"Version": 1, "AccessKeyId": "PROCKEY", "SecretAccessKey": "proc-secret", "SessionToken": "proc-token", "Expiration": "2099-01-01T00:00:00Z"}'\#n"#
+                .write(toFile: files + "/config", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_CONFIG_FILE"] = files + "/config"
+            environment["AWS_PROFILE"] = "proc"
+            expected = ["credential=PROCKEY/", "token=proc-token"]
+        case "container":
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = store.endpoint + "/ecs-credentials"
+            environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "ecs-authorization-token"
+            expected = ["credential=ECS1/", "token=ecs-token-1"]
+        case "IMDSv2", "IMDSv2 refresh":
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_EC2_METADATA_DISABLED"] = ""
+            environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = store.endpoint
+            expected = ["credential=IMDS1/", "token=imds-token-1"]
+            if name == "IMDSv2 refresh" {
+                // Credentials that expire within the refresh window: each request gets fresh ones.
+                try "120".write(toFile: files + "/expiry", atomically: true, encoding: .utf8)
+                expected = ["credential=IMDS2/", "credential=IMDS3/", "credential=IMDS4/"]
+            }
+        case "region and endpoint from the environment":
+            config = config.replacingOccurrences(of: "endpoint = \"\(store.endpoint)\"\n", with: "").replacingOccurrences(of: "region = \"us-east-1\"\n", with: "")
+            environment["AWS_ENDPOINT_URL_S3"] = store.endpoint
+            environment["AWS_REGION"] = "eu-west-3"
+            expected = ["/eu-west-3/s3/aws4_request"]
+        case "STS refuses":
+            try "not-the-token\n".write(toFile: files + "/jwt", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = files + "/jwt"
+            environment["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/deployctl"
+            environment["AWS_ENDPOINT_URL_STS"] = store.endpoint
+        default:
+            Issue.record("no case \(name)")
+        }
+        let box = try Sandbox(rows: 50, config: config)
+        _ = try box.takeSnapshot(gzip: true)
+        let push = try box.deployctl(["backups", "push", "prod"], environment: environment)
+        if name == "STS refuses" {
+            #expect(push.status == 77 && push.stderr.contains("STS") && push.stderr.contains("InvalidIdentityToken"), "\(push.stderr)")
+            return
+        }
+        #expect(push.status == 0, "\(name): \(push.stderr)")
+        let s3Requests = store.requests.filter { $0.contains("/hostile/") }
+        #expect(!s3Requests.isEmpty)
+        for word in expected {
+            #expect(s3Requests.contains { $0.contains(word) }, "\(name): no request signed with \(word): \(s3Requests.joined(separator: "\n"))")
+        }
+        if name != "IMDSv2 refresh" && !expected.isEmpty && expected[0].hasPrefix("credential=") {
+            #expect(s3Requests.allSatisfy { $0.contains(expected[0]) }, "\(name): every request signed alike")
+        }
+        Self.expectNoSecrets(push, environment)
+    }
+
+    static func expectNoSecrets(_ result: Sandbox.Result, _ environment: [String: String]) {
+        for secret in ["proc-secret", "config-secret", "profile-secret", "sts-secret-1", "ecs-secret-1", "imds-secret-1", HostileStore.secretKey] {
+            #expect(!result.stdout.contains(secret) && !result.stderr.contains(secret))
+        }
+    }
+}

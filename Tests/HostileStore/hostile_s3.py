@@ -28,6 +28,8 @@ OPTIONS = sys.argv[4:]
 objects = {}   # key -> (bytes, etag)
 uploads = {}   # upload id -> (key, {part: bytes})
 lock = threading.Lock()
+issued = 0
+IMDS_TOKEN = "imds-session-" + uuid.uuid4().hex
 # Bounds so the server itself stops: no misbehaviour runs longer than this.
 MAX_MISBEHAVIOUR_SECONDS = 120
 
@@ -133,8 +135,13 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         m = mode()
         bucket, key, query = self.split()
-        log("%s %s %s | %s" % (m, self.command, self.path, ",".join(k.lower() for k in self.headers.keys())))
+        auth = self.headers.get("Authorization") or ""
+        credential = auth.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in auth else "-"
+        log("%s %s %s | %s | credential=%s token=%s" % (m, self.command, self.path, ",".join(k.lower() for k in self.headers.keys()),
+                                                        credential, self.headers.get("x-amz-security-token") or "-"))
         data = self.body() if self.command in ("PUT", "POST") else b""
+        if self.credentials(bucket, key, data):
+            return
         listing = self.command == "GET" and key == "" and "list-type" in query
         is_object_get = self.command == "GET" and key != "" and not key.endswith(".json") and "uploadId" not in query
         target = {
@@ -230,6 +237,67 @@ class Handler(BaseHTTPRequestHandler):
             return
         opaque = m == "opaque-etag"
         return self.good(bucket, key, query, data, opaque)
+
+    # --- stand-ins for the credential sources: STS, ECS container credentials, EC2 IMDSv2 --------
+
+    def issue(self, prefix):
+        """New temporary credentials, numbered; they expire after EXPIRY_FILE's seconds (default an hour)."""
+        global issued
+        with lock:
+            issued += 1
+            n = issued
+        try:
+            with open(os.path.join(os.path.dirname(MODE_FILE), "expiry")) as f:
+                seconds = float(f.read().strip())
+        except OSError:
+            seconds = 3600
+        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+        return "%s%d" % (prefix, n), "%s-secret-%d" % (prefix.lower(), n), "%s-token-%d" % (prefix.lower(), n), expiry
+
+    def json_credentials(self, prefix):
+        import json
+        key, secret, token, expiry = self.issue(prefix)
+        body = json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key, "SecretAccessKey": secret,
+                           "Token": token, "Expiration": expiry}).encode()
+        self.send(200, body, [("Content-Type", "application/json")])
+
+    def credentials(self, bucket, key, data):
+        path = urlsplit(self.path).path
+        if path == "/latest/api/token":
+            if self.command != "PUT" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                self.send(405 if self.command != "PUT" else 400)
+            else:
+                self.send(200, IMDS_TOKEN.encode())
+            return True
+        if path.startswith("/latest/meta-data/iam/security-credentials/"):
+            if self.headers.get("X-aws-ec2-metadata-token") != IMDS_TOKEN:
+                self.send(401)
+            elif path.endswith("/security-credentials/"):
+                self.send(200, b"deployctl-role")
+            elif path.endswith("/deployctl-role"):
+                self.json_credentials("IMDS")
+            else:
+                self.send(404)
+            return True
+        if path == "/ecs-credentials":
+            if self.headers.get("Authorization") != "ecs-authorization-token":
+                self.send(403, b'{"message": "bad token"}')
+            else:
+                self.json_credentials("ECS")
+            return True
+        if self.command == "POST" and bucket == "" and key == "":
+            form = dict(parse_qsl(data.decode()))
+            if form.get("Action") != "AssumeRoleWithWebIdentity" or form.get("WebIdentityToken") != "web-identity-jwt" \
+                    or form.get("RoleArn") != "arn:aws:iam::123456789012:role/deployctl":
+                self.send(400, b"<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>bad</Message></Error></ErrorResponse>")
+                return True
+            key_id, secret, token, expiry = self.issue("STS")
+            body = ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId>"
+                    "<SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials>"
+                    "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>" % (key_id, secret, token, expiry)).encode()
+            self.send(200, body, [("Content-Type", "text/xml")])
+            return True
+        return False
 
     def good(self, bucket, key, query, data, opaque):
         if self.command == "GET" and key == "" and "list-type" in query:
