@@ -107,6 +107,72 @@ public struct Deadlines: Sendable, Equatable {
     }
 }
 
+/// An HTTP proxy to reach the store through: plain requests go to it in absolute form,
+/// https is tunnelled with CONNECT (TLS still verified against the store's name).
+public struct Proxy: Sendable, Equatable {
+    public let endpoint: Endpoint
+    /// `Basic …` when the proxy URL had `user:password@`.
+    let authorization: String?
+
+    /// Parses `http://[user:password@]host[:port]` (the scheme may be left out).
+    /// - Throws: `Failure` `.usage`.
+    public init(parsing text: String, variable: String) throws {
+        var rest = text.contains("://") ? text : "http://" + text
+        guard rest.lowercased().hasPrefix("http://") else {
+            throw Failure(.usage, "\(variable) '\(Sanitized.text(text, limit: 80))': only http:// proxies are supported (https is tunnelled through them)")
+        }
+        rest = String(rest.dropFirst(7))
+        if rest.hasSuffix("/") { rest.removeLast() }
+        var authorization: String?
+        if let at = rest.lastIndex(of: "@") {
+            let user = String(rest[..<at]).removingPercentEncoding ?? String(rest[..<at])
+            authorization = "Basic " + Data(user.utf8).base64EncodedString()
+            rest = String(rest[rest.index(after: at)...])
+        }
+        do {
+            endpoint = try Endpoint(parsing: "http://" + rest)
+        } catch let failure as Failure {
+            throw Failure(.usage, "\(variable): \(failure.message.replacingOccurrences(of: "endpoint", with: "proxy"))")
+        }
+        self.authorization = authorization
+    }
+
+    /// The proxy for `endpoint` from `HTTPS_PROXY`/`HTTP_PROXY` (or lower case; empty = unset),
+    /// or nil when none is set or `NO_PROXY` lists the host.
+    /// - Throws: `Failure` `.usage` for a proxy URL that cannot be used.
+    public static func forEndpoint(_ endpoint: Endpoint, environment: [String: String]) throws -> Proxy? {
+        let value = { (name: String) in [name.lowercased(), name].lazy.compactMap { environment[$0] }.first { !$0.isEmpty } }
+        let variable = endpoint.secure ? "HTTPS_PROXY" : "HTTP_PROXY"
+        guard let text = value(variable) else { return nil }
+        if let list = value("NO_PROXY"), bypasses(endpoint, list) { return nil }
+        return try Proxy(parsing: text, variable: variable)
+    }
+
+    /// Whether `NO_PROXY` (comma-separated: `*`, host names matching themselves and their
+    /// subdomains, with or without a leading dot, IP addresses, each with an optional port)
+    /// covers `endpoint`.
+    static func bypasses(_ endpoint: Endpoint, _ list: String) -> Bool {
+        let host = endpoint.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        for raw in list.split(separator: ",") {
+            var entry = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            if entry == "*" { return true }
+            if entry.hasPrefix("[") , let close = entry.firstIndex(of: "]") {
+                let rest = entry[entry.index(after: close)...]
+                if rest.hasPrefix(":"), Int(rest.dropFirst()) != endpoint.port { continue }
+                entry = String(entry[entry.index(after: entry.startIndex)..<close])
+            } else if entry.filter({ $0 == ":" }).count == 1, let colon = entry.lastIndex(of: ":") {
+                guard Int(entry[entry.index(after: colon)...]) == endpoint.port else { continue }
+                entry = String(entry[..<colon])
+            }
+            if entry.hasPrefix("*.") { entry.removeFirst() }
+            if entry.hasPrefix(".") { entry.removeFirst() }
+            guard !entry.isEmpty else { continue }
+            if host == entry || host.hasSuffix("." + entry) { return true }
+        }
+        return false
+    }
+}
+
 /// Bounds on what a server may send, so a hostile one cannot grow memory.
 public enum HTTPLimits {
     /// All header lines of one response together.
@@ -129,11 +195,13 @@ public struct HTTPClient: Sendable {
     public let deadlines: Deadlines
     /// A PEM file of trusted roots instead of the system's (`AWS_CA_BUNDLE`, `ca_bundle`).
     public let caBundle: String?
+    public let proxy: Proxy?
     public let checkpoint: @Sendable () throws -> Void
 
-    public init(endpoint: Endpoint, deadlines: Deadlines = Deadlines(), caBundle: String? = nil,
+    public init(endpoint: Endpoint, deadlines: Deadlines = Deadlines(), caBundle: String? = nil, proxy: Proxy? = nil,
                 checkpoint: @escaping @Sendable () throws -> Void = {}) {
         self.endpoint = endpoint
+        self.proxy = proxy
         self.deadlines = deadlines
         self.caBundle = caBundle
         self.checkpoint = checkpoint
@@ -150,8 +218,11 @@ public struct HTTPClient: Sendable {
         let total = ContinuousClock.now.advanced(by: deadlines.request)
         let clock = Waiter(deadline: deadline.map { min($0, total) } ?? total, idle: deadlines.idle, checkpoint: checkpoint,
                            place: "\(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)")
-        let connection = try Socket(endpoint: endpoint, connectTimeout: deadlines.connect, caBundle: caBundle, waiter: clock)
-        var head = "\(method) \(target) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\nConnection: close\r\n"
+        let connection = try Socket(endpoint: endpoint, proxy: proxy, connectTimeout: deadlines.connect, caBundle: caBundle, waiter: clock)
+        // Through a proxy, plain http names the whole URL; https went through a CONNECT tunnel.
+        let plainProxy = proxy != nil && !endpoint.secure
+        var head = "\(method) \(plainProxy ? "http://\(endpoint.hostHeader)" : "")\(target) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\nConnection: close\r\n"
+        if plainProxy, let authorization = proxy?.authorization { head += "Proxy-Authorization: \(authorization)\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if method == "PUT" || method == "POST" || body.length > 0 { head += "Content-Length: \(body.length)\r\n" }
         head += "\r\n"
@@ -214,17 +285,19 @@ private final class Socket {
     var pending = [UInt8]()
     var pendingStart = 0
 
-    init(endpoint: Endpoint, connectTimeout: Duration, caBundle: String?, waiter: Waiter) throws {
+    init(endpoint: Endpoint, proxy: Proxy?, connectTimeout: Duration, caBundle: String?, waiter: Waiter) throws {
         self.waiter = waiter
-        description = waiter.place
+        description = waiter.place + (proxy.map { " (through the proxy \($0.endpoint.hostHeader))" } ?? "")
         let bareHost = endpoint.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let target = proxy?.endpoint ?? endpoint
+        let connectHost = target.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(bareHost, String(endpoint.port), &hints, &list)
+        let rc = getaddrinfo(connectHost, String(target.port), &hints, &list)
         guard rc == 0, let first = list else {
-            throw TransportError(.connection, "cannot resolve \(endpoint.host): \(String(cString: gai_strerror(rc)))")
+            throw TransportError(.connection, "cannot resolve \(target.host)\(proxy == nil ? "" : " (the proxy)"): \(String(cString: gai_strerror(rc)))")
         }
         defer { freeaddrinfo(list) }
         var lastError = "no address"
@@ -276,11 +349,30 @@ private final class Socket {
         waiter.progressed()
         if endpoint.secure {
             do {
+                if let proxy { try tunnel(to: endpoint, through: proxy) }
                 try startTLS(host: bareHost, caBundle: caBundle)
             } catch {
                 close(fd)
                 throw error
             }
+        }
+    }
+
+    /// Asks the proxy for a tunnel to `endpoint` (CONNECT); TLS then runs through it.
+    private func tunnel(to endpoint: Endpoint, through proxy: Proxy) throws {
+        waiter.doing = "asking the proxy for a tunnel"
+        var request = "CONNECT \(endpoint.host):\(endpoint.port) HTTP/1.1\r\nHost: \(endpoint.host):\(endpoint.port)\r\n"
+        if let authorization = proxy.authorization { request += "Proxy-Authorization: \(authorization)\r\n" }
+        try write(Array((request + "\r\n").utf8))
+        var budget = HTTPLimits.headerBytes
+        let status = try readLine(budget: &budget)
+        while try !readLine(budget: &budget).isEmpty {}
+        let parts = status.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1] == "200" else {
+            throw TransportError(.connection, "the proxy \(proxy.endpoint.hostHeader) refused a tunnel to \(endpoint.hostHeader): '\(Sanitized.text(status, limit: 80))'")
+        }
+        guard pendingStart >= pending.count else {
+            throw TransportError(.protocolViolation, "the proxy \(proxy.endpoint.hostHeader) sent data before the TLS handshake")
         }
     }
 

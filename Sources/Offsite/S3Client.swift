@@ -41,14 +41,17 @@ public struct S3Client: Sendable {
     public let checkpoint: @Sendable () throws -> Void
     /// Where fresh credentials come from when temporary ones near their expiration.
     public let credentialProvider: CredentialProvider?
+    /// The proxy to reach the store through (`HTTPS_PROXY`/`HTTP_PROXY`, unless `NO_PROXY`).
+    public let proxy: Proxy?
     /// The operation's deadline, and what the operation is (for the message when it passes).
     public private(set) var operation: (deadline: ContinuousClock.Instant, what: String, setting: String)?
 
     public init(remote: String, endpoint: Endpoint, bucket: String, pathStyle: Bool, signer: SigV4,
                 clock: @escaping @Sendable () -> Date = { Date() }, retry: RetryPolicy = RetryPolicy(),
                 deadlines: Deadlines = Deadlines(), caBundle: String? = nil, credentialProvider: CredentialProvider? = nil,
-                checkpoint: @escaping @Sendable () throws -> Void = {}) {
+                proxy: Proxy? = nil, checkpoint: @escaping @Sendable () throws -> Void = {}) {
         self.credentialProvider = credentialProvider
+        self.proxy = proxy
         self.remote = remote
         self.endpoint = endpoint
         self.bucket = bucket
@@ -119,7 +122,7 @@ public struct S3Client: Sendable {
                  what: String, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil,
                  restart: (() throws -> Void)? = nil) throws -> HTTPResponse {
         let target = host
-        let client = HTTPClient(endpoint: target, deadlines: deadlines, caBundle: caBundle, checkpoint: checkpoint)
+        let client = HTTPClient(endpoint: target, deadlines: deadlines, caBundle: caBundle, proxy: proxy, checkpoint: checkpoint)
         let queryText = SigV4.canonicalQuery(query)
         let hash = payloadSHA256 ?? {
             if case .bytes(let bytes) = body { return SigV4.sha256Hex(bytes) }

@@ -72,10 +72,12 @@ extension Runtime {
             }
         }
         let caBundle = remote.caBundle ?? chain.env("AWS_CA_BUNDLE") ?? chain.profileValue("ca_bundle")
+        let host = remote.pathStyle ? endpoint : Endpoint(secure: endpoint.secure, host: "\(remote.bucket).\(endpoint.host)", port: endpoint.port)
+        let proxy = try Proxy.forEndpoint(host, environment: environment)
         return S3Client(remote: remote.name, endpoint: endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
                         signer: SigV4(credentials: provider.initial, region: region), clock: clock,
                         retry: RetryPolicy(attempts: remote.attempts), deadlines: remote.deadlines, caBundle: caBundle,
-                        credentialProvider: provider, checkpoint: checkpoint)
+                        credentialProvider: provider, proxy: proxy, checkpoint: checkpoint)
     }
 
     /// Where an instance's offsite signing key lives: `offsite-signing.key` in its folder.

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 MODE_FILE, LOG_FILE, PARENT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 OPTIONS = sys.argv[4:]
-objects = {}   # key -> (bytes, etag)
+objects = {}   # key -> (bytes, etag, [(x-amz-meta-* header, value)])
 uploads = {}   # upload id -> (key, {part: bytes})
 lock = threading.Lock()
 issued = 0
@@ -332,7 +332,7 @@ class Handler(BaseHTTPRequestHandler):
                 upload_key, parts = uploads.pop(query["uploadId"])
                 whole = b"".join(parts[n] for n in sorted(parts))
                 etag = uuid.uuid4().hex if opaque else hashlib.md5(whole).hexdigest() + "-%d" % len(parts)
-                objects[upload_key] = (whole, etag)
+                objects[upload_key] = (whole, etag, [])
             return self.send(200, ("<?xml version=\"1.0\"?><CompleteMultipartUploadResult><Key>%s</Key><ETag>&quot;%s&quot;</ETag>"
                                    "</CompleteMultipartUploadResult>" % (upload_key, etag)).encode())
         if self.command == "DELETE" and "uploadId" in query:
@@ -345,15 +345,16 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("If-None-Match") == "*" and key in objects:
                 return self.error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
             etag = uuid.uuid4().hex if opaque else hashlib.md5(data).hexdigest()
+            meta = [(k.lower(), v) for k, v in self.headers.items() if k.lower().startswith("x-amz-meta-")]
             with lock:
-                objects[key] = (data, etag)
+                objects[key] = (data, etag, meta)
             return self.send(200, b"", [("ETag", '"%s"' % etag)])
         if self.command in ("GET", "HEAD"):
             with lock:
                 found = objects.get(key)
             if found is None:
                 return self.error(404, "NoSuchKey", "The specified key does not exist.")
-            return self.send(200, found[0], [("ETag", '"%s"' % found[1])])
+            return self.send(200, found[0], [("ETag", '"%s"' % found[1])] + found[2])
         if self.command == "DELETE":
             with lock:
                 objects.pop(key, None)

@@ -57,6 +57,27 @@ final class HostileStore {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
+    /// Starts `Tests/HostileStore/<script>` with `arguments`, returning it and the port it prints.
+    static func launch(_ script: String, _ arguments: [String]) throws -> (Process, Int) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", (Self.script as NSString).deletingLastPathComponent + "/" + script] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        var line = Data()
+        while !line.contains(10) {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw StoreError("\(script) did not start") }
+            line.append(chunk)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw StoreError("\(script) printed no port")
+        }
+        return (process, port)
+    }
+
     /// A self-signed certificate (its own CA) for `names` (`IP:127.0.0.1`, `DNS:x`), valid
     /// between `from` and `to` days from now; returns the prefix of its .pem and .key.
     static func makeCertificate(in folder: String, _ name: String, names: [String], from: Int = -1, to: Int = 2) throws -> String {
@@ -81,7 +102,8 @@ final class HostileStore {
         ["AWS_ACCESS_KEY_ID": "HOSTILEKEYID", "AWS_SECRET_ACCESS_KEY": Self.secretKey, "AWS_SESSION_TOKEN": Self.sessionToken,
          "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "NO_COLOR": "1",
          // No trust but what a test gives: the system's roots (an empty variable counts as unset).
-         "AWS_CA_BUNDLE": "", "SSL_CERT_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"]
+         "AWS_CA_BUNDLE": "", "SSL_CERT_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+         "HTTP_PROXY": "", "http_proxy": "", "HTTPS_PROXY": "", "https_proxy": ""]
     }
 
     /// An instance config whose `[[offsite]]` points here, with short deadlines so every
