@@ -57,12 +57,9 @@ public struct SigV4: Sendable {
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         let amzDate = formatter.string(from: date)
         let day = String(amzDate.prefix(8))
-        var signed = headers.map { ($0.0.lowercased(), $0.1.trimmingCharacters(in: .whitespaces)) }
-        signed.append(("host", host))
-        signed.append(("x-amz-content-sha256", payloadSHA256))
-        signed.append(("x-amz-date", amzDate))
-        if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
-        signed.sort { $0.0 < $1.0 }
+        var all = headers + [("host", host), ("x-amz-content-sha256", payloadSHA256), ("x-amz-date", amzDate)]
+        if let token = credentials.sessionToken { all.append(("x-amz-security-token", token)) }
+        let signed = Self.canonicalHeaders(all)
         let canonicalHeaders = signed.map { "\($0.0):\($0.1)\n" }.joined()
         let signedNames = signed.map(\.0).joined(separator: ";")
         let canonicalRequest = [method, path, Self.canonicalQuery(query), canonicalHeaders, signedNames, payloadSHA256].joined(separator: "\n")
@@ -75,6 +72,19 @@ public struct SigV4: Sendable {
         if let token = credentials.sessionToken { result.append(("x-amz-security-token", token)) }
         result.append(("Authorization", "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedNames), Signature=\(signature)"))
         return result
+    }
+
+    /// Headers as SigV4 canonicalises them: names lower-cased and sorted; values with folded
+    /// lines joined, leading and trailing spaces trimmed and inner runs of spaces collapsed to
+    /// one; a repeated name's values joined with commas in the order given.
+    static func canonicalHeaders(_ headers: [(String, String)]) -> [(String, String)] {
+        var merged = [String: [String]]()
+        for (name, value) in headers {
+            let folded = value.replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " ")
+            let collapsed = folded.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            merged[name.lowercased(), default: []].append(collapsed)
+        }
+        return merged.map { ($0.key, $0.value.joined(separator: ",")) }.sorted { $0.0 < $1.0 }
     }
 
     /// Query pairs sorted by name and URI-encoded (`/` too).
