@@ -59,19 +59,36 @@ public struct SigV4: Sendable {
         let day = String(amzDate.prefix(8))
         var all = headers + [("host", host), ("x-amz-content-sha256", payloadSHA256), ("x-amz-date", amzDate)]
         if let token = credentials.sessionToken { all.append(("x-amz-security-token", token)) }
-        let signed = Self.canonicalHeaders(all)
-        let canonicalHeaders = signed.map { "\($0.0):\($0.1)\n" }.joined()
-        let signedNames = signed.map(\.0).joined(separator: ";")
-        let canonicalRequest = [method, path, Self.canonicalQuery(query), canonicalHeaders, signedNames, payloadSHA256].joined(separator: "\n")
+        let (canonicalRequest, signedNames) = Self.canonicalRequest(method: method, path: path, query: query, headers: all, payloadSHA256: payloadSHA256)
         let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.sha256Hex(Array(canonicalRequest.utf8)))"
-        var key = Self.hmac(Array("AWS4\(credentials.secretAccessKey)".utf8), Array(day.utf8))
-        for part in [region, "s3", "aws4_request"] { key = Self.hmac(key, Array(part.utf8)) }
-        let signature = SHA256.hex(Self.hmac(key, Array(stringToSign.utf8)))
+        let stringToSign = Self.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
+        let signature = Self.signature(secret: credentials.secretAccessKey, day: day, region: region, service: "s3", stringToSign: stringToSign)
         var result = [("x-amz-date", amzDate), ("x-amz-content-sha256", payloadSHA256)]
         if let token = credentials.sessionToken { result.append(("x-amz-security-token", token)) }
         result.append(("Authorization", "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedNames), Signature=\(signature)"))
         return result
+    }
+
+    /// The canonical request and the signed header names (every header given is signed).
+    /// `path` is already URI-encoded; `query` is unencoded pairs.
+    static func canonicalRequest(method: String, path: String, query: [(String, String)], headers: [(String, String)],
+                                 payloadSHA256: String) -> (request: String, signedNames: String) {
+        let signed = canonicalHeaders(headers)
+        let names = signed.map(\.0).joined(separator: ";")
+        let request = [method, path, canonicalQuery(query), signed.map { "\($0.0):\($0.1)\n" }.joined(), names, payloadSHA256].joined(separator: "\n")
+        return (request, names)
+    }
+
+    static func stringToSign(amzDate: String, scope: String, canonicalRequest: String) -> String {
+        "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(sha256Hex(Array(canonicalRequest.utf8)))"
+    }
+
+    /// The hex signature: HMAC of the string to sign under the key derived from the secret,
+    /// the day, the region and the service.
+    static func signature(secret: String, day: String, region: String, service: String, stringToSign: String) -> String {
+        var key = hmac(Array("AWS4\(secret)".utf8), Array(day.utf8))
+        for part in [region, service, "aws4_request"] { key = hmac(key, Array(part.utf8)) }
+        return SHA256.hex(hmac(key, Array(stringToSign.utf8)))
     }
 
     /// Headers as SigV4 canonicalises them: names lower-cased and sorted; values with folded
