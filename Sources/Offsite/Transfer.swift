@@ -5,8 +5,7 @@ import Support
 public struct UploadedObject: Sendable, Equatable {
     public let key: String
     public let bytes: Int64
-    /// The store's ETag, equal to the one computed from the bytes sent (MD5 of the object, or of
-    /// its parts' MD5s with `-<parts>` for a multipart upload).
+    /// The store's ETag as it gave it (opaque: not necessarily an MD5).
     public let etag: String
     public let parts: Int
 }

@@ -45,11 +45,14 @@ public struct RemoteCheck: Sendable {
 }
 
 extension Runtime {
-    /// The S3 client for one remote, with credentials from the environment or the AWS shared
-    /// credentials file, the remote's deadlines and retries, trust roots from `ca_bundle` or
-    /// `AWS_CA_BUNDLE` (an empty variable counts as unset), and a checkpoint that stops any
-    /// network wait within a second of SIGINT or SIGTERM.
-    /// - Throws: `Failure` `.permission` when there are no credentials.
+    /// The S3 client for one remote: credentials from the AWS SDKs' chain (`CredentialChain`,
+    /// refreshed before temporary ones expire), region and endpoint from the table or else the
+    /// environment and AWS config, the remote's deadlines and retries, trust roots from
+    /// `ca_bundle`, `AWS_CA_BUNDLE` or the profile, a proxy from `HTTPS_PROXY`/`HTTP_PROXY`
+    /// unless `NO_PROXY`, and a checkpoint that stops any network wait within a second of
+    /// SIGINT or SIGTERM (docs/offsite.md).
+    /// - Throws: `Failure` `.permission` when there are no credentials, `.usage` for a bad
+    ///   `AWS_ENDPOINT_URL_S3` or proxy URL.
     func client(_ remote: OffsiteConfig) throws -> S3Client {
         let interruption = interruption
         let checkpoint: @Sendable () throws -> Void = {
