@@ -30,28 +30,12 @@ final class HostileStore {
         folder = NSTemporaryDirectory() + "deployctl-hostile-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try mode.write(toFile: folder + "/mode", atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.script, folder + "/mode", folder + "/log", String(getpid()), "--host", host]
-            + (tls.map { ["--tls", $0 + ".pem", $0 + ".key"] } ?? [])
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        var line = Data()
-        while !line.contains(10) {
-            let chunk = out.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw StoreError("the hostile store did not start") }
-            line.append(chunk)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw StoreError("the hostile store printed no port")
-        }
-        self.port = port
+        (process, port) = try Self.launch("hostile_s3.py", [folder + "/mode", folder + "/log", String(getpid()), "--host", host]
+                                            + (tls.map { ["--tls", $0 + ".pem", $0 + ".key"] } ?? []))
     }
 
     deinit {
-        // SIGKILL: a parent that ignores SIGTERM passes that on to its children.
+        // SIGKILL: the test process blocks SIGTERM on its threads, and a child inherits that mask.
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try? FileManager.default.removeItem(atPath: folder)
