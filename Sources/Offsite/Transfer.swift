@@ -124,15 +124,16 @@ extension S3Client {
         return (written, hash.finalizeHex())
     }
 
-    /// Size, SHA-256 and MD5 of a whole file, in one pass.
-    public static func fileDigests(path: String) throws -> (bytes: Int64, sha256: String, md5: [UInt8]) {
+    /// Size and SHA-256 of a whole file (the MD5s that `Content-MD5` needs are made per request).
+    public static func fileDigests(path: String) throws -> (bytes: Int64, sha256: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
-        let (md5, sha256) = try digests(fd: fd, offset: 0, length: Int64(info.st_size), path: path)
-        return (Int64(info.st_size), sha256, md5)
+        var sha = SHA256()
+        try FileRange.read(fd: fd, offset: 0, length: Int64(info.st_size), path: path) { sha.update($0) }
+        return (Int64(info.st_size), sha.finalizeHex())
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.

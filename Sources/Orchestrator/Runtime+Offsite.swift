@@ -209,8 +209,8 @@ extension Runtime {
             temp = upload
         }
         // One pass over what goes up: the sha256 its manifest must match (the encrypted copy was
-        // checked against the backup's as it was made), and the MD5 some stores give as ETag.
-        let (bytes, sha256, _) = try S3Client.fileDigests(path: upload)
+        // checked against the backup's as it was made).
+        let (bytes, sha256) = try S3Client.fileDigests(path: upload)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
