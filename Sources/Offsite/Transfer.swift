@@ -25,7 +25,9 @@ extension S3Client {
     /// not the MD5 under SSE-KMS or SSE-C).
     /// - Throws: `Failure` (`.failed` when the stored object differs from what was sent);
     ///   what `checkpoint` throws (between parts; the upload is then aborted).
-    public func upload(file path: String, key: String, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
+    /// `digests` (from `fileDigests` of the same file) spare a second read; the store checks
+    /// each piece's `Content-MD5`, so a file changed in between is refused, never stored.
+    public func upload(file path: String, key: String, digests: FileDigests? = nil, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
                        checkpoint: @escaping @Sendable () throws -> Void = {}) throws -> UploadedObject {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
@@ -33,13 +35,18 @@ extension S3Client {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
         let size = Int64(info.st_size)
+        let known = digests.flatMap { $0.bytes == size ? $0.pieces : nil }
+        let pieceDigests: @Sendable (Int, Int64, Int64) throws -> ([UInt8], String) = { index, offset, length in
+            if let known, index < known.count { return known[index] }
+            return try Self.digests(fd: fd, offset: offset, length: length, path: path)
+        }
         for stale in try multipartUploads(of: key) {
             try abortMultipartUpload(key, uploadId: stale, what: "aborting an unfinished upload of \(key)")
         }
         let what = "uploading \(key)"
         var parts = 1
         if size <= Self.multipartThreshold {
-            let (md5, sha256) = try Self.digests(fd: fd, offset: 0, length: size, path: path)
+            let (md5, sha256) = try pieceDigests(0, 0, size)
             try checkpoint()
             _ = try put(key, fd: fd, offset: 0, length: size, md5: md5, sha256: sha256, what: what)
             progress(size, size)
@@ -56,7 +63,7 @@ extension S3Client {
                             try checkpoint()
                             let offset = Int64(number) * Self.partSize
                             let length = min(Self.partSize, size - offset)
-                            let (md5, sha256) = try Self.digests(fd: fd, offset: offset, length: length, path: path)
+                            let (md5, sha256) = try pieceDigests(number, offset, length)
                             let etag = try uploadPart(key, uploadId: uploadId, number: number + 1, fd: fd, offset: offset, length: length,
                                                       md5: md5, sha256: sha256, what: "\(what) (part \(number + 1) of \(count))")
                             progress(results.finish(number, md5: md5, etag: etag.isEmpty ? SHA256.hex(md5) : etag, bytes: length), size)
@@ -124,16 +131,49 @@ extension S3Client {
         return (written, hash.finalizeHex())
     }
 
-    /// Size and SHA-256 of a whole file (the MD5s that `Content-MD5` needs are made per request).
-    public static func fileDigests(path: String) throws -> (bytes: Int64, sha256: String) {
+    /// What one pass over a file gives: its size and SHA-256, and the MD5 and SHA-256 of each
+    /// piece `upload` will send (the whole file up to `multipartThreshold`, else each
+    /// `partSize` part), so the upload does not read and hash the file again.
+    public struct FileDigests: Sendable {
+        public let bytes: Int64
+        public let sha256: String
+        let pieces: [(md5: [UInt8], sha256: String)]
+    }
+
+    public static func fileDigests(path: String) throws -> FileDigests {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
+        let size = Int64(info.st_size)
+        let piece = size <= multipartThreshold ? max(size, 1) : partSize
+        var whole = SHA256()
+        var pieces = [(md5: [UInt8], sha256: String)]()
+        var md5 = MD5()
         var sha = SHA256()
-        try FileRange.read(fd: fd, offset: 0, length: Int64(info.st_size), path: path) { sha.update($0) }
-        return (Int64(info.st_size), sha.finalizeHex())
+        var inPiece: Int64 = 0
+        try FileRange.read(fd: fd, offset: 0, length: size, path: path) { chunk in
+            whole.update(chunk)
+            var at = 0
+            while at < chunk.count {
+                // A short read may end a block anywhere: split it at the piece's end.
+                let take = min(chunk.count - at, Int(piece - inPiece))
+                let slice = UnsafeRawBufferPointer(rebasing: chunk[at..<(at + take)])
+                md5.update(slice)
+                sha.update(slice)
+                inPiece += Int64(take)
+                at += take
+                if inPiece == piece {
+                    pieces.append((md5.finalize(), sha.finalizeHex()))
+                    md5 = MD5()
+                    sha = SHA256()
+                    inPiece = 0
+                }
+            }
+        }
+        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), sha.finalizeHex())) }
+        return FileDigests(bytes: size, sha256: whole.finalizeHex(), pieces: pieces)
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.

@@ -209,13 +209,14 @@ extension Runtime {
             temp = upload
         }
         // One pass over what goes up: the sha256 its manifest must match (the encrypted copy was
-        // checked against the backup's as it was made).
-        let (bytes, sha256) = try S3Client.fileDigests(path: upload)
+        // checked against the backup's as it was made), and each piece's MD5 and SHA-256 for the upload.
+        let digests = try S3Client.fileDigests(path: upload)
+        let (bytes, sha256) = (digests.bytes, digests.sha256)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(manifest.instance ?? "INSTANCE") \(entry.name)', and push a good one")
         }
-        let uploaded = try s3.upload(file: upload, key: key, progress: { done, total in
+        let uploaded = try s3.upload(file: upload, key: key, digests: digests, progress: { done, total in
             events(.progress(.working(.uploading(name: name, remote: remote.name), done: done, total: total)))
         }, checkpoint: { [self] in
             try failpoints.hit("push-part")
