@@ -382,3 +382,14 @@ struct OffsiteProxyTests {
         #expect(wrongTrust.status == 0, "\(wrongTrust.stderr)")
     }
 }
+
+extension HostileStoreTests {
+    @Test("a store that answers once with 400 RequestTimeout, 503 SlowDown or a connection reset is asked again: the listing succeeds on the next attempt", arguments: ["request-timeout-once", "slowdown-once", "reset-once"])
+    func transientOnce(mode: String) throws {
+        let (box, store, name) = try Self.pushed()
+        try store.set(mode)
+        let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: store.environment)
+        #expect(list.status == 0 && list.stdout.contains(name), "\(mode): \(list.status) \(list.stdout) \(list.stderr)")
+        #expect(store.requests.filter { $0.hasPrefix(mode + " GET") && $0.contains("list-type=2") }.count == 2, "\(store.requests)")
+    }
+}

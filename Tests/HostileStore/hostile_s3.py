@@ -29,6 +29,7 @@ objects = {}   # key -> (bytes, etag, [(x-amz-meta-* header, value)])
 uploads = {}   # upload id -> (key, {part: bytes})
 lock = threading.Lock()
 issued = 0
+flaked = False
 IMDS_TOKEN = "imds-session-" + uuid.uuid4().hex
 # Bounds so the server itself stops: no misbehaviour runs longer than this.
 MAX_MISBEHAVIOUR_SECONDS = 120
@@ -185,6 +186,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.endless(b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n")
         if m == "endless-object" and hits("object"):
             return self.endless(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        if m in ("request-timeout-once", "slowdown-once", "reset-once") and hits("listing"):
+            global flaked
+            with lock:
+                first = not flaked
+                flaked = True
+            if first and m == "request-timeout-once":
+                return self.error(400, "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.")
+            if first and m == "slowdown-once":
+                return self.error(503, "SlowDown", "Please reduce your request rate.")
+            if first:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.close_connection = True
+                return
         if m == "storm-500" and hits("any"):
             return self.error(500, "InternalError", "We encountered an internal error. Please try again.")
         if m == "storm-503" and hits("any"):
