@@ -1,11 +1,32 @@
 import Foundation
 import Support
 
+/// How hard a client tries: attempts per request (the first included) and the backoff between
+/// them, as the AWS SDKs' "standard" retry mode does it (full jitter: a random pause up to
+/// `base × 2^(attempt-1)`, capped).
+public struct RetryPolicy: Sendable, Equatable {
+    public var attempts: Int
+    public var base: Duration
+    public var cap: Duration
+
+    public init(attempts: Int = 5, base: Duration = .milliseconds(500), cap: Duration = .seconds(20)) {
+        self.attempts = attempts
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The longest pause before retry `n` (1-based: the pause after the first failed attempt is n = 1).
+    public func ceiling(_ n: Int) -> Duration { min(cap, base * (1 << min(n - 1, 20))) }
+}
+
 /// The S3 operations deployctl uses, signed with SigV4, against any S3-compatible store
 /// (path-style `endpoint/bucket/key` or virtual-hosted `bucket.endpoint/key`). Every call
-/// retries transport failures and 5xx answers a bounded number of times with backoff, then
-/// fails with `.unavailable`; refused credentials are `.permission`; a missing bucket is
-/// `.missingInput`. Messages name the remote.
+/// retries what is worth retrying (connection failures, 5xx, throttling, `RequestTimeout`) with
+/// jittered backoff (`RetryPolicy`), within each request's deadlines and the operation's
+/// (`within`), then fails with `.unavailable`; refused credentials are `.permission`; a missing
+/// bucket is `.missingInput`; an answer that is not what S3 sends (malformed XML, a looping
+/// listing, a redirect) is `.unavailable` and never read as an empty result. Messages name the
+/// remote; server text in them is sanitised (`Sanitized`).
 public struct S3Client: Sendable {
     public let remote: String
     public let endpoint: Endpoint
@@ -13,21 +34,44 @@ public struct S3Client: Sendable {
     public let pathStyle: Bool
     public let signer: SigV4
     public let clock: @Sendable () -> Date
-    /// Pauses before retry `n` (1-based); tests and the CLI pass real sleeps.
-    public let attempts: Int
-    public let sleep: @Sendable (Duration) -> Void
+    public let retry: RetryPolicy
+    public let deadlines: Deadlines
+    public let caBundle: String?
+    /// Runs between every 250 ms slice of a wait; throws to stop (an interrupted command).
+    public let checkpoint: @Sendable () throws -> Void
+    /// Where fresh credentials come from when temporary ones near their expiration.
+    public let credentialProvider: CredentialProvider?
+    /// The proxy to reach the store through (`HTTPS_PROXY`/`HTTP_PROXY`, unless `NO_PROXY`).
+    public let proxy: Proxy?
+    /// The operation's deadline, and what the operation is (for the message when it passes).
+    public private(set) var operation: (deadline: ContinuousClock.Instant, what: String, setting: String)?
 
     public init(remote: String, endpoint: Endpoint, bucket: String, pathStyle: Bool, signer: SigV4,
-                clock: @escaping @Sendable () -> Date = { Date() }, attempts: Int = 4,
-                sleep: @escaping @Sendable (Duration) -> Void = { Thread.sleep(forTimeInterval: $0.seconds) }) {
+                clock: @escaping @Sendable () -> Date = { Date() }, retry: RetryPolicy = RetryPolicy(),
+                deadlines: Deadlines = Deadlines(), caBundle: String? = nil, credentialProvider: CredentialProvider? = nil,
+                proxy: Proxy? = nil, checkpoint: @escaping @Sendable () throws -> Void = {}) {
+        self.credentialProvider = credentialProvider
+        self.proxy = proxy
         self.remote = remote
         self.endpoint = endpoint
         self.bucket = bucket
         self.pathStyle = pathStyle
         self.signer = signer
         self.clock = clock
-        self.attempts = attempts
-        self.sleep = sleep
+        self.retry = retry
+        self.deadlines = deadlines
+        self.caBundle = caBundle
+        self.checkpoint = checkpoint
+    }
+
+    /// This client with an overall deadline: every request and pause of `what` ends by then, and
+    /// the command exits 69 naming `what` and the setting that bounds it.
+    public func within(_ duration: Duration, _ what: String, setting: String) -> S3Client {
+        var copy = self
+        let deadline = ContinuousClock.now.advanced(by: duration)
+        if let current = operation, current.deadline < deadline { return copy }
+        copy.operation = (deadline, what, setting)
+        return copy
     }
 
     var host: Endpoint { pathStyle ? endpoint : Endpoint(secure: endpoint.secure, host: "\(bucket).\(endpoint.host)", port: endpoint.port) }
@@ -37,60 +81,127 @@ public struct S3Client: Sendable {
         (pathStyle ? "/\(SigV4.uriEncode(bucket, slash: true))/" : "/") + SigV4.uriEncode(key, slash: false)
     }
 
+    /// Server text made printable: no control characters, none of this client's secrets, cut.
+    func clean(_ text: String, limit: Int = 200) -> String {
+        Sanitized.text(text, limit: limit, secrets: signer.credentials.secrets + (credentialProvider?.initial.secrets ?? []))
+    }
+
+    func operationFailure(_ lastProblem: String) -> Failure {
+        let operation = operation!
+        return Failure(.unavailable, "remote '\(remote)': gave up \(operation.what): it did not finish within its deadline (\(operation.setting))"
+                           + (lastProblem.isEmpty ? "" : "; last problem: \(lastProblem)"),
+                       hint: "check that the store at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) answers, or raise \(operation.setting) in the instance's [[offsite]], then run again")
+    }
+
+    /// Pauses up to `duration`, in slices, calling `checkpoint`; stops at the operation deadline.
+    func pause(_ duration: Duration, lastProblem: String) throws {
+        let end = ContinuousClock.now.advanced(by: duration)
+        while true {
+            try checkpoint()
+            let now = ContinuousClock.now
+            if let operation, now >= operation.deadline { throw operationFailure(lastProblem) }
+            guard now < end else { return }
+            Thread.sleep(forTimeInterval: min(Waiter.slice, end - now).seconds)
+        }
+    }
+
+    /// Why an answer is worth another try (AWS SDK standard mode), or nil.
+    static func transient(status: Int, code: String) -> Bool {
+        if (500...599).contains(status) || status == 429 { return true }
+        return ["RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded",
+                "TooManyRequestsException", "ProvisionedThroughputExceededException", "InternalError", "ServiceUnavailable"].contains(code)
+    }
+
     /// Sends one signed request, with retries. `acceptable` statuses are returned; anything else
     /// becomes a `Failure`.
-    /// - Throws: `Failure` (`.unavailable`, `.permission`, `.missingInput`, `.failed`).
+    /// - Throws: `Failure` (`.unavailable`, `.permission`, `.missingInput`, `.usage` for a
+    ///   bucket in another region, `.failed`); what `checkpoint`, `sink` and `restart` throw.
     @discardableResult
     func request(_ method: String, key: String, query: [(String, String)] = [], headers: [(String, String)] = [],
                  body: HTTPBody = .empty, payloadSHA256: String? = nil, acceptable: Set<Int> = [200],
                  what: String, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil,
                  restart: (() throws -> Void)? = nil) throws -> HTTPResponse {
         let target = host
-        let client = HTTPClient(endpoint: target)
+        let client = HTTPClient(endpoint: target, deadlines: deadlines, caBundle: caBundle, proxy: proxy, checkpoint: checkpoint)
         let queryText = SigV4.canonicalQuery(query)
         let hash = payloadSHA256 ?? {
             if case .bytes(let bytes) = body { return SigV4.sha256Hex(bytes) }
             return SigV4.sha256Hex([])
         }()
+        let place = "\(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)"
         var lastProblem = ""
-        for attempt in 1...attempts {
+        for attempt in 1...max(1, retry.attempts) {
             if attempt > 1 {
-                sleep(.milliseconds(200 << (attempt - 2)))
+                let ceiling = retry.ceiling(attempt - 1)
+                try pause(ceiling * Double.random(in: 0...1), lastProblem: lastProblem)
                 try restart?()
             }
+            if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
+            let signer = try credentialProvider.map { SigV4(credentials: try $0.current(), region: self.signer.region) } ?? self.signer
             let signed = signer.sign(method: method, host: target.hostHeader, path: path(key), query: query, headers: headers,
                                      payloadSHA256: hash, date: clock())
             let response: HTTPResponse
             do {
                 response = try client.send(method: method, target: path(key) + (queryText.isEmpty ? "" : "?" + queryText),
-                                           headers: headers + signed, body: body, sink: sink)
+                                           headers: headers + signed, body: body, deadline: operation?.deadline, sink: sink)
             } catch let error as TransportError {
-                lastProblem = error.message
-                if error.permanent { throw Failure(.unavailable, "remote '\(remote)': \(error.message)", hint: "check the endpoint's certificate, or SSL_CERT_FILE for a private CA") }
+                lastProblem = clean(error.message, limit: 300)
+                switch error.kind {
+                case .certificate:
+                    throw Failure(.unavailable, "remote '\(remote)': \(lastProblem)",
+                                  hint: "check the endpoint's certificate and host name, or point AWS_CA_BUNDLE (or ca_bundle, SSL_CERT_FILE) at the CA that signed it")
+                case .protocolViolation:
+                    throw Failure(.unavailable, "remote '\(remote)' broke the S3 protocol while \(what): \(lastProblem); nothing it sent was used",
+                                  hint: "check that \(place) is an S3-compatible store (and not a proxy or captive portal), then run again")
+                case .timeout:
+                    if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
+                case .connection:
+                    break
+                }
                 continue
             }
             if acceptable.contains(response.status) { return response }
-            let code = Self.element("Code", in: response.text) ?? ""
-            let message = Self.element("Message", in: response.text) ?? response.text.prefix(200).description
+            let document = XMLNode.parse(response.body)
+            let code = clean(document?.value("Code") ?? "", limit: 64)
+            let message = document.map { clean($0.value("Message") ?? "") } ?? clean(response.text)
+            let detail = "\(response.status)\(code.isEmpty ? "" : " " + code)\(message.isEmpty ? "" : ": " + message)"
             switch (response.status, code) {
             case (_, "RequestTimeTooSkewed"), (_, "RequestExpired"):
                 throw Failure(.permission, "remote '\(remote)' refused the request's time (\(code)): this host's clock (\(ISO8601DateFormatter().string(from: clock()))) is too far from the store's",
                               hint: "set the clock right (NTP: timedatectl set-ntp true), then run again")
+            case _ where (300...399).contains(response.status) || code == "PermanentRedirect"
+                || (code == "AuthorizationHeaderMalformed" && Self.bucketRegion(response, document) != nil):
+                if let region = Self.bucketRegion(response, document), region != signer.region {
+                    throw Failure(.usage, "remote '\(remote)': bucket '\(bucket)' is in region \(region), not \(signer.region) (the store answered \(response.status)\(code.isEmpty ? "" : " " + code))",
+                                  hint: "set region = \"\(region)\" in the instance's [[offsite]] '\(remote)' (and its regional endpoint), then run again")
+                }
+                let location = response.headers["location"].map { " to \(clean($0, limit: 120))" } ?? ""
+                throw Failure(.unavailable, "remote '\(remote)' redirected \(what)\(location) (\(response.status)); redirects are never followed",
+                              hint: "set endpoint in the instance's [[offsite]] '\(remote)' to the store's own address")
             case (403, _), (401, _), (_, "InvalidAccessKeyId"), (_, "SignatureDoesNotMatch"), (_, "AccessDenied"):
-                throw Failure(.permission, "remote '\(remote)' refused the credentials (\(signer.credentials.source), key \(signer.credentials.accessKeyId)) for \(what): \(response.status) \(code.isEmpty ? "" : code + ": ")\(message)",
+                throw Failure(.permission, "remote '\(remote)' refused the credentials (\(signer.credentials.source), key \(signer.credentials.accessKeyId)) for \(what): \(detail)",
                               hint: "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile) and that the key may read and write bucket '\(bucket)'")
             case (404, "NoSuchBucket"):
                 throw Failure(.missingInput, "remote '\(remote)': bucket '\(bucket)' does not exist at \(endpoint.hostHeader)",
                               hint: "create it (aws s3 mb s3://\(bucket)), or fix url in the instance's [[offsite]]")
-            case (500...599, _):
-                lastProblem = "\(response.status) \(code) \(message)"
+            case _ where Self.transient(status: response.status, code: code):
+                lastProblem = detail
                 continue
             default:
-                throw Failure(.failed, "remote '\(remote)': \(what) failed: \(response.status) \(code.isEmpty ? "" : code + ": ")\(message)")
+                throw Failure(.unavailable, "remote '\(remote)': \(what) failed: the store answered \(detail)",
+                              hint: "check the store's logs for the request; run again once it accepts it")
             }
         }
-        throw Failure(.unavailable, "remote '\(remote)' (\(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)) cannot be reached for \(what) after \(attempts) attempts: \(lastProblem)",
+        throw Failure(.unavailable, "remote '\(remote)' (\(place)) cannot be reached for \(what) after \(retry.attempts) attempts: \(lastProblem)",
                       hint: "check that the store is up and the endpoint in the instance's [[offsite]] is right, then run again")
+    }
+
+    /// The region a wrong-region answer names (`x-amz-bucket-region`, or `<Region>` in its
+    /// error document), if it looks like one.
+    static func bucketRegion(_ response: HTTPResponse, _ document: XMLNode?) -> String? {
+        let region = response.headers["x-amz-bucket-region"] ?? document?.value("Region") ?? ""
+        guard !region.isEmpty, region.count <= 32, region.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else { return nil }
+        return region
     }
 
     // MARK: Objects
@@ -106,9 +217,9 @@ public struct S3Client: Sendable {
     /// no object has that key (returns false when one does: 412).
     /// - Returns: whether it was written.
     @discardableResult
-    public func put(_ key: String, bytes: [UInt8], ifNoneMatch: Bool = false, what: String) throws -> Bool {
+    public func put(_ key: String, bytes: [UInt8], ifNoneMatch: Bool = false, metadata: [(String, String)] = [], what: String) throws -> Bool {
         let md5 = bytes.withUnsafeBytes { MD5.digest($0) }
-        var headers = [("Content-MD5", Data(md5).base64EncodedString())]
+        var headers = [("Content-MD5", Data(md5).base64EncodedString())] + metadata
         if ifNoneMatch { headers.append(("If-None-Match", "*")) }
         let response = try request("PUT", key: key, headers: headers, body: .bytes(bytes), acceptable: [200, 412], what: what)
         return response.status == 200
@@ -130,14 +241,20 @@ public struct S3Client: Sendable {
                       etag: Self.unquote(response.headers["etag"] ?? ""), lastModified: response.headers["last-modified"] ?? "")
     }
 
-    /// The object's bytes, or nil when there is none (small objects only: manifests, leases).
-    public func get(_ key: String, what: String) throws -> [UInt8]? {
+    /// The object's bytes and headers, or nil when there is none (small objects only:
+    /// manifests, leases; over 16 MiB is refused).
+    public func getWithHeaders(_ key: String, what: String) throws -> (bytes: [UInt8], headers: [String: String])? {
         var bytes = [UInt8]()
-        let response = try request("GET", key: key, acceptable: [200, 404], what: what) { chunk in
+        let response = try request("GET", key: key, acceptable: [200, 404], what: what, sink: { chunk in
             guard bytes.count + chunk.count <= 16 << 20 else { throw Failure(.badData, "remote '\(self.remote)': \(key) is larger than a manifest can be") }
             bytes.append(contentsOf: chunk)
-        }
-        return response.status == 200 ? bytes : nil
+        }, restart: { bytes = [] })
+        return response.status == 200 ? (bytes, response.headers) : nil
+    }
+
+    /// The object's bytes, or nil when there is none (small objects only: manifests, leases).
+    public func get(_ key: String, what: String) throws -> [UInt8]? {
+        try getWithHeaders(key, what: what)?.bytes
     }
 
     /// Streams the object into `sink`; `restart` is called before a retry (the sink starts over).
@@ -156,31 +273,70 @@ public struct S3Client: Sendable {
         try request("DELETE", key: key, acceptable: [200, 204, 404], what: what)
     }
 
-    /// Every object under `prefix` (ListObjectsV2, all pages).
+    /// How long listing may take in all, however many pages.
+    public static let listingDeadline = Duration.seconds(300)
+
+    /// Every object under `prefix` (ListObjectsV2 with `encoding-type=url`, all pages), within
+    /// `listingDeadline`. A page that is not a well-formed listing, a truncated page without a
+    /// continuation token, or a token seen before is an error, never a shorter list.
+    /// - Throws: `Failure` `.unavailable` for a malformed or looping listing.
     public func list(prefix: String) throws -> [Object] {
+        let s3 = within(Self.listingDeadline, "listing \(prefix)", setting: "listing is bounded to \(Int(Self.listingDeadline.seconds)) s")
         var objects = [Object]()
         var token: String?
+        var seen = Set<String>()
         repeat {
-            var query = [("list-type", "2"), ("prefix", prefix)]
+            var query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
             if let token { query.append(("continuation-token", token)) }
-            let text = try request("GET", key: "", query: query, what: "listing \(prefix)").text
-            for block in Self.elements("Contents", in: text) {
-                guard let key = Self.element("Key", in: block) else { continue }
-                objects.append(Object(key: key, size: Int64(Self.element("Size", in: block) ?? "") ?? -1,
-                                      etag: Self.unquote(Self.element("ETag", in: block) ?? ""),
-                                      lastModified: Self.element("LastModified", in: block) ?? ""))
+            let response = try s3.request("GET", key: "", query: query, what: "listing \(prefix)")
+            let malformed = { (why: String) in
+                Failure(.unavailable, "remote '\(self.remote)' answered the listing of \(prefix) with something that is not a valid S3 listing (\(why)); nothing was read from it",
+                        hint: "check that the endpoint is an S3-compatible store; run again, and report the store's version if it persists")
             }
-            token = Self.element("IsTruncated", in: text) == "true" ? Self.element("NextContinuationToken", in: text) : nil
+            guard let root = XMLNode.parse(response.body) else {
+                throw malformed("not well-formed XML: \(clean(response.text, limit: 80))")
+            }
+            guard root.name == "ListBucketResult" else { throw malformed("its root element is <\(clean(root.name, limit: 40))>") }
+            let encoded = root.value("EncodingType") == "url"
+            for block in root.all("Contents") {
+                guard let raw = block.value("Key"), let key = encoded ? Self.urlDecode(raw) : raw, !key.isEmpty else {
+                    throw malformed("an entry without a key, or a key that does not decode")
+                }
+                guard let sizeText = block.value("Size"), let size = Int64(sizeText), size >= 0 else {
+                    throw malformed("\(clean(key, limit: 80)) has no valid size")
+                }
+                objects.append(Object(key: key, size: size, etag: Self.unquote(block.value("ETag") ?? ""),
+                                      lastModified: block.value("LastModified") ?? ""))
+            }
+            switch root.value("IsTruncated") {
+            case "true":
+                guard let next = root.value("NextContinuationToken"), !next.isEmpty else {
+                    throw malformed("a truncated page without NextContinuationToken")
+                }
+                guard seen.insert(next).inserted else { throw malformed("the continuation token \(clean(next, limit: 40)) came twice: the listing loops") }
+                token = next
+            case "false", nil:
+                token = nil
+            case let other?:
+                throw malformed("IsTruncated is '\(clean(other, limit: 20))'")
+            }
         } while token != nil
         return objects
+    }
+
+    /// Percent-decoding as S3's `encoding-type=url` does it (`+` is a space).
+    static func urlDecode(_ text: String) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     // MARK: Multipart uploads
 
     public func createMultipartUpload(_ key: String, what: String) throws -> String {
-        let text = try request("POST", key: key, query: [("uploads", "")], what: what).text
-        guard let id = Self.element("UploadId", in: text) else {
-            throw Failure(.failed, "remote '\(remote)': starting a multipart upload of \(key) gave no UploadId")
+        let response = try request("POST", key: key, query: [("uploads", "")], what: what)
+        // The root's name varies between stores (rclone: InitiateMultipartUpload); the id must be there.
+        guard let document = XMLNode.parse(response.body), document.name != "Error",
+              let id = document.value("UploadId"), !id.isEmpty else {
+            throw Failure(.unavailable, "remote '\(remote)': starting a multipart upload of \(key) gave no UploadId (the answer was not well-formed XML with an UploadId)")
         }
         return id
     }
@@ -197,11 +353,14 @@ public struct S3Client: Sendable {
     public func completeMultipartUpload(_ key: String, uploadId: String, parts: [(Int, String)], what: String) throws -> String {
         let xml = "<CompleteMultipartUpload>" + parts.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\"\($0.1)\"</ETag></Part>" }.joined()
             + "</CompleteMultipartUpload>"
-        let text = try request("POST", key: key, query: [("uploadId", uploadId)], body: .bytes(Array(xml.utf8)), what: what).text
-        if text.contains("<Error>") {
-            throw Failure(.failed, "remote '\(remote)': completing the upload of \(key) failed: \(Self.element("Code", in: text) ?? "") \(Self.element("Message", in: text) ?? "")")
+        let response = try request("POST", key: key, query: [("uploadId", uploadId)], body: .bytes(Array(xml.utf8)), what: what)
+        guard let document = XMLNode.parse(response.body) else {
+            throw Failure(.unavailable, "remote '\(remote)': completing the upload of \(key) got an answer that is not XML: \(clean(response.text, limit: 80))")
         }
-        return Self.unquote(Self.element("ETag", in: text) ?? "")
+        if document.name == "Error" {
+            throw Failure(.failed, "remote '\(remote)': completing the upload of \(key) failed: \(clean(document.value("Code") ?? "", limit: 64)) \(clean(document.value("Message") ?? ""))")
+        }
+        return Self.unquote(document.value("ETag") ?? "")
     }
 
     public func abortMultipartUpload(_ key: String, uploadId: String, what: String) throws {
@@ -214,32 +373,10 @@ public struct S3Client: Sendable {
         let response = try request("GET", key: "", query: [("uploads", ""), ("prefix", key)], acceptable: [200, 404],
                                    what: "listing unfinished uploads of \(key)")
         guard response.status == 200 else { return [] }
-        let text = response.text
-        return Self.elements("Upload", in: text).filter { Self.element("Key", in: $0) == key }.compactMap { Self.element("UploadId", in: $0) }
-    }
-
-    // MARK: XML
-
-    /// The text of the first `<name>…</name>`, entities decoded.
-    static func element(_ name: String, in xml: String) -> String? {
-        elements(name, in: xml).first.map(unescape)
-    }
-
-    /// The inner text of every `<name>…</name>` (not decoded).
-    static func elements(_ name: String, in xml: String) -> [String] {
-        var result = [String]()
-        var rest = xml[...]
-        while let open = rest.range(of: "<\(name)>"), let close = rest[open.upperBound...].range(of: "</\(name)>") {
-            result.append(String(rest[open.upperBound..<close.lowerBound]))
-            rest = rest[close.upperBound...]
+        guard let document = XMLNode.parse(response.body), document.name != "Error" else {
+            throw Failure(.unavailable, "remote '\(remote)' answered the listing of unfinished uploads of \(key) with something that is not an S3 listing: \(clean(response.text, limit: 80))")
         }
-        return result
-    }
-
-    static func unescape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
-            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-            .replacingOccurrences(of: "&#34;", with: "\"").replacingOccurrences(of: "&amp;", with: "&")
+        return document.all("Upload").filter { $0.value("Key") == key }.compactMap { $0.value("UploadId") }
     }
 
     static func unquote(_ etag: String) -> String {

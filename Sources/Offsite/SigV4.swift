@@ -2,60 +2,34 @@ import CTLS
 import Foundation
 import Support
 
-/// AWS credentials, as the AWS tools find them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
-/// and `AWS_SESSION_TOKEN`, else the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, or
-/// `~/.aws/credentials`) and profile (`AWS_PROFILE`, or `default`). Never printed: its
-/// description names the key id's source only.
+/// AWS credentials: a key id, its secret, a session token for temporary ones, and when they
+/// expire. Never printed: the description names the key id's source only.
 public struct Credentials: Sendable, CustomStringConvertible {
     public let accessKeyId: String
     let secretAccessKey: String
     let sessionToken: String?
     /// Where they came from, for messages.
     public let source: String
+    /// When temporary credentials stop working (refreshed before then); nil for static keys.
+    public let expiration: Date?
 
     public var description: String { "credentials from \(source)" }
 
-    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String) {
+    /// What must never be printed, even when a server echoes it back.
+    var secrets: [String] { [secretAccessKey] + (sessionToken.map { [$0] } ?? []) }
+
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, source: String, expiration: Date? = nil) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
         self.source = source
+        self.expiration = expiration
     }
 
+    /// The first credentials of the AWS SDKs' default chain (`CredentialChain`).
     /// - Throws: `Failure` `.permission` when none are found, naming where it looked.
     public static func find(environment: [String: String], remote: String) throws -> Credentials {
-        if let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty {
-            guard let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
-                throw Failure(.permission, "remote '\(remote)': AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
-                              hint: "export AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use the credentials file")
-            }
-            return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
-                               source: "the environment")
-        }
-        let file = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.aws/credentials")
-        let profile = environment["AWS_PROFILE"] ?? "default"
-        let where_ = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile [\(profile)] in \(file)"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
-                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write them to \(file)")
-        }
-        var section = ""
-        var values = [String: String]()
-        for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("#") || line.hasPrefix(";") || line.isEmpty { continue }
-            if line.hasPrefix("[") && line.hasSuffix("]") {
-                section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
-                continue
-            }
-            guard section == profile, let equals = line.firstIndex(of: "=") else { continue }
-            values[line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-        }
-        guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
-            throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(where_))",
-                          hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add them to profile [\(profile)] of \(file)")
-        }
-        return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: values["aws_session_token"], source: "profile [\(profile)] of \(file)")
+        try CredentialChain(environment: environment, remote: remote).resolve()
     }
 }
 
@@ -83,24 +57,51 @@ public struct SigV4: Sendable {
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         let amzDate = formatter.string(from: date)
         let day = String(amzDate.prefix(8))
-        var signed = headers.map { ($0.0.lowercased(), $0.1.trimmingCharacters(in: .whitespaces)) }
-        signed.append(("host", host))
-        signed.append(("x-amz-content-sha256", payloadSHA256))
-        signed.append(("x-amz-date", amzDate))
-        if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
-        signed.sort { $0.0 < $1.0 }
-        let canonicalHeaders = signed.map { "\($0.0):\($0.1)\n" }.joined()
-        let signedNames = signed.map(\.0).joined(separator: ";")
-        let canonicalRequest = [method, path, Self.canonicalQuery(query), canonicalHeaders, signedNames, payloadSHA256].joined(separator: "\n")
+        var all = headers + [("host", host), ("x-amz-content-sha256", payloadSHA256), ("x-amz-date", amzDate)]
+        if let token = credentials.sessionToken { all.append(("x-amz-security-token", token)) }
+        let (canonicalRequest, signedNames) = Self.canonicalRequest(method: method, path: path, query: query, headers: all, payloadSHA256: payloadSHA256)
         let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Self.sha256Hex(Array(canonicalRequest.utf8)))"
-        var key = Self.hmac(Array("AWS4\(credentials.secretAccessKey)".utf8), Array(day.utf8))
-        for part in [region, "s3", "aws4_request"] { key = Self.hmac(key, Array(part.utf8)) }
-        let signature = SHA256.hex(Self.hmac(key, Array(stringToSign.utf8)))
+        let stringToSign = Self.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
+        let signature = Self.signature(secret: credentials.secretAccessKey, day: day, region: region, service: "s3", stringToSign: stringToSign)
         var result = [("x-amz-date", amzDate), ("x-amz-content-sha256", payloadSHA256)]
         if let token = credentials.sessionToken { result.append(("x-amz-security-token", token)) }
         result.append(("Authorization", "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedNames), Signature=\(signature)"))
         return result
+    }
+
+    /// The canonical request and the signed header names (every header given is signed).
+    /// `path` is already URI-encoded; `query` is unencoded pairs.
+    static func canonicalRequest(method: String, path: String, query: [(String, String)], headers: [(String, String)],
+                                 payloadSHA256: String) -> (request: String, signedNames: String) {
+        let signed = canonicalHeaders(headers)
+        let names = signed.map(\.0).joined(separator: ";")
+        let request = [method, path, canonicalQuery(query), signed.map { "\($0.0):\($0.1)\n" }.joined(), names, payloadSHA256].joined(separator: "\n")
+        return (request, names)
+    }
+
+    static func stringToSign(amzDate: String, scope: String, canonicalRequest: String) -> String {
+        "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(sha256Hex(Array(canonicalRequest.utf8)))"
+    }
+
+    /// The hex signature: HMAC of the string to sign under the key derived from the secret,
+    /// the day, the region and the service.
+    static func signature(secret: String, day: String, region: String, service: String, stringToSign: String) -> String {
+        var key = hmac(Array("AWS4\(secret)".utf8), Array(day.utf8))
+        for part in [region, service, "aws4_request"] { key = hmac(key, Array(part.utf8)) }
+        return SHA256.hex(hmac(key, Array(stringToSign.utf8)))
+    }
+
+    /// Headers as SigV4 canonicalises them: names lower-cased and sorted; values with folded
+    /// lines joined, leading and trailing spaces trimmed and inner runs of spaces collapsed to
+    /// one; a repeated name's values joined with commas in the order given.
+    static func canonicalHeaders(_ headers: [(String, String)]) -> [(String, String)] {
+        var merged = [String: [String]]()
+        for (name, value) in headers {
+            let folded = value.replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " ")
+            let collapsed = folded.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            merged[name.lowercased(), default: []].append(collapsed)
+        }
+        return merged.map { ($0.key, $0.value.joined(separator: ",")) }.sorted { $0.0 < $1.0 }
     }
 
     /// Query pairs sorted by name and URI-encoded (`/` too).

@@ -5,8 +5,7 @@ import Support
 public struct UploadedObject: Sendable, Equatable {
     public let key: String
     public let bytes: Int64
-    /// The store's ETag, equal to the one computed from the bytes sent (MD5 of the object, or of
-    /// its parts' MD5s with `-<parts>` for a multipart upload).
+    /// The store's ETag as it gave it (opaque: not necessarily an MD5).
     public let etag: String
     public let parts: Int
 }
@@ -18,16 +17,17 @@ extension S3Client {
     public static let partSize: Int64 = 16 << 20
 
     /// Uploads the file at `path` under `key`, streamed from the file (memory flat), each request
-    /// with `Content-MD5` and a signed SHA-256 of its body. Up to `multipartThreshold` it is one
+    /// with `Content-MD5` (checked by the store) and a signed SHA-256 of its body. Up to `multipartThreshold` it is one
     /// PUT; above it a multipart upload of `partSize` parts, two at once, completed only when
     /// every part is in, so no partial object ever appears under `key`. Unfinished multipart
     /// uploads of `key` left by a killed run are aborted first. After completion the object's
-    /// size and ETag are compared with what was sent: the multipart ETag (MD5 of the parts'
-    /// MD5s, `-N`), or `wholeMD5`, the file's own MD5, which some stores (rclone) give instead.
-    /// An object that does not match is removed again.
+    /// size is compared with what was sent; its ETag is recorded as the store gives it (opaque:
+    /// not the MD5 under SSE-KMS or SSE-C).
     /// - Throws: `Failure` (`.failed` when the stored object differs from what was sent);
     ///   what `checkpoint` throws (between parts; the upload is then aborted).
-    public func upload(file path: String, key: String, wholeMD5: [UInt8]? = nil, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
+    /// `digests` (from `fileDigests` of the same file) spare a second read; the store checks
+    /// each piece's `Content-MD5`, so a file changed in between is refused, never stored.
+    public func upload(file path: String, key: String, digests: FileDigests? = nil, progress: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in },
                        checkpoint: @escaping @Sendable () throws -> Void = {}) throws -> UploadedObject {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
@@ -35,17 +35,20 @@ extension S3Client {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
         let size = Int64(info.st_size)
+        let known = digests.flatMap { $0.bytes == size ? $0.pieces : nil }
+        let pieceDigests: @Sendable (Int, Int64, Int64) throws -> ([UInt8], String) = { index, offset, length in
+            if let known, index < known.count { return known[index] }
+            return try Self.digests(fd: fd, offset: offset, length: length, path: path)
+        }
         for stale in try multipartUploads(of: key) {
             try abortMultipartUpload(key, uploadId: stale, what: "aborting an unfinished upload of \(key)")
         }
         let what = "uploading \(key)"
-        var expected: String
         var parts = 1
         if size <= Self.multipartThreshold {
-            let (md5, sha256) = try Self.digests(fd: fd, offset: 0, length: size, path: path)
+            let (md5, sha256) = try pieceDigests(0, 0, size)
             try checkpoint()
             _ = try put(key, fd: fd, offset: 0, length: size, md5: md5, sha256: sha256, what: what)
-            expected = SHA256.hex(md5)
             progress(size, size)
         } else {
             let count = Int((size + Self.partSize - 1) / Self.partSize)
@@ -60,12 +63,9 @@ extension S3Client {
                             try checkpoint()
                             let offset = Int64(number) * Self.partSize
                             let length = min(Self.partSize, size - offset)
-                            let (md5, sha256) = try Self.digests(fd: fd, offset: offset, length: length, path: path)
+                            let (md5, sha256) = try pieceDigests(number, offset, length)
                             let etag = try uploadPart(key, uploadId: uploadId, number: number + 1, fd: fd, offset: offset, length: length,
                                                       md5: md5, sha256: sha256, what: "\(what) (part \(number + 1) of \(count))")
-                            guard etag.isEmpty || etag.lowercased() == SHA256.hex(md5) else {
-                                throw Failure(.failed, "remote '\(remote)': part \(number + 1) of \(key) was stored with ETag \(etag), not the MD5 of what was sent (\(SHA256.hex(md5)))")
-                            }
                             progress(results.finish(number, md5: md5, etag: etag.isEmpty ? SHA256.hex(md5) : etag, bytes: length), size)
                         } catch {
                             results.fail(error)
@@ -80,7 +80,6 @@ extension S3Client {
                 try? abortMultipartUpload(key, uploadId: uploadId, what: "aborting the failed upload of \(key)")
                 throw error
             }
-            expected = SHA256.hex(results.md5s.withUnsafeBytes { MD5.digest($0) }) + "-\(parts)"
         }
         guard let stored = try head(key, what: "checking \(key) after uploading it") else {
             throw Failure(.failed, "remote '\(remote)': \(key) is not there right after uploading it")
@@ -88,13 +87,9 @@ extension S3Client {
         guard stored.size == size else {
             throw Failure(.failed, "remote '\(remote)': \(key) holds \(stored.size) bytes after uploading \(size)")
         }
-        // Stores that do not use MD5 ETags (some do not for multipart uploads) are checked by size
-        // here and by `backups verify --remote --download`.
-        let etag = stored.etag.lowercased()
-        if Self.isMD5ETag(etag), etag != expected, etag != wholeMD5.map(SHA256.hex) {
-            try? delete(key, what: "removing the mismatched upload of \(key)")
-            throw Failure(.failed, "remote '\(remote)': \(key) was stored with ETag \(stored.etag), not \(expected) (the MD5 of what was sent); it was removed again")
-        }
+        // The ETag is opaque: under SSE-KMS or SSE-C (and on some stores) it is not the MD5, so
+        // it is never compared with one. Each request carried Content-MD5, which the store checks
+        // against the bytes it got; the manifest's sha256 is the check on download.
         return UploadedObject(key: key, bytes: size, etag: stored.etag.lowercased(), parts: parts)
     }
 
@@ -108,7 +103,10 @@ extension S3Client {
     /// Downloads `key` into the empty file `fd` (streamed), returning its size and SHA-256. A
     /// retried download starts the file over.
     /// - Throws: `Failure` (`.missingInput` when there is no such object; `.io` for a full disk).
-    public func download(_ key: String, into fd: Int32, path: String, progress: @escaping (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
+    /// More than `limit` bytes (the manifest's size) is refused as soon as it arrives: an endless
+    /// or over-long body never fills the disk.
+    public func download(_ key: String, into fd: Int32, path: String, limit: Int64? = nil,
+                         progress: @escaping (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
         var hash = SHA256()
         var written: Int64 = 0
         _ = try download(key, what: "downloading \(key)", restart: {
@@ -116,6 +114,9 @@ extension S3Client {
             hash = SHA256()
             written = 0
         }, sink: { chunk in
+            if let limit, written + Int64(chunk.count) > limit {
+                throw Failure(.badData, "remote '\(self.remote)': \(key) is longer than its manifest says (over \(limit) bytes): damaged or replaced in the store; nothing was kept")
+            }
             var done = 0
             while done < chunk.count {
                 let n = pwrite(fd, chunk.baseAddress! + done, chunk.count - done, off_t(written) + off_t(done))
@@ -130,15 +131,49 @@ extension S3Client {
         return (written, hash.finalizeHex())
     }
 
-    /// Size, SHA-256 and MD5 of a whole file, in one pass.
-    public static func fileDigests(path: String) throws -> (bytes: Int64, sha256: String, md5: [UInt8]) {
+    /// What one pass over a file gives: its size and SHA-256, and the MD5 and SHA-256 of each
+    /// piece `upload` will send (the whole file up to `multipartThreshold`, else each
+    /// `partSize` part), so the upload does not read and hash the file again.
+    public struct FileDigests: Sendable {
+        public let bytes: Int64
+        public let sha256: String
+        let pieces: [(md5: [UInt8], sha256: String)]
+    }
+
+    public static func fileDigests(path: String) throws -> FileDigests {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DurableFile.posixFailure("cannot open \(path)", errno) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(path)", errno) }
-        let (md5, sha256) = try digests(fd: fd, offset: 0, length: Int64(info.st_size), path: path)
-        return (Int64(info.st_size), sha256, md5)
+        let size = Int64(info.st_size)
+        let piece = size <= multipartThreshold ? max(size, 1) : partSize
+        var whole = SHA256()
+        var pieces = [(md5: [UInt8], sha256: String)]()
+        var md5 = MD5()
+        var sha = SHA256()
+        var inPiece: Int64 = 0
+        try FileRange.read(fd: fd, offset: 0, length: size, path: path) { chunk in
+            whole.update(chunk)
+            var at = 0
+            while at < chunk.count {
+                // A short read may end a block anywhere: split it at the piece's end.
+                let take = min(chunk.count - at, Int(piece - inPiece))
+                let slice = UnsafeRawBufferPointer(rebasing: chunk[at..<(at + take)])
+                md5.update(slice)
+                sha.update(slice)
+                inPiece += Int64(take)
+                at += take
+                if inPiece == piece {
+                    pieces.append((md5.finalize(), sha.finalizeHex()))
+                    md5 = MD5()
+                    sha = SHA256()
+                    inPiece = 0
+                }
+            }
+        }
+        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), sha.finalizeHex())) }
+        return FileDigests(bytes: size, sha256: whole.finalizeHex(), pieces: pieces)
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.

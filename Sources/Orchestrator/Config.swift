@@ -42,9 +42,22 @@ public struct OffsiteConfig: Sendable {
     public let hostId: String
     /// Remote retention (`backups prune --remote`), same rules as local.
     public let retention: RetentionPolicy
+    /// `connect_timeout`, `read_timeout`, `request_timeout` (seconds): each request's deadlines.
+    public var deadlines = Deadlines()
+    /// `push_timeout` (seconds): a whole push of one backup to this remote.
+    public var pushTimeout = Duration.seconds(900)
+    /// `max_attempts`: tries per request, the first included.
+    public var attempts = RetryPolicy().attempts
+    /// `ca_bundle`: a PEM file of trusted roots for this remote (else `AWS_CA_BUNDLE`, else the system's).
+    public var caBundle: String?
+    /// Whether `region` and `endpoint` were written in the table (else the environment's
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`/the profile's region and `AWS_ENDPOINT_URL_S3` apply).
+    public var regionSet = true
+    public var endpointSet = true
 
     static let keys: Set<String> = ["name", "url", "endpoint", "region", "path_style", "host_id",
-                                    "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"]
+                                    "keep_last", "keep_within", "keep_daily", "keep_weekly", "keep_monthly",
+                                    "connect_timeout", "read_timeout", "request_timeout", "push_timeout", "max_attempts", "ca_bundle"]
 
     /// Whether `text` can be one segment of an object key deployctl writes: no `/`, no `..`.
     static func isSafeSegment(_ text: String) -> Bool {
@@ -277,11 +290,21 @@ public struct InstanceConfig: Sendable {
             throw TOMLSubset.error(file, line("host_id"), "[[offsite]] '\(name)': host_id '\(hostId)' cannot be part of an object key (no '/', no '..')")
         }
         let keep = { (rule: String) in try toml.int(key(rule), range: 1...100_000) }
-        return OffsiteConfig(
+        var remote = OffsiteConfig(
             name: name, bucket: bucket, prefix: path.dropFirst().joined(separator: "/"), endpoint: endpoint,
             region: try toml.string(key("region")) ?? "us-east-1", pathStyle: try toml.bool(key("path_style")) ?? false, hostId: hostId,
             retention: RetentionPolicy(keepLast: try keep("keep_last"), keepWithin: try duration(toml, key("keep_within"), file: file),
                                        keepDaily: try keep("keep_daily"), keepWeekly: try keep("keep_weekly"), keepMonthly: try keep("keep_monthly")))
+        let seconds = { (name: String, range: ClosedRange<Int>) in try toml.int(key(name), range: range).map { Duration.seconds($0) } }
+        if let value = try seconds("connect_timeout", 1...600) { remote.deadlines.connect = value }
+        if let value = try seconds("read_timeout", 1...3600) { remote.deadlines.idle = value }
+        if let value = try seconds("request_timeout", 1...86_400) { remote.deadlines.request = value }
+        if let value = try seconds("push_timeout", 1...604_800) { remote.pushTimeout = value }
+        if let value = try toml.int(key("max_attempts"), range: 1...20) { remote.attempts = value }
+        remote.regionSet = try toml.string(key("region")) != nil
+        remote.endpointSet = try toml.string(key("endpoint")) != nil
+        if let bundle = try toml.string(key("ca_bundle")), !bundle.isEmpty { remote.caBundle = resolve(bundle, against: (file as NSString).deletingLastPathComponent) }
+        return remote
     }
 
     /// `[backups]` keep_last, keep_within, keep_daily, keep_weekly, keep_monthly.

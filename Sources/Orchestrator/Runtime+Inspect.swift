@@ -284,7 +284,7 @@ extension Runtime {
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
-                    let newest = try remoteBackups(config, remote, try client(remote), host: nil).0.first { $0.problem == nil }
+                    let newest = try remoteBackups(config, remote, try client(remote), host: nil, allowUnsigned: false).0.first { $0.problem == nil }
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: newest?.name, newestAt: newest?.createdAt, error: nil)
                 } catch let error as DeployctlError {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: error.message)

@@ -45,13 +45,79 @@ public struct RemoteCheck: Sendable {
 }
 
 extension Runtime {
-    /// The S3 client for one remote, with credentials from the environment or the AWS shared
-    /// credentials file.
-    /// - Throws: `Failure` `.permission` when there are no credentials.
+    /// The S3 client for one remote: credentials from the AWS SDKs' chain (`CredentialChain`,
+    /// refreshed before temporary ones expire), region and endpoint from the table or else the
+    /// environment and AWS config, the remote's deadlines and retries, trust roots from
+    /// `ca_bundle`, `AWS_CA_BUNDLE` or the profile, a proxy from `HTTPS_PROXY`/`HTTP_PROXY`
+    /// unless `NO_PROXY`, and a checkpoint that stops any network wait within a second of
+    /// SIGINT or SIGTERM (docs/offsite.md).
+    /// - Throws: `Failure` `.permission` when there are no credentials, `.usage` for a bad
+    ///   `AWS_ENDPOINT_URL_S3` or proxy URL.
     func client(_ remote: OffsiteConfig) throws -> S3Client {
-        let credentials = try Credentials.find(environment: environment, remote: remote.name)
-        return S3Client(remote: remote.name, endpoint: remote.endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
-                        signer: SigV4(credentials: credentials, region: remote.region), clock: clock)
+        let interruption = interruption
+        let checkpoint: @Sendable () throws -> Void = {
+            if let signal = interruption() {
+                throw Failure(.failed, "interrupted by signal \(Self.signalName(signal)) while waiting for remote '\(remote.name)'; nothing partial is listed as good in the store")
+            }
+        }
+        var chain = CredentialChain(environment: environment, remote: remote.name)
+        chain.checkpoint = checkpoint
+        let provider = try CredentialProvider(chain)
+        // What the table leaves out comes from the environment and the AWS config, as in the SDKs.
+        let region = remote.regionSet ? remote.region : chain.region
+        var endpoint = remote.endpoint
+        if !remote.endpointSet {
+            let text = chain.env("AWS_ENDPOINT_URL_S3") ?? chain.env("AWS_ENDPOINT_URL") ?? "https://s3.\(region).amazonaws.com"
+            do {
+                endpoint = try Endpoint(parsing: text)
+            } catch let failure as Failure {
+                throw Failure(.usage, "remote '\(remote.name)': AWS_ENDPOINT_URL_S3: \(failure.message)", hint: "set endpoint in its [[offsite]] table, or fix the variable")
+            }
+        }
+        let caBundle = remote.caBundle ?? chain.env("AWS_CA_BUNDLE") ?? chain.profileValue("ca_bundle")
+        let host = remote.pathStyle ? endpoint : Endpoint(secure: endpoint.secure, host: "\(remote.bucket).\(endpoint.host)", port: endpoint.port)
+        let proxy = try Proxy.forEndpoint(host, environment: environment)
+        return S3Client(remote: remote.name, endpoint: endpoint, bucket: remote.bucket, pathStyle: remote.pathStyle,
+                        signer: SigV4(credentials: provider.initial, region: region), clock: clock,
+                        retry: RetryPolicy(attempts: remote.attempts), deadlines: remote.deadlines, caBundle: caBundle,
+                        credentialProvider: provider, proxy: proxy, checkpoint: checkpoint)
+    }
+
+    /// Where an instance's offsite signing key lives: `offsite-signing.key` in its folder.
+    static func signingKeyPath(_ config: InstanceConfig) -> String { config.folder + "/offsite-signing.key" }
+
+    /// The instance's offsite signing key, or nil when it has none. With `create`, a missing
+    /// key is made (0600, durably, never over a file) and its path announced once with a
+    /// warning to back it up.
+    /// - Throws: `Failure` `.usage` for a file that is not a key, `.io`, `.cannotCreate`.
+    func signingKey(_ config: InstanceConfig, create: Bool) throws -> SigningKey? {
+        let path = Self.signingKeyPath(config)
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            return try SigningKey(fileText: text, path: path)
+        }
+        guard FileManager.default.fileExists(atPath: path) == false else {
+            throw Failure(.io, "cannot read the offsite signing key \(path)", hint: "check its owner and mode (0600, readable by the user running deployctl)")
+        }
+        guard create else { return nil }
+        let key = try SigningKey.generate()
+        try DurableFile.write(Data(key.fileText.utf8), to: path, mode: 0o600, replace: false)
+        events(.warning("made this instance's offsite signing key \(path) (key id \(key.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket (docs/offsite.md, 'Signing key'); copy it to every host that restores this instance's copies"))
+        return key
+    }
+
+    /// Why a manifest's authenticator is not good enough, or nil when it is (or unsigned
+    /// copies are allowed).
+    static func authenticatorProblem(_ verdict: SigningKey.Verdict?, keyPath: String, allowUnsigned: Bool) -> String? {
+        guard !allowUnsigned else { return nil }
+        let reason: String
+        switch verdict {
+        case .valid?: return nil
+        case nil: reason = "this host has no offsite signing key (\(keyPath)) to check it with"
+        case .missing?: reason = "its manifest carries no authenticator"
+        case .otherKey(let id)?: reason = "its manifest was signed with another key (id \(id))"
+        case .wrong?: reason = "its manifest's authenticator does not match (the manifest or its name was changed)"
+        }
+        return "not made by a holder of this instance's key: \(reason); never restored without --allow-unsigned"
     }
 
     /// `<prefix>/<host>/` (the prefix may be empty).
@@ -91,12 +157,13 @@ extension Runtime {
             }
             entries = all ? usable : [newest]
         }
+        let signingKey = try self.signingKey(config, create: true)!
         var results = [PushResult]()
         for remote in targets {
             let s3 = try client(remote)
             for entry in entries {
                 try checkInterruption("\(results.count) of \(counted(entries.count * targets.count, "copy")) were pushed; nothing partial is listed as good in the store")
-                results.append(try push(entry, to: remote, with: s3, recipients: config.encryption.recipients, store: store))
+                results.append(try push(entry, to: remote, with: s3, recipients: config.encryption.recipients, store: store, signingKey: signingKey))
             }
         }
         return results
@@ -105,7 +172,8 @@ extension Runtime {
     /// Pushes one backup to one remote (see `push(instance:backup:all:remote:)`). With
     /// `recipients` (`[encryption] recipients`) a plain backup leaves the host encrypted, as
     /// `<name>.age`, made in a temp file beside it that is removed afterwards.
-    func push(_ entry: BackupEntry, to remote: OffsiteConfig, with s3: S3Client, recipients: [AgeRecipient], store: BackupStore) throws -> PushResult {
+    func push(_ entry: BackupEntry, to remote: OffsiteConfig, with s3: S3Client, recipients: [AgeRecipient], store: BackupStore,
+              signingKey: SigningKey) throws -> PushResult {
         let started = ContinuousClock.now
         guard let local = entry.manifest else {
             throw Failure(.badData, "backup \(entry.name) has no readable manifest; it is not pushed", hint: "push another backup")
@@ -113,14 +181,17 @@ extension Runtime {
         let encrypt = !recipients.isEmpty && !entry.encrypted
         let name = encrypt ? entry.name + BackupStore.encryptedSuffix : entry.name
         let key = Self.remoteFolder(remote, host: remote.hostId) + name
-        if let existing = try s3.get(key + ".json", what: "reading the manifest of \(key)"),
-           let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing)) {
+        let s3 = s3.within(remote.pushTimeout, "pushing \(name)", setting: "push_timeout = \(Int(remote.pushTimeout.seconds)) s")
+        if let existing = try s3.getWithHeaders(key + ".json", what: "reading the manifest of \(key)"),
+           let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing.bytes)) {
             guard theirs.contentSha256 == local.contentSha256, theirs.instance == nil || theirs.instance == local.instance else {
                 throw Failure(.failed, "remote '\(remote.name)' already holds a different backup named \(key) (instance \(theirs.instance ?? "?"), sha256 \(theirs.contentSha256.prefix(12))…): it is not overwritten",
                               hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
             }
-            if let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
-               theirs.remote.map({ !S3Client.isMD5ETag(object.etag) || $0.etag == object.etag.lowercased() }) ?? false {
+            // Skipped only when its manifest is this instance's own, signed: else both go up again.
+            if signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
+               let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
+               theirs.remote.map({ $0.etag == object.etag.lowercased() }) ?? false {
                 return PushResult(name: name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
                                   seconds: Pipeline.seconds(since: started))
             }
@@ -138,13 +209,14 @@ extension Runtime {
             temp = upload
         }
         // One pass over what goes up: the sha256 its manifest must match (the encrypted copy was
-        // checked against the backup's as it was made), and the MD5 some stores give as ETag.
-        let (bytes, sha256, md5) = try S3Client.fileDigests(path: upload)
+        // checked against the backup's as it was made), and each piece's MD5 and SHA-256 for the upload.
+        let digests = try S3Client.fileDigests(path: upload)
+        let (bytes, sha256) = (digests.bytes, digests.sha256)
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(store.instance ?? manifest.instance ?? store.stem) \(entry.name)', and push a good one")
         }
-        let uploaded = try s3.upload(file: upload, key: key, wholeMD5: md5, progress: { done, total in
+        let uploaded = try s3.upload(file: upload, key: key, digests: digests, progress: { done, total in
             events(.progress(.working(.uploading(name: name, remote: remote.name), done: done, total: total)))
         }, checkpoint: { [self] in
             try failpoints.hit("push-part")
@@ -154,7 +226,10 @@ extension Runtime {
         manifest.remote = Manifest.RemoteCopy(remote: remote.name, host: remote.hostId, etag: uploaded.etag, parts: uploaded.parts, pushedAt: clock())
         manifest.verification = nil
         try failpoints.hit("before-remote-manifest")
-        try s3.put(key + ".json", bytes: Array(try JSON.encoder().encode(manifest)), what: "uploading the manifest of \(key)")
+        let manifestBytes = Array(try JSON.encoder().encode(manifest))
+        try s3.put(key + ".json", bytes: manifestBytes,
+                   metadata: [(SigningKey.header, signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],
+                   what: "uploading the manifest of \(key)")
         return PushResult(name: name, remote: remote.name, key: key, bytes: uploaded.bytes, uploaded: true,
                           seconds: Pipeline.seconds(since: started))
     }
@@ -167,12 +242,16 @@ extension Runtime {
         let config = try workspace.instance(name)
         let target = try config.remote(remote)
         let s3 = try client(target)
-        let (backups, others) = try remoteBackups(config, target, s3, host: host)
+        let (backups, others) = try remoteBackups(config, target, s3, host: host, allowUnsigned: false)
         return (target, backups, others)
     }
 
-    func remoteBackups(_ config: InstanceConfig, _ remote: OffsiteConfig, _ s3: S3Client, host: String?) throws
+    /// Each copy's manifest must carry this instance's authenticator (`SigningKey`), else the
+    /// copy has a problem ("not made by a holder of this instance's key"), unless `allowUnsigned`.
+    func remoteBackups(_ config: InstanceConfig, _ remote: OffsiteConfig, _ s3: S3Client, host: String?, allowUnsigned: Bool) throws
         -> ([RemoteBackup], [(name: String, reason: String)]) {
+        let signingKey = try self.signingKey(config, create: false)
+        let keyPath = Self.signingKeyPath(config)
         let host = host ?? remote.hostId
         guard OffsiteConfig.isSafeSegment(host) else {
             throw Failure(.usage, "'\(host)' is not a host folder name (no '/', no '..')")
@@ -198,9 +277,13 @@ extension Runtime {
             var problem: String?
             if byName[name + ".json"] == nil {
                 problem = "no manifest: an unfinished push (never restored; the next push replaces it)"
-            } else if let bytes = try s3.get(object.key + ".json", what: "reading the manifest of \(object.key)") {
+            } else if let (bytes, headers) = try s3.getWithHeaders(object.key + ".json", what: "reading the manifest of \(object.key)") {
                 manifest = try? JSON.decoder().decode(Manifest.self, from: Data(bytes))
                 if manifest == nil { problem = "its manifest cannot be read" }
+                else {
+                    let verdict = signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
+                    problem = Self.authenticatorProblem(verdict, keyPath: keyPath, allowUnsigned: allowUnsigned)
+                }
             } else {
                 problem = "its manifest vanished while listing"
             }
@@ -210,7 +293,8 @@ extension Runtime {
                     others.append((name, "a copy of instance '\(instance)', not '\(config.name)'"))
                     continue
                 }
-                if m.name != name { problem = "its manifest names \(m.name)" }
+                if problem != nil {}
+                else if m.name != name { problem = "its manifest names \(m.name)" }
                 else if m.bytes != object.size { problem = "\(object.size) bytes in the store, \(m.bytes) in its manifest" }
                 else if let recorded = m.remote?.etag, S3Client.isMD5ETag(object.etag), recorded != object.etag.lowercased() {
                     problem = "the store's ETag \(object.etag) is not the one recorded at push (\(recorded)): replaced or damaged in the store"
@@ -227,11 +311,11 @@ extension Runtime {
     /// manifest (the store answers without a download), or with `download` the whole copy
     /// fetched into a temp folder, its sha256 checked and the SQLite check run, then removed.
     public func verifyRemote(instance name: String, remote: String?, host: String?, backup: String?, all: Bool,
-                             download: Bool) throws -> [RemoteCheck] {
+                             download: Bool, allowUnsigned: Bool = false) throws -> [RemoteCheck] {
         let config = try workspace.instance(name)
         let target = try config.remote(remote)
         let s3 = try client(target)
-        let (backups, _) = try remoteBackups(config, target, s3, host: host)
+        let (backups, _) = try remoteBackups(config, target, s3, host: host, allowUnsigned: allowUnsigned)
         let chosen: [RemoteBackup]
         if let backup {
             try BackupStore.validate(backupName: backup)
@@ -309,7 +393,7 @@ extension Runtime {
         let progress = { (done: Int64) in
             events(.progress(.working(.downloading(name: copy.name, remote: remote.name), done: done, total: max(copy.bytes, done))))
         }
-        let (bytes, sha256) = try s3.download(copy.key, into: fd, path: temp, progress: progress)
+        let (bytes, sha256) = try s3.download(copy.key, into: fd, path: temp, limit: manifest.bytes, progress: progress)
         events(.progress(.ended(announce: true)))
         guard bytes == manifest.bytes, sha256 == manifest.sha256 else {
             throw Failure(.badData, "remote '\(remote.name)': \(copy.key) is not what its manifest says (\(bytes) bytes, sha256 \(sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is damaged or truncated in the store; nothing was restored",
@@ -333,11 +417,12 @@ extension Runtime {
     /// of `label`, never one dated in the future) is fetched into the local backups folder,
     /// checked against its manifest, and its local name returned for the local restore.
     /// - Throws: `Failure` (`.missingInput` when the remote has no such copy, `.badData`).
-    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?) throws -> (name: String, downloaded: Bool) {
+    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?,
+                                allowUnsigned: Bool = false) throws -> (name: String, downloaded: Bool) {
         let config = try workspace.instance(name)
         let target = try config.remote(remote)
         let s3 = try client(target)
-        let (backups, _) = try remoteBackups(config, target, s3, host: host)
+        let (backups, _) = try remoteBackups(config, target, s3, host: host, allowUnsigned: allowUnsigned)
         let copy: RemoteBackup
         if let backup {
             try BackupStore.validate(backupName: backup)
@@ -388,7 +473,8 @@ extension Runtime {
         let lease = dryRun ? nil : try RemoteLease.take(s3, key: Self.remoteFolder(target, host: target.hostId) + ".prune-lease",
                                                        holder: "\(target.hostId) pid \(getpid())", now: clock())
         defer { lease?.release() }
-        let (backups, _) = try remoteBackups(config, target, s3, host: nil)
+        // Copies this instance's key did not sign are neither counted nor removed.
+        let (backups, _) = try remoteBackups(config, target, s3, host: nil, allowUnsigned: false)
         let entries = backups.compactMap { copy -> BackupEntry? in
             guard let manifest = copy.manifest, copy.problem == nil else { return nil }
             return BackupEntry(name: copy.name, path: copy.key, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt, bytes: copy.bytes)

@@ -621,9 +621,12 @@ extension Runtime {
     /// Throws `.failed` when SIGINT, SIGTERM or SIGHUP arrived, saying what state things are in.
     public func checkInterruption(_ state: String?) throws {
         if let signal = interruption() {
-            let name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : signal == SIGHUP ? "SIGHUP" : String(signal)
-            throw Failure(.failed, "interrupted by signal \(name)" + (state.map { "; \($0)" } ?? ""))
+            throw Failure(.failed, "interrupted by signal \(Self.signalName(signal))" + (state.map { "; \($0)" } ?? ""))
         }
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : signal == SIGHUP ? "SIGHUP" : String(signal)
     }
 
     static func day(_ date: Date) -> String {

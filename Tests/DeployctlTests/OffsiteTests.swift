@@ -181,7 +181,7 @@ struct OffsiteTests {
         let down = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: bucket, endpoint: "http://127.0.0.1:\(ObjectStore.freePort())"))
         _ = try down.takeSnapshot(gzip: false)
         let refused = try Self.run(down, store, ["backups", "push", "prod"])
-        #expect(refused.status == 69 && refused.stderr.contains("after 4 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
+        #expect(refused.status == 69 && refused.stderr.contains("after 5 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
         let missing = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: "nosuchbucket" + String(UInt32.random(in: 0...99999))))
         _ = try missing.takeSnapshot(gzip: false)
         // Listing (some stores create a bucket on the first PUT).
@@ -191,7 +191,8 @@ struct OffsiteTests {
         #expect(skewed.status == 77 && skewed.stderr.contains("clock"), "\(skewed.stderr)")
         #expect(try Self.run(box, store, ["restore", "prod", "--remote", "primary", "../x.db", "--yes"]).status == 64)
         #expect(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--host", "../other"]).status == 64)
-        let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"])
+        let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                                                                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"])
         #expect(noCredentials.status == 77 && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
     }
 

@@ -30,6 +30,9 @@ struct BackupsVerify: ParsableCommand {
     @Flag(help: "With --remote: download each copy and check its sha256 and integrity_check (else: size and ETag, no download).")
     var download = false
 
+    @Flag(help: "With --remote: check copies whose manifest this instance's offsite signing key did not sign too.")
+    var allowUnsigned = false
+
     func validate() throws {
         if all && backup != nil { throw ValidationError("Give a backup name or --all, not both.") }
         if download && remote.remote == nil && remote.host == nil { throw ValidationError("--download checks remote copies: give --remote NAME.") }
@@ -38,7 +41,8 @@ struct BackupsVerify: ParsableCommand {
     /// `--remote`: the copies in the store, by size and ETag, or downloaded and checked whole.
     func verifyRemote(_ console: Console) throws {
         try console.run { runtime in
-            let checks = try runtime.verifyRemote(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download)
+            let checks = try runtime.verifyRemote(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download,
+                                                 allowUnsigned: allowUnsigned)
             if global.json {
                 struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let checked: String }
                 try console.json(checks.map { Item(name: $0.name, ok: $0.problems.isEmpty, problems: $0.problems, checked: $0.how) })

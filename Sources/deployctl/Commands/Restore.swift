@@ -64,6 +64,9 @@ struct Restore: ParsableCommand {
     @Flag(help: "Restore a backup taken of another instance or database (refused otherwise).")
     var allowForeign = false
 
+    @Flag(help: "With --remote: accept a copy whose manifest this instance's offsite signing key did not sign (pushed before signing, or on a host without the key).")
+    var allowUnsigned = false
+
     @OptionGroup var remote: RemoteOptions
 
     func validate() throws {
@@ -82,7 +85,7 @@ struct Restore: ParsableCommand {
             if remote.remote != nil || remote.host != nil {
                 // Fetched and checked into the local folder, then restored by name like any local backup.
                 let fetched = try runtime.fetchForRestore(instance: instance, remote: remote.remote, host: remote.host,
-                                                          backup: backup, label: label)
+                                                          backup: backup, label: label, allowUnsigned: allowUnsigned)
                 console.note(fetched.downloaded ? "fetched \(fetched.name) from the remote into the local backups folder, checked against its manifest"
                                                 : "\(fetched.name) is already in the local backups folder with the remote copy's checksum: using it")
                 selection = .named(fetched.name)

@@ -111,7 +111,9 @@ final class ObjectStore: Sendable {
     /// The environment deployctl and aws need: these credentials, no CA bundle override.
     var environment: [String: String] {
         var environment = ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_DEFAULT_REGION": "us-east-1",
-                           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"]
+                           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+                           // Never ask 169.254.169.254 from a test: only loopback is ours.
+                           "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": "", "http_proxy": "", "HTTPS_PROXY": "", "https_proxy": ""]
         if kind == .rclone {
             // The self-signed certificate: deployctl trusts it through OpenSSL, aws through its own setting.
             environment["SSL_CERT_FILE"] = folder + "/cert.pem"
