@@ -84,7 +84,7 @@ extension Runtime {
         let database = resolve(request.database, against: request.currentDirectory)
         guard FileManager.default.fileExists(atPath: database) else {
             throw Failure(.missingInput, "database file \(database) does not exist; nothing was written",
-                          hint: "give the path of the application's existing SQLite database (deployctl never creates one)")
+                          hint: "give the path of the application's existing SQLite database (init never creates one)")
         }
         try Connection.checkIsDatabase(database)
         var info = stat()
