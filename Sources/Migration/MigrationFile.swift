@@ -99,10 +99,20 @@ public struct MigrationFile: Sendable, Equatable {
         var allow = false
         var online = false
         var verify = [String]()
-        for line in text.split(separator: "\n") {
+        var inHeader = true
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
-            guard trimmed.hasPrefix("--") else { break }
+            if inHeader && !trimmed.hasPrefix("--") { inHeader = false }
+            guard inHeader else {
+                // A directive below the first statement would be silently ignored: a check the
+                // operator wrote that never runs. Refused, naming the line.
+                if let directive = Self.directive(trimmed) {
+                    throw Failure(.usage, "migration file \(path) line \(number + 1): '-- \(directive)' comes after the first statement; deployctl reads directives only from the comment lines at the top of the file, so it would be ignored",
+                                  hint: "move that line above the first statement of \((path as NSString).lastPathComponent)")
+                }
+                continue
+            }
             let body = trimmed.dropFirst(2).trimmingCharacters(in: .whitespaces)
             if body.lowercased().hasPrefix("description:") {
                 description = body.dropFirst("description:".count).trimmingCharacters(in: .whitespaces)
@@ -118,6 +128,18 @@ public struct MigrationFile: Sendable, Equatable {
         self.allowDestructive = allow
         self.online = online
         self.verifyQueries = verify
+    }
+
+    /// The directive a comment line holds (`verify:`, `allow-destructive`, `online`,
+    /// `description:`), or nil.
+    static func directive(_ line: String) -> String? {
+        guard line.hasPrefix("--") else { return nil }
+        let body = line.dropFirst(2).trimmingCharacters(in: .whitespaces)
+        let lower = body.lowercased()
+        if lower.hasPrefix("verify:") { return "verify:" }
+        if lower.hasPrefix("description:") { return "description:" }
+        if lower == "allow-destructive" || lower == "online" { return lower }
+        return nil
     }
 
     /// A file name's number, name, format and the down file that goes with it, if any; nil for a

@@ -35,6 +35,21 @@ struct DryRunTests {
         #expect(try box.tables().contains("goal"))
     }
 
+    @Test("a directive below the first statement (a verify query that would never run) is refused with 64 naming the file and line; nothing is done")
+    func directiveAfterStatement() throws {
+        let box = try Sandbox(rows: 20)
+        try box.write("instances/migrations/0001_goal.sql", "CREATE TABLE goal (id INTEGER PRIMARY KEY, name TEXT);\n-- verify: SELECT count(*) = 5 FROM goal\n")
+        let before = try box.sha3(box.databasePath)
+        for command in [["plan", "prod"], ["deploy", "prod", "--yes"]] {
+            let result = try box.deployctl(command)
+            #expect(result.status == 64, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("0001_goal.sql line 2: '-- verify:' comes after the first statement"), "\(result.stderr)")
+            #expect(result.stderr.contains("Try: move that line above the first statement of 0001_goal.sql"), "\(result.stderr)")
+        }
+        #expect(box.backupNames().isEmpty)
+        #expect(try box.sha3(box.databasePath) == before)
+    }
+
     @Test("a deploy failing at rehearse, twice, leaves no pre_* snapshot, the database as it was and status clean")
     func noSnapshotPerRetry() throws {
         let box = try Sandbox(rows: 20)
