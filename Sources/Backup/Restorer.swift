@@ -65,6 +65,9 @@ public struct Restorer: Sendable {
         /// compared leaf by leaf (`changedRows`) and every other table's pages were identical:
         /// rewriting just these rows gives the backup's content (`restoreByRows`). Nil otherwise.
         public let rowKeys: [String: [Int64]]?
+        /// Whether the live database already holds the backup's content: every table's rows
+        /// compared and equal, the schema and the header's versions the same.
+        public var holdsBackup = false
     }
 
     /// Compares every table of `live` (the live database, or a `pre_restore` copy opened
@@ -100,6 +103,7 @@ public struct Restorer: Sendable {
         var result = [TableDifference]()
         var notCompared = [NotCompared]()
         var rowKeys: [String: [Int64]]? = [:]
+        var allCompared = true
         for table in Set(liveTables.keys).union(backupTables.keys).sorted() {
             let q = quoteIdentifier(table)
             func count(_ database: String) throws -> Int? {
@@ -112,11 +116,13 @@ public struct Restorer: Sendable {
                 let comparable = owner.map { Self.uncomparable(liveTables[$0]?.sql ?? backupTables[$0]?.sql ?? "") == nil } ?? false
                 notCompared.append(NotCompared(table: table, reason: "shadow table of virtual table \(owner ?? "?"): "
                                                + (comparable ? "its rows are compared there" : "which is not compared either")))
+                if !comparable { allCompared = false }
                 continue
             }
             if kinds[table] == "virtual" {
                 if let reason = Self.uncomparable(liveTables[table]?.sql ?? backupTables[table]?.sql ?? "") {
                     notCompared.append(NotCompared(table: table, reason: reason))
+                    allCompared = false
                     continue
                 }
                 do {
@@ -129,6 +135,7 @@ public struct Restorer: Sendable {
                     }
                 } catch let error as SQLiteError {
                     notCompared.append(NotCompared(table: table, reason: "virtual table: \(error.sqliteMessage)"))
+                    allCompared = false
                 }
                 continue
             }
@@ -176,7 +183,25 @@ public struct Restorer: Sendable {
             let tableOf = Dictionary(indexes.map { ($0[0].string ?? "", $0[1].string ?? "") }, uniquingKeysWith: { a, _ in a })
             if touched == nil || touched!.contains(where: { tableOf[$0].map { rowKeys?[$0] == nil } ?? false }) { rowKeys = nil }
         }
-        return Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
+        var comparison = Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
+        // The schema, the header's versions and the internal tables (not in the table list).
+        let header = { (database: String) in
+            var rows = try live.rows("SELECT type, name, tbl_name, sql FROM \(database).sqlite_schema ORDER BY type, name")
+            rows += try live.rows("PRAGMA \(database).user_version") + live.rows("PRAGMA \(database).application_id")
+            for table in Self.internalTables where try live.scalar("SELECT count(*) FROM \(database).sqlite_schema WHERE name = ?", [.text(table)]).int == 1 {
+                rows += try live.rows("SELECT * FROM \(database).\(table) ORDER BY 1, 2")
+            }
+            return rows
+        }
+        let sameHeader = try header("main") == header("restore_source")
+        if allCompared && sameHeader && result.allSatisfy({ $0.discarded == 0 && $0.restored == 0 }), let touched {
+            // Equal rows; an index whose pages differ (another layout after a row restore, or
+            // damage) must pass integrity_check with its table for the content to be the same.
+            let indexes = try live.rows("SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'")
+            let tables = Set(indexes.filter { touched.contains($0[0].string ?? "") }.compactMap { $0[1].string })
+            comparison.holdsBackup = try tables.allSatisfy { try live.integrityProblems(full: true, table: $0).isEmpty }
+        }
+        return comparison
     }
 
     /// Whether the differing leaves hold every differing row: no differing page can be part of

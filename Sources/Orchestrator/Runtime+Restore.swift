@@ -73,6 +73,9 @@ public struct RestorePreview: Sendable {
     public let stopsApplication: Bool
     /// Newer backups `--latest` passed over, each with why.
     public var passedOver: [String] = []
+    /// The live database already holds the backup's content (rows, schema, header versions):
+    /// restoring it would change nothing, so it is not done, and no copy is saved.
+    public var holdsBackup = false
     /// Rows the restore discards, summed over tables.
     public var discardedRows: Int { differences.discardedRows }
 }
@@ -101,6 +104,8 @@ public struct RestoreOutcome: Sendable {
     /// A restore by rows (`Restorer.restoreByRows`): the rows it rewrote, proven equal to the
     /// backup's, every other row having been proven equal page by page before it.
     public var provenRows: ProvenRows? = nil
+    /// Not performed because the live database already held the backup's content.
+    public var alreadyHeld = false
     /// Why the equality is not proven, when it is not.
     public let unproven: String?
     /// How long the application could not write (live restores).
@@ -113,10 +118,12 @@ public struct RestoreOutcome: Sendable {
     /// Rows the restore discarded, summed over tables.
     public var discardedRows: Int { differences.discardedRows }
 
-    static func notPerformed(_ preview: RestorePreview) -> RestoreOutcome {
-        RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, differences: preview.differences,
-                       notCompared: preview.notCompared, movedAside: nil, provenPages: nil, unproven: nil,
-                       writeLockMilliseconds: nil, hooks: [], interruptedTooLate: false)
+    static func notPerformed(_ preview: RestorePreview, alreadyHeld: Bool = false) -> RestoreOutcome {
+        var outcome = RestoreOutcome(preview: preview, performed: false, preRestoreBackup: nil, differences: preview.differences,
+                                     notCompared: preview.notCompared, movedAside: nil, provenPages: nil, unproven: nil,
+                                     writeLockMilliseconds: nil, hooks: [], interruptedTooLate: false)
+        outcome.alreadyHeld = alreadyHeld
+        return outcome
     }
 }
 
@@ -196,6 +203,16 @@ public final class PreparedRestore {
         let hooks = AppHooks(runtime: runtime, config: config, enabled: request.runHooks)
         try runtime.failpoints.hit("restore-preview")
         try runtime.checkInterruption("nothing was changed")
+        // Nothing to restore when the live database holds the backup's content and nobody has
+        // committed since the preview showed it: a copy saved now would only push an older,
+        // different state out of the kept restore copies.
+        if preview.holdsBackup, let live, let previewVersion {
+            try live.execute("BEGIN")
+            _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
+            let unchanged = live.dataVersion == previewVersion
+            try live.execute("COMMIT")
+            if unchanged { return .notPerformed(preview, alreadyHeld: true) }
+        }
         do {
             try hooks.stop()
             let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
@@ -449,10 +466,11 @@ extension Runtime {
                 progress(.ended(announce: true))
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
                 let stops = request.runHooks && config.hooks.stop != nil
-                let preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
+                var preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
                                              differences: comparison.differences, notCompared: comparison.notCompared,
                                              holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops,
                                              passedOver: passedOver)
+                preview.holdsBackup = comparison.holdsBackup
                 return PreparedRestore(preview: preview, runtime: self, config: config, store: store, request: request,
                                        opened: opened, lock: lock, live: live, previewVersion: version, rowKeys: comparison.rowKeys)
             }

@@ -133,6 +133,26 @@ struct RowRestoreTests {
         #expect(x.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1.0", "the restored value is -0.0")
     }
 
+    @Test("a restore whose backup the live database already holds changes nothing and saves no copy, so repeating it never pushes out the copy holding the discarded rows",
+          arguments: ["", "row-restore-size=skip"])
+    func repeatedRestoreKeepsDiscarded(path: String) throws {
+        let box = try Sandbox(journalMode: "wal", rows: 30)
+        _ = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO tracker VALUES (999999, 1, 'only here')")
+        let first = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: ["DEPLOYCTL_FAILPOINTS": path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let saved = try #require(Sandbox.document(first)["pre_restore_backup"] as? String)
+        for _ in 0..<3 {
+            let again = try box.deployctl(["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": path])
+            #expect(again.status == 0, "\(again.stderr)")
+            #expect(again.stdout.contains("Nothing to restore:"), "\(again.stdout)")
+        }
+        let json = try Sandbox.document(try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: ["DEPLOYCTL_FAILPOINTS": path]))
+        #expect(json["already_held"] as? Bool == true && json["performed"] as? Bool == false, "\(json)")
+        #expect(box.backupNames().filter { $0.contains("_pre_restore_") } == [saved])
+        #expect(try box.sqlite(box.backupsFolder + "/" + saved, "SELECT name FROM tracker WHERE id = 999999") == "only here")
+    }
+
     @Test("below the size threshold, in rollback-journal mode and with row-restore=skip, the pages are copied and proven")
     func pageCopyOtherwise() throws {
         for (journal, failpoints) in [("wal", ""), ("delete", "row-restore-size=skip"), ("wal", "row-restore=skip")] {

@@ -127,6 +127,10 @@ struct Restore: ParsableCommand {
                 if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished") }
                 return try console.json(RestoreDocument(outcome))
             }
+            if outcome.alreadyHeld {
+                console.line(console.green("✓") + " Nothing to restore: \(preview.targetPath) already holds every row, the schema and the header versions of \(preview.backup.name); nothing was changed and no copy was saved")
+                return
+            }
             if let aside = outcome.movedAside { console.line("  the unreadable database was moved to \(aside)") }
             console.line(console.green("✓") + " Restored \(preview.backup.name) into \(preview.targetPath)")
             if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
@@ -184,6 +188,8 @@ struct RestoreDocument: Encodable {
     let proven_pages: Int?
     /// A restore by rows: the rows rewritten and proven equal (nil for a page copy).
     let proven_rows: Int?
+    /// True when nothing was done because the live database already held the backup's content.
+    let already_held: Bool
     let unproven: String?
     let write_lock_ms: Double?
     let holders: [DatabaseHolder]
@@ -206,6 +212,7 @@ struct RestoreDocument: Encodable {
         moved_aside = outcome.movedAside
         proven_pages = outcome.provenPages
         proven_rows = outcome.provenRows?.rows
+        already_held = outcome.alreadyHeld
         unproven = outcome.unproven
         write_lock_ms = outcome.writeLockMilliseconds
         holders = outcome.preview.holders
