@@ -554,6 +554,15 @@ public struct Restorer: Sendable {
         if stat(target, &old) == 0 {
             chown(temp, old.st_uid, old.st_gid)
             chmod(temp, old.st_mode & 0o7777)
+        } else {
+            // No file to take them from: the mode SQLite gives a database it creates (0644 under
+            // the usual umask), not a temp file's 0600, and the folder's owner (an application
+            // reading through its group keeps reading).
+            let mask = umask(0)
+            umask(mask)
+            chmod(temp, 0o666 & ~mask)
+            var folder = stat()
+            if stat((target as NSString).deletingLastPathComponent, &folder) == 0, getuid() == 0 { chown(temp, folder.st_uid, folder.st_gid) }
         }
         var movedTo: String?
         for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: target + suffix) {

@@ -438,7 +438,9 @@ extension Runtime {
                 return PreparedRestore(preview: preview(entry, request.target, absolute, check, passedOver), runtime: self, config: config,
                                        store: store, request: prepared, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .replace:
-                if FileManager.default.fileExists(atPath: config.databasePath),
+                // An empty file (0 bytes) is no application's database: it is replaced too.
+                let size = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
+                if FileManager.default.fileExists(atPath: config.databasePath), size > 0,
                    (try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout).integrityProblems().isEmpty) == true {
                     throw Failure(.usage, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
                                   hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
@@ -550,6 +552,10 @@ extension Runtime {
         if let live = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
             ours.formUnion((try? live.tableNames()) ?? [])
         }
+        // With no live table to compare with (a missing, empty or unreadable database: what
+        // --replace is for), the migrations alone may name none of the application's own tables;
+        // a manifest naming this instance and database is then the evidence.
+        if ours.isEmpty, entry.manifest?.instance == config.name, entry.manifest?.database == relativeDatabasePath(config) { return }
         if let files = try? MigrationFile.loadAll(folder: workspace.deployConfig().migrationsFolder) {
             for file in files { ours.formUnion(MigrationFile.createdTables(in: file.sql)) }
         }

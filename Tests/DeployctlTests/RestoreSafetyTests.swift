@@ -468,6 +468,21 @@ struct RestoreCheckTests {
 
 @Suite("restore --replace")
 struct RestoreReplaceTests {
+    @Test("a database deleted (with a migration pending that creates other tables) or emptied to 0 bytes is put back by --replace, as status says; the new file gets 0644, not a temp file's 0600",
+          arguments: ["deleted", "empty"])
+    func replaceMissingOrEmpty(damage: String) throws {
+        let box = try Sandbox(rows: 30)
+        let (_, file) = try box.takeSnapshot(gzip: false)
+        try box.write("instances/migrations/0001_q.sql", "CREATE TABLE q (id INTEGER PRIMARY KEY);\n")
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: box.databasePath + suffix) }
+        if damage == "empty" { FileManager.default.createFile(atPath: box.databasePath, contents: Data()) }
+        let result = try box.deployctl(["restore", "prod", "--latest", "--replace", "--yes"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == box.sha3(file))
+        let mode = (try FileManager.default.attributesOfItem(atPath: box.databasePath)[.posixPermissions] as? NSNumber)?.intValue ?? 0
+        #expect(damage == "empty" || mode & 0o044 == 0o044, "mode \(String(mode, radix: 8))")
+    }
+
     @Test("--replace through a symbolic link replaces the file it points to, keeps the link, the owner and the mode")
     func replaceThroughLink() throws {
         let box = try Sandbox(journalMode: "delete")
