@@ -126,32 +126,44 @@ enum Metrics {
     static func around(_ option: MetricsOption, console: Console, instance: String, every: @escaping (Workspace) throws -> [String],
                        command: String, _ body: () throws -> Void) throws {
         let started = ContinuousClock.now
-        var success = false
-        defer {
-            if let path = option.metricsFile {
-                let elapsed = ContinuousClock.now - started
-                let seconds = elapsed.seconds
-                let previous = read(path)
-                let runtime = try? console.runtime()
-                var names = [instance]
-                if instance == "all" {
-                    let remembered = previous.values.flatMap(\.keys).compactMap(Self.instance(of:))
-                    if let runtime, let every = try? every(runtime.workspace) {
-                        names = every
-                    } else {
-                        let folders = runtime.flatMap { try? $0.workspace.allInstanceFolders() } ?? []
-                        names = Array(Set(folders + remembered)).sorted()
-                    }
-                }
-                let samples = update(previous, runtime: runtime, instances: names, command: command, seconds: seconds, success: success)
-                do {
-                    try DurableFile.write(Data(text(samples).utf8), to: path, mode: 0o644, replace: true)
-                } catch {
-                    console.note("warning: the metrics file \(path) could not be written: \(error)")
+        var outcome: Error?
+        do { try body() } catch { outcome = error }
+        guard let path = option.metricsFile else {
+            if let outcome { throw outcome }
+            return
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        do {
+            // One writer at a time: commands sharing the file (a snapshot, status, verify run by
+            // timers at once) each read, merge and write; unlocked, the last would drop the rest.
+            let lock = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+            if lock >= 0 { flock(lock, LOCK_EX) }
+            defer { if lock >= 0 { close(lock) } }
+            let previous = read(path)
+            let runtime = try? console.runtime()
+            var names = [instance]
+            if instance == "all" {
+                let remembered = previous.values.flatMap(\.keys).compactMap(Self.instance(of:))
+                if let runtime, let every = try? every(runtime.workspace) {
+                    names = every
+                } else {
+                    let folders = runtime.flatMap { try? $0.workspace.allInstanceFolders() } ?? []
+                    names = Array(Set(folders + remembered)).sorted()
                 }
             }
+            let samples = update(previous, runtime: runtime, instances: names, command: command, seconds: seconds, success: outcome == nil)
+            try DurableFile.write(Data(text(samples).utf8), to: path, mode: 0o644, replace: true)
+        } catch {
+            // A monitor reading a file that stopped changing sees old values: the run says so by
+            // its exit code (73), or, when it failed anyway, keeps its own code and warns.
+            if let outcome {
+                console.note("warning: the metrics file \(path) could not be written: \(error)")
+                throw outcome
+            }
+            let failure = Failure(.cannotCreate, "the metrics file \(path) could not be written: \(error); the command itself succeeded, but a monitor would read old values",
+                                  hint: "make \((path as NSString).deletingLastPathComponent) writable for \(getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"), or point --metrics-file elsewhere")
+            try console.guarded { throw failure }
         }
-        try body()
-        success = true
+        if let outcome { throw outcome }
     }
 }

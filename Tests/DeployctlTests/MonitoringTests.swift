@@ -105,6 +105,8 @@ struct MonitoringTests {
         } else {
             let (name, file) = try box.takeSnapshot(gzip: false)
             try Sandbox.redate(file, to: Date().addingTimeInterval(-30 * 3600))
+            // A change for the restore to replace (a restore of what is already there saves nothing).
+            _ = try box.sqlite(box.databasePath, "INSERT INTO tracker VALUES (900001, 1, 'after the backup')")
             let restore = try box.deployctl(["restore", "prod", "--latest", "--yes"])
             #expect(restore.status == 0, "\(restore.stderr)")
             taken = name
@@ -139,7 +141,30 @@ struct MonitoringTests {
         #expect(values["deployctl_last_backup_timestamp_seconds{instance=\"prod\"}"] == "0", "\(values)")
         var after = box.tree()
         after.removeValue(forKey: "metrics.prom")
+        after.removeValue(forKey: "metrics.prom.lock")
         #expect(after == before, "status changed files")
+    }
+
+    @Test("a metrics file that cannot be written fails the run with 73 naming it, even under --quiet; several commands writing one file at once keep every series")
+    func metricsWrite() throws {
+        let box = try Sandbox(rows: 20)
+        // A folder where the file should be: the write cannot replace it.
+        let blocked = box.path("blocked.prom")
+        try FileManager.default.createDirectory(atPath: blocked, withIntermediateDirectories: true)
+        let result = try box.deployctl(["status", "prod", "--quiet", "--metrics-file", blocked])
+        #expect(result.status == 73, "\(result.stderr)")
+        #expect(result.stderr.contains("the metrics file \(blocked) could not be written"), "\(result.stderr)")
+
+        try box.addInstance("dev")
+        let metrics = box.path("metrics.prom")
+        let runs = try (0..<6).map { i in
+            try box.spawnDeployctl(["status", i % 2 == 0 ? "prod" : "dev", "--quiet", "--metrics-file", metrics], environment: [:])
+        }
+        for run in runs { run.waitUntilExit() }
+        let values = try Self.metrics(metrics)
+        for instance in ["prod", "dev"] {
+            #expect(values["deployctl_last_backup_timestamp_seconds{instance=\"\(instance)\"}"] != nil, "\(instance) lost: \(values)")
+        }
     }
 
     @Test("a run that fails with 64 on a config error keeps the metrics file's series (the last backup's time and size as they were) and updates only run_success and run_duration_seconds",
@@ -211,6 +236,7 @@ struct MonitoringTests {
     func restoreInProgress() throws {
         let box = try Sandbox(rows: 50)
         _ = try box.takeSnapshot(gzip: false)
+        _ = try box.sqlite(box.databasePath, "INSERT INTO tracker VALUES (900001, 1, 'after the backup')")
         let restore = try box.spawnDeployctl(["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "restore=delay:3000"])
         let lockFile = box.path("instances/prod/.deployctl.lock")
         let deadline = Date().addingTimeInterval(20)

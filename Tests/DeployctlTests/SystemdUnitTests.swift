@@ -63,7 +63,7 @@ struct SystemdUnitTests {
         #expect(Self.values("ProtectSystem", in: text) == ["strict"])
         #expect(Self.values("NoNewPrivileges", in: text) == ["yes"])
         #expect(Self.values("PrivateTmp", in: text) == ["yes"])
-        #expect(Self.values("ReadWritePaths", in: text) == ["/var/lib/deployctl/instances/%i", "-/var/lib/deployctl/metrics"])
+        #expect(Self.values("ReadWritePaths", in: text) == ["-/var/lib/deployctl/instances/%i", "-/var/lib/deployctl/metrics"])
         // Settings that would hide the processes holding the database stay out.
         #expect(Self.values("ProtectProc", in: text).isEmpty && Self.values("ProcSubset", in: text).isEmpty)
     }
