@@ -252,13 +252,26 @@ extension Runtime {
         do {
             var copies = store.entries().filter { Retention.restoreCopyLabels.contains($0.label) }
             guard !copies.isEmpty else { return tidied }
-            // A plain copy whose compressed copy was made and checked good, but not removed
-            // (a crash between the two): the same state twice; the plain one goes first.
-            let replaced = Set(copies.filter { $0.status == "verified" }.compactMap { $0.manifest?.compressedFrom })
-            let duplicates = copies.filter { replaced.contains($0.name) && !$0.compressed }
+            // One state kept once: a plain copy and the compressed copies made from it (a crash
+            // between making one and removing the plain, then another run compressing it again)
+            // would each count as a state, and push an older, different state out.
+            var made = [String: [BackupEntry]]()
+            for copy in copies where copy.compressed { if let from = copy.manifest?.compressedFrom { made[from, default: []].append(copy) } }
+            var duplicates = [BackupEntry]()
+            for (from, compressedCopies) in made {
+                let plain = copies.filter { $0.name == from && !$0.compressed }
+                if let good = compressedCopies.first(where: { $0.status == "verified" }) {
+                    duplicates += compressedCopies.filter { $0.name != good.name } + plain
+                } else if !plain.isEmpty {
+                    duplicates += compressedCopies  // not checked good: the plain one stays, to be compressed again
+                } else {
+                    duplicates += compressedCopies.dropFirst()
+                }
+            }
             try store.remove(duplicates)
             tidied.removed += duplicates
-            copies.removeAll { replaced.contains($0.name) && !$0.compressed }
+            let gone = Set(duplicates.map(\.name))
+            copies.removeAll { gone.contains($0.name) }
             let guarded = try protectedBackups(config).merging(protected) { a, _ in a }
             let decisions = Retention.decide(copies, policy: RetentionPolicy(), protected: guarded, now: store.now, restoreCopies: config.restoreCopies)
             let doomed = decisions.filter { !$0.kept }.map(\.entry)
