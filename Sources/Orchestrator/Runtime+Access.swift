@@ -53,6 +53,15 @@ extension Runtime {
             try FileAccess.require([.read, .write, .search], on: config.backupsFolder, what: "backups folder",
                                    purpose: "write and remove backups there", kind: .cannotCreate)
         }
+        if needs.backups != .none {
+            // A manifest this user cannot read would make its backup look unmanaged ("no
+            // backups"): each one is named instead (backups are written 0600 by their owner).
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: config.backupsFolder)) ?? []
+            for name in names.sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
+                try FileAccess.require(.read, on: config.backupsFolder + "/" + name, what: "backup manifest",
+                                       purpose: "read which backup it describes", kind: .missingInput)
+            }
+        }
         if needs.lock {
             if FileManager.default.fileExists(atPath: config.lockPath) {
                 try FileAccess.require([.read, .write], on: config.lockPath, what: "instance lock file",

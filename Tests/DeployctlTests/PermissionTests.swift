@@ -59,6 +59,24 @@ struct PermissionTests {
         #expect(try box.sha3(box.databasePath) == database)
     }
 
+    @Test("backup manifests this user cannot read (a root snapshot's 0600 files): list, status and restore exit 66 naming the manifest, never 'no backups'")
+    func unreadableManifests() throws {
+        guard let setpriv = Self.runner() else { return }
+        let box = try Self.sandbox()
+        // The folder open to all, its backups root's own 0600 files (a root snapshot).
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        chmod(box.backupsFolder, 0o755)
+        let manifest = try #require(box.allBackupFiles().first { $0.hasSuffix(".json") && !$0.hasPrefix(".") })
+        try Sandbox.exec("/usr/bin/chown", ["0:0", box.backupsFolder + "/" + manifest]).expectSuccess()
+        chmod(box.backupsFolder + "/" + manifest, 0o600)
+        for command in [["backups", "list", "prod"], ["status", "prod"], ["restore", "prod", "--latest", "--dry-run"]] {
+            let result = try box.deployctl(as: setpriv, command)
+            #expect(result.status == 66, "\(command): \(result.stdout)\(result.stderr)")
+            #expect(result.stderr.contains("lacks read (r) permission on the backup manifest \(box.backupsFolder)/\(manifest)"), "\(command): \(result.stderr)")
+            #expect(!result.stdout.contains("No backups") && !result.stdout.contains("last backup: none"), "\(command): \(result.stdout)")
+        }
+    }
+
     @Test("a database the user may read but not write: restore and deploy exit 73 naming the database, the user and 'write' before any work; snapshot still works")
     func unwritableDatabase() throws {
         guard let setpriv = Self.runner() else { return }
