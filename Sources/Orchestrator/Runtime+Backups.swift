@@ -35,6 +35,11 @@ extension Runtime {
         let config = try workspace.instance(name)
         let label = label ?? "snapshot"
         try BackupStore.validate(label: label)
+        // pre_* labels are the copies deploys and restores make for themselves: a snapshot under
+        // one never counts as a backup for max_backup_age, and is retired with them. Said.
+        if label.lowercased().hasPrefix("pre_") {
+            events(.warning("the label '\(label)' is one deploys and restores give their own copies: this snapshot will never count as a backup for max_backup_age, and is retired like those copies"))
+        }
         try checkAccess(config, .snapshot)
         try ensureDatabase(config)
         let lock = try lockInstance(config)

@@ -57,7 +57,7 @@ public struct Workspace: Sendable {
             guard !known.isEmpty else { throw failure }
             let nearest = Suggestion.nearest(to: name, in: known)
             throw Failure(.missingInput, "\(failure.message); instances: \(known.joined(separator: ", "))",
-                          hint: nearest.map { "did you mean '\($0)'?" } ?? failure.hint)
+                          hint: nearest.map { "did you mean the instance '\($0)'? (the same command with \($0) in place of \(name))" } ?? failure.hint)
         }
     }
 

@@ -119,7 +119,10 @@ struct ChangedMigrationTests {
         #expect(none.status == 64 && none.stderr.contains("unknown command 'frobnicate'. Commands: deploy, plan, snapshot"), "\(none.stderr)")
         let instance = try box.deployctl(["status", "prdo"])
         #expect(instance.status == 66, "\(instance.stderr)")
-        #expect(instance.stderr.contains("instances: dev, prod") && instance.stderr.contains("did you mean 'prod'?"), "\(instance.stderr)")
+        #expect(instance.stderr.contains("instances: dev, prod") && instance.stderr.contains("did you mean the instance 'prod'?"), "\(instance.stderr)")
         #expect(box.backupNames().isEmpty)
+        // A pre_* label is the copies' own: the snapshot says what that means.
+        let reserved = try box.deployctl(["snapshot", "prod", "--label", "pre_restore"])
+        #expect(reserved.status == 0 && (reserved.stdout + reserved.stderr).contains("will never count as a backup for max_backup_age"), "\(reserved.stdout)\(reserved.stderr)")
     }
 }
