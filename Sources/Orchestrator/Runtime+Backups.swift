@@ -106,7 +106,9 @@ extension Runtime {
             targets = [try store.entry(named: backup)]
         } else {
             let entries = store.entries()
-            guard let newest = entries.first else {
+            // The newest backup that counts as one (the daily drill checks what a restore
+            // --latest would use): a deploy's or restore's own pre_* copy only when there is no other.
+            guard let newest = entries.first(where: { !Self.isOwnCopy($0) }) ?? entries.first else {
                 throw Failure(.missingInput, "instance '\(name)' has no backups in \(store.folder)",
                               hint: "take one with 'deployctl snapshot \(name)'")
             }

@@ -142,6 +142,9 @@ struct RowRestoreTests {
         let first = try box.deployctl(["restore", "prod", "--latest", "--yes", "--json"], environment: ["DEPLOYCTL_FAILPOINTS": path])
         #expect(first.status == 0, "\(first.stderr)")
         let saved = try #require(Sandbox.document(first)["pre_restore_backup"] as? String)
+        // The daily drill (backups verify with no name) checks the snapshot, not the newer copy.
+        let drill = try box.deployctl(["backups", "verify", "prod"])
+        #expect(drill.status == 0 && drill.stdout.contains("_snapshot_") && !drill.stdout.contains(saved), "\(drill.stdout)")
         for _ in 0..<3 {
             let again = try box.deployctl(["restore", "prod", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": path])
             #expect(again.status == 0, "\(again.stderr)")
