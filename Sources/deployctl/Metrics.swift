@@ -136,7 +136,9 @@ enum Metrics {
         do {
             // One writer at a time: commands sharing the file (a snapshot, status, verify run by
             // timers at once) each read, merge and write; unlocked, the last would drop the rest.
-            let lock = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+            // The lock is the folder's own (flock on it), so no other file appears beside it.
+            let lock = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                            O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if lock >= 0 { flock(lock, LOCK_EX) }
             defer { if lock >= 0 { close(lock) } }
             let previous = read(path)

@@ -141,7 +141,6 @@ struct MonitoringTests {
         #expect(values["deployctl_last_backup_timestamp_seconds{instance=\"prod\"}"] == "0", "\(values)")
         var after = box.tree()
         after.removeValue(forKey: "metrics.prom")
-        after.removeValue(forKey: "metrics.prom.lock")
         #expect(after == before, "status changed files")
     }
 
