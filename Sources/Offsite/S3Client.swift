@@ -44,7 +44,7 @@ public struct S3Client: Sendable {
     /// The proxy to reach the store through (`HTTPS_PROXY`/`HTTP_PROXY`, unless `NO_PROXY`).
     public let proxy: Proxy?
     /// The operation's deadline, and what the operation is (for the message when it passes).
-    public private(set) var operation: (deadline: ContinuousClock.Instant, what: String, setting: String)?
+    public private(set) var operation: (deadline: ContinuousClock.Instant, what: String, setting: String, raisable: Bool)?
 
     public init(remote: String, endpoint: Endpoint, bucket: String, pathStyle: Bool, signer: SigV4,
                 clock: @escaping @Sendable () -> Date = { Date() }, retry: RetryPolicy = RetryPolicy(),
@@ -66,11 +66,12 @@ public struct S3Client: Sendable {
 
     /// This client with an overall deadline: every request and pause of `what` ends by then, and
     /// the command exits 69 naming `what` and the setting that bounds it.
-    public func within(_ duration: Duration, _ what: String, setting: String) -> S3Client {
+    /// `raisable`: `setting` is a config key the operator may raise (else a fixed bound).
+    public func within(_ duration: Duration, _ what: String, setting: String, raisable: Bool = true) -> S3Client {
         var copy = self
         let deadline = ContinuousClock.now.advanced(by: duration)
         if let current = operation, current.deadline < deadline { return copy }
-        copy.operation = (deadline, what, setting)
+        copy.operation = (deadline, what, setting, raisable)
         return copy
     }
 
@@ -90,7 +91,9 @@ public struct S3Client: Sendable {
         let operation = operation!
         return Failure(.unavailable, "remote '\(remote)': gave up \(operation.what): it did not finish within its deadline (\(operation.setting))"
                            + (lastProblem.isEmpty ? "" : "; last problem: \(lastProblem)"),
-                       hint: "check that the store at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) answers, or raise \(operation.setting) in the instance's [[offsite]], then run again")
+                       hint: "check that the store at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) answers"
+                           + (operation.raisable ? ", or raise \(operation.setting) in the instance's [[offsite]]" : "")
+                           + ", then run again")
     }
 
     /// Pauses up to `duration`, in slices, calling `checkpoint`; stops at the operation deadline.
@@ -275,17 +278,21 @@ public struct S3Client: Sendable {
 
     /// How long listing may take in all, however many pages.
     public static let listingDeadline = Duration.seconds(300)
+    /// The most objects a listing reads: memory stays bounded whatever a store sends.
+    public static let listingLimit = 100_000
 
     /// Every object under `prefix` (ListObjectsV2 with `encoding-type=url`, all pages), within
     /// `listingDeadline`. A page that is not a well-formed listing, a truncated page without a
     /// continuation token, or a token seen before is an error, never a shorter list.
     /// - Throws: `Failure` `.unavailable` for a malformed or looping listing.
     public func list(prefix: String) throws -> [Object] {
-        let s3 = within(Self.listingDeadline, "listing \(prefix)", setting: "listing is bounded to \(Int(Self.listingDeadline.seconds)) s")
+        let s3 = within(Self.listingDeadline, "listing \(prefix)", setting: "listing is bounded to \(Int(Self.listingDeadline.seconds)) s", raisable: false)
         var objects = [Object]()
         var token: String?
         var seen = Set<String>()
         repeat {
+            // Between pages too: a store answering every page at once leaves no wait to stop in.
+            try checkpoint()
             var query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
             if let token { query.append(("continuation-token", token)) }
             let response = try s3.request("GET", key: "", query: query, what: "listing \(prefix)")
@@ -305,8 +312,13 @@ public struct S3Client: Sendable {
                 guard let sizeText = block.value("Size"), let size = Int64(sizeText), size >= 0 else {
                     throw malformed("\(clean(key, limit: 80)) has no valid size")
                 }
+                // A key outside the prefix asked for (a store ignoring it) is no copy of this folder.
+                guard key.hasPrefix(prefix) else { throw malformed("it listed \(clean(key, limit: 80)), which is outside \(clean(prefix, limit: 80))") }
                 objects.append(Object(key: key, size: size, etag: Self.unquote(block.value("ETag") ?? ""),
                                       lastModified: block.value("LastModified") ?? ""))
+            }
+            guard objects.count <= Self.listingLimit else {
+                throw malformed("more than \(Self.listingLimit) objects under the prefix (deployctl keeps far fewer copies of an instance)")
             }
             switch root.value("IsTruncated") {
             case "true":

@@ -266,31 +266,35 @@ extension Runtime {
         for (name, object) in byName.sorted(by: { $0.key < $1.key }) {
             if name.hasPrefix(".") { continue }  // the prune lease
             if name.hasSuffix(".json") {
-                if byName[String(name.dropLast(5))] == nil { others.append((name, "a manifest without its backup (an interrupted push or prune)")) }
+                if byName[String(name.dropLast(5))] == nil { others.append((Sanitized.text(name, limit: 200, secrets: []), "a manifest without its backup (an interrupted push or prune)")) }
                 continue
             }
             guard !name.contains("/"), (try? BackupStore.validate(backupName: name)) != nil else {
-                others.append((name, "not a backup name deployctl writes"))
+                others.append((Sanitized.text(name, limit: 200, secrets: []), "not a backup name deployctl writes"))
                 continue
             }
             var manifest: Manifest?
             var problem: String?
+            var verdict: SigningKey.Verdict?
             if byName[name + ".json"] == nil {
                 problem = "no manifest: an unfinished push (never restored; the next push replaces it)"
             } else if let (bytes, headers) = try s3.getWithHeaders(object.key + ".json", what: "reading the manifest of \(object.key)") {
                 manifest = try? JSON.decoder().decode(Manifest.self, from: Data(bytes))
                 if manifest == nil { problem = "its manifest cannot be read" }
                 else {
-                    let verdict = signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
+                    verdict = signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
                     problem = Self.authenticatorProblem(verdict, keyPath: keyPath, allowUnsigned: allowUnsigned)
                 }
             } else {
                 problem = "its manifest vanished while listing"
             }
             if let m = manifest {
-                if let instance = m.instance, instance != config.name {
+                // A manifest with no authenticator at all may not say it is another instance's
+                // (anyone with write access could hide the newest copy from --latest that way);
+                // one signed with another key is that instance's copy, as before.
+                if let instance = m.instance, instance != config.name, verdict != .missing {
                     // Another instance's copy under the same prefix and host: never listed, pruned or restored here.
-                    others.append((name, "a copy of instance '\(instance)', not '\(config.name)'"))
+                    others.append((Sanitized.text(name, limit: 200, secrets: []), "a copy of instance '\(Sanitized.text(instance, limit: 80, secrets: []))', not '\(config.name)'"))
                     continue
                 }
                 if problem != nil {}
@@ -303,8 +307,20 @@ extension Runtime {
             backups.append(RemoteBackup(name: name, key: object.key, host: host, bytes: object.size, etag: object.etag,
                                         manifest: manifest, problem: problem, local: localNames.contains(name)))
         }
-        backups.sort { ($0.createdAt ?? .distantPast, $0.name) > ($1.createdAt ?? .distantPast, $1.name) }
+        // A copy whose manifest cannot be used sorts by the time in its name: a damaged newest copy
+        // stays first, so --latest stops at it (65) instead of quietly taking an older one.
+        backups.sort { ($0.createdAt ?? Self.nameDate($0.name) ?? .distantPast, $0.name) > ($1.createdAt ?? Self.nameDate($1.name) ?? .distantPast, $1.name) }
         return (backups, others)
+    }
+
+    /// The UTC time a backup's name carries (`…_YYYYMMDD_HHMMSS…`), or nil.
+    static func nameDate(_ name: String) -> Date? {
+        guard let range = name.range(of: #"_[0-9]{8}_[0-9]{6}"#, options: [.regularExpression, .backwards]) else { return nil }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd_HHmmss"
+        return formatter.date(from: String(name[range].dropFirst()))
     }
 
     /// `deployctl backups verify --remote`: each chosen copy's size and ETag against its
