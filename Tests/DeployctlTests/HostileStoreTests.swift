@@ -32,6 +32,8 @@ struct HostileStoreTests {
         ("list-empty-200", 69, "not a valid S3 listing"),
         ("list-loop", 69, "came twice"),
         ("list-bad-size", 69, "no valid size"),
+        ("list-foreign-prefix", 69, "which is outside"),
+        ("list-endless-pages", 69, "more than 100000 objects"),
         ("negative-chunk", 69, "malformed chunk size"),
         ("bad-status", 69, "did not answer in HTTP/1.1"),
         ("huge-headers", 69, "over 64 KiB"),

@@ -168,6 +168,19 @@ class Handler(BaseHTTPRequestHandler):
             page = ("<?xml version=\"1.0\"?><ListBucketResult><Name>%s</Name><IsTruncated>true</IsTruncated>"
                     "<NextContinuationToken>same-token</NextContinuationToken></ListBucketResult>" % bucket).encode()
             return self.send(200, page, [("Content-Type", "application/xml")])
+        if m == "list-foreign-prefix" and hits("listing"):
+            # A store ignoring the prefix: another host's copy in the answer.
+            page = ("<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>elsewhere/%sx.db</Key>"
+                    "<Size>5</Size></Contents></ListBucketResult>" % query.get("prefix", "")).encode()
+            return self.send(200, page)
+        if m == "list-endless-pages" and hits("listing"):
+            # Every page at once, each with new keys and a new token: no wait to stop in, no end.
+            token = query.get("continuation-token", "0")
+            n = int(token) + 1 if token.isdigit() else 1
+            keys = "".join("<Contents><Key>%sjunk/%d-%d</Key><Size>1</Size></Contents>" % (query.get("prefix", ""), n, i) for i in range(1000))
+            page = ("<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>true</IsTruncated>"
+                    "<NextContinuationToken>%d</NextContinuationToken>%s</ListBucketResult>" % (n, keys)).encode()
+            return self.send(200, page, [("Content-Type", "application/xml")])
         if m == "list-bad-size" and hits("listing"):
             page = ("<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>%shost/x.db</Key>"
                     "<Size>-5</Size></Contents></ListBucketResult>" % query.get("prefix", "")).encode()
