@@ -83,6 +83,12 @@ public struct CredentialChain: Sendable {
     func fromProfile() throws -> Credentials? {
         let fromCredentials = Self.section(profileName, in: credentialsFile, config: false)
         let fromConfig = Self.section(profileName, in: configFile, config: true)
+        // A profile named on purpose that is in neither file is a mistake, as the AWS CLI says:
+        // falling through to instance metadata would sign as the machine's role instead.
+        if fromCredentials.isEmpty && fromConfig.isEmpty, env("AWS_PROFILE") != nil || env("AWS_DEFAULT_PROFILE") != nil {
+            throw Failure(.permission, "remote '\(remote)': the profile [\(Sanitized.text(profileName, limit: 80))] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither \(credentialsFile) nor \(configFile)",
+                          hint: "fix the profile's name, or unset AWS_PROFILE to use the default credential chain")
+        }
         let values = fromConfig.merging(fromCredentials) { _, credentials in credentials }
         if let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] {
             let file = fromCredentials["aws_access_key_id"] != nil ? credentialsFile : configFile
@@ -96,8 +102,11 @@ public struct CredentialChain: Sendable {
     /// /bin/sh, its stderr passed through, at most 60 s).
     func fromProcess(_ command: String) throws -> Credentials {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
+        // In a process group of its own (setsid execs the shell in place), so that a timeout or an
+        // interrupt stops the helper and everything it started, not the shell alone.
+        let setsid = FileManager.default.isExecutableFile(atPath: "/usr/bin/setsid")
+        process.executableURL = URL(fileURLWithPath: setsid ? "/usr/bin/setsid" : "/bin/sh")
+        process.arguments = setsid ? ["/bin/sh", "-c", command] : ["-c", command]
         process.environment = environment
         let out = Pipe()
         process.standardOutput = out
@@ -118,6 +127,7 @@ public struct CredentialChain: Sendable {
                 try checkpoint()
                 guard Date() < end else { throw Failure(.permission, "remote '\(remote)': credential_process of profile [\(profileName)] did not finish within 60 s") }
             } catch {
+                if setsid { kill(-process.processIdentifier, SIGKILL) }
                 process.terminate()
                 throw error
             }

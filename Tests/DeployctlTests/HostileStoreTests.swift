@@ -217,7 +217,7 @@ struct OffsiteCredentialTests {
     static let noKeys = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""]
 
     static let sources = ["environment", "web identity", "AWS_PROFILE", "AWS_DEFAULT_PROFILE [profile x]", "credential_process",
-                          "container", "IMDSv2", "IMDSv2 refresh", "region and endpoint from the environment", "STS refuses"]
+                          "container", "IMDSv2", "IMDSv2 refresh", "region and endpoint from the environment", "STS refuses", "AWS_PROFILE not found"]
 
     @Test("a push signs with the credentials of the source", arguments: sources)
     func source(name: String) throws {
@@ -284,6 +284,14 @@ struct OffsiteCredentialTests {
             environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = files + "/jwt"
             environment["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/deployctl"
             environment["AWS_ENDPOINT_URL_STS"] = store.endpoint
+        case "AWS_PROFILE not found":
+            // A typo'd profile on a machine with instance metadata: refused, never the machine's role.
+            try "[default]\naws_access_key_id = WRONGDEFAULT\naws_secret_access_key = x\n".write(toFile: files + "/credentials", atomically: true, encoding: .utf8)
+            environment.merge(Self.noKeys) { $1 }
+            environment["AWS_SHARED_CREDENTIALS_FILE"] = files + "/credentials"
+            environment["AWS_PROFILE"] = "nosuch"
+            environment["AWS_EC2_METADATA_DISABLED"] = ""
+            environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = store.endpoint
         default:
             Issue.record("no case \(name)")
         }
@@ -292,6 +300,11 @@ struct OffsiteCredentialTests {
         let push = try box.deployctl(["backups", "push", "prod"], environment: environment)
         if name == "STS refuses" {
             #expect(push.status == 77 && push.stderr.contains("STS") && push.stderr.contains("InvalidIdentityToken"), "\(push.stderr)")
+            return
+        }
+        if name == "AWS_PROFILE not found" {
+            #expect(push.status == 77 && push.stderr.contains("the profile [nosuch] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither"), "\(push.stderr)")
+            #expect(!store.requests.contains { $0.contains("IMDS1") }, "signed with the machine's role")
             return
         }
         #expect(push.status == 0, "\(name): \(push.stderr)")
