@@ -48,6 +48,9 @@ public enum Event: Sendable {
     case fact(String)
     /// Something a person should look at; the work goes on.
     case warning(String)
+    /// Something a person must see once even from cron (a new secret to back up): printed on
+    /// stderr under `--quiet` and `--json` too.
+    case notice(String)
     /// A step outside a deploy's stages starts (`stopping the application (stop hook)`).
     case stepStarted(String)
     /// A step finished with this result (`Saved the replaced database as …`).

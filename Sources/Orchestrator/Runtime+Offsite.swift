@@ -101,7 +101,7 @@ extension Runtime {
         guard create else { return nil }
         let key = try SigningKey.generate()
         try DurableFile.write(Data(key.fileText.utf8), to: path, mode: 0o600, replace: false)
-        events(.warning("made this instance's offsite signing key \(path) (key id \(key.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket (docs/offsite.md, 'Signing key'); copy it to every host that restores this instance's copies"))
+        events(.notice("made this instance's offsite signing key \(path) (key id \(key.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket (docs/offsite.md, 'Signing key'); copy it to every host that restores this instance's copies"))
         return key
     }
 

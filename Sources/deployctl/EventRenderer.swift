@@ -34,6 +34,9 @@ extension Console {
             info(fit("  " + text))
         case .warning(let text):
             warning(fit("  warning: " + text))
+        case .notice(let text):
+            progress?.clearForOutput()
+            standardError.write("deployctl: notice: \(text)\n")
         case .stepStarted(let text):
             info("→ \(text)…")
         case .stepDone(let text):
