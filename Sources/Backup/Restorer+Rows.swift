@@ -187,11 +187,19 @@ extension Restorer {
     /// Whether the live database and the attached backup have the same schema (every
     /// `sqlite_schema` row but the root pages), page size and text encoding.
     static func sameShape(_ live: Connection) throws -> Bool {
-        let schema = { (database: String) in
-            try live.rows("SELECT type, name, tbl_name, sql FROM \(database).sqlite_schema ORDER BY type, name")
-        }
-        guard try schema("main") == schema("restore_source") else { return false }
+        guard try schemaRows(live, "main") == schemaRows(live, "restore_source") else { return false }
         return try live.scalar("PRAGMA main.page_size") == live.scalar("PRAGMA restore_source.page_size")
+    }
+
+    /// Every `sqlite_schema` row of `database` but its root page (copies of equal content may
+    /// keep a table in other pages).
+    static func schemaRows(_ db: Connection, _ database: String) throws -> [[Value]] {
+        try db.rows("SELECT type, name, tbl_name, sql FROM \(database).sqlite_schema ORDER BY type, name")
+    }
+
+    /// The header's `user_version` and `application_id` of `database`.
+    static func versionRows(_ db: Connection, _ database: String) throws -> [[Value]] {
+        try db.rows("PRAGMA \(database).user_version") + db.rows("PRAGMA \(database).application_id")
     }
 
     /// The proof after a row restore, in the first read transaction after its commit (see the
@@ -216,9 +224,7 @@ extension Restorer {
             wrong += Int(try live.scalar("SELECT count(*) FROM (\(side("main")) EXCEPT \(side("restore_source")))").int ?? 0)
             wrong += Int(try live.scalar("SELECT count(*) FROM (\(side("restore_source")) EXCEPT \(side("main")))").int ?? 0)
         }
-        let headersEqual = try live.rows("PRAGMA main.user_version") == live.rows("PRAGMA restore_source.user_version")
-            && live.rows("PRAGMA main.application_id") == live.rows("PRAGMA restore_source.application_id")
-        if wrong == 0, headersEqual, try Self.sameShape(live) { return .rows(rows: keys.values.reduce(0) { $0 + $1.count }, tables: tables.count) }
+        if wrong == 0, try Self.versionRows(live, "main") == Self.versionRows(live, "restore_source"), try Self.sameShape(live) { return .rows(rows: keys.values.reduce(0) { $0 + $1.count }, tables: tables.count) }
         return overtaken ? .overtaken : .rowsDiffer(rows: wrong)
     }
 }

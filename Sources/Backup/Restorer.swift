@@ -178,16 +178,13 @@ public struct Restorer: Sendable {
         }
         // An index that differs while its table's rows do not (a damaged index, or one rebuilt
         // apart from its table) is not set right by rewriting rows: the page copy is.
-        if rowKeys != nil {
-            let indexes = try live.rows("SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'")
-            let tableOf = Dictionary(indexes.map { ($0[0].string ?? "", $0[1].string ?? "") }, uniquingKeysWith: { a, _ in a })
-            if touched == nil || touched!.contains(where: { tableOf[$0].map { rowKeys?[$0] == nil } ?? false }) { rowKeys = nil }
-        }
+        let indexes = try live.rows("SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'")
+        let tableOf = Dictionary(indexes.map { ($0[0].string ?? "", $0[1].string ?? "") }, uniquingKeysWith: { a, _ in a })
+        if rowKeys != nil, touched == nil || touched!.contains(where: { tableOf[$0].map { rowKeys?[$0] == nil } ?? false }) { rowKeys = nil }
         var comparison = Comparison(differences: result, notCompared: notCompared, rowKeys: rowKeys)
         // The schema, the header's versions and the internal tables (not in the table list).
         let header = { (database: String) in
-            var rows = try live.rows("SELECT type, name, tbl_name, sql FROM \(database).sqlite_schema ORDER BY type, name")
-            rows += try live.rows("PRAGMA \(database).user_version") + live.rows("PRAGMA \(database).application_id")
+            var rows = try Self.schemaRows(live, database) + Self.versionRows(live, database)
             for table in Self.internalTables where try live.scalar("SELECT count(*) FROM \(database).sqlite_schema WHERE name = ?", [.text(table)]).int == 1 {
                 rows += try live.rows("SELECT * FROM \(database).\(table) ORDER BY 1, 2")
             }
@@ -197,8 +194,7 @@ public struct Restorer: Sendable {
         if allCompared && sameHeader && result.allSatisfy({ $0.discarded == 0 && $0.restored == 0 }), let touched {
             // Equal rows; an index whose pages differ (another layout after a row restore, or
             // damage) must pass integrity_check with its table for the content to be the same.
-            let indexes = try live.rows("SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'")
-            let tables = Set(indexes.filter { touched.contains($0[0].string ?? "") }.compactMap { $0[1].string })
+            let tables = Set(touched.compactMap { tableOf[$0] })
             comparison.holdsBackup = try tables.allSatisfy { try live.integrityProblems(full: true, table: $0).isEmpty }
         }
         return comparison

@@ -86,6 +86,15 @@ struct Console: Sendable {
         standardError.write(text + "\n")
     }
 
+    /// Asks `question` with `[y/N]` on the terminal, unless `yes`. Without a terminal on stdin
+    /// it throws `notTerminal` (the command needs `--yes`); any answer but yes throws `declined`.
+    func confirm(_ question: String, yes: Bool, notTerminal: @autoclosure () -> Failure, declined: @autoclosure () -> Failure) throws {
+        if yes { return }
+        guard isatty(0) == 1 else { throw notTerminal() }
+        standardError.write(question + " [y/N] ")
+        guard readLine()?.lowercased().hasPrefix("y") == true else { throw declined() }
+    }
+
     /// Prints `value` as the one JSON document of the command.
     func json<T: Encodable>(_ value: T) throws {
         let data = try JSON.encoder().encode(value)

@@ -67,14 +67,11 @@ struct BackupsPrune: ParsableCommand {
 
     /// Asks before a label loses every backup: on a terminal, or `--yes`.
     func confirm(_ emptied: [String: Int], _ console: Console) throws {
-        if yes { return }
         let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
         let what = "this prune leaves no backup restore --latest could use for \(labels)"
-        guard isatty(0) == 1 else {
-            throw Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want")
-        }
-        console.standardError.write("Careful: \(what). Go on? [y/N] ")
-        guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "prune cancelled; nothing was removed") }
+        try console.confirm("Careful: \(what). Go on?", yes: yes,
+                            notTerminal: Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want"),
+                            declined: Failure(.failed, "prune cancelled; nothing was removed"))
     }
 
     func show(_ console: Console, dryRun: Bool, decisions: [RetentionDecision], removed: [String]) throws {

@@ -33,15 +33,12 @@ struct BackupsRemove: ParsableCommand {
         let console = Console(global)
         try console.run { runtime in
             let removed = try runtime.removeBackup(instance: instance, backup: backup) { entry in
-                if yes { return }
                 let what = entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }
                     ?? "the manifest \(backup).json, whose backup file is gone"
-                guard isatty(0) == 1 else {
-                    throw Failure(.usage, "removing \(what) needs --yes when stdin is not a terminal; nothing was removed",
-                                  hint: "deployctl backups remove \(instance) \(backup) --yes")
-                }
-                console.standardError.write("Remove \(what)? It cannot be restored afterwards. [y/N] ")
-                guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "nothing was removed") }
+                try console.confirm("Remove \(what)? It cannot be restored afterwards.", yes: yes,
+                                    notTerminal: Failure(.usage, "removing \(what) needs --yes when stdin is not a terminal; nothing was removed",
+                                                         hint: "deployctl backups remove \(instance) \(backup) --yes"),
+                                    declined: Failure(.failed, "nothing was removed"))
             }
             if global.json {
                 struct Document: Encodable { let removed: String; let label: String?; let last_check: String?; let manifest_only: Bool }

@@ -62,13 +62,10 @@ struct Accept: ParsableCommand {
                     console.line("and its down part:")
                     for line in down.split(separator: "\n", omittingEmptySubsequences: false) { console.line("  | \(line)") }
                 }
-                if yes { return }
-                guard isatty(0) == 1 else {
-                    throw Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
-                                  hint: "review the file, then run again with --yes")
-                }
-                console.standardError.write("Record this file as the applied \(file.key)? [y/N] ")
-                guard readLine()?.lowercased().hasPrefix("y") == true else { throw Failure(.failed, "nothing was recorded") }
+                try console.confirm("Record this file as the applied \(file.key)?", yes: yes,
+                                    notTerminal: Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
+                                                         hint: "review the file, then run again with --yes"),
+                                    declined: Failure(.failed, "nothing was recorded"))
             }
             if global.json { return try console.json(change) }
             console.line("✓ Recorded the edited \(change.migrations[0]) (\(change.checked[0]))")

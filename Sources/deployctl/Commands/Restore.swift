@@ -111,16 +111,10 @@ struct Restore: ParsableCommand {
             }
             show(preview, console)
             // --to writes a new file and changes nothing that exists: no question to ask.
-            if !yes && to == nil {
-                guard isatty(0) == 1 else {
-                    throw Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
-                                  hint: "review the lines above, then run again with --yes")
-                }
-                console.standardError.write("Restore \(preview.backup.name) into \(preview.targetPath)? [y/N] ")
-                guard readLine()?.lowercased().hasPrefix("y") == true else {
-                    throw Failure(.failed, "restore cancelled; nothing was changed")
-                }
-            }
+            try console.confirm("Restore \(preview.backup.name) into \(preview.targetPath)?", yes: yes || to != nil,
+                                notTerminal: Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
+                                                     hint: "review the lines above, then run again with --yes"),
+                                declined: Failure(.failed, "restore cancelled; nothing was changed"))
             let outcome = try prepared.perform()
             keep = true
             if global.json {
