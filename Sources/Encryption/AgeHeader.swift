@@ -5,7 +5,7 @@ import Support
 /// checksum the caller compares first). Exit 65 like bad data, but never recorded against the
 /// backup, never a reason to pass it over for an older one.
 public struct NoIdentityMatched: DeployctlError, Sendable {
-    public var kind: FailureKind { .badData }
+    public var code: FailureCode { .encryptionNoIdentityMatched }
     public let message: String
     public let hint: String?
 }

@@ -196,14 +196,14 @@ public struct Applier: Sendable {
                 created += newTables
                 if first {
                     first = false
-                    try failpoints.hit("migrate")
+                    try failpoints.hit(.migrate)
                 }
             }
             try History.record([file], on: db, deployId: deployId, appliedAt: appliedAt)
         }
         let details = recorder?.details ?? [:]
         let rowChanges = recorder?.stop() ?? [:]
-        try failpoints.hit("verify")
+        try failpoints.hit(.verify)
 
         var problems = [String]()
         if recording {

@@ -87,7 +87,7 @@ public struct MigrationFileChanged: DeployctlError, Sendable {
     /// The instance, for the `accept` command in the hint; set by the caller that knows it.
     public var instance: String?
 
-    public var kind: FailureKind { .badData }
+    public var code: FailureCode { .migrationChanged }
     public var message: String {
         "migration file \(path) changed after it was applied (sha256 \(fileSHA256.prefix(12)) ≠ applied \(appliedSHA256.prefix(12)))"
     }

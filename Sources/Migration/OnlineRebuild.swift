@@ -110,7 +110,7 @@ public struct OnlineRebuild: Sendable {
             // cut-over, every row the application changed since.
             proof = try prove(reader: try snapshotInStep(db))
             step("proof on a snapshot")
-            try failpoints.hit("online-proven")
+            try failpoints.hit(.onlineProven)
             try verifyLog(db)
             step("comparison of the rows changed since")
             try checkpoint()
@@ -261,7 +261,7 @@ public struct OnlineRebuild: Sendable {
             progress(min(copied, total), total)
             if first {
                 first = false
-                try failpoints.hit("online-copy")
+                try failpoints.hit(.onlineCopy)
             }
             if upper == Int64.max { break }
             lower = upper + 1
@@ -322,7 +322,7 @@ public struct OnlineRebuild: Sendable {
             let locked = ContinuousClock.now
             let bad = try differingLogged(db, limit: 5)
             guard bad.isEmpty else { throw mismatch(bad) }
-            try failpoints.hit("cut-over")
+            try failpoints.hit(.cutOver)
             for trigger in ["insert", "update", "delete"] { try db.execute("DROP TRIGGER \(Self.prefix)_\(trigger)") }
             try db.execute("PRAGMA legacy_alter_table = ON")
             defer { try? db.execute("PRAGMA legacy_alter_table = OFF") }

@@ -49,7 +49,7 @@ extension Runtime {
         let store = store(config)
         var request = snapshotRequest(config, label: label, compression: compression, verify: verify)
         request.checkpoint = { [self] in
-            try failpoints.hit("snapshot")
+            try failpoints.hit(.snapshot)
             try checkInterruption("no backup was written, and its temp files were removed")
         }
         request.interrupted = { [self] in interruption() != nil }
@@ -117,7 +117,7 @@ extension Runtime {
         return try targets.enumerated().map { index, target in
             try checkInterruption("\(index) of \(counted(targets.count, "backup")) \(index == 1 ? "was" : "were") checked (their results are recorded); the rest were not")
             // After the check between backups: a signal here reaches the integrity_check itself.
-            try failpoints.hit("backup-verify")
+            try failpoints.hit(.backupVerify)
             let phase = Phase.checkingBackup(name: target.name, number: index + 1, of: targets.count)
             progress(.working(phase))
             defer { progress(.ended(announce: false)) }

@@ -27,6 +27,7 @@ public struct DeployOptions: Sendable {
 public struct DeployFailure: DeployctlError {
     public let report: DeployReport
     public let underlying: DeployctlError
+    public var code: FailureCode { underlying.code }
     public var kind: FailureKind { underlying.kind }
     public var message: String { underlying.message }
     public var hint: String? { underlying.hint }
@@ -220,7 +221,7 @@ struct Pipeline {
             p.journal?.snapshot = entry.name
             try p.journal?.write(path: p.config.journalPath)
             p.runtime.events(.fact("backup: \(entry.path)"))
-            try p.runtime.failpoints.hit("after-snapshot")
+            try p.runtime.failpoints.hit(.afterSnapshot)
             return entry
         }
         let rehearsal = try stage(.rehearse) { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
@@ -275,7 +276,7 @@ struct Pipeline {
                 report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
             }
         }
-        try runtime.failpoints.hit("preflight")
+        try runtime.failpoints.hit(.preflight)
         let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         do {
@@ -415,7 +416,7 @@ struct Pipeline {
         close(try DurableFile.createNew(scratchPath))
         try Connection(path: opened.databasePath, mode: .immutable).copy(into: scratchPath, timeout: config.busyTimeout)
         let scratch = try Connection(path: scratchPath, mode: .readWrite)
-        try runtime.failpoints.hit("rehearse")
+        try runtime.failpoints.hit(.rehearse)
         let runtime = self.runtime
         let result: ApplyResult
         do {
@@ -472,7 +473,7 @@ struct Pipeline {
 
     /// Start hook and health check; on failure undo the committed deploy.
     mutating func restart(committed: Bool) throws {
-        try runtime.failpoints.hit("after-commit")
+        try runtime.failpoints.hit(.afterCommit)
         if let start = config.hooks.start {
             let result = try hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "restart")
             report.hooks.append(result)
@@ -480,7 +481,7 @@ struct Pipeline {
                 throw Failure(.failed, "the start hook failed; output in \(result.outputPath)")
             }
         }
-        try runtime.failpoints.hit("restart")
+        try runtime.failpoints.hit(.restart)
         if let health = config.hooks.health {
             let last = try hooks.runHealthCheck(command: health, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
             report.hooks.append(last)

@@ -219,13 +219,13 @@ extension Runtime {
         let uploaded = try s3.upload(file: upload, key: key, digests: digests, progress: { done, total in
             events(.progress(.working(.uploading(name: name, remote: remote.name), done: done, total: total)))
         }, checkpoint: { [self] in
-            try failpoints.hit("push-part")
+            try failpoints.hit(.pushPart)
             try checkInterruption("the push of \(entry.name) stopped; its unfinished upload was aborted and nothing of it is listed as good")
         })
         events(.progress(.ended(announce: true)))
         manifest.remote = Manifest.RemoteCopy(remote: remote.name, host: remote.hostId, etag: uploaded.etag, parts: uploaded.parts, pushedAt: clock())
         manifest.verification = nil
-        try failpoints.hit("before-remote-manifest")
+        try failpoints.hit(.beforeRemoteManifest)
         let manifestBytes = Array(try JSON.encoder().encode(manifest))
         try s3.put(key + ".json", bytes: manifestBytes,
                    metadata: [(SigningKey.header, signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],

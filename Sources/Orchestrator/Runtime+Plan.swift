@@ -13,7 +13,7 @@ extension Runtime {
         var isFolder: ObjCBool = false
         let scratch = FileManager.default.fileExists(atPath: config.backupsFolder, isDirectory: &isFolder) && isFolder.boolValue
             ? config.backupsFolder : (config.databasePath as NSString).deletingLastPathComponent
-        if !failpoints.skips("free-space") {
+        if !failpoints.skips(.freeSpace) {
             var needs = SpaceNeeds()
             needs.add(liveBytes(config), in: scratch, for: "the plan's copy of the database")
             try needs.check()

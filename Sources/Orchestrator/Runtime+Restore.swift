@@ -201,7 +201,7 @@ public final class PreparedRestore {
 
     private func performLive(_ opened: OpenedBackup, restorer: Restorer) throws -> RestoreOutcome {
         let hooks = AppHooks(runtime: runtime, config: config, enabled: request.runHooks)
-        try runtime.failpoints.hit("restore-preview")
+        try runtime.failpoints.hit(.restorePreview)
         try runtime.checkInterruption("nothing was changed")
         // Nothing to restore when the live database holds the backup's content and nobody has
         // committed since the preview showed it: a copy saved now would only push an older,
@@ -218,7 +218,7 @@ public final class PreparedRestore {
             let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             live = nil
             let result = try runtime.restoreLive(opened, into: connection, previewVersion: previewVersion, rowKeys: rowKeys, config: config,
-                                                 store: store, failpoint: "restore")
+                                                 store: store, failpoint: .restore)
             runtime.events(.stepDone("Saved the replaced database as \(result.saved.name)"))
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
@@ -228,7 +228,7 @@ public final class PreparedRestore {
                 if case .rowsDiffer(let rows) = result.proof {
                     throw Failure(.failed, "after the restore, the live database does not hold the backup's rows (\(counted(rows, "row")) differ)")
                 }
-                try runtime.failpoints.hit("after-restore")
+                try runtime.failpoints.hit(.afterRestore)
                 try hooks.start()
             } catch let error as DeployctlError {
                 try runtime.putBack(result.saved, after: error, restored: opened, config: config, store: store, hooks: hooks)
@@ -340,8 +340,8 @@ extension Runtime {
     /// always restores through the backup API, `row-restore-size=skip` restores by rows
     /// whatever the database's size.
     func restorer(_ config: InstanceConfig) -> Restorer {
-        Restorer(busyTimeout: config.busyTimeout, rowDigestBudget: failpoints.skips("row-digests") ? 0 : Connection.rowDigestBudget,
-                 rowRestoreMinimumBytes: failpoints.skips("row-restore") ? nil : failpoints.skips("row-restore-size") ? 0 : Restorer.rowRestoreMinimumBytes)
+        Restorer(busyTimeout: config.busyTimeout, rowDigestBudget: failpoints.skips(.rowDigests) ? 0 : Connection.rowDigestBudget,
+                 rowRestoreMinimumBytes: failpoints.skips(.rowRestore) ? nil : failpoints.skips(.rowRestoreSize) ? 0 : Restorer.rowRestoreMinimumBytes)
     }
 
     /// `deployctl restore`, first step: takes the instance lock (unless a dry run), finishes an
@@ -487,7 +487,7 @@ extension Runtime {
     /// beside it (the larger of the two databases); into a new file, that file.
     /// - Throws: `Failure` `.io` naming the folder and the bytes.
     private func checkSpaceForRestore(_ entry: BackupEntry, request: RestoreRequest, config: InstanceConfig, store: BackupStore) throws {
-        guard !failpoints.skips("free-space") else { return }
+        guard !failpoints.skips(.freeSpace) else { return }
         let restored = entry.manifest?.databaseBytes ?? entry.bytes
         let databaseFolder = (config.databasePath as NSString).deletingLastPathComponent
         var needs = SpaceNeeds(instance: config.name)
@@ -573,7 +573,7 @@ extension Runtime {
     /// before the commit (putting a state back is never interrupted).
     /// - Throws: as the restorer; a lock held past the busy timeout is 75 naming the holders.
     func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil, config: InstanceConfig,
-                     store: BackupStore, failpoint: String?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
+                     store: BackupStore, failpoint: Failpoints.Point?, label: String = "pre_restore", interruptible: Bool = true) throws -> Restorer.LiveResult {
         let request = snapshotRequest(config, label: label, compression: .none,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed and unencrypted: a short-lived safety copy",
                                       encrypt: false)

@@ -115,7 +115,7 @@ public struct Runtime: Sendable {
     /// indexes beside the live database (their pages from `dbstat`, a quarter more for the WAL).
     func checkSpaceForSnapshot(_ config: InstanceConfig, compression: Compression, rehearsal: Bool, onlineTable: String? = nil) throws {
         let gzip = compression != .none
-        guard !failpoints.skips("free-space") else { return }
+        guard !failpoints.skips(.freeSpace) else { return }
         let bytes = liveBytes(config)
         var needs = SpaceNeeds(instance: config.name)
         needs.add(bytes, in: config.backupsFolder, for: "the snapshot")

@@ -29,5 +29,5 @@ extension Connection {
 
 extension SQLiteError {
     /// Whether a statement was stopped by `Connection.stopWhen` (or `sqlite3_interrupt`).
-    public var interrupted: Bool { code & 0xff == SQLITE_INTERRUPT }
+    public var interrupted: Bool { primaryCode == SQLITE_INTERRUPT }
 }

@@ -6,7 +6,7 @@ import Support
 /// Bound values are never part of the message.
 public struct SQLiteError: DeployctlError, Sendable {
     /// The extended result code (https://sqlite.org/rescode.html).
-    public let code: Int32
+    public let resultCode: Int32
     /// SQLite's message, from `sqlite3_errmsg`.
     public let sqliteMessage: String
     /// The statement that failed, when there is one.
@@ -15,28 +15,33 @@ public struct SQLiteError: DeployctlError, Sendable {
     public let context: String
 
     public init(code: Int32, message: String, sql: String? = nil, context: String = "") {
-        self.code = code
+        self.resultCode = code
         self.sqliteMessage = message
         self.sql = sql
         self.context = context
     }
 
     /// The primary result code (low byte of the extended one).
-    public var primaryCode: Int32 { code & 0xff }
+    public var primaryCode: Int32 { resultCode & 0xff }
 
-    public var kind: FailureKind {
+    /// The stable code: one per primary result code deployctl tells apart.
+    public var code: FailureCode {
         switch primaryCode {
-        case SQLITE_NOTADB, SQLITE_CORRUPT: return .badData
-        case SQLITE_BUSY, SQLITE_LOCKED: return .temporary
-        case SQLITE_CANTOPEN: return .missingInput
-        case SQLITE_FULL, SQLITE_IOERR: return .io
-        default: return .failed
+        case SQLITE_NOTADB: return .sqliteNotADatabase
+        case SQLITE_CORRUPT: return .sqliteCorrupt
+        case SQLITE_BUSY, SQLITE_LOCKED: return .sqliteBusy
+        case SQLITE_CANTOPEN: return .sqliteCannotOpen
+        case SQLITE_FULL: return .sqliteDiskFull
+        case SQLITE_IOERR: return .sqliteIOError
+        case SQLITE_INTERRUPT: return .sqliteInterrupted
+        case SQLITE_READONLY: return .sqliteReadOnly
+        default: return .sqliteError
         }
     }
 
     public var message: String {
         var text = context.isEmpty ? "" : "\(context): "
-        text += "SQLite error \(code): \(sqliteMessage)"
+        text += "SQLite error \(resultCode): \(sqliteMessage)"
         if let sql { text += "\n  in: \(sql.count > 300 ? String(sql.prefix(300)) + "…" : sql)" }
         return text
     }

@@ -10,6 +10,20 @@ import Glibc
 /// out-of-space handling of the writes themselves). Only
 /// active when the variable is set; a value is a plain value passed in, never a global.
 public struct Failpoints: Sendable {
+    /// Every failpoint a command reaches. A name not here is refused (64): a misspelt failpoint
+    /// would otherwise turn a test of a failure into a test of success.
+    public enum Point: String, CaseIterable, Sendable {
+        case snapshot, preflight, rehearse, migrate, verify, restart, restore, cutOver = "cut-over"
+        case afterSnapshot = "after-snapshot", afterCommit = "after-commit", afterRestore = "after-restore"
+        case backupVerify = "backup-verify", restorePreview = "restore-preview"
+        case onlineCopy = "online-copy", onlineProven = "online-proven"
+        case pushPart = "push-part", beforeRemoteManifest = "before-remote-manifest"
+        /// Checks `skip` turns off.
+        case freeSpace = "free-space", rowDigests = "row-digests", rowRestore = "row-restore", rowRestoreSize = "row-restore-size"
+        /// `clock=shift:<seconds>`.
+        case clock
+    }
+
     /// What a failpoint does when reached.
     public enum Action: Sendable, Equatable {
         case error
@@ -21,12 +35,12 @@ public struct Failpoints: Sendable {
         case shift(seconds: Int)
     }
 
-    private let actions: [String: Action]
+    private let actions: [Point: Action]
 
     /// No failpoints.
     public static let none = Failpoints(actions: [:])
 
-    init(actions: [String: Action]) { self.actions = actions }
+    init(actions: [Point: Action]) { self.actions = actions }
 
     /// Parses `DEPLOYCTL_FAILPOINTS`.
     /// - Throws: `Failure` `.usage` for an unknown action.
@@ -35,28 +49,32 @@ public struct Failpoints: Sendable {
             self.actions = [:]
             return
         }
-        var actions = [String: Action]()
+        var actions = [Point: Action]()
         for item in spec.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else {
-                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: '\(item)' is not name=action")
+                throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: '\(item)' is not name=action")
+            }
+            guard let point = Point(rawValue: parts[0]) else {
+                throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: no failpoint is named '\(parts[0])'",
+                              hint: "use one of " + Point.allCases.map(\.rawValue).joined(separator: ", "))
             }
             switch parts[1] {
-            case "error": actions[parts[0]] = .error
-            case "crash": actions[parts[0]] = .crash
-            case "skip": actions[parts[0]] = .skip
+            case "error": actions[point] = .error
+            case "crash": actions[point] = .crash
+            case "skip": actions[point] = .skip
             case let value where value.hasPrefix("shift:"):
                 guard let seconds = Int(value.dropFirst(6)) else {
-                    throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: bad shift in '\(item)'")
+                    throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: bad shift in '\(item)'")
                 }
-                actions[parts[0]] = .shift(seconds: seconds)
+                actions[point] = .shift(seconds: seconds)
             case let value where value.hasPrefix("delay:"):
                 guard let ms = Int(value.dropFirst(6)), ms >= 0 else {
-                    throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: bad delay in '\(item)'")
+                    throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: bad delay in '\(item)'")
                 }
-                actions[parts[0]] = .delay(milliseconds: ms)
+                actions[point] = .delay(milliseconds: ms)
             default:
-                throw Failure(.usage, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip, shift:<seconds>)")
+                throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip, shift:<seconds>)")
             }
         }
         self.actions = actions
@@ -64,19 +82,19 @@ public struct Failpoints: Sendable {
 
     /// How far the `clock` failpoint shifts the command's clock, in seconds (0 without it).
     public var clockShift: TimeInterval {
-        if case .shift(let seconds) = actions["clock"] { return TimeInterval(seconds) }
+        if case .shift(let seconds) = actions[.clock] { return TimeInterval(seconds) }
         return 0
     }
 
-    /// Whether the check `name` is turned off (`name=skip`).
-    public func skips(_ name: String) -> Bool { actions[name] == .skip }
+    /// Whether the check `point` is turned off (`name=skip`).
+    public func skips(_ point: Point) -> Bool { actions[point] == .skip }
 
-    /// Runs the failpoint `name` if it is set.
+    /// Runs the failpoint `point` if it is set.
     /// - Throws: `Failure` `.failed` for `error`.
-    public func hit(_ name: String) throws {
-        switch actions[name] {
+    public func hit(_ point: Point) throws {
+        switch actions[point] {
         case nil, .skip, .shift: return
-        case .error: throw Failure(.failed, "failpoint '\(name)' triggered an error")
+        case .error: throw Failure(.failpointTriggered, "failpoint '\(point.rawValue)' triggered an error")
         case .crash: kill(getpid(), SIGKILL)
         case .delay(let ms):
             // The whole delay, even when a signal interrupts the sleep.

@@ -23,10 +23,38 @@ public enum FailureKind: String, Sendable, Codable {
     case permission
 }
 
-/// An error every deployctl module throws: a kind (for the exit code), a message saying what
-/// happened and where, and a hint saying what to do next.
+/// A failure's stable machine code (`backup.checksum_mismatch`, `lock.held`): what scripts,
+/// monitoring and tests match on, never the prose. Each code belongs to one failure kind, so one
+/// exit code. `--json` prints it as `code`, `--quiet` lines end with it in brackets, and
+/// docs/errors.md lists every one (a test compares that page with the sources).
+///
+/// Codes are declared once, as static members in the `FailureCodes.swift` of the module that
+/// throws them. A code's text never changes once released.
+public struct FailureCode: Hashable, Sendable, CustomStringConvertible {
+    /// `area.what_happened`: lower case, one dot, words joined by `_`.
+    public let rawValue: String
+    /// The failure kind, so the exit code, every failure with this code has.
+    public let kind: FailureKind
+
+    public init(_ rawValue: String, _ kind: FailureKind) {
+        self.rawValue = rawValue
+        self.kind = kind
+    }
+
+    public var description: String { rawValue }
+
+    /// Equal codes have equal text: the kind is part of the declaration, not of the identity.
+    public static func == (a: FailureCode, b: FailureCode) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+}
+
+/// An error every deployctl module throws: a stable code (and through it the kind, so the exit
+/// code), a message saying what happened and where, and a hint saying what to do next.
 public protocol DeployctlError: Error, CustomStringConvertible {
-    /// The failure kind, mapped to an exit code by the CLI.
+    /// The stable machine code.
+    var code: FailureCode { get }
+    /// The failure kind, mapped to an exit code by the CLI; the code's kind unless a type says
+    /// otherwise.
     var kind: FailureKind { get }
     /// What happened, and where.
     var message: String { get }
@@ -35,22 +63,30 @@ public protocol DeployctlError: Error, CustomStringConvertible {
 }
 
 extension DeployctlError {
+    public var kind: FailureKind { code.kind }
+
     public var description: String {
         if let hint { return "\(message)\nTry: \(hint)" }
         return message
     }
 }
 
-/// A plain error with a kind, message and hint, for failures that need no richer type.
+/// A plain error with a code, message and hint, for failures that need no richer type.
 public struct Failure: DeployctlError, Sendable {
-    public let kind: FailureKind
+    public let code: FailureCode
     public let message: String
     public let hint: String?
 
-    public init(_ kind: FailureKind, _ message: String, hint: String? = nil) {
-        self.kind = kind
+    public init(_ code: FailureCode, _ message: String, hint: String? = nil) {
+        self.code = code
         self.message = message
         self.hint = hint
+    }
+
+    /// A failure with only a kind: being replaced by codes, module by module (issue 24).
+    @available(*, deprecated, message: "give the failure a FailureCode")
+    public init(_ kind: FailureKind, _ message: String, hint: String? = nil) {
+        self.init(FailureCode("unclassified.\(kind.rawValue)", kind), message, hint: hint)
     }
 }
 

@@ -130,19 +130,19 @@ struct Console: Sendable {
         do {
             try body()
         } catch let error as DeployctlError {
-            report(error.kind, error.message, error.hint)
+            report(error.code, error.kind, error.message, error.hint)
             throw ExitCode(Self.exitCode(error.kind))
         } catch let error as ExitCode {
             throw error
         } catch {
-            report(.failed, "\(error)", nil)
+            report(.internalError, .failed, "\(error)", nil)
             throw ExitCode(1)
         }
     }
 
     static func exitCode(_ kind: FailureKind) -> Int32 { ExitStatus.code(kind) }
 
-    private func report(_ kind: FailureKind, _ message: String, _ hint: String?) {
+    private func report(_ code: FailureCode, _ kind: FailureKind, _ message: String, _ hint: String?) {
         progress?.abandon()
         if let hint { Self.logHint(hint) }
         if options.quiet {
@@ -153,15 +153,15 @@ struct Console: Sendable {
                 let next = whole.isEmpty ? line : line.prefix(1).lowercased() + line.dropFirst()
                 whole += whole.isEmpty ? next : (whole.hasSuffix(":") ? " " : "; ") + next
             }
-            standardError.write("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "")\n")
+            standardError.write("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "") [\(code)]\n")
             return
         }
-        var text = red("error:") + " " + message + "\n"
+        var text = red("error[\(code)]:") + " " + message + "\n"
         if let hint { text += "Try: \(hint)\n" }
         standardError.write(text)
         if options.json {
-            struct ErrorDocument: Encodable { let error: String; let kind: String; let hint: String?; let exit_code: Int32 }
-            try? json(ErrorDocument(error: message, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))
+            struct ErrorDocument: Encodable { let error: String; let code: String; let kind: String; let hint: String?; let exit_code: Int32 }
+            try? json(ErrorDocument(error: message, code: code.rawValue, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))
         }
     }
 

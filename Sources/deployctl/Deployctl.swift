@@ -35,7 +35,7 @@ struct Deployctl: ParsableCommand {
         arguments = GlobalOptionsMover.reorder(arguments, subcommands: Set(configuration.subcommands.map { $0._commandName }))
         if let unknown = UnknownCommand.find(arguments, commands: configuration.subcommands.map { $0._commandName },
                                              groups: ["backups": Backups.configuration.subcommands.map { $0._commandName }]) {
-            StandardStream(descriptor: 2, name: "stderr").write("error: \(unknown.message)\n" + (unknown.hint.map { "Try: \($0)\n" } ?? ""))
+            StandardStream(descriptor: 2, name: "stderr").write("error[\(FailureCode.usageUnknownCommand)]: \(unknown.message)\n" + (unknown.hint.map { "Try: \($0)\n" } ?? ""))
             if let hint = unknown.hint { Console.logHint(hint) }
             Foundation.exit(64)
         }

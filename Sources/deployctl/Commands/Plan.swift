@@ -79,7 +79,7 @@ struct PlanDocument: Encodable {
         }
     }
 
-    struct ErrorDocument: Encodable { let message: String; let kind: String; let hint: String?; let exit_code: Int32 }
+    struct ErrorDocument: Encodable { let message: String; let code: String; let kind: String; let hint: String?; let exit_code: Int32 }
 
     func encode(to encoder: Encoder) throws {
         try plan.encode(to: encoder)
@@ -91,7 +91,7 @@ struct PlanDocument: Encodable {
         case .refused(let why): try container.encode(ModeDocument(mode: "refused", table: nil, reason: why), forKey: .deploy)
         }
         if let refusal {
-            try container.encode(ErrorDocument(message: refusal.message, kind: refusal.kind.rawValue, hint: refusal.hint,
+            try container.encode(ErrorDocument(message: refusal.message, code: refusal.code.rawValue, kind: refusal.kind.rawValue, hint: refusal.hint,
                                                exit_code: Console.exitCode(refusal.kind)), forKey: .error)
         }
     }

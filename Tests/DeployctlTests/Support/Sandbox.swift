@@ -104,6 +104,20 @@ final class Sandbox {
         let status: Int32
         let stdout: String
         let stderr: String
+
+        /// The failure's stable code (docs/errors.md), from whichever form the command printed:
+        /// `error[code]:` on a terminal or plain stderr, `[code]` ending a `--quiet` line, or
+        /// `"code"` in a `--json` error object. Nil when the command printed none.
+        var code: String? {
+            let forms = [#"error\[([a-z0-9_.]+)\]:"#, #"^deployctl: .* \[([a-z0-9_.]+)\]$"#, #""code" ?: ?"([a-z0-9_.]+)""#]
+            for (form, text) in zip(forms, [stderr, stderr, stdout]) {
+                let pattern = try! NSRegularExpression(pattern: form, options: .anchorsMatchLines)
+                if let match = pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) {
+                    return String(text[Range(match.range(at: 1), in: text)!])
+                }
+            }
+            return nil
+        }
     }
 
     /// Where every "Try:" hint the built deployctl prints in this test run is appended
