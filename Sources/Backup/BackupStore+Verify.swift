@@ -47,7 +47,7 @@ extension BackupStore {
     public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true, syncCopy: Bool = false) throws -> OpenedBackup? {
         var opened: OpenedBackup?
         do {
-            let stored: () throws -> Void
+            let stored: @Sendable () throws -> Void
             if entry.encrypted {
                 // The stored checksum first: once it matches, a key that opens nothing is the
                 // wrong key, not damage (`NoIdentityMatched`).
@@ -70,14 +70,14 @@ extension BackupStore {
             }
             // integrity_check takes one core; the checksum of the stored file and the fsync of
             // a copy about to be restored from take the other core and the disk. A checksum
-            // mismatch is still what is reported (bothAtOnce rethrows the first side's error first).
+            // mismatch is still what is reported (reported first when both fail).
             let copy = opened!
-            _ = try bothAtOnce({
+            _ = try Parallel.both({
+                if runCheck { try integrityCheck(copy, of: entry) }
+            }, elsewhere: {
                 try stored()
                 if syncCopy && copy.temporary { try DurableFile.syncFile(copy.databasePath) }
-            }, {
-                if runCheck { try integrityCheck(copy, of: entry) }
-            })
+            }, reportingFirst: .elsewhere)
         } catch {
             opened?.discard()
             throw error

@@ -1,6 +1,5 @@
 import CDeflate
 import CZlib
-import Dispatch
 import Foundation
 import SQLite
 import Support
@@ -28,21 +27,6 @@ enum Gzip {
     /// Members worked on at once: one per core, at most 8 (each holds two 4 MiB buffers).
     static var workers: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) }
 
-    /// Runs `body` for `0..<count` on every core at once and returns the results in order, or
-    /// throws the first failure (by index) once all have finished.
-    static func inParallel<T>(_ count: Int, _ body: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
-        let results = UnsafeMutableBufferPointer<Result<T, Failure>?>.allocate(capacity: count)
-        results.initialize(repeating: nil)
-        defer { results.deinitialize(); results.deallocate() }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let shared = (results, body)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                shared.0[i] = Result { () throws(Failure) in try shared.1(i) }
-            }
-        }
-        return try results.map { result throws(Failure) in try result!.get() }
-    }
-
     /// Compresses the file at `source` into `output` at `level` (see `compressMembers` for
     /// `following` and the result).
     /// - Throws: `Failure` `.io` on read or write errors.
@@ -66,23 +50,29 @@ enum Gzip {
     /// - Throws: `Failure` `.io` on read or write errors, what `member` throws.
     @discardableResult
     static func compressMembers(source: String, into output: StoredOutput, following: CopyFollower? = nil, progress: (Int64) -> Void,
-                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> Bool {
+                                _ member: @Sendable (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> Bool {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize * workers, alignment: 16)
-        defer { buffer.deallocate() }
+        // One array read into and shared read-only with the workers: it is written again only
+        // after `Parallel.map` returned and dropped their references (no copy on write).
+        var buffer = [UInt8](repeating: 0, count: memberSize * workers)
         var consumed: Int64 = 0
         while true {
             if let following, !following.waitUntilWritten(below: consumed + Int64(buffer.count)) { return false }
-            let filled = try DurableFile.readFully(input, into: buffer, path: source)
-            if consumed == 0, let following { following.patchFirstPage(of: buffer, count: filled) }
+            let filled = try buffer.withUnsafeMutableBytes { buffer in
+                let filled = try DurableFile.readFully(input, into: buffer, path: source)
+                if consumed == 0, let following { following.patchFirstPage(of: buffer, count: filled) }
+                return filled
+            }
             if filled == 0 && consumed > 0 { break }
             consumed += Int64(filled)
-            let read = UnsafeRawBufferPointer(buffer)
-            let members = try inParallel(max(1, (filled + memberSize - 1) / memberSize)) { i throws(Failure) in
+            let read = buffer
+            let members = try Parallel.map(max(1, (filled + memberSize - 1) / memberSize), width: workers) { i throws(Failure) in
                 let start = i * memberSize
-                return try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]))
+                return try read.withUnsafeBytes { read in
+                    Result { () throws(Failure) in try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)])) }
+                }.get()
             }
             for bytes in members {
                 try bytes.withUnsafeBytes { try output.write($0) }
@@ -120,7 +110,7 @@ enum Gzip {
     }
 
     /// One member found through its header's length field.
-    struct Member {
+    struct Member: Sendable {
         var offset: Int64
         var length: Int
         var inflatedOffset: Int64
@@ -159,28 +149,24 @@ enum Gzip {
     ///   member does not end where its header says; `.io` on read or write errors.
     static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String,
                         stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
-        let maxCompressed = members.map(\.length).max() ?? 0
-        let buffers = (0..<workers).map { _ in
-            (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
-             UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
-        }
-        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
         var inflated: Int64 = 0
-        for batch in stride(from: 0, to: members.count, by: buffers.count) {
+        for batch in stride(from: 0, to: members.count, by: workers) {
             if stop() { throw stopped(source) }
             progress(inflated)
-            inflated += members[batch..<min(members.count, batch + buffers.count)].reduce(0) { $0 + Int64($1.inflatedLength) }
-            _ = try inParallel(min(buffers.count, members.count - batch)) { i throws(Failure) in
-                try inflateMember(members[batch + i], source: source, input: input, compressed: buffers[i].0,
-                                  inflated: buffers[i].1, output: output, outputPath: outputPath)
+            let members = Array(members[batch..<min(members.count, batch + workers)])
+            inflated += members.reduce(0) { $0 + Int64($1.inflatedLength) }
+            _ = try Parallel.map(members.count, width: workers) { i throws(Failure) in
+                try inflateMember(members[i], source: source, input: input, output: output, outputPath: outputPath)
             }
         }
     }
 
     /// Inflates one indexed member: read it, inflate it whole (zlib checks its CRC and length),
     /// write the result at its place in `output`.
-    private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: UnsafeMutableRawBufferPointer,
-                                      inflated: UnsafeMutableRawBufferPointer, output: Int32, outputPath: String) throws(Failure) {
+    private static func inflateMember(_ member: Member, source: String, input: Int32, output: Int32, outputPath: String) throws(Failure) {
+        let compressed = UnsafeMutableRawBufferPointer.allocate(byteCount: member.length, alignment: 16)
+        let inflated = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16)
+        defer { compressed.deallocate(); inflated.deallocate() }
         var done = 0
         while done < member.length {
             let n = pread(input, compressed.baseAddress! + done, member.length - done, off_t(member.offset) + off_t(done))
@@ -200,13 +186,7 @@ enum Gzip {
             throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
                           hint: "the backup is damaged; use another one")
         }
-        var written = 0
-        while written < produced {
-            let n = pwrite(output, inflated.baseAddress! + written, produced - written, off_t(member.inflatedOffset) + off_t(written))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DurableFile.posixFailure("cannot write \(outputPath)", n < 0 ? errno : ENOSPC) }
-            written += n
-        }
+        try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: inflated[0..<produced]), at: member.inflatedOffset, path: outputPath)
     }
 
     /// Inflates every gzip member of `source` into the open file `output`: indexed members

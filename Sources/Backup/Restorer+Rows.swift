@@ -47,7 +47,7 @@ extension Restorer {
     /// - Throws: as `restore(_:intoLive:…)`; a throw from `beforeCommit` aborts.
     func restoreByRows(_ backup: OpenedBackup, intoLive live: Connection, keys: [String: [Int64]], previewVersion: UInt32,
                        saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler,
-                       stop: (() -> Bool)?, beforeCommit: () throws -> Void) throws -> LiveResult? {
+                       stop: (@Sendable () -> Bool)?, beforeCommit: () throws -> Void) throws -> LiveResult? {
         guard try live.readFileBytes(at: 18, count: 2).first == 2 else { return nil }
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
@@ -103,17 +103,16 @@ extension Restorer {
         // committed since the preview, checked again when the lock is taken): rewriting rows
         // keeps a damaged index damaged, where the page copy sets it right.
         live.stopWhen(stop)
-        let checker = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
-        try checker.useMemoryMappedReads()
-        nonisolated(unsafe) let (live_, checker_) = (live, checker)
-        let timeout = busyTimeout
-        let (copied, damaged) = try bothAtOnce({
+        let (livePath, timeout) = (live.path, busyTimeout)
+        let (copied, damaged) = try Parallel.both({
             try Snapshotter(store: store).snapshot(request, progress: progress) { path in
-                defer { live_.stopWhen(nil) }
-                return try live_.copy(into: path, timeout: timeout, durable: true)
+                defer { live.stopWhen(nil) }
+                return try live.copy(into: path, timeout: timeout, durable: true)
             }
-        }, {
-            try tables.contains { try !checker_.integrityProblems(full: true, table: $0).isEmpty }
+        }, elsewhere: {
+            let checker = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+            try checker.useMemoryMappedReads()
+            return try tables.contains { try !checker.integrityProblems(full: true, table: $0).isEmpty }
         })
         live.stopWhen(nil)
         published = copied

@@ -89,7 +89,6 @@ public struct Restorer: Sendable {
         let liveTables = try live.tableRoots(database: "main")
         let backupTables = try live.tableRoots(database: "restore_source")
         let kinds = try live.tableKinds(database: "main").merging(try live.tableKinds(database: "restore_source")) { a, _ in a }
-        let backupDatabase = try Connection(path: backup.databasePath, mode: .immutable)
         let (identical, pages, touched) = try live.comparingTables(with: backup.databasePath, referenceRoots: backupTables, timeout: busyTimeout,
                                                              rowDigestBudget: rowDigestBudget)
         let backupFile = try PageFile(path: backup.databasePath)
@@ -167,8 +166,10 @@ public struct Restorer: Sendable {
                 continue
             }
             rowKeys = nil
-            let (livePrint, backupPrint) = try bothAtOnce({ try live.fingerprint(table: table) },
-                                                          { try backupDatabase.fingerprint(table: table) })
+            // The backup's side on a connection of its own, on the other core.
+            let backupPath = backup.databasePath
+            let (livePrint, backupPrint) = try Parallel.both({ try live.fingerprint(table: table) },
+                                                             elsewhere: { try Connection(path: backupPath, mode: .immutable).fingerprint(table: table) })
             // Equal fingerprints mean equal rows: no set differences needed.
             if livePrint == backupPrint {
                 result.append(TableDifference(table: table, liveRows: livePrint.rows, backupRows: backupPrint.rows, discarded: 0, restored: 0))
@@ -380,7 +381,7 @@ public struct Restorer: Sendable {
     ///   this was checked page by page, and `.unproven` is thrown if it is not.
     public func restore(_ backup: OpenedBackup, intoLive live: Connection, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil,
                         saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler = { _ in },
-                        stop: (() -> Bool)? = nil, beforeCommit: () throws -> Void) throws -> LiveResult {
+                        stop: (@Sendable () -> Bool)? = nil, beforeCommit: () throws -> Void) throws -> LiveResult {
         guard !live.isReadOnly else {
             throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
                           hint: "run as the database's owner, or make the file and its folder writable")
@@ -397,7 +398,7 @@ public struct Restorer: Sendable {
         try held.lock(timeout: busyTimeout)
         let locked = ContinuousClock.now
         let previewExact = previewVersion == live.dataVersion
-        nonisolated(unsafe) var published: BackupEntry?
+        var published: BackupEntry?
         let wal: Bool
         do {
             wal = try live.readFileBytes(at: 18, count: 2).first == 2
@@ -407,12 +408,13 @@ public struct Restorer: Sendable {
                 // A second connection reads the committed state while the restore's pages go
                 // into the WAL uncommitted, one core each; the commit waits for the saved copy.
                 // A signal stops either copy between steps (the commit is not reached).
-                let reader = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
-                reader.stopWhen(stop)
-                nonisolated(unsafe) let (reader_, held_) = (reader, held)
-                _ = try bothAtOnce({
-                    published = try snapshotter.snapshot(request) { path in try reader_.copy(into: path, timeout: busyTimeout, durable: true) }
-                }, { try held_.copyAllButLastPage(timeout: busyTimeout, stop: stop) })
+                // The reader is opened on the thread that uses it.
+                let (livePath, timeout) = (live.path, busyTimeout)
+                (_, published) = try Parallel.both({ try held.copyAllButLastPage(timeout: timeout, stop: stop) }, elsewhere: {
+                    let reader = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+                    reader.stopWhen(stop)
+                    return try snapshotter.snapshot(request) { path in try reader.copy(into: path, timeout: timeout, durable: true) }
+                })
             } else {
                 // EXCLUSIVE lock: the file is the committed database. Copied before any page
                 // of the restore is written, since the pager may spill pages into the file.
@@ -482,9 +484,8 @@ public struct Restorer: Sendable {
         // A changed data version may be another connection's commit, or only this pager
         // starting afresh (a restore that changed the page size): the pages decide.
         let overtaken = live.dataVersion != committed
-        let path = live.path, timeout = busyTimeout
-        nonisolated(unsafe) let live_ = live
-        let (differences, _) = try bothAtOnce({ try live_.comparePages(with: backup.databasePath, timeout: timeout) }, {
+        let path = live.path
+        let (differences, _) = try Parallel.both({ try live.comparePages(with: backup.databasePath, timeout: busyTimeout) }, elsewhere: {
             // Best effort: a checkpoint that cannot run now is done by the next one.
             if checkpointing { try? Connection(path: path, mode: .readWrite, busyTimeout: .zero).execute("PRAGMA wal_checkpoint(PASSIVE)") }
         })

@@ -114,7 +114,7 @@ public struct Snapshotter: Sendable {
         let compressed = request.compression != .none || encrypted
         // The plain copy is scratch when compressed: only the compressed (or encrypted) file is
         // fsynced and kept. It is compressed as it is written when the copy can be followed.
-        var early: (follower: CopyFollower, thread: BackgroundWork<(path: String, digests: StoredOutput.Digests)?>)?
+        var early: (follower: CopyFollower, thread: Parallel.Background<(path: String, digests: StoredOutput.Digests)?>)?
         defer {
             // On every path out: stop it and wait for it before its files are removed.
             early?.follower.stop()
@@ -125,7 +125,7 @@ public struct Snapshotter: Sendable {
                 guard compressed else { return }
                 let tempStored = DurableFile.temporaryPath(for: finalPath)
                 cleanup.append(tempStored)
-                early = (follower, BackgroundWork { report in
+                early = (follower, Parallel.Background { report in
                     try compress(tempDatabase, into: tempStored, request, following: follower, progress: report).map { (tempStored, $0) }
                 })
             }
@@ -158,8 +158,8 @@ public struct Snapshotter: Sendable {
             digests = StoredOutput.Digests(bytes: written.bytes, sha256: written.sha256, content: nil)
         } else {
             // The disk writes the copy while a core hashes it from the page cache.
-            let ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
-                                                       { try FileDigest.sha256(of: tempDatabase) })
+            let ((), (bytes, sha256)) = try Parallel.both({ try DurableFile.syncFile(tempDatabase) },
+                                                          elsewhere: { try FileDigest.sha256(of: tempDatabase) })
             digests = StoredOutput.Digests(bytes: bytes, sha256: sha256, content: nil)
         }
         let (bytes, sha256) = (digests.bytes, digests.sha256)

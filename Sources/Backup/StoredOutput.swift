@@ -18,7 +18,7 @@ final class StoredOutput {
 
     /// What was written: the stored file's size and SHA-256, and, when encrypted, the
     /// content's (what decryption must give back).
-    struct Digests {
+    struct Digests: Sendable {
         var bytes: Int64
         var sha256: String
         var content: (bytes: Int64, sha256: String)?

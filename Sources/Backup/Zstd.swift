@@ -60,37 +60,36 @@ enum Zstd {
         var info = stat()
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
         let size = Int64(info.st_size)
-        let bad = { (why: String) in
+        let bad: @Sendable (String) -> Failure = { why in
             Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
         }
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
         // with pread: a file that shrinks meanwhile is a short read, never a fault.
         let frameBound = ZSTD_compressBound(Gzip.memberSize) + 64
-        let window = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBound * Gzip.workers, alignment: 16)
-        defer { window.deallocate() }
-        let buffers = (0..<Gzip.workers).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Gzip.memberSize, alignment: 16) }
-        defer { for buffer in buffers { buffer.deallocate() } }
+        // Read into, then shared read-only with the workers (no copy on write: written again
+        // only after `Parallel.map` returned).
+        var window = [UInt8](repeating: 0, count: frameBound * Gzip.workers)
         var offset: Int64 = 0
         var inflated: Int64 = 0
         while offset < size {
             if stop() { throw Gzip.stopped(source) }
             let want = Int(min(Int64(window.count), size - offset))
-            let got = pread(input, window.baseAddress, want, off_t(offset))
+            let got = window.withUnsafeMutableBytes { pread(input, $0.baseAddress, want, off_t(offset)) }
             guard got >= 0 else { throw DurableFile.posixFailure("cannot read \(source)", errno) }
             guard got == want else { throw bad("it is truncated (it changed while being read)") }
             // The whole frames in this window, each with its content size.
             var frames = [(start: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)]()
             var at = 0
             while at < got {
-                let length = ZSTD_findFrameCompressedSize(window.baseAddress! + at, got - at)
+                let length = window.withUnsafeBytes { ZSTD_findFrameCompressedSize($0.baseAddress! + at, got - at) }
                 if ZSTD_isError(length) != 0 {
                     // Cut by the window's end: the next window takes it (or, for one frame larger
                     // than a window, the stream below). At the end of the file it is damage.
                     if offset + Int64(got) < size { break }
                     throw bad(String(cString: ZSTD_getErrorName(length)))
                 }
-                let content = ZSTD_getFrameContentSize(window.baseAddress! + at, length)
+                let content = window.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress! + at, length) }
                 if content == contentSizeError { throw bad("a frame header is damaged") }
                 // Another tool's frame (larger, or of unknown size): the whole file as a stream.
                 if content == contentSizeUnknown || content > UInt64(Gzip.memberSize) {
@@ -103,27 +102,23 @@ enum Zstd {
                 inflated += Int64(content)
                 if let expected, inflated > expected { throw bad("it holds more than the \(expected) bytes its manifest records") }
                 at += length
-                if frames.count == buffers.count { break }
+                if frames.count == Gzip.workers { break }
             }
             guard !frames.isEmpty else {
                 // One frame bigger than the window: only another tool writes those.
                 return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad, stop: stop, source: source)
             }
-            nonisolated(unsafe) let base = UnsafeRawPointer(window.baseAddress!)
-            _ = try Gzip.inParallel(frames.count) { i throws(Failure) in
-                let frame = frames[i]
-                let produced = ZSTD_decompress(buffers[i].baseAddress, buffers[i].count, base + frame.start, frame.length)
+            let (read, found, windowOffset) = (window, frames, offset)
+            _ = try Parallel.map(found.count, width: Gzip.workers) { i throws(Failure) in
+                let frame = found[i]
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Gzip.memberSize, alignment: 16)
+                defer { buffer.deallocate() }
+                let produced = read.withUnsafeBytes { ZSTD_decompress(buffer.baseAddress, buffer.count, $0.baseAddress! + frame.start, frame.length) }
                 guard ZSTD_isError(produced) == 0, produced == frame.inflatedLength else {
-                    throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(offset + Int64(frame.start))"
-                                                         : "the frame at byte \(offset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
+                    throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(windowOffset + Int64(frame.start))"
+                                                         : "the frame at byte \(windowOffset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
                 }
-                var done = 0
-                while done < produced {
-                    let n = pwrite(output, buffers[i].baseAddress! + done, produced - done, off_t(frame.inflatedOffset) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw DurableFile.posixFailure("cannot write \(outputPath)", n < 0 ? errno : ENOSPC) }
-                    done += n
-                }
+                try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: buffer[0..<produced]), at: frame.inflatedOffset, path: outputPath)
             }
             offset += Int64(frames.last!.start + frames.last!.length)
         }

@@ -146,7 +146,9 @@ public struct Applier: Sendable {
         // commit, so they are taken here first.
         let requests = (fingerprinting ? untouched.map { FingerprintRequest(table: $0, columns: nil) } : [])
             + rebuilt.map { FingerprintRequest(table: $0, columns: kept[$0]!.map(\.old)) }
-        var background: BeforeFingerprints?
+        var background: Parallel.Background<[(FingerprintRequest, TableFingerprint)]>?
+        // On a way out before they are used, still wait: no reader is left running behind us.
+        defer { _ = try? background?.wait(report: { _ in }) }
         // Whole tables (untouched) and kept columns (rebuilt), taken here or in the background.
         func keep(_ prints: [(FingerprintRequest, TableFingerprint)]) {
             for (request, print) in prints {
@@ -154,7 +156,8 @@ public struct Applier: Sendable {
             }
         }
         if !requests.isEmpty, try db.journalMode() == "wal" {
-            background = try BeforeFingerprints(path: db.path, requests: requests, debug: debug)
+            let (path, debug) = (db.path, debug)
+            background = Parallel.Background { _ in try Self.fingerprints(requests, at: path, debug: debug) }
         } else {
             keep(try requests.map { request in
                 (request, try timed("fingerprint of \(request.table) before") { try db.fingerprint(table: request.table, columns: request.columns) })
@@ -213,7 +216,7 @@ public struct Applier: Sendable {
                 if shapesAfter[table] != shapesBefore[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
             }
         }
-        if let background { keep(try timed("waiting for the fingerprints before", { try background.wait() })) }
+        if let background { keep(try timed("waiting for the fingerprints before", { try background.wait(report: { _ in }) })) }
         for table in untouched where fingerprinting {
             if try db.fingerprint(table: table) != before[table] { problems.append("existing table \(table) changed") }
         }
@@ -439,46 +442,23 @@ struct FingerprintRequest: Sendable {
     let columns: [String]?
 }
 
-/// Fingerprints of tables taken on a second connection in the background, inside one read
-/// transaction begun before the call returns.
-private final class BeforeFingerprints: @unchecked Sendable {
-    // The connection is used by the background task only after `init` returns, and by nobody
-    // after `wait` returns: one thread at a time.
-    private let connection: Connection
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<[(FingerprintRequest, TableFingerprint)], Error> = .success([])
-    private var finished = false
-
-    init(path: String, requests: [FingerprintRequest], debug: @escaping @Sendable (String) -> Void) throws {
-        connection = try Connection(path: path, mode: .inspect)
+extension Applier {
+    /// The fingerprints `requests` ask for, on a connection of its own to `path` in one read
+    /// transaction. Run in the background in WAL mode: the migrating connection holds the write
+    /// lock and waits for these before it commits, so this sees exactly the state it started from.
+    static func fingerprints(_ requests: [FingerprintRequest], at path: String,
+                             debug: @Sendable (String) -> Void) throws -> [(FingerprintRequest, TableFingerprint)] {
+        let connection = try Connection(path: path, mode: .inspect)
         try connection.execute("BEGIN")
-        _ = try connection.scalar("SELECT count(*) FROM sqlite_schema")
-        DispatchQueue.global().async { [self] in
-            result = Result {
-                var prints = [(FingerprintRequest, TableFingerprint)]()
-                for request in requests {
-                    let started = ContinuousClock.now
-                    prints.append((request, try connection.fingerprint(table: request.table, columns: request.columns)))
-                    debug("check (fingerprint of \(request.table) before, on a second connection): \(String(format: "%.2f", (ContinuousClock.now - started).milliseconds)) ms")
-                }
-                try connection.execute("COMMIT")
-                return prints
-            }
-            done.signal()
+        defer { try? connection.execute("COMMIT") }
+        var prints = [(FingerprintRequest, TableFingerprint)]()
+        for request in requests {
+            let started = ContinuousClock.now
+            prints.append((request, try connection.fingerprint(table: request.table, columns: request.columns)))
+            debug("check (fingerprint of \(request.table) before, on a second connection): \(String(format: "%.2f", (ContinuousClock.now - started).milliseconds)) ms")
         }
+        return prints
     }
-
-    /// Waits for the fingerprints.
-    func wait() throws -> [(FingerprintRequest, TableFingerprint)] {
-        if !finished {
-            done.wait()
-            finished = true
-        }
-        return try result.get()
-    }
-
-    // Never free the connection under the background task (an error path drops us early).
-    deinit { if !finished { done.wait() } }
 }
 
 extension Applier {

@@ -461,8 +461,10 @@ struct Pipeline {
         let before = try original.tableRoots().filter { $0.key != History.table && !touched.contains($0.key) }
         let identical = try scratch.tablesWithIdenticalPages(as: snapshot, referenceRoots: before, timeout: config.busyTimeout)
         let suspects = before.keys.filter { !identical.contains($0) }.sorted()
-        let (old, new) = try bothAtOnce({ try suspects.map { try original.fingerprint(table: $0) } },
-                                        { try suspects.map { try scratch.fingerprint(table: $0) } })
+        let (new, old) = try Parallel.both({ try suspects.map { try scratch.fingerprint(table: $0) } }, elsewhere: {
+            let original = try Connection(path: snapshot, mode: .immutable)
+            return try suspects.map { try original.fingerprint(table: $0) }
+        }, reportingFirst: .elsewhere)
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
         guard changed.isEmpty else {
             throw Failure(.failed, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",

@@ -462,8 +462,9 @@ extension Runtime {
                 // The comparison stops at a signal (its page copy steps ask); nothing after it may.
                 let interruption = self.interruption
                 live.stopWhen { interruption() != nil }
-                let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
-                                                      { defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) })
+                let (comparison, ()) = try Parallel.both({ defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) },
+                                                         elsewhere: { if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
+                                                         reportingFirst: .elsewhere)
                 let version = live.dataVersion
                 progress(.ended(announce: true))
                 if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
@@ -577,10 +578,12 @@ extension Runtime {
         let request = snapshotRequest(config, label: label, compression: .none,
                                       note: "the live database as a restore replaced it, saved inside the restore's critical section; stored uncompressed and unencrypted: a short-lived safety copy",
                                       encrypt: false)
+        let interruption = interruption
+        let stop: (@Sendable () -> Bool)? = interruptible ? { @Sendable in interruption() != nil } : nil
         do {
             let result = try restorer(config).restore(
                 opened, intoLive: live, previewVersion: previewVersion, rowKeys: rowKeys, saving: request, in: store, progress: progress,
-                stop: interruptible ? { [interruption] in interruption() != nil } : nil) {
+                stop: stop) {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try checkInterruption("the restore was not committed; the live database is as it was") }
                 }

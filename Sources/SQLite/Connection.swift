@@ -274,3 +274,8 @@ public final class Connection {
     /// The SQLite library version, e.g. "3.40.1".
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
 }
+
+/// A connection is used by the thread that opened it: the compiler refuses to send one to
+/// another thread (`Parallel` work that needs a database opens its own).
+@available(*, unavailable)
+extension Connection: Sendable {}

@@ -133,6 +133,18 @@ public enum DurableFile {
         }
     }
 
+    /// Writes every byte of `bytes` to `fd` at `offset` (`pwrite`), retrying short writes.
+    /// - Throws: `Failure` `.io` naming `path` (disk full shows as ENOSPC).
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(Failure) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw posixFailure("cannot write \(path)", n < 0 ? errno : ENOSPC) }
+            done += n
+        }
+    }
+
     /// A `Failure` for a failed system call: ENOSPC and EIO are `.io`; EACCES/EROFS are
     /// `.cannotCreate` when creating.
     public static func posixFailure(_ what: String, _ code: Int32, creating: Bool = false) -> Failure {
