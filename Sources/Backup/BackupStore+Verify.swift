@@ -189,7 +189,7 @@ extension BackupStore {
             try DurableFile.writeAll(fd: fd, piece, path: temp)
             hasher.update(piece)
         }
-        let sha256 = hasher.finalizeHex()
+        let sha256 = try hasher.finalizeHex()
         guard written == encryption.plaintextBytes, sha256 == encryption.plaintextSha256 else {
             throw Failure(.badData, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
                           hint: anotherBackupHint)

@@ -60,7 +60,7 @@ extension Snapshotter {
                 written += w
             }
         }
-        guard hasher.finalizeHex() == sha256 else {
+        guard try hasher.finalizeHex() == sha256 else {
             throw Failure(.badData, "\(source) does not match the sha256 its manifest records; it is left as it is")
         }
     }

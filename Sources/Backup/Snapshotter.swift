@@ -275,6 +275,6 @@ public enum FileDigest {
             total += Int64(n)
             if total % (16 << 20) < Int64(n) { progress(total) }
         }
-        return (total, hasher.finalizeHex())
+        return (total, try hasher.finalizeHex())
     }
 }

@@ -17,8 +17,8 @@ enum AgeStream {
         return nonce
     }
 
-    static func payloadKey(fileKey: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        Primitives.hkdf(ikm: fileKey, salt: nonce, info: "payload")
+    static func payloadKey(fileKey: [UInt8], nonce: [UInt8]) throws(Failure) -> [UInt8] {
+        try Primitives.hkdf(ikm: fileKey, salt: nonce, info: "payload")
     }
 
     /// The size of the payload after the header for `plaintext` bytes.

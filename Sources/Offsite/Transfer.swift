@@ -100,7 +100,8 @@ extension S3Client {
     /// or over-long body never fills the disk.
     public func download(_ key: String, into fd: Int32, path: String, limit: Int64? = nil,
                          progress: @escaping (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
-        var hash = SHA256()
+        // Optional so the escaping closures below can start it over and it can be taken at the end.
+        var hash: SHA256? = SHA256()
         var written: Int64 = 0
         _ = try download(key, what: "downloading \(key)", restart: {
             guard ftruncate(fd, 0) == 0 else { throw DurableFile.posixFailure("cannot truncate \(path)", errno) }
@@ -117,11 +118,11 @@ extension S3Client {
                 guard n > 0 else { throw DurableFile.posixFailure("cannot write \(path)", n < 0 ? errno : ENOSPC) }
                 done += n
             }
-            hash.update(chunk)
+            hash?.update(chunk)
             written += Int64(chunk.count)
             progress(written)
         })
-        return (written, hash.finalizeHex())
+        return (written, try hash.take()!.finalizeHex())
     }
 
     /// What one pass over a file gives: its size and SHA-256, and the MD5 and SHA-256 of each
@@ -158,15 +159,16 @@ extension S3Client {
                 inPiece += Int64(take)
                 at += take
                 if inPiece == piece {
-                    pieces.append((md5.finalize(), sha.finalizeHex()))
-                    md5 = MD5()
-                    sha = SHA256()
+                    var pieceMD5 = MD5(), pieceSHA = SHA256()
+                    swap(&pieceMD5, &md5)
+                    swap(&pieceSHA, &sha)
+                    pieces.append((pieceMD5.finalize(), try pieceSHA.finalizeHex()))
                     inPiece = 0
                 }
             }
         }
-        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), sha.finalizeHex())) }
-        return FileDigests(bytes: size, sha256: whole.finalizeHex(), pieces: pieces)
+        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), try sha.finalizeHex())) }
+        return FileDigests(bytes: size, sha256: try whole.finalizeHex(), pieces: pieces)
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.
@@ -177,7 +179,7 @@ extension S3Client {
             md5.update(chunk)
             sha.update(chunk)
         }
-        return (md5.finalize(), sha.finalizeHex())
+        return (md5.finalize(), try sha.finalizeHex())
     }
 }
 

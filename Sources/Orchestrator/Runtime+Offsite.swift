@@ -189,7 +189,7 @@ extension Runtime {
                               hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
             }
             // Skipped only when its manifest is this instance's own, signed: else both go up again.
-            if signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
+            if try signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
                let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
                theirs.remote.map({ $0.etag == object.etag.lowercased() }) ?? false {
                 return PushResult(name: name, remote: remote.name, key: key, bytes: object.size, uploaded: false,
@@ -228,7 +228,7 @@ extension Runtime {
         try failpoints.hit(.beforeRemoteManifest)
         let manifestBytes = Array(try JSON.encoder().encode(manifest))
         try s3.put(key + ".json", bytes: manifestBytes,
-                   metadata: [(SigningKey.header, signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],
+                   metadata: [(SigningKey.header, try signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],
                    what: "uploading the manifest of \(key)")
         return PushResult(name: name, remote: remote.name, key: key, bytes: uploaded.bytes, uploaded: true,
                           seconds: Pipeline.seconds(since: started))
@@ -282,7 +282,7 @@ extension Runtime {
                 manifest = try? JSON.decoder().decode(Manifest.self, from: Data(bytes))
                 if manifest == nil { problem = "its manifest cannot be read" }
                 else {
-                    verdict = signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
+                    verdict = try signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
                     problem = Self.authenticatorProblem(verdict, keyPath: keyPath, allowUnsigned: allowUnsigned)
                 }
             } else {

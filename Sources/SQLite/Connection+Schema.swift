@@ -134,7 +134,7 @@ extension Connection {
         var rows = 0
         var row = [UInt8]()
         row.reserveCapacity(512)
-        let hasher = SHA256.Repeated()
+        let hasher = try SHA256.Repeated()
         while try stmt.step() {
             rows += 1
             row.removeAll(keepingCapacity: true)
@@ -149,7 +149,7 @@ extension Connection {
                     row.append(contentsOf: bytes)
                 }
             }
-            let digest = row.withUnsafeBytes { hasher.digestWords(of: $0) }
+            let digest = try row.withUnsafeBytes { try hasher.digestWords(of: $0) }
             var carry: UInt64 = 0
             func add(_ lane: Int, _ word: UInt64) {
                 let (partial, o1) = sum[lane].addingReportingOverflow(word)
