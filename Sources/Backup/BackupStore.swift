@@ -111,7 +111,7 @@ public struct BackupStore: Sendable {
             ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" || $0 == "-"
         }
         guard ok else {
-            throw Failure(.usage, "invalid label '\(label)': use letters, digits, '_' and '-' (at most 64)")
+            throw Failure(.backupInvalidLabel, "invalid label '\(label)': use letters, digits, '_' and '-' (at most 64)")
         }
     }
 
@@ -121,14 +121,14 @@ public struct BackupStore: Sendable {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
-                throw Failure(.cannotCreate, "backups folder \(folder) is not a folder",
+                throw Failure(.backupFolderUnusable, "backups folder \(folder) is not a folder",
                               hint: "move the file away or set another backups path in the instance config")
             }
         } else {
             do {
                 try DurableFile.createFolder(folder, called: "backups folder")
             } catch let failure as Failure {
-                throw Failure(failure.kind == .io ? .io : .cannotCreate, failure.message,
+                throw Failure(failure.kind == .io ? failure.code : .backupFolderUnusable, failure.message,
                               hint: "check the parent folder's owner and permissions, or set another backups path")
             }
         }
@@ -137,10 +137,10 @@ public struct BackupStore: Sendable {
         guard fd >= 0 else {
             let code = errno
             if code == ENOSPC || code == EDQUOT {
-                throw Failure(.io, "backups folder \(folder) has no room for a new file: \(String(cString: strerror(code)))",
+                throw Failure(.backupFolderFull, "backups folder \(folder) has no room for a new file: \(String(cString: strerror(code)))",
                               hint: "free space (or inodes: df -i) there, or set another backups path")
             }
-            throw Failure(.cannotCreate, "backups folder \(folder) is not writable: \(String(cString: strerror(code)))",
+            throw Failure(.backupFolderUnusable, "backups folder \(folder) is not writable: \(String(cString: strerror(code)))",
                           hint: "check the folder's owner and permissions (chmod u+w), or set another backups path")
         }
         close(fd)
@@ -171,10 +171,10 @@ public struct BackupStore: Sendable {
     public static func validate(backupName name: String) throws {
         guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.contains(".."),
               !name.hasPrefix(".") else {
-            throw Failure(.usage, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
+            throw Failure(.backupInvalidName, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
         }
         guard hasBackupSuffix(name) else {
-            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst, then maybe .age")
+            throw Failure(.backupInvalidName, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst, then maybe .age")
         }
     }
 
@@ -262,10 +262,10 @@ public struct BackupStore: Sendable {
         let (backups, others) = scan()
         if let entry = backups.first(where: { $0.name == name }) { return entry }
         if let other = others.first(where: { $0.name == name }) {
-            throw Failure(.badData, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
+            throw Failure(.backupForeignFile, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
                           hint: "pick a backup from 'deployctl backups list \(instance ?? stem)'")
         }
-        throw Failure(.missingInput, "no backup named \(name) in \(folder)",
+        throw Failure(.backupNotFound, "no backup named \(name) in \(folder)",
                       hint: "list the backups with 'deployctl backups list \(instance ?? stem)'")
     }
 

@@ -90,7 +90,7 @@ enum Gzip {
     /// and ISIZE after the data).
     /// - Throws: `Failure` `.io` if libdeflate cannot allocate its compressor.
     static func deflateMember(_ input: UnsafeRawBufferPointer, level: Int32) throws(Failure) -> [UInt8] {
-        guard let compressor = libdeflate_alloc_compressor(level) else { throw Failure(.io, "libdeflate could not allocate a compressor (out of memory)") }
+        guard let compressor = libdeflate_alloc_compressor(level) else { throw Failure(.compressionLibraryFailed, "libdeflate could not allocate a compressor (out of memory)") }
         defer { libdeflate_free_compressor(compressor) }
         let bound = libdeflate_deflate_compress_bound(compressor, input.count)
         var output = [UInt8](repeating: 0, count: headerSize + bound + 8)
@@ -99,7 +99,7 @@ enum Gzip {
             out.copyBytes(from: header)
             return libdeflate_deflate_compress(compressor, input.baseAddress, input.count, out.baseAddress! + headerSize, bound)
         }
-        guard written > 0 || input.isEmpty else { throw Failure(.io, "libdeflate could not compress a member") }
+        guard written > 0 || input.isEmpty else { throw Failure(.compressionLibraryFailed, "libdeflate could not compress a member") }
         let crc = libdeflate_crc32(0, input.baseAddress, input.count)
         let length = headerSize + written + 8
         output.removeLast(output.count - length)
@@ -175,7 +175,7 @@ enum Gzip {
             done += n
         }
         // libdeflate checks the member whole: header, data, CRC-32 and length.
-        guard let decompressor = libdeflate_alloc_decompressor() else { throw Failure(.io, "libdeflate could not allocate a decompressor (out of memory)") }
+        guard let decompressor = libdeflate_alloc_decompressor() else { throw Failure(.compressionLibraryFailed, "libdeflate could not allocate a decompressor (out of memory)") }
         defer { libdeflate_free_decompressor(decompressor) }
         var consumed = 0
         var produced = 0
@@ -183,7 +183,7 @@ enum Gzip {
                                                &consumed, &produced)
         guard rc == LIBDEFLATE_SUCCESS, consumed == member.length, produced == member.inflatedLength else {
             let reason = rc == LIBDEFLATE_BAD_DATA ? "bad data or checksum" : rc == LIBDEFLATE_SUCCESS ? "member length mismatch" : "libdeflate error \(rc.rawValue)"
-            throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
+            throw Failure(.backupCompressionDamaged, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
                           hint: "the backup is damaged; use another one")
         }
         try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: inflated[0..<produced]), at: member.inflatedOffset, path: outputPath)
@@ -202,7 +202,7 @@ enum Gzip {
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
         let wrongSize = { (total: Int64) in
-            Failure(.badData, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
+            Failure(.backupSizeMismatch, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
                     hint: "the backup is damaged; use another one")
         }
         var info = stat()
@@ -214,7 +214,7 @@ enum Gzip {
         var total: Int64 = 0
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw Failure(.io, "zlib inflateInit2 failed")
+            throw Failure(.compressionLibraryFailed, "zlib inflateInit2 failed")
         }
         defer { inflateEnd(&stream) }
         let chunk = 1 << 20
@@ -235,7 +235,7 @@ enum Gzip {
                 stream.avail_in = uInt(n)
             }
             if atMemberEnd {
-                guard inflateReset(&stream) == Z_OK else { throw Failure(.io, "zlib inflateReset failed") }
+                guard inflateReset(&stream) == Z_OK else { throw Failure(.compressionLibraryFailed, "zlib inflateReset failed") }
                 atMemberEnd = false
             }
             stream.next_out = outBuffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
@@ -254,12 +254,12 @@ enum Gzip {
             case Z_BUF_ERROR where stream.avail_in == 0: continue
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib error \(rc)"
-                throw Failure(.badData, "\(source) is not a valid gzip file: \(reason)",
+                throw Failure(.backupCompressionDamaged, "\(source) is not a valid gzip file: \(reason)",
                               hint: "the backup is damaged; use another one")
             }
         }
         guard sawInput, atMemberEnd else {
-            throw Failure(.badData, "\(source) is truncated: the gzip stream ends early",
+            throw Failure(.backupCompressionDamaged, "\(source) is truncated: the gzip stream ends early",
                           hint: "the backup is damaged; use another one")
         }
         if let expected, total != expected { throw wrongSize(total) }
@@ -267,6 +267,6 @@ enum Gzip {
 
     /// The failure of work stopped by a signal (not damage: nothing is recorded about the file).
     static func stopped(_ source: String) -> Failure {
-        Failure(.failed, "the work on \(source) was stopped before it finished")
+        Failure(.backupInterrupted, "the work on \(source) was stopped before it finished")
     }
 }

@@ -161,7 +161,7 @@ extension Restorer {
             // Rolled back (the defer): a full disk is said so; anything else SQLite refused
             // here (a damaged page the check did not reach) leaves it to the page copy.
             guard error.kind == .io else { return nil }
-            throw Failure(.io, "\(error.message)\nThe restore was rolled back: the live database is as it was.", hint: error.hint)
+            throw Failure(error.code, "\(error.message)\nThe restore was rolled back: the live database is as it was.", hint: error.hint)
         } catch {
             live.stopWhen(nil)
             throw error

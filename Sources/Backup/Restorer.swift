@@ -383,7 +383,7 @@ public struct Restorer: Sendable {
                         saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler = { _ in },
                         stop: (@Sendable () -> Bool)? = nil, beforeCommit: () throws -> Void) throws -> LiveResult {
         guard !live.isReadOnly else {
-            throw Failure(.cannotCreate, "the live database \(live.path) is read-only for this user; nothing was changed",
+            throw Failure(.restoreLiveReadOnly, "the live database \(live.path) is read-only for this user; nothing was changed",
                           hint: "run as the database's owner, or make the file and its folder writable")
         }
         let bytes = (try live.scalar("PRAGMA page_count").int ?? 0) * (try live.scalar("PRAGMA page_size").int ?? 0)
@@ -461,11 +461,11 @@ public struct Restorer: Sendable {
         let unchanged = try? Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
             .comparePages(with: saved.path, timeout: busyTimeout).identical
         guard unchanged == true else {
-            return Failure(.unproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
+            return Failure(.restoreUnproven, "\(error.message)\nThe live database may be partly restored: it no longer equals \(saved.name), the copy saved just before.",
                            hint: "do not start the application; put the saved copy back: deployctl restore \(store.instance ?? store.stem) \(saved.name) --yes")
         }
         try? store.remove([saved])
-        return Failure(error.kind == .unproven ? .failed : error.kind,
+        return Failure(error.kind == .unproven ? .restoreRolledBack : error.code,
                        "\(error.message)\nThe restore was rolled back: the live database is as it was (every page equals \(saved.name)).",
                        hint: error.hint)
     }
@@ -498,7 +498,7 @@ public struct Restorer: Sendable {
     /// - Throws: `Failure` `.cannotCreate` when `target` exists or cannot be created.
     public func restore(_ backup: OpenedBackup, toNewFile target: String) throws -> Int {
         guard !FileManager.default.fileExists(atPath: target) else {
-            throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file",
+            throw Failure(.restoreTargetExists, "\(target) exists; --to only writes a new file",
                           hint: "choose a path that does not exist")
         }
         // A compressed backup was inflated to a checked temp file: on the same filesystem that
@@ -511,7 +511,7 @@ public struct Restorer: Sendable {
         let pages = try writeCopy(of: backup, to: temp)
         guard link(temp, target) == 0 else {
             let code = errno
-            if code == EEXIST { throw Failure(.cannotCreate, "\(target) appeared meanwhile; --to only writes a new file, and it was left as it is", hint: "choose a path that does not exist") }
+            if code == EEXIST { throw Failure(.restoreTargetExists, "\(target) appeared meanwhile; --to only writes a new file, and it was left as it is", hint: "choose a path that does not exist") }
             throw DurableFile.posixFailure("cannot create \(target)", code, creating: true)
         }
         try DurableFile.syncDirectory(containing: target)
@@ -526,7 +526,7 @@ public struct Restorer: Sendable {
         guard link(checked, target) == 0 else {
             let code = errno
             if code == EXDEV { return false }
-            if code == EEXIST { throw Failure(.cannotCreate, "\(target) exists; --to only writes a new file", hint: "choose a path that does not exist") }
+            if code == EEXIST { throw Failure(.restoreTargetExists, "\(target) exists; --to only writes a new file", hint: "choose a path that does not exist") }
             throw DurableFile.posixFailure("cannot create \(target)", code, creating: true)
         }
         try DurableFile.syncDirectory(containing: target)
@@ -612,7 +612,7 @@ public struct Restorer: Sendable {
     private func prove(_ restored: Connection, equals backup: OpenedBackup, what: String) throws -> Int {
         let differences = try restored.comparePages(with: backup.databasePath, timeout: busyTimeout)
         guard differences.identical else {
-            throw Failure(.unproven, "after the restore, \(what) does not hold the backup's pages (\(differences.pages.count) of \(differences.referencePageCount) differ)",
+            throw Failure(.restoreUnproven, "after the restore, \(what) does not hold the backup's pages (\(differences.pages.count) of \(differences.referencePageCount) differ)",
                           hint: "do not start the application; check the database with verify, and restore again with --replace")
         }
         return differences.pageCount

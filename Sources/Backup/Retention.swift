@@ -12,7 +12,7 @@ public struct RetentionDuration: Sendable, Equatable, CustomStringConvertible {
         var (years, months, days, hours) = (0, 0, 0, 0)
         var number = ""
         var sawUnit = false
-        let bad = Failure(.usage, "invalid duration '\(text)': write a number and a unit, e.g. 36h, 14d, 8w, 6m (months), 1y, or a sum such as 1y6m")
+        let bad = Failure(.retentionInvalidDuration, "invalid duration '\(text)': write a number and a unit, e.g. 36h, 14d, 8w, 6m (months), 1y, or a sum such as 1y6m")
         for character in text {
             if character.isASCII && character.isNumber {
                 number.append(character)

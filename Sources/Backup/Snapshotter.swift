@@ -234,7 +234,7 @@ public struct Snapshotter: Sendable {
         if verify {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
-                throw Failure(.badData, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                throw Failure(.snapshotCopyDamaged, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: "check the live database with 'deployctl verify \(store.instance ?? store.stem)'; it may be damaged")
             }
         }

@@ -29,19 +29,19 @@ enum Zstd {
 
     /// One complete zstd frame holding `input`, with its content size.
     static func frame(_ input: UnsafeRawBufferPointer, level: Int32) throws(Failure) -> [UInt8] {
-        guard let context = ZSTD_createCCtx() else { throw Failure(.io, "libzstd could not allocate a compressor (out of memory)") }
+        guard let context = ZSTD_createCCtx() else { throw Failure(.compressionLibraryFailed, "libzstd could not allocate a compressor (out of memory)") }
         defer { ZSTD_freeCCtx(context) }
         // Each frame carries its content checksum (XXH64), as the zstd CLI's do: damage inside the
         // data is caught on decompression, not only damage to the structure.
         guard ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)) == 0,
               ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)) == 0 else {
-            throw Failure(.io, "libzstd refused its parameters")
+            throw Failure(.compressionLibraryFailed, "libzstd refused its parameters")
         }
         var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
         let size = output.withUnsafeMutableBytes { out in
             ZSTD_compress2(context, out.baseAddress, out.count, input.baseAddress, input.count)
         }
-        guard ZSTD_isError(size) == 0 else { throw Failure(.io, "libzstd could not compress: \(String(cString: ZSTD_getErrorName(size)))") }
+        guard ZSTD_isError(size) == 0 else { throw Failure(.compressionLibraryFailed, "libzstd could not compress: \(String(cString: ZSTD_getErrorName(size)))") }
         output.removeLast(output.count - size)
         return output
     }
@@ -61,7 +61,7 @@ enum Zstd {
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
         let size = Int64(info.st_size)
         let bad: @Sendable (String) -> Failure = { why in
-            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
+            Failure(.backupCompressionDamaged, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
         }
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
@@ -129,7 +129,7 @@ enum Zstd {
     /// decompressor from `from`, reading it in chunks, appending after `inflatedSoFar` bytes.
     private static func stream(_ input: Int32, size: Int64, into output: Int32, outputPath: String, from: Int64, inflatedSoFar: Int64,
                                expected: Int64?, bad: (String) -> Failure, stop: () -> Bool, source: String) throws {
-        guard let context = ZSTD_createDStream() else { throw Failure(.io, "libzstd could not allocate a decompressor (out of memory)") }
+        guard let context = ZSTD_createDStream() else { throw Failure(.compressionLibraryFailed, "libzstd could not allocate a decompressor (out of memory)") }
         defer { ZSTD_freeDStream(context) }
         let inChunk = ZSTD_DStreamInSize(), outChunk = ZSTD_DStreamOutSize()
         let inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: inChunk, alignment: 16)

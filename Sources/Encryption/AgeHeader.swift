@@ -39,7 +39,7 @@ struct AgeHeader {
             let ephemeral = try Primitives.random(32)
             guard let share = Primitives.x25519Public(scalar: ephemeral),
                   let shared = Primitives.x25519(scalar: ephemeral, point: recipient.point) else {
-                throw Failure(.usage, "the recipient \(recipient) is not a usable X25519 key")
+                throw Failure(.encryptionInvalidRecipient, "the recipient \(recipient) is not a usable X25519 key")
             }
             let wrapKey = try Primitives.hkdf(ikm: shared, salt: share + recipient.point, info: x25519Label)
             let body = try ChaChaPoly.seal(key: wrapKey, nonce: [UInt8](repeating: 0, count: 12), fileKey)
@@ -97,7 +97,7 @@ struct AgeHeader {
             return Substring(text)
         }
         guard try line() == versionLine else {
-            throw Failure(.badData, "\(file) is not an age-encryption.org/v1 file (its first line is not \(versionLine))",
+            throw Failure(.encryptionInvalidFile, "\(file) is not an age-encryption.org/v1 file (its first line is not \(versionLine))",
                           hint: "use another backup")
         }
         var stanzas = [Stanza]()
@@ -165,6 +165,6 @@ struct AgeHeader {
     }
 
     static func malformed(_ file: String, _ what: String) -> Failure {
-        Failure(.badData, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup")
+        Failure(.encryptionInvalidFile, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup")
     }
 }

@@ -46,7 +46,7 @@ public final class AgeEncryptor {
 
     /// - Throws: `Failure` `.usage` for no recipients; `.io` when libcrypto fails.
     public init(recipients: [AgeRecipient]) throws {
-        guard !recipients.isEmpty else { throw Failure(.usage, "no age recipient to encrypt to") }
+        guard !recipients.isEmpty else { throw Failure(.encryptionNoRecipient, "no age recipient to encrypt to") }
         let fileKey = try Primitives.random(16)
         let nonce = try Primitives.random(16)
         prologue = try AgeHeader.make(fileKey: fileKey, recipients: recipients) + nonce

@@ -10,7 +10,7 @@ enum Primitives {
     static func random(_ count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         guard RAND_bytes(&bytes, Int32(count)) == 1 else {
-            throw Failure(.io, "the system random generator (libcrypto RAND_bytes) failed; nothing was encrypted")
+            throw Failure(.encryptionLibraryFailed, "the system random generator (libcrypto RAND_bytes) failed; nothing was encrypted")
         }
         return bytes
     }
@@ -68,13 +68,13 @@ final class ChaChaPoly {
     /// - Throws: `Failure` `.io` when libcrypto cannot set the cipher up.
     init(key: [UInt8], sealing: Bool) throws {
         guard key.count == 32, let context = EVP_CIPHER_CTX_new() else {
-            throw Failure(.io, "libcrypto could not allocate a ChaCha20-Poly1305 context")
+            throw Failure(.encryptionLibraryFailed, "libcrypto could not allocate a ChaCha20-Poly1305 context")
         }
         self.context = context
         self.sealing = sealing
         guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, key, nil, sealing ? 1 : 0) == 1 else {
             EVP_CIPHER_CTX_free(context)
-            throw Failure(.io, "libcrypto could not set up ChaCha20-Poly1305")
+            throw Failure(.encryptionLibraryFailed, "libcrypto could not set up ChaCha20-Poly1305")
         }
     }
 
@@ -91,7 +91,7 @@ final class ChaChaPoly {
               input.count == 0 || EVP_CipherUpdate(context, out, &length, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(input.count)) == 1,
               EVP_CipherFinal_ex(context, out + Int(length), &final) == 1,
               EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagSize), out + input.count) == 1 else {
-            throw Failure(.io, "libcrypto failed to encrypt with ChaCha20-Poly1305")
+            throw Failure(.encryptionLibraryFailed, "libcrypto failed to encrypt with ChaCha20-Poly1305")
         }
     }
 

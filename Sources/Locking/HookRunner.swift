@@ -87,7 +87,7 @@ public struct HookRunner: Sendable {
             withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
         }
         guard rc == 0 else {
-            throw Failure(.failed, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
+            throw Failure(.hookCannotStart, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
         }
         let deadline = start + timeout
         var status: Int32 = 0

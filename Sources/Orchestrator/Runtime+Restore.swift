@@ -177,7 +177,7 @@ public final class PreparedRestore {
     public func perform() throws -> RestoreOutcome {
         defer { release() }
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
-        lock?.record(operation: "restore", stage: "restore")
+        try lock?.record(operation: "restore", stage: "restore")
         let restorer = runtime.restorer(config)
         switch request.target {
         case .newFile(let path):

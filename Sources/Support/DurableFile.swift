@@ -42,7 +42,7 @@ public enum DurableFile {
     public static func publish(_ temp: String, as path: String) throws {
         guard link(temp, path) == 0 else {
             let code = errno
-            if code == EEXIST { throw Failure(.io, "\(path) exists; refusing to replace it") }
+            if code == EEXIST { throw Failure(.fileExists, "\(path) exists; refusing to replace it") }
             throw posixFailure("cannot link \(temp) to \(path)", code)
         }
         unlink(temp)
@@ -151,11 +151,11 @@ public enum DurableFile {
         let reason = String(cString: strerror(code))
         switch code {
         case ENOSPC, EDQUOT:
-            return Failure(.io, "\(what): \(reason)", hint: "free disk space, then run the command again")
+            return Failure(.fileNoSpace, "\(what): \(reason)", hint: "free disk space, then run the command again")
         case EACCES, EROFS, EPERM:
-            return Failure(creating ? .cannotCreate : .io, "\(what): \(reason)", hint: "check the folder's owner and permissions")
+            return Failure(creating ? .fileCannotCreate : .filePermissionDenied, "\(what): \(reason)", hint: "check the folder's owner and permissions")
         default:
-            return Failure(.io, "\(what): \(reason)")
+            return Failure(.fileIOError, "\(what): \(reason)")
         }
     }
 }
