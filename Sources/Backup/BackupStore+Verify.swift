@@ -249,7 +249,7 @@ extension BackupStore {
             result.checksumOnly = true
             return result
         }
-        manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? "sha256" : "integrity_check", result: problems.isEmpty ? "ok" : "failed",
+        manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? .sha256 : .integrityCheck, result: problems.isEmpty ? .ok : .failed,
                                                       reason: problems.first, sha256: manifest.sha256)
         if problems.isEmpty && !checksumOnly { manifest.verifiedAt = now }
         try record(manifest, of: entry)

@@ -34,15 +34,22 @@ public struct BackupEntry: Sendable, Equatable {
     public var compression: Compression { Compression.of(name: name) }
     /// Whether the stored file is age-encrypted (`….age`).
     public var encrypted: Bool { name.hasSuffix(BackupStore.encryptedSuffix) }
-    /// The last check of these bytes: "verified", "failed", "never verified", or "no manifest".
-    public var status: String {
-        guard let manifest else { return "no manifest" }
+    /// The last check of these bytes.
+    public var status: BackupStatus {
+        guard let manifest else { return .noManifest }
         if let check = manifest.verification, check.sha256 == manifest.sha256 {
-            guard check.result == "ok" else { return "failed" }
-            return check.check == "sha256" ? "checksum only" : "verified"
+            guard check.result == .ok else { return .failed }
+            return check.check == .sha256 ? .checksumOnly : .verified
         }
-        return manifest.verifiedAt == nil ? "never verified" : "verified"
+        return manifest.verifiedAt == nil ? .neverVerified : .verified
     }
+
+    /// Whether deployctl made this copy itself (`pre_<migration>` before a deploy, `pre_restore`
+    /// and `pre_putback` in a restore): kept for undoing that run, never a scheduled backup.
+    public var isOwnCopy: Bool { label.hasPrefix(BackupEntry.ownCopyPrefix) }
+
+    /// The label prefix of the copies deployctl makes itself.
+    public static let ownCopyPrefix = "pre_"
 
     /// How far ahead of the clock a backup may be dated before it counts as dated in the future
     /// (clock skew between hosts sharing a folder stays under it).
@@ -53,6 +60,15 @@ public struct BackupEntry: Sendable, Equatable {
     public func isFutureDated(now: Date) -> Bool {
         createdAt > now.addingTimeInterval(Self.futureTolerance)
     }
+}
+
+/// The last check of a backup's bytes, as `backups list` and `--json` print it (the raw values).
+public enum BackupStatus: String, Sendable, Codable {
+    case verified
+    case checksumOnly = "checksum only"
+    case failed
+    case neverVerified = "never verified"
+    case noManifest = "no manifest"
 }
 
 /// The backups folder of one instance: names, listing, lookup, retention.

@@ -211,6 +211,14 @@ enum Gzip {
             if let expected, total != expected { throw wrongSize(total) }
             return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath, stop: stop, progress: progress)
         }
+        try inflateStream(input, source: source, into: output, outputPath: outputPath, expected: expected, wrongSize: wrongSize,
+                          stop: stop, progress: progress)
+    }
+
+    /// Inflates another tool's gzip (members without our length field) in one pass through
+    /// zlib, member after member, in 1 MiB reads (see `inflate(source:…)` for the checks).
+    private static func inflateStream(_ input: Int32, source: String, into output: Int32, outputPath: String, expected: Int64?,
+                                      wrongSize: (Int64) -> Failure, stop: () -> Bool, progress: (Int64) -> Void) throws {
         var total: Int64 = 0
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {

@@ -223,7 +223,7 @@ extension Runtime {
             return RemovedBackup(name: backup, label: nil, status: nil, manifestOnly: true)
         }
         try store.remove([entry])
-        return RemovedBackup(name: backup, label: entry.label, status: entry.status, manifestOnly: false)
+        return RemovedBackup(name: backup, label: entry.label, status: entry.status.rawValue, manifestOnly: false)
     }
 }
 
@@ -267,7 +267,7 @@ extension Runtime {
             var duplicates = [BackupEntry]()
             for (from, compressedCopies) in made {
                 let plain = copies.filter { $0.name == from && !$0.compressed }
-                if let good = compressedCopies.first(where: { $0.status == "verified" }) {
+                if let good = compressedCopies.first(where: { $0.status == .verified }) {
                     duplicates += compressedCopies.filter { $0.name != good.name } + plain
                 } else if !plain.isEmpty {
                     duplicates += compressedCopies  // not checked good: the plain one stays, to be compressed again
@@ -285,7 +285,7 @@ extension Runtime {
             try store.remove(doomed)
             tidied.removed += doomed
             guard compress, config.compression != .none else { return tidied }
-            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != "failed" {
+            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != .failed {
                 try checkInterruption("the restore copies not yet compressed stay as they are")
                 do {
                     let made = try Snapshotter(store: store).recompress(decision.entry, as: config.compression, now: clock())

@@ -240,13 +240,13 @@ extension Runtime {
         let reports = deployReports(config)
         let now = clock()
         let backups = store(config).entries()
-        for entry in backups where entry.status == "failed" {
+        for entry in backups where entry.status == .failed {
             problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
         }
-        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !Self.isOwnCopy($0) }
+        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != .failed && !Self.isOwnCopy($0) }
         let ownCopies = backups.filter(Self.isOwnCopy).count
         let notCounted = ownCopies > 0 ? " (not counting \(counted(ownCopies, "pre_* copy", "pre_* copies")) made by deploys or restores)" : ""
         if let maxAge = config.maxBackupAge {
@@ -277,10 +277,10 @@ extension Runtime {
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
             // A checksum-only check of an encrypted backup (no key here) is not a verification.
             lastVerification: backups.compactMap { entry in
-                entry.manifest?.verification.flatMap { $0.check == "sha256" ? nil
-                    : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason, check: $0.check) }
+                entry.manifest?.verification.flatMap { $0.check == .sha256 ? nil
+                    : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result.rawValue, reason: $0.reason, check: $0.check.rawValue) }
             }.max { $0.at < $1.at },
-            failedBackups: backups.filter { $0.status == "failed" }.map(\.name),
+            failedBackups: backups.filter { $0.status == .failed }.map(\.name),
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {

@@ -150,7 +150,7 @@ extension Runtime {
         if let backup {
             entries = [try store.entry(named: backup)]
         } else {
-            let usable = store.entries().filter { $0.manifest != nil && $0.status != "failed" && !$0.isFutureDated(now: clock()) }
+            let usable = store.entries().filter { $0.manifest != nil && $0.status != .failed && !$0.isFutureDated(now: clock()) }
             guard let newest = usable.first else {
                 throw Failure(.missingInput, "instance '\(name)' has no usable local backup to push in \(store.folder)",
                               hint: "take one with 'deployctl snapshot \(name)'")

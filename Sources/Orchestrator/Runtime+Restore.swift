@@ -369,7 +369,7 @@ extension Runtime {
                 passedOver.append("\(entry.name): dated \(Self.day(entry.createdAt)), in the future (written under a wrong clock?); name it to restore it")
                 continue
             }
-            guard entry.status != "failed" else {
+            guard entry.status != .failed else {
                 passedOver.append("\(entry.name): its last check failed (\(entry.manifest?.verification?.reason ?? "see backups list"))")
                 continue
             }
