@@ -61,7 +61,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
         do {
             return try JSON.decoder().decode(DeployJournal.self, from: data)
         } catch {
-            throw Failure(.badData, "the deploy journal \(path) cannot be read: \(error)",
+            throw Failure(.journalUnreadable, "the deploy journal \(path) cannot be read: \(error)",
                           hint: "inspect it by hand; it records an unfinished deploy")
         }
     }

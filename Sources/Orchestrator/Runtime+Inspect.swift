@@ -12,6 +12,9 @@ public struct LiveVerification: Codable, Sendable {
     public let problems: [String]
     public let applied: [String]
     public let pending: [String]
+    /// Whether quick_check or foreign_key_check found a problem (else the problems are about
+    /// migration files: the database itself is sound).
+    public let damaged: Bool
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -155,6 +158,7 @@ extension Runtime {
         let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         var problems = try db.integrityProblems().map { "quick_check: \($0)" }
         problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
+        let damaged = !problems.isEmpty
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         let applied = try History.applied(db)
         var pending = [String]()
@@ -167,7 +171,7 @@ extension Runtime {
             problems.append(failure.message)
         }
         return LiveVerification(instance: name, database: config.databasePath, problems: problems,
-                                applied: applied.map(\.key), pending: pending)
+                                applied: applied.map(\.key), pending: pending, damaged: damaged)
     }
 
     /// `deployctl status`: what an operator checks first. Reads only; an unfinished deploy is
