@@ -8,7 +8,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     public var instance: String
     public var startedAt: Date
     /// The stage about to run or running.
-    public var stage: String
+    public var stage: Stage
     /// The pre-deploy snapshot's name, once taken.
     public var snapshot: String?
     /// Migrations being applied.

@@ -19,6 +19,12 @@ extension FailureCode {
     public static let databaseHeld = FailureCode("database.held", .temporary)
     public static let databaseReadOnly = FailureCode("database.read_only", .cannotCreate)
     public static let databaseDamaged = FailureCode("database.damaged", .badData)
+    public static let databaseUnreadable = FailureCode("database.unreadable", .badData)
+    public static let deployUnfinished = FailureCode("deploy.unfinished", .unproven)
+    public static let statusCheckFailed = FailureCode("status.check_failed", .failed)
+    public static let backupFailedCheck = FailureCode("backup.failed_check", .badData)
+    public static let backupFutureDated = FailureCode("backup.future_dated", .unproven)
+    public static let backupStale = FailureCode("backup.stale", .failed)
 
     public static let hookStopFailed = FailureCode("hook.stop_failed", .failed)
     public static let hookStartFailed = FailureCode("hook.start_failed", .failed)

@@ -106,7 +106,7 @@ struct Pipeline {
     /// Runs one stage: journal it, report its start, then its end with elapsed time, and record it.
     mutating func stage<T>(_ stage: Stage, _ body: (inout Pipeline) throws -> T) throws -> T {
         if var journal {
-            journal.stage = stage.rawValue
+            journal.stage = stage
             try journal.write(path: config.journalPath)
             wroteJournal = true
             self.journal = journal
@@ -118,12 +118,12 @@ struct Pipeline {
             let value = try body(&self)
             try checkInterruption()
             let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: "ok", seconds: seconds, detail: nil))
+            report.stages.append(StageRecord(name: stage, status: .ok, seconds: seconds, detail: nil))
             runtime.events(.stageFinished(stage, seconds: seconds, succeeded: true))
             return value
         } catch {
             let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: "failed", seconds: seconds, detail: "\(error)"))
+            report.stages.append(StageRecord(name: stage, status: .failed, seconds: seconds, detail: "\(error)"))
             runtime.events(.stageFinished(stage, seconds: seconds, succeeded: false))
             throw error
         }
@@ -206,7 +206,7 @@ struct Pipeline {
         // One migration names the snapshot; several name their range (pre_<first>-<last>).
         let migrationName = Self.snapshotName(plan.pending.compactMap { key in files.first { $0.key == key } })
         let pending = files.filter { plan.pending.contains($0.key) }
-        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.snapshot.rawValue,
+        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .snapshot,
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
                                 created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
@@ -299,7 +299,7 @@ struct Pipeline {
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true, onlineTable: online?.table)
         if let stop = config.hooks.stop {
-            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.preflight.rawValue,
+            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .preflight,
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
                               created: []).write(path: config.journalPath)
             wroteJournal = true
@@ -498,6 +498,7 @@ struct Pipeline {
     mutating func fail(_ error: DeployctlError) -> DeployFailure {
         var final: DeployctlError = error
         report.error = error.message
+        report.errorCode = error.code.rawValue
         if let journal, journal.committed {
             if let stop = config.hooks.stop, report.hooks.contains(where: { $0.name == "start" && $0.succeeded }),
                let result = try? hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "undo") {
