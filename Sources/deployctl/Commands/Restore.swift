@@ -98,7 +98,7 @@ struct Restore: ParsableCommand {
                 instance: instance, selection: selection,
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
                 runHooks: !noHooks, allowForeign: allowForeign)
-            let prepared = try runtime.beginRestore(request)
+            let prepared = try RestorePlanner(runtime).begin(request)
             defer { prepared.release() }
             let preview = prepared.preview
             for skipped in preview.passedOver { console.note("warning: --latest passed over the newer \(skipped)") }

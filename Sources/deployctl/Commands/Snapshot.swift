@@ -61,7 +61,7 @@ struct Snapshot: ParsableCommand {
         let console = Console(global)
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
-                let outcome = try runtime.snapshot(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
+                let outcome = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
                 if let crashed = outcome.crashedHolder {
                     console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
                 }
