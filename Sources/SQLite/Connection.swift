@@ -72,7 +72,7 @@ public final class Connection {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
             if checked && rc & 0xff == SQLITE_CANTOPEN {
-                throw Failure(.databaseUnreadable, "cannot read \(path)", hint: "check the file's permissions")
+                throw Failure(.databaseCannotRead, "cannot read \(path)", hint: "check the file's permissions")
             }
             throw SQLiteError(code: rc, message: message, context: path)
         }

@@ -14,5 +14,5 @@ extension FailureCode {
     /// The database file does not exist.
     public static let databaseNotFound = FailureCode("database.not_found", .missingInput)
     /// The database file exists but cannot be read.
-    public static let databaseUnreadable = FailureCode("database.unreadable", .io)
+    public static let databaseCannotRead = FailureCode("database.cannot_read", .io)
 }
