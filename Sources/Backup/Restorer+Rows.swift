@@ -73,10 +73,11 @@ extension Restorer {
         try Self.stageKeys(live, keys, tables: tables)
 
         progress(.working(.savingPreRestore))
-        let (copied, damaged) = try savePreRestore(live, checking: tables, saving: request, in: store, progress: progress, stop: stop)
-        published = copied
-        guard !damaged else { return nil }
-        let saved = copied
+        let (copied, check) = try savePreRestore(live, checking: tables, saving: request, in: store, progress: progress, stop: stop)
+        // A copy saved is removed (the defer) when the check failed; the copy's failure first.
+        published = try? copied.get()
+        let saved = try copied.get()
+        guard try !check.get() else { return nil }
 
         guard try Self.takeWriteLockAtOnce(live) else { return nil }
         let locked = ContinuousClock.now
@@ -160,22 +161,27 @@ extension Restorer {
     /// it on the other core, runs `integrity_check` on the tables to be rewritten on a second
     /// connection (the same state: nobody committed since the preview, checked again when the
     /// lock is taken): rewriting rows keeps a damaged index damaged, where the page copy sets it
-    /// right. Returns the copy and whether a table is damaged. `stop` is asked between steps
-    /// of the copy (2048 pages each): an interrupt stops it within a second.
+    /// right. Returns how each ended: the copy, and whether a table is damaged. `stop` is asked
+    /// between steps of the copy (2048 pages each): an interrupt stops it within a second.
     private func savePreRestore(_ live: Connection, checking tables: [String], saving request: SnapshotRequest, in store: BackupStore,
-                                progress: @escaping ProgressHandler, stop: (@Sendable () -> Bool)?) throws -> (BackupEntry, damaged: Bool) {
+                                progress: @escaping ProgressHandler, stop: (@Sendable () -> Bool)?)
+        throws -> (copy: Result<BackupEntry, any Error>, damaged: Result<Bool, any Error>) {
         live.stopWhen(stop)
         defer { live.stopWhen(nil) }
         let (livePath, timeout) = (live.path, busyTimeout)
         return try Parallel.both({
-            try Snapshotter(store: store).snapshot(request, progress: progress) { path in
-                defer { live.stopWhen(nil) }
-                return try live.copy(into: path, timeout: timeout, durable: true)
+            Result {
+                try Snapshotter(store: store).snapshot(request, progress: progress) { path in
+                    defer { live.stopWhen(nil) }
+                    return try live.copy(into: path, timeout: timeout, durable: true)
+                }
             }
         }, elsewhere: {
-            let checker = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
-            try checker.useMemoryMappedReads()
-            return try tables.contains { try !checker.integrityProblems(full: true, table: $0).isEmpty }
+            Result {
+                let checker = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+                try checker.useMemoryMappedReads()
+                return try tables.contains { try !checker.integrityProblems(full: true, table: $0).isEmpty }
+            }
         })
     }
 

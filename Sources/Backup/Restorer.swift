@@ -144,11 +144,17 @@ public struct Restorer: Sendable {
                 // A signal stops either copy between steps (the commit is not reached).
                 // The reader is opened on the thread that uses it.
                 let (livePath, timeout) = (live.path, busyTimeout)
-                (_, published) = try Parallel.both({ try held.copyAllButLastPage(timeout: timeout, stop: stop) }, elsewhere: {
-                    let reader = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
-                    reader.stopWhen(stop)
-                    return try snapshotter.snapshot(request) { path in try reader.copy(into: path, timeout: timeout, durable: true) }
+                let (copied, saved) = try Parallel.both({ Result { try held.copyAllButLastPage(timeout: timeout, stop: stop) } }, elsewhere: {
+                    Result {
+                        let reader = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+                        reader.stopWhen(stop)
+                        return try snapshotter.snapshot(request) { path in try reader.copy(into: path, timeout: timeout, durable: true) }
+                    }
                 })
+                // A copy saved is removed below when the other side failed; its failure first.
+                published = try? saved.get()
+                _ = try saved.get()
+                try copied.get()
             } else {
                 // EXCLUSIVE lock: the file is the committed database. Copied before any page
                 // of the restore is written, since the pager may spill pages into the file.
