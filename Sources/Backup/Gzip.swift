@@ -149,6 +149,8 @@ enum Gzip {
     ///   member does not end where its header says; `.io` on read or write errors.
     static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String,
                         stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
+        // Each worker's two buffers, kept from batch to batch: the compressed member, the inflated.
+        let buffers = Parallel.Pool { ([UInt8](repeating: 0, count: members.map(\.length).max() ?? 0), [UInt8](repeating: 0, count: memberSize)) }
         var inflated: Int64 = 0
         for batch in stride(from: 0, to: members.count, by: workers) {
             if stop() { throw stopped(source) }
@@ -156,17 +158,30 @@ enum Gzip {
             let members = Array(members[batch..<min(members.count, batch + workers)])
             inflated += members.reduce(0) { $0 + Int64($1.inflatedLength) }
             _ = try Parallel.map(members.count, width: workers) { i throws(Failure) in
-                try inflateMember(members[i], source: source, input: input, output: output, outputPath: outputPath)
+                try buffers.borrow { (pair: inout ([UInt8], [UInt8])) throws(Failure) in
+                    try inflateMember(members[i], source: source, input: input, compressed: &pair.0, inflated: &pair.1, output: output, outputPath: outputPath)
+                }
             }
         }
     }
 
     /// Inflates one indexed member: read it, inflate it whole (zlib checks its CRC and length),
     /// write the result at its place in `output`.
-    private static func inflateMember(_ member: Member, source: String, input: Int32, output: Int32, outputPath: String) throws(Failure) {
-        let compressed = UnsafeMutableRawBufferPointer.allocate(byteCount: member.length, alignment: 16)
-        let inflated = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16)
-        defer { compressed.deallocate(); inflated.deallocate() }
+    private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: inout [UInt8], inflated: inout [UInt8],
+                                      output: Int32, outputPath: String) throws(Failure) {
+        let result = compressed.withUnsafeMutableBytes { compressed in
+            inflated.withUnsafeMutableBytes { inflated in
+                Result { () throws(Failure) in
+                    try inflateMember(member, source: source, input: input, compressed: compressed, inflated: inflated, output: output, outputPath: outputPath)
+                }
+            }
+        }
+        try result.get()
+    }
+
+    /// `inflateMember` into the worker's buffers.
+    private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: UnsafeMutableRawBufferPointer,
+                                      inflated: UnsafeMutableRawBufferPointer, output: Int32, outputPath: String) throws(Failure) {
         var done = 0
         while done < member.length {
             let n = pread(input, compressed.baseAddress! + done, member.length - done, off_t(member.offset) + off_t(done))

@@ -69,6 +69,7 @@ enum Zstd {
         let frameBound = ZSTD_compressBound(Gzip.memberSize) + 64
         // Shared read-only with the workers, written again only after they end (no copy on write).
         var window = [UInt8](repeating: 0, count: frameBound * Gzip.workers)
+        let buffers = Parallel.Pool { [UInt8](repeating: 0, count: Gzip.memberSize) }
         var offset: Int64 = 0
         var inflated: Int64 = 0
         while offset < size {
@@ -107,7 +108,7 @@ enum Zstd {
                 // One frame bigger than the window: only another tool writes those.
                 return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad, stop: stop, source: source)
             }
-            try decompressFrames(frames, in: window, at: offset, into: output, outputPath: outputPath, bad: bad)
+            try decompressFrames(frames, in: window, at: offset, into: output, outputPath: outputPath, buffers: buffers, bad: bad)
             offset += Int64(frames.last!.start + frames.last!.length)
         }
         if let expected, inflated != expected { throw bad("it holds \(inflated) bytes, not the \(expected) its manifest records") }
@@ -116,18 +117,25 @@ enum Zstd {
     /// Decompresses whole frames of `window` (read from the file at `offset`) on every core at
     /// once, each written at its place in `output`.
     private static func decompressFrames(_ frames: [(start: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)], in window: [UInt8],
-                                         at offset: Int64, into output: Int32, outputPath: String,
+                                         at offset: Int64, into output: Int32, outputPath: String, buffers: Parallel.Pool<[UInt8]>,
                                          bad: @escaping @Sendable (String) -> Failure) throws(Failure) {
         _ = try Parallel.map(frames.count, width: Gzip.workers) { i throws(Failure) in
             let frame = frames[i]
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Gzip.memberSize, alignment: 16)
-            defer { buffer.deallocate() }
-            let produced = window.withUnsafeBytes { ZSTD_decompress(buffer.baseAddress, buffer.count, $0.baseAddress! + frame.start, frame.length) }
-            guard ZSTD_isError(produced) == 0, produced == frame.inflatedLength else {
-                throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(offset + Int64(frame.start))"
-                                                     : "the frame at byte \(offset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
+            try buffers.borrow { (buffer: inout [UInt8]) throws(Failure) in
+                let produced = buffer.withUnsafeMutableBytes { buffer in
+                    window.withUnsafeBytes { ZSTD_decompress(buffer.baseAddress, buffer.count, $0.baseAddress! + frame.start, frame.length) }
+                }
+                guard ZSTD_isError(produced) == 0, produced == frame.inflatedLength else {
+                    throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(offset + Int64(frame.start))"
+                                                         : "the frame at byte \(offset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
+                }
+                let result = buffer.withUnsafeBytes { written in
+                    Result { () throws(Failure) in
+                        try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: written[0..<produced]), at: frame.inflatedOffset, path: outputPath)
+                    }
+                }
+                try result.get()
             }
-            try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: buffer[0..<produced]), at: frame.inflatedOffset, path: outputPath)
         }
     }
 

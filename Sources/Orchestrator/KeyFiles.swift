@@ -27,7 +27,7 @@ public enum KeyFiles {
         let identity = try AgeIdentity.generate()
         do {
             try DurableFile.write(Data(identity.fileText(created: now).utf8), to: path, mode: 0o600, replace: false)
-        } catch let failure as Failure where failure.message.contains("exists") {
+        } catch let failure as Failure where failure.code == .fileExists {
             throw Failure(.cannotCreate, failure.message, hint: "choose a new file name")
         }
         return identity.recipient.description

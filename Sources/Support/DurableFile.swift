@@ -38,7 +38,7 @@ public enum DurableFile {
 
     /// Moves a finished temp file to `path` without ever replacing an existing file, then
     /// removes the temp name. The caller fsyncs the file before and the folder after.
-    /// - Throws: `Failure` `.io`; the message says "exists" when `path` is taken.
+    /// - Throws: `Failure` `file.exists` when `path` is taken; else `.io`.
     public static func publish(_ temp: String, as path: String) throws {
         guard link(temp, path) == 0 else {
             let code = errno
@@ -145,8 +145,9 @@ public enum DurableFile {
         }
     }
 
-    /// A `Failure` for a failed system call: ENOSPC and EIO are `.io`; EACCES/EROFS are
-    /// `.cannotCreate` when creating.
+    /// A `Failure` for a failed system call: ENOSPC and EDQUOT are `file.no_space`; EACCES,
+    /// EROFS and EPERM are `file.cannot_create` when creating, else `file.permission_denied`;
+    /// anything else `file.io_error` (all 74 but `file.cannot_create`, 73).
     public static func posixFailure(_ what: String, _ code: Int32, creating: Bool = false) -> Failure {
         let reason = String(cString: strerror(code))
         switch code {

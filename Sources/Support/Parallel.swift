@@ -65,6 +65,25 @@ public enum Parallel {
         }
     }
 
+    /// Values (buffers) that parallel work borrows and gives back, so that batch after batch
+    /// reuses them instead of allocating: each is made on first need, at most one per worker.
+    /// Items are `Sendable` values handed out and back under a lock; a borrowed array is the
+    /// borrower's alone, so writing it copies nothing.
+    public final class Pool<Item: Sendable>: Sendable {
+        private let free = Mutex<[Item]>([])
+        private let make: @Sendable () -> Item
+
+        public init(_ make: @escaping @Sendable () -> Item) { self.make = make }
+
+        /// Runs `body` with an item of the pool (made when none is free), then puts it back.
+        public func borrow<R, E: Error>(_ body: (inout Item) throws(E) -> R) throws(E) -> R {
+            var item = free.withLock { $0.popLast() } ?? make()
+            let result = Result { () throws(E) in try body(&item) }
+            free.withLock { [item] in $0.append(item) }
+            return try result.get()
+        }
+    }
+
     /// Work started at once on a thread of its own; `wait` joins it.
     ///
     /// Why: a compressed snapshot is compressed while the copy it reads is still being written by

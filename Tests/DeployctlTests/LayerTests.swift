@@ -2,6 +2,7 @@ import Foundation
 import Offsite
 import SQLite
 import Support
+import Synchronization
 import Testing
 
 @Suite("building blocks")
@@ -219,5 +220,55 @@ struct ConnectionLockTests {
         try Connection.checkIsDatabase(box.databasePath)
         #expect(try myLocks(on: box.databasePath) == held, "checkIsDatabase dropped this process's locks")
         try live.execute("COMMIT")
+    }
+}
+
+extension LayerTests {
+    struct Numbered: Error, Equatable { let number: Int }
+
+    @Test("Parallel.map gives results in index order, throws the failure of the lowest index and starts no item after a failure; Parallel.both returns both sides and throws the side asked for; Background reports and returns its result on every wait; a Pool reuses what was given back")
+    func parallelHelper() throws {
+        #expect(try Parallel.map(100, width: 3) { $0 * $0 } == (0..<100).map { $0 * $0 })
+        #expect(try Parallel.map(0) { $0 }.isEmpty)
+        let started = Atomic<Int>(0)
+        #expect(throws: Numbered(number: 7)) {
+            _ = try Parallel.map(1000, width: 2) { (i: Int) throws(Numbered) -> Int in
+                started.add(1, ordering: .relaxed)
+                if i >= 7 { throw Numbered(number: i) }
+                return i
+            }
+        }
+        // Item 7 fails; at most the other worker's item in flight and one more start after it.
+        #expect(started.load(ordering: .relaxed) < 20)
+
+        let (here, elsewhere) = try Parallel.both({ "here" }, elsewhere: { 42 })
+        #expect(here == "here" && elsewhere == 42)
+        #expect(throws: Numbered(number: 1)) {
+            _ = try Parallel.both({ () throws -> Int in throw Numbered(number: 1) }, elsewhere: { () throws -> Int in throw Numbered(number: 2) })
+        }
+        #expect(throws: Numbered(number: 2)) {
+            _ = try Parallel.both({ () throws -> Int in throw Numbered(number: 1) }, elsewhere: { () throws -> Int in throw Numbered(number: 2) },
+                                  reportingFirst: .elsewhere)
+        }
+        #expect(throws: Numbered(number: 2)) {
+            _ = try Parallel.both({ 1 }, elsewhere: { () throws -> Int in throw Numbered(number: 2) })
+        }
+
+        let work = Parallel.Background { report in
+            report(5)
+            return "done"
+        }
+        var last: Int64 = -1
+        #expect(try work.wait { last = $0 } == "done")
+        #expect(last == 5)
+        #expect(try work.wait { _ in } == "done")
+
+        // A pool gives back what was put back (the buffer written is the one borrowed next),
+        // and makes no more items than borrowers at once.
+        let pool = Parallel.Pool { [UInt8](repeating: 0, count: 1) }
+        pool.borrow { $0[0] = 7 }
+        #expect(pool.borrow { $0[0] } == 7)
+        let seen = try Parallel.map(50, width: 2) { _ in pool.borrow { buffer -> UInt8 in buffer[0] = 7; return buffer[0] } }
+        #expect(seen.allSatisfy { $0 == 7 })
     }
 }
