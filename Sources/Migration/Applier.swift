@@ -226,7 +226,7 @@ public struct Applier: Sendable {
                                                       details: recording ? details : nil, rehearsal: rehearsal, violationsBefore: violationsBefore)
         problems += found
         guard problems.isEmpty else {
-            throw Failure(.failed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
+            throw Failure(.migrationVerificationFailed, "verification failed, so the migration was rolled back and the database is as it was: \(problems.joined(separator: "; "))",
                           hint: "fix the migration and run again")
         }
         var proof = recording ? "SQLite's preupdate hook recorded no row change to them; definitions, root pages and row counts equal"

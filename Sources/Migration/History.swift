@@ -64,7 +64,7 @@ public enum History {
         let byId = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0) })
         for row in applied {
             guard let file = byId[row.id] else {
-                throw Failure(.usage, "migration \(row.key) is applied but its file is missing",
+                throw Failure(.migrationFileMissing, "migration \(row.key) is applied but its file is missing",
                               hint: "restore the file from version control; applied migrations are never removed")
             }
             guard file.sha256 == row.sha256 else {

@@ -50,18 +50,18 @@ public struct MigrationFile: Sendable, Equatable {
         let file = URL(fileURLWithPath: path).lastPathComponent
         guard let parsed = Self.parseName(file) else {
             if file.hasPrefix("R__") {
-                throw Failure(.usage, "migration file \(path) is a Flyway repeatable migration (R__): deployctl applies each migration once, in order",
+                throw Failure(.migrationBadName, "migration file \(path) is a Flyway repeatable migration (R__): deployctl applies each migration once, in order",
                               hint: "give it a number (V<n>__name.sql or NNNN_name.sql), or keep it out of the migrations folder")
             }
             if file.range(of: #"^V\d+([._]\d+)+__"#, options: .regularExpression) != nil {
-                throw Failure(.usage, "migration file \(path) has a dotted Flyway version: deployctl numbers migrations with whole numbers",
+                throw Failure(.migrationBadName, "migration file \(path) has a dotted Flyway version: deployctl numbers migrations with whole numbers",
                               hint: "rename it with a whole number, e.g. V21__name.sql for V2.1__name.sql, keeping the order")
             }
-            throw Failure(.usage, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
+            throw Failure(.migrationBadName, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
                           hint: "rename it, e.g. 0002_add_index.sql")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Failure(.usage, "migration file \(path) cannot be read as UTF-8 text")
+            throw Failure(.migrationUnreadable, "migration file \(path) cannot be read as UTF-8 text")
         }
         self.id = parsed.id
         self.name = parsed.name
@@ -108,7 +108,7 @@ public struct MigrationFile: Sendable, Equatable {
                 // A directive below the first statement would be silently ignored: a check the
                 // operator wrote that never runs. Refused, naming the line.
                 if let directive = Self.directive(trimmed) {
-                    throw Failure(.usage, "migration file \(path) line \(number + 1): '-- \(directive)' comes after the first statement; deployctl reads directives only from the comment lines at the top of the file, so it would be ignored",
+                    throw Failure(.migrationDirectiveMisplaced, "migration file \(path) line \(number + 1): '-- \(directive)' comes after the first statement; deployctl reads directives only from the comment lines at the top of the file, so it would be ignored",
                                   hint: "move that line above the first statement of \((path as NSString).lastPathComponent)")
                 }
                 continue
@@ -223,7 +223,7 @@ public struct MigrationFile: Sendable, Equatable {
         var seen = [Int: String]()
         for file in files {
             if let other = seen[file.id] {
-                throw Failure(.usage, "two migrations share the number \(migrationKey(id: file.id, name: "").dropLast()): \(other) and \(file.fileName)",
+                throw Failure(.migrationDuplicateNumber, "two migrations share the number \(migrationKey(id: file.id, name: "").dropLast()): \(other) and \(file.fileName)",
                               hint: "renumber one of them in \(folder)")
             }
             seen[file.id] = file.fileName

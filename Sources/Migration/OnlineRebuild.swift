@@ -124,8 +124,8 @@ public struct OnlineRebuild: Sendable {
                 _ = try Self.cleanUp(path: path, busyTimeout: busyTimeout)
             } catch let cleanUpError {
                 // Said, not hidden: the triggers stay on the live table until the next deploy.
-                let kind = (error as? DeployctlError)?.kind ?? .failed
-                throw Failure(kind, "\((error as? DeployctlError)?.message ?? "\(error)"); its shadow table \(plan.shadow) and the triggers on \(plan.table) could not be removed yet (\(cleanUpError)): the next deploy removes them first",
+                let code = (error as? DeployctlError)?.code ?? .internalError
+                throw Failure(code, "\((error as? DeployctlError)?.message ?? "\(error)"); its shadow table \(plan.shadow) and the triggers on \(plan.table) could not be removed yet (\(cleanUpError)): the next deploy removes them first",
                               hint: (error as? DeployctlError)?.hint ?? "run the deploy again when the application leaves the write lock free")
             }
             throw error
@@ -167,12 +167,12 @@ public struct OnlineRebuild: Sendable {
             // Each index under a temporary name, from the very text the cut-over gives it (what
             // follows the table's name, byte for byte), and checked to be stored so.
             for (position, final) in plan.finalIndexSQL.enumerated() {
-                guard let parts = OnlineRebuildPlan.indexParts(final) else { throw Failure(.failed, "cannot read the index statement \(final)") }
+                guard let parts = OnlineRebuildPlan.indexParts(final) else { throw Failure(.onlineCutOverFailed, "cannot read the index statement \(final)") }
                 let name = temporaryIndexName(position)
                 try db.execute(parts.head + quoteIdentifier(name) + " ON " + shadow + " " + parts.rest)
                 let stored = try db.scalar("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?", [.text(name)]).string
                 guard let built = stored.flatMap(OnlineRebuildPlan.indexParts), built.head == parts.head, built.rest == parts.rest else {
-                    throw Failure(.failed, "the index \(plan.indexNames[position]) could not be built under a temporary name with the migration's definition; nothing was changed")
+                    throw Failure(.onlineCutOverFailed, "the index \(plan.indexNames[position]) could not be built under a temporary name with the migration's definition; nothing was changed")
                 }
             }
             // No UNIQUE on the log: an application statement's own conflict clause (UPDATE OR
@@ -253,7 +253,7 @@ public struct OnlineRebuild: Sendable {
                     copied += Int(db.totalChanges - before)
                 }
             } catch let error as SQLiteError where error.primaryCode == SQLITE_CONSTRAINT {
-                throw Failure(.failed, "a row of \(plan.table) with rowid between \(lower) and \(upper) does not fit \(plan.shadow) (\(error.sqliteMessage)), so the rebuild stopped before cutting over; \(plan.table) is as it was",
+                throw Failure(.onlineRowRefused, "a row of \(plan.table) with rowid between \(lower) and \(upper) does not fit \(plan.shadow) (\(error.sqliteMessage)), so the rebuild stopped before cutting over; \(plan.table) is as it was",
                               hint: "the offline deploy would fail on it too: fix the migration's constraints or that row")
             }
             let took = (ContinuousClock.now - started)
@@ -311,7 +311,7 @@ public struct OnlineRebuild: Sendable {
     }
 
     private func mismatch(_ keys: [Int64]) -> Failure {
-        Failure(.failed, "rows of \(plan.table) changed by the application since the proof's snapshot are not the same in \(plan.shadow) (rowids \(keys.map(String.init).joined(separator: ", "))): the new table's rules (a CHECK, NOT NULL or UNIQUE it adds or compares differently) treat them otherwise, so the rebuild stopped before cutting over; \(plan.table) is as it was",
+        Failure(.onlineProofFailed, "rows of \(plan.table) changed by the application since the proof's snapshot are not the same in \(plan.shadow) (rowids \(keys.map(String.init).joined(separator: ", "))): the new table's rules (a CHECK, NOT NULL or UNIQUE it adds or compares differently) treat them otherwise, so the rebuild stopped before cutting over; \(plan.table) is as it was",
                 hint: "deploy it offline (without --online) at a quiet time, or fix the migration's constraints")
     }
 
@@ -336,7 +336,7 @@ public struct OnlineRebuild: Sendable {
             for (position, (name, sql)) in oldIndexes.enumerated() {
                 let renamed = "\(Self.prefix)_old_index_\(position + 1)"
                 guard let parts = Shape.match(sql, #"^(CREATE (?:UNIQUE )?INDEX )\#(Shape.name)( ON [\s\S]*)$"#) else {
-                    throw Failure(.failed, "cannot read the index \(name) of \(plan.table)")
+                    throw Failure(.onlineCutOverFailed, "cannot read the index \(name) of \(plan.table)")
                 }
                 try updateSchema(db, type: "index", name: name, to: renamed, sql: parts[0] + quoteIdentifier(renamed) + parts[1])
             }
@@ -348,7 +348,7 @@ public struct OnlineRebuild: Sendable {
             try db.execute("PRAGMA schema_version = \(version + 1)")
             let tableSQL = try db.scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(plan.table)]).string
             guard tableSQL == plan.finalTableSQL else {
-                throw Failure(.failed, "after the cut-over \(plan.table)'s definition is not the migration's; rolled back, \(plan.table) is as it was")
+                throw Failure(.onlineCutOverFailed, "after the cut-over \(plan.table)'s definition is not the migration's; rolled back, \(plan.table) is as it was")
             }
             try record(db)
             held = (ContinuousClock.now - locked).milliseconds
@@ -360,7 +360,7 @@ public struct OnlineRebuild: Sendable {
         let before = db.totalChanges
         try db.rows("UPDATE sqlite_schema SET name = ?, sql = ? WHERE type = ? AND name = ?",
                     [.text(newName), .text(sql), .text(type), .text(name)]).forEach { _ in }
-        guard db.totalChanges - before == 1 else { throw Failure(.failed, "the \(type) \(name) was not found at the cut-over") }
+        guard db.totalChanges - before == 1 else { throw Failure(.onlineCutOverFailed, "the \(type) \(name) was not found at the cut-over") }
     }
 
     /// The proof of the copy, outside the lock, on a snapshot where both tables are in step:
@@ -372,19 +372,19 @@ public struct OnlineRebuild: Sendable {
         let old = try reader.fingerprint(table: plan.table, columns: plan.sourceColumns)
         let new = try reader.fingerprint(table: plan.shadow, columns: plan.targetColumns)
         guard old.rows == new.rows, old.sha256 == new.sha256 else {
-            throw Failure(.failed, "the online rebuild's proof failed: \(plan.shadow) held \(old.rows == new.rows ? "other values than" : "\(new.rows) rows against \(old.rows) in") \(plan.table), so the rebuild stopped before cutting over; \(plan.table) is as it was",
+            throw Failure(.onlineProofFailed, "the online rebuild's proof failed: \(plan.shadow) held \(old.rows == new.rows ? "other values than" : "\(new.rows) rows against \(old.rows) in") \(plan.table), so the rebuild stopped before cutting over; \(plan.table) is as it was",
                           hint: "deploy it offline (without --online), with the application stopped if the write lock would be long")
         }
         let problems = try reader.integrityProblems(full: true, table: plan.shadow)
         guard problems.isEmpty else {
-            throw Failure(.failed, "integrity_check(\(plan.shadow)) before the cut-over: \(problems.prefix(3).joined(separator: "; ")); the rebuild stopped, \(plan.table) is as it was")
+            throw Failure(.onlineIntegrityFailed, "integrity_check(\(plan.shadow)) before the cut-over: \(problems.prefix(3).joined(separator: "; ")); the rebuild stopped, \(plan.table) is as it was")
         }
         // Keys that point at the table are unchanged (its rows and keys are equal); its own
         // REFERENCES clauses may differ in the rebuild: compared on the same snapshot, so that
         // what the application wrote meanwhile counts on both sides.
         let added = Self.addedViolations(reader, in: plan.shadow, beside: plan.table)
         guard added.isEmpty else {
-            throw Failure(.failed, "the rebuilt \(plan.table) would have foreign keys pointing nowhere (\(added.keys.sorted().joined(separator: ", "))); the rebuild stopped before cutting over, \(plan.table) is as it was",
+            throw Failure(.onlineForeignKeysDangling, "the rebuilt \(plan.table) would have foreign keys pointing nowhere (\(added.keys.sorted().joined(separator: ", "))); the rebuild stopped before cutting over, \(plan.table) is as it was",
                           hint: "fix the REFERENCES clauses in the migration, or the rows they refuse")
         }
         return "\(counted(old.rows, "row")) of \(plan.table) equal, column for column, to the new table's on one snapshot before the cut-over, and every row changed since compared in it; its foreign keys checked on that snapshot and again after the cut-over, integrity_check after it"
@@ -406,13 +406,13 @@ public struct OnlineRebuild: Sendable {
     private func checkAfter(path: String) throws {
         let live = try Connection(path: path, mode: .inspect)
         let problems = try live.integrityProblems(full: true, table: plan.table)
-        guard problems.isEmpty else { throw Failure(.failed, "integrity_check(\(plan.table)) after the online rebuild: \(problems.prefix(3).joined(separator: "; "))") }
+        guard problems.isEmpty else { throw Failure(.onlineIntegrityFailed, "integrity_check(\(plan.table)) after the online rebuild: \(problems.prefix(3).joined(separator: "; "))") }
         // The application may have deleted parents since the snapshot (with its foreign keys
         // off): the new table's keys against the old table's, which is still there aside and
         // held the same rows at the cut-over.
         let added = Self.addedViolations(live, in: plan.table, beside: Self.oldTable)
         guard added.isEmpty else {
-            throw Failure(.failed, "after the online rebuild \(plan.table) has foreign keys pointing nowhere that it did not have before (\(added.keys.sorted().joined(separator: ", ")))")
+            throw Failure(.onlineForeignKeysDangling, "after the online rebuild \(plan.table) has foreign keys pointing nowhere that it did not have before (\(added.keys.sorted().joined(separator: ", ")))")
         }
     }
 
@@ -428,7 +428,7 @@ public struct OnlineRebuild: Sendable {
                 try checkpoint()
                 Thread.sleep(forTimeInterval: 0.01)
             } catch let error as SQLiteError where error.kind == .temporary {
-                throw Failure(.temporary, "the application held the write lock without a gap for \(Int(giveUpAfter.milliseconds / 1000)) s; the online rebuild of \(plan.table) gave up before its cut-over; \(plan.table) is as it was",
+                throw Failure(.onlineLockTimeout, "the application held the write lock without a gap for \(Int(giveUpAfter.milliseconds / 1000)) s; the online rebuild of \(plan.table) gave up before its cut-over; \(plan.table) is as it was",
                               hint: "deploy again at a quieter time, or allow a longer wait with database.online_lock_wait_seconds in instance.toml")
             }
         }

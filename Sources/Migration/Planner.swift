@@ -110,7 +110,7 @@ public struct Planner: Sendable {
                 do {
                     actions = try scratch.authorizerActions(for: sql)
                 } catch let error as SQLiteError where !error.interrupted {
-                    throw Failure(.usage, "\(where_) does not prepare: \(error.sqliteMessage)\n  in: \(summary(sql))",
+                    throw Failure(.migrationSQLFailed, "\(where_) does not prepare: \(error.sqliteMessage)\n  in: \(summary(sql))",
                                   hint: "fix the SQL in \(file.path); nothing was applied")
                 }
                 var judged = try Self.judge(actions, sql: sql, where_: where_, file: file, names: names, on: scratch,
@@ -125,7 +125,7 @@ public struct Planner: Sendable {
                 do {
                     try scratch.execute(sql)
                 } catch let error as SQLiteError where !error.interrupted {
-                    throw Failure(.usage, "\(where_) fails: \(error.sqliteMessage)\n  in: \(summary(sql))",
+                    throw Failure(.migrationSQLFailed, "\(where_) fails: \(error.sqliteMessage)\n  in: \(summary(sql))",
                                   hint: "fix the SQL in \(file.path); nothing was applied")
                 }
                 let namesAfter = Set(try scratch.tableNames())
@@ -154,7 +154,7 @@ public struct Planner: Sendable {
             let added = Self.foreignKeyViolations(scratch).filter { $0.value > violationsBefore[$0.key, default: 0] }
             if !added.isEmpty {
                 let lines = added.sorted { $0.key < $1.key }.map { "\(counted($0.value - violationsBefore[$0.key, default: 0], "row")) of \($0.key)" }
-                throw Failure(.usage, "the pending migrations leave foreign keys pointing nowhere on the copy: " + lines.joined(separator: ", ")
+                throw Failure(.migrationForeignKeysDangling, "the pending migrations leave foreign keys pointing nowhere on the copy: " + lines.joined(separator: ", ")
                               + " (renaming a table repoints the keys that refer to it; dropping it then leaves them dangling)",
                               hint: "rebuild as sqlite.org's 12 steps describe (create new_x, copy, drop x, rename new_x to x), or fix the keys in the migration; nothing was applied")
             }
@@ -261,7 +261,7 @@ public struct Planner: Sendable {
                        normalizeCreate(existing) != normalizeCreate(sql) {
                         // Later statements (indexes on its columns) would fail against the
                         // wrong shape, so say what is wrong here rather than there.
-                        throw Failure(.usage, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
+                        throw Failure(.migrationTableShapeDiffers, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
                                       hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
                     }
                     continue
@@ -292,7 +292,7 @@ public struct Planner: Sendable {
             case SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE, SQLITE_REINDEX:
                 continue
             case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
-                throw Failure(.usage, "\(where_) controls the transaction (\(summary(sql))); deployctl runs every migration in its own transaction",
+                throw Failure(.migrationTransactionControl, "\(where_) controls the transaction (\(summary(sql))); deployctl runs every migration in its own transaction",
                               hint: "remove BEGIN/COMMIT/SAVEPOINT from \(file.path)")
             case SQLITE_ALTER_TABLE:
                 // Arguments: the database, then the table.

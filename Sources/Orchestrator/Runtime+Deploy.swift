@@ -328,7 +328,7 @@ struct Pipeline {
                                  + "then a cut-over that holds the write lock briefly)" + (asked ? "" : "; the one-transaction deploy would block writes past max_write_lock")))
         case .offline(let why):
             if asked {
-                throw Failure(.usage, "refused: an online rebuild was asked for, but \(why); nothing was changed",
+                throw Failure(.migrationOnlineRefused, "refused: an online rebuild was asked for, but \(why); nothing was changed",
                               hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
             }
             throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
@@ -465,7 +465,7 @@ struct Pipeline {
                                         { try suspects.map { try scratch.fingerprint(table: $0) } })
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
         guard changed.isEmpty else {
-            throw Failure(.failed, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
+            throw Failure(.migrationRehearsalChanged, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
                           hint: "the migration changes tables the plan did not see it change; fix it, the live database was not touched")
         }
         return (before.count, before.count - suspects.count)

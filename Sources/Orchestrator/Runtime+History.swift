@@ -23,7 +23,7 @@ extension Runtime {
         try Connection.checkIsDatabase(config.databasePath)
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         guard files.contains(where: { $0.id == through }) else {
-            throw Failure(.usage, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
+            throw Failure(.migrationNotFound, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
                           hint: "give the number of the last migration the other tool applied")
         }
         let lock = try lockInstance(config)
@@ -34,7 +34,7 @@ extension Runtime {
         guard !adopted.isEmpty else { return HistoryChange(migrations: [], checked: ["every migration up to \(through) is already recorded"]) }
         let missing = try Self.notYetIn(live, adopted)
         guard missing.isEmpty else {
-            throw Failure(.badData, "the database does not hold what migrations up to \(through) do: \(missing.prefix(5).joined(separator: "; "))\(missing.count > 5 ? "; …" : ""); nothing was recorded",
+            throw Failure(.baselineSchemaDiffers, "the database does not hold what migrations up to \(through) do: \(missing.prefix(5).joined(separator: "; "))\(missing.count > 5 ? "; …" : ""); nothing was recorded",
                           hint: "baseline through an earlier number, or deploy the missing migrations")
         }
         try live.execute("BEGIN IMMEDIATE")
@@ -100,17 +100,17 @@ extension Runtime {
         // As status and verify name it (0001_cashback_tables), its file name (….sql), its name or number.
         guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration || $0.fileName == migration }) else {
             let known = files.map(\.key)
-            throw Failure(.usage, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
+            throw Failure(.migrationNotFound, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
                           hint: known.isEmpty ? nil : "deployctl accept \(name) \(Suggestion.nearest(to: migration, in: known) ?? known[0])")
         }
         let lock = try lockInstance(config)
         defer { lock.release() }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         guard let row = try History.applied(live).first(where: { $0.id == file.id }) else {
-            throw Failure(.usage, "\(file.key) is not applied to \(name); there is nothing to accept", hint: "deploy it instead")
+            throw Failure(.acceptNotApplied, "\(file.key) is not applied to \(name); there is nothing to accept", hint: "deploy it instead")
         }
         guard row.sha256 != file.sha256 else {
-            throw Failure(.usage, "\(file.fileName) is unchanged since it was applied; there is nothing to accept")
+            throw Failure(.acceptUnchanged, "\(file.fileName) is unchanged since it was applied; there is nothing to accept")
         }
         try confirm(row.sha256, file)
         try live.rows("UPDATE deployctl_migrations SET sha256 = ? WHERE id = ?", [.text(file.sha256), .integer(Int64(file.id))]).forEach { _ in }

@@ -51,7 +51,7 @@ extension Runtime {
     /// and a deploy stops at its plan stage, before its snapshot.
     public func verifyQueryRefusal(_ plan: MigrationPlan, instance: String) -> Failure? {
         guard !plan.verifyFailures.isEmpty else { return nil }
-        return Failure(.failed, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
+        return Failure(.migrationVerifyQueryFalse, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
                        hint: "fix the migration or its verify query, then check again with 'deployctl plan \(instance)'")
     }
 
@@ -102,7 +102,7 @@ extension Runtime {
     func writeLockRefusal(_ plan: MigrationPlan, config: InstanceConfig, offlineBecause: String) -> Failure {
         let budget = config.maxWriteLock.milliseconds
         let estimate = plan.writeLockEstimateMilliseconds
-        return Failure(.usage, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
+        return Failure(.migrationWriteLockOverBudget, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
                       + "(statements \(String(format: "%.0f", plan.statementMilliseconds)) ms and checks \(String(format: "%.0f", plan.checkMilliseconds)) ms on the plan's copy), "
                       + "more than max_write_lock allows (\(String(format: "%.0f", budget)) ms; busy timeout \(String(format: "%.0f", config.busyTimeout.milliseconds)) ms)"
                       + ", and it cannot run online: \(offlineBecause); nothing was changed",
@@ -127,7 +127,7 @@ extension Runtime {
             }
             for fact in summary.evidence { lines.append("    on the rehearsal copy: \(fact)") }
         }
-        throw Failure(.usage, "refused: the pending migrations are destructive:\n" + lines.joined(separator: "\n"),
+        throw Failure(.migrationDestructiveRefused, "refused: the pending migrations are destructive:\n" + lines.joined(separator: "\n"),
                       hint: filesAllow ? "run again with --allow-destructive if this is intended"
                                        : "add '-- allow-destructive' to the migration file and pass --allow-destructive, if this is intended")
     }

@@ -75,13 +75,13 @@ extension Runtime {
             }
         }
         if journal.additive { return try dropAdded(journal, columns: [:], config: config) }
-        guard let name = journal.snapshot else { throw Failure(.unproven, "no snapshot recorded to restore from") }
+        guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
         let store = store(config)
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
-        if case .differs = result.proof { throw Failure(.unproven, "after restoring \(name), the live database does not hold its pages") }
+        if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
         return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
     }
 
@@ -91,7 +91,7 @@ extension Runtime {
     /// - Throws: the SQL error, or `.unproven` when the schema differs (rolled back either way).
     private func runDown(_ journal: DeployJournal, config: InstanceConfig) throws -> String {
         guard let downs = journal.downSQL, downs.count == journal.migrations.count else {
-            throw Failure(.failed, "the journal holds no proven down parts")
+            throw Failure(.undoNoDownParts, "the journal holds no proven down parts")
         }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
         try live.execute("BEGIN IMMEDIATE")
@@ -103,12 +103,12 @@ extension Runtime {
             }
             let added = Planner.foreignKeyViolations(live).filter { $0.value > violationsBefore[$0.key, default: 0] }
             guard added.isEmpty else {
-                throw Failure(.unproven, "the down parts would leave foreign keys pointing nowhere: \(added.keys.sorted().joined(separator: ", "))")
+                throw Failure(.undoUnproven, "the down parts would leave foreign keys pointing nowhere: \(added.keys.sorted().joined(separator: ", "))")
             }
             try live.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(journal.deployId)]).forEach { _ in }
             if try live.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try live.execute("DROP TABLE deployctl_migrations") }
             guard try Pipeline.schemaLines(live) == journal.schemaBefore, try live.integrityProblems().isEmpty else {
-                throw Failure(.unproven, "after the down parts the schema is not the one before the deploy")
+                throw Failure(.undoUnproven, "after the down parts the schema is not the one before the deploy")
             }
             try live.execute("COMMIT")
         } catch {
@@ -150,7 +150,7 @@ extension Runtime {
                 left += added.filter { now.contains($0.lowercased()) }.map { "\(table).\($0)" }
             }
             guard left.isEmpty, try live.integrityProblems().isEmpty else {
-                throw Failure(.unproven, "undo left \(left.joined(separator: ", ")) behind")
+                throw Failure(.undoUnproven, "undo left \(left.joined(separator: ", ")) behind")
             }
             try live.execute("COMMIT")
         } catch {
