@@ -165,7 +165,7 @@ struct Pipeline {
         // Dropping an existing index, view or trigger (or table) is not undone by dropping what
         // was added: those need the snapshot.
         guard plan.classification == .preserving,
-              !plan.statements.flatMap(\.problems).contains(where: { $0.hasPrefix("drop") }) else { return nil }
+              !plan.statements.contains(where: \.dropsExisting) else { return nil }
         var columns = [String: [String]]()
         for e in plan.evidence {
             guard e.finalName == e.table, !e.rebuilt, e.rowsDeleted == 0, e.rowsAdded == 0, e.columnsDropped.isEmpty,
