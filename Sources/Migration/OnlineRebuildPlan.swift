@@ -52,6 +52,12 @@ public enum OnlineVerdict: Sendable {
 }
 
 extension OnlineRebuildPlan {
+    /// `verdict(_:plan:on:)` on the database at `databasePath`, opened read only.
+    /// - Throws: `SQLiteError` from opening or reading it.
+    public static func verdict(_ pending: [MigrationFile], plan: MigrationPlan, databasePath: String, busyTimeout: Duration) throws -> OnlineVerdict {
+        try verdict(pending, plan: plan, on: try Connection(path: databasePath, mode: .inspect, busyTimeout: busyTimeout))
+    }
+
     /// Decides whether `pending` can run online on `live` (read only): one pending migration
     /// of the 12-step shape, preserving by the plan, on a WAL database, of a rowid table whose
     /// INTEGER PRIMARY KEY is copied to the new table's, with no trigger on it and no foreign

@@ -4,8 +4,14 @@ import Support
 
 /// A schema object a migration creates.
 public struct CreatedObject: Codable, Sendable, Hashable {
+    /// `table`, `index`, `view` or `trigger`.
     public let type: String
     public let name: String
+
+    public init(type: String, name: String) {
+        self.type = type
+        self.name = name
+    }
 }
 
 /// What one statement of a migration does, as SQLite's authorizer reported it.

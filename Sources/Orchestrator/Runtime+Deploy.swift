@@ -152,13 +152,6 @@ struct Pipeline {
         return String(first.name.prefix(60))
     }
 
-    /// A database's schema as lines, the history table aside: each object's SQL byte for byte as
-    /// sqlite_schema stores it, so that "the schema is the one before" is said only when it is.
-    static func schemaLines(_ db: Connection) throws -> [String] {
-        try db.schema(exact: true).filter { $0.name != History.table && $0.table != History.table }
-            .map { "\($0.type) \($0.name) \($0.sql ?? "")" }.sorted()
-    }
-
     /// The columns a preserving plan adds, when adding columns (and new objects) is all it does
     /// to existing tables: an undo can then drop exactly those and keep the application's writes.
     static func addedColumnsOnly(_ plan: MigrationPlan) -> [String: [String]]? {
@@ -430,11 +423,11 @@ struct Pipeline {
             // An undo after commit could run the down parts instead of restoring the snapshot,
             // keeping the application's writes: only if they give the snapshot's content back.
             let reference = try Connection(path: opened.databasePath, mode: .immutable)
-            if let reason = try Applier.proveDown(pending, on: scratch, reference: reference) {
+            if let reason = try Undo.proveDown(pending, on: scratch, reference: reference) {
                 runtime.events(.fact("rehearsal: the down parts are not used for an undo: \(reason)"))
             } else {
                 journal?.downProven = true
-                journal?.schemaBefore = try Self.schemaLines(reference)
+                journal?.schemaBefore = try Undo.schemaLines(reference)
                 journal?.downSQL = pending.map { $0.downSQL ?? "" }
                 try journal?.write(path: config.journalPath)
                 runtime.events(.fact("rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts"))

@@ -73,8 +73,7 @@ extension Runtime {
         let asked = askedByFlag || pending.contains { $0.online }
         let overBudget = config.hooks.stop == nil && exceedsWriteLockBudget(plan, config: config)
         guard asked || overBudget else { return nil }
-        let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        return (try OnlineRebuildPlan.verdict(pending, plan: plan, on: live), asked)
+        return (try OnlineRebuildPlan.verdict(pending, plan: plan, databasePath: config.databasePath, busyTimeout: config.busyTimeout), asked)
     }
 
     /// How `deployctl deploy` would run `plan` (shown by `plan`): in one transaction, online,
