@@ -45,7 +45,8 @@ public struct MigrationFile: Sendable, Equatable {
     public var fileName: String { URL(fileURLWithPath: path).lastPathComponent }
 
     /// Reads and parses a migration file (and, for golang-migrate and Flyway, its down file).
-    /// - Throws: `Failure` `.usage` for a bad name or unreadable file.
+    /// - Throws: `Failure` `migration.bad_name`, `migration.unreadable` or
+    ///   `migration.directive_misplaced`.
     public init(path: String) throws {
         let file = URL(fileURLWithPath: path).lastPathComponent
         guard let parsed = Self.parseName(file) else {
@@ -215,7 +216,7 @@ public struct MigrationFile: Sendable, Equatable {
     }
 
     /// Every migration in `folder`, in order. A missing or empty folder has none.
-    /// - Throws: `Failure` `.usage` for duplicate numbers or a badly named `.sql` file.
+    /// - Throws: `Failure` `migration.duplicate_number`, or as `init(path:)`.
     public static func loadAll(folder: String) throws -> [MigrationFile] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.hasSuffix(".sql") && !isDownFile($0) }.sorted()

@@ -79,7 +79,7 @@ public struct OnlineRebuild: Sendable {
     /// cut-over transaction; `committed` is called right after the cut-over commits (the deploy
     /// journals it), before the `integrity_check` that follows.
     /// - Throws: before the cut-over commits, any error (a failed proof included) after removing
-    ///   what it created, the live table as it was; after it, `Failure` `.failed` when the
+    ///   what it created, the live table as it was; after it, `Failure` `online.integrity_failed` (or `online.foreign_keys_dangling`) when the
     ///   table's `integrity_check` fails (the caller undoes the deploy).
     public func run(path: String, busyTimeout: Duration, record: (Connection) throws -> Void, committed: () throws -> Void) throws -> Outcome {
         let db = try Connection(path: path, mode: .readWrite, busyTimeout: .milliseconds(50))
@@ -366,7 +366,8 @@ public struct OnlineRebuild: Sendable {
     /// The proof of the copy, outside the lock, on a snapshot where both tables are in step:
     /// every copied column of every row equal (row counts and order-independent fingerprints),
     /// and the shadow's indexes hold its rows (`integrity_check`).
-    /// - Throws: `Failure` `.failed` when not: the rebuild stops before its cut-over.
+    /// - Throws: `Failure` `online.proof_failed`, `online.integrity_failed` or
+    ///   `online.foreign_keys_dangling` when not: the rebuild stops before its cut-over.
     private func prove(reader: Connection) throws -> String {
         defer { try? reader.execute("COMMIT") }
         let old = try reader.fingerprint(table: plan.table, columns: plan.sourceColumns)
@@ -402,7 +403,8 @@ public struct OnlineRebuild: Sendable {
 
     /// After the commit: the live table and its indexes whole (`integrity_check`, which reads
     /// each index against the rows, not only the b-trees), now under their final definitions.
-    /// - Throws: `Failure` `.failed`: the deploy is then undone like any failure after a commit.
+    /// - Throws: `Failure` `online.integrity_failed` or `online.foreign_keys_dangling`: the deploy is
+    ///   then undone like any failure after a commit.
     private func checkAfter(path: String) throws {
         let live = try Connection(path: path, mode: .inspect)
         let problems = try live.integrityProblems(full: true, table: plan.table)

@@ -23,7 +23,8 @@ extension Planner {
     }
 
     /// Judges one statement from its authorizer actions (see `Judgement`).
-    /// - Throws: `Failure` `.usage` for a statement that controls the transaction or creates a
+    /// - Throws: `Failure` `migration.transaction_control` for a statement that controls the transaction,
+    ///   `migration.table_shape_differs` for one that creates a
     ///   table that exists with another shape.
     static func judge(_ actions: [AuthorizerAction], sql: String, where_: String, file: MigrationFile, names: Set<String>, on scratch: Connection,
                       existing existingColumns: [String: Set<String>], originalNames: Set<String>, withoutRowid: Set<String>) throws -> Judgement {

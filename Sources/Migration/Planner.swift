@@ -12,7 +12,7 @@ public struct Planner: Sendable {
     /// prepares each pending statement there with an authorizer recording what it would do and
     /// runs it, so statements depending on earlier ones prepare. The live database is read once
     /// (a consistent copy) and otherwise untouched: no bytes, no mtime, no `-wal`/`-shm` left.
-    /// - Throws: `Failure` `.usage` for a statement that does not prepare or run (file and
+    /// - Throws: `Failure` `migration.sql_failed` for a statement that does not prepare or run (file and
     ///   statement named), a changed applied migration or bad file names.
     /// With `fingerprintCopy` false (a deploy, which proves it inside its transaction anyway)
     /// claim 5 is not checked on the copy, saving two passes over the data.

@@ -17,7 +17,8 @@ extension Runtime {
     /// the database holds every table, column and index they create (built on an empty
     /// database from the files; where a file refers to tables it does not create, the tables
     /// its CREATE statements name). One transaction; takes the instance lock.
-    /// - Throws: `Failure` `.usage` for an unknown number, `.badData` naming what is missing.
+    /// - Throws: `Failure` `migration.not_found` for an unknown number, `baseline.schema_differs`
+    ///   naming what is missing.
     public func baseline(instance name: String, through: Int) throws -> HistoryChange {
         let config = try workspace.instance(name)
         try Connection.checkIsDatabase(config.databasePath)
@@ -45,7 +46,7 @@ extension Runtime {
     /// `deployctl accept <instance> <migration>`: records a deliberate edit of an applied
     /// migration file (its new checksum), after `confirm` has seen the old and new checksums
     /// and the file's statements. Takes the instance lock.
-    /// - Throws: `Failure` `.usage` for an unknown or unapplied migration or an unchanged file.
+    /// - Throws: `Failure` `migration.not_found`, `accept.not_applied` or `accept.unchanged`.
     public func accept(instance name: String, migration: String, confirm: (_ applied: String, _ file: MigrationFile) throws -> Void) throws -> HistoryChange {
         let config = try workspace.instance(name)
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)

@@ -111,7 +111,7 @@ extension Runtime {
 
     /// Throws the refusal for a destructive migration unless both its file and the command allow
     /// it. Additive and preserving migrations need no flag.
-    /// - Throws: `Failure` `.usage` naming each destructive statement and what the rehearsal
+    /// - Throws: `Failure` `migration.destructive_refused` naming each destructive statement and what the rehearsal
     ///   copy shows, per table and column.
     func checkAllowed(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
         let bad = plan.migrations.filter { $0.classification == .destructive }

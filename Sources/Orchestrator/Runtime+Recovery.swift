@@ -11,7 +11,8 @@ extension Runtime {
     /// undone when the check fails); an app the journal shows stopped is started. Writes that
     /// deploy's report and removes the journal. Returns what it did, or nil when there was
     /// nothing to recover. The caller holds the instance lock.
-    /// - Throws: `Failure` `.unproven` when a committed deploy fails its check and cannot be undone.
+    /// - Throws: `undo.unproven` or `undo.no_snapshot` (2) when a committed deploy fails its check and
+    ///   cannot be undone.
     func recoverUnfinishedDeploy(_ config: InstanceConfig) throws -> String? {
         guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
         let (committed, healthy) = try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
