@@ -33,43 +33,9 @@ extension Planner {
             let target = action.first ?? ""
             switch action.code {
             case SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER:
-                let type = ["table", "view", "index", "trigger"][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
-                if target.hasPrefix("sqlite_") { continue }
-                j.describe("\(action.name) \(target)")
-                if names.contains(target) {
-                    j.exists.append(target)
-                    if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
-                       normalizeCreate(existing) != normalizeCreate(sql) {
-                        // Later statements (indexes on its columns) would fail against the
-                        // wrong shape, so say what is wrong here rather than there.
-                        throw Failure(.migrationTableShapeDiffers, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
-                                      hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
-                    }
-                    continue
-                }
-                if (type == "index" || type == "trigger"), let table = action.second, originalNames.contains(table) {
-                    j.note(.onExistingTable(type: type, name: target, table: table))
-                }
-                j.creates.append(CreatedObject(type: type, name: target))
+                try judgeCreate(action, sql: sql, where_: where_, names: names, on: scratch, originalNames: originalNames, into: &j)
             case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
-                if target.hasPrefix("sqlite_") { continue }
-                j.describe("\(action.name) \(target)")
-                guard let columns = existingColumns[target] else { continue }
-                // DROP TABLE authorizes the DELETE of its rows too: judged as the drop.
-                if action.code == SQLITE_DELETE, actions.contains(where: { $0.code == SQLITE_DROP_TABLE && $0.first == target }) { continue }
-                j.touches.insert(target)
-                if withoutRowid.contains(target) {
-                    j.note(.writesWithoutRowid(table: target))
-                }
-                if action.code == SQLITE_INSERT {
-                    j.note(.addsRows(table: target))
-                } else if action.code == SQLITE_DELETE {
-                    j.note(.mayDeleteRows(table: target))
-                } else if let column = action.second, columns.contains(column.lowercased()) {
-                    j.note(.mayChangeValues(table: target, column: column))
-                } else {
-                    j.note(.fillsNewColumn(table: target, column: action.second ?? "?"))
-                }
+                judgeWrite(action, among: actions, existing: existingColumns, withoutRowid: withoutRowid, into: &j)
             case SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE, SQLITE_REINDEX:
                 continue
             case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
@@ -101,6 +67,55 @@ extension Planner {
             }
         }
         return j
+    }
+
+    /// A CREATE: the object it creates, or the name that exists already (refused when a table
+    /// exists with another shape); an index or trigger on an existing table is preserving.
+    private static func judgeCreate(_ action: AuthorizerAction, sql: String, where_: String, names: Set<String>, on scratch: Connection,
+                                    originalNames: Set<String>, into j: inout Judgement) throws {
+        let target = action.first ?? ""
+        let type = ["table", "view", "index", "trigger"][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
+        if target.hasPrefix("sqlite_") { return }
+        j.describe("\(action.name) \(target)")
+        if names.contains(target) {
+            j.exists.append(target)
+            if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
+               normalizeCreate(existing) != normalizeCreate(sql) {
+                // Later statements (indexes on its columns) would fail against the
+                // wrong shape, so say what is wrong here rather than there.
+                throw Failure(.migrationTableShapeDiffers, "table \(target) already exists with a different shape than \(where_) defines\n  existing:  \(existing)\n  migration: \(summary(sql))",
+                              hint: "reconcile the existing table with the migration by hand (or in a new migration); nothing was applied")
+            }
+            return
+        }
+        if (type == "index" || type == "trigger"), let table = action.second, originalNames.contains(table) {
+            j.note(.onExistingTable(type: type, name: target, table: table))
+        }
+        j.creates.append(CreatedObject(type: type, name: target))
+    }
+
+    /// An INSERT, UPDATE or DELETE of an existing table: what it may do to its rows and values.
+    private static func judgeWrite(_ action: AuthorizerAction, among actions: [AuthorizerAction], existing existingColumns: [String: Set<String>],
+                                   withoutRowid: Set<String>, into j: inout Judgement) {
+        let target = action.first ?? ""
+        if target.hasPrefix("sqlite_") { return }
+        j.describe("\(action.name) \(target)")
+        guard let columns = existingColumns[target] else { return }
+        // DROP TABLE authorizes the DELETE of its rows too: judged as the drop.
+        if action.code == SQLITE_DELETE, actions.contains(where: { $0.code == SQLITE_DROP_TABLE && $0.first == target }) { return }
+        j.touches.insert(target)
+        if withoutRowid.contains(target) {
+            j.note(.writesWithoutRowid(table: target))
+        }
+        if action.code == SQLITE_INSERT {
+            j.note(.addsRows(table: target))
+        } else if action.code == SQLITE_DELETE {
+            j.note(.mayDeleteRows(table: target))
+        } else if let column = action.second, columns.contains(column.lowercased()) {
+            j.note(.mayChangeValues(table: target, column: column))
+        } else {
+            j.note(.fillsNewColumn(table: target, column: action.second ?? "?"))
+        }
     }
 
     /// What a new trigger's body does to existing tables when it fires: found by preparing (never
