@@ -11,7 +11,7 @@ extension Applier {
     /// tables' row counts and the problems found.
     func checkResult(_ db: Connection, pending: [MigrationFile], plan: MigrationPlan, existing: [String], created: [String],
                              touched: [String: TableEvidence], details: [String: RowChangeRecorder.TableChanges]?, rehearsal: Rehearsal?,
-                             violationsBefore: [String: Int]?) throws -> (schema: [SchemaObject], counts: [String: Int], problems: [String]) {
+                             violationsBefore: [ForeignKeyViolation: Int]?) throws -> (schema: [SchemaObject], counts: [String: Int], problems: [String]) {
         var problems = [String]()
         let recording = details != nil
         let details = details ?? [:]
@@ -65,11 +65,12 @@ extension Applier {
 
     /// The violations that are new since `before` (of `table`'s rows only, when given), one
     /// line per pair of tables.
-    func newViolations(_ db: Connection, since before: [String: Int], table: String? = nil) -> [String] {
+    func newViolations(_ db: Connection, since before: [ForeignKeyViolation: Int], table: String? = nil) -> [String] {
         Planner.foreignKeyViolations(db, table: table).sorted { $0.key < $1.key }.compactMap { key, count in
             let added = count - (before[key] ?? 0)
             guard added > 0 else { return nil }
-            return key.hasPrefix("foreign_key_check") ? key : "\(counted(added, "foreign key violation")): \(key) (rows of the first refer to rows the second does not hold)"
+            if case .uncheckable = key { return key.description }
+            return "\(counted(added, "foreign key violation")): \(key) (rows of the first refer to rows the second does not hold)"
         }
     }
 

@@ -117,7 +117,7 @@ public struct Applier: Sendable {
         var rebuiltPrints = [String: TableFingerprint]()
         var background: BeforeFingerprints?
         /// Foreign-key violations before, when a table is rebuilt, renamed or dropped.
-        var violations: [String: Int]?
+        var violations: [ForeignKeyViolation: Int]?
 
         // Whole tables (untouched) and kept columns (rebuilt), taken here or in the background.
         mutating func keep(_ taken: [(FingerprintRequest, TableFingerprint)]) {
@@ -198,7 +198,7 @@ public struct Applier: Sendable {
                 // transaction anyway); foreign_key_check runs before COMMIT.
                 if Planner.isForeignKeysPragma(sql) { continue }
                 let info = statements.first { $0.index == offset + 1 }
-                let newTables = info?.creates.filter { $0.type == "table" }.map(\.name) ?? []
+                let newTables = info?.creates.filter { $0.type == .table }.map(\.name) ?? []
                 for table in newTables { tables(.creating(table)) }
                 let started = ContinuousClock.now
                 try db.execute(sql)

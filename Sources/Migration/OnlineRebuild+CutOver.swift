@@ -82,9 +82,7 @@ extension OnlineRebuild {
     /// The parent tables that rows of `table` point at without a match more often than rows of
     /// `reference` (the same rows under the other table's REFERENCES clauses) do.
     static func addedViolations(_ db: Connection, in table: String, beside reference: String) -> [String: Int] {
-        let byParent = { (counts: [String: Int]) in
-            Dictionary(counts.map { ($0.key.components(separatedBy: " → ").last ?? $0.key, $0.value) }, uniquingKeysWith: +)
-        }
+        let byParent = { (counts: [ForeignKeyViolation: Int]) in Dictionary(counts.map { ($0.key.parent, $0.value) }, uniquingKeysWith: +) }
         let before = byParent(Planner.foreignKeyViolations(db, table: reference))
         return byParent(Planner.foreignKeyViolations(db, table: table)).filter { $0.value > before[$0.key, default: 0] }
     }

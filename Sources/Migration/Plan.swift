@@ -4,11 +4,15 @@ import Support
 
 /// A schema object a migration creates.
 public struct CreatedObject: Codable, Sendable, Hashable {
-    /// `table`, `index`, `view` or `trigger`.
-    public let type: String
+    public let type: Kind
     public let name: String
 
-    public init(type: String, name: String) {
+    /// A schema object's type, as `sqlite_schema` names it (and plans and journals write it).
+    public enum Kind: String, Codable, Sendable {
+        case table, index, view, trigger
+    }
+
+    public init(type: Kind, name: String) {
         self.type = type
         self.name = name
     }

@@ -43,7 +43,7 @@ struct Classification {
     /// Whether a file drops or renames a table, which can leave other tables' keys pointing
     /// nowhere: the violations before are counted then.
     let reshapes: Bool
-    var violationsBefore = [String: Int]()
+    var violationsBefore = [ForeignKeyViolation: Int]()
     /// Time of the checks a deploy runs under its lock, and of the statements, on the copy.
     var checking = Duration.zero
     var executing = Duration.zero
@@ -78,9 +78,9 @@ struct Classification {
         }
         // The deploy counts foreign-key violations before and after under its lock too.
         if reshapes {
-            var counted = [String: Int]()
-            checking += ContinuousClock().measure { counted = Planner.foreignKeyViolations(scratch) } * 2
-            violationsBefore = counted
+            var found = [ForeignKeyViolation: Int]()
+            checking += ContinuousClock().measure { found = Planner.foreignKeyViolations(scratch) } * 2
+            violationsBefore = found
         }
         effects = pending.count > 1 ? MigrationEffects(existing: existingColumns, rowCounts: existingTables) : nil
     }
@@ -135,11 +135,11 @@ struct Classification {
         for table in judged.touches where existingColumns[table] != nil && !namesAfter.contains(table) { replaced.insert(table) }
         for table in judged.touches where own?.recorder.existingColumns[table] != nil && !namesAfter.contains(table) { own?.replaced.insert(table) }
         // A trigger acts later, on the application's writes: judge what its body does.
-        for trigger in judged.creates where trigger.type == "trigger" {
+        for trigger in judged.creates where trigger.type == .trigger {
             for problem in try Planner.triggerEffects(trigger.name, on: scratch, existing: existingColumns) { judged.note(problem) }
         }
         for table in judged.touches { touchedBy[table, default: []].insert(file.key) }
-        for object in judged.creates where object.type == "table" { toCreate.append(object.name) }
+        for object in judged.creates where object.type == .table { toCreate.append(object.name) }
         for name in judged.exists where !alreadyExisting.contains(name) && existingTables[name] != nil { alreadyExisting.append(name) }
         created += judged.creates
         statements.append(StatementPlan(migration: file.key, index: index, sql: Planner.summary(sql), actions: judged.described,

@@ -74,12 +74,12 @@ extension Planner {
     private static func judgeCreate(_ action: AuthorizerAction, sql: String, where_: String, names: Set<String>, on scratch: Connection,
                                     originalNames: Set<String>, into j: inout Judgement) throws {
         let target = action.first ?? ""
-        let type = ["table", "view", "index", "trigger"][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
+        let type: CreatedObject.Kind = [.table, .view, .index, .trigger][[SQLITE_CREATE_TABLE, SQLITE_CREATE_VIEW, SQLITE_CREATE_INDEX, SQLITE_CREATE_TRIGGER].firstIndex(of: action.code)!]
         if target.hasPrefix("sqlite_") { return }
         j.describe("\(action.name) \(target)")
         if names.contains(target) {
             j.exists.append(target)
-            if type == "table", let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
+            if type == .table, let existing = try scratch.schema().first(where: { $0.name == target })?.sql,
                normalizeCreate(existing) != normalizeCreate(sql) {
                 // Later statements (indexes on its columns) would fail against the
                 // wrong shape, so say what is wrong here rather than there.
@@ -88,8 +88,8 @@ extension Planner {
             }
             return
         }
-        if (type == "index" || type == "trigger"), let table = action.second, originalNames.contains(table) {
-            j.note(.onExistingTable(type: type, name: target, table: table))
+        if type == .index || type == .trigger, let table = action.second, originalNames.contains(table) {
+            j.note(.onExistingTable(type: type.rawValue, name: target, table: table))
         }
         j.creates.append(CreatedObject(type: type, name: target))
     }

@@ -93,16 +93,18 @@ public struct Planner: Sendable {
         return tables
     }
 
-    /// Foreign-key violations per "child → parent", and a definition that cannot be checked
-    /// ("foreign key mismatch") as its message.
+    /// Foreign-key violations per child and parent table, and a definition that cannot be
+    /// checked ("foreign key mismatch") with its message.
     /// With `table`, only the rows of that table are checked.
-    public static func foreignKeyViolations(_ db: Connection, table: String? = nil) -> [String: Int] {
+    public static func foreignKeyViolations(_ db: Connection, table: String? = nil) -> [ForeignKeyViolation: Int] {
         do {
-            var counts = [String: Int]()
-            for row in try db.rows("PRAGMA foreign_key_check" + (table.map { "(\(quoteIdentifier($0)))" } ?? "")) { counts["\(row[0].string ?? "?") → \(row[2].string ?? "?")", default: 0] += 1 }
+            var counts = [ForeignKeyViolation: Int]()
+            for row in try db.rows("PRAGMA foreign_key_check" + (table.map { "(\(quoteIdentifier($0)))" } ?? "")) {
+                counts[.dangling(child: row[0].string ?? "?", parent: row[2].string ?? "?"), default: 0] += 1
+            }
             return counts
         } catch {
-            return ["foreign_key_check fails (\((error as? SQLiteError)?.sqliteMessage ?? "\(error)"))": 1]
+            return [.uncheckable((error as? SQLiteError)?.sqliteMessage ?? "\(error)"): 1]
         }
     }
 

@@ -1,5 +1,30 @@
 import Foundation
 
+/// One line of `PRAGMA foreign_key_check`'s tally (`Planner.foreignKeyViolations`): rows of
+/// `child` whose key points at a row `parent` does not hold, or a definition SQLite cannot
+/// check (`foreign key mismatch`) with its message. Printed as `child → parent`.
+public enum ForeignKeyViolation: Hashable, Comparable, Sendable, CustomStringConvertible {
+    case dangling(child: String, parent: String)
+    case uncheckable(String)
+
+    public var description: String {
+        switch self {
+        case .dangling(let child, let parent): "\(child) → \(parent)"
+        case .uncheckable(let message): "foreign_key_check fails (\(message))"
+        }
+    }
+
+    /// The table pointed at; for a definition that cannot be checked, its message.
+    public var parent: String {
+        switch self {
+        case .dangling(_, let parent): parent
+        case .uncheckable: description
+        }
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { a.description < b.description }
+}
+
 /// Why a statement is not additive, as SQLite's authorizer (or a new trigger's body) shows it:
 /// what it may do to a table or object that existed before the migrations. Decisions (the
 /// class, the safety claims, how an undo works) read the case; `description` is the sentence

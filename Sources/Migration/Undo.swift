@@ -59,10 +59,10 @@ public struct Undo: Sendable {
     /// Drops the objects the deploy created, then the columns it added, and its history rows;
     /// proves none is left. The application's writes to existing columns are kept.
     private func dropAdded(_ created: [CreatedObject], columns: [String: [String]], on live: Connection) throws -> String {
-        for object in created where object.type == "index" || object.type == "trigger" || object.type == "view" {
-            try live.execute("DROP \(object.type.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
+        for object in created where object.type != .table {
+            try live.execute("DROP \(object.type.rawValue.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
         }
-        for object in created.reversed() where object.type == "table" {
+        for object in created.reversed() where object.type == .table {
             try live.execute("DROP TABLE IF EXISTS \(quoteIdentifier(object.name))")
         }
         for (table, added) in columns.sorted(by: { $0.key < $1.key }) {
@@ -99,7 +99,7 @@ public struct Undo: Sendable {
         }
         let added = Planner.foreignKeyViolations(live).filter { $0.value > violationsBefore[$0.key, default: 0] }
         guard added.isEmpty else {
-            throw Failure(.undoUnproven, "the down parts would leave foreign keys pointing nowhere: \(added.keys.sorted().joined(separator: ", "))")
+            throw Failure(.undoUnproven, "the down parts would leave foreign keys pointing nowhere: \(added.keys.sorted().map(\.description).joined(separator: ", "))")
         }
         try History.forget(deployId: deployId, on: live)
         guard try Self.schemaLines(live) == schemaBefore, try live.integrityProblems().isEmpty else {

@@ -200,7 +200,7 @@ struct Pipeline {
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.snapshot.rawValue,
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
-                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
+                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) },
                                 addedColumns: Self.addedColumnsOnly(plan))
         let store = runtime.store(config)
         let backup = try stage(.snapshot) { p in

@@ -54,13 +54,12 @@ extension Runtime {
     /// - Throws: when the undo fails or cannot be proven.
     @discardableResult
     func undo(journal: DeployJournal, config: InstanceConfig) throws -> String {
-        let created = journal.created.map { CreatedObject(type: $0.type, name: $0.name) }
         if journal.additive {
-            return try Undo(deployId: journal.deployId, strategy: .dropAdded(created: created, columns: [:]))
+            return try Undo(deployId: journal.deployId, strategy: .dropAdded(created: try Self.createdObjects(journal, config: config), columns: [:]))
                 .run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         }
         var fallback = ""
-        for strategy in Self.inPlaceUndos(journal, created: created) {
+        for strategy in Self.inPlaceUndos(journal, created: try? Self.createdObjects(journal, config: config)) {
             do {
                 return try Undo(deployId: journal.deployId, strategy: strategy).run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
             } catch {
@@ -80,13 +79,26 @@ extension Runtime {
 
     /// The ways a non-additive deploy's journal says it can be undone in place, in the order
     /// they are tried: dropping the columns it only added, then its proven down parts.
-    static func inPlaceUndos(_ journal: DeployJournal, created: [CreatedObject]) -> [Undo.Strategy] {
+    /// `created`: nil when the journal's objects cannot be read, which leaves the snapshot.
+    static func inPlaceUndos(_ journal: DeployJournal, created: [CreatedObject]?) -> [Undo.Strategy] {
         var strategies = [Undo.Strategy]()
-        if let columns = journal.addedColumns { strategies.append(.dropAdded(created: created, columns: columns)) }
+        if let columns = journal.addedColumns, let created { strategies.append(.dropAdded(created: created, columns: columns)) }
         // Down parts only with the text and the schema the rehearsal proved them with.
         if journal.downProven == true, let downs = journal.downSQL, let schema = journal.schemaBefore {
             strategies.append(.runDown(migrations: journal.migrations, downSQL: downs, schemaBefore: schema))
         }
         return strategies
+    }
+
+    /// The objects the journal says the deploy created.
+    /// - Throws: `undo.unproven` for a type no plan writes (a damaged journal): what to drop
+    ///   cannot be said.
+    static func createdObjects(_ journal: DeployJournal, config: InstanceConfig) throws -> [CreatedObject] {
+        try journal.created.map { object in
+            guard let type = CreatedObject.Kind(rawValue: object.type) else {
+                throw Failure(.undoUnproven, "the deploy journal \(config.journalPath) names \(object.name) with an unknown type '\(object.type)'")
+            }
+            return CreatedObject(type: type, name: object.name)
+        }
     }
 }
