@@ -9,10 +9,6 @@ extension FailureCode {
     public static let migrationVerifyQueryFalse = FailureCode("migration.verify_query_false", .failed)
     /// The plan's write-lock estimate is over `max_write_lock` and the deploy cannot run online.
     public static let migrationWriteLockOverBudget = FailureCode("migration.write_lock_over_budget", .usage)
-    /// An online rebuild was asked for (`--online`, `-- online`) and the migration cannot run online.
-    public static let migrationOnlineRefused = FailureCode("migration.online_refused", .usage)
-    /// The rehearsal on the snapshot changed existing tables the plan proved untouched.
-    public static let migrationRehearsalChanged = FailureCode("migration.rehearsal_changed", .failed)
     /// `baseline` or `accept` names a migration the migrations folder does not hold.
     public static let migrationNotFound = FailureCode("migration.not_found", .usage)
     /// `baseline`: the database does not hold what the migrations it would record create.

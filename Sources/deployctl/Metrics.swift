@@ -73,7 +73,7 @@ enum Metrics {
         for name in instances {
             let label = "instance=\"\(escape(name))\""
             // Kept as it was when the config (or the root) cannot be read: last known values.
-            if let runtime, let s = try? runtime.status(instance: name) {
+            if let runtime, let s = try? Inspection(runtime).status(instance: name) {
                 func set(_ family: String, _ value: Double?) {
                     if let value { samples[family, default: [:]][label] = format(value) }
                 }
@@ -162,7 +162,7 @@ enum Metrics {
                 console.note("warning: the metrics file \(path) could not be written: \(error)")
                 throw outcome
             }
-            let failure = Failure(.cannotCreate, "the metrics file \(path) could not be written: \(error); the command itself succeeded, but a monitor would read old values",
+            let failure = Failure(.metricsWriteFailed, "the metrics file \(path) could not be written: \(error); the command itself succeeded, but a monitor would read old values",
                                   hint: "make \((path as NSString).deletingLastPathComponent) writable for \(getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"), or point --metrics-file elsewhere")
             try console.guarded { throw failure }
         }

@@ -111,7 +111,7 @@ struct OnlineRebuildTests {
             "unique collation": "the rebuild adds a UNIQUE constraint on email (NOCASE) that user does not have with that collation",
             "own cascade": "the rebuilt user has foreign keys with ON DELETE/UPDATE actions (loan_id → loan)",
         ][reason]!
-        #expect(result.status == 64 && result.code == "migration.online_refused", "\(result.stdout)\(result.stderr)")
+        #expect(result.status == 64 && result.code == "deploy.online_refused", "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("refused: an online rebuild was asked for, but"), "\(result.stderr)")
         #expect(result.stderr.contains(why), "\(result.stderr)")
         #expect(result.stderr.contains("Try: deploy without --online"), "\(result.stderr)")

@@ -36,8 +36,8 @@ struct BackupsList: ParsableCommand {
         let console = Console(global)
         if offsite || remote.remote != nil || remote.host != nil { return try listRemote(console) }
         try console.run { runtime in
-            let entries = try runtime.listBackups(instance: instance, label: label)
-            let others = try runtime.otherBackupFiles(instance: instance)
+            let entries = try BackupInventory(runtime).list(instance: instance, label: label)
+            let others = try BackupInventory(runtime).otherFiles(instance: instance)
             let now = runtime.clock()
             if global.json {
                 struct Other: Encodable { let name: String; let reason: String }

@@ -49,10 +49,11 @@ struct BackupsPrune: ParsableCommand {
         if remote != nil { return try pruneRemote(console) }
         try console.run { runtime in
             let policy = try retention.policy()
-            let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
-                try confirm(emptied, console)
-            }
-            try show(console, dryRun: dryRun, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
+            let prepared = try PreparedPrune.prepare(runtime, instance: instance, policy: policy, label: label, dryRun: dryRun)
+            if dryRun { return try show(console, dryRun: true, decisions: prepared.decisions, removed: prepared.decisions.filter { !$0.kept }.map(\.entry.name)) }
+            if !prepared.emptied.isEmpty { try confirm(prepared.emptied, console) }
+            let outcome = try prepared.perform()
+            try show(console, dryRun: false, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
         }
     }
 
@@ -70,8 +71,8 @@ struct BackupsPrune: ParsableCommand {
         let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
         let what = "this prune leaves no backup restore --latest could use for \(labels)"
         try console.confirm("Careful: \(what). Go on?", yes: yes,
-                            notTerminal: Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want"),
-                            declined: Failure(.failed, "prune cancelled; nothing was removed"))
+                            notTerminal: Failure(.confirmationNeeded, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want"),
+                            declined: Failure(.declined, "prune cancelled; nothing was removed"))
     }
 
     func show(_ console: Console, dryRun: Bool, decisions: [RetentionDecision], removed: [String]) throws {

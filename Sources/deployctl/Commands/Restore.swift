@@ -98,7 +98,7 @@ struct Restore: ParsableCommand {
                 instance: instance, selection: selection,
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
                 runHooks: !noHooks, allowForeign: allowForeign)
-            let prepared = try runtime.beginRestore(request)
+            let prepared = try RestorePlanner(runtime).begin(request)
             defer { prepared.release() }
             let preview = prepared.preview
             for skipped in preview.passedOver { console.note("warning: --latest passed over the newer \(skipped)") }
@@ -112,9 +112,9 @@ struct Restore: ParsableCommand {
             show(preview, console)
             // --to writes a new file and changes nothing that exists: no question to ask.
             try console.confirm("Restore \(preview.backup.name) into \(preview.targetPath)?", yes: yes || to != nil,
-                                notTerminal: Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
+                                notTerminal: Failure(.confirmationNeeded, "restore needs --yes when stdin is not a terminal; nothing was changed",
                                                      hint: "review the lines above, then run again with --yes"),
-                                declined: Failure(.failed, "restore cancelled; nothing was changed"))
+                                declined: Failure(.declined, "restore cancelled; nothing was changed"))
             let outcome = try prepared.perform()
             keep = true
             if global.json {

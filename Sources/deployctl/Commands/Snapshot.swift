@@ -61,7 +61,7 @@ struct Snapshot: ParsableCommand {
         let console = Console(global)
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
-                let outcome = try runtime.snapshot(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
+                let outcome = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
                 if let crashed = outcome.crashedHolder {
                     console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
                 }
@@ -77,7 +77,7 @@ struct Snapshot: ParsableCommand {
                         pushed = try runtime.push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
                     } catch let error as DeployctlError {
                         // The local backup stands; the copy is what failed.
-                        throw Failure(error.kind, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
+                        throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
                                       hint: error.hint.map { $0 + "; then 'deployctl backups push \(instance)'" } ?? "run 'deployctl backups push \(instance)' once the store is reachable")
                     }
                 }

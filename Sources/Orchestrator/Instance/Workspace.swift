@@ -22,7 +22,7 @@ public struct Workspace: Sendable {
         let absolute = URL(fileURLWithPath: chosen, relativeTo: URL(fileURLWithPath: currentDirectory))
             .standardizedFileURL.path
         guard Self.holdsInstances(absolute) else {
-            throw Failure(.usage, "\(absolute) is not a deployment root: it has no instances/ folder"
+            throw Failure(.notADeploymentRoot, "\(absolute) is not a deployment root: it has no instances/ folder"
                             + (named == nil ? " (nor has \(installedRoot), the installed package's root)" : ""),
                           hint: "run from the deployment root, or pass --root DIR (or set DEPLOYCTL_ROOT)")
         }
@@ -46,7 +46,7 @@ public struct Workspace: Sendable {
     /// - Throws: `Failure` `.usage` for an invalid name or config; `.missingInput` for no such instance.
     public func instance(_ name: String) throws -> InstanceConfig {
         guard Self.isValidName(name) else {
-            throw Failure(.usage, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
+            throw Failure(.instanceInvalidName, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
                           hint: "list the instances with 'ls \(instancesFolder)'")
         }
         do {
@@ -56,7 +56,7 @@ public struct Workspace: Sendable {
             let known = ((try? allInstanceFolders()) ?? [])
             guard !known.isEmpty else { throw failure }
             let nearest = Suggestion.nearest(to: name, in: known)
-            throw Failure(.missingInput, "\(failure.message); instances: \(known.joined(separator: ", "))",
+            throw Failure(.instanceUnknown, "\(failure.message); instances: \(known.joined(separator: ", "))",
                           hint: nearest.map { "did you mean the instance '\($0)'? (the same command with \($0) in place of \(name))" } ?? failure.hint)
         }
     }
@@ -87,5 +87,18 @@ public struct Workspace: Sendable {
     public func allInstanceFolders() throws -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: instancesFolder)) ?? []
         return names.filter { Self.isValidName($0) && FileManager.default.fileExists(atPath: instancesFolder + "/\($0)/instance.toml") }.sorted()
+    }
+
+    /// The instance of this root (but `name`) whose config names the database file at `path`
+    /// (the same path, or the same file by device and inode), if any; unreadable configs are
+    /// passed over.
+    public func instance(naming path: String, except name: String) -> (String, InstanceConfig)? {
+        let mine = fileIdentity(path)
+        for other in (try? allInstanceFolders()) ?? [] where other != name {
+            guard let otherConfig = try? instance(other) else { continue }
+            let theirs = fileIdentity(otherConfig.databasePath)
+            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) { return (other, otherConfig) }
+        }
+        return nil
     }
 }
