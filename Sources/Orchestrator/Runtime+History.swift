@@ -20,14 +20,15 @@ extension Runtime {
     /// - Throws: `Failure` `migration.not_found` for an unknown number, `baseline.schema_differs`
     ///   naming what is missing.
     public func baseline(instance name: String, through: Int) throws -> HistoryChange {
-        let config = try workspace.instance(name)
+        let instance = try instance(name, for: nil)
+        let config = instance.config
         try Connection.checkIsDatabase(config.databasePath)
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         guard files.contains(where: { $0.id == through }) else {
             throw Failure(.migrationNotFound, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
                           hint: "give the number of the last migration the other tool applied")
         }
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
         let live = try LiveHistory(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         let applied = Set(try live.applied().map(\.id))
@@ -48,7 +49,8 @@ extension Runtime {
     /// and the file's statements. Takes the instance lock.
     /// - Throws: `Failure` `migration.not_found`, `accept.not_applied` or `accept.unchanged`.
     public func accept(instance name: String, migration: String, confirm: (_ applied: String, _ file: MigrationFile) throws -> Void) throws -> HistoryChange {
-        let config = try workspace.instance(name)
+        let instance = try instance(name, for: nil)
+        let config = instance.config
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         // As status and verify name it (0001_cashback_tables), its file name (….sql), its name or number.
         guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration || $0.fileName == migration }) else {
@@ -56,7 +58,7 @@ extension Runtime {
             throw Failure(.migrationNotFound, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
                           hint: known.isEmpty ? nil : "deployctl accept \(name) \(Suggestion.nearest(to: migration, in: known) ?? known[0])")
         }
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
         let live = try LiveHistory(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         guard let row = try live.applied().first(where: { $0.id == file.id }) else {

@@ -15,7 +15,7 @@ extension Runtime {
             ? config.backupsFolder : (config.databasePath as NSString).deletingLastPathComponent
         if !failpoints.skips(.freeSpace) {
             var needs = SpaceNeeds()
-            needs.add(liveBytes(config), in: scratch, for: "the plan's copy of the database")
+            needs.add(InstanceContext(runtime: self, config: config).liveBytes, in: scratch, for: "the plan's copy of the database")
             try needs.check()
         }
         let interruption = self.interruption
@@ -37,9 +37,9 @@ extension Runtime {
     /// reported in the result, not thrown.
     /// - Throws: `Failure` for config, missing database, bad migrations.
     public func plan(instance name: String) throws -> MigrationPlan {
-        let config = try workspace.instance(name)
-        try checkAccess(config, .readDatabase)
-        try ensureDatabase(config)
+        let instance = try instance(name, for: .readDatabase)
+        let config = instance.config
+        try instance.ensureDatabase()
         try SQLite.Connection.checkIsDatabase(config.databasePath)
         progress(.working(.planning))
         defer { progress(.ended(announce: false)) }

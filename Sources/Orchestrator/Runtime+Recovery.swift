@@ -68,11 +68,12 @@ extension Runtime {
             }
         }
         guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
-        let store = store(config)
+        let instance = InstanceContext(runtime: self, config: config)
+        let store = instance.store
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
         let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-        let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil, interruptible: false)
+        let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
         return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
     }
