@@ -90,7 +90,7 @@ public struct Undo: Sendable {
     /// The application's writes are kept, as far as the down parts keep them.
     private func runDown(_ migrations: [String], _ downs: [String], schemaBefore: [String], on live: Connection) throws -> String {
         guard downs.count == migrations.count else {
-            throw Failure(.undoNoDownParts, "the journal holds \(counted(downs.count, "down part")) for \(counted(migrations.count, "migration"))")
+            throw Failure(.undoNoDownParts, "the journal holds no proven down parts")
         }
         let violationsBefore = Planner.foreignKeyViolations(live)
         // The text the rehearsal proved, newest migration first; never what is on disk now.
