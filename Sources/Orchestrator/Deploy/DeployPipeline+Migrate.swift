@@ -79,4 +79,42 @@ extension DeployPipeline {
         }
         return outcome.rehearsal
     }
+
+    /// The snapshot stage: the pre-deploy snapshot, named in the report and the journal before
+    /// anything else happens.
+    mutating func takeSnapshot(label: String, store: BackupStore) throws -> BackupEntry {
+        var request = instance.snapshotRequest(label: label, compression: compression)
+        let runtime = self.runtime
+        // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
+        request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }
+        request.interrupted = { runtime.interruption() != nil }
+        let entry = try Snapshotter(store: store).snapshot(request, progress: runtime.progress)
+        report.snapshot = entry.name
+        journal?.snapshot = entry.name
+        try journal?.write(path: config.journalPath)
+        runtime.events(.fact("backup: \(entry.path)"))
+        try runtime.failpoints.hit(.afterSnapshot)
+        return entry
+    }
+
+    /// The migrate stage in one transaction (`Applier`): the journal says committed the moment
+    /// the transaction commits.
+    mutating func migrate(_ pending: [MigrationFile], plan: MigrationPlan, rehearsal: Rehearsal) throws -> ApplyResult {
+        let runtime = self.runtime
+        let applier = Applier(failpoints: runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: runtime.trace,
+                              interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") },
+                              stop: { runtime.interruption() != nil })
+        do {
+            let result = try applier.apply(pending, plan: plan, toDatabaseAt: config.databasePath, busyTimeout: config.busyTimeout, deployId: report.deployId,
+                                           appliedAt: ISO8601DateFormatter().string(from: runtime.clock()), rehearsal: rehearsal)
+            journal?.committed = true
+            try journal?.write(path: config.journalPath)
+            return result
+        } catch let error as SQLiteError where error.kind == .temporary {
+            throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
+        } catch let error as SQLiteError where error.interrupted {
+            try runtime.checkInterruption("the running statement was stopped and the migration rolled back; the database is as it was")
+            throw error
+        }
+    }
 }
