@@ -2,7 +2,6 @@ import Backup
 import Foundation
 import Locking
 import Migration
-import SQLite
 import Support
 
 extension Runtime {
@@ -72,7 +71,7 @@ extension Runtime {
         let store = instance.store
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
-        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+        let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
         let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
         return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"

@@ -1,5 +1,6 @@
 import Backup
 import Locking
+import Migration
 import Foundation
 import SQLite
 import Support
