@@ -31,10 +31,21 @@ public enum RestoreTarget: Sendable {
     }
 }
 
+/// Where the backup to restore is.
+public enum RestoreSource: Sendable {
+    /// In the instance's backups folder.
+    case local
+    /// In a remote (`nil`: the instance's only one), under `host`'s folder (`nil`: this host's):
+    /// fetched into the local backups folder and checked against its manifest first
+    /// (`Runtime.fetchForRestore`). `allowUnsigned` accepts a copy this instance's key did not sign.
+    case remote(name: String?, host: String?, allowUnsigned: Bool)
+}
+
 /// What `deployctl restore` was asked to do.
 public struct RestoreRequest: Sendable {
     public var instance: String
     public var selection: BackupSelection
+    public var source: RestoreSource
     public var target: RestoreTarget
     /// Check and preview only; take no lock, run no hook, change nothing.
     public var dryRun: Bool
@@ -45,9 +56,10 @@ public struct RestoreRequest: Sendable {
     public var allowForeign: Bool
 
     public init(instance: String, selection: BackupSelection, target: RestoreTarget, dryRun: Bool = false,
-                runHooks: Bool = true, allowForeign: Bool = false) {
+                runHooks: Bool = true, allowForeign: Bool = false, source: RestoreSource = .local) {
         self.instance = instance
         self.selection = selection
+        self.source = source
         self.target = target
         self.dryRun = dryRun
         self.runHooks = runHooks
@@ -145,6 +157,10 @@ public final class PreparedRestore {
     private let previewVersion: UInt32?
     /// The preview's differing rows, for a restore by rows (`Restorer.restoreByRows`).
     private let rowKeys: [String: [Int64]]?
+    /// The remote copy fetched for this restore (`RestoreSource.remote`). A download is removed
+    /// again on release unless a restore (not a dry run) was performed.
+    public internal(set) var fetched: FetchedCopy?
+    private var keepsFetched = false
 
     init(preview: RestorePreview, runtime: Runtime, config: InstanceConfig, store: BackupStore, request: RestoreRequest,
          opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil) {
@@ -169,6 +185,10 @@ public final class PreparedRestore {
         live = nil
         lock?.release()
         lock = nil
+        if let fetched, fetched.downloaded, !keepsFetched {
+            try? runtime.discardFetched(instance: request.instance, backup: fetched.name)
+            self.fetched = nil
+        }
     }
 
     /// Performs the restore that was previewed, then releases everything.
@@ -176,6 +196,12 @@ public final class PreparedRestore {
     ///   changed and could not be proven back.
     public func perform() throws -> RestoreOutcome {
         defer { release() }
+        let outcome = try performHeld()
+        keepsFetched = !request.dryRun
+        return outcome
+    }
+
+    private func performHeld() throws -> RestoreOutcome {
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
         lock?.record(operation: "restore", stage: "restore")
         let restorer = runtime.restorer(config)
@@ -350,6 +376,24 @@ extension Runtime {
     /// the preview. The operator sees the preview; `perform()` does the rest.
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func beginRestore(_ request: RestoreRequest) throws -> PreparedRestore {
+        guard case .remote(let remote, let host, let allowUnsigned) = request.source else { return try beginLocalRestore(request) }
+        let name: String? = if case .named(let name) = request.selection { name } else { nil }
+        let label: String? = if case .latest(let label) = request.selection { label } else { nil }
+        let fetched = try fetchForRestore(instance: request.instance, remote: remote, host: host, backup: name, label: label, allowUnsigned: allowUnsigned)
+        var local = request
+        local.selection = .named(fetched.name)
+        do {
+            let prepared = try beginLocalRestore(local)
+            prepared.fetched = fetched
+            return prepared
+        } catch {
+            // A restore that refuses the copy leaves no download behind.
+            if fetched.downloaded { try? discardFetched(instance: request.instance, backup: fetched.name) }
+            throw error
+        }
+    }
+
+    private func beginLocalRestore(_ request: RestoreRequest) throws -> PreparedRestore {
         let config = try workspace.instance(request.instance)
         try checkAccess(config, request.dryRun ? .inspect : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let store = store(config)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backup
+import Offsite
 import Orchestrator
 import Support
 
