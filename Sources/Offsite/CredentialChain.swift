@@ -230,7 +230,8 @@ public struct CredentialChain: Sendable {
     }
 
     /// One request to a credentials endpoint (`http(s)://host[:port]/path`).
-    /// - Throws: `Failure` `.unavailable` when it cannot be reached.
+    /// - Throws: `Failure` `offsite.credentials_unreachable` when it cannot be reached, a TLS
+    ///   code (`offsite.tls_host_mismatch`, …) when its certificate is refused.
     func fetch(_ url: String, method: String, headers: [(String, String)], body: [UInt8], what: String,
                deadlines: Deadlines = Deadlines(connect: .seconds(5), idle: .seconds(10), request: .seconds(30))) throws -> HTTPResponse {
         let schemeEnd = url.range(of: "://")?.upperBound ?? url.startIndex
@@ -241,7 +242,9 @@ public struct CredentialChain: Sendable {
         do {
             return try client.send(method: method, target: target, headers: headers, body: body.isEmpty && method != "PUT" && method != "POST" ? .empty : .bytes(body))
         } catch let error as TransportError {
-            throw Failure(.offsiteCredentialsUnreachable, "remote '\(remote)': \(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
+            // A refused certificate is the same refusal as the store's, whichever endpoint it is.
+            let code = if case .certificate(let problem) = error.kind { S3Client.code(problem) } else { FailureCode.offsiteCredentialsUnreachable }
+            throw Failure(code, "remote '\(remote)': \(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
         }
     }
 

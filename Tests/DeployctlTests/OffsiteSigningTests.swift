@@ -62,7 +62,7 @@ struct OffsiteSigningTests {
         let before = try box.sha3(box.databasePath)
         let localBefore = box.allBackupFiles()
         let latest = try OffsiteTests.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
-        #expect(latest.status == 65 && latest.stderr.contains(forgedName) && latest.stderr.contains("not made by a holder of this instance's key"),
+        #expect(latest.status == 65 && latest.code == "offsite.manifest_unsigned" && latest.stderr.contains(forgedName) && latest.stderr.contains("not made by a holder of this instance's key"),
                 "\(latest.status) \(latest.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.allBackupFiles() == localBefore)
@@ -84,7 +84,7 @@ struct OffsiteSigningTests {
         #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hosta/\(name).json", "--body", work + "/edited.json",
                                "--metadata", "deployctl-authenticator=\(authenticator)"]).status == 0)
         let byName = try OffsiteTests.run(box, store, ["restore", "prod", "--remote", "primary", name, "--yes"])
-        #expect(byName.status == 65 && byName.stderr.contains("does not match"), "\(byName.status) \(byName.stderr)")
+        #expect(byName.status == 65 && byName.code == "offsite.manifest_forged" && byName.stderr.contains("does not match"), "\(byName.status) \(byName.stderr)")
         // The newest genuine copy, untouched, restores by name.
         try FileManager.default.removeItem(atPath: box.backupsFolder + "/" + newestGenuine)
         try FileManager.default.removeItem(atPath: box.backupsFolder + "/" + newestGenuine + ".json")
