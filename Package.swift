@@ -30,6 +30,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Encryption", "Migration", "Locking", "Offsite", "SQLite", "Support"],
-                    exclude: ["Golden"]),
+                    exclude: ["Golden", "Fixtures"]),
     ]
 )

@@ -147,7 +147,7 @@ public struct InstanceConfig: Sendable {
         if let name, let remote = offsite.first(where: { $0.name == name }) { return remote }
         if name == nil, offsite.count == 1 { return offsite[0] }
         let known = offsite.map(\.name)
-        throw Failure(.usage, name.map { "instance '\(self.name)' has no remote '\($0)'" } ?? "instance '\(self.name)' has \(known.isEmpty ? "no" : "several") [[offsite]] remotes",
+        throw Failure(.remoteUnknown, name.map { "instance '\(self.name)' has no remote '\($0)'" } ?? "instance '\(self.name)' has \(known.isEmpty ? "no" : "several") [[offsite]] remotes",
                       hint: known.isEmpty ? "add an [[offsite]] table to \(file) (see docs/offsite.md)" : "pass --remote with one of: \(known.joined(separator: ", "))")
     }
 
@@ -185,12 +185,12 @@ public struct InstanceConfig: Sendable {
     static func load(name: String, folder: String) throws -> InstanceConfig {
         let file = folder + "/instance.toml"
         guard FileManager.default.fileExists(atPath: file) else {
-            throw Failure(.missingInput, "no instance '\(name)': \(file) does not exist",
+            throw Failure(.instanceUnknown, "no instance '\(name)': \(file) does not exist",
                           hint: "check the name, or create the instance's config (see instances/prod/instance.toml)")
         }
         try FileAccess.require(.read, on: file, what: "instance config", purpose: "read the instance's config", kind: .missingInput)
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw Failure(.usage, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
+            throw Failure(.configInvalid, "\(file): cannot be read as UTF-8 text", hint: "fix the config file")
         }
         let toml = try TOMLSubset(text: text, file: file)
         let remotes = toml.arrayCount("offsite")

@@ -8,7 +8,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     public var instance: String
     public var startedAt: Date
     /// The stage about to run or running.
-    public var stage: String
+    public var stage: Stage
     /// The pre-deploy snapshot's name, once taken.
     public var snapshot: String?
     /// Migrations being applied.
@@ -61,7 +61,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
         do {
             return try JSON.decoder().decode(DeployJournal.self, from: data)
         } catch {
-            throw Failure(.badData, "the deploy journal \(path) cannot be read: \(error)",
+            throw Failure(.journalUnreadable, "the deploy journal \(path) cannot be read: \(error)",
                           hint: "inspect it by hand; it records an unfinished deploy")
         }
     }

@@ -5,8 +5,7 @@ import Migration
 /// One stage of a deploy as the report records it.
 public struct StageRecord: Codable, Sendable {
     public let name: Stage
-    /// "ok", "failed" or "skipped".
-    public var status: String
+    public var status: StageStatus
     public var seconds: Double
     public var detail: String?
 }
@@ -19,6 +18,8 @@ public struct DeployReport: Codable, Sendable {
     public var finishedAt: Date?
     public var outcome: DeployOutcome
     public var error: String?
+    /// The failure's stable code (docs/errors.md), when the deploy failed.
+    public var errorCode: String?
     public var stages: [StageRecord] = []
     public var pending: [String] = []
     public var tablesCreated: [String] = []
@@ -43,5 +44,6 @@ public struct DeployReport: Codable, Sendable {
         case classification = "class"
         case changes
         case writeLockMilliseconds = "write_lock_ms"
+        case errorCode = "error_code"
     }
 }

@@ -3,7 +3,7 @@ import Support
 
 /// A deploy's stages, in the order they run. The raw value is the stage's name in the journal,
 /// the report and the checklist.
-public enum Stage: String, CaseIterable, Codable, Sendable {
+public enum Stage: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
     case preflight
     case plan
     case snapshot
@@ -11,6 +11,14 @@ public enum Stage: String, CaseIterable, Codable, Sendable {
     case migrateAndVerify = "migrate and verify"
     case restart
     case report
+
+    /// The name as the journal, the report and the checklist write it.
+    public var description: String { rawValue }
+}
+
+/// How one stage of a deploy ended, as the report records it.
+public enum StageStatus: String, Codable, Sendable {
+    case ok, failed, skipped
 }
 
 /// How a deploy ended, as its report records it.

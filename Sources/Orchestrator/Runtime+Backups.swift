@@ -109,7 +109,7 @@ extension Runtime {
             // The newest backup that counts as one (the daily drill checks what a restore
             // --latest would use): a deploy's or restore's own pre_* copy only when there is no other.
             guard let newest = entries.first(where: { !Self.isOwnCopy($0) }) ?? entries.first else {
-                throw Failure(.missingInput, "instance '\(name)' has no backups in \(store.folder)",
+                throw Failure(.noBackups, "instance '\(name)' has no backups in \(store.folder)",
                               hint: "take one with 'deployctl snapshot \(name)'")
             }
             targets = all ? entries : [newest]
@@ -158,7 +158,7 @@ extension Runtime {
         let decisions = try decide()
         let emptied = Self.emptied(decisions)
         if let label = emptied.keys.sorted().first(where: { confirmed[$0] == nil }) {
-            throw Failure(.usage, "the backups changed while deployctl asked: pruning now leaves label \(label) without a usable backup; nothing was removed",
+            throw Failure(.backupsChangedWhileAsked, "the backups changed while deployctl asked: pruning now leaves label \(label) without a usable backup; nothing was removed",
                           hint: "run the prune again")
         }
         let outcome = PruneOutcome(decisions: decisions, removed: true)
@@ -211,11 +211,11 @@ extension Runtime {
         defer { lock.release() }
         let entry = try find()
         guard entry?.manifest?.sha256 == first?.manifest?.sha256 else {
-            throw Failure(.usage, "\(backup) changed while deployctl asked; nothing was removed",
+            throw Failure(.backupsChangedWhileAsked, "\(backup) changed while deployctl asked; nothing was removed",
                           hint: "deployctl backups remove \(name) \(backup)")
         }
         if let why = try protectedBackups(config)[backup] {
-            throw Failure(.usage, "\(backup) is not removed: \(why)",
+            throw Failure(.backupRemoveRefused, "\(backup) is not removed: \(why)",
                           hint: "let the next deploy finish or undo that deploy first: deployctl deploy \(name)")
         }
         guard let entry else {

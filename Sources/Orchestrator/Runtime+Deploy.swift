@@ -28,6 +28,8 @@ public struct DeployFailure: DeployctlError {
     public let report: DeployReport
     public let underlying: DeployctlError
     public var code: FailureCode { underlying.code }
+    /// The cause's code when the deploy was undone after it.
+    public var cause: FailureCode? { (underlying as? Failure)?.cause }
     public var kind: FailureKind { underlying.kind }
     public var message: String { underlying.message }
     public var hint: String? { underlying.hint }
@@ -50,7 +52,7 @@ extension Runtime {
         } catch let error as DeployctlError {
             throw pipeline.fail(error)
         } catch {
-            throw pipeline.fail(Failure(.failed, "\(error)"))
+            throw pipeline.fail(Failure(.internalError, "\(error)"))
         }
     }
 
@@ -104,7 +106,7 @@ struct Pipeline {
     /// Runs one stage: journal it, report its start, then its end with elapsed time, and record it.
     mutating func stage<T>(_ stage: Stage, _ body: (inout Pipeline) throws -> T) throws -> T {
         if var journal {
-            journal.stage = stage.rawValue
+            journal.stage = stage
             try journal.write(path: config.journalPath)
             wroteJournal = true
             self.journal = journal
@@ -116,12 +118,12 @@ struct Pipeline {
             let value = try body(&self)
             try checkInterruption()
             let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: "ok", seconds: seconds, detail: nil))
+            report.stages.append(StageRecord(name: stage, status: .ok, seconds: seconds, detail: nil))
             runtime.events(.stageFinished(stage, seconds: seconds, succeeded: true))
             return value
         } catch {
             let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: "failed", seconds: seconds, detail: "\(error)"))
+            report.stages.append(StageRecord(name: stage, status: .failed, seconds: seconds, detail: "\(error)"))
             runtime.events(.stageFinished(stage, seconds: seconds, succeeded: false))
             throw error
         }
@@ -204,7 +206,7 @@ struct Pipeline {
         // One migration names the snapshot; several name their range (pre_<first>-<last>).
         let migrationName = Self.snapshotName(plan.pending.compactMap { key in files.first { $0.key == key } })
         let pending = files.filter { plan.pending.contains($0.key) }
-        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.snapshot.rawValue,
+        journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .snapshot,
                                 snapshot: nil, migrations: plan.pending, appStopped: report.hooks.contains { $0.name == "stop" },
                                 committed: false, additive: plan.additive,
                                 created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
@@ -297,14 +299,14 @@ struct Pipeline {
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try runtime.checkSpaceForSnapshot(config, compression: compression, rehearsal: true, onlineTable: online?.table)
         if let stop = config.hooks.stop {
-            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: Stage.preflight.rawValue,
+            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .preflight,
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
                               created: []).write(path: config.journalPath)
             wroteJournal = true
             let result = try hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "preflight")
             report.hooks.append(result)
             guard result.succeeded else {
-                throw Failure(.failed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); output in \(result.outputPath)",
+                throw Failure(.hookStopFailed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); output in \(result.outputPath)",
                               hint: "check the hook's command in \(config.file)")
             }
         }
@@ -328,7 +330,7 @@ struct Pipeline {
                                  + "then a cut-over that holds the write lock briefly)" + (asked ? "" : "; the one-transaction deploy would block writes past max_write_lock")))
         case .offline(let why):
             if asked {
-                throw Failure(.usage, "refused: an online rebuild was asked for, but \(why); nothing was changed",
+                throw Failure(.onlineRefused, "refused: an online rebuild was asked for, but \(why); nothing was changed",
                               hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
             }
             throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
@@ -386,7 +388,7 @@ struct Pipeline {
             let applied = Set(try History.applied(db).map(\.key))
             let missing = pending.filter { !applied.contains($0) }
             guard missing.isEmpty else {
-                throw Failure(.failed, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
+                throw Failure(.promotionRefused, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
                               hint: "deploy \(earlier) first ('deployctl deploy \(earlier)'), or pass --skip-promotion-check")
             }
         }
@@ -465,7 +467,7 @@ struct Pipeline {
                                         { try suspects.map { try scratch.fingerprint(table: $0) } })
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
         guard changed.isEmpty else {
-            throw Failure(.failed, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
+            throw Failure(.rehearsalChangedTables, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
                           hint: "the migration changes tables the plan did not see it change; fix it, the live database was not touched")
         }
         return (before.count, before.count - suspects.count)
@@ -478,7 +480,7 @@ struct Pipeline {
             let result = try hooks.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "restart")
             report.hooks.append(result)
             guard result.succeeded else {
-                throw Failure(.failed, "the start hook failed; output in \(result.outputPath)")
+                throw Failure(.hookStartFailed, "the start hook failed; output in \(result.outputPath)")
             }
         }
         try runtime.failpoints.hit(.restart)
@@ -486,7 +488,7 @@ struct Pipeline {
             let last = try hooks.runHealthCheck(command: health, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
             report.hooks.append(last)
             guard last.succeeded else {
-                throw Failure(.failed, "the health check failed \(counted(config.hooks.healthAttempts, "time")); output in \(last.outputPath)")
+                throw Failure(.hookHealthFailed, "the health check failed \(counted(config.hooks.healthAttempts, "time")); output in \(last.outputPath)")
             }
         }
     }
@@ -496,6 +498,7 @@ struct Pipeline {
     mutating func fail(_ error: DeployctlError) -> DeployFailure {
         var final: DeployctlError = error
         report.error = error.message
+        report.errorCode = error.code.rawValue
         if let journal, journal.committed {
             if let stop = config.hooks.stop, report.hooks.contains(where: { $0.name == "start" && $0.succeeded }),
                let result = try? hooks.run(name: "stop", command: stop, timeout: config.hooks.timeout, tag: "undo") {
@@ -505,11 +508,12 @@ struct Pipeline {
                 let how = try runtime.undo(journal: journal, config: config)
                 report.outcome = .undone
                 runtime.events(.stepDone("undone: the deploy's changes were removed and the database proven back"))
-                final = Failure(.failed, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint)
+                final = Failure(.deployUndone, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint, cause: error.code)
             } catch let undoError {
                 report.outcome = .unproven
-                final = Failure(.unproven, "\(error.message)\nUndoing the deploy failed too: \(undoError)",
-                                hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'")
+                final = Failure(.deployUndoFailed, "\(error.message)\nUndoing the deploy failed too: \(undoError)",
+                                hint: "restore the snapshot \(journal.snapshot ?? "?") with 'deployctl restore \(config.name) \(journal.snapshot ?? "--latest") --yes'",
+                                cause: error.code)
             }
         }
         if let journal, !journal.committed, let name = journal.snapshot, !report.stages.contains(where: { $0.name == .migrateAndVerify }) {

@@ -72,18 +72,18 @@ extension Runtime {
     public func initInstance(_ request: InitRequest) throws -> InitResult {
         let name = request.name
         guard Workspace.isValidName(name) else {
-            throw Failure(.usage, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
+            throw Failure(.instanceInvalidName, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
                           hint: "pick a name such as 'prod' or 'app-1'")
         }
         let folder = workspace.instancesFolder + "/" + name
         let file = folder + "/instance.toml"
         guard !FileManager.default.fileExists(atPath: file) else {
-            throw Failure(.usage, "instance '\(name)' exists already: \(file); nothing was written",
+            throw Failure(.instanceExists, "instance '\(name)' exists already: \(file); nothing was written",
                           hint: "edit that file, or choose another name")
         }
         let database = resolve(request.database, against: request.currentDirectory)
         guard FileManager.default.fileExists(atPath: database) else {
-            throw Failure(.missingInput, "database file \(database) does not exist; nothing was written",
+            throw Failure(.databaseMissing, "database file \(database) does not exist; nothing was written",
                           hint: "give the path of the application's existing SQLite database (init never creates one)")
         }
         try Connection.checkIsDatabase(database)
@@ -93,12 +93,12 @@ extension Runtime {
         let journalMode = header.count >= 20 && header[18] == 2 && header[19] == 2 ? "wal" : "rollback"
         let backups = request.backups.map { resolve($0, against: request.currentDirectory) } ?? folder + "/backups"
         if let conflict = InstanceConfig.backupsConflict(backups: backups, database: database) {
-            throw Failure(.usage, "\(conflict); nothing was written",
+            throw Failure(.backupsFolderConflict, "\(conflict); nothing was written",
                           hint: request.backups == nil ? "pass --backups DIR outside \((database as NSString).deletingLastPathComponent)"
                                                        : "pass --backups with a folder outside \((database as NSString).deletingLastPathComponent)")
         }
         if let (other, otherConfig) = instance(naming: database, except: name) {
-            throw Failure(.usage, "\(database) is the database of instance '\(other)' already (\(otherConfig.file)); nothing was written",
+            throw Failure(.sharedDatabase, "\(database) is the database of instance '\(other)' already (\(otherConfig.file)); nothing was written",
                           hint: "use instance '\(other)', or give another database")
         }
         // A deploy.toml that cannot be read would fail after the config is written: refuse first.

@@ -12,6 +12,9 @@ public struct LiveVerification: Codable, Sendable {
     public let problems: [String]
     public let applied: [String]
     public let pending: [String]
+    /// Whether quick_check or foreign_key_check found a problem (else the problems are about
+    /// migration files: the database itself is sound).
+    public let damaged: Bool
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -130,14 +133,31 @@ public struct WorkInProgress: Codable, Sendable {
     }
 }
 
-/// Something `status` found that needs a person, and its kind (which decides the exit code).
+/// Something `status` found that needs a person: its code, whose kind decides the exit code.
 public struct StatusProblem: Codable, Sendable, Equatable {
-    public let kind: FailureKind
+    public let code: FailureCode
     public let message: String
+    public var kind: FailureKind { code.kind }
 
-    public init(kind: FailureKind, message: String) {
-        self.kind = kind
+    public init(_ code: FailureCode, message: String) {
+        self.code = code
         self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey { case kind, code, message }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(code.rawValue, forKey: .code)
+        try container.encode(message, forKey: .message)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let kind = try container.decode(FailureKind.self, forKey: .kind)
+        code = FailureCode(try container.decodeIfPresent(String.self, forKey: .code) ?? "unclassified.\(kind.rawValue)", kind)
+        message = try container.decode(String.self, forKey: .message)
     }
 
     /// Most severe first: a broken config, a missing database, bad data, work left for a
@@ -155,6 +175,7 @@ extension Runtime {
         let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         var problems = try db.integrityProblems().map { "quick_check: \($0)" }
         problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
+        let damaged = !problems.isEmpty
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         let applied = try History.applied(db)
         var pending = [String]()
@@ -167,7 +188,7 @@ extension Runtime {
             problems.append(failure.message)
         }
         return LiveVerification(instance: name, database: config.databasePath, problems: problems,
-                                applied: applied.map(\.key), pending: pending)
+                                applied: applied.map(\.key), pending: pending, damaged: damaged)
     }
 
     /// `deployctl status`: what an operator checks first. Reads only; an unfinished deploy is
@@ -187,14 +208,14 @@ extension Runtime {
         do {
             journal = try DeployJournal.read(path: config.journalPath)
         } catch let failure as Failure {
-            problems.append(StatusProblem(kind: .badData, message: failure.message))
+            problems.append(StatusProblem(failure.code, message: failure.message))
         }
         let work = Self.workInProgress(lock: lock, journal: journal)
         var unfinished: String?
         if let journal {
             unfinished = journal.deployId
             if work == nil {
-                problems.append(StatusProblem(kind: .unproven, message: "deploy \(journal.deployId) is unfinished: the next deploy or restore finishes or undoes it (it stopped at stage \(journal.stage), and no live process holds the instance lock)"))
+                problems.append(StatusProblem(.deployUnfinished, message: "deploy \(journal.deployId) is unfinished: the next deploy or restore finishes or undoes it (it stopped at stage \(journal.stage), and no live process holds the instance lock)"))
             }
         }
         var bytes: Int64?
@@ -218,33 +239,33 @@ extension Runtime {
                     _ = try History.pending(files: files, applied: rows)
                 } catch var changed as MigrationFileChanged {
                     changed.instance = name
-                    problems.append(StatusProblem(kind: .badData, message: "\(changed.message): \(changed.hint!)"))
+                    problems.append(StatusProblem(changed.code, message: "\(changed.message): \(changed.hint!)"))
                 } catch {
                     // A missing file is reported by verify and deploy; status shows what it can.
                 }
             } catch let failure as Failure {
-                problems.append(StatusProblem(kind: failure.kind == .badData ? .badData : .failed, message: failure.message))
+                problems.append(StatusProblem(failure.kind == .badData ? failure.code : .statusCheckFailed, message: failure.message))
             } catch let error as SQLiteError where error.kind == .temporary {
                 if let work {
                     // The deploy or restore in progress holds the write lock: expected, not a problem.
                     warnings.append("\(config.databasePath) is busy with the \(work.operation) in progress; status could not read it")
                 } else {
-                    problems.append(StatusProblem(kind: .temporary, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
+                    problems.append(StatusProblem(.sqliteBusy, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
                 }
             } catch let error as SQLiteError {
-                problems.append(StatusProblem(kind: .badData, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
+                problems.append(StatusProblem(.databaseUnreadable, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
             }
         } else {
-            problems.append(StatusProblem(kind: .missingInput, message: "database \(config.databasePath) does not exist"))
+            problems.append(StatusProblem(.databaseMissing, message: "database \(config.databasePath) does not exist"))
         }
         let reports = deployReports(config)
         let now = clock()
         let backups = store(config).entries()
         for entry in backups where entry.status == "failed" {
-            problems.append(StatusProblem(kind: .badData, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
+            problems.append(StatusProblem(.backupFailedCheck, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
-            problems.append(StatusProblem(kind: .unproven, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
+            problems.append(StatusProblem(.backupFutureDated, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
         }
         let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !Self.isOwnCopy($0) }
         let ownCopies = backups.filter(Self.isOwnCopy).count
@@ -253,10 +274,10 @@ extension Runtime {
             if let usable {
                 if usable.createdAt < maxAge.cutoff(before: now) {
                     let hours = Int(now.timeIntervalSince(usable.createdAt) / 3600)
-                    problems.append(StatusProblem(kind: .failed, message: "the newest backup, \(usable.name), is \(hours) h old: older than max_backup_age \(maxAge)"))
+                    problems.append(StatusProblem(.backupStale, message: "the newest backup, \(usable.name), is \(hours) h old: older than max_backup_age \(maxAge)"))
                 }
             } else {
-                problems.append(StatusProblem(kind: .failed, message: "no usable backup\(notCounted), and max_backup_age is \(maxAge): take one with 'deployctl snapshot \(name)'"))
+                problems.append(StatusProblem(.backupStale, message: "no usable backup\(notCounted), and max_backup_age is \(maxAge): take one with 'deployctl snapshot \(name)'"))
             }
         } else if usable == nil {
             warnings.append("no backup\(notCounted), and no max_backup_age to say how old one may be: set [backups] max_backup_age in \(config.file) (e.g. \"26h\" for nightly snapshots)")
@@ -306,7 +327,7 @@ extension Runtime {
     static func workInProgress(lock: (holder: LockHolder?, held: Bool), journal: DeployJournal?) -> WorkInProgress? {
         guard lock.held, let holder = lock.holder else { return nil }
         if let journal, journal.pid == holder.pid {
-            return WorkInProgress(operation: "deploy", pid: holder.pid, stage: journal.stage, deployId: journal.deployId,
+            return WorkInProgress(operation: "deploy", pid: holder.pid, stage: journal.stage.rawValue, deployId: journal.deployId,
                                   command: holder.command, since: holder.startedAt)
         }
         guard let operation = holder.operation else { return nil }

@@ -249,10 +249,10 @@ public final class PreparedRestore {
             // From here the live database holds the backup: any failure puts the saved state back.
             do {
                 if case .differs(let pages, let total) = result.proof {
-                    throw Failure(.failed, "after the restore, the live database does not hold the backup's pages (\(pages) of \(total) differ)")
+                    throw Failure(.restoreProofFailed, "after the restore, the live database does not hold the backup's pages (\(pages) of \(total) differ)")
                 }
                 if case .rowsDiffer(let rows) = result.proof {
-                    throw Failure(.failed, "after the restore, the live database does not hold the backup's rows (\(counted(rows, "row")) differ)")
+                    throw Failure(.restoreProofFailed, "after the restore, the live database does not hold the backup's rows (\(counted(rows, "row")) differ)")
                 }
                 try runtime.failpoints.hit(.afterRestore)
                 try hooks.start()
@@ -318,7 +318,7 @@ final class AppHooks {
         results.append(result)
         stopped = true
         guard result.succeeded else {
-            throw Failure(.failed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); nothing was restored; output in \(result.outputPath)",
+            throw Failure(.hookStopFailed, "the stop hook failed (\(result.timedOut ? "timed out" : "exit \(result.exitCode.map(String.init) ?? "signal")")); nothing was restored; output in \(result.outputPath)",
                           hint: "check the hook's command in \(config.file), or run with --no-hooks after stopping the application yourself")
         }
     }
@@ -332,13 +332,13 @@ final class AppHooks {
             let result = try runner.run(name: "start", command: command, timeout: config.hooks.timeout, tag: "restore")
             results.append(result)
             stopped = false
-            guard result.succeeded else { throw Failure(.failed, "the start hook failed after the restore; output in \(result.outputPath)") }
+            guard result.succeeded else { throw Failure(.hookStartFailed, "the start hook failed after the restore; output in \(result.outputPath)") }
         }
         if let command = config.hooks.health {
             let result = try runner.runHealthCheck(command: command, attempts: config.hooks.healthAttempts, timeout: config.hooks.timeout)
             results.append(result)
             guard result.succeeded else {
-                throw Failure(.failed, "the health check failed \(counted(config.hooks.healthAttempts, "time")) after the restore; output in \(result.outputPath)")
+                throw Failure(.hookHealthFailed, "the health check failed \(counted(config.hooks.healthAttempts, "time")) after the restore; output in \(result.outputPath)")
             }
         }
     }
@@ -423,7 +423,7 @@ extension Runtime {
                 passedOver.append("\(entry.name): \(failure.message)")
             }
         }
-        throw Failure(.missingInput, "no good backup in \(store.folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")"
+        throw Failure(.noUsableBackup, "no good backup in \(store.folder)\(label.map { " with label \($0)" } ?? " (pre_restore copies are only used with --label pre_restore)")"
                       + passedOver.map { "\n  passed over \($0)" }.joined(),
                       hint: "take one with 'deployctl snapshot \(config.name)', or see 'deployctl backups list \(config.name)'")
     }
@@ -465,17 +465,17 @@ extension Runtime {
                 let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
                 // attributesOfItem does not follow links: a dangling link exists too.
                 guard (try? FileManager.default.attributesOfItem(atPath: absolute)) == nil else {
-                    throw Failure(.cannotCreate, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
+                    throw Failure(.restoreTargetExists, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
                 }
                 var isFolder: ObjCBool = false
                 let folder = (absolute as NSString).deletingLastPathComponent
                 guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
-                    throw Failure(.cannotCreate, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
+                    throw Failure(.restoreTargetFolderMissing, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
                 }
                 let live = fileIdentity(config.databasePath).path.lowercased()
                 let target = (fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
                 guard !["-wal", "-shm", "-journal"].contains(where: { target == live + $0 }) else {
-                    throw Failure(.usage, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
+                    throw Failure(.restoreTargetIsDatabaseFile, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
                 }
                 var prepared = request
                 prepared.target = .newFile(absolute)
@@ -486,12 +486,12 @@ extension Runtime {
                 let size = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
                 if FileManager.default.fileExists(atPath: config.databasePath), size > 0,
                    (try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout).integrityProblems().isEmpty) == true {
-                    throw Failure(.usage, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
+                    throw Failure(.restoreReplaceRefused, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
                                   hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
                 }
                 let holders = DatabaseHolders.find(path: config.databasePath)
                 guard holders.isEmpty else {
-                    throw Failure(.temporary, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
+                    throw Failure(.databaseHeld, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
                                   hint: "stop the application, then run again")
                 }
                 return PreparedRestore(preview: preview(entry, request.target, config.databasePath, check, passedOver), runtime: self,
@@ -572,10 +572,10 @@ extension Runtime {
     func checkBelongs(_ entry: BackupEntry, opened: OpenedBackup, to config: InstanceConfig) throws {
         let hint = "pick a backup of this instance from 'deployctl backups list \(config.name)', or pass --allow-foreign if this database really is meant to replace it"
         if let instance = entry.manifest?.instance, instance != config.name {
-            throw Failure(.badData, "backup \(entry.name) was taken of instance '\(instance)', not '\(config.name)'", hint: hint)
+            throw Failure(.backupForeign, "backup \(entry.name) was taken of instance '\(instance)', not '\(config.name)'", hint: hint)
         }
         if let database = entry.manifest?.database, database != relativeDatabasePath(config) {
-            throw Failure(.badData, "backup \(entry.name) was taken of the database \(database), not \(relativeDatabasePath(config))", hint: hint)
+            throw Failure(.backupForeign, "backup \(entry.name) was taken of the database \(database), not \(relativeDatabasePath(config))", hint: hint)
         }
         if let manifest = entry.manifest, manifest.instance == nil, manifest.database == nil {
             // An older manifest: its absolute source path is this database's, or, the root
@@ -586,7 +586,7 @@ extension Runtime {
             let same = source.path == config.databasePath
                 || (named == config.name && parts.last == URL(fileURLWithPath: config.databasePath).lastPathComponent)
             guard same else {
-                throw Failure(.badData, "backup \(entry.name) was taken of \(manifest.sourcePath), not of instance '\(config.name)' (\(config.databasePath))", hint: hint)
+                throw Failure(.backupForeign, "backup \(entry.name) was taken of \(manifest.sourcePath), not of instance '\(config.name)' (\(config.databasePath))", hint: hint)
             }
         }
         let ignored: Set<String> = ["deployctl_migrations"]
@@ -605,7 +605,7 @@ extension Runtime {
         }
         ours.subtract(ignored)
         guard ours.isEmpty || !ours.isDisjoint(with: backupTables) else {
-            throw Failure(.badData, "backup \(entry.name) is not a database of instance '\(config.name)': none of its tables (\(backupTables.sorted().prefix(5).joined(separator: ", "))) is in the live database or the migrations",
+            throw Failure(.backupForeign, "backup \(entry.name) is not a database of instance '\(config.name)': none of its tables (\(backupTables.sorted().prefix(5).joined(separator: ", "))) is in the live database or the migrations",
                           hint: hint)
         }
     }
@@ -634,9 +634,9 @@ extension Runtime {
             throw error
         } catch let error as SQLiteError where error.kind == .temporary {
             throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
-        } catch let error as SQLiteError where error.primaryCode == 8 /* SQLITE_READONLY */ {
+        } catch let error as SQLiteError where error.code == .sqliteReadOnly {
             if let mismatch = Self.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
-            throw Failure(.cannotCreate, "the live database \(config.databasePath) cannot be written: \(error.sqliteMessage); nothing was changed",
+            throw Failure(.databaseReadOnly, "the live database \(config.databasePath) cannot be written: \(error.sqliteMessage); nothing was changed",
                           hint: "check the file's and its folder's owner and permissions")
         }
     }
@@ -648,7 +648,7 @@ extension Runtime {
         let sizes = [try? Connection(path: backup.databasePath, mode: .immutable).scalar("PRAGMA page_size").int,
                      try? live.scalar("PRAGMA page_size").int].map { $0 ?? 0 }
         guard sizes[0] != sizes[1] else { return nil }
-        return Failure(.failed, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
+        return Failure(.restorePageSizeMismatch, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
                        hint: "stop the application, switch the live database out of WAL (sqlite3 DB 'PRAGMA journal_mode=DELETE'), restore, then switch back")
     }
 
@@ -668,7 +668,7 @@ extension Runtime {
             let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
             let result = try restoreLive(opened, into: live, previewVersion: nil, config: config, store: store, failpoint: nil,
                                          label: "pre_putback", interruptible: false)
-            guard case .identical = result.proof else { throw Failure(.unproven, "the put-back could not be proven page by page") }
+            guard case .identical = result.proof else { throw Failure(.restorePutBackFailed, "the put-back could not be proven page by page") }
             // What the application did to the restored database before it was put back.
             let written = try restorer(config).compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
             let deleted = written.differences.reduce(0) { $0 + $1.restored }
@@ -679,17 +679,17 @@ extension Runtime {
                     + "the database as it stood then is saved as \(result.saved.name)."
             }
         } catch let putBackError {
-            throw Failure(.unproven, "\(error.message)\nPutting the database back failed too: \(putBackError)",
+            throw Failure(.restorePutBackFailed, "\(error.message)\nPutting the database back failed too: \(putBackError)",
                           hint: "restore \(saved.name) by hand: deployctl restore \(config.name) \(saved.name) --yes")
         }
-        throw Failure(.failed, "\(error.message)\nThe live database was put back as it was (from \(saved.name), proven page by page).\(displaced)",
-                      hint: error.hint)
+        throw Failure(.restorePutBack, "\(error.message)\nThe live database was put back as it was (from \(saved.name), proven page by page).\(displaced)",
+                      hint: error.hint, cause: error.code)
     }
 
     /// Throws `.failed` when SIGINT, SIGTERM or SIGHUP arrived, saying what state things are in.
     public func checkInterruption(_ state: String?) throws {
         if let signal = interruption() {
-            throw Failure(.failed, "interrupted by signal \(Self.signalName(signal))" + (state.map { "; \($0)" } ?? ""))
+            throw Failure(.interrupted, "interrupted by signal \(Self.signalName(signal))" + (state.map { "; \($0)" } ?? ""))
         }
     }
 

@@ -68,13 +68,13 @@ public struct Runtime: Sendable {
     func ensureDatabase(_ config: InstanceConfig) throws {
         if FileManager.default.fileExists(atPath: config.databasePath) { return }
         guard let seed = config.seedSQL else {
-            throw Failure(.missingInput, "database file \(config.databasePath) of instance '\(config.name)' does not exist",
+            throw Failure(.databaseMissing, "database file \(config.databasePath) of instance '\(config.name)' does not exist",
                           hint: store(config).entries().isEmpty
                             ? "point database.path in \(config.file) at the application's database, or create it with the application's schema (Runbooks/deploy-and-restore.md, 'Putting a database in place')"
                             : "check database.path in \(config.file), or recover it with 'deployctl restore \(config.name) --latest --replace'")
         }
         guard let sql = try? String(contentsOfFile: seed, encoding: .utf8) else {
-            throw Failure(.missingInput, "seed file \(seed) of instance '\(config.name)' cannot be read")
+            throw Failure(.seedUnreadable, "seed file \(seed) of instance '\(config.name)' cannot be read")
         }
         let folder = (config.databasePath as NSString).deletingLastPathComponent
         try DurableFile.createFolder(folder)
@@ -148,12 +148,12 @@ public struct Runtime: Sendable {
         let encryption = config.encryption
         guard encryption.local else { return }
         guard let identities = try encryption.identities() else {
-            throw Failure(.usage, "[encryption] local = true in \(config.file) encrypts the deploy's snapshot, which the deploy must read back to rehearse the migrations and to restore on failure, but no identity_file is set",
+            throw Failure(.ownSnapshotUnreadable, "[encryption] local = true in \(config.file) encrypts the deploy's snapshot, which the deploy must read back to rehearse the migrations and to restore on failure, but no identity_file is set",
                           hint: "set identity_file under [encryption] to the private key of one of the recipients, or set local = false (copies pushed offsite are still encrypted)")
         }
         let opened = Set(identities.map(\.recipient))
         guard encryption.recipients.contains(where: opened.contains) else {
-            throw Failure(.usage, "no key in \(encryption.identityFile ?? "") belongs to [encryption] recipients in \(config.file) (\(encryption.recipients.map(\.description).joined(separator: ", "))): the deploy could not read its own snapshot back",
+            throw Failure(.ownSnapshotUnreadable, "no key in \(encryption.identityFile ?? "") belongs to [encryption] recipients in \(config.file) (\(encryption.recipients.map(\.description).joined(separator: ", "))): the deploy could not read its own snapshot back",
                           hint: "point identity_file at the private key of one of the recipients ('age-keygen -y FILE' prints a key's public key)")
         }
     }
@@ -200,13 +200,13 @@ public struct Runtime: Sendable {
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
     func lockInstance(_ config: InstanceConfig, operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
         if let (other, otherConfig) = instance(naming: config.databasePath, except: config.name) {
-            throw Failure(.usage, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+            throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
                           hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
         }
         for other in (try? workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? workspace.instance(other) else { continue }
             if fileIdentity(config.backupsFolder).path == fileIdentity(otherConfig.backupsFolder).path {
-                throw Failure(.usage, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
+                throw Failure(.sharedBackupsFolder, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
                               hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
             }
         }

@@ -84,7 +84,7 @@ struct TOMLSubset {
     struct ParseMessage: Error { let text: String }
 
     static func error(_ file: String, _ line: Int, _ message: String) -> Failure {
-        Failure(.usage, "\(file):\(line): \(message)", hint: "fix the config file")
+        Failure(.configInvalid, "\(file):\(line): \(message)", hint: "fix the config file")
     }
 
     static func isBareKey(_ key: String) -> Bool {

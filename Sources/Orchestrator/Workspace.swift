@@ -22,7 +22,7 @@ public struct Workspace: Sendable {
         let absolute = URL(fileURLWithPath: chosen, relativeTo: URL(fileURLWithPath: currentDirectory))
             .standardizedFileURL.path
         guard Self.holdsInstances(absolute) else {
-            throw Failure(.usage, "\(absolute) is not a deployment root: it has no instances/ folder"
+            throw Failure(.notADeploymentRoot, "\(absolute) is not a deployment root: it has no instances/ folder"
                             + (named == nil ? " (nor has \(installedRoot), the installed package's root)" : ""),
                           hint: "run from the deployment root, or pass --root DIR (or set DEPLOYCTL_ROOT)")
         }
@@ -46,7 +46,7 @@ public struct Workspace: Sendable {
     /// - Throws: `Failure` `.usage` for an invalid name or config; `.missingInput` for no such instance.
     public func instance(_ name: String) throws -> InstanceConfig {
         guard Self.isValidName(name) else {
-            throw Failure(.usage, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
+            throw Failure(.instanceInvalidName, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
                           hint: "list the instances with 'ls \(instancesFolder)'")
         }
         do {
@@ -56,7 +56,7 @@ public struct Workspace: Sendable {
             let known = ((try? allInstanceFolders()) ?? [])
             guard !known.isEmpty else { throw failure }
             let nearest = Suggestion.nearest(to: name, in: known)
-            throw Failure(.missingInput, "\(failure.message); instances: \(known.joined(separator: ", "))",
+            throw Failure(.instanceUnknown, "\(failure.message); instances: \(known.joined(separator: ", "))",
                           hint: nearest.map { "did you mean the instance '\($0)'? (the same command with \($0) in place of \(name))" } ?? failure.hint)
         }
     }

@@ -76,11 +76,15 @@ public struct Failure: DeployctlError, Sendable {
     public let code: FailureCode
     public let message: String
     public let hint: String?
+    /// The code of the failure this one follows from, when it reports the aftermath of another
+    /// (`deploy.undone` after `migration.failed`): `--json` prints it as `cause`.
+    public let cause: FailureCode?
 
-    public init(_ code: FailureCode, _ message: String, hint: String? = nil) {
+    public init(_ code: FailureCode, _ message: String, hint: String? = nil, cause: FailureCode? = nil) {
         self.code = code
         self.message = message
         self.hint = hint
+        self.cause = cause
     }
 
     /// A failure with only a kind: being replaced by codes, module by module (issue 24).

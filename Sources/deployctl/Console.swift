@@ -130,7 +130,7 @@ struct Console: Sendable {
         do {
             try body()
         } catch let error as DeployctlError {
-            report(error.code, error.kind, error.message, error.hint)
+            report(error.code, error.kind, error.message, error.hint, cause: (error as? Failure)?.cause ?? (error as? DeployFailure)?.cause)
             throw ExitCode(Self.exitCode(error.kind))
         } catch let error as ExitCode {
             throw error
@@ -142,7 +142,7 @@ struct Console: Sendable {
 
     static func exitCode(_ kind: FailureKind) -> Int32 { ExitStatus.code(kind) }
 
-    private func report(_ code: FailureCode, _ kind: FailureKind, _ message: String, _ hint: String?) {
+    private func report(_ code: FailureCode, _ kind: FailureKind, _ message: String, _ hint: String?, cause: FailureCode? = nil) {
         progress?.abandon()
         if let hint { Self.logHint(hint) }
         if options.quiet {
@@ -160,8 +160,9 @@ struct Console: Sendable {
         if let hint { text += "Try: \(hint)\n" }
         standardError.write(text)
         if options.json {
-            struct ErrorDocument: Encodable { let error: String; let code: String; let kind: String; let hint: String?; let exit_code: Int32 }
-            try? json(ErrorDocument(error: message, code: code.rawValue, kind: kind.rawValue, hint: hint, exit_code: Self.exitCode(kind)))
+            struct ErrorDocument: Encodable { let error: String; let code: String; let cause: String?; let kind: String; let hint: String?; let exit_code: Int32 }
+            try? json(ErrorDocument(error: message, code: code.rawValue, cause: cause?.rawValue, kind: kind.rawValue, hint: hint,
+                                    exit_code: Self.exitCode(kind)))
         }
     }
 

@@ -162,7 +162,7 @@ enum Metrics {
                 console.note("warning: the metrics file \(path) could not be written: \(error)")
                 throw outcome
             }
-            let failure = Failure(.cannotCreate, "the metrics file \(path) could not be written: \(error); the command itself succeeded, but a monitor would read old values",
+            let failure = Failure(.metricsWriteFailed, "the metrics file \(path) could not be written: \(error); the command itself succeeded, but a monitor would read old values",
                                   hint: "make \((path as NSString).deletingLastPathComponent) writable for \(getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid \(getuid())"), or point --metrics-file elsewhere")
             try console.guarded { throw failure }
         }

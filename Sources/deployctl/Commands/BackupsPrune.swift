@@ -70,8 +70,8 @@ struct BackupsPrune: ParsableCommand {
         let labels = emptied.sorted { $0.key < $1.key }.map { "label \($0.key) (\($0.value) removed)" }.joined(separator: ", ")
         let what = "this prune leaves no backup restore --latest could use for \(labels)"
         try console.confirm("Careful: \(what). Go on?", yes: yes,
-                            notTerminal: Failure(.usage, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want"),
-                            declined: Failure(.failed, "prune cancelled; nothing was removed"))
+                            notTerminal: Failure(.confirmationNeeded, "\(what); nothing was removed", hint: "check with --dry-run, then add --yes if that is what you want"),
+                            declined: Failure(.declined, "prune cancelled; nothing was removed"))
     }
 
     func show(_ console: Console, dryRun: Bool, decisions: [RetentionDecision], removed: [String]) throws {

@@ -36,9 +36,9 @@ struct BackupsRemove: ParsableCommand {
                 let what = entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }
                     ?? "the manifest \(backup).json, whose backup file is gone"
                 try console.confirm("Remove \(what)? It cannot be restored afterwards.", yes: yes,
-                                    notTerminal: Failure(.usage, "removing \(what) needs --yes when stdin is not a terminal; nothing was removed",
+                                    notTerminal: Failure(.confirmationNeeded, "removing \(what) needs --yes when stdin is not a terminal; nothing was removed",
                                                          hint: "deployctl backups remove \(instance) \(backup) --yes"),
-                                    declined: Failure(.failed, "nothing was removed"))
+                                    declined: Failure(.declined, "nothing was removed"))
             }
             if global.json {
                 struct Document: Encodable { let removed: String; let label: String?; let last_check: String?; let manifest_only: Bool }

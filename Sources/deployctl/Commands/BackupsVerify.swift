@@ -54,7 +54,7 @@ struct BackupsVerify: ParsableCommand {
             }
             let bad = checks.filter { !$0.problems.isEmpty }
             if !bad.isEmpty {
-                throw Failure(.badData, "\(bad.count) of \(counted(checks.count, "remote copy", "remote copies")) failed verification: \(bad.map(\.name).joined(separator: ", "))",
+                throw Failure(.backupVerificationFailed, "\(bad.count) of \(counted(checks.count, "remote copy", "remote copies")) failed verification: \(bad.map(\.name).joined(separator: ", "))",
                               hint: "do not restore from \(bad.count == 1 ? "it" : "them"); push a good backup again ('deployctl backups push \(instance)')")
             }
         }
@@ -86,12 +86,12 @@ struct BackupsVerify: ParsableCommand {
                 let bad = results.filter { !$0.ok && !$0.wrongKey }
                 let unopened = results.filter(\.wrongKey)
                 if !bad.isEmpty {
-                    throw Failure(.badData, "\(bad.count) of \(counted(results.count, "backup")) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))"
+                    throw Failure(.backupVerificationFailed, "\(bad.count) of \(counted(results.count, "backup")) failed verification: \(bad.map(\.entry.name).joined(separator: ", "))"
                                   + (unopened.isEmpty ? "" : "; \(unopened.count) could not be opened with the configured key"),
                                   hint: "do not restore from \(bad.count == 1 ? "it" : "them"); take a new snapshot")
                 }
                 if !unopened.isEmpty {
-                    throw Failure(.badData, "\(unopened.count) of \(counted(results.count, "backup")) could not be opened with the configured key (no identity matched): \(unopened.map(\.entry.name).joined(separator: ", ")); nothing was recorded about \(unopened.count == 1 ? "it" : "them")",
+                    throw Failure(.encryptionNoIdentityMatched, "\(unopened.count) of \(counted(results.count, "backup")) could not be opened with the configured key (no identity matched): \(unopened.map(\.entry.name).joined(separator: ", ")); nothing was recorded about \(unopened.count == 1 ? "it" : "them")",
                                   hint: "point identity_file at a key of their recipients (their manifests list them)")
                 }
             }

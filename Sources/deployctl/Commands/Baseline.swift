@@ -63,9 +63,9 @@ struct Accept: ParsableCommand {
                     for line in down.split(separator: "\n", omittingEmptySubsequences: false) { console.line("  | \(line)") }
                 }
                 try console.confirm("Record this file as the applied \(file.key)?", yes: yes,
-                                    notTerminal: Failure(.usage, "accept needs --yes when stdin is not a terminal; nothing was recorded",
+                                    notTerminal: Failure(.confirmationNeeded, "accept needs --yes when stdin is not a terminal; nothing was recorded",
                                                          hint: "review the file, then run again with --yes"),
-                                    declined: Failure(.failed, "nothing was recorded"))
+                                    declined: Failure(.declined, "nothing was recorded"))
             }
             if global.json { return try console.json(change) }
             console.line("✓ Recorded the edited \(change.migrations[0]) (\(change.checked[0]))")

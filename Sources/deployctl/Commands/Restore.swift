@@ -101,9 +101,9 @@ struct Restore: ParsableCommand {
             show(preview, console)
             // --to writes a new file and changes nothing that exists: no question to ask.
             try console.confirm("Restore \(preview.backup.name) into \(preview.targetPath)?", yes: yes || to != nil,
-                                notTerminal: Failure(.usage, "restore needs --yes when stdin is not a terminal; nothing was changed",
+                                notTerminal: Failure(.confirmationNeeded, "restore needs --yes when stdin is not a terminal; nothing was changed",
                                                      hint: "review the lines above, then run again with --yes"),
-                                declined: Failure(.failed, "restore cancelled; nothing was changed"))
+                                declined: Failure(.declined, "restore cancelled; nothing was changed"))
             let outcome = try prepared.perform()
             if global.json {
                 if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished") }

@@ -78,7 +78,7 @@ struct Snapshot: ParsableCommand {
                         pushed = try runtime.push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
                     } catch let error as DeployctlError {
                         // The local backup stands; the copy is what failed.
-                        throw Failure(error.kind, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
+                        throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
                                       hint: error.hint.map { $0 + "; then 'deployctl backups push \(instance)'" } ?? "run 'deployctl backups push \(instance)' once the store is reachable")
                     }
                 }

@@ -43,12 +43,12 @@ struct Status: ParsableCommand {
                         rows.append(.status(try runtime.status(instance: name)))
                     } catch let failure as Failure where instance == "all" {
                         // One broken instance must not hide the others.
-                        rows.append(.broken(name, StatusProblem(kind: failure.kind, message: failure.message)))
+                        rows.append(.broken(name, StatusProblem(failure.code, message: failure.message)))
                     }
                 }
                 // With 'all', each problem names its instance, and the bundled example's never count.
                 let problems = instance == "all"
-                    ? rows.filter(\.counts).flatMap { row in row.problems.map { StatusProblem(kind: $0.kind, message: "\(row.name): \($0.message)") } }
+                    ? rows.filter(\.counts).flatMap { row in row.problems.map { StatusProblem($0.code, message: "\(row.name): \($0.message)") } }
                     : rows.flatMap(\.problems)
                 if global.json {
                     try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
@@ -59,11 +59,11 @@ struct Status: ParsableCommand {
                 let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count > 2 ? "s" : ""))" : ""
                 if global.json {
                     // The document above is the one JSON document; the problems are in it.
-                    console.standardError.write("deployctl: \(worst.message)\(more)\n")
+                    console.standardError.write("deployctl: \(worst.message)\(more) [\(worst.code)]\n")
                     throw ExitCode(Console.exitCode(worst.kind))
                 }
                 // The rows above say what is wrong where; with --quiet they were not printed.
-                throw Failure(worst.kind, worst.message + more, hint: global.quiet ? "run 'deployctl status \(instance)' for every problem" : nil)
+                throw Failure(worst.code, worst.message + more, hint: global.quiet ? "run 'deployctl status \(instance)' for every problem" : nil)
             }
         }
     }

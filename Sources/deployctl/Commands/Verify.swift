@@ -31,8 +31,8 @@ struct Verify: ParsableCommand {
             }
             if !result.ok {
                 // A changed migration file is not a damaged database: say which it is.
-                let damaged = result.problems.contains { $0.hasPrefix("quick_check") || $0.hasPrefix("foreign_key_check") }
-                throw Failure(.badData, damaged ? "the live database of \(instance) failed verification: \(result.problems.first!)"
+                let damaged = result.damaged
+                throw Failure(damaged ? .databaseDamaged : .migrationChanged, damaged ? "the live database of \(instance) failed verification: \(result.problems.first!)"
                                                 : "the database of \(instance) is sound, but \(result.problems.first!)",
                               hint: damaged ? "see the lines above; restore from a backup if the database is damaged"
                                             : "the database needs nothing: put the applied version of the file back and make the change a new migration, or record a deliberate edit with the accept command named above")
