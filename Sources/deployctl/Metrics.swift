@@ -73,7 +73,7 @@ enum Metrics {
         for name in instances {
             let label = "instance=\"\(escape(name))\""
             // Kept as it was when the config (or the root) cannot be read: last known values.
-            if let runtime, let s = try? runtime.status(instance: name) {
+            if let runtime, let s = try? Inspection(runtime).status(instance: name) {
                 func set(_ family: String, _ value: Double?) {
                     if let value { samples[family, default: [:]][label] = format(value) }
                 }

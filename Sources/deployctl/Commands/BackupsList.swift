@@ -36,8 +36,8 @@ struct BackupsList: ParsableCommand {
         let console = Console(global)
         if offsite || remote.remote != nil || remote.host != nil { return try listRemote(console) }
         try console.run { runtime in
-            let entries = try runtime.listBackups(instance: instance, label: label)
-            let others = try runtime.otherBackupFiles(instance: instance)
+            let entries = try BackupInventory(runtime).list(instance: instance, label: label)
+            let others = try BackupInventory(runtime).otherFiles(instance: instance)
             let now = runtime.clock()
             if global.json {
                 struct Other: Encodable { let name: String; let reason: String }
@@ -69,7 +69,7 @@ struct BackupsList: ParsableCommand {
     /// The copies in a remote, with whether each is good and whether this host has it locally.
     func listRemote(_ console: Console) throws {
         try console.run { runtime in
-            let (target, copies, others) = try runtime.remoteBackups(instance: instance, remote: remote.remote, host: remote.host)
+            let (target, copies, others) = try RemoteBackups(runtime).list(instance: instance, remote: remote.remote, host: remote.host)
             let shown = copies.filter { label == nil || $0.label == label }
             if global.json {
                 struct Item: Encodable {

@@ -49,17 +49,18 @@ struct BackupsPrune: ParsableCommand {
         if remote != nil { return try pruneRemote(console) }
         try console.run { runtime in
             let policy = try retention.policy()
-            let outcome = try runtime.prune(instance: instance, policy: policy, label: label, dryRun: dryRun) { emptied in
-                try confirm(emptied, console)
-            }
-            try show(console, dryRun: dryRun, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
+            let prepared = try PreparedPrune.prepare(runtime, instance: instance, policy: policy, label: label, dryRun: dryRun)
+            if dryRun { return try show(console, dryRun: true, decisions: prepared.decisions, removed: prepared.decisions.filter { !$0.kept }.map(\.entry.name)) }
+            if !prepared.emptied.isEmpty { try confirm(prepared.emptied, console) }
+            let outcome = try prepared.perform()
+            try show(console, dryRun: false, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
         }
     }
 
     /// `--remote`: the same rules on this host's copies in the store.
     func pruneRemote(_ console: Console) throws {
         try console.run { runtime in
-            let decisions = try runtime.pruneRemote(instance: instance, remote: remote, policy: try retention.policy(), label: label,
+            let decisions = try RemoteBackups(runtime).prune(instance: instance, remote: remote, policy: try retention.policy(), label: label,
                                                     dryRun: dryRun) { emptied in try confirm(emptied, console) }
             try show(console, dryRun: dryRun, decisions: decisions, removed: decisions.filter { !$0.kept }.map(\.entry.name))
         }

@@ -32,14 +32,16 @@ struct BackupsRemove: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let removed = try runtime.removeBackup(instance: instance, backup: backup) { entry in
-                let what = entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }
+            let prepared = try PreparedRemoval.prepare(runtime, instance: instance, backup: backup)
+            do {
+                let what = prepared.entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }
                     ?? "the manifest \(backup).json, whose backup file is gone"
                 try console.confirm("Remove \(what)? It cannot be restored afterwards.", yes: yes,
                                     notTerminal: Failure(.confirmationNeeded, "removing \(what) needs --yes when stdin is not a terminal; nothing was removed",
                                                          hint: "deployctl backups remove \(instance) \(backup) --yes"),
                                     declined: Failure(.declined, "nothing was removed"))
             }
+            let removed = try prepared.perform()
             if global.json {
                 struct Document: Encodable { let removed: String; let label: String?; let last_check: String?; let manifest_only: Bool }
                 return try console.json(Document(removed: removed.name, label: removed.label, last_check: removed.status, manifest_only: removed.manifestOnly))

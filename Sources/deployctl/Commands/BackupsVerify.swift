@@ -41,7 +41,7 @@ struct BackupsVerify: ParsableCommand {
     /// `--remote`: the copies in the store, by size and ETag, or downloaded and checked whole.
     func verifyRemote(_ console: Console) throws {
         try console.run { runtime in
-            let checks = try runtime.verifyRemote(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download,
+            let checks = try RemoteBackups(runtime).verify(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download,
                                                  allowUnsigned: allowUnsigned)
             if global.json {
                 struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let checked: String }
@@ -65,7 +65,7 @@ struct BackupsVerify: ParsableCommand {
         if remote.remote != nil || remote.host != nil { return try verifyRemote(console) }
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "backups verify") {
             try console.run { runtime in
-                let results = try runtime.verifyBackups(instance: instance, backup: backup, all: all)
+                let results = try BackupInventory(runtime).verify(instance: instance, backup: backup, all: all)
                 if global.json {
                     struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool; let check: String? }
                     try console.json(results.map { Item(name: $0.entry.name, ok: $0.ok, problems: $0.problems, vanished: $0.vanished,

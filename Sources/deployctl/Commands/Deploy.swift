@@ -46,8 +46,8 @@ struct Deploy: ParsableCommand {
                 let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck,
                                             online: online)
                 let reports = instance == "all"
-                    ? try runtime.deployAll(options: options)
-                    : [try runtime.deploy(instance: instance, options: options)]
+                    ? try Deployment(runtime).deployAll(options: options)
+                    : [try Deployment(runtime).deploy(instance: instance, options: options)]
                 if global.json { try console.json(instance == "all" ? AnyEncodable(reports) : AnyEncodable(reports[0])) }
             }
         }

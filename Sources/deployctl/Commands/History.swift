@@ -17,7 +17,7 @@ struct History: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let reports = try runtime.history(instance: instance)
+            let reports = try Inspection(runtime).history(instance: instance)
             if global.json { try console.json(reports); return }
             guard !reports.isEmpty else { console.line("No deploys of \(instance) yet."); return }
             console.line(Console.table(["DEPLOY", "STARTED (UTC)", "OUTCOME", "MIGRATIONS", "CLASS", "SNAPSHOT"], reports.map {

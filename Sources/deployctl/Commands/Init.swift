@@ -30,7 +30,7 @@ struct Init: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let result = try runtime.initInstance(InitRequest(name: instance, database: database, backups: backups,
+            let result = try InstanceSetup(runtime).create(InitRequest(name: instance, database: database, backups: backups,
                                                               currentDirectory: FileManager.default.currentDirectoryPath))
             if global.json { try console.json(result); return }
             console.line("✓ Wrote \(result.config)")

@@ -83,7 +83,7 @@ struct Restore: ParsableCommand {
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
                 runHooks: !noHooks, allowForeign: allowForeign,
                 source: remote.remote != nil || remote.host != nil ? .remote(name: remote.remote, host: remote.host, allowUnsigned: allowUnsigned) : .local)
-            let prepared = try runtime.beginRestore(request)
+            let prepared = try RestorePlanner(runtime).begin(request)
             defer { prepared.release() }
             if let fetched = prepared.fetched {
                 console.note(fetched.downloaded ? "fetched \(fetched.name) from the remote into the local backups folder, checked against its manifest"

@@ -62,7 +62,7 @@ struct Snapshot: ParsableCommand {
         let console = Console(global)
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
-                let outcome = try runtime.snapshot(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
+                let outcome = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
                 if let crashed = outcome.crashedHolder {
                     console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
                 }
@@ -75,7 +75,7 @@ struct Snapshot: ParsableCommand {
                 var pushed = [PushResult]()
                 if offsite {
                     do {
-                        pushed = try runtime.push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
+                        pushed = try RemoteBackups(runtime).push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
                     } catch let error as DeployctlError {
                         // The local backup stands; the copy is what failed.
                         throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",

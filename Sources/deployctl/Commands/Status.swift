@@ -40,7 +40,7 @@ struct Status: ParsableCommand {
                 for name in names {
                     try runtime.checkInterruption("nothing was changed")
                     do {
-                        rows.append(.status(try runtime.status(instance: name)))
+                        rows.append(.status(try Inspection(runtime).status(instance: name)))
                     } catch let failure as Failure where instance == "all" {
                         // One broken instance must not hide the others.
                         rows.append(.broken(name, StatusProblem(failure.code, message: failure.message)))

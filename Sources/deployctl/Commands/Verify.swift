@@ -19,7 +19,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let result = try runtime.verifyLive(instance: instance)
+            let result = try Inspection(runtime).verify(instance: instance)
             if global.json {
                 try console.json(result)
             } else {

@@ -2,7 +2,7 @@ import Foundation
 import Support
 
 /// What a command does with an instance's files: what the permission check before any work
-/// asks of them (see `Runtime.checkAccess`).
+/// asks of them (see `InstanceContext.checkAccess`).
 enum InstanceAccess {
     /// Lists the backups (backups list, prune --dry-run).
     case listBackups
@@ -36,13 +36,13 @@ enum InstanceAccess {
     }
 }
 
-extension Runtime {
+extension InstanceContext {
     /// Checks, before any work, that this user may do what `access` needs with the instance's
     /// backups folder, lock file and database, so that a permission problem is an error naming
     /// the path, the user and the missing permission, never "no backups" or a raw SQLite error.
     /// What is only read fails with 66 (input not readable), what is written with 73.
     /// - Throws: `Failure` `.missingInput` or `.cannotCreate` (see `FileAccess.require`).
-    func checkAccess(_ config: InstanceConfig, _ access: InstanceAccess) throws {
+    func checkAccess(_ access: InstanceAccess) throws {
         let needs = access.needs
         switch needs.backups {
         case .none: break

@@ -88,4 +88,17 @@ public struct Workspace: Sendable {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: instancesFolder)) ?? []
         return names.filter { Self.isValidName($0) && FileManager.default.fileExists(atPath: instancesFolder + "/\($0)/instance.toml") }.sorted()
     }
+
+    /// The instance of this root (but `name`) whose config names the database file at `path`
+    /// (the same path, or the same file by device and inode), if any; unreadable configs are
+    /// passed over.
+    public func instance(naming path: String, except name: String) -> (String, InstanceConfig)? {
+        let mine = fileIdentity(path)
+        for other in (try? allInstanceFolders()) ?? [] where other != name {
+            guard let otherConfig = try? instance(other) else { continue }
+            let theirs = fileIdentity(otherConfig.databasePath)
+            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) { return (other, otherConfig) }
+        }
+        return nil
+    }
 }

@@ -56,7 +56,13 @@ public struct InitResult: Encodable, Sendable {
     }
 }
 
-extension Runtime {
+/// `deployctl init`: adopts an existing database as a new instance.
+public struct InstanceSetup: Sendable {
+    let runtime: Runtime
+    var workspace: Workspace { runtime.workspace }
+
+    public init(_ runtime: Runtime) { self.runtime = runtime }
+
     /// Writes `instances/<name>/instance.toml` for an existing database and adds the instance
     /// to `deploy.toml`'s order.
     ///
@@ -69,7 +75,7 @@ extension Runtime {
     ///   database's folder; `.missingInput` when the
     ///   database does not exist; `.badData` when it is not a SQLite database; `.cannotCreate`
     ///   or `.io` when the config cannot be written.
-    public func initInstance(_ request: InitRequest) throws -> InitResult {
+    public func create(_ request: InitRequest) throws -> InitResult {
         let name = request.name
         guard Workspace.isValidName(name) else {
             throw Failure(.instanceInvalidName, "invalid instance name '\(name)': names match [a-z0-9][a-z0-9_-]*, never a path",
@@ -97,7 +103,7 @@ extension Runtime {
                           hint: request.backups == nil ? "pass --backups DIR outside \((database as NSString).deletingLastPathComponent)"
                                                        : "pass --backups with a folder outside \((database as NSString).deletingLastPathComponent)")
         }
-        if let (other, otherConfig) = instance(naming: database, except: name) {
+        if let (other, otherConfig) = workspace.instance(naming: database, except: name) {
             throw Failure(.sharedDatabase, "\(database) is the database of instance '\(other)' already (\(otherConfig.file)); nothing was written",
                           hint: "use instance '\(other)', or give another database")
         }
@@ -107,7 +113,7 @@ extension Runtime {
         let group = getgrgid(info.st_gid).map { String(cString: $0.pointee.gr_name) } ?? String(info.st_gid)
 
         let text = Self.instanceConfig(name: name, database: database, journalMode: journalMode, bytes: Int64(info.st_size),
-                                       backups: request.backups == nil ? "backups" : backups, now: clock())
+                                       backups: request.backups == nil ? "backups" : backups, now: runtime.clock())
         try DurableFile.createFolder(folder, called: "instance folder")
         try DurableFile.write(Data(text.utf8), to: file, mode: 0o644, replace: false)
         let added = try addToOrder(name)

@@ -5,178 +5,23 @@ import Migration
 import SQLite
 import Support
 
-/// The result of `deployctl verify`.
-public struct LiveVerification: Codable, Sendable {
-    public let instance: String
-    public let database: String
-    public let problems: [String]
-    public let applied: [String]
-    public let pending: [String]
-    /// Whether quick_check or foreign_key_check found a problem (else the problems are about
-    /// migration files: the database itself is sound).
-    public let damaged: Bool
-    public var ok: Bool { problems.isEmpty }
-}
+/// `deployctl verify`, `status` and `history`: what an operator checks. Reads only.
+public struct Inspection: Sendable {
+    let runtime: Runtime
 
-/// The result of `deployctl status`.
-public struct InstanceStatus: Codable, Sendable {
-    public let instance: String
-    public let database: String
-    public let exists: Bool
-    public let bytes: Int64?
-    public let journalMode: String?
-    /// Nil (left out of `--json`) when the database could not be read: unknown, not "none".
-    public let applied: [String]?
-    public let pending: [String]?
-    public let lastBackup: String?
-    /// When the last backup was taken, and its stored size.
-    public let lastBackupAt: Date?
-    public let lastBackupBytes: Int64?
-    /// When the last deploy finished (or started, when it never finished).
-    public let lastDeployAt: Date?
-    public let lastDeploy: String?
-    public let lastDeployOutcome: DeployOutcome?
-    /// How long the last deploy blocked the application's writes, in milliseconds (its report's
-    /// `write_lock_ms`), when it got that far.
-    public let lastDeployWriteLockMilliseconds: Double?
-    public let lockHolder: LockHolder?
-    public let databaseHolders: [DatabaseHolder]
-    /// A deploy whose process died before it ended (its journal is left and no live process
-    /// holds the lock for it): the next deploy or restore finishes or undoes it.
-    public let unfinishedDeploy: String?
-    /// A deploy or restore running now: its process holds the instance lock.
-    public let inProgress: WorkInProgress?
-    /// Bytes of temp files left by runs that died (the next writing command removes them).
-    public let leftoverBytes: Int64
-    /// Backups whose manifest is dated more than five minutes ahead of this host's clock
-    /// (clock skew): never taken as the last backup.
-    public let futureDatedBackups: [String]
-    /// The most recent check of any backup: which, when, and how it went.
-    public let lastVerification: LastVerification?
-    /// Backups whose last check failed.
-    public let failedBackups: [String]
-    /// The bundled example (its config builds the database from seed SQL): `status all` lists
-    /// it, but its problems never make `status all` fail.
-    public let example: Bool
-    /// What a person should know but that needs no action now (no exit code): no backup and
-    /// no `max_backup_age`, an instance outside deploy.toml's order, a database busy with the
-    /// deploy or restore in progress.
-    public let warnings: [String]
-    /// What needs a person, most severe first (empty when all is well); `status` exits
-    /// non-zero with the first one's kind.
-    public let problems: [StatusProblem]
-    /// Each `[[offsite]]` remote: this host's newest good copy there, or why it could not be
-    /// listed (shown, not a problem: a store being down does not make the instance unhealthy).
-    public let remotes: [RemoteStatus]
+    public init(_ runtime: Runtime) { self.runtime = runtime }
 
-    public struct RemoteStatus: Codable, Sendable {
-        public let name: String
-        public let newest: String?
-        public let newestAt: Date?
-        public let error: String?
-
-        enum CodingKeys: String, CodingKey {
-            case name, newest, error
-            case newestAt = "newest_at"
-        }
-    }
-
-    public struct LastVerification: Codable, Sendable {
-        public let backup: String
-        public let at: Date
-        public let result: String
-        public let reason: String?
-        /// `integrity_check` or `quick_check`.
-        public let check: String
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case instance, database, exists, bytes, applied, pending
-        case journalMode = "journal_mode"
-        case lastBackup = "last_backup"
-        case lastBackupAt = "last_backup_at"
-        case lastBackupBytes = "last_backup_bytes"
-        case lastDeployAt = "last_deploy_at"
-        case lastDeploy = "last_deploy"
-        case lastDeployOutcome = "last_deploy_outcome"
-        case lastDeployWriteLockMilliseconds = "last_deploy_write_lock_ms"
-        case lockHolder = "lock_holder"
-        case databaseHolders = "database_holders"
-        case unfinishedDeploy = "unfinished_deploy"
-        case inProgress = "in_progress"
-        case leftoverBytes = "leftover_bytes"
-        case futureDatedBackups = "future_dated_backups"
-        case lastVerification = "last_verification"
-        case failedBackups = "failed_backups"
-        case problems, remotes, example, warnings
-    }
-}
-
-/// A deploy or restore that is running: its process holds the instance lock (so it is alive).
-public struct WorkInProgress: Codable, Sendable {
-    /// `deploy` or `restore`.
-    public let operation: String
-    /// The process doing it (alive: it holds the lock).
-    public let pid: Int32
-    /// The stage it is at (a deploy's journal says; a restore records it in the lock file).
-    public let stage: String?
-    /// The deploy's id, or for a deploy or restore finishing a killed deploy first, that one's.
-    public let deployId: String?
-    /// The holder's command line.
-    public let command: String
-    /// When it took the instance lock.
-    public let since: Date
-
-    enum CodingKeys: String, CodingKey {
-        case operation, pid, stage, command, since
-        case deployId = "deploy_id"
-    }
-}
-
-/// Something `status` found that needs a person: its code, whose kind decides the exit code.
-public struct StatusProblem: Codable, Sendable, Equatable {
-    public let code: FailureCode
-    public let message: String
-    public var kind: FailureKind { code.kind }
-
-    public init(_ code: FailureCode, message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    enum CodingKeys: String, CodingKey { case kind, code, message }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(code.rawValue, forKey: .code)
-        try container.encode(message, forKey: .message)
-    }
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        let kind = try container.decode(FailureKind.self, forKey: .kind)
-        code = FailureCode(try container.decodeIfPresent(String.self, forKey: .code) ?? "unclassified.\(kind.rawValue)", kind)
-        message = try container.decode(String.self, forKey: .message)
-    }
-
-    /// Most severe first: a broken config, a missing database, bad data, work left for a
-    /// person, a stale backup.
-    static let severity: [FailureKind] = [.usage, .missingInput, .badData, .unproven, .temporary, .failed]
-}
-
-extension Runtime {
     /// `deployctl verify`: integrity of the live database and applied migrations matching their
     /// files; pending migrations are reported, not a failure. Reads only.
     /// - Throws: `Failure` for config or a missing database.
-    public func verifyLive(instance name: String) throws -> LiveVerification {
-        let config = try workspace.instance(name)
-        try checkAccess(config, .readDatabase)
+    public func verify(instance name: String) throws -> LiveVerification {
+        let instance = try runtime.instance(name, for: .readDatabase)
+        let config = instance.config
         let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
         var problems = try db.integrityProblems().map { "quick_check: \($0)" }
         problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
         let damaged = !problems.isEmpty
-        let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
+        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         let applied = try History.applied(db)
         var pending = [String]()
         do {
@@ -198,8 +43,8 @@ extension Runtime {
     /// backup: they are not the backups `max_backup_age` watches.
     /// - Throws: `Failure` for config.
     public func status(instance name: String) throws -> InstanceStatus {
-        let config = try workspace.instance(name)
-        try checkAccess(config, .inspect)
+        let instance = try runtime.instance(name, for: .inspect)
+        let config = instance.config
         let exists = FileManager.default.fileExists(atPath: config.databasePath)
         var problems = [StatusProblem]()
         var warnings = [String]()
@@ -230,7 +75,7 @@ extension Runtime {
                 mode = try db.journalMode()
                 let rows = (try? History.applied(db)) ?? []
                 applied = rows.map(\.key)
-                let files = (try? MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)) ?? []
+                let files = (try? MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)) ?? []
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
                 if work == nil, let source = OnlineRebuild.leftover(db) {
                     warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(name)' removes them")
@@ -258,17 +103,17 @@ extension Runtime {
         } else {
             problems.append(StatusProblem(.databaseMissing, message: "database \(config.databasePath) does not exist"))
         }
-        let reports = deployReports(config)
-        let now = clock()
-        let backups = store(config).entries()
+        let reports = instance.deployReports
+        let now = runtime.clock()
+        let backups = instance.store.entries()
         for entry in backups where entry.status == "failed" {
             problems.append(StatusProblem(.backupFailedCheck, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(.backupFutureDated, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
         }
-        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !Self.isOwnCopy($0) }
-        let ownCopies = backups.filter(Self.isOwnCopy).count
+        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !$0.isOwnCopy }
+        let ownCopies = backups.filter(\.isOwnCopy).count
         let notCounted = ownCopies > 0 ? " (not counting \(counted(ownCopies, "pre_* copy", "pre_* copies")) made by deploys or restores)" : ""
         if let maxAge = config.maxBackupAge {
             if let usable {
@@ -282,7 +127,7 @@ extension Runtime {
         } else if usable == nil {
             warnings.append("no backup\(notCounted), and no max_backup_age to say how old one may be: set [backups] max_backup_age in \(config.file) (e.g. \"26h\" for nightly snapshots)")
         }
-        if config.seedSQL == nil, let order = try? workspace.deployConfig().order, !order.isEmpty, !order.contains(name) {
+        if config.seedSQL == nil, let order = try? runtime.workspace.deployConfig().order, !order.isEmpty, !order.contains(name) {
             warnings.append("not in deploy.toml's order: 'deploy all' and promotion checks leave it out")
         }
         problems.sort { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
@@ -294,7 +139,7 @@ extension Runtime {
             lastDeployWriteLockMilliseconds: reports.first?.writeLockMilliseconds,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
-            leftoverBytes: Self.leftovers(config).reduce(0) { $0 + $1.bytes },
+            leftoverBytes: InstanceContext.leftovers(config).reduce(0) { $0 + $1.bytes },
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
             // A checksum-only check of an encrypted backup (no key here) is not a verification.
             lastVerification: backups.compactMap { entry in
@@ -305,7 +150,7 @@ extension Runtime {
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
-                    let newest = try remoteBackups(config, remote, try client(remote), host: nil, allowUnsigned: false).0.first { $0.problem == nil }
+                    let newest = try RemoteBackups(runtime).newestGood(instance, remote)
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: newest?.name, newestAt: newest?.createdAt, error: nil)
                 } catch let error as DeployctlError {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: error.message)
@@ -314,11 +159,6 @@ extension Runtime {
                 }
             })
     }
-
-    /// Whether a backup is a copy a deploy or restore made for itself (`pre_<migration>`,
-    /// `pre_restore`): kept for undoing that run, not the scheduled backups `max_backup_age`
-    /// and the last-backup metric watch (a release must not hide a stopped backup job).
-    static func isOwnCopy(_ entry: BackupEntry) -> Bool { entry.label.hasPrefix("pre_") }
 
     /// The deploy or restore running now, if any: a live process holds the instance lock (the
     /// kernel frees a dead one's flock) and either wrote the journal (same PID) or recorded
@@ -338,10 +178,13 @@ extension Runtime {
 
     /// `deployctl history`: past deploys, newest first.
     public func history(instance name: String) throws -> [DeployReport] {
-        deployReports(try workspace.instance(name))
+        try runtime.instance(name, for: nil).deployReports
     }
+}
 
-    func deployReports(_ config: InstanceConfig) -> [DeployReport] {
+extension InstanceContext {
+    /// The instance's deploy reports, newest first; unreadable ones are passed over.
+    var deployReports: [DeployReport] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: config.deploysFolder)) ?? []
         let decoder = JSON.decoder()
         return names.filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }

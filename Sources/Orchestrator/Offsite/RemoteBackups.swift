@@ -21,39 +21,44 @@ public struct FetchedCopy: Sendable {
     public let downloaded: Bool
 }
 
-/// The offsite use cases: which instance, which remotes, the lock, events and the local store;
-/// the remote store itself (listing, push, fetch, lease) is `Offsite.RemoteStore`.
-extension Runtime {
+/// The offsite use cases (`backups push`, `backups list/verify/prune --remote`, the fetch of
+/// `restore --remote`): which instance, which remotes, the lock, events and the local store.
+/// The remote store itself (listing, push, fetch, lease) is `Offsite.RemoteStore`.
+public struct RemoteBackups: Sendable {
+    let runtime: Runtime
+
+    public init(_ runtime: Runtime) { self.runtime = runtime }
+
     /// `deployctl backups push`: copies local backups missing from the remote(s): the newest
     /// usable one, one named, or every one with a manifest whose last check did not fail (see
     /// `RemoteStore.push`).
     /// - Throws: `Failure` (`offsite.no_local_backup`, the push's and the store's failures).
     public func push(instance name: String, backup: String?, all: Bool, remote: String?) throws -> [PushResult] {
-        let config = try workspace.instance(name)
-        let targets = try remotes(config, remote)
+        let instance = try runtime.instance(name, for: nil)
+        let targets = try instance.remotes(remote)
         // One push per instance at a time: a second would abort the first's multipart upload.
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
-        let store = store(config)
+        let store = instance.store
         let entries: [BackupEntry]
         if let backup {
             entries = [try store.entry(named: backup)]
         } else {
-            let usable = store.entries().filter { $0.manifest != nil && $0.status != "failed" && !$0.isFutureDated(now: clock()) }
+            let usable = store.entries().filter { $0.manifest != nil && $0.status != "failed" && !$0.isFutureDated(now: runtime.clock()) }
             guard let newest = usable.first else {
                 throw Failure(.offsiteNoLocalBackup, "instance '\(name)' has no usable local backup to push in \(store.folder)",
                               hint: "take one with 'deployctl snapshot \(name)'")
             }
             entries = all ? usable : [newest]
         }
-        guard let signingKey = try self.signingKey(config, create: true) else { preconditionFailure("signingKey(create: true) makes one") }
+        guard let signingKey = try instance.signingKey(create: true) else { preconditionFailure("signingKey(create: true) makes one") }
         var results = [PushResult]()
         for target in targets {
-            let remote = try remoteStore(config, target, signingKey: signingKey)
+            let remote = try instance.remoteStore(target, signingKey: signingKey)
             for entry in entries {
-                try checkInterruption("\(results.count) of \(counted(entries.count * targets.count, "copy")) were pushed; nothing partial is listed as good in the store")
-                results.append(try remote.push(entry, from: store, recipients: config.encryption.recipients, signingKey: signingKey,
-                                               timeout: target.pushTimeout, now: clock, hooks: pushHooks(entry)))
+                try runtime.checkInterruption("\(results.count) of \(counted(entries.count * targets.count, "copy")) were pushed; nothing partial is listed as good in the store")
+                results.append(try remote.push(entry, from: store, recipients: instance.config.encryption.recipients, signingKey: signingKey,
+                                               timeout: target.pushTimeout, now: runtime.clock, hooks: pushHooks(entry)))
             }
         }
         return results
@@ -61,48 +66,47 @@ extension Runtime {
 
     /// Progress, the failpoints and interruption checks of one push.
     private func pushHooks(_ entry: BackupEntry) -> PushHooks {
-        PushHooks(progress: progress, betweenParts: { [self] in
-            try failpoints.hit(.pushPart)
-            try checkInterruption("the push of \(entry.name) stopped; its unfinished upload was aborted and nothing of it is listed as good")
-        }, beforeManifest: { [self] in try failpoints.hit(.beforeRemoteManifest) })
+        let runtime = runtime
+        return PushHooks(progress: runtime.progress, betweenParts: {
+            try runtime.failpoints.hit(.pushPart)
+            try runtime.checkInterruption("the push of \(entry.name) stopped; its unfinished upload was aborted and nothing of it is listed as good")
+        }, beforeManifest: { try runtime.failpoints.hit(.beforeRemoteManifest) })
     }
 
     /// `deployctl backups list --remote`: the copies under one host's folder of a remote (this
     /// host's by default), newest first, and the keys there that are not backups, with why.
     /// - Throws: `Failure` (`offsite.host_invalid`, store failures).
-    public func remoteBackups(instance name: String, remote: String?, host: String? = nil) throws
+    public func list(instance name: String, remote: String?, host: String? = nil) throws
         -> (remote: OffsiteConfig, backups: [RemoteBackup], notBackups: [(name: String, reason: String)]) {
-        let config = try workspace.instance(name)
-        let target = try config.remote(remote)
-        let (backups, others) = try remoteBackups(config, target, try client(target), host: host, allowUnsigned: false)
-        return (target, backups, others)
+        let instance = try runtime.instance(name, for: nil)
+        let target = try instance.config.remote(remote)
+        let listing = try self.listing(instance, try instance.remoteStore(target, signingKey: try instance.signingKey(create: false)),
+                                       host: host, allowUnsigned: false)
+        return (target, listing.backups, listing.others.map { ($0.name, $0.reason) })
     }
 
-    /// The copies in one host's folder of `remote` (`RemoteStore.copies`), this instance's key
-    /// checking their manifests.
-    func remoteBackups(_ config: InstanceConfig, _ remote: OffsiteConfig, _ s3: S3Client, host: String?, allowUnsigned: Bool) throws
-        -> ([RemoteBackup], [(name: String, reason: String)]) {
-        let listing = try listing(config, RemoteStore(s3: s3, prefix: remote.prefix, hostId: remote.hostId, instance: config.name,
-                                                      signingKey: try signingKey(config, create: false), keyPath: Self.signingKeyPath(config)),
-                                  host: host, allowUnsigned: allowUnsigned)
-        return (listing.backups, listing.others.map { ($0.name, $0.reason) })
+    /// This host's newest good copy in `remote` (`status`).
+    func newestGood(_ instance: InstanceContext, _ remote: OffsiteConfig) throws -> RemoteBackup? {
+        let store = try instance.remoteStore(remote, signingKey: try instance.signingKey(create: false))
+        return try listing(instance, store, host: nil, allowUnsigned: false).backups.first { $0.issue == nil }
     }
 
-    private func listing(_ config: InstanceConfig, _ remote: RemoteStore, host: String?, allowUnsigned: Bool) throws -> RemoteListing {
+    /// The copies in one host's folder (`RemoteStore.copies`), the local backups named.
+    private func listing(_ instance: InstanceContext, _ remote: RemoteStore, host: String?, allowUnsigned: Bool) throws -> RemoteListing {
         // A local backup counts for its encrypted copy too.
-        let localNames = Set(store(config).entries().flatMap { [$0.name, $0.name + BackupStore.encryptedSuffix] })
+        let localNames = Set(instance.store.entries().flatMap { [$0.name, $0.name + BackupStore.encryptedSuffix] })
         return try remote.copies(host: host, allowUnsigned: allowUnsigned, localNames: localNames)
     }
 
     /// `deployctl backups verify --remote`: each chosen copy's size and ETag against its
     /// manifest (the store answers without a download), or with `download` the whole copy
     /// fetched into a temp folder, its sha256 checked and the SQLite check run, then removed.
-    public func verifyRemote(instance name: String, remote: String?, host: String?, backup: String?, all: Bool,
-                             download: Bool, allowUnsigned: Bool = false) throws -> [RemoteCheck] {
-        let config = try workspace.instance(name)
-        let target = try config.remote(remote)
-        let store = try remoteStore(config, target, signingKey: try signingKey(config, create: false))
-        let backups = try listing(config, store, host: host, allowUnsigned: allowUnsigned).backups
+    public func verify(instance name: String, remote: String?, host: String?, backup: String?, all: Bool,
+                       download: Bool, allowUnsigned: Bool = false) throws -> [RemoteCheck] {
+        let instance = try runtime.instance(name, for: nil)
+        let target = try instance.config.remote(remote)
+        let store = try instance.remoteStore(target, signingKey: try instance.signingKey(create: false))
+        let backups = try listing(instance, store, host: host, allowUnsigned: allowUnsigned).backups
         let chosen: [RemoteBackup]
         if let backup {
             try BackupStore.validate(backupName: backup)
@@ -119,23 +123,24 @@ extension Runtime {
             chosen = all ? backups : [newest]
         }
         return try chosen.enumerated().map { index, copy in
-            try checkInterruption("\(index) of \(counted(chosen.count, "copy")) were checked; the rest were not")
-            return try check(copy, in: store, config: config, download: download)
+            try runtime.checkInterruption("\(index) of \(counted(chosen.count, "copy")) were checked; the rest were not")
+            return try check(copy, in: store, instance: instance, download: download)
         }
     }
 
     /// One copy's check (see `verifyRemote`): the listing already compared size and ETag with
     /// the manifest; a download checks the whole copy in a temp folder, removed after.
-    private func check(_ copy: RemoteBackup, in remote: RemoteStore, config: InstanceConfig, download: Bool) throws -> RemoteCheck {
+    private func check(_ copy: RemoteBackup, in remote: RemoteStore, instance: InstanceContext, download: Bool) throws -> RemoteCheck {
         if let problem = copy.problem { return RemoteCheck(name: copy.name, problems: [problem], how: "size and ETag") }
         guard download else { return RemoteCheck(name: copy.name, problems: [], how: "size and ETag") }
-        let folder = store(config).folder + "/.remote-check-" + UUID().uuidString.prefix(8)
+        let local = instance.store
+        let folder = local.folder + "/.remote-check-" + UUID().uuidString.prefix(8)
         try DurableFile.createFolder(folder)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         do {
-            let scratch = BackupStore(folder: folder, databasePath: config.databasePath, now: clock(), like: store(config))
-            let entry = try remote.fetch(copy, into: scratch, listHint: listHint(config, remote, copy), progress: progress).entry
-            let result = try scratch.verify(entry, now: clock())
+            let scratch = BackupStore(folder: folder, databasePath: instance.config.databasePath, now: runtime.clock(), like: local)
+            let entry = try remote.fetch(copy, into: scratch, listHint: listHint(instance, remote, copy), progress: runtime.progress).entry
+            let result = try scratch.verify(entry, now: runtime.clock())
             let how = result.checksumOnly ? "download, sha256 (not decrypted: no [encryption] identity_file, so no integrity_check)"
                 : result.wrongKey ? "download, sha256 (not opened: no identity matched)" : "download, sha256, integrity_check"
             return RemoteCheck(name: copy.name, problems: result.problems, how: how)
@@ -145,32 +150,32 @@ extension Runtime {
     }
 
     /// The command that lists the copies `copy` is among.
-    private func listHint(_ config: InstanceConfig, _ remote: RemoteStore, _ copy: RemoteBackup) -> String {
-        "deployctl backups list \(config.name) --remote \(remote.name)\(copy.host == remote.hostId ? "" : " --host " + copy.host)"
+    private func listHint(_ instance: InstanceContext, _ remote: RemoteStore, _ copy: RemoteBackup) -> String {
+        "deployctl backups list \(instance.name) --remote \(remote.name)\(copy.host == remote.hostId ? "" : " --host " + copy.host)"
     }
 
     /// `deployctl restore --remote`, first half: the copy chosen (named, or the newest good one
     /// of `label`, never one dated in the future) is fetched into the local backups folder,
     /// checked against its manifest, and its local name returned for the local restore.
     /// - Throws: `Failure` (`offsite.copy_not_found`, the copy's problem's code, `offsite.copy_damaged`).
-    public func fetchForRestore(instance name: String, remote: String?, host: String?, backup: String?, label: String?,
-                                allowUnsigned: Bool = false) throws -> FetchedCopy {
-        let config = try workspace.instance(name)
-        let target = try config.remote(remote)
-        let store = try remoteStore(config, target, signingKey: try signingKey(config, create: false))
-        let listing = try listing(config, store, host: host, allowUnsigned: allowUnsigned)
-        let copy = try store.choose(listing, named: backup, label: label, latestBy: clock().addingTimeInterval(BackupEntry.futureTolerance),
+    public func fetch(instance name: String, remote: String?, host: String?, backup: String?, label: String?,
+                      allowUnsigned: Bool = false) throws -> FetchedCopy {
+        let instance = try runtime.instance(name, for: nil)
+        let target = try instance.config.remote(remote)
+        let store = try instance.remoteStore(target, signingKey: try instance.signingKey(create: false))
+        let listing = try listing(instance, store, host: host, allowUnsigned: allowUnsigned)
+        let copy = try store.choose(listing, named: backup, label: label, latestBy: runtime.clock().addingTimeInterval(BackupEntry.futureTolerance),
                                     host: host, hint: "list them with 'deployctl backups list \(name) --remote \(target.name)'")
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
-        let (entry, downloaded) = try store.fetch(copy, into: self.store(config), listHint: listHint(config, store, copy), progress: progress)
+        let (entry, downloaded) = try store.fetch(copy, into: instance.store, listHint: listHint(instance, store, copy), progress: runtime.progress)
         return FetchedCopy(name: entry.name, downloaded: downloaded)
     }
 
-    /// Removes a backup `fetchForRestore` downloaded (after a dry run, or a refused restore).
+    /// Removes a backup `fetch` downloaded (after a dry run, or a refused restore).
     public func discardFetched(instance name: String, backup: String) throws {
-        let config = try workspace.instance(name)
-        try store(config).remove([try store(config).entry(named: backup)])
+        let store = try runtime.instance(name, for: nil).store
+        try store.remove([try store.entry(named: backup)])
     }
 
     /// `deployctl backups prune --remote`: applies `policy` to this host's copies in the remote,
@@ -179,23 +184,23 @@ extension Runtime {
     /// are neither counted nor removed (the next push replaces them). Other hosts' folders are
     /// never touched. A prune that would leave a label with no copy asks `confirm` first (labels
     /// and how many copies each loses), as a local prune does.
-    public func pruneRemote(instance name: String, remote: String?, policy: RetentionPolicy, label: String?, dryRun: Bool,
-                            confirm: ([String: Int]) throws -> Void) throws -> [RetentionDecision] {
-        let config = try workspace.instance(name)
-        let target = try config.remote(remote)
+    public func prune(instance name: String, remote: String?, policy: RetentionPolicy, label: String?, dryRun: Bool,
+                      confirm: ([String: Int]) throws -> Void) throws -> [RetentionDecision] {
+        let instance = try runtime.instance(name, for: nil)
+        let target = try instance.config.remote(remote)
         let rules = policy.isEmpty ? target.retention : policy
         guard !rules.isEmpty else {
             throw Failure(.offsiteNoRetentionRule, "no retention rule for remote '\(target.name)'",
                           hint: "pass --keep-last N (or another rule), or set keep_last in its [[offsite]] table")
         }
-        let store = try remoteStore(config, target, signingKey: try signingKey(config, create: false))
-        let lease = dryRun ? nil : try store.takeLease(now: clock())
+        let store = try instance.remoteStore(target, signingKey: try instance.signingKey(create: false))
+        let lease = dryRun ? nil : try store.takeLease(now: runtime.clock())
         defer { lease?.release() }
-        let entries = try listing(config, store, host: nil, allowUnsigned: false).backups.compactMap { copy -> BackupEntry? in
+        let entries = try listing(instance, store, host: nil, allowUnsigned: false).backups.compactMap { copy -> BackupEntry? in
             guard let manifest = copy.manifest, copy.issue == nil else { return nil }
             return BackupEntry(name: copy.name, path: copy.key, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt, bytes: copy.bytes)
         }
-        let decisions = Retention.decide(entries, policy: rules, label: label, now: clock())
+        let decisions = Retention.decide(entries, policy: rules, label: label, now: runtime.clock())
         guard !dryRun else { return decisions }
         var emptied = [String: Int]()
         for (label, group) in Dictionary(grouping: decisions, by: \.entry.label) where group.allSatisfy({ !$0.kept }) {
@@ -203,7 +208,7 @@ extension Runtime {
         }
         if !emptied.isEmpty { try confirm(emptied) }
         for decision in decisions where !decision.kept {
-            try checkInterruption("the prune stopped; every copy removed so far lost its manifest first")
+            try runtime.checkInterruption("the prune stopped; every copy removed so far lost its manifest first")
             try store.remove(key: decision.entry.path)
         }
         return decisions

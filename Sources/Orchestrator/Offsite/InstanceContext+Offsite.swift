@@ -3,8 +3,7 @@ import Foundation
 import Offsite
 import Support
 
-/// An instance's remotes as `Offsite` values: the S3 client from the environment and the
-/// `[[offsite]]` table, the offsite signing key, and the `RemoteStore` they make.
+/// The S3 client of a remote, from the environment and its `[[offsite]]` table.
 extension Runtime {
     /// The S3 client for one remote: credentials from the AWS SDKs' chain (`CredentialChain`,
     /// refreshed before temporary ones expire), region and endpoint from the table or else the
@@ -40,30 +39,34 @@ extension Runtime {
                         retry: RetryPolicy(attempts: remote.attempts), deadlines: remote.deadlines, caBundle: caBundle,
                         credentialProvider: provider, proxy: proxy, checkpoint: checkpoint)
     }
+}
 
+/// An instance's remotes as `Offsite` values: the offsite signing key, and the `RemoteStore`
+/// of each remote.
+extension InstanceContext {
     /// The instance's copies in `remote`, checked with `signingKey` (nil: this host has none).
-    func remoteStore(_ config: InstanceConfig, _ remote: OffsiteConfig, signingKey: SigningKey?) throws -> RemoteStore {
-        RemoteStore(s3: try client(remote), prefix: remote.prefix, hostId: remote.hostId, instance: config.name,
-                    signingKey: signingKey, keyPath: Self.signingKeyPath(config))
+    func remoteStore(_ remote: OffsiteConfig, signingKey: SigningKey?) throws -> RemoteStore {
+        RemoteStore(s3: try runtime.client(remote), prefix: remote.prefix, hostId: remote.hostId, instance: config.name,
+                    signingKey: signingKey, keyPath: signingKeyPath)
     }
 
     /// The remotes a command acts on: the one named, or all of the instance's.
-    func remotes(_ config: InstanceConfig, _ name: String?) throws -> [OffsiteConfig] {
+    func remotes(_ name: String?) throws -> [OffsiteConfig] {
         if let name { return [try config.remote(name)] }
         guard !config.offsite.isEmpty else { _ = try config.remote(nil); return [] }
         return config.offsite
     }
 
-    /// Where an instance's offsite signing key lives: `offsite-signing.key` in its folder.
-    static func signingKeyPath(_ config: InstanceConfig) -> String { config.folder + "/offsite-signing.key" }
+    /// Where the instance's offsite signing key lives: `offsite-signing.key` in its folder.
+    var signingKeyPath: String { config.folder + "/offsite-signing.key" }
 
     /// The instance's offsite signing key, or nil when it has none. With `create`, a missing
     /// key is made (0600, durably, never over a file) and its path announced once with a
     /// warning to back it up.
     /// - Throws: `Failure` `offsite.signing_key_invalid` for a file that is not a key,
     ///   `offsite.signing_key_unreadable`, the file's write failures.
-    func signingKey(_ config: InstanceConfig, create: Bool) throws -> SigningKey? {
-        let path = Self.signingKeyPath(config)
+    func signingKey(create: Bool) throws -> SigningKey? {
+        let path = signingKeyPath
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             return try SigningKey(fileText: text, path: path)
         }
@@ -73,7 +76,7 @@ extension Runtime {
         guard create else { return nil }
         let key = try SigningKey.generate()
         try DurableFile.write(Data(key.fileText.utf8), to: path, mode: 0o600, replace: false)
-        events(.notice("made this instance's offsite signing key \(path) (key id \(key.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket (docs/offsite.md, 'Signing key'); copy it to every host that restores this instance's copies"))
+        runtime.events(.notice("made this instance's offsite signing key \(path) (key id \(key.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket (docs/offsite.md, 'Signing key'); copy it to every host that restores this instance's copies"))
         return key
     }
 }

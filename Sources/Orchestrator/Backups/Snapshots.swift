@@ -1,0 +1,77 @@
+import Backup
+import Foundation
+import Locking
+import SQLite
+import Support
+
+/// The result of `snapshot`.
+public struct SnapshotOutcome: Sendable {
+    public let backup: BackupEntry
+    /// Backups removed by retention after the snapshot succeeded.
+    public let pruned: [BackupEntry]
+    /// Backups of the snapshot's label dated in the future: kept, never counted as newest.
+    public let futureDated: [BackupEntry]
+    /// Why retention did not run, when it could not (an unreadable deploy journal).
+    public let retentionSkipped: String?
+    /// A previous run that died holding the instance lock, if any.
+    public let crashedHolder: LockHolder?
+}
+
+/// `deployctl snapshot`: one online snapshot and the retention that follows it.
+public struct Snapshots: Sendable {
+    let runtime: Runtime
+
+    public init(_ runtime: Runtime) { self.runtime = runtime }
+
+    /// `deployctl snapshot`: one online snapshot with its manifest, then retention for its label
+    /// (`retention`, else the instance config's). Takes the instance lock.
+    /// - Throws: `Failure`/`SQLiteError` (see `Snapshotter.snapshot`); `.temporary` when locked.
+    /// `compression` (from `--compress` or `--gzip`/`--no-gzip`) overrides the config's.
+    public func take(instance name: String, compression: Compression?, label: String?, retention: RetentionPolicy, verify: Bool) throws -> SnapshotOutcome {
+        let label = label ?? "snapshot"
+        try BackupStore.validate(label: label)
+        // pre_* labels are the copies deploys and restores make for themselves: a snapshot under
+        // one never counts as a backup for max_backup_age, and is retired with them. Said.
+        if label.lowercased().hasPrefix("pre_") {
+            runtime.events(.warning("the label '\(label)' is one deploys and restores give their own copies: this snapshot will never count as a backup for max_backup_age, and is retired like those copies"))
+        }
+        let instance = try runtime.instance(name, for: .snapshot)
+        let config = instance.config
+        try instance.ensureDatabase()
+        let lock = try instance.lock()
+        defer { lock.release() }
+        let compression = compression ?? config.compression
+        try instance.checkSpaceForSnapshot(compression: compression, rehearsal: false)
+        let store = instance.store
+        var request = instance.snapshotRequest(label: label, compression: compression, verify: verify)
+        request.checkpoint = { [runtime] in
+            try runtime.failpoints.hit(.snapshot)
+            try runtime.checkInterruption("no backup was written, and its temp files were removed")
+        }
+        request.interrupted = { [runtime] in runtime.interruption() != nil }
+        let entry: BackupEntry
+        do {
+            entry = try Snapshotter(store: store).snapshot(request, progress: runtime.progress)
+        } catch let error as SQLiteError where error.kind == .temporary {
+            throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
+        }
+        let policy = retention.isEmpty ? config.retention : retention
+        let entries = store.entries().filter { $0.label == label }
+        var pruned = [BackupEntry]()
+        var skipped: String?
+        if !policy.isEmpty {
+            do {
+                // Never the backup just written, whatever other manifests' clocks say.
+                var protected = try instance.protectedBackups()
+                protected[entry.name] = "just written"
+                pruned = Retention.decide(entries, policy: policy, protected: protected, now: store.now).filter { !$0.kept }.map(\.entry)
+                try store.remove(pruned)
+            } catch let failure as Failure where failure.kind == .badData {
+                skipped = failure.message
+            }
+        }
+        pruned += RestoreCopies(instance).tidy(store: store, protected: [entry.name: "just written"], compress: true).removed
+        return SnapshotOutcome(backup: entry, pruned: pruned, futureDated: entries.filter { $0.isFutureDated(now: store.now) },
+                               retentionSkipped: skipped, crashedHolder: lock.crashedHolder)
+    }
+}

@@ -1,0 +1,107 @@
+import Backup
+import Foundation
+import Locking
+import Migration
+import SQLite
+import Support
+
+extension DeployPipeline {
+    /// Preflight: database, folders, lock, recovery, promotion, stop hook, write lock.
+    mutating func preflight() throws -> ([MigrationFile], MigrationPlan) {
+        try Connection.checkIsDatabase(config.databasePath)
+        if !options.dryRun {
+            try instance.store.prepareForWriting()
+            lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
+            if let crashed = lock?.crashedHolder {
+                runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
+            }
+            if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
+            if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
+                runtime.events(.warning(note))
+                report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
+            }
+        }
+        try runtime.failpoints.hit(.preflight)
+        let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
+        if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
+        do {
+            try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
+        } catch {
+            // The refusal quotes the plan: show it first (a dry run included).
+            runtime.events(.plan(plan, database: config.databasePath))
+            throw error
+        }
+        do {
+            try chooseOnline(files: files, plan: plan)
+        } catch {
+            runtime.events(.plan(plan, database: config.databasePath))
+            throw error
+        }
+        // A dry run says so too: the deploy it previews would be refused.
+        if !plan.pending.isEmpty { try instance.checkOwnSnapshotsDecrypt() }
+        guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
+        try instance.checkSpaceForSnapshot(compression: compression, rehearsal: true, onlineTable: online?.table)
+        if config.hooks.stop != nil {
+            try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .preflight,
+                              snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
+                              created: []).write(path: config.journalPath)
+            wroteJournal = true
+            defer { report.hooks = hooks.results }
+            try hooks.stop(tag: "preflight")
+        }
+        try DatabaseHolders.probeWriteLock(path: config.databasePath, timeout: config.busyTimeout)
+        let holders = DatabaseHolders.find(path: config.databasePath)
+        if !holders.isEmpty {
+            runtime.events(.fact("the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))"))
+        }
+        return (files, plan)
+    }
+    /// Decides whether the migration runs online: when asked (`--online`, `-- online`), or when
+    /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
+    /// application. Refuses when it is asked or needed and the migration cannot run online.
+    mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
+        guard let (verdict, asked) = try runtime.onlineDecision(files: files, plan: plan, config: config, askedByFlag: options.online) else { return }
+        switch verdict {
+        case .online(let rebuild):
+            online = rebuild
+            runtime.events(.fact("online: \(rebuild.table) is rebuilt while the application writes (rows copied in short batches, "
+                                 + "then a cut-over that holds the write lock briefly)" + (asked ? "" : "; the one-transaction deploy would block writes past max_write_lock")))
+        case .offline(let why):
+            if asked {
+                throw Failure(.onlineRefused, "refused: an online rebuild was asked for, but \(why); nothing was changed",
+                              hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
+            }
+            throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
+        }
+    }
+    /// Promotion: each instance before this one in deploy.toml that has a database here must
+    /// already have the pending migrations applied.
+    func checkPromotion(_ pending: [String]) throws {
+        let order = try runtime.workspace.deployConfig().order
+        guard let position = order.firstIndex(of: config.name) else { return }
+        for earlier in order[..<position] {
+            let other = try runtime.workspace.instance(earlier)
+            guard FileManager.default.fileExists(atPath: other.databasePath) else {
+                runtime.events(.warning("\(earlier) has no database on this host (\(other.databasePath)); promotion not checked there"))
+                continue
+            }
+            let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
+            let applied = Set(try History.applied(db).map(\.key))
+            let missing = pending.filter { !applied.contains($0) }
+            guard missing.isEmpty else {
+                throw Failure(.promotionRefused, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
+                              hint: "deploy \(earlier) first ('deployctl deploy \(earlier)'), or pass --skip-promotion-check")
+            }
+        }
+    }
+    mutating func finishWithNothingToDo(files: [MigrationFile]) throws {
+        let defined = try Planner.tablesDefined(by: files)
+        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+        let existing = Set(try live.tableNames())
+        report.tablesAlreadyExisted = defined.filter { existing.contains($0) }
+        report.outcome = .nothingToDo
+        runtime.events(.nothingToDo(alreadyExisting: report.tablesAlreadyExisted))
+        try writeReport()
+        runtime.events(.deployed(report))
+    }
+}

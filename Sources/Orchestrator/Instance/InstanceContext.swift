@@ -1,0 +1,194 @@
+import Backup
+import Foundation
+import Locking
+import SQLite
+import Support
+
+/// One instance as a command works on it: the environment (`runtime`) and the instance's
+/// config, with what every use case needs of them — its backup store, its lock, the preflights
+/// of free space and encryption, the snapshot request, the database built from seed SQL.
+/// Made by `Runtime.instance(_:for:)`, which loads the config and checks permissions first.
+public struct InstanceContext: Sendable {
+    public let runtime: Runtime
+    public let config: InstanceConfig
+    public var name: String { config.name }
+
+    init(runtime: Runtime, config: InstanceConfig) {
+        self.runtime = runtime
+        self.config = config
+    }
+
+    /// The backup store of an instance.
+    var store: BackupStore {
+        var store = BackupStore(folder: config.backupsFolder, databasePath: config.databasePath, now: runtime.clock())
+        let interruption = runtime.interruption
+        store.stopped = { interruption() != nil }
+        store.instance = config.name
+        let encryption = config.encryption
+        store.identities = { try encryption.identities() }
+        store.identitySetting = encryption.setting
+        return store
+    }
+
+    /// Makes sure the instance's live database exists. Only an instance whose config names a
+    /// `seed_sql` gets one built (the bundled example): in a temp file, fsynced, linked into
+    /// place without replacing. Every other instance with no database is an error; a live
+    /// database is never conjured up.
+    /// - Throws: `Failure` `.missingInput`; `SQLiteError` for a bad seed.
+    func ensureDatabase() throws {
+        if FileManager.default.fileExists(atPath: config.databasePath) { return }
+        guard let seed = config.seedSQL else {
+            throw Failure(.databaseMissing, "database file \(config.databasePath) of instance '\(config.name)' does not exist",
+                          hint: store.entries().isEmpty
+                            ? "point database.path in \(config.file) at the application's database, or create it with the application's schema (Runbooks/deploy-and-restore.md, 'Putting a database in place')"
+                            : "check database.path in \(config.file), or recover it with 'deployctl restore \(config.name) --latest --replace'")
+        }
+        guard let sql = try? String(contentsOfFile: seed, encoding: .utf8) else {
+            throw Failure(.seedUnreadable, "seed file \(seed) of instance '\(config.name)' cannot be read")
+        }
+        let folder = (config.databasePath as NSString).deletingLastPathComponent
+        try DurableFile.createFolder(folder)
+        let temp = DurableFile.temporaryPath(for: config.databasePath)
+        defer { unlink(temp); unlink(temp + "-journal"); unlink(temp + "-wal"); unlink(temp + "-shm") }
+        do {
+            let db = try Connection(path: temp, mode: .create)
+            // No surrounding transaction: the seed may set the journal mode. The temp file
+            // becomes the database only when complete, so a failed seed leaves nothing.
+            try db.execute(sql)
+        }
+        try DurableFile.syncFile(temp)
+        do {
+            try DurableFile.publish(temp, as: config.databasePath)
+        } catch let failure as Failure where FileManager.default.fileExists(atPath: config.databasePath) {
+            _ = failure  // another run built it first; theirs stands
+        }
+        try DurableFile.syncDirectory(containing: config.databasePath)
+        runtime.events(.stepDone("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
+    }
+
+    /// The live database's size as SQLite sees it (page count × page size, the WAL's last
+    /// commit included; a large but checkpointed `-wal` adds nothing): what a copy of it takes.
+    /// Where it cannot be opened, the file's size.
+    var liveBytes: Int64 {
+        // An estimate: never waits for a lock (the file's size does when it is locked).
+        if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: .zero),
+           let pages = try? db.scalar("PRAGMA page_count").int, let size = try? db.scalar("PRAGMA page_size").int {
+            return pages * size
+        }
+        return ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
+    }
+
+    /// Free-space preflight of a snapshot (and, for a deploy, its rehearsal copy): the copy, half
+    /// again for its gzip file, and the rehearsal's scratch copy, all in the backups folder.
+    /// - Throws: `Failure` `.io` naming the folder and the bytes.
+    /// With `onlineTable`, also the shadow copy an online rebuild builds of that table and its
+    /// indexes beside the live database (their pages from `dbstat`, a quarter more for the WAL).
+    func checkSpaceForSnapshot(compression: Compression, rehearsal: Bool, onlineTable: String? = nil) throws {
+        let gzip = compression != .none
+        guard !runtime.failpoints.skips(.freeSpace) else { return }
+        let bytes = liveBytes
+        var needs = SpaceNeeds(instance: config.name)
+        needs.add(bytes, in: config.backupsFolder, for: "the snapshot")
+        if gzip {
+            // As the newest backup of that compression compressed, with a quarter to spare; half without one.
+            let ratio = store.entries().first { $0.compression == compression && ($0.manifest?.databaseBytes ?? 0) > 0 }
+                .map { min(1.0, Double($0.bytes) / Double($0.manifest!.databaseBytes) * 1.25) } ?? 0.5
+            needs.add(Int64(Double(bytes) * ratio), in: config.backupsFolder, for: "its \(compression.rawValue) copy")
+        }
+        if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
+        if let onlineTable {
+            let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
+            var pages: Int64 = 0
+            let trees = [onlineTable] + (try live.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", [.text(onlineTable)]).compactMap { $0[0].string })
+            for tree in trees {
+                pages += (try? live.scalar("SELECT pgsize FROM dbstat('main', 1) WHERE name = ?", [.text(tree)]).int) ?? 0
+            }
+            needs.add(pages + pages / 4, in: (config.databasePath as NSString).deletingLastPathComponent,
+                      for: "the online rebuild's copy of \(onlineTable) and its indexes")
+        }
+        try needs.check()
+    }
+
+    /// A deploy reads its own snapshot back (to rehearse the migrations, and to restore it on
+    /// failure). With `[encryption] local = true` that snapshot is encrypted, so the deploy is
+    /// refused before it touches anything unless the identity file opens files for one of the
+    /// recipients.
+    /// - Throws: `Failure` `.usage` naming the setting; what loading the identity file throws.
+    func checkOwnSnapshotsDecrypt() throws {
+        let encryption = config.encryption
+        guard encryption.local else { return }
+        guard let identities = try encryption.identities() else {
+            throw Failure(.ownSnapshotUnreadable, "[encryption] local = true in \(config.file) encrypts the deploy's snapshot, which the deploy must read back to rehearse the migrations and to restore on failure, but no identity_file is set",
+                          hint: "set identity_file under [encryption] to the private key of one of the recipients, or set local = false (copies pushed offsite are still encrypted)")
+        }
+        let opened = Set(identities.map(\.recipient))
+        guard encryption.recipients.contains(where: opened.contains) else {
+            throw Failure(.ownSnapshotUnreadable, "no key in \(encryption.identityFile ?? "") belongs to [encryption] recipients in \(config.file) (\(encryption.recipients.map(\.description).joined(separator: ", "))): the deploy could not read its own snapshot back",
+                          hint: "point identity_file at the private key of one of the recipients ('age-keygen -y FILE' prints a key's public key)")
+        }
+    }
+
+    /// A snapshot request for an instance's live database, recording the instance and the
+    /// database's path relative to the root in the manifest.
+    /// Encrypted to `[encryption] recipients` when `local = true`, unless `encrypt` is false
+    /// (the `pre_restore` copy, written under the write lock and needed back at once).
+    func snapshotRequest(label: String, compression: Compression, verify: Bool = false, note: String? = nil,
+                         encrypt: Bool = true) -> SnapshotRequest {
+        var request = SnapshotRequest(databasePath: config.databasePath, label: label, compression: compression, verify: verify, busyTimeout: config.busyTimeout,
+                                      now: runtime.clock(), instance: config.name, database: relativeDatabasePath, note: note)
+        if encrypt && config.encryption.local { request.recipients = config.encryption.recipients }
+        return request
+    }
+
+    /// The live database's path relative to the root (absolute when it lies outside), as
+    /// manifests record it.
+    var relativeDatabasePath: String {
+        let root = runtime.workspace.root + "/"
+        return config.databasePath.hasPrefix(root) ? String(config.databasePath.dropFirst(root.count)) : config.databasePath
+    }
+
+    /// Takes the instance lock for a writing command (deploy, snapshot, restore, prune), first
+    /// refusing a config whose database file another instance of this root also names: two
+    /// instance locks would not keep their commands apart. `operation` (`deploy`, `restore`)
+    /// and `stage` are recorded in the lock file: `status` reports that work as in progress.
+    /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
+    func lock(operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
+        if let (other, otherConfig) = runtime.workspace.instance(naming: config.databasePath, except: config.name) {
+            throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+                          hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+        }
+        for other in (try? runtime.workspace.allInstanceFolders()) ?? [] where other != config.name {
+            guard let otherConfig = try? runtime.workspace.instance(other) else { continue }
+            if fileIdentity(config.backupsFolder).path == fileIdentity(otherConfig.backupsFolder).path {
+                throw Failure(.sharedBackupsFolder, "instances '\(config.name)' and '\(other)' share the backups folder \(config.backupsFolder); retention of one would remove the other's backups",
+                              hint: "give each instance its own backups.path in \(config.file) and \(otherConfig.file)")
+            }
+        }
+        let lock = try InstanceLock(path: config.lockPath, command: runtime.commandLine, now: runtime.clock(), operation: operation, stage: stage)
+        // Temp files and scratch copies of runs that died (killed mid-snapshot, mid-rehearsal).
+        let leftovers = Self.leftovers(config)
+        for leftover in leftovers { unlink(leftover.path) }
+        if !leftovers.isEmpty {
+            runtime.events(.fact("removed \(counted(leftovers.count, "temp file")) left by runs that died (\(SpaceNeeds.format(leftovers.reduce(0) { $0 + $1.bytes })))"))
+        }
+        return lock
+    }
+
+    /// Temp files of dead runs beside an instance's database and in its backups folder.
+    static func leftovers(_ config: InstanceConfig) -> [(path: String, bytes: Int64)] {
+        DurableFile.leftovers(in: config.backupsFolder)
+            + DurableFile.leftovers(in: (config.databasePath as NSString).deletingLastPathComponent,
+                                    naming: (config.databasePath as NSString).lastPathComponent)
+    }
+}
+
+extension Runtime {
+    /// The instance `name`: its config loaded and checked, and, before any work, the check that
+    /// this user may do `access` with its files (nil: no check, for commands that check later).
+    /// - Throws: `Failure` for an unknown or invalid instance, a broken config, missing permissions.
+    func instance(_ name: String, for access: InstanceAccess?) throws -> InstanceContext {
+        let context = InstanceContext(runtime: self, config: try workspace.instance(name))
+        if let access { try context.checkAccess(access) }
+        return context
+    }
+}
