@@ -92,7 +92,7 @@ public struct RemoteBackups: Sendable {
     }
 
     /// The copies in one host's folder (`RemoteStore.copies`), the local backups named.
-    private func listing(_ instance: InstanceContext, _ remote: RemoteStore, host: String?, allowUnsigned: Bool) throws -> RemoteListing {
+    func listing(_ instance: InstanceContext, _ remote: RemoteStore, host: String?, allowUnsigned: Bool) throws -> RemoteListing {
         // A local backup counts for its encrypted copy too.
         let localNames = Set(instance.store.entries().flatMap { [$0.name, $0.name + BackupStore.encryptedSuffix] })
         return try remote.copies(host: host, allowUnsigned: allowUnsigned, localNames: localNames)
@@ -176,41 +176,5 @@ public struct RemoteBackups: Sendable {
     public func discardFetched(instance name: String, backup: String) throws {
         let store = try runtime.instance(name, for: nil).store
         try store.remove([try store.entry(named: backup)])
-    }
-
-    /// `deployctl backups prune --remote`: applies `policy` to this host's copies in the remote,
-    /// under its prune lease (`RemoteLease`), removing each doomed copy's manifest first, then
-    /// the copy. Copies without a manifest, or whose manifest this instance's key did not sign,
-    /// are neither counted nor removed (the next push replaces them). Other hosts' folders are
-    /// never touched. A prune that would leave a label with no copy asks `confirm` first (labels
-    /// and how many copies each loses), as a local prune does.
-    public func prune(instance name: String, remote: String?, policy: RetentionPolicy, label: String?, dryRun: Bool,
-                      confirm: ([String: Int]) throws -> Void) throws -> [RetentionDecision] {
-        let instance = try runtime.instance(name, for: nil)
-        let target = try instance.config.remote(remote)
-        let rules = policy.isEmpty ? target.retention : policy
-        guard !rules.isEmpty else {
-            throw Failure(.offsiteNoRetentionRule, "no retention rule for remote '\(target.name)'",
-                          hint: "pass --keep-last N (or another rule), or set keep_last in its [[offsite]] table")
-        }
-        let store = try instance.remoteStore(target, signingKey: try instance.signingKey(create: false))
-        let lease = dryRun ? nil : try store.takeLease(now: runtime.clock())
-        defer { lease?.release() }
-        let entries = try listing(instance, store, host: nil, allowUnsigned: false).backups.compactMap { copy -> BackupEntry? in
-            guard let manifest = copy.manifest, copy.issue == nil else { return nil }
-            return BackupEntry(name: copy.name, path: copy.key, manifest: manifest, label: manifest.label, createdAt: manifest.createdAt, bytes: copy.bytes)
-        }
-        let decisions = Retention.decide(entries, policy: rules, label: label, now: runtime.clock())
-        guard !dryRun else { return decisions }
-        var emptied = [String: Int]()
-        for (label, group) in Dictionary(grouping: decisions, by: \.entry.label) where group.allSatisfy({ !$0.kept }) {
-            emptied[label] = group.count
-        }
-        if !emptied.isEmpty { try confirm(emptied) }
-        for decision in decisions where !decision.kept {
-            try runtime.checkInterruption("the prune stopped; every copy removed so far lost its manifest first")
-            try store.remove(key: decision.entry.path)
-        }
-        return decisions
     }
 }
