@@ -243,8 +243,12 @@ public struct CredentialChain: Sendable {
             return try client.send(method: method, target: target, headers: headers, body: body.isEmpty && method != "PUT" && method != "POST" ? .empty : .bytes(body))
         } catch let error as TransportError {
             // A refused certificate is the same refusal as the store's, whichever endpoint it is.
-            let code = if case .certificate(let problem) = error.kind { S3Client.code(problem) } else { FailureCode.offsiteCredentialsUnreachable }
-            throw Failure(code, "remote '\(remote)': \(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
+            let place = "\(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)"
+            if case .certificate(let problem) = error.kind {
+                throw Failure(S3Client.code(problem), "remote '\(remote)': \(place) was not trusted: \(Sanitized.text(error.message, limit: 300))",
+                              hint: "check that endpoint's certificate, or point AWS_CA_BUNDLE at the CA that signed it")
+            }
+            throw Failure(.offsiteCredentialsUnreachable, "remote '\(remote)': \(place) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
         }
     }
 
