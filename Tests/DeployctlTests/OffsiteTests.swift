@@ -76,6 +76,10 @@ struct OffsiteTests {
         try FileManager.default.removeItem(atPath: box.backupsFolder)
         let dry = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--dry-run"])
         #expect(dry.status == 0 && box.allBackupFiles().isEmpty, "\(dry.stderr) \(box.allBackupFiles())")
+        // Nor does a restore refused at the question (no --yes, stdin not a terminal).
+        let unanswered = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest"])
+        #expect(unanswered.status == 64 && unanswered.code == "confirm.needs_yes" && box.allBackupFiles().isEmpty, "\(unanswered.stderr) \(box.allBackupFiles())")
+        #expect(try box.sha3(box.databasePath) == before)
     }
 
     @Test("two instances (or hosts) writing under one prefix and host_id: a push never overwrites the other's copy of the same name, and list and prune see only their own instance's copies", arguments: StoreKind.available)
