@@ -1,5 +1,6 @@
 import Backup
 import Locking
+import Migration
 import Foundation
 import SQLite
 import Support
@@ -86,6 +87,9 @@ public struct Runtime: Sendable {
 // Forwarders for the files not yet moved onto `InstanceContext` (history, plan, recovery and
 // offsite, rewritten on other branches meanwhile). Removed once they are.
 typealias Pipeline = DeployPipeline
+extension DeployPipeline {
+    static func schemaLines(_ db: Connection) throws -> [String] { try Rehearser.schemaLines(db) }
+}
 
 extension Runtime {
     func store(_ config: InstanceConfig) -> BackupStore { InstanceContext(runtime: self, config: config).store }

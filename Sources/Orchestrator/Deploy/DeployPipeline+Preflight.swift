@@ -85,8 +85,7 @@ extension DeployPipeline {
                 runtime.events(.warning("\(earlier) has no database on this host (\(other.databasePath)); promotion not checked there"))
                 continue
             }
-            let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
-            let applied = Set(try History.applied(db).map(\.key))
+            let applied = Set(try History.applied(path: other.databasePath, busyTimeout: other.busyTimeout).map(\.key))
             let missing = pending.filter { !applied.contains($0) }
             guard missing.isEmpty else {
                 throw Failure(.promotionRefused, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
@@ -95,10 +94,7 @@ extension DeployPipeline {
         }
     }
     mutating func finishWithNothingToDo(files: [MigrationFile]) throws {
-        let defined = try Planner.tablesDefined(by: files)
-        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        let existing = Set(try live.tableNames())
-        report.tablesAlreadyExisted = defined.filter { existing.contains($0) }
+        report.tablesAlreadyExisted = try Planner.tablesExisting(definedBy: files, path: config.databasePath, busyTimeout: config.busyTimeout)
         report.outcome = .nothingToDo
         runtime.events(.nothingToDo(alreadyExisting: report.tablesAlreadyExisted))
         try writeReport()

@@ -99,16 +99,12 @@ public final class PreparedRestore {
         // Nothing to restore when the live database holds the backup's content and nobody has
         // committed since the preview showed it: a copy saved now would only push an older,
         // different state out of the kept restore copies.
-        if preview.holdsBackup, let live, let previewVersion {
-            try live.execute("BEGIN")
-            _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
-            let unchanged = live.dataVersion == previewVersion
-            try live.execute("COMMIT")
-            if unchanged { return .notPerformed(preview, alreadyHeld: true) }
+        if preview.holdsBackup, let live, let previewVersion, try live.unchanged(since: previewVersion) {
+            return .notPerformed(preview, alreadyHeld: true)
         }
         do {
             try hooks.stop(tag: "restore", hint: "check the hook's command in \(config.file), or run with --no-hooks after stopping the application yourself")
-            let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            let connection = try live ?? restorer.openLive(config.databasePath, readOnly: false)
             live = nil
             let result = try LiveRestore(instance).restore(opened, into: connection, previewVersion: previewVersion, rowKeys: rowKeys,
                                                           store: store, failpoint: .restore)
@@ -131,8 +127,7 @@ public final class PreparedRestore {
             if !result.previewExact {
                 // Another connection committed after the preview: count what was discarded
                 // from the saved copy, exactly the state replaced.
-                let saved = try Connection(path: result.saved.path, mode: .immutable)
-                let exact = try restorer.compare(saved, backup: opened)
+                let exact = try restorer.compare(savedAt: result.saved.path, backup: opened)
                 (differences, notCompared) = (exact.differences, exact.notCompared)
             }
             // A signal from the commit on is too late to stop the restore: it is finished.
