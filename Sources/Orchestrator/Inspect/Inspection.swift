@@ -146,7 +146,7 @@ public struct Inspection: Sendable {
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
-                    let newest = try runtime.remoteBackups(config, remote, try runtime.client(remote), host: nil, allowUnsigned: false).0.first { $0.problem == nil }
+                    let newest = try RemoteBackups(runtime).newestGood(instance, remote)
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: newest?.name, newestAt: newest?.createdAt, error: nil)
                 } catch let error as DeployctlError {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: error.message)

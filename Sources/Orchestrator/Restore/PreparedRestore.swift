@@ -24,6 +24,10 @@ public final class PreparedRestore {
     private let previewVersion: UInt32?
     /// The preview's differing rows, for a restore by rows (`Restorer.restoreByRows`).
     private let rowKeys: [String: [Int64]]?
+    /// The remote copy fetched for this restore (`RestoreSource.remote`). A download is removed
+    /// again on release unless a restore (not a dry run) was performed.
+    public internal(set) var fetched: FetchedCopy?
+    private var keepsFetched = false
 
     init(preview: RestorePreview, instance: InstanceContext, store: BackupStore, request: RestoreRequest,
          opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil) {
@@ -47,6 +51,10 @@ public final class PreparedRestore {
         live = nil
         lock?.release()
         lock = nil
+        if let fetched, fetched.downloaded, !keepsFetched {
+            try? RemoteBackups(runtime).discardFetched(instance: request.instance, backup: fetched.name)
+            self.fetched = nil
+        }
     }
 
     /// Performs the restore that was previewed, then releases everything.
@@ -54,6 +62,12 @@ public final class PreparedRestore {
     ///   changed and could not be proven back.
     public func perform() throws -> RestoreOutcome {
         defer { release() }
+        let outcome = try performHeld()
+        keepsFetched = !request.dryRun
+        return outcome
+    }
+
+    private func performHeld() throws -> RestoreOutcome {
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
         lock?.record(operation: "restore", stage: "restore")
         let restorer = instance.restorer

@@ -30,6 +30,25 @@ public struct RestorePlanner: Sendable {
     /// the preview. The operator sees the preview; `perform()` does the rest.
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func begin(_ request: RestoreRequest) throws -> PreparedRestore {
+        guard case .remote(let remote, let host, let allowUnsigned) = request.source else { return try beginLocal(request) }
+        let name: String? = if case .named(let name) = request.selection { name } else { nil }
+        let label: String? = if case .latest(let label) = request.selection { label } else { nil }
+        let remotes = RemoteBackups(runtime)
+        let fetched = try remotes.fetch(instance: request.instance, remote: remote, host: host, backup: name, label: label, allowUnsigned: allowUnsigned)
+        var local = request
+        local.selection = .named(fetched.name)
+        do {
+            let prepared = try beginLocal(local)
+            prepared.fetched = fetched
+            return prepared
+        } catch {
+            // A restore that refuses the copy leaves no download behind.
+            if fetched.downloaded { try? remotes.discardFetched(instance: request.instance, backup: fetched.name) }
+            throw error
+        }
+    }
+
+    private func beginLocal(_ request: RestoreRequest) throws -> PreparedRestore {
         let instance = try runtime.instance(request.instance, for: request.dryRun ? .inspect : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let config = instance.config
         let store = instance.store
