@@ -53,10 +53,10 @@ public struct Rehearser: Sendable {
         var down: DownProof?
         if tryDown && pending.contains(where: { $0.downSQL != nil }) {
             let reference = try Connection(path: snapshot, mode: .immutable)
-            if let reason = try Applier.proveDown(pending, on: scratch, reference: reference) {
+            if let reason = try Undo.proveDown(pending, on: scratch, reference: reference) {
                 down = .refused(reason)
             } else {
-                down = .proven(schemaBefore: try Self.schemaLines(reference), downSQL: pending.map { $0.downSQL ?? "" })
+                down = .proven(schemaBefore: try Undo.schemaLines(reference), downSQL: pending.map { $0.downSQL ?? "" })
             }
         }
         var unchanged: (Int, Int)?
@@ -65,13 +65,6 @@ public struct Rehearser: Sendable {
             unchanged = try proveUnchanged(rehearsed: scratch, snapshot: snapshot, except: Set(plan.evidence.map(\.table)))
         }
         return Outcome(rehearsal: result.result, tablesCreated: result.tablesCreated.count, down: down, unchanged: unchanged)
-    }
-
-    /// A database's schema as lines, the history table aside: each object's SQL byte for byte as
-    /// sqlite_schema stores it, so that "the schema is the one before" is said only when it is.
-    public static func schemaLines(_ db: Connection) throws -> [String] {
-        try db.schema(exact: true).filter { $0.name != History.table && $0.table != History.table }
-            .map { "\($0.type) \($0.name) \($0.sql ?? "")" }.sorted()
     }
 
     /// Proves every existing table of the rehearsed copy holds what the snapshot holds. Tables

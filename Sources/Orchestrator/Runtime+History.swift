@@ -17,103 +17,58 @@ extension Runtime {
     /// the database holds every table, column and index they create (built on an empty
     /// database from the files; where a file refers to tables it does not create, the tables
     /// its CREATE statements name). One transaction; takes the instance lock.
-    /// - Throws: `Failure` `.usage` for an unknown number, `.badData` naming what is missing.
+    /// - Throws: `Failure` `migration.not_found` for an unknown number, `baseline.schema_differs`
+    ///   naming what is missing.
     public func baseline(instance name: String, through: Int) throws -> HistoryChange {
-        let config = try workspace.instance(name)
+        let instance = try instance(name, for: nil)
+        let config = instance.config
         try Connection.checkIsDatabase(config.databasePath)
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         guard files.contains(where: { $0.id == through }) else {
-            throw Failure(.usage, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
+            throw Failure(.migrationNotFound, "no migration numbered \(through) in \(try workspace.deployConfig().migrationsFolder)",
                           hint: "give the number of the last migration the other tool applied")
         }
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
-        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-        let applied = Set(try History.applied(live).map(\.id))
+        let live = try LiveHistory(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        let applied = Set(try live.applied().map(\.id))
         let adopted = files.filter { $0.id <= through && !applied.contains($0.id) }
         guard !adopted.isEmpty else { return HistoryChange(migrations: [], checked: ["every migration up to \(through) is already recorded"]) }
-        let missing = try Self.notYetIn(live, adopted)
+        let missing = try live.notYetIn(adopted)
         guard missing.isEmpty else {
-            throw Failure(.badData, "the database does not hold what migrations up to \(through) do: \(missing.prefix(5).joined(separator: "; "))\(missing.count > 5 ? "; …" : ""); nothing was recorded",
+            throw Failure(.baselineSchemaDiffers, "the database does not hold what migrations up to \(through) do: \(missing.prefix(5).joined(separator: "; "))\(missing.count > 5 ? "; …" : ""); nothing was recorded",
                           hint: "baseline through an earlier number, or deploy the missing migrations")
         }
-        try live.execute("BEGIN IMMEDIATE")
-        do {
-            try History.record(adopted, on: live, deployId: "baseline-" + ISO8601DateFormatter().string(from: clock()),
-                               appliedAt: ISO8601DateFormatter().string(from: clock()))
-            try live.execute("COMMIT")
-        } catch {
-            try? live.execute("ROLLBACK")
-            throw error
-        }
+        try live.adopt(adopted, deployId: "baseline-" + ISO8601DateFormatter().string(from: clock()), appliedAt: ISO8601DateFormatter().string(from: clock()))
         return HistoryChange(migrations: adopted.map(\.key),
                              checked: ["every statement of \(counted(adopted.count, "migration")), replayed on a copy of the database's schema, finds its change already there"])
-    }
-
-    /// The statements of `files` that would still change `live`'s schema: each is replayed, in
-    /// order, on an in-memory copy of the schema (no rows). One that fails ("already exists",
-    /// "duplicate column") or changes nothing was applied; one that changes the schema was not.
-    static func notYetIn(_ live: Connection, _ files: [MigrationFile]) throws -> [String] {
-        let copy = try Connection(path: ":memory:", mode: .create)
-        let objects = try live.rows("SELECT type, sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
-        for type in ["table", "index", "view", "trigger"] {
-            for row in objects where row[0].string == type { try? copy.execute(row[1].string ?? "") }
-        }
-        var missing = [String]()
-        for file in files {
-            for (offset, sql) in ((try? Connection.split(file.sql)) ?? []).enumerated() where !Planner.isForeignKeysPragma(sql) {
-                let before = try copy.schema()
-                for table in MigrationFile.createdTables(in: sql) {
-                    if let existing = before.first(where: { $0.name == table && $0.type == "table" })?.sql,
-                       Planner.normalizeCreate(existing) != Planner.normalizeCreate(sql) {
-                        missing.append("\(file.fileName) statement \(offset + 1): table \(table) exists with another shape")
-                    }
-                }
-                do {
-                    try copy.execute(sql)
-                } catch let error as SQLiteError {
-                    // Already there is fine; any other failure means the schema is not what the file expects.
-                    let message = error.sqliteMessage
-                    if !message.contains("already exists") && !message.contains("duplicate column name") {
-                        missing.append("\(file.fileName) statement \(offset + 1) fails on the database's schema: \(message)")
-                    }
-                    continue
-                }
-                let after = try copy.schema()
-                if after != before {
-                    let changed = Set(after.map(\.name)).symmetricDifference(before.map(\.name))
-                        .union(after.filter { object in before.first { $0.name == object.name }.map { $0 != object } ?? false }.map(\.name))
-                    missing.append("\(file.fileName) statement \(offset + 1) would still change \(changed.sorted().joined(separator: ", "))")
-                }
-            }
-        }
-        return missing
     }
 
     /// `deployctl accept <instance> <migration>`: records a deliberate edit of an applied
     /// migration file (its new checksum), after `confirm` has seen the old and new checksums
     /// and the file's statements. Takes the instance lock.
-    /// - Throws: `Failure` `.usage` for an unknown or unapplied migration or an unchanged file.
+    /// - Throws: `Failure` `migration.not_found`, `accept.not_applied` or `accept.unchanged`.
     public func accept(instance name: String, migration: String, confirm: (_ applied: String, _ file: MigrationFile) throws -> Void) throws -> HistoryChange {
-        let config = try workspace.instance(name)
+        let instance = try instance(name, for: nil)
+        let config = instance.config
         let files = try MigrationFile.loadAll(folder: try workspace.deployConfig().migrationsFolder)
         // As status and verify name it (0001_cashback_tables), its file name (….sql), its name or number.
         guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration || $0.fileName == migration }) else {
             let known = files.map(\.key)
-            throw Failure(.usage, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
+            throw Failure(.migrationNotFound, "no migration \(migration) in the migrations folder\(known.isEmpty ? " (it holds none)" : "; migrations: " + known.joined(separator: ", "))",
                           hint: known.isEmpty ? nil : "deployctl accept \(name) \(Suggestion.nearest(to: migration, in: known) ?? known[0])")
         }
-        let lock = try lockInstance(config)
+        let lock = try instance.lock()
         defer { lock.release() }
-        let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
-        guard let row = try History.applied(live).first(where: { $0.id == file.id }) else {
-            throw Failure(.usage, "\(file.key) is not applied to \(name); there is nothing to accept", hint: "deploy it instead")
+        let live = try LiveHistory(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        guard let row = try live.applied().first(where: { $0.id == file.id }) else {
+            throw Failure(.acceptNotApplied, "\(file.key) is not applied to \(name); there is nothing to accept", hint: "deploy it instead")
         }
         guard row.sha256 != file.sha256 else {
-            throw Failure(.usage, "\(file.fileName) is unchanged since it was applied; there is nothing to accept")
+            throw Failure(.acceptUnchanged, "\(file.fileName) is unchanged since it was applied; there is nothing to accept")
         }
         try confirm(row.sha256, file)
-        try live.rows("UPDATE deployctl_migrations SET sha256 = ? WHERE id = ?", [.text(file.sha256), .integer(Int64(file.id))]).forEach { _ in }
+        try live.accept(file)
         return HistoryChange(migrations: [file.key], checked: ["applied sha256 \(row.sha256.prefix(12)), file now \(file.sha256.prefix(12))"])
     }
 }

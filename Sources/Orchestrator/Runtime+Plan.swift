@@ -15,7 +15,7 @@ extension Runtime {
             ? config.backupsFolder : (config.databasePath as NSString).deletingLastPathComponent
         if !failpoints.skips(.freeSpace) {
             var needs = SpaceNeeds()
-            needs.add(liveBytes(config), in: scratch, for: "the plan's copy of the database")
+            needs.add(InstanceContext(runtime: self, config: config).liveBytes, in: scratch, for: "the plan's copy of the database")
             try needs.check()
         }
         let interruption = self.interruption
@@ -37,9 +37,9 @@ extension Runtime {
     /// reported in the result, not thrown.
     /// - Throws: `Failure` for config, missing database, bad migrations.
     public func plan(instance name: String) throws -> MigrationPlan {
-        let config = try workspace.instance(name)
-        try checkAccess(config, .readDatabase)
-        try ensureDatabase(config)
+        let instance = try instance(name, for: .readDatabase)
+        let config = instance.config
+        try instance.ensureDatabase()
         try SQLite.Connection.checkIsDatabase(config.databasePath)
         progress(.working(.planning))
         defer { progress(.ended(announce: false)) }
@@ -51,7 +51,7 @@ extension Runtime {
     /// and a deploy stops at its plan stage, before its snapshot.
     public func verifyQueryRefusal(_ plan: MigrationPlan, instance: String) -> Failure? {
         guard !plan.verifyFailures.isEmpty else { return nil }
-        return Failure(.failed, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
+        return Failure(.migrationVerifyQueryFalse, "on a copy of the database, after the pending migrations: \(plan.verifyFailures.joined(separator: "; ")); a deploy would fail the same way (exit 1) and change nothing",
                        hint: "fix the migration or its verify query, then check again with 'deployctl plan \(instance)'")
     }
 
@@ -73,8 +73,7 @@ extension Runtime {
         let asked = askedByFlag || pending.contains { $0.online }
         let overBudget = config.hooks.stop == nil && exceedsWriteLockBudget(plan, config: config)
         guard asked || overBudget else { return nil }
-        let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        return (try OnlineRebuildPlan.verdict(pending, plan: plan, on: live), asked)
+        return (try OnlineRebuildPlan.verdict(pending, plan: plan, databasePath: config.databasePath, busyTimeout: config.busyTimeout), asked)
     }
 
     /// How `deployctl deploy` would run `plan` (shown by `plan`): in one transaction, online,
@@ -102,7 +101,7 @@ extension Runtime {
     func writeLockRefusal(_ plan: MigrationPlan, config: InstanceConfig, offlineBecause: String) -> Failure {
         let budget = config.maxWriteLock.milliseconds
         let estimate = plan.writeLockEstimateMilliseconds
-        return Failure(.usage, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
+        return Failure(.migrationWriteLockOverBudget, "refused: the deploy would block the application's writes for about \(String(format: "%.0f", estimate)) ms "
                       + "(statements \(String(format: "%.0f", plan.statementMilliseconds)) ms and checks \(String(format: "%.0f", plan.checkMilliseconds)) ms on the plan's copy), "
                       + "more than max_write_lock allows (\(String(format: "%.0f", budget)) ms; busy timeout \(String(format: "%.0f", config.busyTimeout.milliseconds)) ms)"
                       + ", and it cannot run online: \(offlineBecause); nothing was changed",
@@ -112,7 +111,7 @@ extension Runtime {
 
     /// Throws the refusal for a destructive migration unless both its file and the command allow
     /// it. Additive and preserving migrations need no flag.
-    /// - Throws: `Failure` `.usage` naming each destructive statement and what the rehearsal
+    /// - Throws: `Failure` `migration.destructive_refused` naming each destructive statement and what the rehearsal
     ///   copy shows, per table and column.
     func checkAllowed(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
         let bad = plan.migrations.filter { $0.classification == .destructive }
@@ -127,7 +126,7 @@ extension Runtime {
             }
             for fact in summary.evidence { lines.append("    on the rehearsal copy: \(fact)") }
         }
-        throw Failure(.usage, "refused: the pending migrations are destructive:\n" + lines.joined(separator: "\n"),
+        throw Failure(.migrationDestructiveRefused, "refused: the pending migrations are destructive:\n" + lines.joined(separator: "\n"),
                       hint: filesAllow ? "run again with --allow-destructive if this is intended"
                                        : "add '-- allow-destructive' to the migration file and pass --allow-destructive, if this is intended")
     }

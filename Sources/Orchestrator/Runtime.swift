@@ -87,9 +87,6 @@ public struct Runtime: Sendable {
 // Forwarders for the files not yet moved onto `InstanceContext` (history, plan, recovery and
 // offsite, rewritten on other branches meanwhile). Removed once they are.
 typealias Pipeline = DeployPipeline
-extension DeployPipeline {
-    static func schemaLines(_ db: Connection) throws -> [String] { try Rehearser.schemaLines(db) }
-}
 
 extension Runtime {
     func store(_ config: InstanceConfig) -> BackupStore { InstanceContext(runtime: self, config: config).store }

@@ -89,7 +89,7 @@ struct DeployPipeline {
         // Dropping an existing index, view or trigger (or table) is not undone by dropping what
         // was added: those need the snapshot.
         guard plan.classification == .preserving,
-              !plan.statements.flatMap(\.problems).contains(where: { $0.hasPrefix("drop") }) else { return nil }
+              !plan.statements.contains(where: \.dropsExisting) else { return nil }
         var columns = [String: [String]]()
         for e in plan.evidence {
             guard e.finalName == e.table, !e.rebuilt, e.rowsDeleted == 0, e.rowsAdded == 0, e.columnsDropped.isEmpty,
@@ -131,7 +131,7 @@ struct DeployPipeline {
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .snapshot,
                                 snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce,
                                 committed: false, additive: plan.additive,
-                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
+                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) },
                                 addedColumns: Self.addedColumnsOnly(plan))
         let store = instance.store
         let backup = try stage(.snapshot) { p in try p.takeSnapshot(label: "pre_\(migrationName)", store: store) }
