@@ -17,6 +17,7 @@ extension FailureCode {
     public static let acceptNotApplied = FailureCode("accept.not_applied", .usage)
     /// `accept`: the migration's file is unchanged since it was applied.
     public static let acceptUnchanged = FailureCode("accept.unchanged", .usage)
+    public static let acceptChangedWhileAsked = FailureCode("accept.changed_while_asked", .usage)
     /// An undo that must restore the snapshot finds none recorded in the journal.
     public static let undoNoSnapshot = FailureCode("undo.no_snapshot", .unproven)
 }

@@ -15,17 +15,17 @@ extension DeployPipeline {
             if let crashed = lock?.crashedHolder {
                 runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
             }
-            if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
+            if let note = try DeployRecovery(instance).recoverUnfinished() { report.recovered = note }
             if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
                 runtime.events(.warning(note))
                 report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
             }
         }
         try runtime.failpoints.hit(.preflight)
-        let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
+        let (files, plan) = try instance.makePlan(forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         do {
-            try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
+            try Planning.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
         } catch {
             // The refusal quotes the plan: show it first (a dry run included).
             runtime.events(.plan(plan, database: config.databasePath))
@@ -60,7 +60,7 @@ extension DeployPipeline {
     /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
     /// application. Refuses when it is asked or needed and the migration cannot run online.
     mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
-        guard let (verdict, asked) = try runtime.onlineDecision(files: files, plan: plan, config: config, askedByFlag: options.online) else { return }
+        guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: options.online) else { return }
         switch verdict {
         case .online(let rebuild):
             online = rebuild
@@ -71,7 +71,7 @@ extension DeployPipeline {
                 throw Failure(.onlineRefused, "refused: an online rebuild was asked for, but \(why); nothing was changed",
                               hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
             }
-            throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
+            throw instance.writeLockRefusal(plan, offlineBecause: why)
         }
     }
     /// Promotion: each instance before this one in deploy.toml that has a database here must

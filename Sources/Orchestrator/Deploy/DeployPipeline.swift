@@ -114,7 +114,7 @@ struct DeployPipeline {
         try stage(.plan) { p in
             p.runtime.events(.plan(plan, database: p.config.databasePath))
             // A false verify query fails here, dry run or not: before any snapshot is taken.
-            if let refusal = p.runtime.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
+            if let refusal = Planning.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
         }
         if options.dryRun {
             report.outcome = .dryRun
@@ -180,7 +180,7 @@ struct DeployPipeline {
         if let journal, journal.committed {
             hooks.stopBeforeUndo(tag: "undo")
             do {
-                let how = try runtime.undo(journal: journal, config: config)
+                let how = try DeployRecovery(instance).undo(journal: journal)
                 report.outcome = .undone
                 runtime.events(.stepDone("undone: the deploy's changes were removed and the database proven back"))
                 final = Failure(.deployUndone, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint, cause: error.code)

@@ -55,7 +55,7 @@ public struct RestorePlanner: Sendable {
         var lock: InstanceLock?
         if !request.dryRun {
             lock = try instance.lock(operation: "restore", stage: "check and preview")
-            _ = try runtime.recoverUnfinishedDeploy(config)
+            _ = try DeployRecovery(instance).recoverUnfinished()
         }
         guard case .latest(let label) = request.selection else {
             guard case .named(let name) = request.selection else { preconditionFailure() }

@@ -4,7 +4,14 @@ import Locking
 import Migration
 import Support
 
-extension Runtime {
+/// A deploy that was killed, finished or undone from its journal by the next deploy or restore;
+/// and the undo of a committed deploy (a failed deploy's, or recovery's).
+struct DeployRecovery {
+    let instance: InstanceContext
+    var config: InstanceConfig { instance.config }
+
+    init(_ instance: InstanceContext) { self.instance = instance }
+
     /// Finishes or undoes a deploy that was killed, from its journal (SPEC.md): an uncommitted
     /// migration was rolled back by SQLite; a committed one is verified again and kept (or
     /// undone when the check fails); an app the journal shows stopped is started. Writes that
@@ -12,36 +19,33 @@ extension Runtime {
     /// nothing to recover. The caller holds the instance lock.
     /// - Throws: `undo.unproven` or `undo.no_snapshot` (2) when a committed deploy fails its check and
     ///   cannot be undone.
-    func recoverUnfinishedDeploy(_ config: InstanceConfig) throws -> String? {
+    func recoverUnfinished() throws -> String? {
         guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
         let (committed, healthy) = try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         var note: String
         if committed && healthy {
             note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
         } else if committed {
-            try undo(journal: journal, config: config)
+            try undo(journal: journal)
             note = "deploy \(journal.deployId) was interrupted after its commit and failed quick_check; it was undone"
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
-        var hooks = [HookResult]()
-        if journal.appStopped, let start = config.hooks.start {
-            let runner = HookRunner(outputFolder: config.deploysFolder + "/" + journal.deployId, workingDirectory: config.folder, trace: trace)
-            let result = try runner.run(name: "start", command: start, timeout: config.hooks.timeout, tag: "recovery")
-            hooks.append(result)
+        let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
+        if journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
         }
         var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
                                   outcome: committed && healthy ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))
-        report.finishedAt = clock()
+        report.finishedAt = instance.runtime.clock()
         report.snapshot = journal.snapshot
         report.pending = journal.migrations
-        report.hooks = hooks
+        report.hooks = hooks.results
         report.recovered = note
         try DurableFile.createFolder(config.deploysFolder)
         try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
         try DeployJournal.remove(path: config.journalPath)
-        events(.fact("recovered: \(note)"))
+        instance.runtime.events(.fact("recovered: \(note)"))
         return note
     }
 
@@ -52,7 +56,7 @@ extension Runtime {
     /// restores the snapshot. Returns what was done, for the operator.
     /// - Throws: when the undo fails or cannot be proven.
     @discardableResult
-    func undo(journal: DeployJournal, config: InstanceConfig) throws -> String {
+    func undo(journal: DeployJournal) throws -> String {
         if journal.additive {
             return try Undo(deployId: journal.deployId, strategy: .dropAdded(created: try Self.createdObjects(journal, config: config), columns: [:]))
                 .run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
@@ -67,7 +71,6 @@ extension Runtime {
             }
         }
         guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
-        let instance = InstanceContext(runtime: self, config: config)
         let store = instance.store
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
