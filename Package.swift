@@ -23,10 +23,10 @@ let package = Package(
         .target(name: "Backup", dependencies: ["SQLite", "Support", "Encryption", "CZlib", "CDeflate", "CZstd"]),
         .target(name: "Locking", dependencies: ["SQLite", "Support"]),
         .target(name: "Migration", dependencies: ["SQLite", "Support", "CSQLite"]),
-        .target(name: "Offsite", dependencies: ["Support", "CTLS"]),
+        .target(name: "Offsite", dependencies: ["Backup", "Encryption", "Support", "CTLS"]),
         .target(name: "Orchestrator", dependencies: ["Backup", "Encryption", "Locking", "Migration", "Offsite", "SQLite", "Support"]),
         .executableTarget(name: "deployctl", dependencies: [
-            "Orchestrator", "Support", "Backup", "Encryption", "Locking", "Migration",
+            "Orchestrator", "Support", "Backup", "Encryption", "Locking", "Migration", "Offsite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "DeployctlTests", dependencies: ["deployctl", "Orchestrator", "Backup", "Encryption", "Migration", "Locking", "Offsite", "SQLite", "Support"],

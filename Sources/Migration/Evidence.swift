@@ -67,22 +67,67 @@ public struct TableEvidence: Codable, Sendable, Equatable {
     }
 
     /// What happened, one phrase per fact, naming tables and columns with counts.
-    public var facts: [String] {
-        guard let finalName else { return ["\(table): table dropped (\(counted(rowsBefore, "row")))"] }
-        var facts = [String]()
-        if finalName != table { facts.append("\(table): renamed to \(finalName), every row and value kept") }
-        if rebuilt && finalName == table { facts.append("\(table): rebuilt (matched by \(matchedBy))") }
-        if rowsDeleted > 0 { facts.append("\(table): \(counted(rowsDeleted, "row")) deleted") }
+    public var facts: [String] { findings.map(\.description) }
+
+    /// What happened, one fact per table or column, typed: `facts` renders them.
+    public var findings: [Fact] {
+        guard let finalName else { return [.tableDropped(table: table, rows: rowsBefore)] }
+        var facts = [Fact]()
+        if finalName != table { facts.append(.tableRenamed(table: table, to: finalName)) }
+        if rebuilt && finalName == table { facts.append(.rebuilt(table: table, matchedBy: matchedBy)) }
+        if rowsDeleted > 0 { facts.append(.rowsDeleted(table: table, count: rowsDeleted)) }
         for (column, values) in columnsDropped.sorted(by: { $0.key < $1.key }) {
-            facts.append("\(table).\(column): column dropped, \(values) non-NULL values lost")
+            facts.append(.columnDropped(table: table, column: column, values: values))
         }
         for (column, count) in valuesChanged.sorted(by: { $0.key < $1.key }) where count > 0 {
-            facts.append("\(table).\(column): \(counted(count, "existing value")) changed")
+            facts.append(.valuesChanged(table: table, column: column, count: count))
         }
-        for (old, new) in columnsRenamed.sorted(by: { $0.key < $1.key }) { facts.append("\(table).\(old): renamed to \(new), every value kept") }
-        if !columnsAdded.isEmpty { facts.append("\(finalName): gains \(columnsAdded.count == 1 ? "column" : "columns") \(columnsAdded.joined(separator: ", "))") }
-        if rowsAdded > 0 { facts.append("\(finalName): \(counted(rowsAdded, "row")) added") }
+        for (old, new) in columnsRenamed.sorted(by: { $0.key < $1.key }) { facts.append(.columnRenamed(table: table, from: old, to: new)) }
+        if !columnsAdded.isEmpty { facts.append(.columnsAdded(table: finalName, columns: columnsAdded)) }
+        if rowsAdded > 0 { facts.append(.rowsAdded(table: finalName, count: rowsAdded)) }
         return facts
+    }
+
+    /// One thing the rehearsal copy shows happened to an existing table.
+    public enum Fact: Sendable, Hashable, CustomStringConvertible {
+        case tableDropped(table: String, rows: Int)
+        case tableRenamed(table: String, to: String)
+        case rebuilt(table: String, matchedBy: String)
+        case rowsDeleted(table: String, count: Int)
+        /// A column dropped, with the non-NULL values it held.
+        case columnDropped(table: String, column: String, values: Int)
+        case valuesChanged(table: String, column: String, count: Int)
+        case columnRenamed(table: String, from: String, to: String)
+        case columnsAdded(table: String, columns: [String])
+        case rowsAdded(table: String, count: Int)
+
+        public var description: String {
+            switch self {
+            case .tableDropped(let table, let rows): "\(table): table dropped (\(counted(rows, "row")))"
+            case .tableRenamed(let table, let to): "\(table): renamed to \(to), every row and value kept"
+            case .rebuilt(let table, let matchedBy): "\(table): rebuilt (matched by \(matchedBy))"
+            case .rowsDeleted(let table, let count): "\(table): \(counted(count, "row")) deleted"
+            case .columnDropped(let table, let column, let values): "\(table).\(column): column dropped, \(values) non-NULL values lost"
+            case .valuesChanged(let table, let column, let count): "\(table).\(column): \(counted(count, "existing value")) changed"
+            case .columnRenamed(let table, let from, let to): "\(table).\(from): renamed to \(to), every value kept"
+            case .columnsAdded(let table, let columns): "\(table): gains \(columns.count == 1 ? "column" : "columns") \(columns.joined(separator: ", "))"
+            case .rowsAdded(let table, let count): "\(table): \(counted(count, "row")) added"
+            }
+        }
+
+        /// Existing data gone: a table or column dropped, rows deleted (safety claim 3).
+        public var losesData: Bool {
+            switch self {
+            case .tableDropped, .rowsDeleted, .columnDropped: true
+            default: false
+            }
+        }
+
+        /// Existing values changed (safety claim 4).
+        public var changesValues: Bool {
+            if case .valuesChanged = self { return true }
+            return false
+        }
     }
 }
 

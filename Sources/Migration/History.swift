@@ -46,10 +46,35 @@ public enum History {
         }
     }
 
+    /// Removes the history rows `deployId` wrote, inside the caller's transaction (an undo);
+    /// drops the table when that leaves it empty (that deploy created it: the first one), so
+    /// the schema goes back too. Nothing when there is no table.
+    /// - Throws: `SQLiteError`.
+    public static func forget(deployId: String, on db: Connection) throws {
+        guard try exists(db) else { return }
+        try db.rows("DELETE FROM deployctl_migrations WHERE deploy_id = ?", [.text(deployId)]).forEach { _ in }
+        if try db.scalar("SELECT count(*) FROM deployctl_migrations").int == 0 { try db.execute("DROP TABLE deployctl_migrations") }
+    }
+
+    /// Whether the history table exists.
+    static func exists(_ db: Connection) throws -> Bool {
+        try db.scalar("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).int == 1
+    }
+
+    /// Whether `deployId` committed in the database at `databasePath` (its history rows are
+    /// there), and whether the database passes `quick_check`: what a deploy killed after its
+    /// commit is judged by. Reads only.
+    /// - Throws: `SQLiteError`.
+    public static func state(ofDeploy deployId: String, databasePath: String, busyTimeout: Duration) throws -> (committed: Bool, healthy: Bool) {
+        let live = try Connection(path: databasePath, mode: .inspect, busyTimeout: busyTimeout)
+        let committed = try applied(live).contains { $0.deployId == deployId }
+        return (committed, try live.integrityProblems().isEmpty)
+    }
+
     /// The applied migrations, in order; empty when the table does not exist.
     /// - Throws: `SQLiteError`.
     public static func applied(_ db: Connection) throws -> [AppliedMigration] {
-        guard try db.scalar("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(table)]).int == 1 else { return [] }
+        guard try exists(db) else { return [] }
         return try db.rows("SELECT id, name, sha256, applied_at, deploy_id FROM deployctl_migrations ORDER BY id").map {
             AppliedMigration(id: Int($0[0].int ?? 0), name: $0[1].string ?? "", sha256: $0[2].string ?? "",
                              appliedAt: $0[3].string ?? "", deployId: $0[4].string ?? "")
@@ -64,7 +89,7 @@ public enum History {
         let byId = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0) })
         for row in applied {
             guard let file = byId[row.id] else {
-                throw Failure(.usage, "migration \(row.key) is applied but its file is missing",
+                throw Failure(.migrationFileMissing, "migration \(row.key) is applied but its file is missing",
                               hint: "restore the file from version control; applied migrations are never removed")
             }
             guard file.sha256 == row.sha256 else {

@@ -45,23 +45,13 @@ public struct MigrationFile: Sendable, Equatable {
     public var fileName: String { URL(fileURLWithPath: path).lastPathComponent }
 
     /// Reads and parses a migration file (and, for golang-migrate and Flyway, its down file).
-    /// - Throws: `Failure` `.usage` for a bad name or unreadable file.
+    /// - Throws: `Failure` `migration.bad_name`, `migration.unreadable` or
+    ///   `migration.directive_misplaced`.
     public init(path: String) throws {
         let file = URL(fileURLWithPath: path).lastPathComponent
-        guard let parsed = Self.parseName(file) else {
-            if file.hasPrefix("R__") {
-                throw Failure(.usage, "migration file \(path) is a Flyway repeatable migration (R__): deployctl applies each migration once, in order",
-                              hint: "give it a number (V<n>__name.sql or NNNN_name.sql), or keep it out of the migrations folder")
-            }
-            if file.range(of: #"^V\d+([._]\d+)+__"#, options: .regularExpression) != nil {
-                throw Failure(.usage, "migration file \(path) has a dotted Flyway version: deployctl numbers migrations with whole numbers",
-                              hint: "rename it with a whole number, e.g. V21__name.sql for V2.1__name.sql, keeping the order")
-            }
-            throw Failure(.usage, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
-                          hint: "rename it, e.g. 0002_add_index.sql")
-        }
+        guard let parsed = Self.parseName(file) else { throw Self.badName(file, path: path) }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Failure(.usage, "migration file \(path) cannot be read as UTF-8 text")
+            throw Failure(.migrationUnreadable, "migration file \(path) cannot be read as UTF-8 text")
         }
         self.id = parsed.id
         self.name = parsed.name
@@ -95,39 +85,64 @@ public struct MigrationFile: Sendable, Equatable {
         self.downSQL = down.flatMap { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : $0 }
         self.format = format
         self.notes = notes
+        let header = try Header(text, path: path)
+        self.description = header.description
+        self.allowDestructive = header.allowDestructive
+        self.online = header.online
+        self.verifyQueries = header.verifyQueries
+    }
+
+    /// Why a `.sql` file's name is in no format deployctl reads (`migration.bad_name`).
+    static func badName(_ file: String, path: String) -> Failure {
+        if file.hasPrefix("R__") {
+            return Failure(.migrationBadName, "migration file \(path) is a Flyway repeatable migration (R__): deployctl applies each migration once, in order",
+                           hint: "give it a number (V<n>__name.sql or NNNN_name.sql), or keep it out of the migrations folder")
+        }
+        if file.range(of: #"^V\d+([._]\d+)+__"#, options: .regularExpression) != nil {
+            return Failure(.migrationBadName, "migration file \(path) has a dotted Flyway version: deployctl numbers migrations with whole numbers",
+                           hint: "rename it with a whole number, e.g. V21__name.sql for V2.1__name.sql, keeping the order")
+        }
+        return Failure(.migrationBadName, "migration file \(path) is not named NNNN_name.sql (or NNNN_name.up.sql, V<n>__name.sql)",
+                       hint: "rename it, e.g. 0002_add_index.sql")
+    }
+
+    /// The directives of a file's leading `--` lines.
+    struct Header {
         var description: String?
-        var allow = false
+        var allowDestructive = false
         var online = false
-        var verify = [String]()
-        var inHeader = true
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { continue }
-            if inHeader && !trimmed.hasPrefix("--") { inHeader = false }
-            guard inHeader else {
-                // A directive below the first statement would be silently ignored: a check the
-                // operator wrote that never runs. Refused, naming the line.
-                if let directive = Self.directive(trimmed) {
-                    throw Failure(.usage, "migration file \(path) line \(number + 1): '-- \(directive)' comes after the first statement; deployctl reads directives only from the comment lines at the top of the file, so it would be ignored",
-                                  hint: "move that line above the first statement of \((path as NSString).lastPathComponent)")
+        var verifyQueries = [String]()
+
+        /// Reads the comment lines at the top of `text`.
+        /// - Throws: `Failure` `migration.directive_misplaced` for a directive below the first
+        ///   statement.
+        init(_ text: String, path: String) throws {
+            var inHeader = true
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty { continue }
+                if inHeader && !trimmed.hasPrefix("--") { inHeader = false }
+                guard inHeader else {
+                    // A directive below the first statement would be silently ignored: a check the
+                    // operator wrote that never runs. Refused, naming the line.
+                    if let directive = MigrationFile.directive(trimmed) {
+                        throw Failure(.migrationDirectiveMisplaced, "migration file \(path) line \(number + 1): '-- \(directive)' comes after the first statement; deployctl reads directives only from the comment lines at the top of the file, so it would be ignored",
+                                      hint: "move that line above the first statement of \((path as NSString).lastPathComponent)")
+                    }
+                    continue
                 }
-                continue
-            }
-            let body = trimmed.dropFirst(2).trimmingCharacters(in: .whitespaces)
-            if body.lowercased().hasPrefix("description:") {
-                description = body.dropFirst("description:".count).trimmingCharacters(in: .whitespaces)
-            } else if body.lowercased() == "allow-destructive" {
-                allow = true
-            } else if body.lowercased() == "online" {
-                online = true
-            } else if body.lowercased().hasPrefix("verify:") {
-                verify.append(body.dropFirst("verify:".count).trimmingCharacters(in: .whitespaces))
+                let body = trimmed.dropFirst(2).trimmingCharacters(in: .whitespaces)
+                if body.lowercased().hasPrefix("description:") {
+                    description = body.dropFirst("description:".count).trimmingCharacters(in: .whitespaces)
+                } else if body.lowercased() == "allow-destructive" {
+                    allowDestructive = true
+                } else if body.lowercased() == "online" {
+                    online = true
+                } else if body.lowercased().hasPrefix("verify:") {
+                    verifyQueries.append(body.dropFirst("verify:".count).trimmingCharacters(in: .whitespaces))
+                }
             }
         }
-        self.description = description
-        self.allowDestructive = allow
-        self.online = online
-        self.verifyQueries = verify
     }
 
     /// The directive a comment line holds (`verify:`, `allow-destructive`, `online`,
@@ -215,7 +230,7 @@ public struct MigrationFile: Sendable, Equatable {
     }
 
     /// Every migration in `folder`, in order. A missing or empty folder has none.
-    /// - Throws: `Failure` `.usage` for duplicate numbers or a badly named `.sql` file.
+    /// - Throws: `Failure` `migration.duplicate_number`, or as `init(path:)`.
     public static func loadAll(folder: String) throws -> [MigrationFile] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.hasSuffix(".sql") && !isDownFile($0) }.sorted()
@@ -223,7 +238,7 @@ public struct MigrationFile: Sendable, Equatable {
         var seen = [Int: String]()
         for file in files {
             if let other = seen[file.id] {
-                throw Failure(.usage, "two migrations share the number \(migrationKey(id: file.id, name: "").dropLast()): \(other) and \(file.fileName)",
+                throw Failure(.migrationDuplicateNumber, "two migrations share the number \(migrationKey(id: file.id, name: "").dropLast()): \(other) and \(file.fileName)",
                               hint: "renumber one of them in \(folder)")
             }
             seen[file.id] = file.fileName

@@ -4,12 +4,22 @@ import Support
 
 /// A schema object a migration creates.
 public struct CreatedObject: Codable, Sendable, Hashable {
-    public let type: String
+    public let type: Kind
     public let name: String
+
+    /// A schema object's type, as `sqlite_schema` names it (and plans and journals write it).
+    public enum Kind: String, Codable, Sendable {
+        case table, index, view, trigger
+    }
+
+    public init(type: Kind, name: String) {
+        self.type = type
+        self.name = name
+    }
 }
 
 /// What one statement of a migration does, as SQLite's authorizer reported it.
-public struct StatementPlan: Codable, Sendable {
+public struct StatementPlan: Encodable, Sendable {
     public let migration: String
     /// 1-based position in its file.
     public let index: Int
@@ -22,19 +32,36 @@ public struct StatementPlan: Codable, Sendable {
     /// Names it would create that already exist (a `CREATE … IF NOT EXISTS` no-op).
     public let alreadyExists: [String]
     /// Why it is not additive; empty when it is.
-    public let problems: [String]
+    public let reasons: [StatementProblem]
     /// What it may do to existing data, by SQLite's authorizer (the rehearsal's evidence is in
     /// the migration's summary).
     public let classification: MigrationClass
     /// What deployctl does with it instead of running it, if anything (`PRAGMA foreign_keys`).
     public let note: String?
 
-    public var additive: Bool { problems.isEmpty }
+    public var additive: Bool { reasons.isEmpty }
+    /// Why it is not additive, as `plan` prints it and `--json` carries it.
+    public var problems: [String] { reasons.map(\.description) }
+    /// Whether it drops an existing table, index, view or trigger.
+    public var dropsExisting: Bool { reasons.contains(where: \.dropsExisting) }
 
     enum CodingKeys: String, CodingKey {
         case migration, index, sql, actions, creates, problems, note
         case alreadyExists
         case classification = "class"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(migration, forKey: .migration)
+        try c.encode(index, forKey: .index)
+        try c.encode(sql, forKey: .sql)
+        try c.encode(actions, forKey: .actions)
+        try c.encode(creates, forKey: .creates)
+        try c.encode(alreadyExists, forKey: .alreadyExists)
+        try c.encode(problems, forKey: .problems)
+        try c.encode(classification, forKey: .classification)
+        try c.encodeIfPresent(note, forKey: .note)
     }
 }
 
@@ -75,8 +102,9 @@ public struct SafetyClaim: Codable, Sendable {
     }
 }
 
-/// The plan for the pending migrations of one database (SPEC.md stage 2).
-public struct MigrationPlan: Codable, Sendable {
+/// The plan for the pending migrations of one database (SPEC.md stage 2). Written as JSON
+/// (`plan --json`, the deploy's events); never read back.
+public struct MigrationPlan: Encodable, Sendable {
     /// Applied migrations, in order.
     public let applied: [AppliedMigration]
     /// Pending migration names (`0001_cashback_tables`), in order.
@@ -148,24 +176,6 @@ public struct MigrationPlan: Codable, Sendable {
         try c.encode(existingTables, forKey: .existingTables)
         try c.encode(journalMode, forKey: .journalMode)
         try c.encode(verifyFailures, forKey: .verifyFailures)
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        applied = try c.decode([AppliedMigration].self, forKey: .applied)
-        pending = try c.decode([String].self, forKey: .pending)
-        statements = try c.decode([StatementPlan].self, forKey: .statements)
-        created = try c.decode([CreatedObject].self, forKey: .created)
-        claims = try c.decode([SafetyClaim].self, forKey: .claims)
-        tablesToCreate = try c.decode([String].self, forKey: .tablesToCreate)
-        tablesAlreadyExisting = try c.decode([String].self, forKey: .tablesAlreadyExisting)
-        existingTables = try c.decode([String: Int].self, forKey: .existingTables)
-        journalMode = try c.decode(String.self, forKey: .journalMode)
-        migrations = try c.decodeIfPresent([MigrationSummary].self, forKey: .migrations) ?? []
-        evidence = try c.decodeIfPresent([TableEvidence].self, forKey: .evidence) ?? []
-        statementMilliseconds = try c.decodeIfPresent(Double.self, forKey: .statementMilliseconds) ?? 0
-        checkMilliseconds = try c.decodeIfPresent(Double.self, forKey: .checkMilliseconds) ?? 0
-        verifyFailures = try c.decodeIfPresent([String].self, forKey: .verifyFailures) ?? []
     }
 
     init(applied: [AppliedMigration], pending: [String], statements: [StatementPlan], tablesToCreate: [String],

@@ -40,7 +40,7 @@ public struct CredentialChain: Sendable {
         }
         let looked = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, web identity (AWS_WEB_IDENTITY_TOKEN_FILE), profile [\(profileName)] in \(credentialsFile) and \(configFile), "
             + "container credentials (AWS_CONTAINER_CREDENTIALS_*_URI), " + (env("AWS_EC2_METADATA_DISABLED")?.lowercased() == "true" ? "instance metadata (disabled)" : "instance metadata at \(metadataEndpoint)")
-        throw Failure(.permission, "remote '\(remote)': no credentials found (looked for \(looked))",
+        throw Failure(.offsiteCredentialsMissing, "remote '\(remote)': no credentials found (looked for \(looked))",
                       hint: "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or write them to profile [\(profileName)] of \(credentialsFile) (docs/offsite.md, 'Credentials')")
     }
 
@@ -49,7 +49,7 @@ public struct CredentialChain: Sendable {
     func fromEnvironment() throws -> Credentials? {
         guard let id = env("AWS_ACCESS_KEY_ID") else { return nil }
         guard let secret = env("AWS_SECRET_ACCESS_KEY") else {
-            throw Failure(.permission, "remote '\(remote)': AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
                           hint: "export AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use the credentials file")
         }
         return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: env("AWS_SESSION_TOKEN"), source: "the environment")
@@ -59,7 +59,7 @@ public struct CredentialChain: Sendable {
         guard let tokenFile = env("AWS_WEB_IDENTITY_TOKEN_FILE") ?? profileValue("web_identity_token_file"),
               let role = env("AWS_ROLE_ARN") ?? profileValue("role_arn") else { return nil }
         guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
-            throw Failure(.permission, "remote '\(remote)': the web identity token file \(tokenFile) cannot be read",
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': the web identity token file \(tokenFile) cannot be read",
                           hint: "check AWS_WEB_IDENTITY_TOKEN_FILE (the orchestrator mounts it) and its permissions")
         }
         let session = env("AWS_ROLE_SESSION_NAME") ?? "deployctl-\(getpid())"
@@ -72,7 +72,7 @@ public struct CredentialChain: Sendable {
         let document = XMLNode.parse(response.body)
         guard response.status == 200, let result = document?.child("AssumeRoleWithWebIdentityResult")?.child("Credentials") else {
             let error = document?.child("Error")
-            throw Failure(.permission, "remote '\(remote)': STS at \(endpoint) refused the web identity for role \(Sanitized.text(role, limit: 120)): \(response.status) "
+            throw Failure(.offsiteWebIdentityRefused, "remote '\(remote)': STS at \(endpoint) refused the web identity for role \(Sanitized.text(role, limit: 120)): \(response.status) "
                               + Sanitized.text((error?.value("Code") ?? "") + " " + (error?.value("Message") ?? ""), limit: 200),
                           hint: "check AWS_ROLE_ARN and that the role trusts this identity provider")
         }
@@ -86,7 +86,7 @@ public struct CredentialChain: Sendable {
         // A profile named on purpose that is in neither file is a mistake, as the AWS CLI says:
         // falling through to instance metadata would sign as the machine's role instead.
         if fromCredentials.isEmpty && fromConfig.isEmpty, env("AWS_PROFILE") != nil || env("AWS_DEFAULT_PROFILE") != nil {
-            throw Failure(.permission, "remote '\(remote)': the profile [\(Sanitized.text(profileName, limit: 80))] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither \(credentialsFile) nor \(configFile)",
+            throw Failure(.offsiteProfileMissing, "remote '\(remote)': the profile [\(Sanitized.text(profileName, limit: 80))] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither \(credentialsFile) nor \(configFile)",
                           hint: "fix the profile's name, or unset AWS_PROFILE to use the default credential chain")
         }
         let values = fromConfig.merging(fromCredentials) { _, credentials in credentials }
@@ -112,7 +112,7 @@ public struct CredentialChain: Sendable {
         process.standardOutput = out
         process.standardInput = FileHandle.nullDevice
         do { try process.run() } catch {
-            throw Failure(.permission, "remote '\(remote)': credential_process of profile [\(profileName)] cannot be started: \(error)")
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': credential_process of profile [\(profileName)] cannot be started: \(error)")
         }
         nonisolated(unsafe) var output = Data()
         let reader = DispatchGroup()
@@ -125,7 +125,7 @@ public struct CredentialChain: Sendable {
         while process.isRunning {
             do {
                 try checkpoint()
-                guard Date() < end else { throw Failure(.permission, "remote '\(remote)': credential_process of profile [\(profileName)] did not finish within 60 s") }
+                guard Date() < end else { throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': credential_process of profile [\(profileName)] did not finish within 60 s") }
             } catch {
                 if setsid { kill(-process.processIdentifier, SIGKILL) }
                 process.terminate()
@@ -135,11 +135,11 @@ public struct CredentialChain: Sendable {
         }
         reader.wait()
         guard process.terminationStatus == 0 else {
-            throw Failure(.permission, "remote '\(remote)': credential_process of profile [\(profileName)] exited with status \(process.terminationStatus)",
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': credential_process of profile [\(profileName)] exited with status \(process.terminationStatus)",
                           hint: "run it by hand to see why: \(Sanitized.text(command, limit: 200))")
         }
         guard let json = try? JSONSerialization.jsonObject(with: output.prefix(1 << 20)) as? [String: Any], (json["Version"] as? Int) == 1 else {
-            throw Failure(.permission, "remote '\(remote)': credential_process of profile [\(profileName)] did not print a Version 1 JSON document")
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': credential_process of profile [\(profileName)] did not print a Version 1 JSON document")
         }
         return try credentials(id: json["AccessKeyId"] as? String, secret: json["SecretAccessKey"] as? String, token: json["SessionToken"] as? String,
                                expiration: json["Expiration"] as? String, source: "credential_process of profile [\(profileName)]")
@@ -154,7 +154,7 @@ public struct CredentialChain: Sendable {
             let lower = full.lowercased()
             let allowed = ["http://127.", "http://localhost", "http://[::1]", "http://169.254.170.2", "http://169.254.170.23", "http://[fd00:ec2::23]"]
             guard lower.hasPrefix("https://") || allowed.contains(where: { lower.hasPrefix($0) }) else {
-                throw Failure(.permission, "remote '\(remote)': AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback or the container agent's address")
+                throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to a loopback or the container agent's address")
             }
             url = full
         } else {
@@ -165,13 +165,13 @@ public struct CredentialChain: Sendable {
             headers.append(("Authorization", token))
         } else if let file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
             guard let token = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw Failure(.permission, "remote '\(remote)': AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file) cannot be read")
+                throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file) cannot be read")
             }
             headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         let response = try fetch(url, method: "GET", headers: headers, body: [], what: "container credentials")
         guard response.status == 200, let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw Failure(.permission, "remote '\(remote)': the container credentials endpoint answered \(response.status): \(Sanitized.text(response.text, limit: 120))")
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': the container credentials endpoint answered \(response.status): \(Sanitized.text(response.text, limit: 120))")
         }
         return try credentials(id: json["AccessKeyId"] as? String, secret: json["SecretAccessKey"] as? String, token: json["Token"] as? String,
                                expiration: json["Expiration"] as? String, source: "container credentials")
@@ -192,7 +192,7 @@ public struct CredentialChain: Sendable {
         do {
             token = try fetch(metadataEndpoint + "/latest/api/token", method: "PUT", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
                               body: [], what: "instance metadata", deadlines: quick)
-        } catch let failure as Failure where failure.kind == .unavailable {
+        } catch let failure as Failure where failure.code == .offsiteCredentialsUnreachable {
             return nil
         }
         guard token.status == 200, !token.body.isEmpty, token.body.count < 4096 else { return nil }
@@ -201,12 +201,12 @@ public struct CredentialChain: Sendable {
         let roles = try fetch(base, method: "GET", headers: header, body: [], what: "instance metadata", deadlines: quick)
         guard roles.status == 200, let role = roles.text.split(whereSeparator: \.isNewline).first.map(String.init), !role.isEmpty,
               role.allSatisfy({ $0.isLetter || $0.isNumber || "+=,.@_-".contains($0) }) else {
-            throw Failure(.permission, "remote '\(remote)': this instance's metadata names no IAM role (\(roles.status))",
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': this instance's metadata names no IAM role (\(roles.status))",
                           hint: "attach an instance profile with a role that may use the bucket, or give keys another way")
         }
         let response = try fetch(base + role, method: "GET", headers: header, body: [], what: "instance metadata", deadlines: quick)
         guard response.status == 200, let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw Failure(.permission, "remote '\(remote)': instance metadata gave no credentials for role \(role) (\(response.status))")
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': instance metadata gave no credentials for role \(role) (\(response.status))")
         }
         return try credentials(id: json["AccessKeyId"] as? String, secret: json["SecretAccessKey"] as? String, token: json["Token"] as? String,
                                expiration: json["Expiration"] as? String, source: "instance metadata (role \(role))")
@@ -216,7 +216,7 @@ public struct CredentialChain: Sendable {
 
     func credentials(id: String?, secret: String?, token: String?, expiration: String?, source: String) throws -> Credentials {
         guard let id, !id.isEmpty, let secret, !secret.isEmpty else {
-            throw Failure(.permission, "remote '\(remote)': \(source) gave no AccessKeyId and SecretAccessKey")
+            throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': \(source) gave no AccessKeyId and SecretAccessKey")
         }
         var expires: Date?
         if let expiration {
@@ -224,13 +224,14 @@ public struct CredentialChain: Sendable {
             let fractional = ISO8601DateFormatter()
             fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             expires = plain.date(from: expiration) ?? fractional.date(from: expiration)
-            guard expires != nil else { throw Failure(.permission, "remote '\(remote)': \(source) gave an expiration that is not a date: \(Sanitized.text(expiration, limit: 40))") }
+            guard expires != nil else { throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': \(source) gave an expiration that is not a date: \(Sanitized.text(expiration, limit: 40))") }
         }
         return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token.flatMap { $0.isEmpty ? nil : $0 }, source: source, expiration: expires)
     }
 
     /// One request to a credentials endpoint (`http(s)://host[:port]/path`).
-    /// - Throws: `Failure` `.unavailable` when it cannot be reached.
+    /// - Throws: `Failure` `offsite.credentials_unreachable` when it cannot be reached, a TLS
+    ///   code (`offsite.tls_host_mismatch`, …) when its certificate is refused.
     func fetch(_ url: String, method: String, headers: [(String, String)], body: [UInt8], what: String,
                deadlines: Deadlines = Deadlines(connect: .seconds(5), idle: .seconds(10), request: .seconds(30))) throws -> HTTPResponse {
         let schemeEnd = url.range(of: "://")?.upperBound ?? url.startIndex
@@ -241,7 +242,13 @@ public struct CredentialChain: Sendable {
         do {
             return try client.send(method: method, target: target, headers: headers, body: body.isEmpty && method != "PUT" && method != "POST" ? .empty : .bytes(body))
         } catch let error as TransportError {
-            throw Failure(.unavailable, "remote '\(remote)': \(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
+            // A refused certificate is the same refusal as the store's, whichever endpoint it is.
+            let place = "\(what) at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)"
+            if case .certificate(let problem) = error.kind {
+                throw Failure(S3Client.code(problem), "remote '\(remote)': \(place) was not trusted: \(Sanitized.text(error.message, limit: 300))",
+                              hint: "check that endpoint's certificate, or point AWS_CA_BUNDLE at the CA that signed it")
+            }
+            throw Failure(.offsiteCredentialsUnreachable, "remote '\(remote)': \(place) cannot be reached: \(Sanitized.text(error.message, limit: 200))")
         }
     }
 

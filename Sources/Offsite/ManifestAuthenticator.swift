@@ -26,7 +26,7 @@ public struct SigningKey: Sendable {
     public static func generate() throws -> SigningKey {
         var bytes = [UInt8](repeating: 0, count: 32)
         guard RAND_bytes(&bytes, 32) == 1 else {
-            throw Failure(.io, "the system random generator (libcrypto RAND_bytes) failed; no signing key was made")
+            throw Failure(.offsiteRandomFailed, "the system random generator (libcrypto RAND_bytes) failed; no signing key was made")
         }
         return try SigningKey(secret: bytes)
     }
@@ -39,7 +39,7 @@ public struct SigningKey: Sendable {
     public init(fileText text: String, path: String) throws {
         let parts = text.split(whereSeparator: \.isWhitespace)
         guard parts.count == 2, parts[0] == Self.fileTag, parts[1].count == 64, parts[1].allSatisfy(\.isHexDigit) else {
-            throw Failure(.usage, "\(path) is not a deployctl offsite signing key (one line: '\(Self.fileTag) <64 hex digits>')",
+            throw Failure(.offsiteSigningKeyInvalid, "\(path) is not a deployctl offsite signing key (one line: '\(Self.fileTag) <64 hex digits>')",
                           hint: "restore the file from your backup of it (docs/offsite.md, 'Signing key')")
         }
         var bytes = [UInt8]()

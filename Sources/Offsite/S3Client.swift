@@ -89,7 +89,7 @@ public struct S3Client: Sendable {
 
     func operationFailure(_ lastProblem: String) -> Failure {
         let operation = operation!
-        return Failure(.unavailable, "remote '\(remote)': gave up \(operation.what): it did not finish within its deadline (\(operation.setting))"
+        return Failure(.offsiteTimeout, "remote '\(remote)': gave up \(operation.what): it did not finish within its deadline (\(operation.setting))"
                            + (lastProblem.isEmpty ? "" : "; last problem: \(lastProblem)"),
                        hint: "check that the store at \(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader) answers"
                            + (operation.raisable ? ", or raise \(operation.setting) in the instance's [[offsite]]" : "")
@@ -117,8 +117,9 @@ public struct S3Client: Sendable {
 
     /// Sends one signed request, with retries. `acceptable` statuses are returned; anything else
     /// becomes a `Failure`.
-    /// - Throws: `Failure` (`.unavailable`, `.permission`, `.missingInput`, `.usage` for a
-    ///   bucket in another region, `.failed`); what `checkpoint`, `sink` and `restart` throw.
+    /// - Throws: `Failure` with an `offsite.*` code (`offsite.unreachable` after the retries,
+    ///   `offsite.timeout`, `offsite.credentials_refused`, `offsite.wrong_region`, the TLS codes…);
+    ///   what `checkpoint`, `sink` and `restart` throw.
     @discardableResult
     func request(_ method: String, key: String, query: [(String, String)] = [], headers: [(String, String)] = [],
                  body: HTTPBody = .empty, payloadSHA256: String? = nil, acceptable: Set<Int> = [200],
@@ -149,54 +150,81 @@ public struct S3Client: Sendable {
                                            headers: headers + signed, body: body, deadline: operation?.deadline, sink: sink)
             } catch let error as TransportError {
                 lastProblem = clean(error.message, limit: 300)
-                switch error.kind {
-                case .certificate:
-                    throw Failure(.unavailable, "remote '\(remote)': \(lastProblem)",
-                                  hint: "check the endpoint's certificate and host name, or point AWS_CA_BUNDLE (or ca_bundle, SSL_CERT_FILE) at the CA that signed it")
-                case .protocolViolation:
-                    throw Failure(.unavailable, "remote '\(remote)' broke the S3 protocol while \(what): \(lastProblem); nothing it sent was used",
-                                  hint: "check that \(place) is an S3-compatible store (and not a proxy or captive portal), then run again")
-                case .timeout:
-                    if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
-                case .connection:
-                    break
-                }
+                try giveUp(on: error, lastProblem: lastProblem, what: what, place: place)
                 continue
             }
             if acceptable.contains(response.status) { return response }
-            let document = XMLNode.parse(response.body)
-            let code = clean(document?.value("Code") ?? "", limit: 64)
-            let message = document.map { clean($0.value("Message") ?? "") } ?? clean(response.text)
-            let detail = "\(response.status)\(code.isEmpty ? "" : " " + code)\(message.isEmpty ? "" : ": " + message)"
-            switch (response.status, code) {
-            case (_, "RequestTimeTooSkewed"), (_, "RequestExpired"):
-                throw Failure(.permission, "remote '\(remote)' refused the request's time (\(code)): this host's clock (\(ISO8601DateFormatter().string(from: clock()))) is too far from the store's",
-                              hint: "set the clock right (NTP: timedatectl set-ntp true), then run again")
-            case _ where (300...399).contains(response.status) || code == "PermanentRedirect"
-                || (code == "AuthorizationHeaderMalformed" && Self.bucketRegion(response, document) != nil):
-                if let region = Self.bucketRegion(response, document), region != signer.region {
-                    throw Failure(.usage, "remote '\(remote)': bucket '\(bucket)' is in region \(region), not \(signer.region) (the store answered \(response.status)\(code.isEmpty ? "" : " " + code))",
-                                  hint: "set region = \"\(region)\" in the instance's [[offsite]] '\(remote)' (and its regional endpoint), then run again")
-                }
-                let location = response.headers["location"].map { " to \(clean($0, limit: 120))" } ?? ""
-                throw Failure(.unavailable, "remote '\(remote)' redirected \(what)\(location) (\(response.status)); redirects are never followed",
-                              hint: "set endpoint in the instance's [[offsite]] '\(remote)' to the store's own address")
-            case (403, _), (401, _), (_, "InvalidAccessKeyId"), (_, "SignatureDoesNotMatch"), (_, "AccessDenied"):
-                throw Failure(.permission, "remote '\(remote)' refused the credentials (\(signer.credentials.source), key \(signer.credentials.accessKeyId)) for \(what): \(detail)",
-                              hint: "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile) and that the key may read and write bucket '\(bucket)'")
-            case (404, "NoSuchBucket"):
-                throw Failure(.missingInput, "remote '\(remote)': bucket '\(bucket)' does not exist at \(endpoint.hostHeader)",
-                              hint: "create it (aws s3 mb s3://\(bucket)), or fix url in the instance's [[offsite]]")
-            case _ where Self.transient(status: response.status, code: code):
-                lastProblem = detail
-                continue
-            default:
-                throw Failure(.unavailable, "remote '\(remote)': \(what) failed: the store answered \(detail)",
-                              hint: "check the store's logs for the request; run again once it accepts it")
-            }
+            lastProblem = try transientProblem(response, what: what, signer: signer)
         }
-        throw Failure(.unavailable, "remote '\(remote)' (\(place)) cannot be reached for \(what) after \(retry.attempts) attempts: \(lastProblem)",
+        throw Failure(.offsiteUnreachable, "remote '\(remote)' (\(place)) cannot be reached for \(what) after \(retry.attempts) attempts: \(lastProblem)",
                       hint: "check that the store is up and the endpoint in the instance's [[offsite]] is right, then run again")
+    }
+
+    /// Throws for a transport failure another try would not mend (a certificate, a broken
+    /// protocol, the operation's deadline); returns for one worth retrying.
+    private func giveUp(on error: TransportError, lastProblem: String, what: String, place: String) throws {
+        switch error.kind {
+        case .certificate(let problem):
+            throw Failure(Self.code(problem), "remote '\(remote)': \(lastProblem)",
+                          hint: "check the endpoint's certificate and host name, or point AWS_CA_BUNDLE (or ca_bundle, SSL_CERT_FILE) at the CA that signed it")
+        case .protocolViolation:
+            throw Failure(.offsiteProtocolViolation, "remote '\(remote)' broke the S3 protocol while \(what): \(lastProblem); nothing it sent was used",
+                          hint: "check that \(place) is an S3-compatible store (and not a proxy or captive portal), then run again")
+        case .timeout:
+            if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
+        case .connection:
+            break
+        }
+    }
+
+    /// What a response that is not acceptable means: throws the failure it is, or returns the
+    /// problem to retry (a 5xx, throttling, `RequestTimeout`).
+    private func transientProblem(_ response: HTTPResponse, what: String, signer: SigV4) throws -> String {
+        let document = XMLNode.parse(response.body)
+        let code = clean(document?.value("Code") ?? "", limit: 64)
+        let message = document.map { clean($0.value("Message") ?? "") } ?? clean(response.text)
+        let detail = "\(response.status)\(code.isEmpty ? "" : " " + code)\(message.isEmpty ? "" : ": " + message)"
+        switch (response.status, code) {
+        case (_, "RequestTimeTooSkewed"), (_, "RequestExpired"):
+            throw Failure(.offsiteClockSkewed, "remote '\(remote)' refused the request's time (\(code)): this host's clock (\(ISO8601DateFormatter().string(from: clock()))) is too far from the store's",
+                          hint: "set the clock right (NTP: timedatectl set-ntp true), then run again")
+        case _ where (300...399).contains(response.status) || code == "PermanentRedirect"
+            || (code == "AuthorizationHeaderMalformed" && Self.bucketRegion(response, document) != nil):
+            throw redirected(response, document, code: code, what: what, region: signer.region)
+        case (403, _), (401, _), (_, "InvalidAccessKeyId"), (_, "SignatureDoesNotMatch"), (_, "AccessDenied"):
+            throw Failure(.offsiteCredentialsRefused, "remote '\(remote)' refused the credentials (\(signer.credentials.source), key \(signer.credentials.accessKeyId)) for \(what): \(detail)",
+                          hint: "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile) and that the key may read and write bucket '\(bucket)'")
+        case (404, "NoSuchBucket"):
+            throw Failure(.offsiteBucketMissing, "remote '\(remote)': bucket '\(bucket)' does not exist at \(endpoint.hostHeader)",
+                          hint: "create it (aws s3 mb s3://\(bucket)), or fix url in the instance's [[offsite]]")
+        case _ where Self.transient(status: response.status, code: code):
+            return detail
+        default:
+            throw Failure(.offsiteRequestFailed, "remote '\(remote)': \(what) failed: the store answered \(detail)",
+                          hint: "check the store's logs for the request; run again once it accepts it")
+        }
+    }
+
+    /// A redirect, or an answer naming the bucket's region: the wrong region when it names
+    /// another, else a redirect (never followed).
+    private func redirected(_ response: HTTPResponse, _ document: XMLNode?, code: String, what: String, region asked: String) -> Failure {
+        if let region = Self.bucketRegion(response, document), region != asked {
+            return Failure(.offsiteWrongRegion, "remote '\(remote)': bucket '\(bucket)' is in region \(region), not \(asked) (the store answered \(response.status)\(code.isEmpty ? "" : " " + code))",
+                           hint: "set region = \"\(region)\" in the instance's [[offsite]] '\(remote)' (and its regional endpoint), then run again")
+        }
+        let location = response.headers["location"].map { " to \(clean($0, limit: 120))" } ?? ""
+        return Failure(.offsiteRedirected, "remote '\(remote)' redirected \(what)\(location) (\(response.status)); redirects are never followed",
+                       hint: "set endpoint in the instance's [[offsite]] '\(remote)' to the store's own address")
+    }
+
+    /// The code of a refused certificate: what the operator fixes differs for each.
+    static func code(_ problem: CertificateProblem) -> FailureCode {
+        switch problem {
+        case .untrusted: return .offsiteTLSUntrusted
+        case .hostNameMismatch, .ipAddressMismatch: return .offsiteTLSHostMismatch
+        case .expired: return .offsiteTLSExpired
+        case .other, .setup: return .offsiteTLSFailed
+        }
     }
 
     /// The region a wrong-region answer names (`x-amz-bucket-region`, or `<Region>` in its
@@ -249,7 +277,7 @@ public struct S3Client: Sendable {
     public func getWithHeaders(_ key: String, what: String) throws -> (bytes: [UInt8], headers: [String: String])? {
         var bytes = [UInt8]()
         let response = try request("GET", key: key, acceptable: [200, 404], what: what, sink: { chunk in
-            guard bytes.count + chunk.count <= 16 << 20 else { throw Failure(.badData, "remote '\(self.remote)': \(key) is larger than a manifest can be") }
+            guard bytes.count + chunk.count <= 16 << 20 else { throw Failure(.offsiteObjectTooLarge, "remote '\(self.remote)': \(key) is larger than a manifest can be") }
             bytes.append(contentsOf: chunk)
         }, restart: { bytes = [] })
         return response.status == 200 ? (bytes, response.headers) : nil
@@ -268,127 +296,12 @@ public struct S3Client: Sendable {
             received += Int64(chunk.count)
             try sink(chunk)
         }, restart: { received = 0; try restart() })
-        guard response.status == 200 else { throw Failure(.missingInput, "remote '\(remote)' has no object \(key)") }
+        guard response.status == 200 else { throw Failure(.offsiteObjectMissing, "remote '\(remote)' has no object \(key)") }
         return received
     }
 
     public func delete(_ key: String, what: String) throws {
         try request("DELETE", key: key, acceptable: [200, 204, 404], what: what)
-    }
-
-    /// How long listing may take in all, however many pages.
-    public static let listingDeadline = Duration.seconds(300)
-    /// The most objects a listing reads: memory stays bounded whatever a store sends.
-    public static let listingLimit = 100_000
-
-    /// Every object under `prefix` (ListObjectsV2 with `encoding-type=url`, all pages), within
-    /// `listingDeadline`. A page that is not a well-formed listing, a truncated page without a
-    /// continuation token, or a token seen before is an error, never a shorter list.
-    /// - Throws: `Failure` `.unavailable` for a malformed or looping listing.
-    public func list(prefix: String) throws -> [Object] {
-        let s3 = within(Self.listingDeadline, "listing \(prefix)", setting: "listing is bounded to \(Int(Self.listingDeadline.seconds)) s", raisable: false)
-        var objects = [Object]()
-        var token: String?
-        var seen = Set<String>()
-        repeat {
-            // Between pages too: a store answering every page at once leaves no wait to stop in.
-            try checkpoint()
-            var query = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
-            if let token { query.append(("continuation-token", token)) }
-            let response = try s3.request("GET", key: "", query: query, what: "listing \(prefix)")
-            let malformed = { (why: String) in
-                Failure(.unavailable, "remote '\(self.remote)' answered the listing of \(prefix) with something that is not a valid S3 listing (\(why)); nothing was read from it",
-                        hint: "check that the endpoint is an S3-compatible store; run again, and report the store's version if it persists")
-            }
-            guard let root = XMLNode.parse(response.body) else {
-                throw malformed("not well-formed XML: \(clean(response.text, limit: 80))")
-            }
-            guard root.name == "ListBucketResult" else { throw malformed("its root element is <\(clean(root.name, limit: 40))>") }
-            let encoded = root.value("EncodingType") == "url"
-            for block in root.all("Contents") {
-                guard let raw = block.value("Key"), let key = encoded ? Self.urlDecode(raw) : raw, !key.isEmpty else {
-                    throw malformed("an entry without a key, or a key that does not decode")
-                }
-                guard let sizeText = block.value("Size"), let size = Int64(sizeText), size >= 0 else {
-                    throw malformed("\(clean(key, limit: 80)) has no valid size")
-                }
-                // A key outside the prefix asked for (a store ignoring it) is no copy of this folder.
-                guard key.hasPrefix(prefix) else { throw malformed("it listed \(clean(key, limit: 80)), which is outside \(clean(prefix, limit: 80))") }
-                objects.append(Object(key: key, size: size, etag: Self.unquote(block.value("ETag") ?? ""),
-                                      lastModified: block.value("LastModified") ?? ""))
-            }
-            guard objects.count <= Self.listingLimit else {
-                throw malformed("more than \(Self.listingLimit) objects under the prefix (deployctl keeps far fewer copies of an instance)")
-            }
-            switch root.value("IsTruncated") {
-            case "true":
-                guard let next = root.value("NextContinuationToken"), !next.isEmpty else {
-                    throw malformed("a truncated page without NextContinuationToken")
-                }
-                guard seen.insert(next).inserted else { throw malformed("the continuation token \(clean(next, limit: 40)) came twice: the listing loops") }
-                token = next
-            case "false", nil:
-                token = nil
-            case let other?:
-                throw malformed("IsTruncated is '\(clean(other, limit: 20))'")
-            }
-        } while token != nil
-        return objects
-    }
-
-    /// Percent-decoding as S3's `encoding-type=url` does it (`+` is a space).
-    static func urlDecode(_ text: String) -> String? {
-        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-    }
-
-    // MARK: Multipart uploads
-
-    public func createMultipartUpload(_ key: String, what: String) throws -> String {
-        let response = try request("POST", key: key, query: [("uploads", "")], what: what)
-        // The root's name varies between stores (rclone: InitiateMultipartUpload); the id must be there.
-        guard let document = XMLNode.parse(response.body), document.name != "Error",
-              let id = document.value("UploadId"), !id.isEmpty else {
-            throw Failure(.unavailable, "remote '\(remote)': starting a multipart upload of \(key) gave no UploadId (the answer was not well-formed XML with an UploadId)")
-        }
-        return id
-    }
-
-    public func uploadPart(_ key: String, uploadId: String, number: Int, fd: Int32, offset: Int64, length: Int64,
-                           md5: [UInt8], sha256: String, what: String) throws -> String {
-        let response = try request("PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadId)],
-                                   headers: [("Content-MD5", Data(md5).base64EncodedString())],
-                                   body: .file(fd: fd, offset: offset, length: length), payloadSHA256: sha256, what: what)
-        return Self.unquote(response.headers["etag"] ?? "")
-    }
-
-    /// Completes an upload; a 200 answer whose body is an `<Error>` (S3 does that) fails.
-    public func completeMultipartUpload(_ key: String, uploadId: String, parts: [(Int, String)], what: String) throws -> String {
-        let xml = "<CompleteMultipartUpload>" + parts.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\"\($0.1)\"</ETag></Part>" }.joined()
-            + "</CompleteMultipartUpload>"
-        let response = try request("POST", key: key, query: [("uploadId", uploadId)], body: .bytes(Array(xml.utf8)), what: what)
-        guard let document = XMLNode.parse(response.body) else {
-            throw Failure(.unavailable, "remote '\(remote)': completing the upload of \(key) got an answer that is not XML: \(clean(response.text, limit: 80))")
-        }
-        if document.name == "Error" {
-            throw Failure(.failed, "remote '\(remote)': completing the upload of \(key) failed: \(clean(document.value("Code") ?? "", limit: 64)) \(clean(document.value("Message") ?? ""))")
-        }
-        return Self.unquote(document.value("ETag") ?? "")
-    }
-
-    public func abortMultipartUpload(_ key: String, uploadId: String, what: String) throws {
-        try request("DELETE", key: key, query: [("uploadId", uploadId)], acceptable: [200, 204, 404], what: what)
-    }
-
-    /// Unfinished multipart uploads of exactly `key`: their upload ids.
-    public func multipartUploads(of key: String) throws -> [String] {
-        // rclone's S3 server answers 404 NoSuchUpload when there are none.
-        let response = try request("GET", key: "", query: [("uploads", ""), ("prefix", key)], acceptable: [200, 404],
-                                   what: "listing unfinished uploads of \(key)")
-        guard response.status == 200 else { return [] }
-        guard let document = XMLNode.parse(response.body), document.name != "Error" else {
-            throw Failure(.unavailable, "remote '\(remote)' answered the listing of unfinished uploads of \(key) with something that is not an S3 listing: \(clean(response.text, limit: 80))")
-        }
-        return document.all("Upload").filter { $0.value("Key") == key }.compactMap { $0.value("UploadId") }
     }
 
     static func unquote(_ etag: String) -> String {

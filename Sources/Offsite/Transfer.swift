@@ -75,10 +75,10 @@ extension S3Client {
             }
         }
         guard let stored = try head(key, what: "checking \(key) after uploading it") else {
-            throw Failure(.failed, "remote '\(remote)': \(key) is not there right after uploading it")
+            throw Failure(.offsiteUploadFailed, "remote '\(remote)': \(key) is not there right after uploading it")
         }
         guard stored.size == size else {
-            throw Failure(.failed, "remote '\(remote)': \(key) holds \(stored.size) bytes after uploading \(size)")
+            throw Failure(.offsiteUploadFailed, "remote '\(remote)': \(key) holds \(stored.size) bytes after uploading \(size)")
         }
         // The ETag is opaque: under SSE-KMS or SSE-C (and on some stores) it is not the MD5, so
         // it is never compared with one. Each request carried Content-MD5, which the store checks
@@ -109,7 +109,7 @@ extension S3Client {
             written = 0
         }, sink: { chunk in
             if let limit, written + Int64(chunk.count) > limit {
-                throw Failure(.badData, "remote '\(self.remote)': \(key) is longer than its manifest says (over \(limit) bytes): damaged or replaced in the store; nothing was kept")
+                throw Failure(.offsiteCopyDamaged, "remote '\(self.remote)': \(key) is longer than its manifest says (over \(limit) bytes): damaged or replaced in the store; nothing was kept")
             }
             var done = 0
             while done < chunk.count {

@@ -32,7 +32,6 @@ extension FailureCode {
 
     public static let onlineRefused = FailureCode("deploy.online_refused", .usage)
     public static let promotionRefused = FailureCode("deploy.promotion_refused", .failed)
-    public static let rehearsalChangedTables = FailureCode("rehearsal.changed_existing_tables", .failed)
     public static let deployUndone = FailureCode("deploy.undone", .failed)
     public static let deployUndoFailed = FailureCode("deploy.undo_failed", .unproven)
     public static let journalUnreadable = FailureCode("journal.unreadable", .badData)

@@ -1,5 +1,6 @@
 import Backup
 import Locking
+import Migration
 import Foundation
 import SQLite
 import Support
@@ -81,23 +82,4 @@ public struct Runtime: Sendable {
 
     /// The version of the libsqlite3 this process uses.
     public static var sqliteVersion: String { Connection.libraryVersion }
-}
-
-// Forwarders for the files not yet moved onto `InstanceContext` (history, plan, recovery and
-// offsite, rewritten on other branches meanwhile). Removed once they are.
-typealias Pipeline = DeployPipeline
-
-extension Runtime {
-    func store(_ config: InstanceConfig) -> BackupStore { InstanceContext(runtime: self, config: config).store }
-    func lockInstance(_ config: InstanceConfig, operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
-        try InstanceContext(runtime: self, config: config).lock(operation: operation, stage: stage)
-    }
-    func checkAccess(_ config: InstanceConfig, _ access: InstanceAccess) throws { try InstanceContext(runtime: self, config: config).checkAccess(access) }
-    func ensureDatabase(_ config: InstanceConfig) throws { try InstanceContext(runtime: self, config: config).ensureDatabase() }
-    func liveBytes(_ config: InstanceConfig) -> Int64 { InstanceContext(runtime: self, config: config).liveBytes }
-    func restoreLive(_ opened: OpenedBackup, into live: Connection, previewVersion: UInt32?, config: InstanceConfig,
-                     store: BackupStore, failpoint: Failpoints.Point?, interruptible: Bool) throws -> Restorer.LiveResult {
-        try LiveRestore(InstanceContext(runtime: self, config: config)).restore(opened, into: live, previewVersion: previewVersion, store: store,
-                                                                                failpoint: failpoint, interruptible: interruptible)
-    }
 }

@@ -16,12 +16,12 @@ struct DryRunTests {
         let expected = "verify query of 0001_goal.sql is not true: SELECT count(*) = 5 FROM goal"
         for command in [["plan", "prod"], ["deploy", "prod", "--dry-run"], ["deploy", "prod", "--yes"], ["deploy", "prod", "--yes"]] {
             let result = try box.deployctl(command)
-            #expect(result.status == 1, "\(command): \(result.stderr)")
+            #expect(result.status == 1 && result.code == "migration.verify_query_false", "\(command): \(result.stderr)")
             #expect(result.stderr.contains(expected), "\(command): \(result.stderr)")
             #expect(result.stderr.contains("Try: fix the migration or its verify query, then check again with 'deployctl plan prod'"), "\(result.stderr)")
         }
         let json = try box.deployctl(["plan", "prod", "--json"])
-        #expect(json.status == 1)
+        #expect(json.status == 1 && json.code == "migration.verify_query_false", "\(json.stdout)")
         let document = try Sandbox.document(json)
         #expect((document["verify_failures"] as? [String]) == [expected], "\(document)")
         #expect(((document["error"] as? [String: Any])?["exit_code"] as? Int) == 1, "\(document)")
@@ -42,7 +42,7 @@ struct DryRunTests {
         let before = try box.sha3(box.databasePath)
         for command in [["plan", "prod"], ["deploy", "prod", "--yes"]] {
             let result = try box.deployctl(command)
-            #expect(result.status == 64, "\(command): \(result.stderr)")
+            #expect(result.status == 64 && result.code == "migration.directive_misplaced", "\(command): \(result.stderr)")
             #expect(result.stderr.contains("0001_goal.sql line 2: '-- verify:' comes after the first statement"), "\(result.stderr)")
             #expect(result.stderr.contains("Try: move that line above the first statement of 0001_goal.sql"), "\(result.stderr)")
         }

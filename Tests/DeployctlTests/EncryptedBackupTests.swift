@@ -56,11 +56,12 @@ struct EncryptedBackupTests {
         #expect(try Sandbox.exec(keygen, ["-y", key]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == publicKey)
         let before = try String(contentsOfFile: key, encoding: .utf8)
         let again = try box.deployctl(["keygen", "--output", key])
-        #expect(again.status == 73 && again.stderr.contains("never replaces"), "\(again.stderr)")
+        #expect(again.status == 73 && again.code == "keygen.file_exists" && again.stderr.contains("never replaces"), "\(again.stderr)")
         #expect(try String(contentsOfFile: key, encoding: .utf8) == before)
-        #expect(try box.deployctl(["keygen", "--output", ""]).status == 64)
+        let unnamed = try box.deployctl(["keygen", "--output", ""])
+        #expect(unnamed.status == 64 && unnamed.code == "keygen.no_file_name", "\(unnamed.stderr)")
         let missing = try box.deployctl(["keygen", "--output", box.path("no/such/folder/k")])
-        #expect(missing.status == 73 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
+        #expect(missing.status == 73 && missing.code == "keygen.folder_missing" && missing.stderr.contains("does not exist"), "\(missing.stderr)")
     }
 
     @Test("a local encrypted snapshot opens with age -d to the manifest's plaintext sha256, and then gunzip, zstd -d or nothing gives a database that passes integrity_check", arguments: ["gzip", "zstd", "none"])

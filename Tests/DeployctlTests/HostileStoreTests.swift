@@ -25,27 +25,27 @@ struct HostileStoreTests {
     }
 
     /// Misbehaviours of a listing, and the exit code and words each must give.
-    static let listingCases: [(mode: String, status: Int32, says: String)] = [
-        ("list-html", 69, "not a valid S3 listing"),
-        ("list-garbage", 69, "not a valid S3 listing"),
-        ("list-truncated-xml", 69, "not well-formed XML"),
-        ("list-empty-200", 69, "not a valid S3 listing"),
-        ("list-loop", 69, "came twice"),
-        ("list-bad-size", 69, "no valid size"),
-        ("list-foreign-prefix", 69, "which is outside"),
-        ("list-endless-pages", 69, "more than 100000 objects"),
-        ("negative-chunk", 69, "malformed chunk size"),
-        ("bad-status", 69, "did not answer in HTTP/1.1"),
-        ("huge-headers", 69, "over 64 KiB"),
-        ("many-headers", 69, "header"),
-        ("redirect", 69, "redirects are never followed"),
-        ("wrong-region", 64, "region eu-west-3"),
-        ("endless-500", 69, "after 2 attempts"),
-        ("storm-500", 69, "after 2 attempts: 500 InternalError"),
-        ("storm-503", 69, "after 2 attempts: 503 SlowDown"),
-        ("stall-after-headers", 69, "sent nothing for 3 s"),
-        ("drip", 69, "within the request's deadline"),
-        ("esc-message", 69, "Invalid?[1mArgument"),
+    static let listingCases: [(mode: String, status: Int32, says: String, code: String)] = [
+        ("list-html", 69, "not a valid S3 listing", "offsite.listing_malformed"),
+        ("list-garbage", 69, "not a valid S3 listing", "offsite.listing_malformed"),
+        ("list-truncated-xml", 69, "not well-formed XML", "offsite.listing_malformed"),
+        ("list-empty-200", 69, "not a valid S3 listing", "offsite.listing_malformed"),
+        ("list-loop", 69, "came twice", "offsite.listing_malformed"),
+        ("list-bad-size", 69, "no valid size", "offsite.listing_malformed"),
+        ("list-foreign-prefix", 69, "which is outside", "offsite.listing_malformed"),
+        ("list-endless-pages", 69, "more than 100000 objects", "offsite.listing_malformed"),
+        ("negative-chunk", 69, "malformed chunk size", "offsite.protocol_violation"),
+        ("bad-status", 69, "did not answer in HTTP/1.1", "offsite.protocol_violation"),
+        ("huge-headers", 69, "over 64 KiB", "offsite.protocol_violation"),
+        ("many-headers", 69, "header", "offsite.protocol_violation"),
+        ("redirect", 69, "redirects are never followed", "offsite.redirected"),
+        ("wrong-region", 64, "region eu-west-3", "offsite.wrong_region"),
+        ("endless-500", 69, "after 2 attempts", "offsite.unreachable"),
+        ("storm-500", 69, "after 2 attempts: 500 InternalError", "offsite.unreachable"),
+        ("storm-503", 69, "after 2 attempts: 503 SlowDown", "offsite.unreachable"),
+        ("stall-after-headers", 69, "sent nothing for 3 s", "offsite.unreachable"),
+        ("drip", 69, "within the request's deadline", "offsite.unreachable"),
+        ("esc-message", 69, "Invalid?[1mArgument", "offsite.request_failed"),
     ]
 
     @Test("a listing that is malformed, loops, breaks HTTP, redirects, storms, stalls, drips or echoes secrets in ESC sequences: list --remote and restore --remote --latest exit with the code for it (never 'No copies', never 66), print no control character or secret, and leave nothing in the backups folder",
@@ -55,27 +55,27 @@ struct HostileStoreTests {
         let (box, store, _) = try Self.pushed()
         try store.set(mode)
         let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: store.environment)
-        #expect(list.status == expected.status && list.stderr.contains(expected.says) && !list.stdout.contains("No copies"),
+        #expect(list.status == expected.status && list.code == expected.code && list.stderr.contains(expected.says) && !list.stdout.contains("No copies"),
                 "\(mode): \(list.status) \(list.stdout) \(list.stderr)")
         Self.expectClean(list, mode)
         let json = try box.deployctl(["backups", "list", "prod", "--remote", "primary", "--json"], environment: store.environment)
-        #expect(json.status == expected.status, "\(mode) --json: \(json.status) \(json.stderr)")
+        #expect(json.status == expected.status && json.code == expected.code, "\(mode) --json: \(json.status) \(json.stdout) \(json.stderr)")
         Self.expectClean(json, mode + " --json")
         let before = try box.sha3(box.databasePath)
         let restore = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
-        #expect(restore.status == expected.status, "\(mode) restore: \(restore.status) \(restore.stderr)")
+        #expect(restore.status == expected.status && restore.code == expected.code, "\(mode) restore: \(restore.status) \(restore.stderr)")
         Self.expectClean(restore, mode + " restore")
         #expect(box.allBackupFiles().isEmpty, "\(mode): \(box.allBackupFiles())")
         #expect(try box.sha3(box.databasePath) == before)
     }
 
     /// Misbehaviours of the download of a good copy.
-    static let downloadCases: [(mode: String, status: Int32, says: String)] = [
-        ("truncated-object", 69, "bytes of the body unsent"),
-        ("short-length-object", 65, "is not what its manifest says"),
-        ("overlong-object", 65, "longer than its manifest says"),
-        ("endless-object", 65, "longer than its manifest says"),
-        ("flip-object", 65, "is not what its manifest says"),
+    static let downloadCases: [(mode: String, status: Int32, says: String, code: String)] = [
+        ("truncated-object", 69, "bytes of the body unsent", "offsite.unreachable"),
+        ("short-length-object", 65, "is not what its manifest says", "offsite.copy_damaged"),
+        ("overlong-object", 65, "longer than its manifest says", "offsite.copy_damaged"),
+        ("endless-object", 65, "longer than its manifest says", "offsite.copy_damaged"),
+        ("flip-object", 65, "is not what its manifest says", "offsite.copy_damaged"),
     ]
 
     @Test("a download that is truncated, shorter or longer than it says, endless or altered: restore --remote and verify --remote --download refuse it (65 for data, 69 for transport), the live database untouched and no partial file left",
@@ -86,7 +86,7 @@ struct HostileStoreTests {
         try store.set(mode)
         let before = try box.sha3(box.databasePath)
         let restore = try box.deployctl(["restore", "prod", "--remote", "primary", "--latest", "--yes"], environment: store.environment)
-        #expect(restore.status == expected.status && restore.stderr.contains(expected.says), "\(mode): \(restore.status) \(restore.stderr)")
+        #expect(restore.status == expected.status && restore.code == expected.code && restore.stderr.contains(expected.says), "\(mode): \(restore.status) \(restore.stderr)")
         Self.expectClean(restore, mode)
         #expect(box.allBackupFiles().isEmpty, "\(mode): \(box.allBackupFiles())")
         #expect(try box.sha3(box.databasePath) == before)
@@ -139,7 +139,7 @@ struct HostileStoreTests {
         _ = try box.takeSnapshot(gzip: true)
         try store.set("drip")
         let push = try box.deployctl(["backups", "push", "prod"], environment: store.environment)
-        #expect(push.status == 69 && push.stderr.contains("gave up pushing") && push.stderr.contains("push_timeout = 4 s"), "\(push.stderr)")
+        #expect(push.status == 69 && push.code == "offsite.timeout" && push.stderr.contains("gave up pushing") && push.stderr.contains("push_timeout = 4 s"), "\(push.stderr)")
     }
 
     @Test("SIGINT or SIGTERM during a network wait (a stalled listing, a stalled download, default deadlines of minutes) stops the command: exit 1 naming the signal, nothing left", arguments: ["SIGINT", "SIGTERM"])
@@ -178,16 +178,20 @@ struct OffsiteTLSTests {
         return folder
     }()
 
-    /// (case, SANs, validity, listen on, endpoint host, trust through, exit, words)
-    static let cases: [(name: String, names: [String], from: Int, to: Int, host: String, endpointHost: String, trust: String, status: Int32, says: String)] = [
-        ("trusted via ca_bundle", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 0, ""),
-        ("trusted via AWS_CA_BUNDLE", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "env", 0, ""),
-        ("IPv6 literal that matches", ["IP:::1"], -1, 2, "::1", "[::1]", "ca_bundle", 0, ""),
-        ("self-signed, not trusted", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "none", 69, "self-signed certificate"),
-        ("wrong host name", ["DNS:other.example"], -1, 2, "127.0.0.1", "localhost", "ca_bundle", 69, "hostname mismatch"),
-        ("wrong IPv4 literal", ["IP:127.0.0.2"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "IP address mismatch"),
-        ("wrong IPv6 literal", ["IP:127.0.0.1"], -1, 2, "::1", "[::1]", "ca_bundle", 69, "IP address mismatch"),
-        ("expired", ["IP:127.0.0.1"], -10, -1, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "certificate has expired"),
+    /// (case, SANs, validity, listen on, endpoint host, trust through, exit, words, code)
+    static let cases: [(name: String, names: [String], from: Int, to: Int, host: String, endpointHost: String, trust: String, status: Int32, says: String, code: String?)] = [
+        ("trusted via ca_bundle", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 0, "", nil),
+        ("trusted via AWS_CA_BUNDLE", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "env", 0, "", nil),
+        ("IPv6 literal that matches", ["IP:::1"], -1, 2, "::1", "[::1]", "ca_bundle", 0, "", nil),
+        ("host name that matches", ["DNS:localhost"], -1, 2, "127.0.0.1", "localhost", "ca_bundle", 0, "", nil),
+        ("self-signed, not trusted", ["IP:127.0.0.1"], -1, 2, "127.0.0.1", "127.0.0.1", "none", 69, "self-signed certificate", "offsite.tls_untrusted"),
+        ("wrong host name", ["DNS:other.example"], -1, 2, "127.0.0.1", "localhost", "ca_bundle", 69, "host name mismatch", "offsite.tls_host_mismatch"),
+        ("wrong IPv4 literal", ["IP:127.0.0.2"], -1, 2, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "IP address mismatch", "offsite.tls_host_mismatch"),
+        ("wrong IPv6 literal", ["IP:127.0.0.1"], -1, 2, "::1", "[::1]", "ca_bundle", 69, "IP address mismatch", "offsite.tls_host_mismatch"),
+        ("IPv6 literal, certificate for another IPv6 address", ["IP:::2"], -1, 2, "::1", "[::1]", "ca_bundle", 69, "IP address mismatch", "offsite.tls_host_mismatch"),
+        ("IPv6 literal, certificate for a host name only", ["DNS:localhost"], -1, 2, "::1", "[::1]", "ca_bundle", 69, "IP address mismatch", "offsite.tls_host_mismatch"),
+        ("expired", ["IP:127.0.0.1"], -10, -1, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "certificate has expired", "offsite.tls_expired"),
+        ("not valid yet", ["IP:127.0.0.1"], 5, 10, "127.0.0.1", "127.0.0.1", "ca_bundle", 69, "certificate is not yet valid", "offsite.tls_expired"),
     ]
 
     @Test("each certificate case gives 0, or 69 with OpenSSL's reason in the message", arguments: cases.map(\.name))
@@ -201,10 +205,30 @@ struct OffsiteTLSTests {
         var environment = store.environment
         if c.trust == "env" { environment["AWS_CA_BUNDLE"] = cert + ".pem" }
         let list = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: environment)
-        #expect(list.status == c.status && (c.says.isEmpty || list.stderr.contains(c.says)), "\(name): \(list.status) \(list.stdout) \(list.stderr)")
+        #expect(list.status == c.status && (c.says.isEmpty || list.stderr.contains(c.says)) && list.code == c.code, "\(name): \(list.status) \(list.stdout) \(list.stderr)")
         if c.status != 0 {
             #expect(list.stderr.contains("certificate does not verify") && !list.stderr.contains("after 2 attempts"), "not retried: \(list.stderr)")
         }
+    }
+}
+
+extension OffsiteTLSTests {
+    @Test("a credentials endpoint over TLS is held to the same checks: STS at an IPv4 literal its certificate does not name gives 69, the TLS code and 'IP address mismatch'")
+    func credentialsEndpoint() throws {
+        let cert = try HostileStore.makeCertificate(in: Self.folder, "sts-wrong-ip", names: ["IP:127.0.0.2"])
+        let sts = try HostileStore(tls: cert)
+        let store = try HostileStore()
+        let box = try Sandbox(rows: 20, config: store.config())
+        _ = try box.takeSnapshot(gzip: true)
+        try "web-identity-jwt\n".write(toFile: store.folder + "/jwt", atomically: true, encoding: .utf8)
+        var environment = store.environment.merging(OffsiteCredentialTests.noKeys) { $1 }
+        environment["AWS_WEB_IDENTITY_TOKEN_FILE"] = store.folder + "/jwt"
+        environment["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/deployctl"
+        environment["AWS_ENDPOINT_URL_STS"] = sts.endpoint
+        environment["AWS_CA_BUNDLE"] = cert + ".pem"
+        let push = try box.deployctl(["backups", "push", "prod"], environment: environment)
+        #expect(push.status == 69 && push.code == "offsite.tls_host_mismatch" && push.stderr.contains("IP address mismatch"), "\(push.status) \(push.stderr)")
+        #expect(store.requests.isEmpty, "nothing was sent to the store: \(store.requests)")
     }
 }
 
@@ -299,11 +323,11 @@ struct OffsiteCredentialTests {
         _ = try box.takeSnapshot(gzip: true)
         let push = try box.deployctl(["backups", "push", "prod"], environment: environment)
         if name == "STS refuses" {
-            #expect(push.status == 77 && push.stderr.contains("STS") && push.stderr.contains("InvalidIdentityToken"), "\(push.stderr)")
+            #expect(push.status == 77 && push.code == "offsite.web_identity_refused" && push.stderr.contains("STS") && push.stderr.contains("InvalidIdentityToken"), "\(push.stderr)")
             return
         }
         if name == "AWS_PROFILE not found" {
-            #expect(push.status == 77 && push.stderr.contains("the profile [nosuch] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither"), "\(push.stderr)")
+            #expect(push.status == 77 && push.code == "offsite.profile_missing" && push.stderr.contains("the profile [nosuch] named by AWS_PROFILE/AWS_DEFAULT_PROFILE is in neither"), "\(push.stderr)")
             #expect(!store.requests.contains { $0.contains("IMDS1") }, "signed with the machine's role")
             return
         }
@@ -367,7 +391,7 @@ struct OffsiteProxyTests {
         // Wrong proxy credentials: 407, 69 naming the proxy's answer.
         environment["HTTP_PROXY"] = "http://ops:wrong@127.0.0.1:\(proxy.port)"
         let refused = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: environment)
-        #expect(refused.status == 69 && refused.stderr.contains("407") && !refused.stderr.contains("wrong"), "\(refused.stderr)")
+        #expect(refused.status == 69 && refused.code == "offsite.request_failed" && refused.stderr.contains("407") && !refused.stderr.contains("wrong"), "\(refused.stderr)")
 
         // NO_PROXY: a dead proxy is never asked.
         environment["HTTP_PROXY"] = "http://127.0.0.1:\(ObjectStore.freePort())"
@@ -375,7 +399,7 @@ struct OffsiteProxyTests {
         #expect(try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: environment).status == 0)
         environment["NO_PROXY"] = ""
         let down = try box.deployctl(["backups", "list", "prod", "--remote", "primary"], environment: environment)
-        #expect(down.status == 69 && down.stderr.contains("through the proxy 127.0.0.1:"), "\(down.stderr)")
+        #expect(down.status == 69 && down.code == "offsite.unreachable" && down.stderr.contains("through the proxy 127.0.0.1:"), "\(down.stderr)")
 
         // HTTPS_PROXY: a CONNECT tunnel to a TLS store, whose certificate is still checked.
         let tlsProxy = try ProxyProcess()

@@ -228,8 +228,8 @@ extension LayerTests {
 
     @Test("Parallel.map gives results in index order, throws the failure of the lowest index and starts no item after a failure; Parallel.both returns both sides and throws the side asked for; Background reports and returns its result on every wait; a Pool reuses what was given back")
     func parallelHelper() throws {
-        #expect(try Parallel.map(100, width: 3) { $0 * $0 } == (0..<100).map { $0 * $0 })
-        #expect(try Parallel.map(0) { $0 }.isEmpty)
+        #expect(Parallel.map(100, width: 3) { $0 * $0 } == (0..<100).map { $0 * $0 })
+        #expect(Parallel.map(0) { $0 }.isEmpty)
         let started = Atomic<Int>(0)
         #expect(throws: Numbered(number: 7)) {
             _ = try Parallel.map(1000, width: 2) { (i: Int) throws(Numbered) -> Int in
@@ -264,11 +264,11 @@ extension LayerTests {
         #expect(try work.wait { _ in } == "done")
 
         // A pool gives back what was put back (the buffer written is the one borrowed next),
-        // and makes no more items than borrowers at once.
+        // to one thread after another.
         let pool = Parallel.Pool { [UInt8](repeating: 0, count: 1) }
         pool.borrow { $0[0] = 7 }
         #expect(pool.borrow { $0[0] } == 7)
-        let seen = try Parallel.map(50, width: 2) { _ in pool.borrow { buffer -> UInt8 in buffer[0] = 7; return buffer[0] } }
+        let seen = Parallel.map(50, width: 2) { _ in pool.borrow { buffer -> UInt8 in buffer[0] = 7; return buffer[0] } }
         #expect(seen.allSatisfy { $0 == 7 })
     }
 }

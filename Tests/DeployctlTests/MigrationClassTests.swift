@@ -86,7 +86,7 @@ struct MigrationClassTests {
         try box.write("instances/migrations/0001_unique.sql", "CREATE UNIQUE INDEX loan_one_per_status ON loan(status);\n")
         let before = try box.sha3(box.databasePath)
         let result = try box.deployctl(["deploy", "prod"])
-        #expect(result.status == 64)
+        #expect(result.status == 64 && result.code == "migration.sql_failed", "\(result.stderr)")
         #expect(result.stderr.contains("0001_unique.sql, statement 1 fails: UNIQUE constraint failed"), "\(result.stderr)")
         #expect(try box.sha3(box.databasePath) == before && box.backupNames().isEmpty)
     }
@@ -137,11 +137,11 @@ struct MigrationClassTests {
         try box.write("instances/migrations/0001_\(name).sql", item.sql + "\n")
         let before = try box.sha3(box.databasePath)
         let plan = try box.deployctl(["plan", "prod"])
-        #expect(plan.status == 64, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.status == 64 && plan.code == "migration.destructive_refused", "\(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("0001_\(name): destructive") && (plan.stdout + plan.stderr).contains(item.evidence), "\(plan.stdout)")
         #expect(!plan.stdout.contains("does NOT delete any data: proven") || !plan.stdout.contains("does NOT change any existing data: proven"), "\(plan.stdout)")
         let deploy = try box.deployctl(["deploy", "prod"])
-        #expect(deploy.status == 64, "\(deploy.stderr)")
+        #expect(deploy.status == 64 && deploy.code == "migration.destructive_refused", "\(deploy.stderr)")
         #expect(try box.sha3(box.databasePath) == before && box.backupNames().isEmpty)
     }
 
@@ -153,7 +153,7 @@ struct MigrationClassTests {
         try #require(fts.status == 0, "no FTS5 here: \(fts.stderr)")
         try box.write("instances/migrations/0001_reset.sql", "INSERT INTO user_fts(user_fts) VALUES ('delete-all');\n")
         let plan = try box.deployctl(["plan", "prod"])
-        #expect(plan.status == 64 && plan.stdout.contains("0001_reset: destructive") && plan.stdout.contains("rows deleted"), "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.status == 64 && plan.code == "migration.destructive_refused" && plan.stdout.contains("0001_reset: destructive") && plan.stdout.contains("rows deleted"), "\(plan.stdout)\(plan.stderr)")
     }
 
     @Test("renaming a table away and dropping it leaves other tables' keys dangling: the plan refuses and says why")
@@ -167,7 +167,7 @@ struct MigrationClassTests {
             """)
         let before = try box.sha3(box.databasePath)
         let plan = try box.deployctl(["deploy", "prod"])
-        #expect(plan.status == 64, "\(plan.stderr)")
+        #expect(plan.status == 64 && plan.code == "migration.foreign_keys_dangling", "\(plan.stderr)")
         #expect(plan.stderr.contains("payment → _loan_old") && plan.stderr.contains("12 steps"), "\(plan.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
     }
@@ -278,7 +278,7 @@ struct MigrationClassTests {
         #expect(try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath], input: cashback).status == 0)
         let before = try box.sha3(box.databasePath)
         let tooFar = try box.deployctl(["baseline", "prod", "--through", "2"])
-        #expect(tooFar.status == 65 && tooFar.stderr.contains("0002_loan_note.sql statement 1 would still change loan"), "\(tooFar.stderr)")
+        #expect(tooFar.status == 65 && tooFar.code == "baseline.schema_differs" && tooFar.stderr.contains("0002_loan_note.sql statement 1 would still change loan"), "\(tooFar.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         let adopted = try box.deployctl(["baseline", "prod", "--through", "1"])
         #expect(adopted.status == 0, "\(adopted.stderr)")
@@ -377,7 +377,7 @@ struct MigrationClassTests {
         try box.installCashbackMigration()
         for table in Sandbox.cashbackTables { _ = try box.sqlite(box.databasePath, "CREATE TABLE \(table) (legacy_blob BLOB)") }
         let baseline = try box.deployctl(["baseline", "prod", "--through", "1"])
-        #expect(baseline.status == 65 && baseline.stderr.contains("exists with another shape"), "\(baseline.stderr)")
+        #expect(baseline.status == 65 && baseline.code == "baseline.schema_differs" && baseline.stderr.contains("exists with another shape"), "\(baseline.stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'deployctl_migrations'") == "0")
 
         let other = try Sandbox(rows: 30)
@@ -422,7 +422,7 @@ struct OwnClassTests {
         try box2.write("instances/migrations/0001_add_c.sql", "ALTER TABLE loan ADD COLUMN c TEXT;\n")
         try box2.write("instances/migrations/0002_drop_status.sql", "-- allow-destructive\nALTER TABLE loan DROP COLUMN status;\n")
         let refused = try box2.deployctl(["deploy", "prod"])
-        #expect(refused.status == 64)
+        #expect(refused.status == 64 && refused.code == "migration.destructive_refused", "\(refused.stderr)")
         #expect(refused.stderr.contains("0002_drop_status") && !refused.stderr.contains("0001_add_c"), "\(refused.stderr)")
     }
 

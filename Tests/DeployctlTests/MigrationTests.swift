@@ -37,18 +37,18 @@ struct MigrationTests {
         try box.write("instances/migrations/0001_change.sql", "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n\(sql)\n")
         let before = try box.sha3(box.databasePath)
         let plan = try box.deployctl(["plan", "prod"])
-        #expect(plan.status == 64, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.status == 64 && plan.code == "migration.destructive_refused", "\(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("0001_change: destructive") && plan.stdout.contains(evidence), "\(plan.stdout)")
         #expect(plan.stdout.contains("✗ It does NOT change any existing data: NOT proven"), "\(plan.stdout)")
         #expect(!plan.stdout.contains("does NOT delete any data: proven") || sql.hasPrefix("UPDATE"), "\(plan.stdout)")
         // One JSON document, with the refusal in it.
         let json = try box.deployctl(["plan", "prod", "--json"])
-        #expect(json.status == 64)
+        #expect(json.status == 64 && json.code == "migration.destructive_refused", "\(json.stdout)")
         let document = try Sandbox.document(json)
         #expect(document["class"] as? String == "destructive" && (document["error"] as? [String: Any])?["exit_code"] as? Int == 64)
         #expect(((document["migrations"] as? [[String: Any]])?.first?["evidence"] as? [String])?.contains(evidence) == true)
         let deploy = try box.deployctl(["deploy", "prod"])
-        #expect(deploy.status == 64, "\(deploy.stderr)")
+        #expect(deploy.status == 64 && deploy.code == "migration.destructive_refused", "\(deploy.stderr)")
         #expect(deploy.stderr.contains("destructive") && deploy.stderr.contains(evidence), "\(deploy.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.backupNames().isEmpty)
@@ -58,7 +58,8 @@ struct MigrationTests {
     func allowDestructive() throws {
         let box = try Sandbox(rows: 50)
         try box.write("instances/migrations/0001_close.sql", "-- allow-destructive\nUPDATE loan SET status = 'closed' WHERE id = 1;\n")
-        #expect(try box.deployctl(["deploy", "prod"]).status == 64)
+        let refused = try box.deployctl(["deploy", "prod"])
+        #expect(refused.status == 64 && refused.code == "migration.destructive_refused", "\(refused.stderr)")
         let result = try box.deployctl(["deploy", "prod", "--allow-destructive"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
@@ -70,7 +71,7 @@ struct MigrationTests {
         try box.write("instances/migrations/0001_bad.sql", "CREATE TABLE good (id INTEGER);\nCREATE TABLE bad (id INTEGER,, x);\n")
         let before = try box.sha3(box.databasePath)
         let result = try box.deployctl(["deploy", "prod"])
-        #expect(result.status == 64)
+        #expect(result.status == 64 && result.code == "migration.sql_failed", "\(result.stderr)")
         #expect(result.stderr.contains("0001_bad.sql, statement 2"), "\(result.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
     }
@@ -88,7 +89,7 @@ struct MigrationTests {
         #expect(try box.deployctl(["deploy", "prod"]).status == 0)
         try box.write("instances/migrations/0001_other.sql", "CREATE TABLE other (id INTEGER);\n")
         let duplicate = try box.deployctl(["plan", "prod"])
-        #expect(duplicate.status == 64)
+        #expect(duplicate.status == 64 && duplicate.code == "migration.duplicate_number", "\(duplicate.stderr)")
         #expect(duplicate.stderr.contains("share the number 0001"))
         try FileManager.default.removeItem(atPath: box.path("instances/migrations/0001_other.sql"))
 
@@ -96,7 +97,7 @@ struct MigrationTests {
         try (try String(contentsOfFile: file, encoding: .utf8) + "\n-- edited\n").write(toFile: file, atomically: true, encoding: .utf8)
         let changed = try box.deployctl(["deploy", "prod"])
         // Bad data, as from verify and status: one exit code for a changed file.
-        #expect(changed.status == 65)
+        #expect(changed.status == 65 && changed.code == "migration.changed", "\(changed.stderr)")
         #expect(changed.stderr.contains("0001_cashback_tables.sql changed after it was applied"), "\(changed.stderr)")
         let verify = try box.deployctl(["verify", "prod"])
         #expect(verify.status == 65)
@@ -108,7 +109,7 @@ struct MigrationTests {
         try box.installCashbackMigration()
         _ = try box.sqlite(box.databasePath, "CREATE TABLE tracker_entry (id INTEGER PRIMARY KEY, something_else TEXT)")
         let result = try box.deployctl(["plan", "prod"])
-        #expect(result.status == 64)
+        #expect(result.status == 64 && result.code == "migration.table_shape_differs", "\(result.stderr)")
         #expect(result.stderr.contains("table tracker_entry already exists with a different shape than 0001_cashback_tables.sql, statement 4"), "\(result.stderr)")
     }
 }

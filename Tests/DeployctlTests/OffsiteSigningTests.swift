@@ -13,6 +13,21 @@ struct OffsiteSigningTests {
         return plain.date(from: text) ?? fractional.date(from: text)
     }
 
+    @Test("a signing key file that is not a key (damaged, or another file put there) is refused with 64 naming it, by push and by restore --remote; nothing is pushed and the file is never replaced")
+    func damagedKeyFile() throws {
+        let store = try ObjectStore.get(.seaweedfs)
+        let (box, bucket) = try OffsiteTests.sandbox(store)
+        _ = try box.takeSnapshot(gzip: true)
+        let keyPath = box.path("instances/prod/offsite-signing.key")
+        try "deployctl-offsite-signing-key-v1 not-hex\n".write(toFile: keyPath, atomically: true, encoding: .utf8)
+        let push = try OffsiteTests.run(box, store, ["backups", "push", "prod"])
+        #expect(push.status == 64 && push.code == "offsite.signing_key_invalid" && push.stderr.contains(keyPath), "\(push.status) \(push.stderr)")
+        #expect(try store.aws(["s3", "ls", "s3://\(bucket)/", "--recursive"]).stdout.isEmpty)
+        let restore = try OffsiteTests.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(restore.status == 64 && restore.code == "offsite.signing_key_invalid", "\(restore.status) \(restore.stderr)")
+        #expect(try String(contentsOfFile: keyPath, encoding: .utf8) == "deployctl-offsite-signing-key-v1 not-hex\n")
+    }
+
     @Test("the first push makes the signing key (0600, announced once); a forged newer copy (database + matching manifest written by someone with bucket access) is refused by restore --remote --latest (65, naming it, never stepping back) and by verify --download; a signed manifest edited in place is refused; --allow-unsigned accepts; the genuine copy restores by name")
     func forgedCopies() throws {
         let store = try ObjectStore.get(.seaweedfs)
@@ -62,7 +77,7 @@ struct OffsiteSigningTests {
         let before = try box.sha3(box.databasePath)
         let localBefore = box.allBackupFiles()
         let latest = try OffsiteTests.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
-        #expect(latest.status == 65 && latest.stderr.contains(forgedName) && latest.stderr.contains("not made by a holder of this instance's key"),
+        #expect(latest.status == 65 && latest.code == "offsite.manifest_unsigned" && latest.stderr.contains(forgedName) && latest.stderr.contains("not made by a holder of this instance's key"),
                 "\(latest.status) \(latest.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.allBackupFiles() == localBefore)
@@ -84,7 +99,7 @@ struct OffsiteSigningTests {
         #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hosta/\(name).json", "--body", work + "/edited.json",
                                "--metadata", "deployctl-authenticator=\(authenticator)"]).status == 0)
         let byName = try OffsiteTests.run(box, store, ["restore", "prod", "--remote", "primary", name, "--yes"])
-        #expect(byName.status == 65 && byName.stderr.contains("does not match"), "\(byName.status) \(byName.stderr)")
+        #expect(byName.status == 65 && byName.code == "offsite.manifest_forged" && byName.stderr.contains("does not match"), "\(byName.status) \(byName.stderr)")
         // The newest genuine copy, untouched, restores by name.
         try FileManager.default.removeItem(atPath: box.backupsFolder + "/" + newestGenuine)
         try FileManager.default.removeItem(atPath: box.backupsFolder + "/" + newestGenuine + ".json")

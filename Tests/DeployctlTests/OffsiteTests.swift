@@ -76,6 +76,10 @@ struct OffsiteTests {
         try FileManager.default.removeItem(atPath: box.backupsFolder)
         let dry = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--dry-run"])
         #expect(dry.status == 0 && box.allBackupFiles().isEmpty, "\(dry.stderr) \(box.allBackupFiles())")
+        // Nor does a restore refused at the question (no --yes, stdin not a terminal).
+        let unanswered = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest"])
+        #expect(unanswered.status == 64 && unanswered.code == "confirm.needs_yes" && box.allBackupFiles().isEmpty, "\(unanswered.stderr) \(box.allBackupFiles())")
+        #expect(try box.sha3(box.databasePath) == before)
     }
 
     @Test("two instances (or hosts) writing under one prefix and host_id: a push never overwrites the other's copy of the same name, and list and prune see only their own instance's copies", arguments: StoreKind.available)
@@ -101,7 +105,7 @@ struct OffsiteTests {
             try FileManager.default.removeItem(atPath: otherFolder + otherName + ".json")
         }
         let clash = try Self.run(box, store, ["backups", "push", "other"])
-        #expect(clash.status == 1 && clash.stderr.contains("already holds a different backup"), "\(clash.stderr)")
+        #expect(clash.status == 1 && clash.code == "offsite.copy_foreign" && clash.stderr.contains("already holds a different backup"), "\(clash.stderr)")
         let ours = try Self.run(box, store, ["backups", "verify", "prod", "--remote", "primary", "--download"])
         #expect(ours.status == 0, "prod's copy was overwritten: \(ours.stdout)\(ours.stderr)")
         // The other instance lists prod's copy apart and its prune (keep_last = 1) removes nothing of prod's.
@@ -149,7 +153,7 @@ struct OffsiteTests {
         try FileManager.default.removeItem(atPath: box.backupsFolder)
         let before = try box.sha3(box.databasePath)
         let restore = try Self.run(box, store, ["restore", "prod", "--remote", "primary", name, "--yes"])
-        #expect(restore.status == 65 && restore.stderr.contains("nothing was restored"), "\(restore.stderr)")
+        #expect(restore.status == 65 && restore.code == "offsite.copy_damaged" && restore.stderr.contains("nothing was restored"), "\(restore.stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
         // Truncated: the listing already says it is not good, and --latest has nothing to take.
@@ -159,7 +163,7 @@ struct OffsiteTests {
         #expect(listed.stdout.contains("NOT GOOD"), "\(listed.stdout)")
         // --latest refuses the damaged newest copy rather than quietly taking an older one.
         let latest = try Self.run(box, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
-        #expect(latest.status == 65 && latest.stderr.contains("not a good copy"), "\(latest.stderr)")
+        #expect(latest.status == 65 && latest.code == "offsite.copy_damaged" && latest.stderr.contains("not a good copy"), "\(latest.stderr)")
         #expect(box.allBackupFiles().isEmpty, "\(box.allBackupFiles())")
         #expect(try box.sha3(box.databasePath) == before)
     }
@@ -172,28 +176,30 @@ struct OffsiteTests {
         var environment = store.environment
         environment["AWS_SECRET_ACCESS_KEY"] = "wrong"
         let wrong = try box.deployctl(["backups", "push", "prod"], environment: environment)
-        #expect(wrong.status == 77 && wrong.stderr.contains("remote 'primary' refused the credentials") && !wrong.stderr.contains("wrong"), "\(wrong.stderr)")
+        #expect(wrong.status == 77 && wrong.code == "offsite.credentials_refused" && wrong.stderr.contains("remote 'primary' refused the credentials") && !wrong.stderr.contains("wrong"), "\(wrong.stderr)")
         environment = store.environment
         environment["AWS_ACCESS_KEY_ID"] = "NOSUCHKEY"
-        #expect(try box.deployctl(["backups", "push", "prod"], environment: environment).status == 77)
+        let unknownKey = try box.deployctl(["backups", "push", "prod"], environment: environment)
+        #expect(unknownKey.status == 77 && unknownKey.code == "offsite.credentials_refused", "\(unknownKey.stderr)")
         #expect(try store.aws(["s3", "ls", "s3://\(bucket)/", "--recursive"]).stdout.isEmpty)
         // Nothing listens on this port.
         let down = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: bucket, endpoint: "http://127.0.0.1:\(ObjectStore.freePort())"))
         _ = try down.takeSnapshot(gzip: false)
         let refused = try Self.run(down, store, ["backups", "push", "prod"])
-        #expect(refused.status == 69 && refused.stderr.contains("after 5 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
+        #expect(refused.status == 69 && refused.code == "offsite.unreachable" && refused.stderr.contains("after 5 attempts") && refused.stderr.contains("Connection refused"), "\(refused.stderr)")
         let missing = try Sandbox(rows: 10, config: Self.baseConfig + store.offsiteTable(bucket: "nosuchbucket" + String(UInt32.random(in: 0...99999))))
         _ = try missing.takeSnapshot(gzip: false)
         // Listing (some stores create a bucket on the first PUT).
         let noBucket = try Self.run(missing, store, ["backups", "list", "prod", "--remote", "primary"])
-        #expect(noBucket.status == 66 && noBucket.stderr.contains("does not exist"), "\(noBucket.status) \(noBucket.stderr)")
+        #expect(noBucket.status == 66 && noBucket.code == "offsite.bucket_missing" && noBucket.stderr.contains("does not exist"), "\(noBucket.status) \(noBucket.stderr)")
         let skewed = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary"], failpoints: "clock=shift:7200")
-        #expect(skewed.status == 77 && skewed.stderr.contains("clock"), "\(skewed.stderr)")
+        #expect(skewed.status == 77 && skewed.code == "offsite.clock_skewed" && skewed.stderr.contains("clock"), "\(skewed.stderr)")
         #expect(try Self.run(box, store, ["restore", "prod", "--remote", "primary", "../x.db", "--yes"]).status == 64)
-        #expect(try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--host", "../other"]).status == 64)
+        let badHost = try Self.run(box, store, ["backups", "list", "prod", "--remote", "primary", "--host", "../other"])
+        #expect(badHost.status == 64 && badHost.code == "offsite.host_invalid", "\(badHost.stderr)")
         let noCredentials = try box.deployctl(["backups", "push", "prod"], environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
                                                                                   "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"])
-        #expect(noCredentials.status == 77 && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
+        #expect(noCredentials.status == 77 && noCredentials.code == "offsite.credentials_missing" && noCredentials.stderr.contains("no credentials found"), "\(noCredentials.stderr)")
     }
 
     @Test("a push killed mid-upload (SIGKILL between parts, or before the manifest) leaves nothing listed as good; the next push completes it and no multipart upload is left", arguments: StoreKind.available)
@@ -219,7 +225,8 @@ struct OffsiteTests {
         #expect(try Self.run(box2, store, ["backups", "push", "prod"], failpoints: "before-remote-manifest=crash").status != 0)
         let listed = try Self.run(box2, store, ["backups", "list", "prod", "--remote", "primary"])
         #expect(listed.stdout.contains("NOT GOOD: no manifest"), "\(listed.stdout)")
-        #expect(try Self.run(box2, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"]).status == 66)
+        let none = try Self.run(box2, store, ["restore", "prod", "--remote", "primary", "--latest", "--yes"])
+        #expect(none.status == 66 && none.code == "offsite.copy_not_found", "\(none.stderr)")
         #expect(try Self.run(box2, store, ["backups", "push", "prod"]).status == 0)
         let good = try Self.json(try Self.run(box2, store, ["backups", "list", "prod", "--remote", "primary", "--json"]))
         #expect((good["backups"] as? [[String: Any]])?.first { $0["name"] as? String == name2 }?["good"] as? Bool == true, "\(good)")
@@ -256,7 +263,16 @@ struct OffsiteTests {
         #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hostb/.prune-lease", "--body", b.path("lease.json")]).status == 0)
         let held = try Self.run(b, store, ["backups", "prune", "prod", "--remote", "primary", "--keep-last", "1", "--yes"])
         // rclone ignores If-None-Match: the lease is best effort there (README), the prune goes on.
-        #expect(kind == .rclone ? held.status == 0 : held.status == 75 && held.stderr.contains("lease"), "\(held.stderr)")
+        #expect(kind == .rclone ? held.status == 0 : held.status == 75 && held.code == "offsite.lease_held" && held.stderr.contains("lease"), "\(held.stderr)")
+        // A lease left by a killed run more than an hour ago (in the form every release writes) is taken over.
+        let stale = ISO8601DateFormatter().string(from: Date().addingTimeInterval(-7200))
+        try b.write("lease.json", "{\"holder\": \"hostb pid 1\", \"token\": \"0F9C3E2A-killed\", \"at\": \"\(stale)\"}\n")
+        #expect(try store.aws(["s3api", "put-object", "--bucket", bucket, "--key", "lending/prod/hostb/.prune-lease", "--body", b.path("lease.json")]).status == 0)
+        let takenOver = try Self.run(b, store, ["backups", "prune", "prod", "--remote", "primary", "--keep-last", "1", "--yes"])
+        #expect(takenOver.status == 0, "\(takenOver.stderr)")
+        #expect(try manifests("hostb") == 2, "the newest of each label (nightly, extra)")
+        #expect(try manifests("hosta") == 1)
+        #expect(!(try store.aws(["s3", "ls", "s3://\(bucket)/lending/prod/hostb/"]).stdout.contains(".prune-lease")), "the lease is released")
     }
 
     @Test("with [encryption] recipients a push sends <name>.age, which aws s3 cp and age -d open to the local backup's bytes; a second push skips it; verify --download and restore --remote decrypt it with the identity, and without one refuse (64) leaving no download", arguments: StoreKind.available)

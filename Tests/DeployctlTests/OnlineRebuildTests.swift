@@ -51,6 +51,9 @@ struct OnlineRebuildTests {
         return (process.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
     }
 
+    /// The failure code a deploy run with `deploy(_:heldAt:after:_:)` printed.
+    static func code(_ stderr: String) -> String? { Sandbox.Result(status: 1, stdout: "", stderr: stderr).code }
+
     /// The schema without deployctl's history table, and the original users, as the CLI prints them.
     static func schema(_ box: Sandbox, _ db: String) throws -> String {
         try box.sqlite(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'deployctl%' ORDER BY name")
@@ -108,7 +111,7 @@ struct OnlineRebuildTests {
             "unique collation": "the rebuild adds a UNIQUE constraint on email (NOCASE) that user does not have with that collation",
             "own cascade": "the rebuilt user has foreign keys with ON DELETE/UPDATE actions (loan_id → loan)",
         ][reason]!
-        #expect(result.status == 64, "\(result.stdout)\(result.stderr)")
+        #expect(result.status == 64 && result.code == "deploy.online_refused", "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("refused: an online rebuild was asked for, but"), "\(result.stderr)")
         #expect(result.stderr.contains(why), "\(result.stderr)")
         #expect(result.stderr.contains("Try: deploy without --online"), "\(result.stderr)")
@@ -139,7 +142,7 @@ struct OnlineRebuildTests {
         let small = try Self.box(migration: migration)
         #expect(try small.deployctl(["plan", "prod"]).stdout.contains("Deploy: in one transaction (about "))
         let again = try refused.deployctl(["deploy", "prod"])
-        #expect(again.status == 64, "\(again.stderr)")
+        #expect(again.status == 64 && again.code == "migration.write_lock_over_budget", "\(again.stderr)")
         #expect(again.stderr.contains("more than max_write_lock allows (1 ms; busy timeout 2000 ms), and it cannot run online: the database is in delete journal mode"), "\(again.stderr)")
         #expect(try refused.sha3(refused.databasePath) == before)
     }
@@ -200,7 +203,7 @@ struct OnlineRebuildTests {
             // Written straight into the shadow, where no trigger logs it: only the proof can see it.
             _ = try box.sqlite(box.databasePath, "PRAGMA busy_timeout = 5000; UPDATE new_user SET name = 'tampered' WHERE id = 5")
         }
-        #expect(status == 1, "\(stderr)")
+        #expect(status == 1 && Self.code(stderr) == "online.proof_failed", "\(stderr)")
         #expect(stderr.contains("the online rebuild's proof failed: new_user held other values than user, so the rebuild stopped before cutting over; user is as it was"), "\(stderr)")
         #expect(try box.sha3(box.databasePath) == before)
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")
@@ -290,7 +293,8 @@ struct OnlineRebuildTests {
         let holder = try box.holdWriteLock(seconds: 5)
         process.waitUntilExit()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 75, "\(stderr)")
+        // The clean-up that could not run either keeps the lock timeout's code.
+        #expect(process.terminationStatus == 75 && Self.code(stderr) == "online.lock_timeout", "\(stderr)")
         #expect(stderr.contains("the application held the write lock without a gap for 1 s; the online rebuild of user gave up before its cut-over; user is as it was"), "\(stderr)")
         #expect(stderr.contains("its shadow table new_user and the triggers on user could not be removed yet"), "\(stderr)")
         holder.waitUntilExit()
@@ -310,7 +314,7 @@ struct OnlineRebuildTests {
             let write = try Sandbox.exec("/usr/bin/sqlite3", [box.databasePath, "PRAGMA busy_timeout = 5000; INSERT INTO user (id, name, email) VALUES (900001, '\(long)', 'long@example.com')"])
             #expect(write.status == 0, "the application's write failed: \(write.stderr)")
         }
-        #expect(status == 1, "\(stderr)")
+        #expect(status == 1 && Self.code(stderr) == "online.row_refused", "\(stderr)")
         #expect(stderr.contains("does not fit new_user (CHECK constraint failed: length(name) < 40), so the rebuild stopped before cutting over; user is as it was"), "\(stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT length(name) FROM user WHERE id = 900001") == "60")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%deployctl_online%' OR name = 'new_user'") == "0")

@@ -55,7 +55,7 @@ struct WriteLockBudgetTests {
         let before = try box.sha3(box.databasePath)
         for arguments in [["deploy", "prod"], ["deploy", "prod", "--dry-run"]] {
             let result = try box.deployctl(arguments)
-            #expect(result.status == 64, "\(arguments): \(result.stdout)\(result.stderr)")
+            #expect(result.status == 64 && result.code == "migration.write_lock_over_budget", "\(arguments): \(result.stdout)\(result.stderr)")
             #expect(result.stderr.contains("refused: the deploy would block the application's writes for about"), "\(result.stderr)")
             #expect(result.stderr.contains("more than max_write_lock allows (1 ms; busy timeout 2000 ms), and it cannot run online: the database is in delete journal mode"), "\(result.stderr)")
             #expect(result.stderr.contains("; nothing was changed"), "\(result.stderr)")

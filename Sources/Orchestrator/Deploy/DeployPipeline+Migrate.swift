@@ -41,72 +41,80 @@ extension DeployPipeline {
         return ApplyResult(tablesCreated: [], tablesAlreadyExisted: [], tablesProvenUnchanged: 0, unchangedProof: outcome.proof,
                            writeLockMilliseconds: outcome.cutOverMilliseconds, result: rehearsal)
     }
-    /// Applies the pending migrations to a scratch copy of the snapshot, with the same code and
-    /// checks as the live run, and returns the resulting schema and row counts. For an additive
-    /// plan it also proves that the existing tables of the copy are unchanged
-    /// (`proveUnchanged`), while no lock on the live database is held.
-    /// - Throws: `Failure` `.failed` when an existing table changed on the copy.
+    /// The rehearse stage (`Rehearser`): the pending migrations on a scratch copy of the
+    /// snapshot, with the same code and checks as the live run; records in the journal when the
+    /// down parts proved they give the snapshot back (an undo then runs them).
+    /// - Throws: `Failure` `rehearsal.changed_existing_tables`; what applying throws.
     mutating func rehearse(backup: BackupEntry, pending: [MigrationFile], plan: MigrationPlan, store: BackupStore) throws -> Rehearsal {
         let opened = try store.check(backup, keep: true)!
         defer { opened.discard() }
-        let scratchPath = DurableFile.temporaryPath(for: store.folder + "/rehearsal.db")
-        defer { unlink(scratchPath); unlink(scratchPath + "-journal") }
-        close(try DurableFile.createNew(scratchPath))
-        try Connection(path: opened.databasePath, mode: .immutable).copy(into: scratchPath, timeout: config.busyTimeout)
-        let scratch = try Connection(path: scratchPath, mode: .readWrite)
-        try runtime.failpoints.hit(.rehearse)
         let runtime = self.runtime
-        let result: ApplyResult
+        let outcome: Rehearser.Outcome
         do {
-            result = try Applier(failpoints: .none, proveUnchanged: false, stop: { runtime.interruption() != nil })
-                .apply(pending, plan: plan, to: scratch, deployId: report.deployId, appliedAt: "rehearsal", rehearsal: nil)
+            outcome = try Rehearser(busyTimeout: config.busyTimeout, stop: { runtime.interruption() != nil })
+                .rehearse(snapshot: opened.databasePath, in: store.folder, pending: pending, plan: plan, deployId: report.deployId,
+                          tryDown: !plan.additive && journal?.addedColumns == nil,
+                          afterCopy: { try runtime.failpoints.hit(.rehearse) })
         } catch let error as SQLiteError where error.interrupted {
             try runtime.checkInterruption("the rehearsal on a copy was stopped; the live database was not changed")
             throw error
         }
-        if !plan.additive && journal?.addedColumns == nil && pending.contains(where: { $0.downSQL != nil }) {
-            // An undo after commit could run the down parts instead of restoring the snapshot,
-            // keeping the application's writes: only if they give the snapshot's content back.
-            let reference = try Connection(path: opened.databasePath, mode: .immutable)
-            if let reason = try Applier.proveDown(pending, on: scratch, reference: reference) {
-                runtime.events(.fact("rehearsal: the down parts are not used for an undo: \(reason)"))
-            } else {
-                journal?.downProven = true
-                journal?.schemaBefore = try Self.schemaLines(reference)
-                journal?.downSQL = pending.map { $0.downSQL ?? "" }
-                try journal?.write(path: config.journalPath)
-                runtime.events(.fact("rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts"))
-            }
+        switch outcome.down {
+        case .refused(let reason):
+            runtime.events(.fact("rehearsal: the down parts are not used for an undo: \(reason)"))
+        case .proven(let schemaBefore, let downSQL):
+            // An undo after commit runs the down parts instead of restoring the snapshot,
+            // keeping the application's writes.
+            journal?.downProven = true
+            journal?.schemaBefore = schemaBefore
+            journal?.downSQL = downSQL
+            try journal?.write(path: config.journalPath)
+            runtime.events(.fact("rehearsal: up then down gives the snapshot's schema and rows back: an undo after commit runs the down parts"))
+        case nil: break
         }
-        runtime.events(.fact("rehearsal: \(counted(result.tablesCreated.count, "table")) created on a copy of the snapshot"))
-        if plan.classification != .destructive {
-            // Tables a preserving migration touches were compared row by row by the plan.
-            let (proven, byPages) = try proveUnchanged(rehearsed: scratch, snapshot: opened.databasePath, except: Set(plan.evidence.map(\.table)))
+        runtime.events(.fact("rehearsal: \(counted(outcome.tablesCreated, "table")) created on a copy of the snapshot"))
+        if let (proven, byPages) = outcome.unchanged {
             runtime.events(.fact("rehearsal: \(proven) existing tables unchanged on the copy (\(byPages) with every page identical to the snapshot's, "
                         + "\(proven - byPages) by equal content fingerprints)"))
         }
-        return result.result
+        return outcome.rehearsal
     }
-    /// Proves every existing table of the rehearsed copy holds what the snapshot holds. Tables
-    /// none of whose pages differ from the snapshot's, at the same root page with the same
-    /// definition, are byte-identical; the rest (pages an auto-vacuum database moved, say) get
-    /// content fingerprints on both sides, two cores at once. Returns the tables proven and how
-    /// many by their pages.
-    /// - Throws: `Failure` `.failed` naming the tables that changed.
-    func proveUnchanged(rehearsed scratch: Connection, snapshot: String, except touched: Set<String>) throws -> (Int, Int) {
-        let original = try Connection(path: snapshot, mode: .immutable)
-        let before = try original.tableRoots().filter { $0.key != History.table && !touched.contains($0.key) }
-        let identical = try scratch.tablesWithIdenticalPages(as: snapshot, referenceRoots: before, timeout: config.busyTimeout)
-        let suspects = before.keys.filter { !identical.contains($0) }.sorted()
-        let (new, old) = try Parallel.both({ try suspects.map { try scratch.fingerprint(table: $0) } }, elsewhere: {
-            let original = try Connection(path: snapshot, mode: .immutable)
-            return try suspects.map { try original.fingerprint(table: $0) }
-        }, reportingFirst: .elsewhere)
-        let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
-        guard changed.isEmpty else {
-            throw Failure(.rehearsalChangedTables, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",
-                          hint: "the migration changes tables the plan did not see it change; fix it, the live database was not touched")
+
+    /// The snapshot stage: the pre-deploy snapshot, named in the report and the journal before
+    /// anything else happens.
+    mutating func takeSnapshot(label: String, store: BackupStore) throws -> BackupEntry {
+        var request = instance.snapshotRequest(label: label, compression: compression)
+        let runtime = self.runtime
+        // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
+        request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }
+        request.interrupted = { runtime.interruption() != nil }
+        let entry = try Snapshotter(store: store).snapshot(request, progress: runtime.progress)
+        report.snapshot = entry.name
+        journal?.snapshot = entry.name
+        try journal?.write(path: config.journalPath)
+        runtime.events(.fact("backup: \(entry.path)"))
+        try runtime.failpoints.hit(.afterSnapshot)
+        return entry
+    }
+
+    /// The migrate stage in one transaction (`Applier`): the journal says committed the moment
+    /// the transaction commits.
+    mutating func migrate(_ pending: [MigrationFile], plan: MigrationPlan, rehearsal: Rehearsal) throws -> ApplyResult {
+        let runtime = self.runtime
+        let applier = Applier(failpoints: runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: runtime.trace,
+                              interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") },
+                              stop: { runtime.interruption() != nil })
+        do {
+            let result = try applier.apply(pending, plan: plan, toDatabaseAt: config.databasePath, busyTimeout: config.busyTimeout, deployId: report.deployId,
+                                           appliedAt: ISO8601DateFormatter().string(from: runtime.clock()), rehearsal: rehearsal)
+            journal?.committed = true
+            try journal?.write(path: config.journalPath)
+            return result
+        } catch let error as SQLiteError where error.kind == .temporary {
+            throw DatabaseHolders.busy(path: config.databasePath, timeout: config.busyTimeout)
+        } catch let error as SQLiteError where error.interrupted {
+            try runtime.checkInterruption("the running statement was stopped and the migration rolled back; the database is as it was")
+            throw error
         }
-        return (before.count, before.count - suspects.count)
     }
 }

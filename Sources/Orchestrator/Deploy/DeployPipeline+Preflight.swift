@@ -15,17 +15,17 @@ extension DeployPipeline {
             if let crashed = lock?.crashedHolder {
                 runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
             }
-            if let note = try runtime.recoverUnfinishedDeploy(config) { report.recovered = note }
+            if let note = try DeployRecovery(instance).recoverUnfinished() { report.recovered = note }
             if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
                 runtime.events(.warning(note))
                 report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
             }
         }
         try runtime.failpoints.hit(.preflight)
-        let (files, plan) = try runtime.makePlan(config, forDeploy: !options.dryRun)
+        let (files, plan) = try instance.makePlan(forDeploy: !options.dryRun)
         if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
         do {
-            try runtime.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
+            try Planning.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
         } catch {
             // The refusal quotes the plan: show it first (a dry run included).
             runtime.events(.plan(plan, database: config.databasePath))
@@ -60,7 +60,7 @@ extension DeployPipeline {
     /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
     /// application. Refuses when it is asked or needed and the migration cannot run online.
     mutating func chooseOnline(files: [MigrationFile], plan: MigrationPlan) throws {
-        guard let (verdict, asked) = try runtime.onlineDecision(files: files, plan: plan, config: config, askedByFlag: options.online) else { return }
+        guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: options.online) else { return }
         switch verdict {
         case .online(let rebuild):
             online = rebuild
@@ -71,7 +71,7 @@ extension DeployPipeline {
                 throw Failure(.onlineRefused, "refused: an online rebuild was asked for, but \(why); nothing was changed",
                               hint: "deploy without --online (and without '-- online' in the file), with the application stopped by hooks.stop if the write lock would be long")
             }
-            throw runtime.writeLockRefusal(plan, config: config, offlineBecause: why)
+            throw instance.writeLockRefusal(plan, offlineBecause: why)
         }
     }
     /// Promotion: each instance before this one in deploy.toml that has a database here must
@@ -85,8 +85,7 @@ extension DeployPipeline {
                 runtime.events(.warning("\(earlier) has no database on this host (\(other.databasePath)); promotion not checked there"))
                 continue
             }
-            let db = try Connection(path: other.databasePath, mode: .inspect, busyTimeout: other.busyTimeout)
-            let applied = Set(try History.applied(db).map(\.key))
+            let applied = Set(try History.applied(path: other.databasePath, busyTimeout: other.busyTimeout).map(\.key))
             let missing = pending.filter { !applied.contains($0) }
             guard missing.isEmpty else {
                 throw Failure(.promotionRefused, "promotion refused: \(earlier) comes before \(config.name) in deploy.toml but lacks \(missing.joined(separator: ", "))",
@@ -95,10 +94,7 @@ extension DeployPipeline {
         }
     }
     mutating func finishWithNothingToDo(files: [MigrationFile]) throws {
-        let defined = try Planner.tablesDefined(by: files)
-        let live = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        let existing = Set(try live.tableNames())
-        report.tablesAlreadyExisted = defined.filter { existing.contains($0) }
+        report.tablesAlreadyExisted = try Planner.tablesExisting(definedBy: files, path: config.databasePath, busyTimeout: config.busyTimeout)
         report.outcome = .nothingToDo
         runtime.events(.nothingToDo(alreadyExisting: report.tablesAlreadyExisted))
         try writeReport()

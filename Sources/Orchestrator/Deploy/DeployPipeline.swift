@@ -83,20 +83,13 @@ struct DeployPipeline {
         return String(first.name.prefix(60))
     }
 
-    /// A database's schema as lines, the history table aside: each object's SQL byte for byte as
-    /// sqlite_schema stores it, so that "the schema is the one before" is said only when it is.
-    static func schemaLines(_ db: Connection) throws -> [String] {
-        try db.schema(exact: true).filter { $0.name != History.table && $0.table != History.table }
-            .map { "\($0.type) \($0.name) \($0.sql ?? "")" }.sorted()
-    }
-
     /// The columns a preserving plan adds, when adding columns (and new objects) is all it does
     /// to existing tables: an undo can then drop exactly those and keep the application's writes.
     static func addedColumnsOnly(_ plan: MigrationPlan) -> [String: [String]]? {
         // Dropping an existing index, view or trigger (or table) is not undone by dropping what
         // was added: those need the snapshot.
         guard plan.classification == .preserving,
-              !plan.statements.flatMap(\.problems).contains(where: { $0.hasPrefix("drop") }) else { return nil }
+              !plan.statements.contains(where: \.dropsExisting) else { return nil }
         var columns = [String: [String]]()
         for e in plan.evidence {
             guard e.finalName == e.table, !e.rebuilt, e.rowsDeleted == 0, e.rowsAdded == 0, e.columnsDropped.isEmpty,
@@ -121,7 +114,7 @@ struct DeployPipeline {
         try stage(.plan) { p in
             p.runtime.events(.plan(plan, database: p.config.databasePath))
             // A false verify query fails here, dry run or not: before any snapshot is taken.
-            if let refusal = p.runtime.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
+            if let refusal = Planning.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
         }
         if options.dryRun {
             report.outcome = .dryRun
@@ -138,43 +131,14 @@ struct DeployPipeline {
         journal = DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .snapshot,
                                 snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce,
                                 committed: false, additive: plan.additive,
-                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type, name: $0.name) },
+                                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) },
                                 addedColumns: Self.addedColumnsOnly(plan))
         let store = instance.store
-        let backup = try stage(.snapshot) { p in
-            var request = p.instance.snapshotRequest(label: "pre_\(migrationName)", compression: p.compression)
-            let runtime = p.runtime
-            // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
-            request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }
-            request.interrupted = { runtime.interruption() != nil }
-            let entry = try Snapshotter(store: store).snapshot(request, progress: p.runtime.progress)
-            p.report.snapshot = entry.name
-            p.journal?.snapshot = entry.name
-            try p.journal?.write(path: p.config.journalPath)
-            p.runtime.events(.fact("backup: \(entry.path)"))
-            try p.runtime.failpoints.hit(.afterSnapshot)
-            return entry
-        }
+        let backup = try stage(.snapshot) { p in try p.takeSnapshot(label: "pre_\(migrationName)", store: store) }
         let rehearsal = try stage(.rehearse) { p in try p.rehearse(backup: backup, pending: pending, plan: plan, store: store) }
         let result = try stage(.migrateAndVerify) { p in
             if let online = p.online { return try p.migrateOnline(online, pending: pending, rehearsal: rehearsal) }
-            let live = try Connection(path: p.config.databasePath, mode: .readWrite, busyTimeout: p.config.busyTimeout)
-            let runtime = p.runtime
-            let applier = Applier(failpoints: p.runtime.failpoints, tables: { runtime.events(.table($0)) }, debug: p.runtime.trace,
-                                  interrupted: { try runtime.checkInterruption("the migration was rolled back; the database is as it was") },
-                                  stop: { runtime.interruption() != nil })
-            do {
-                let result = try applier.apply(pending, plan: plan, to: live, deployId: p.report.deployId,
-                                               appliedAt: ISO8601DateFormatter().string(from: p.runtime.clock()), rehearsal: rehearsal)
-                p.journal?.committed = true
-                try p.journal?.write(path: p.config.journalPath)
-                return result
-            } catch let error as SQLiteError where error.kind == .temporary {
-                throw DatabaseHolders.busy(path: p.config.databasePath, timeout: p.config.busyTimeout)
-            } catch let error as SQLiteError where error.interrupted {
-                try runtime.checkInterruption("the running statement was stopped and the migration rolled back; the database is as it was")
-                throw error
-            }
+            return try p.migrate(pending, plan: plan, rehearsal: rehearsal)
         }
         report.tablesCreated = result.tablesCreated
         report.tablesAlreadyExisted = result.tablesAlreadyExisted
@@ -216,7 +180,7 @@ struct DeployPipeline {
         if let journal, journal.committed {
             hooks.stopBeforeUndo(tag: "undo")
             do {
-                let how = try runtime.undo(journal: journal, config: config)
+                let how = try DeployRecovery(instance).undo(journal: journal)
                 report.outcome = .undone
                 runtime.events(.stepDone("undone: the deploy's changes were removed and the database proven back"))
                 final = Failure(.deployUndone, "\(error.message)\nThe deploy was undone: \(how).", hint: error.hint, cause: error.code)

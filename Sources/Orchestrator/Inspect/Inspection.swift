@@ -17,12 +17,9 @@ public struct Inspection: Sendable {
     public func verify(instance name: String) throws -> LiveVerification {
         let instance = try runtime.instance(name, for: .readDatabase)
         let config = instance.config
-        let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-        var problems = try db.integrityProblems().map { "quick_check: \($0)" }
-        problems += try db.foreignKeyProblems().prefix(10).map { "foreign_key_check: \($0)" }
+        var (problems, applied) = try LiveDatabaseFacts.health(path: config.databasePath, busyTimeout: config.busyTimeout)
         let damaged = !problems.isEmpty
         let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
-        let applied = try History.applied(db)
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)
@@ -70,14 +67,13 @@ public struct Inspection: Sendable {
         if exists {
             bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
             do {
-                try Connection.checkIsDatabase(config.databasePath)
-                let db = try Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-                mode = try db.journalMode()
-                let rows = (try? History.applied(db)) ?? []
+                let facts = try LiveDatabaseFacts.read(path: config.databasePath, busyTimeout: config.busyTimeout)
+                mode = facts.journalMode
+                let rows = facts.applied
                 applied = rows.map(\.key)
                 let files = (try? MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)) ?? []
                 pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
-                if work == nil, let source = OnlineRebuild.leftover(db) {
+                if work == nil, let source = facts.onlineLeftover {
                     warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(name)' removes them")
                 }
                 do {
@@ -150,7 +146,7 @@ public struct Inspection: Sendable {
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
-                    let newest = try runtime.remoteBackups(config, remote, try runtime.client(remote), host: nil, allowUnsigned: false).0.first { $0.problem == nil }
+                    let newest = try RemoteBackups(runtime).newestGood(instance, remote)
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: newest?.name, newestAt: newest?.createdAt, error: nil)
                 } catch let error as DeployctlError {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: error.message)

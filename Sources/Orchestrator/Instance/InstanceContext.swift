@@ -50,12 +50,8 @@ public struct InstanceContext: Sendable {
         try DurableFile.createFolder(folder)
         let temp = DurableFile.temporaryPath(for: config.databasePath)
         defer { unlink(temp); unlink(temp + "-journal"); unlink(temp + "-wal"); unlink(temp + "-shm") }
-        do {
-            let db = try Connection(path: temp, mode: .create)
-            // No surrounding transaction: the seed may set the journal mode. The temp file
-            // becomes the database only when complete, so a failed seed leaves nothing.
-            try db.execute(sql)
-        }
+        // The temp file becomes the database only when complete, so a failed seed leaves nothing.
+        try Connection.create(at: temp, running: sql)
         try DurableFile.syncFile(temp)
         do {
             try DurableFile.publish(temp, as: config.databasePath)
@@ -71,10 +67,7 @@ public struct InstanceContext: Sendable {
     /// Where it cannot be opened, the file's size.
     var liveBytes: Int64 {
         // An estimate: never waits for a lock (the file's size does when it is locked).
-        if let db = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: .zero),
-           let pages = try? db.scalar("PRAGMA page_count").int, let size = try? db.scalar("PRAGMA page_size").int {
-            return pages * size
-        }
+        if let bytes = Connection.bytesAsSQLiteSeesThem(path: config.databasePath) { return bytes }
         return ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
     }
 
@@ -97,12 +90,7 @@ public struct InstanceContext: Sendable {
         }
         if rehearsal { needs.add(bytes, in: config.backupsFolder, for: "the rehearsal copy") }
         if let onlineTable {
-            let live = try SQLite.Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout)
-            var pages: Int64 = 0
-            let trees = [onlineTable] + (try live.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", [.text(onlineTable)]).compactMap { $0[0].string })
-            for tree in trees {
-                pages += (try? live.scalar("SELECT pgsize FROM dbstat('main', 1) WHERE name = ?", [.text(tree)]).int) ?? 0
-            }
+            let pages = try Connection.treeBytes(path: config.databasePath, table: onlineTable, busyTimeout: config.busyTimeout)
             needs.add(pages + pages / 4, in: (config.databasePath as NSString).deletingLastPathComponent,
                       for: "the online rebuild's copy of \(onlineTable) and its indexes")
         }

@@ -49,11 +49,8 @@ struct LiveRestore {
     /// The failure for a backup whose page size differs from a live database in WAL mode
     /// (SQLite's backup API refuses that), or nil.
     static func pageSizeMismatch(_ backup: OpenedBackup, _ livePath: String) -> Failure? {
-        guard let live = try? Connection(path: livePath, mode: .inspect), (try? live.journalMode()) == "wal" else { return nil }
-        let sizes = [try? Connection(path: backup.databasePath, mode: .immutable).scalar("PRAGMA page_size").int,
-                     try? live.scalar("PRAGMA page_size").int].map { $0 ?? 0 }
-        guard sizes[0] != sizes[1] else { return nil }
-        return Failure(.restorePageSizeMismatch, "the backup's page size (\(sizes[0])) differs from the live database's (\(sizes[1])), which SQLite cannot restore into a WAL database; nothing was changed",
+        guard let sizes = Restorer.pageSizeMismatch(backup: backup, livePath: livePath) else { return nil }
+        return Failure(.restorePageSizeMismatch, "the backup's page size (\(sizes.backup)) differs from the live database's (\(sizes.live)), which SQLite cannot restore into a WAL database; nothing was changed",
                        hint: "stop the application, switch the live database out of WAL (sqlite3 DB 'PRAGMA journal_mode=DELETE'), restore, then switch back")
     }
 
@@ -71,12 +68,12 @@ struct LiveRestore {
         do {
             let opened = try store.check(store.entry(named: saved.name), keep: true, runCheck: false)!
             defer { opened.discard() }
-            let live = try Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
             let result = try restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil,
                                          label: "pre_putback", interruptible: false)
             guard case .identical = result.proof else { throw Failure(.restorePutBackFailed, "the put-back could not be proven page by page") }
             // What the application did to the restored database before it was put back.
-            let written = try instance.restorer.compare(Connection(path: result.saved.path, mode: .immutable), backup: restored)
+            let written = try instance.restorer.compare(savedAt: result.saved.path, backup: restored)
             let deleted = written.differences.reduce(0) { $0 + $1.restored }
             if written.discardedRows == 0 && deleted == 0 {
                 try store.remove([result.saved])

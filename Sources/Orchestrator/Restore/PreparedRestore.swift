@@ -24,6 +24,10 @@ public final class PreparedRestore {
     private let previewVersion: UInt32?
     /// The preview's differing rows, for a restore by rows (`Restorer.restoreByRows`).
     private let rowKeys: [String: [Int64]]?
+    /// The remote copy fetched for this restore (`RestoreSource.remote`). A download is removed
+    /// again on release unless a restore (not a dry run) was performed.
+    public internal(set) var fetched: FetchedCopy?
+    private var keepsFetched = false
 
     init(preview: RestorePreview, instance: InstanceContext, store: BackupStore, request: RestoreRequest,
          opened: OpenedBackup, lock: InstanceLock?, live: Connection?, previewVersion: UInt32?, rowKeys: [String: [Int64]]? = nil) {
@@ -47,6 +51,10 @@ public final class PreparedRestore {
         live = nil
         lock?.release()
         lock = nil
+        if let fetched, fetched.downloaded, !keepsFetched {
+            try? RemoteBackups(runtime).discardFetched(instance: request.instance, backup: fetched.name)
+            self.fetched = nil
+        }
     }
 
     /// Performs the restore that was previewed, then releases everything.
@@ -54,6 +62,12 @@ public final class PreparedRestore {
     ///   changed and could not be proven back.
     public func perform() throws -> RestoreOutcome {
         defer { release() }
+        let outcome = try performHeld()
+        keepsFetched = !request.dryRun
+        return outcome
+    }
+
+    private func performHeld() throws -> RestoreOutcome {
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
         try lock?.record(operation: "restore", stage: "restore")
         let restorer = instance.restorer
@@ -85,16 +99,12 @@ public final class PreparedRestore {
         // Nothing to restore when the live database holds the backup's content and nobody has
         // committed since the preview showed it: a copy saved now would only push an older,
         // different state out of the kept restore copies.
-        if preview.holdsBackup, let live, let previewVersion {
-            try live.execute("BEGIN")
-            _ = try live.scalar("SELECT count(*) FROM sqlite_schema")
-            let unchanged = live.dataVersion == previewVersion
-            try live.execute("COMMIT")
-            if unchanged { return .notPerformed(preview, alreadyHeld: true) }
+        if preview.holdsBackup, let live, let previewVersion, try live.unchanged(since: previewVersion) {
+            return .notPerformed(preview, alreadyHeld: true)
         }
         do {
             try hooks.stop(tag: "restore", hint: "check the hook's command in \(config.file), or run with --no-hooks after stopping the application yourself")
-            let connection = try live ?? Connection(path: config.databasePath, mode: .readWrite, busyTimeout: config.busyTimeout)
+            let connection = try live ?? restorer.openLive(config.databasePath, readOnly: false)
             live = nil
             let result = try LiveRestore(instance).restore(opened, into: connection, previewVersion: previewVersion, rowKeys: rowKeys,
                                                           store: store, failpoint: .restore)
@@ -117,8 +127,7 @@ public final class PreparedRestore {
             if !result.previewExact {
                 // Another connection committed after the preview: count what was discarded
                 // from the saved copy, exactly the state replaced.
-                let saved = try Connection(path: result.saved.path, mode: .immutable)
-                let exact = try restorer.compare(saved, backup: opened)
+                let exact = try restorer.compare(savedAt: result.saved.path, backup: opened)
                 (differences, notCompared) = (exact.differences, exact.notCompared)
             }
             // A signal from the commit on is too late to stop the restore: it is finished.

@@ -30,13 +30,32 @@ public struct RestorePlanner: Sendable {
     /// the preview. The operator sees the preview; `perform()` does the rest.
     /// - Throws: `Failure` (kinds per SPEC.md; 65 for a bad or foreign backup), `SQLiteError`.
     public func begin(_ request: RestoreRequest) throws -> PreparedRestore {
+        guard case .remote(let remote, let host, let allowUnsigned) = request.source else { return try beginLocal(request) }
+        let name: String? = if case .named(let name) = request.selection { name } else { nil }
+        let label: String? = if case .latest(let label) = request.selection { label } else { nil }
+        let remotes = RemoteBackups(runtime)
+        let fetched = try remotes.fetch(instance: request.instance, remote: remote, host: host, backup: name, label: label, allowUnsigned: allowUnsigned)
+        var local = request
+        local.selection = .named(fetched.name)
+        do {
+            let prepared = try beginLocal(local)
+            prepared.fetched = fetched
+            return prepared
+        } catch {
+            // A restore that refuses the copy leaves no download behind.
+            if fetched.downloaded { try? remotes.discardFetched(instance: request.instance, backup: fetched.name) }
+            throw error
+        }
+    }
+
+    private func beginLocal(_ request: RestoreRequest) throws -> PreparedRestore {
         let instance = try runtime.instance(request.instance, for: request.dryRun ? .inspect : request.target.changesLiveDatabase ? .changeLive : .manageBackups)
         let config = instance.config
         let store = instance.store
         var lock: InstanceLock?
         if !request.dryRun {
             lock = try instance.lock(operation: "restore", stage: "check and preview")
-            _ = try runtime.recoverUnfinishedDeploy(config)
+            _ = try DeployRecovery(instance).recoverUnfinished()
         }
         guard case .latest(let label) = request.selection else {
             guard case .named(let name) = request.selection else { preconditionFailure() }
@@ -122,7 +141,7 @@ public struct RestorePlanner: Sendable {
                 // An empty file (0 bytes) is no application's database: it is replaced too.
                 let size = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
                 if FileManager.default.fileExists(atPath: config.databasePath), size > 0,
-                   (try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout).integrityProblems().isEmpty) == true {
+                   Connection.isHealthy(path: config.databasePath, busyTimeout: config.busyTimeout) {
                     throw Failure(.restoreReplaceRefused, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
                                   hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
                 }
@@ -136,9 +155,9 @@ public struct RestorePlanner: Sendable {
             case .live:
                 if let mismatch = LiveRestore.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
                 // A dry run only reads (and leaves an application's -wal as it was).
-                let live = try Connection(path: config.databasePath, mode: request.dryRun ? .inspect : .readWrite, busyTimeout: config.busyTimeout)
-                try live.execute("PRAGMA query_only = ON")
                 let restorer = instance.restorer
+                let live = try restorer.openLive(config.databasePath, readOnly: request.dryRun)
+                try live.setQueryOnly(true)
                 runtime.progress(.working(.comparingWithLive))
                 // The comparison stops at a signal (its page copy steps ask); nothing after it may.
                 let interruption = runtime.interruption
@@ -148,7 +167,7 @@ public struct RestorePlanner: Sendable {
                                                          reportingFirst: .elsewhere)
                 let version = live.dataVersion
                 runtime.progress(.ended(announce: true))
-                if !request.dryRun { try live.execute("PRAGMA query_only = OFF") }
+                if !request.dryRun { try live.setQueryOnly(false) }
                 let stops = request.runHooks && config.hooks.stop != nil
                 var preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
                                              differences: comparison.differences, notCompared: comparison.notCompared,
@@ -229,13 +248,11 @@ public struct RestorePlanner: Sendable {
                 throw Failure(.backupForeign, "backup \(entry.name) was taken of \(manifest.sourcePath), not of instance '\(config.name)' (\(config.databasePath))", hint: hint)
             }
         }
-        let ignored: Set<String> = ["deployctl_migrations"]
-        let backupTables = Set(try Connection(path: opened.databasePath, mode: .immutable).tableNames()).subtracting(ignored)
+        let ignored: Set<String> = [History.table]
+        let backupTables = Set(try Connection.tableNames(path: opened.databasePath, live: false)).subtracting(ignored)
         guard !backupTables.isEmpty else { return }
         var ours = Set<String>()
-        if let live = try? Connection(path: config.databasePath, mode: .inspect, busyTimeout: config.busyTimeout) {
-            ours.formUnion((try? live.tableNames()) ?? [])
-        }
+        ours.formUnion((try? Connection.tableNames(path: config.databasePath, live: true, busyTimeout: config.busyTimeout)) ?? [])
         // With no live table to compare with (a missing, empty or unreadable database: what
         // --replace is for), the migrations alone may name none of the application's own tables;
         // a manifest naming this instance and database is then the evidence.

@@ -31,10 +31,21 @@ public enum RestoreTarget: Sendable {
     }
 }
 
+/// Where the backup to restore is.
+public enum RestoreSource: Sendable {
+    /// In the instance's backups folder.
+    case local
+    /// In a remote (`nil`: the instance's only one), under `host`'s folder (`nil`: this host's):
+    /// fetched into the local backups folder and checked against its manifest first
+    /// (`RemoteBackups.fetch`). `allowUnsigned` accepts a copy this instance's key did not sign.
+    case remote(name: String?, host: String?, allowUnsigned: Bool)
+}
+
 /// What `deployctl restore` was asked to do.
 public struct RestoreRequest: Sendable {
     public var instance: String
     public var selection: BackupSelection
+    public var source: RestoreSource
     public var target: RestoreTarget
     /// Check and preview only; take no lock, run no hook, change nothing.
     public var dryRun: Bool
@@ -45,9 +56,10 @@ public struct RestoreRequest: Sendable {
     public var allowForeign: Bool
 
     public init(instance: String, selection: BackupSelection, target: RestoreTarget, dryRun: Bool = false,
-                runHooks: Bool = true, allowForeign: Bool = false) {
+                runHooks: Bool = true, allowForeign: Bool = false, source: RestoreSource = .local) {
         self.instance = instance
         self.selection = selection
+        self.source = source
         self.target = target
         self.dryRun = dryRun
         self.runHooks = runHooks

@@ -118,14 +118,25 @@ public struct InstanceSetup: Sendable {
         try DurableFile.write(Data(text.utf8), to: file, mode: 0o644, replace: false)
         let added = try addToOrder(name)
 
+        let (dropIn, next) = nextSteps(name: name, folder: folder, database: database, backups: backups, journalMode: journalMode,
+                                       owner: owner, group: group, worldReadable: info.st_mode & S_IROTH != 0)
+        return InitResult(instance: name, config: file, database: database, journalMode: journalMode, bytes: Int64(info.st_size),
+                          owner: owner, backups: backups, deployConfig: workspace.instancesFolder + "/deploy.toml", addedToOrder: added,
+                          dropIn: dropIn, next: next)
+    }
+
+    /// The commands to run next (the first snapshot, status, the timers) and the systemd drop-in
+    /// the units need when their defaults do not fit this database: the units run as deployctl
+    /// with the root and the instance folder writable. A WAL database is read through its -shm,
+    /// which must be writable: the units then run as the database's owner with its folder
+    /// writable. A rollback-journal database only has to be readable: by anyone, or by
+    /// deployctl as its owner.
+    private func nextSteps(name: String, folder: String, database: String, backups: String, journalMode: String,
+                           owner: String, group: String, worldReadable: Bool) -> (dropIn: String?, next: [String]) {
         let root = workspace.root
         let rootOption = root == Workspace.installedRoot ? "" : " --root \(root)"
-        // The units run as deployctl with the root and the instance folder writable. A WAL
-        // database is read through its -shm, which must be writable: the units then run as the
-        // database's owner with its folder writable. A rollback-journal database only has to be
-        // readable: by anyone, or by deployctl as its owner.
         var writable = [String]()
-        let readable = owner == "deployctl" || info.st_mode & S_IROTH != 0
+        let readable = owner == "deployctl" || worldReadable
         let asOwner = owner != "deployctl" && (journalMode == "wal" || !readable)
         if journalMode == "wal" { writable.append((database as NSString).deletingLastPathComponent) }
         if !backups.hasPrefix(folder + "/") { writable.append(backups) }
@@ -145,9 +156,7 @@ public struct InstanceSetup: Sendable {
             next.append("for unit in snapshot verify status; do sudo mkdir -p /etc/systemd/system/deployctl-$unit@\(name).service.d && printf '%b' '\(escaped)' | sudo tee /etc/systemd/system/deployctl-$unit@\(name).service.d/instance.conf; done; sudo systemctl daemon-reload")
         }
         next.append("sudo systemctl enable --now \(units.joined(separator: " "))")
-        return InitResult(instance: name, config: file, database: database, journalMode: journalMode, bytes: Int64(info.st_size),
-                          owner: owner, backups: backups, deployConfig: workspace.instancesFolder + "/deploy.toml", addedToOrder: added,
-                          dropIn: dropIn, next: next)
+        return (dropIn, next)
     }
 
     /// The first 100 bytes of the database (its header), read without SQLite.

@@ -69,7 +69,7 @@ struct BackupsList: ParsableCommand {
     /// The copies in a remote, with whether each is good and whether this host has it locally.
     func listRemote(_ console: Console) throws {
         try console.run { runtime in
-            let (target, copies, others) = try runtime.remoteBackups(instance: instance, remote: remote.remote, host: remote.host)
+            let (target, copies, others) = try RemoteBackups(runtime).list(instance: instance, remote: remote.remote, host: remote.host)
             let shown = copies.filter { label == nil || $0.label == label }
             if global.json {
                 struct Item: Encodable {

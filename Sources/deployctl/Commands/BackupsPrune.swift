@@ -60,8 +60,11 @@ struct BackupsPrune: ParsableCommand {
     /// `--remote`: the same rules on this host's copies in the store.
     func pruneRemote(_ console: Console) throws {
         try console.run { runtime in
-            let decisions = try runtime.pruneRemote(instance: instance, remote: remote, policy: try retention.policy(), label: label,
-                                                    dryRun: dryRun) { emptied in try confirm(emptied, console) }
+            let prepared = try PreparedRemotePrune.prepare(runtime, instance: instance, remote: remote, policy: try retention.policy(), label: label,
+                                                           dryRun: dryRun)
+            defer { prepared.release() }
+            if !dryRun && !prepared.emptied.isEmpty { try confirm(prepared.emptied, console) }
+            let decisions = dryRun ? prepared.decisions : try prepared.perform()
             try show(console, dryRun: dryRun, decisions: decisions, removed: decisions.filter { !$0.kept }.map(\.entry.name))
         }
     }

@@ -48,7 +48,7 @@ struct BackupsPush: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let results = try runtime.push(instance: instance, backup: backup, all: all, remote: remote)
+            let results = try RemoteBackups(runtime).push(instance: instance, backup: backup, all: all, remote: remote)
             if global.json {
                 struct Item: Encodable { let name: String; let remote: String; let key: String; let bytes: Int64; let uploaded: Bool; let seconds: Double }
                 return try console.json(results.map { Item(name: $0.name, remote: $0.remote, key: $0.key, bytes: $0.bytes, uploaded: $0.uploaded, seconds: $0.seconds) })

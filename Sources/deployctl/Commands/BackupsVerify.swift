@@ -41,7 +41,7 @@ struct BackupsVerify: ParsableCommand {
     /// `--remote`: the copies in the store, by size and ETag, or downloaded and checked whole.
     func verifyRemote(_ console: Console) throws {
         try console.run { runtime in
-            let checks = try runtime.verifyRemote(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download,
+            let checks = try RemoteBackups(runtime).verify(instance: instance, remote: remote.remote, host: remote.host, backup: backup, all: all, download: download,
                                                  allowUnsigned: allowUnsigned)
             if global.json {
                 struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let checked: String }

@@ -23,7 +23,7 @@ struct Baseline: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let change = try runtime.baseline(instance: instance, through: through)
+            let change = try HistoryChanges(runtime).baseline(instance: instance, through: through)
             if global.json { return try console.json(change) }
             for line in change.checked { console.line("✓ \(line)") }
             console.line(change.migrations.isEmpty ? "Nothing recorded." : "Recorded as applied, without running them: \(change.migrations.joined(separator: ", "))")
@@ -55,7 +55,9 @@ struct Accept: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let change = try runtime.accept(instance: instance, migration: migration) { applied, file in
+            let prepared = try HistoryChanges(runtime).prepareAccept(instance: instance, migration: migration)
+            let (applied, file) = (prepared.applied, prepared.file)
+            do {
                 console.line("\(file.fileName) was applied with sha256 \(applied.prefix(12)); the file now has \(file.sha256.prefix(12)). It now reads:")
                 for line in file.sql.split(separator: "\n", omittingEmptySubsequences: false) { console.line("  | \(line)") }
                 if let down = file.downSQL {
@@ -67,6 +69,7 @@ struct Accept: ParsableCommand {
                                                          hint: "review the file, then run again with --yes"),
                                     declined: Failure(.declined, "nothing was recorded"))
             }
+            let change = try prepared.perform()
             if global.json { return try console.json(change) }
             console.line("✓ Recorded the edited \(change.migrations[0]) (\(change.checked[0]))")
         }

@@ -32,15 +32,15 @@ struct Plan: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let plan = try runtime.plan(instance: instance)
-            let mode = try runtime.deployMode(instance: instance, plan: plan)
+            let plan = try Planning(runtime).plan(instance: instance)
+            let mode = try Planning(runtime).deployMode(instance: instance, plan: plan)
             var refusal: Failure?
             do {
-                try runtime.refuseUnlessAllowed(plan: plan, allowDestructive: allowDestructive)
+                try Planning(runtime).refuseUnlessAllowed(plan: plan, allowDestructive: allowDestructive)
             } catch let failure as Failure {
                 refusal = failure
             }
-            refusal = refusal ?? runtime.verifyQueryRefusal(plan, instance: instance)
+            refusal = refusal ?? Planning.verifyQueryRefusal(plan, instance: instance)
             if global.json {
                 // One document: the plan, with an error member when it is refused.
                 try console.json(PlanDocument(plan: plan, mode: mode, refusal: refusal))

@@ -78,28 +78,17 @@ struct Restore: ParsableCommand {
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            var selection: BackupSelection = latest ? .latest(label: label) : .named(backup!)
-            var downloaded: String?
-            var keep = false
-            defer { if let downloaded, !keep { try? runtime.discardFetched(instance: instance, backup: downloaded) } }
-            if remote.remote != nil || remote.host != nil {
-                // Fetched and checked into the local folder, then restored by name like any local backup.
-                let fetched = try runtime.fetchForRestore(instance: instance, remote: remote.remote, host: remote.host,
-                                                          backup: backup, label: label, allowUnsigned: allowUnsigned)
-                console.note(fetched.downloaded ? "fetched \(fetched.name) from the remote into the local backups folder, checked against its manifest"
-                                                : "\(fetched.name) is already in the local backups folder with the remote copy's checksum: using it")
-                selection = .named(fetched.name)
-                if fetched.downloaded {
-                    // A dry run, or a restore that refuses the copy, leaves no download behind.
-                    downloaded = fetched.name
-                }
-            }
             let request = RestoreRequest(
-                instance: instance, selection: selection,
+                instance: instance, selection: latest ? .latest(label: label) : .named(backup!),
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
-                runHooks: !noHooks, allowForeign: allowForeign)
+                runHooks: !noHooks, allowForeign: allowForeign,
+                source: remote.remote != nil || remote.host != nil ? .remote(name: remote.remote, host: remote.host, allowUnsigned: allowUnsigned) : .local)
             let prepared = try RestorePlanner(runtime).begin(request)
             defer { prepared.release() }
+            if let fetched = prepared.fetched {
+                console.note(fetched.downloaded ? "fetched \(fetched.name) from the remote into the local backups folder, checked against its manifest"
+                                                : "\(fetched.name) is already in the local backups folder with the remote copy's checksum: using it")
+            }
             let preview = prepared.preview
             for skipped in preview.passedOver { console.note("warning: --latest passed over the newer \(skipped)") }
             if dryRun {
@@ -116,7 +105,6 @@ struct Restore: ParsableCommand {
                                                      hint: "review the lines above, then run again with --yes"),
                                 declined: Failure(.declined, "restore cancelled; nothing was changed"))
             let outcome = try prepared.perform()
-            keep = true
             if global.json {
                 if outcome.interruptedTooLate { console.note("deployctl: the interrupt came after the restore had committed: it was finished") }
                 return try console.json(RestoreDocument(outcome))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backup
+import Offsite
 import Orchestrator
 import Support
 
@@ -74,7 +75,7 @@ struct Snapshot: ParsableCommand {
                 var pushed = [PushResult]()
                 if offsite {
                     do {
-                        pushed = try runtime.push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
+                        pushed = try RemoteBackups(runtime).push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
                     } catch let error as DeployctlError {
                         // The local backup stands; the copy is what failed.
                         throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",

@@ -1,0 +1,107 @@
+import Backup
+import Foundation
+import Locking
+import Migration
+import Support
+
+/// A deploy that was killed, finished or undone from its journal by the next deploy or restore;
+/// and the undo of a committed deploy (a failed deploy's, or recovery's).
+struct DeployRecovery {
+    let instance: InstanceContext
+    var config: InstanceConfig { instance.config }
+
+    init(_ instance: InstanceContext) { self.instance = instance }
+
+    /// Finishes or undoes a deploy that was killed, from its journal (SPEC.md): an uncommitted
+    /// migration was rolled back by SQLite; a committed one is verified again and kept (or
+    /// undone when the check fails); an app the journal shows stopped is started. Writes that
+    /// deploy's report and removes the journal. Returns what it did, or nil when there was
+    /// nothing to recover. The caller holds the instance lock.
+    /// - Throws: `undo.unproven` or `undo.no_snapshot` (2) when a committed deploy fails its check and
+    ///   cannot be undone.
+    func recoverUnfinished() throws -> String? {
+        guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
+        let (committed, healthy) = try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        var note: String
+        if committed && healthy {
+            note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
+        } else if committed {
+            try undo(journal: journal)
+            note = "deploy \(journal.deployId) was interrupted after its commit and failed quick_check; it was undone"
+        } else {
+            note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
+        }
+        let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
+        if journal.appStopped, let result = try hooks.startAfterRecovery() {
+            note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
+        }
+        var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
+                                  outcome: committed && healthy ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))
+        report.finishedAt = instance.runtime.clock()
+        report.snapshot = journal.snapshot
+        report.pending = journal.migrations
+        report.hooks = hooks.results
+        report.recovered = note
+        try DurableFile.createFolder(config.deploysFolder)
+        try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
+        try DeployJournal.remove(path: config.journalPath)
+        instance.runtime.events(.fact("recovered: \(note)"))
+        return note
+    }
+
+    /// Undoes a committed deploy (SPEC.md stage 6). Additive: drops exactly the objects it
+    /// created and its history rows in one transaction, so application writes to older tables
+    /// survive, then proves none of them is left. Otherwise, in place when the journal says how
+    /// (the columns it only added, or down parts the rehearsal proved), else or when that fails:
+    /// restores the snapshot. Returns what was done, for the operator.
+    /// - Throws: when the undo fails or cannot be proven.
+    @discardableResult
+    func undo(journal: DeployJournal) throws -> String {
+        if journal.additive {
+            return try Undo(deployId: journal.deployId, strategy: .dropAdded(created: try Self.createdObjects(journal, config: config), columns: [:]))
+                .run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        }
+        var fallback = ""
+        for strategy in Self.inPlaceUndos(journal, created: try? Self.createdObjects(journal, config: config)) {
+            do {
+                return try Undo(deployId: journal.deployId, strategy: strategy).run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+            } catch {
+                // A column SQLite cannot drop (a view or key uses it), a down part that fails: the snapshot then.
+                fallback += "\(strategy.attempt) failed (\(error)), so "
+            }
+        }
+        guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
+        let store = instance.store
+        let opened = try store.check(try store.entry(named: name), keep: true)!
+        defer { opened.discard() }
+        let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
+        let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
+        if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
+        return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
+    }
+
+    /// The ways a non-additive deploy's journal says it can be undone in place, in the order
+    /// they are tried: dropping the columns it only added, then its proven down parts.
+    /// `created`: nil when the journal's objects cannot be read, which leaves the snapshot.
+    static func inPlaceUndos(_ journal: DeployJournal, created: [CreatedObject]?) -> [Undo.Strategy] {
+        var strategies = [Undo.Strategy]()
+        if let columns = journal.addedColumns, let created { strategies.append(.dropAdded(created: created, columns: columns)) }
+        // Down parts only with the text and the schema the rehearsal proved them with.
+        if journal.downProven == true, let downs = journal.downSQL, let schema = journal.schemaBefore {
+            strategies.append(.runDown(migrations: journal.migrations, downSQL: downs, schemaBefore: schema))
+        }
+        return strategies
+    }
+
+    /// The objects the journal says the deploy created.
+    /// - Throws: `undo.unproven` for a type no plan writes (a damaged journal): what to drop
+    ///   cannot be said.
+    static func createdObjects(_ journal: DeployJournal, config: InstanceConfig) throws -> [CreatedObject] {
+        try journal.created.map { object in
+            guard let type = CreatedObject.Kind(rawValue: object.type) else {
+                throw Failure(.undoUnproven, "the deploy journal \(config.journalPath) names \(object.name) with an unknown type '\(object.type)'")
+            }
+            return CreatedObject(type: type, name: object.name)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Support
+
+/// Facts about a database file the use cases above ask for, each one question answered here so
+/// that no SQL is written outside the modules that own it.
+extension Connection {
+    /// The database's size as SQLite sees it (page count × page size, the WAL's last commit
+    /// included; a large but checkpointed `-wal` adds nothing): what a copy of it takes. Never
+    /// waits for a lock; nil when it cannot be opened.
+    public static func bytesAsSQLiteSeesThem(path: String) -> Int64? {
+        guard let db = try? Connection(path: path, mode: .inspect, busyTimeout: .zero),
+              let pages = try? db.scalar("PRAGMA page_count").int, let size = try? db.scalar("PRAGMA page_size").int else { return nil }
+        return pages * size
+    }
+
+    /// The bytes of `table` and its indexes (their pages from `dbstat`; 0 where this libsqlite3
+    /// has no `dbstat`).
+    public static func treeBytes(path: String, table: String, busyTimeout: Duration) throws -> Int64 {
+        let db = try Connection(path: path, mode: .inspect, busyTimeout: busyTimeout)
+        let trees = [table] + (try db.rows("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", [.text(table)]).compactMap { $0[0].string })
+        return trees.reduce(Int64(0)) { bytes, tree in
+            bytes + ((try? db.scalar("SELECT pgsize FROM dbstat('main', 1) WHERE name = ?", [.text(tree)]).int) ?? 0)
+        }
+    }
+
+    /// Creates the database at `path` (which must not exist) and runs `sql` in it, with no
+    /// surrounding transaction: the SQL may set the journal mode.
+    public static func create(at path: String, running sql: String) throws {
+        let db = try Connection(path: path, mode: .create)
+        try db.execute(sql)
+    }
+
+    /// Whether `path` is a SQLite database that opens and passes `quick_check`.
+    public static func isHealthy(path: String, busyTimeout: Duration) -> Bool {
+        (try? Connection(path: path, mode: .inspect, busyTimeout: busyTimeout).integrityProblems().isEmpty) == true
+    }
+
+    /// The tables of the database at `path`, read without a lock (`.immutable`) or, for a live
+    /// database, as a reader (`.inspect`).
+    public static func tableNames(path: String, live: Bool, busyTimeout: Duration = .seconds(5)) throws -> [String] {
+        try Connection(path: path, mode: live ? .inspect : .immutable, busyTimeout: busyTimeout).tableNames()
+    }
+
+    /// The page size of the database at `path`.
+    public static func pageSize(path: String, live: Bool) throws -> Int64 {
+        try Connection(path: path, mode: live ? .inspect : .immutable).scalar("PRAGMA page_size").int ?? 0
+    }
+
+    /// Whether nobody committed to this database since this connection read `version`
+    /// (`dataVersion`): one read transaction, so the answer is SQLite's own.
+    public func unchanged(since version: UInt32) throws -> Bool {
+        try execute("BEGIN")
+        _ = try scalar("SELECT count(*) FROM sqlite_schema")
+        let unchanged = dataVersion == version
+        try execute("COMMIT")
+        return unchanged
+    }
+
+    /// Turns `PRAGMA query_only` on or off: a preview connection reads only until the operator
+    /// has said yes.
+    public func setQueryOnly(_ on: Bool) throws {
+        try execute("PRAGMA query_only = \(on ? "ON" : "OFF")")
+    }
+
+    /// `quick_check` and `foreign_key_check` problems of the database, each prefixed with the
+    /// check that found it, foreign key problems cut at `foreignKeyLimit`.
+    public func healthProblems(foreignKeyLimit: Int = 10) throws -> [String] {
+        try integrityProblems().map { "quick_check: \($0)" } + foreignKeyProblems().prefix(foreignKeyLimit).map { "foreign_key_check: \($0)" }
+    }
+}
