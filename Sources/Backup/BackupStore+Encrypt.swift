@@ -13,7 +13,7 @@ extension BackupStore {
     public func encryptedCopy(of entry: BackupEntry, to recipients: [AgeRecipient],
                               progress: (Int64) -> Void) throws -> (path: String, manifest: Manifest) {
         guard var manifest = entry.manifest, !entry.encrypted else {
-            throw Failure(.badData, "backup \(entry.name) has no readable manifest or is encrypted already; it is not encrypted again")
+            throw Failure(.backupNotEncryptable, "backup \(entry.name) has no readable manifest or is encrypted already; it is not encrypted again")
         }
         let name = entry.name + BackupStore.encryptedSuffix
         let temp = DurableFile.temporaryPath(for: folder + "/" + name)
@@ -28,7 +28,7 @@ extension BackupStore {
         let digests = try output.finish()
         let content = digests.content!
         guard content.bytes == manifest.bytes, content.sha256 == manifest.sha256 else {
-            throw Failure(.badData, "backup \(entry.name) does not match its manifest (\(content.bytes) bytes, sha256 \(content.sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
+            throw Failure(.backupChecksumMismatch, "backup \(entry.name) does not match its manifest (\(content.bytes) bytes, sha256 \(content.sha256.prefix(12))…; the manifest says \(manifest.bytes) bytes, \(manifest.sha256.prefix(12))…): it is not pushed",
                           hint: "check it with 'deployctl backups verify \(instance ?? manifest.instance ?? stem) \(entry.name)', and push a good one")
         }
         manifest.name = name

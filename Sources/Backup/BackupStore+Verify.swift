@@ -47,7 +47,7 @@ extension BackupStore {
     public func check(_ entry: BackupEntry, keep: Bool = false, runCheck: Bool = true, syncCopy: Bool = false) throws -> OpenedBackup? {
         var opened: OpenedBackup?
         do {
-            let stored: () throws -> Void
+            let stored: @Sendable () throws -> Void
             if entry.encrypted {
                 // The stored checksum first: once it matches, a key that opens nothing is the
                 // wrong key, not damage (`NoIdentityMatched`).
@@ -70,14 +70,14 @@ extension BackupStore {
             }
             // integrity_check takes one core; the checksum of the stored file and the fsync of
             // a copy about to be restored from take the other core and the disk. A checksum
-            // mismatch is still what is reported (bothAtOnce rethrows the first side's error first).
+            // mismatch is still what is reported (reported first when both fail).
             let copy = opened!
-            _ = try bothAtOnce({
+            _ = try Parallel.both({
+                if runCheck { try integrityCheck(copy, of: entry) }
+            }, elsewhere: {
                 try stored()
                 if syncCopy && copy.temporary { try DurableFile.syncFile(copy.databasePath) }
-            }, {
-                if runCheck { try integrityCheck(copy, of: entry) }
-            })
+            }, reportingFirst: .elsewhere)
         } catch {
             opened?.discard()
             throw error
@@ -109,7 +109,7 @@ extension BackupStore {
         } catch let failure as Failure where failure.kind == .badData {
             opened.discard()
             // The formats do not know the instance: the hint names the command that does.
-            throw Failure(.badData, failure.message, hint: anotherBackupHint)
+            throw Failure(failure.code, failure.message, hint: anotherBackupHint)
         } catch {
             opened.discard()
             throw error
@@ -128,16 +128,16 @@ extension BackupStore {
     /// `checkStored`, without reading the file when `digest` is false (the manifest only).
     private func checkStored(_ entry: BackupEntry, digest: Bool) throws -> Manifest {
         guard let manifest = entry.manifest else {
-            throw Failure(.badData, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
+            throw Failure(.backupManifestMissing, "backup \(entry.name) has no readable manifest (\(entry.name).json), so its checksum cannot be checked",
                           hint: "use another backup; a backup without a manifest was never finished")
         }
         if entry.encrypted, manifest.encryption == nil {
-            throw Failure(.badData, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
+            throw Failure(.backupManifestMissing, "backup \(entry.name) is named as encrypted but its manifest has no encryption section",
                           hint: anotherBackupHint)
         }
         // An encrypted plain database decrypts to the database itself: the sizes must agree.
         if entry.encrypted, !entry.compressed, let encryption = manifest.encryption, encryption.plaintextBytes != manifest.databaseBytes {
-            throw Failure(.badData, "backup \(entry.name) decrypts to \(encryption.plaintextBytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
+            throw Failure(.backupSizeMismatch, "backup \(entry.name) decrypts to \(encryption.plaintextBytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
                           hint: anotherBackupHint)
         }
         guard digest else { return manifest }
@@ -147,11 +147,11 @@ extension BackupStore {
             checkProgress(before + done, before + manifest.bytes)
         }
         guard sha256 == manifest.sha256, bytes == manifest.bytes else {
-            throw Failure(.badData, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
+            throw Failure(.backupChecksumMismatch, "backup \(entry.name) is damaged: its SHA-256 is \(sha256) but the manifest says \(manifest.sha256) (\(bytes) of \(manifest.bytes) bytes)",
                           hint: anotherBackupHint)
         }
         if !entry.compressed, !entry.encrypted, bytes != manifest.databaseBytes {
-            throw Failure(.badData, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
+            throw Failure(.backupSizeMismatch, "backup \(entry.name) holds \(bytes) bytes, not the \(manifest.databaseBytes) of the database its manifest records",
                           hint: anotherBackupHint)
         }
         return manifest
@@ -167,7 +167,7 @@ extension BackupStore {
     func decrypt(_ entry: BackupEntry, _ manifest: Manifest, into temp: String) throws {
         let encryption = manifest.encryption!
         guard let identities = try identities() else {
-            throw Failure(.usage, "backup \(entry.name) is encrypted (age), and no identity to decrypt it is configured: \(identitySetting) is not set",
+            throw Failure(.backupNoIdentity, "backup \(entry.name) is encrypted (age), and no identity to decrypt it is configured: \(identitySetting) is not set",
                           hint: "set identity_file under [encryption] to the private key of one of its recipients: \(encryption.recipients.joined(separator: ", "))")
         }
         let fd = try DurableFile.createNew(temp)
@@ -180,18 +180,18 @@ extension BackupStore {
         var written: Int64 = 0
         let stopped = stopped
         try AgeFile.decrypt(entry.path, identities: identities, name: entry.name) { piece in
-            if stopped() { throw Failure(.failed, "the check of \(entry.name) was stopped before it finished") }
+            if stopped() { throw Failure(.backupInterrupted, "the check of \(entry.name) was stopped before it finished") }
             written += Int64(piece.count)
             guard written <= encryption.plaintextBytes else {
-                throw Failure(.badData, "backup \(entry.name) decrypts to more than the \(encryption.plaintextBytes) bytes its manifest records",
+                throw Failure(.backupSizeMismatch, "backup \(entry.name) decrypts to more than the \(encryption.plaintextBytes) bytes its manifest records",
                               hint: anotherBackupHint)
             }
             try DurableFile.writeAll(fd: fd, piece, path: temp)
             hasher.update(piece)
         }
-        let sha256 = hasher.finalizeHex()
+        let sha256 = try hasher.finalizeHex()
         guard written == encryption.plaintextBytes, sha256 == encryption.plaintextSha256 else {
-            throw Failure(.badData, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
+            throw Failure(.backupChecksumMismatch, "backup \(entry.name) decrypts to \(written) bytes with SHA-256 \(sha256), not the \(encryption.plaintextBytes) bytes and \(encryption.plaintextSha256) its manifest records",
                           hint: anotherBackupHint)
         }
         complete = true
@@ -205,17 +205,17 @@ extension BackupStore {
             db.stopWhen(stopped)
             let problems = try db.integrityProblems(full: true)
             guard problems.isEmpty else {
-                throw Failure(.badData, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
+                throw Failure(.backupIntegrityFailed, "backup \(entry.name) fails integrity_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: anotherBackupHint)
             }
         } catch let error as SQLiteError where error.interrupted {
             // Stopped (a signal), not damaged: nothing is recorded about the backup.
-            throw Failure(.failed, "the check of \(entry.name) was stopped before it finished")
+            throw Failure(.backupInterrupted, "the check of \(entry.name) was stopped before it finished")
         } catch let error as SQLiteError {
-            throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
+            throw Failure(.backupUnreadable, "backup \(entry.name) is not a readable SQLite database: \(error.sqliteMessage)",
                           hint: anotherBackupHint)
         } catch let failure as Failure where failure.kind == .badData {
-            throw Failure(.badData, "backup \(entry.name) is not a readable SQLite database: \(failure.message)",
+            throw Failure(.backupUnreadable, "backup \(entry.name) is not a readable SQLite database: \(failure.message)",
                           hint: anotherBackupHint)
         }
     }
@@ -249,7 +249,7 @@ extension BackupStore {
             result.checksumOnly = true
             return result
         }
-        manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? "sha256" : "integrity_check", result: problems.isEmpty ? "ok" : "failed",
+        manifest.verification = Manifest.Verification(at: now, check: checksumOnly ? .sha256 : .integrityCheck, result: problems.isEmpty ? .ok : .failed,
                                                       reason: problems.first, sha256: manifest.sha256)
         if problems.isEmpty && !checksumOnly { manifest.verifiedAt = now }
         try record(manifest, of: entry)

@@ -34,15 +34,22 @@ public struct BackupEntry: Sendable, Equatable {
     public var compression: Compression { Compression.of(name: name) }
     /// Whether the stored file is age-encrypted (`….age`).
     public var encrypted: Bool { name.hasSuffix(BackupStore.encryptedSuffix) }
-    /// The last check of these bytes: "verified", "failed", "never verified", or "no manifest".
-    public var status: String {
-        guard let manifest else { return "no manifest" }
+    /// The last check of these bytes.
+    public var status: BackupStatus {
+        guard let manifest else { return .noManifest }
         if let check = manifest.verification, check.sha256 == manifest.sha256 {
-            guard check.result == "ok" else { return "failed" }
-            return check.check == "sha256" ? "checksum only" : "verified"
+            guard check.result == .ok else { return .failed }
+            return check.check == .sha256 ? .checksumOnly : .verified
         }
-        return manifest.verifiedAt == nil ? "never verified" : "verified"
+        return manifest.verifiedAt == nil ? .neverVerified : .verified
     }
+
+    /// Whether deployctl made this copy itself (`pre_<migration>` before a deploy, `pre_restore`
+    /// and `pre_putback` in a restore): kept for undoing that run, never a scheduled backup.
+    public var isOwnCopy: Bool { label.hasPrefix(BackupEntry.ownCopyPrefix) }
+
+    /// The label prefix of the copies deployctl makes itself.
+    public static let ownCopyPrefix = "pre_"
 
     /// How far ahead of the clock a backup may be dated before it counts as dated in the future
     /// (clock skew between hosts sharing a folder stays under it).
@@ -53,6 +60,15 @@ public struct BackupEntry: Sendable, Equatable {
     public func isFutureDated(now: Date) -> Bool {
         createdAt > now.addingTimeInterval(Self.futureTolerance)
     }
+}
+
+/// The last check of a backup's bytes, as `backups list` and `--json` print it (the raw values).
+public enum BackupStatus: String, Sendable, Codable {
+    case verified
+    case checksumOnly = "checksum only"
+    case failed
+    case neverVerified = "never verified"
+    case noManifest = "no manifest"
 }
 
 /// The backups folder of one instance: names, listing, lookup, retention.
@@ -111,7 +127,7 @@ public struct BackupStore: Sendable {
             ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" || $0 == "-"
         }
         guard ok else {
-            throw Failure(.usage, "invalid label '\(label)': use letters, digits, '_' and '-' (at most 64)")
+            throw Failure(.backupInvalidLabel, "invalid label '\(label)': use letters, digits, '_' and '-' (at most 64)")
         }
     }
 
@@ -121,14 +137,14 @@ public struct BackupStore: Sendable {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
-                throw Failure(.cannotCreate, "backups folder \(folder) is not a folder",
+                throw Failure(.backupFolderUnusable, "backups folder \(folder) is not a folder",
                               hint: "move the file away or set another backups path in the instance config")
             }
         } else {
             do {
                 try DurableFile.createFolder(folder, called: "backups folder")
             } catch let failure as Failure {
-                throw Failure(failure.kind == .io ? .io : .cannotCreate, failure.message,
+                throw Failure(failure.kind == .io ? failure.code : .backupFolderUnusable, failure.message,
                               hint: "check the parent folder's owner and permissions, or set another backups path")
             }
         }
@@ -137,10 +153,10 @@ public struct BackupStore: Sendable {
         guard fd >= 0 else {
             let code = errno
             if code == ENOSPC || code == EDQUOT {
-                throw Failure(.io, "backups folder \(folder) has no room for a new file: \(String(cString: strerror(code)))",
+                throw Failure(.backupFolderFull, "backups folder \(folder) has no room for a new file: \(String(cString: strerror(code)))",
                               hint: "free space (or inodes: df -i) there, or set another backups path")
             }
-            throw Failure(.cannotCreate, "backups folder \(folder) is not writable: \(String(cString: strerror(code)))",
+            throw Failure(.backupFolderUnusable, "backups folder \(folder) is not writable: \(String(cString: strerror(code)))",
                           hint: "check the folder's owner and permissions (chmod u+w), or set another backups path")
         }
         close(fd)
@@ -171,10 +187,10 @@ public struct BackupStore: Sendable {
     public static func validate(backupName name: String) throws {
         guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.contains(".."),
               !name.hasPrefix(".") else {
-            throw Failure(.usage, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
+            throw Failure(.backupInvalidName, "invalid backup name '\(name)': give a bare name from 'deployctl backups list', not a path")
         }
         guard hasBackupSuffix(name) else {
-            throw Failure(.usage, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst, then maybe .age")
+            throw Failure(.backupInvalidName, "invalid backup name '\(name)': backup names end in .db, .db.gz or .db.zst, then maybe .age")
         }
     }
 
@@ -262,10 +278,10 @@ public struct BackupStore: Sendable {
         let (backups, others) = scan()
         if let entry = backups.first(where: { $0.name == name }) { return entry }
         if let other = others.first(where: { $0.name == name }) {
-            throw Failure(.badData, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
+            throw Failure(.backupForeignFile, "\(folder)/\(name) is not a backup deployctl wrote (\(other.reason)); it is never read",
                           hint: "pick a backup from 'deployctl backups list \(instance ?? stem)'")
         }
-        throw Failure(.missingInput, "no backup named \(name) in \(folder)",
+        throw Failure(.backupNotFound, "no backup named \(name) in \(folder)",
                       hint: "list the backups with 'deployctl backups list \(instance ?? stem)'")
     }
 

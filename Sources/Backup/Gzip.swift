@@ -1,6 +1,5 @@
 import CDeflate
 import CZlib
-import Dispatch
 import Foundation
 import SQLite
 import Support
@@ -28,21 +27,6 @@ enum Gzip {
     /// Members worked on at once: one per core, at most 8 (each holds two 4 MiB buffers).
     static var workers: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) }
 
-    /// Runs `body` for `0..<count` on every core at once and returns the results in order, or
-    /// throws the first failure (by index) once all have finished.
-    static func inParallel<T>(_ count: Int, _ body: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
-        let results = UnsafeMutableBufferPointer<Result<T, Failure>?>.allocate(capacity: count)
-        results.initialize(repeating: nil)
-        defer { results.deinitialize(); results.deallocate() }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let shared = (results, body)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                shared.0[i] = Result { () throws(Failure) in try shared.1(i) }
-            }
-        }
-        return try results.map { result throws(Failure) in try result!.get() }
-    }
-
     /// Compresses the file at `source` into `output` at `level` (see `compressMembers` for
     /// `following` and the result).
     /// - Throws: `Failure` `.io` on read or write errors.
@@ -66,23 +50,29 @@ enum Gzip {
     /// - Throws: `Failure` `.io` on read or write errors, what `member` throws.
     @discardableResult
     static func compressMembers(source: String, into output: StoredOutput, following: CopyFollower? = nil, progress: (Int64) -> Void,
-                                _ member: (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> Bool {
+                                _ member: @Sendable (UnsafeRawBufferPointer) throws(Failure) -> [UInt8]) throws -> Bool {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize * workers, alignment: 16)
-        defer { buffer.deallocate() }
+        // One array read into and shared read-only with the workers: it is written again only
+        // after `Parallel.map` returned and dropped their references (no copy on write).
+        var buffer = [UInt8](repeating: 0, count: memberSize * workers)
         var consumed: Int64 = 0
         while true {
             if let following, !following.waitUntilWritten(below: consumed + Int64(buffer.count)) { return false }
-            let filled = try DurableFile.readFully(input, into: buffer, path: source)
-            if consumed == 0, let following { following.patchFirstPage(of: buffer, count: filled) }
+            let filled = try buffer.withUnsafeMutableBytes { buffer in
+                let filled = try DurableFile.readFully(input, into: buffer, path: source)
+                if consumed == 0, let following { following.patchFirstPage(of: buffer, count: filled) }
+                return filled
+            }
             if filled == 0 && consumed > 0 { break }
             consumed += Int64(filled)
-            let read = UnsafeRawBufferPointer(buffer)
-            let members = try inParallel(max(1, (filled + memberSize - 1) / memberSize)) { i throws(Failure) in
+            let read = buffer
+            let members = try Parallel.map(max(1, (filled + memberSize - 1) / memberSize), width: workers) { i throws(Failure) in
                 let start = i * memberSize
-                return try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)]))
+                return try read.withUnsafeBytes { read in
+                    Result { () throws(Failure) in try member(UnsafeRawBufferPointer(rebasing: read[start..<min(start + memberSize, filled)])) }
+                }.get()
             }
             for bytes in members {
                 try bytes.withUnsafeBytes { try output.write($0) }
@@ -100,7 +90,7 @@ enum Gzip {
     /// and ISIZE after the data).
     /// - Throws: `Failure` `.io` if libdeflate cannot allocate its compressor.
     static func deflateMember(_ input: UnsafeRawBufferPointer, level: Int32) throws(Failure) -> [UInt8] {
-        guard let compressor = libdeflate_alloc_compressor(level) else { throw Failure(.io, "libdeflate could not allocate a compressor (out of memory)") }
+        guard let compressor = libdeflate_alloc_compressor(level) else { throw Failure(.compressionLibraryFailed, "libdeflate could not allocate a compressor (out of memory)") }
         defer { libdeflate_free_compressor(compressor) }
         let bound = libdeflate_deflate_compress_bound(compressor, input.count)
         var output = [UInt8](repeating: 0, count: headerSize + bound + 8)
@@ -109,7 +99,7 @@ enum Gzip {
             out.copyBytes(from: header)
             return libdeflate_deflate_compress(compressor, input.baseAddress, input.count, out.baseAddress! + headerSize, bound)
         }
-        guard written > 0 || input.isEmpty else { throw Failure(.io, "libdeflate could not compress a member") }
+        guard written > 0 || input.isEmpty else { throw Failure(.compressionLibraryFailed, "libdeflate could not compress a member") }
         let crc = libdeflate_crc32(0, input.baseAddress, input.count)
         let length = headerSize + written + 8
         output.removeLast(output.count - length)
@@ -120,7 +110,7 @@ enum Gzip {
     }
 
     /// One member found through its header's length field.
-    struct Member {
+    struct Member: Sendable {
         var offset: Int64
         var length: Int
         var inflatedOffset: Int64
@@ -159,26 +149,37 @@ enum Gzip {
     ///   member does not end where its header says; `.io` on read or write errors.
     static func inflate(members: [Member], source: String, input: Int32, into output: Int32, outputPath: String,
                         stop: () -> Bool = { false }, progress: (Int64) -> Void = { _ in }) throws {
-        let maxCompressed = members.map(\.length).max() ?? 0
-        let buffers = (0..<workers).map { _ in
-            (UnsafeMutableRawBufferPointer.allocate(byteCount: maxCompressed, alignment: 16),
-             UnsafeMutableRawBufferPointer.allocate(byteCount: memberSize, alignment: 16))
-        }
-        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        // Each worker's two buffers, kept from batch to batch: the compressed member, the inflated.
+        let buffers = Parallel.Pool { ([UInt8](repeating: 0, count: members.map(\.length).max() ?? 0), [UInt8](repeating: 0, count: memberSize)) }
         var inflated: Int64 = 0
-        for batch in stride(from: 0, to: members.count, by: buffers.count) {
+        for batch in stride(from: 0, to: members.count, by: workers) {
             if stop() { throw stopped(source) }
             progress(inflated)
-            inflated += members[batch..<min(members.count, batch + buffers.count)].reduce(0) { $0 + Int64($1.inflatedLength) }
-            _ = try inParallel(min(buffers.count, members.count - batch)) { i throws(Failure) in
-                try inflateMember(members[batch + i], source: source, input: input, compressed: buffers[i].0,
-                                  inflated: buffers[i].1, output: output, outputPath: outputPath)
+            let members = Array(members[batch..<min(members.count, batch + workers)])
+            inflated += members.reduce(0) { $0 + Int64($1.inflatedLength) }
+            _ = try Parallel.map(members.count, width: workers) { i throws(Failure) in
+                try buffers.borrow { (pair: inout ([UInt8], [UInt8])) throws(Failure) in
+                    try inflateMember(members[i], source: source, input: input, compressed: &pair.0, inflated: &pair.1, output: output, outputPath: outputPath)
+                }
             }
         }
     }
 
     /// Inflates one indexed member: read it, inflate it whole (zlib checks its CRC and length),
     /// write the result at its place in `output`.
+    private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: inout [UInt8], inflated: inout [UInt8],
+                                      output: Int32, outputPath: String) throws(Failure) {
+        let result = compressed.withUnsafeMutableBytes { compressed in
+            inflated.withUnsafeMutableBytes { inflated in
+                Result { () throws(Failure) in
+                    try inflateMember(member, source: source, input: input, compressed: compressed, inflated: inflated, output: output, outputPath: outputPath)
+                }
+            }
+        }
+        try result.get()
+    }
+
+    /// `inflateMember` into the worker's buffers.
     private static func inflateMember(_ member: Member, source: String, input: Int32, compressed: UnsafeMutableRawBufferPointer,
                                       inflated: UnsafeMutableRawBufferPointer, output: Int32, outputPath: String) throws(Failure) {
         var done = 0
@@ -189,7 +190,7 @@ enum Gzip {
             done += n
         }
         // libdeflate checks the member whole: header, data, CRC-32 and length.
-        guard let decompressor = libdeflate_alloc_decompressor() else { throw Failure(.io, "libdeflate could not allocate a decompressor (out of memory)") }
+        guard let decompressor = libdeflate_alloc_decompressor() else { throw Failure(.compressionLibraryFailed, "libdeflate could not allocate a decompressor (out of memory)") }
         defer { libdeflate_free_decompressor(decompressor) }
         var consumed = 0
         var produced = 0
@@ -197,16 +198,10 @@ enum Gzip {
                                                &consumed, &produced)
         guard rc == LIBDEFLATE_SUCCESS, consumed == member.length, produced == member.inflatedLength else {
             let reason = rc == LIBDEFLATE_BAD_DATA ? "bad data or checksum" : rc == LIBDEFLATE_SUCCESS ? "member length mismatch" : "libdeflate error \(rc.rawValue)"
-            throw Failure(.badData, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
+            throw Failure(.backupCompressionDamaged, "\(source) is not a valid gzip file: \(reason) in the member at byte \(member.offset)",
                           hint: "the backup is damaged; use another one")
         }
-        var written = 0
-        while written < produced {
-            let n = pwrite(output, inflated.baseAddress! + written, produced - written, off_t(member.inflatedOffset) + off_t(written))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DurableFile.posixFailure("cannot write \(outputPath)", n < 0 ? errno : ENOSPC) }
-            written += n
-        }
+        try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: inflated[0..<produced]), at: member.inflatedOffset, path: outputPath)
     }
 
     /// Inflates every gzip member of `source` into the open file `output`: indexed members
@@ -222,7 +217,7 @@ enum Gzip {
         guard input >= 0 else { throw DurableFile.posixFailure("cannot open \(source)", errno) }
         defer { close(input) }
         let wrongSize = { (total: Int64) in
-            Failure(.badData, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
+            Failure(.backupSizeMismatch, "\(source) inflates to \(total) bytes, not the \(expected ?? 0) its manifest records",
                     hint: "the backup is damaged; use another one")
         }
         var info = stat()
@@ -231,10 +226,18 @@ enum Gzip {
             if let expected, total != expected { throw wrongSize(total) }
             return try inflate(members: members, source: source, input: input, into: output, outputPath: outputPath, stop: stop, progress: progress)
         }
+        try inflateStream(input, source: source, into: output, outputPath: outputPath, expected: expected, wrongSize: wrongSize,
+                          stop: stop, progress: progress)
+    }
+
+    /// Inflates another tool's gzip (members without our length field) in one pass through
+    /// zlib, member after member, in 1 MiB reads (see `inflate(source:…)` for the checks).
+    private static func inflateStream(_ input: Int32, source: String, into output: Int32, outputPath: String, expected: Int64?,
+                                      wrongSize: (Int64) -> Failure, stop: () -> Bool, progress: (Int64) -> Void) throws {
         var total: Int64 = 0
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw Failure(.io, "zlib inflateInit2 failed")
+            throw Failure(.compressionLibraryFailed, "zlib inflateInit2 failed")
         }
         defer { inflateEnd(&stream) }
         let chunk = 1 << 20
@@ -255,7 +258,7 @@ enum Gzip {
                 stream.avail_in = uInt(n)
             }
             if atMemberEnd {
-                guard inflateReset(&stream) == Z_OK else { throw Failure(.io, "zlib inflateReset failed") }
+                guard inflateReset(&stream) == Z_OK else { throw Failure(.compressionLibraryFailed, "zlib inflateReset failed") }
                 atMemberEnd = false
             }
             stream.next_out = outBuffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
@@ -274,12 +277,12 @@ enum Gzip {
             case Z_BUF_ERROR where stream.avail_in == 0: continue
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib error \(rc)"
-                throw Failure(.badData, "\(source) is not a valid gzip file: \(reason)",
+                throw Failure(.backupCompressionDamaged, "\(source) is not a valid gzip file: \(reason)",
                               hint: "the backup is damaged; use another one")
             }
         }
         guard sawInput, atMemberEnd else {
-            throw Failure(.badData, "\(source) is truncated: the gzip stream ends early",
+            throw Failure(.backupCompressionDamaged, "\(source) is truncated: the gzip stream ends early",
                           hint: "the backup is damaged; use another one")
         }
         if let expected, total != expected { throw wrongSize(total) }
@@ -287,6 +290,6 @@ enum Gzip {
 
     /// The failure of work stopped by a signal (not damage: nothing is recorded about the file).
     static func stopped(_ source: String) -> Failure {
-        Failure(.failed, "the work on \(source) was stopped before it finished")
+        Failure(.backupInterrupted, "the work on \(source) was stopped before it finished")
     }
 }

@@ -118,15 +118,26 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// checked (a later restore of the same bytes need not check them again).
     public struct Verification: Codable, Sendable, Equatable {
         public var at: Date
-        /// `integrity_check` or `quick_check`; `sha256` when only the encrypted file's checksum
-        /// could be checked (no identity to decrypt it).
-        public var check: String
-        /// `ok` or `failed`.
-        public var result: String
+        /// Which check ran.
+        public var check: Check
+        public var result: Outcome
         public var reason: String?
         public var sha256: String
 
-        public init(at: Date, check: String, result: String, reason: String?, sha256: String) {
+        /// Which check ran; the raw values are the manifest's text.
+        public enum Check: String, Codable, Sendable {
+            case integrityCheck = "integrity_check"
+            case quickCheck = "quick_check"
+            /// Only the encrypted file's checksum could be checked (no identity to decrypt it).
+            case sha256
+        }
+
+        /// How it ended; the raw values are the manifest's text.
+        public enum Outcome: String, Codable, Sendable {
+            case ok, failed
+        }
+
+        public init(at: Date, check: Check, result: Outcome, reason: String?, sha256: String) {
             self.at = at
             self.check = check
             self.result = result
@@ -137,7 +148,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     /// Whether these exact bytes already passed `integrity_check`.
     public var passedIntegrityCheck: Bool {
-        verification.map { $0.check == "integrity_check" && $0.result == "ok" && $0.sha256 == sha256 } ?? false
+        verification.map { $0.check == .integrityCheck && $0.result == .ok && $0.sha256 == sha256 } ?? false
     }
 
     enum CodingKeys: String, CodingKey {

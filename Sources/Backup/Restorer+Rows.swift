@@ -47,30 +47,15 @@ extension Restorer {
     /// - Throws: as `restore(_:intoLive:…)`; a throw from `beforeCommit` aborts.
     func restoreByRows(_ backup: OpenedBackup, intoLive live: Connection, keys: [String: [Int64]], previewVersion: UInt32,
                        saving request: SnapshotRequest, in store: BackupStore, progress: @escaping ProgressHandler,
-                       stop: (() -> Bool)?, beforeCommit: () throws -> Void) throws -> LiveResult? {
+                       stop: (@Sendable () -> Bool)?, beforeCommit: () throws -> Void) throws -> LiveResult? {
         guard try live.readFileBytes(at: 18, count: 2).first == 2 else { return nil }
         try live.execute("ATTACH DATABASE \(sqlLiteral(Connection.uri(backup.databasePath, query: "immutable=1"))) AS restore_source")
         defer { try? live.execute("DETACH DATABASE restore_source") }
         guard try Self.sameShape(live) else { return nil }
-        // Each table's columns but generated ones, and its INTEGER PRIMARY KEY (the rowid's
-        // alias: the preview only names rows of such tables). Rows are chosen by that column,
-        // never by the word `rowid`, which a column of that name would shadow.
-        var columns = [String: [String]]()
-        var keyColumn = [String: String]()
-        for table in keys.keys {
-            columns[table] = try live.rows("SELECT name FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0", [.text(table)]).compactMap { $0[0].string }
-            guard try live.rowidIsPrimaryKey(table: table, database: "main"),
-                  let key = try live.scalar("SELECT name FROM pragma_table_info(?, 'main') WHERE pk = 1", [.text(table)]).string else { return nil }
-            keyColumn[table] = key
-        }
+        guard let shapes = try Self.rowShapes(live, tables: Array(keys.keys)) else { return nil }
         let internals = try Self.internalTables.filter { try live.scalar("SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?", [.text($0)]).int == 1 }
-        let foreignKeys = try live.scalar("PRAGMA foreign_keys").int == 1
-        if foreignKeys { try live.execute("PRAGMA foreign_keys = OFF") }
-        try live.setTriggersEnabled(false)
-        defer {
-            try? live.setTriggersEnabled(true)
-            if foreignKeys { try? live.execute("PRAGMA foreign_keys = ON") }
-        }
+        let putBackSettings = try Self.suspendTriggersAndForeignKeys(live)
+        defer { putBackSettings() }
 
         try live.execute("BEGIN")
         var published: BackupEntry?
@@ -84,89 +69,24 @@ extension Restorer {
         }
         _ = try live.scalar("SELECT count(*) FROM main.sqlite_schema")
         guard live.dataVersion == previewVersion else { return nil }
-        // The keys go into a temp table now: writing `temp` takes no lock on the live database.
-        try live.execute("CREATE TEMP TABLE deployctl_restore_keys (t INTEGER, k INTEGER, PRIMARY KEY (t, k)) WITHOUT ROWID")
         let tables = keys.keys.sorted()
-        let insertKey = try live.prepare("INSERT INTO temp.deployctl_restore_keys VALUES (?, ?)")
-        for (number, table) in tables.enumerated() {
-            for key in keys[table]! {
-                try insertKey.bind([.integer(Int64(number)), .integer(key)])
-                _ = try insertKey.step()
-                try insertKey.reset()
-            }
-        }
+        try Self.stageKeys(live, keys, tables: tables)
 
         progress(.working(.savingPreRestore))
-        // `stop` is asked between steps of the copy (2048 pages each, in this read transaction):
-        // an interrupt stops it within a second. Beside the copy, on the other core, the tables
-        // to be rewritten get `integrity_check` on a second connection (the same state: nobody
-        // committed since the preview, checked again when the lock is taken): rewriting rows
-        // keeps a damaged index damaged, where the page copy sets it right.
-        live.stopWhen(stop)
-        let checker = try Connection(path: live.path, mode: .inspect, busyTimeout: busyTimeout)
-        try checker.useMemoryMappedReads()
-        nonisolated(unsafe) let (live_, checker_) = (live, checker)
-        let timeout = busyTimeout
-        let (copied, damaged) = try bothAtOnce({
-            try Snapshotter(store: store).snapshot(request, progress: progress) { path in
-                defer { live_.stopWhen(nil) }
-                return try live_.copy(into: path, timeout: timeout, durable: true)
-            }
-        }, {
-            try tables.contains { try !checker_.integrityProblems(full: true, table: $0).isEmpty }
-        })
-        live.stopWhen(nil)
-        published = copied
-        guard !damaged else { return nil }
-        let saved = copied
+        let (copied, check) = try savePreRestore(live, checking: tables, saving: request, in: store, progress: progress, stop: stop)
+        // A copy saved is removed (the defer) when the check failed; the copy's failure first.
+        published = try? copied.get()
+        let saved = try copied.get()
+        guard try !check.get() else { return nil }
 
-        // The write lock: SQLite upgrades this read transaction only if nobody committed since S.
-        let userVersion = try live.scalar("PRAGMA restore_source.user_version").int ?? 0
-        do {
-            try live.withoutWaitingForLocks { try live.execute("PRAGMA main.user_version = \(userVersion)") }
-        } catch let error as SQLiteError where error.kind == .temporary {
-            return nil
-        }
+        guard try Self.takeWriteLockAtOnce(live) else { return nil }
         let locked = ContinuousClock.now
         progress(.working(.restoringPages))
         // A signal stops the rewrite (SQLite's progress handler): rolled back, nothing changed.
         live.stopWhen(stop)
-        do {
-            // The preupdate hook sees every row any statement changes, triggers' and foreign-key
-            // actions' included: each table must change by exactly the rows of its own statements.
-            let recorder = try RowChangeRecorder(live)
-            var expected = [String: Int]()
-            for (number, table) in tables.enumerated() {
-                let q = quoteIdentifier(table)
-                let list = columns[table]!.map(quoteIdentifier).joined(separator: ", ")
-                let chosen = "\(quoteIdentifier(keyColumn[table]!)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
-                let before = live.totalChanges
-                try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
-                try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
-                expected["main." + table] = Int(live.totalChanges - before)
-            }
-            let seen = recorder.stop().filter { !internals.contains(String($0.key.dropFirst(5))) && $0.value > 0 }
-            guard seen == expected.filter({ $0.value > 0 }) else {
-                live.stopWhen(nil)
-                return nil
-            }
-            for table in internals {
-                try live.execute("DELETE FROM main.\(table)")
-                try live.execute("INSERT INTO main.\(table) SELECT * FROM restore_source.\(table)")
-            }
-            let applicationId = try live.scalar("PRAGMA restore_source.application_id").int ?? 0
-            try live.execute("PRAGMA main.application_id = \(applicationId)")
-            live.stopWhen(nil)
-        } catch let error as SQLiteError where !error.interrupted {
-            live.stopWhen(nil)
-            // Rolled back (the defer): a full disk is said so; anything else SQLite refused
-            // here (a damaged page the check did not reach) leaves it to the page copy.
-            guard error.kind == .io else { return nil }
-            throw Failure(.io, "\(error.message)\nThe restore was rolled back: the live database is as it was.", hint: error.hint)
-        } catch {
-            live.stopWhen(nil)
-            throw error
-        }
+        defer { live.stopWhen(nil) }
+        guard try Self.rewriteRows(live, tables: tables, shapes: shapes, internals: internals) else { return nil }
+        live.stopWhen(nil)
         // The last point a failpoint or an interrupt can stop it: just before the commit.
         try beforeCommit()
         do {
@@ -182,6 +102,122 @@ extension Restorer {
         let proof = try proveRows(live, tables: tables, keys: keys, internals: internals)
         progress(.ended(announce: true))
         return LiveResult(saved: saved, previewExact: true, writeLockMilliseconds: blocked.milliseconds, proof: proof)
+    }
+
+    /// Turns triggers and foreign keys off for the rewrite (its statements must change exactly
+    /// their own rows); returns what turns them back as they were.
+    private static func suspendTriggersAndForeignKeys(_ live: Connection) throws -> () -> Void {
+        let foreignKeys = try live.scalar("PRAGMA foreign_keys").int == 1
+        if foreignKeys { try live.execute("PRAGMA foreign_keys = OFF") }
+        try live.setTriggersEnabled(false)
+        return {
+            try? live.setTriggersEnabled(true)
+            if foreignKeys { try? live.execute("PRAGMA foreign_keys = ON") }
+        }
+    }
+
+    /// The write lock, without waiting: SQLite upgrades this read transaction only if nobody
+    /// committed since it began (the first write is the backup's user_version). False when
+    /// another connection holds or took it.
+    private static func takeWriteLockAtOnce(_ live: Connection) throws -> Bool {
+        let userVersion = try live.scalar("PRAGMA restore_source.user_version").int ?? 0
+        do {
+            try live.withoutWaitingForLocks { try live.execute("PRAGMA main.user_version = \(userVersion)") }
+            return true
+        } catch let error as SQLiteError where error.kind == .temporary {
+            return false
+        }
+    }
+
+    /// Each table's columns but generated ones, and its INTEGER PRIMARY KEY (the rowid's
+    /// alias: the preview only names rows of such tables); nil when a table has none. Rows are
+    /// chosen by that column, never by the word `rowid`, which a column of that name would shadow.
+    private static func rowShapes(_ live: Connection, tables: [String]) throws -> [String: (columns: [String], key: String)]? {
+        var shapes = [String: (columns: [String], key: String)]()
+        for table in tables {
+            let columns = try live.rows("SELECT name FROM pragma_table_xinfo(?, 'main') WHERE hidden = 0", [.text(table)]).compactMap { $0[0].string }
+            guard try live.rowidIsPrimaryKey(table: table, database: "main"),
+                  let key = try live.scalar("SELECT name FROM pragma_table_info(?, 'main') WHERE pk = 1", [.text(table)]).string else { return nil }
+            shapes[table] = (columns, key)
+        }
+        return shapes
+    }
+
+    /// Puts the keys into a temp table (`t` the table's number in `tables`, `k` the key):
+    /// writing `temp` takes no lock on the live database.
+    private static func stageKeys(_ live: Connection, _ keys: [String: [Int64]], tables: [String]) throws {
+        try live.execute("CREATE TEMP TABLE deployctl_restore_keys (t INTEGER, k INTEGER, PRIMARY KEY (t, k)) WITHOUT ROWID")
+        let insertKey = try live.prepare("INSERT INTO temp.deployctl_restore_keys VALUES (?, ?)")
+        for (number, table) in tables.enumerated() {
+            for key in keys[table]! {
+                try insertKey.bind([.integer(Int64(number)), .integer(key)])
+                _ = try insertKey.step()
+                try insertKey.reset()
+            }
+        }
+    }
+
+    /// Saves the live state (this read transaction's) as the `pre_restore` copy and, beside
+    /// it on the other core, runs `integrity_check` on the tables to be rewritten on a second
+    /// connection (the same state: nobody committed since the preview, checked again when the
+    /// lock is taken): rewriting rows keeps a damaged index damaged, where the page copy sets it
+    /// right. Returns how each ended: the copy, and whether a table is damaged. `stop` is asked
+    /// between steps of the copy (2048 pages each): an interrupt stops it within a second.
+    private func savePreRestore(_ live: Connection, checking tables: [String], saving request: SnapshotRequest, in store: BackupStore,
+                                progress: @escaping ProgressHandler, stop: (@Sendable () -> Bool)?)
+        throws -> (copy: Result<BackupEntry, any Error>, damaged: Result<Bool, any Error>) {
+        live.stopWhen(stop)
+        defer { live.stopWhen(nil) }
+        let (livePath, timeout) = (live.path, busyTimeout)
+        return try Parallel.both({
+            Result {
+                try Snapshotter(store: store).snapshot(request, progress: progress) { path in
+                    defer { live.stopWhen(nil) }
+                    return try live.copy(into: path, timeout: timeout, durable: true)
+                }
+            }
+        }, elsewhere: {
+            Result {
+                let checker = try Connection(path: livePath, mode: .inspect, busyTimeout: timeout)
+                try checker.useMemoryMappedReads()
+                return try tables.contains { try !checker.integrityProblems(full: true, table: $0).isEmpty }
+            }
+        })
+    }
+
+    /// Rewrites the chosen rows of each table from the backup, then the internal tables whole
+    /// and the application id, inside the caller's write transaction. False (give up, the
+    /// caller rolls back) when any table changed by other rows than its own statements' (the
+    /// preupdate hook sees triggers' and foreign-key actions' changes too) or SQLite refused a
+    /// statement (a damaged page the check did not reach: the page copy sets it right).
+    /// - Throws: a full disk (rolled back: said so); an interrupt.
+    private static func rewriteRows(_ live: Connection, tables: [String], shapes: [String: (columns: [String], key: String)],
+                                    internals: [String]) throws -> Bool {
+        do {
+            let recorder = try RowChangeRecorder(live)
+            var expected = [String: Int]()
+            for (number, table) in tables.enumerated() {
+                let q = quoteIdentifier(table)
+                let list = shapes[table]!.columns.map(quoteIdentifier).joined(separator: ", ")
+                let chosen = "\(quoteIdentifier(shapes[table]!.key)) IN (SELECT k FROM temp.deployctl_restore_keys WHERE t = \(number))"
+                let before = live.totalChanges
+                try live.execute("DELETE FROM main.\(q) WHERE \(chosen)")
+                try live.execute("INSERT OR ABORT INTO main.\(q) (\(list)) SELECT \(list) FROM restore_source.\(q) WHERE \(chosen)")
+                expected["main." + table] = Int(live.totalChanges - before)
+            }
+            let seen = recorder.stop().filter { !internals.contains(String($0.key.dropFirst(5))) && $0.value > 0 }
+            guard seen == expected.filter({ $0.value > 0 }) else { return false }
+            for table in internals {
+                try live.execute("DELETE FROM main.\(table)")
+                try live.execute("INSERT INTO main.\(table) SELECT * FROM restore_source.\(table)")
+            }
+            let applicationId = try live.scalar("PRAGMA restore_source.application_id").int ?? 0
+            try live.execute("PRAGMA main.application_id = \(applicationId)")
+            return true
+        } catch let error as SQLiteError where !error.interrupted {
+            guard error.kind == .io else { return false }
+            throw Failure(error.code, "\(error.message)\nThe restore was rolled back: the live database is as it was.", hint: error.hint)
+        }
     }
 
     /// Whether the live database and the attached backup have the same schema (every

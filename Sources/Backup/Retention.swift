@@ -12,7 +12,7 @@ public struct RetentionDuration: Sendable, Equatable, CustomStringConvertible {
         var (years, months, days, hours) = (0, 0, 0, 0)
         var number = ""
         var sawUnit = false
-        let bad = Failure(.usage, "invalid duration '\(text)': write a number and a unit, e.g. 36h, 14d, 8w, 6m (months), 1y, or a sum such as 1y6m")
+        let bad = Failure(.retentionInvalidDuration, "invalid duration '\(text)': write a number and a unit, e.g. 36h, 14d, 8w, 6m (months), 1y, or a sum such as 1y6m")
         for character in text {
             if character.isASCII && character.isNumber {
                 number.append(character)
@@ -116,7 +116,7 @@ public enum Retention {
         for label in order.sorted() {
             let list = byLabel[label]!
             let dated = list.filter { !$0.isFutureDated(now: now) }
-            let good = dated.filter { $0.status != "failed" }
+            let good = dated.filter { $0.status != .failed }
             var reasons = [String: [String]]()
             func keep(_ entry: BackupEntry, _ reason: String) { reasons[entry.name, default: []].append(reason) }
             var policy = policy
@@ -144,13 +144,13 @@ public enum Retention {
                     if seen.insert(key).inserted { keep(entry, "\(rule) \(key)") }
                 }
             }
-            if label.hasPrefix("pre_"), let newest = good.first ?? dated.first ?? list.first { keep(newest, "newest \(label) backup (pre_* labels always keep one)") }
+            if label.hasPrefix(BackupEntry.ownCopyPrefix), let newest = good.first ?? dated.first ?? list.first { keep(newest, "newest \(label) backup (pre_* labels always keep one)") }
             for entry in list {
                 if let why = protected[entry.name] { keep(entry, why) }
                 if entry.isFutureDated(now: now) { keep(entry, "dated in the future (\(day(entry.createdAt))): its age is unknown; check the clock, then remove it by hand") }
             }
             decisions += list.map {
-                RetentionDecision(entry: $0, reasons: reasons[$0.name] ?? [], unusable: $0.isFutureDated(now: now) || $0.status == "failed")
+                RetentionDecision(entry: $0, reasons: reasons[$0.name] ?? [], unusable: $0.isFutureDated(now: now) || $0.status == .failed)
             }
         }
         return decisions

@@ -31,7 +31,7 @@ extension Snapshotter {
         let check = try store.verify(compressed, now: now)
         guard check.problems.isEmpty, !check.vanished else {
             try store.remove([compressed])
-            throw Failure(.badData, "the \(compression.rawValue) copy of \(entry.name) failed its check (\(check.problems.first ?? "it vanished")); it was removed and \(entry.name) kept")
+            throw Failure(.backupRecompressFailed, "the \(compression.rawValue) copy of \(entry.name) failed its check (\(check.problems.first ?? "it vanished")); it was removed and \(entry.name) kept")
         }
         try store.remove([entry])
         return check.entry
@@ -60,8 +60,8 @@ extension Snapshotter {
                 written += w
             }
         }
-        guard hasher.finalizeHex() == sha256 else {
-            throw Failure(.badData, "\(source) does not match the sha256 its manifest records; it is left as it is")
+        guard try hasher.finalizeHex() == sha256 else {
+            throw Failure(.backupChecksumMismatch, "\(source) does not match the sha256 its manifest records; it is left as it is")
         }
     }
 }

@@ -114,7 +114,7 @@ public struct Snapshotter: Sendable {
         let compressed = request.compression != .none || encrypted
         // The plain copy is scratch when compressed: only the compressed (or encrypted) file is
         // fsynced and kept. It is compressed as it is written when the copy can be followed.
-        var early: (follower: CopyFollower, thread: BackgroundWork<(path: String, digests: StoredOutput.Digests)?>)?
+        var early: (follower: CopyFollower, thread: Parallel.Background<(path: String, digests: StoredOutput.Digests)?>)?
         defer {
             // On every path out: stop it and wait for it before its files are removed.
             early?.follower.stop()
@@ -125,68 +125,79 @@ public struct Snapshotter: Sendable {
                 guard compressed else { return }
                 let tempStored = DurableFile.temporaryPath(for: finalPath)
                 cleanup.append(tempStored)
-                early = (follower, BackgroundWork { report in
+                early = (follower, Parallel.Background { report in
                     try compress(tempDatabase, into: tempStored, request, following: follower, progress: report).map { (tempStored, $0) }
                 })
             }
         }
         try request.checkpoint()
 
-        var stored = tempDatabase
-        let digests: StoredOutput.Digests
-        if compressed {
-            let algorithm = request.compression == .none ? nil : request.compression.rawValue + (encrypted ? ", encrypting with age" : "")
-            // Reported on this thread, also while the copy's compression, already under way, ends.
-            let report = { (done: Int64) in
-                progress(.working(algorithm.map { .compressing(algorithm: $0) } ?? .encrypting, done: done, total: info.bytes))
-                if request.interrupted() { early?.follower.stop() }
-            }
-            if let followed = try early?.thread.wait(report: report) {
-                stored = followed.path
-                digests = followed.digests
-            } else {
-                if request.interrupted() { try request.checkpoint() }
-                // Not followed (a wrong page-1 prediction, writes out of order): from the finished copy.
-                let tempStored = DurableFile.temporaryPath(for: finalPath)
-                cleanup.append(tempStored)
-                digests = try compress(tempDatabase, into: tempStored, request, following: nil, progress: report)!
-                stored = tempStored
-            }
-        } else if let written = info.written {
-            // Hashed as it was written (the copy was then only read, by SQLite, immutable).
-            try DurableFile.syncFile(tempDatabase)
-            digests = StoredOutput.Digests(bytes: written.bytes, sha256: written.sha256, content: nil)
-        } else {
-            // The disk writes the copy while a core hashes it from the page cache.
-            let ((), (bytes, sha256)) = try bothAtOnce({ try DurableFile.syncFile(tempDatabase) },
-                                                       { try FileDigest.sha256(of: tempDatabase) })
-            digests = StoredOutput.Digests(bytes: bytes, sha256: sha256, content: nil)
-        }
-        let (bytes, sha256) = (digests.bytes, digests.sha256)
-        // quick_check ran on the copy; an encrypted file is not known to open until a
-        // `backups verify` with the identity decrypts it, so it is not recorded as verified.
-        let verified = request.verify && !encrypted
+        let (stored, digests) = compressed
+            ? try finishCompressed(tempDatabase, as: finalPath, request, early: early, total: info.bytes, progress: progress, cleanup: &cleanup)
+            : (tempDatabase, try Self.syncedPlainCopy(tempDatabase, written: info.written))
         progress(.ended(announce: true))
         try request.checkpoint()
         try DurableFile.publish(stored, as: finalPath)
         cleanup.append(finalPath)
         try store.recordIssued(name)
+        // quick_check ran on the copy; an encrypted file is not known to open until a
+        // `backups verify` with the identity decrypts it, so it is not recorded as verified.
+        let manifest = Self.manifest(name: name, request, info, digests, verified: request.verify && !encrypted)
+        try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
+        cleanup.removeAll()
+        unlink(tempDatabase)
+        return BackupEntry(name: name, path: finalPath, manifest: manifest, label: request.label,
+                           createdAt: request.now, bytes: digests.bytes)
+    }
+
+    /// The compressed (or encrypted) file and its digests: the one compressed while the copy
+    /// was written (`early`), or, when the copy could not be followed (a wrong page-1
+    /// prediction, writes out of order), compressed now from the finished copy. Progress is
+    /// reported on this thread meanwhile; an interrupt stops the compression.
+    private func finishCompressed(_ tempDatabase: String, as finalPath: String, _ request: SnapshotRequest,
+                                  early: (follower: CopyFollower, thread: Parallel.Background<(path: String, digests: StoredOutput.Digests)?>)?,
+                                  total: Int64, progress: @escaping ProgressHandler, cleanup: inout [String]) throws -> (String, StoredOutput.Digests) {
+        let phase: Phase = request.compression == .none ? .encrypting
+            : .compressing(algorithm: request.compression.rawValue + (request.recipients.isEmpty ? "" : ", encrypting with age"))
+        let report = { (done: Int64) in
+            progress(.working(phase, done: done, total: total))
+            if request.interrupted() { early?.follower.stop() }
+        }
+        if let followed = try early?.thread.wait(report: report) { return followed }
+        if request.interrupted() { try request.checkpoint() }
+        let tempStored = DurableFile.temporaryPath(for: finalPath)
+        cleanup.append(tempStored)
+        return (tempStored, try compress(tempDatabase, into: tempStored, request, following: nil, progress: report)!)
+    }
+
+    /// The plain copy kept as it is, fsynced, and its digests: hashed as it was written when
+    /// `written` (the copy was then only read, by SQLite, immutable), else hashed by one core
+    /// while the disk writes it.
+    private static func syncedPlainCopy(_ path: String, written: WrittenDigest?) throws -> StoredOutput.Digests {
+        if let written {
+            try DurableFile.syncFile(path)
+            return StoredOutput.Digests(bytes: written.bytes, sha256: written.sha256, content: nil)
+        }
+        let ((), (bytes, sha256)) = try Parallel.both({ try DurableFile.syncFile(path) }, elsewhere: { try FileDigest.sha256(of: path) })
+        return StoredOutput.Digests(bytes: bytes, sha256: sha256, content: nil)
+    }
+
+    /// The manifest of the new backup `name`: what was copied (`info`), how it is stored
+    /// (`digests`), and the `quick_check` when it ran on an unencrypted copy (`verified`).
+    private static func manifest(name: String, _ request: SnapshotRequest, _ info: CopyInfo, _ digests: StoredOutput.Digests,
+                                 verified: Bool) -> Manifest {
         var manifest = Manifest(
-            name: name, sha256: sha256, bytes: bytes, compressed: request.compression != .none,
+            name: name, sha256: digests.sha256, bytes: digests.bytes, compressed: request.compression != .none,
             compression: request.compression == .none ? nil : request.compression.rawValue, databaseBytes: info.bytes,
             pageSize: info.pageSize, pageCount: info.pageCount, sqliteVersion: Connection.libraryVersion,
             appliedMigrations: info.migrations, sourcePath: request.databasePath, createdAt: request.now,
             label: request.label, verifiedAt: verified ? request.now : nil,
             instance: request.instance, database: request.database, note: request.note,
-            verification: verified ? Manifest.Verification(at: request.now, check: "quick_check", result: "ok", reason: nil, sha256: sha256) : nil)
+            verification: verified ? Manifest.Verification(at: request.now, check: .quickCheck, result: .ok, reason: nil, sha256: digests.sha256) : nil)
         manifest.encryption = digests.content.map {
             Manifest.Encryption(recipients: request.recipients.map(\.description), plaintextSha256: $0.sha256, plaintextBytes: $0.bytes)
         }
-        try DurableFile.write(try JSON.encoder().encode(manifest), to: finalPath + ".json", replace: false)
-        cleanup.removeAll()
-        unlink(tempDatabase)
-        return BackupEntry(name: name, path: finalPath, manifest: manifest, label: request.label,
-                           createdAt: request.now, bytes: bytes)
+        return manifest
     }
 
     /// Compresses (or only encrypts) the copy `tempDatabase` into the new file `tempStored`,
@@ -234,7 +245,7 @@ public struct Snapshotter: Sendable {
         if verify {
             let problems = try copy.integrityProblems()
             guard problems.isEmpty else {
-                throw Failure(.badData, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
+                throw Failure(.snapshotCopyDamaged, "the copy of the live database fails quick_check: \(problems.prefix(3).joined(separator: "; "))",
                               hint: "check the live database with 'deployctl verify \(store.instance ?? store.stem)'; it may be damaged")
             }
         }
@@ -275,6 +286,6 @@ public enum FileDigest {
             total += Int64(n)
             if total % (16 << 20) < Int64(n) { progress(total) }
         }
-        return (total, hasher.finalizeHex())
+        return (total, try hasher.finalizeHex())
     }
 }

@@ -11,14 +11,15 @@ final class StoredOutput {
     let fd: Int32
     let path: String
     private let encryptor: AgeEncryptor?
-    private var content = SHA256()
-    private var stored = SHA256()
+    // Optional so that `finish` can take them (a hasher is finalized once).
+    private var content: SHA256? = SHA256()
+    private var stored: SHA256? = SHA256()
     private var contentBytes: Int64 = 0
     private var storedBytes: Int64 = 0
 
     /// What was written: the stored file's size and SHA-256, and, when encrypted, the
     /// content's (what decryption must give back).
-    struct Digests {
+    struct Digests: Sendable {
         var bytes: Int64
         var sha256: String
         var content: (bytes: Int64, sha256: String)?
@@ -38,7 +39,7 @@ final class StoredOutput {
     /// - Throws: `Failure` `.io` (disk full shows as ENOSPC).
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard let encryptor else { return try emit(bytes) }
-        content.update(bytes)
+        content?.update(bytes)
         contentBytes += Int64(bytes.count)
         try encryptor.write(bytes) { try emit($0) }
     }
@@ -70,14 +71,14 @@ final class StoredOutput {
     /// Writes what is left (the last encrypted chunk) and returns the checksums. Not fsynced.
     /// - Throws: `Failure` `.io`.
     func finish() throws -> Digests {
-        guard let encryptor else { return Digests(bytes: storedBytes, sha256: stored.finalizeHex(), content: nil) }
+        guard let encryptor else { return Digests(bytes: storedBytes, sha256: try stored.take()!.finalizeHex(), content: nil) }
         try encryptor.finish { try emit($0) }
-        return Digests(bytes: storedBytes, sha256: stored.finalizeHex(), content: (contentBytes, content.finalizeHex()))
+        return Digests(bytes: storedBytes, sha256: try stored.take()!.finalizeHex(), content: (contentBytes, try content.take()!.finalizeHex()))
     }
 
     private func emit(_ bytes: UnsafeRawBufferPointer) throws {
         try DurableFile.writeAll(fd: fd, bytes, path: path)
-        stored.update(bytes)
+        stored?.update(bytes)
         storedBytes += Int64(bytes.count)
     }
 }

@@ -29,19 +29,19 @@ enum Zstd {
 
     /// One complete zstd frame holding `input`, with its content size.
     static func frame(_ input: UnsafeRawBufferPointer, level: Int32) throws(Failure) -> [UInt8] {
-        guard let context = ZSTD_createCCtx() else { throw Failure(.io, "libzstd could not allocate a compressor (out of memory)") }
+        guard let context = ZSTD_createCCtx() else { throw Failure(.compressionLibraryFailed, "libzstd could not allocate a compressor (out of memory)") }
         defer { ZSTD_freeCCtx(context) }
         // Each frame carries its content checksum (XXH64), as the zstd CLI's do: damage inside the
         // data is caught on decompression, not only damage to the structure.
         guard ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)) == 0,
               ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)) == 0 else {
-            throw Failure(.io, "libzstd refused its parameters")
+            throw Failure(.compressionLibraryFailed, "libzstd refused its parameters")
         }
         var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
         let size = output.withUnsafeMutableBytes { out in
             ZSTD_compress2(context, out.baseAddress, out.count, input.baseAddress, input.count)
         }
-        guard ZSTD_isError(size) == 0 else { throw Failure(.io, "libzstd could not compress: \(String(cString: ZSTD_getErrorName(size)))") }
+        guard ZSTD_isError(size) == 0 else { throw Failure(.compressionLibraryFailed, "libzstd could not compress: \(String(cString: ZSTD_getErrorName(size)))") }
         output.removeLast(output.count - size)
         return output
     }
@@ -60,37 +60,36 @@ enum Zstd {
         var info = stat()
         guard fstat(input, &info) == 0 else { throw DurableFile.posixFailure("cannot stat \(source)", errno) }
         let size = Int64(info.st_size)
-        let bad = { (why: String) in
-            Failure(.badData, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
+        let bad: @Sendable (String) -> Failure = { why in
+            Failure(.backupCompressionDamaged, "\(source) is not a valid zstd file: \(why)", hint: "the backup is damaged; use another one")
         }
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
         // with pread: a file that shrinks meanwhile is a short read, never a fault.
         let frameBound = ZSTD_compressBound(Gzip.memberSize) + 64
-        let window = UnsafeMutableRawBufferPointer.allocate(byteCount: frameBound * Gzip.workers, alignment: 16)
-        defer { window.deallocate() }
-        let buffers = (0..<Gzip.workers).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Gzip.memberSize, alignment: 16) }
-        defer { for buffer in buffers { buffer.deallocate() } }
+        // Shared read-only with the workers, written again only after they end (no copy on write).
+        var window = [UInt8](repeating: 0, count: frameBound * Gzip.workers)
+        let buffers = Parallel.Pool { [UInt8](repeating: 0, count: Gzip.memberSize) }
         var offset: Int64 = 0
         var inflated: Int64 = 0
         while offset < size {
             if stop() { throw Gzip.stopped(source) }
             let want = Int(min(Int64(window.count), size - offset))
-            let got = pread(input, window.baseAddress, want, off_t(offset))
+            let got = window.withUnsafeMutableBytes { pread(input, $0.baseAddress, want, off_t(offset)) }
             guard got >= 0 else { throw DurableFile.posixFailure("cannot read \(source)", errno) }
             guard got == want else { throw bad("it is truncated (it changed while being read)") }
             // The whole frames in this window, each with its content size.
             var frames = [(start: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)]()
             var at = 0
             while at < got {
-                let length = ZSTD_findFrameCompressedSize(window.baseAddress! + at, got - at)
+                let length = window.withUnsafeBytes { ZSTD_findFrameCompressedSize($0.baseAddress! + at, got - at) }
                 if ZSTD_isError(length) != 0 {
                     // Cut by the window's end: the next window takes it (or, for one frame larger
                     // than a window, the stream below). At the end of the file it is damage.
                     if offset + Int64(got) < size { break }
                     throw bad(String(cString: ZSTD_getErrorName(length)))
                 }
-                let content = ZSTD_getFrameContentSize(window.baseAddress! + at, length)
+                let content = window.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress! + at, length) }
                 if content == contentSizeError { throw bad("a frame header is damaged") }
                 // Another tool's frame (larger, or of unknown size): the whole file as a stream.
                 if content == contentSizeUnknown || content > UInt64(Gzip.memberSize) {
@@ -103,38 +102,48 @@ enum Zstd {
                 inflated += Int64(content)
                 if let expected, inflated > expected { throw bad("it holds more than the \(expected) bytes its manifest records") }
                 at += length
-                if frames.count == buffers.count { break }
+                if frames.count == Gzip.workers { break }
             }
             guard !frames.isEmpty else {
                 // One frame bigger than the window: only another tool writes those.
                 return try stream(input, size: size, into: output, outputPath: outputPath, from: offset, inflatedSoFar: inflated, expected: expected, bad: bad, stop: stop, source: source)
             }
-            nonisolated(unsafe) let base = UnsafeRawPointer(window.baseAddress!)
-            _ = try Gzip.inParallel(frames.count) { i throws(Failure) in
-                let frame = frames[i]
-                let produced = ZSTD_decompress(buffers[i].baseAddress, buffers[i].count, base + frame.start, frame.length)
+            try decompressFrames(frames, in: window, at: offset, into: output, outputPath: outputPath, buffers: buffers, bad: bad)
+            offset += Int64(frames.last!.start + frames.last!.length)
+        }
+        if let expected, inflated != expected { throw bad("it holds \(inflated) bytes, not the \(expected) its manifest records") }
+    }
+
+    /// Decompresses whole frames of `window` (read from the file at `offset`) on every core at
+    /// once, each written at its place in `output`.
+    private static func decompressFrames(_ frames: [(start: Int, length: Int, inflatedOffset: Int64, inflatedLength: Int)], in window: [UInt8],
+                                         at offset: Int64, into output: Int32, outputPath: String, buffers: Parallel.Pool<[UInt8]>,
+                                         bad: @escaping @Sendable (String) -> Failure) throws(Failure) {
+        _ = try Parallel.map(frames.count, width: Gzip.workers) { i throws(Failure) in
+            let frame = frames[i]
+            try buffers.borrow { (buffer: inout [UInt8]) throws(Failure) in
+                let produced = buffer.withUnsafeMutableBytes { buffer in
+                    window.withUnsafeBytes { ZSTD_decompress(buffer.baseAddress, buffer.count, $0.baseAddress! + frame.start, frame.length) }
+                }
                 guard ZSTD_isError(produced) == 0, produced == frame.inflatedLength else {
                     throw bad(ZSTD_isError(produced) != 0 ? "\(String(cString: ZSTD_getErrorName(produced))) in the frame at byte \(offset + Int64(frame.start))"
                                                          : "the frame at byte \(offset + Int64(frame.start)) holds \(produced) bytes, not \(frame.inflatedLength)")
                 }
-                var done = 0
-                while done < produced {
-                    let n = pwrite(output, buffers[i].baseAddress! + done, produced - done, off_t(frame.inflatedOffset) + off_t(done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw DurableFile.posixFailure("cannot write \(outputPath)", n < 0 ? errno : ENOSPC) }
-                    done += n
+                let result = buffer.withUnsafeBytes { written in
+                    Result { () throws(Failure) in
+                        try DurableFile.writeAll(fd: output, UnsafeRawBufferPointer(rebasing: written[0..<produced]), at: frame.inflatedOffset, path: outputPath)
+                    }
                 }
+                try result.get()
             }
-            offset += Int64(frames.last!.start + frames.last!.length)
         }
-        if let expected, inflated != expected { throw bad("it holds \(inflated) bytes, not the \(expected) its manifest records") }
     }
 
     /// Streams a file whose frames cannot be taken whole (another tool's) through one
     /// decompressor from `from`, reading it in chunks, appending after `inflatedSoFar` bytes.
     private static func stream(_ input: Int32, size: Int64, into output: Int32, outputPath: String, from: Int64, inflatedSoFar: Int64,
                                expected: Int64?, bad: (String) -> Failure, stop: () -> Bool, source: String) throws {
-        guard let context = ZSTD_createDStream() else { throw Failure(.io, "libzstd could not allocate a decompressor (out of memory)") }
+        guard let context = ZSTD_createDStream() else { throw Failure(.compressionLibraryFailed, "libzstd could not allocate a decompressor (out of memory)") }
         defer { ZSTD_freeDStream(context) }
         let inChunk = ZSTD_DStreamInSize(), outChunk = ZSTD_DStreamOutSize()
         let inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: inChunk, alignment: 16)

@@ -39,14 +39,14 @@ struct AgeHeader {
             let ephemeral = try Primitives.random(32)
             guard let share = Primitives.x25519Public(scalar: ephemeral),
                   let shared = Primitives.x25519(scalar: ephemeral, point: recipient.point) else {
-                throw Failure(.usage, "the recipient \(recipient) is not a usable X25519 key")
+                throw Failure(.encryptionInvalidRecipient, "the recipient \(recipient) is not a usable X25519 key")
             }
-            let wrapKey = Primitives.hkdf(ikm: shared, salt: share + recipient.point, info: x25519Label)
+            let wrapKey = try Primitives.hkdf(ikm: shared, salt: share + recipient.point, info: x25519Label)
             let body = try ChaChaPoly.seal(key: wrapKey, nonce: [UInt8](repeating: 0, count: 12), fileKey)
             text += "-> X25519 \(base64(share))\n" + wrapped(base64(body))
         }
         text += "---"
-        let mac = Primitives.hmacSHA256(key: Primitives.hkdf(ikm: fileKey, salt: [], info: "header"), Array(text.utf8))
+        let mac = try SHA256.hmac(key: try Primitives.hkdf(ikm: fileKey, salt: [], info: "header"), Array(text.utf8))
         return Array((text + " " + base64(mac) + "\n").utf8)
     }
 
@@ -97,7 +97,7 @@ struct AgeHeader {
             return Substring(text)
         }
         guard try line() == versionLine else {
-            throw Failure(.badData, "\(file) is not an age-encryption.org/v1 file (its first line is not \(versionLine))",
+            throw Failure(.encryptionInvalidFile, "\(file) is not an age-encryption.org/v1 file (its first line is not \(versionLine))",
                           hint: "use another backup")
         }
         var stanzas = [Stanza]()
@@ -145,7 +145,7 @@ struct AgeHeader {
                 guard let shared = Primitives.x25519(scalar: identity.scalar, point: share) else {
                     throw Self.malformed(file, "an X25519 stanza's share is a low-order point")
                 }
-                let wrapKey = Primitives.hkdf(ikm: shared, salt: share + identity.recipient.point, info: Self.x25519Label)
+                let wrapKey = try Primitives.hkdf(ikm: shared, salt: share + identity.recipient.point, info: Self.x25519Label)
                 if let unwrapped = try ChaChaPoly.open(key: wrapKey, nonce: [UInt8](repeating: 0, count: 12), stanza.body), unwrapped.count == 16 {
                     key = unwrapped
                     break search
@@ -157,7 +157,7 @@ struct AgeHeader {
             throw NoIdentityMatched(message: "no identity matched \(file): it has \(counted(x25519, "X25519 recipient stanza")) and none opens with the key\(identities.count == 1 ? "" : "s") of \(identities.map(\.recipient.description).joined(separator: ", "))",
                                     hint: "point identity_file at the key whose public key was among [encryption] recipients when the backup was written (its manifest lists them); nothing was recorded about the backup")
         }
-        let expected = Primitives.hmacSHA256(key: Primitives.hkdf(ikm: key, salt: [], info: "header"), macInput)
+        let expected = try SHA256.hmac(key: try Primitives.hkdf(ikm: key, salt: [], info: "header"), macInput)
         guard Primitives.equal(expected, mac) else {
             throw Self.malformed(file, "its header MAC does not match: the header was changed")
         }
@@ -165,6 +165,6 @@ struct AgeHeader {
     }
 
     static func malformed(_ file: String, _ what: String) -> Failure {
-        Failure(.badData, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup")
+        Failure(.encryptionInvalidFile, "\(file) is damaged or not a valid age file: \(what)", hint: "use another backup")
     }
 }

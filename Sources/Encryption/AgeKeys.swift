@@ -11,15 +11,15 @@ public struct AgeRecipient: Sendable, Hashable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard !AgeIdentity.looksSecret(trimmed) else {
-            throw Failure(.usage, "a private key (AGE-SECRET-KEY-1…) was given where a recipient (public key, age1…) belongs; it is not repeated here",
+            throw Failure(.encryptionInvalidRecipient, "a private key (AGE-SECRET-KEY-1…) was given where a recipient (public key, age1…) belongs; it is not repeated here",
                           hint: "put the public key instead ('age-keygen -y KEYFILE' prints it), and treat that private key as exposed if this file is shared")
         }
         guard let (hrp, data) = Bech32.decode(trimmed), hrp == "age", data.count == 32, trimmed == trimmed.lowercased() else {
-            throw Failure(.usage, "'\(trimmed.prefix(80))' is not an age X25519 recipient (age1… as age-keygen prints it)")
+            throw Failure(.encryptionInvalidRecipient, "'\(trimmed.prefix(80))' is not an age X25519 recipient (age1… as age-keygen prints it)")
         }
         // A low-order point would make every shared secret zero: no file could be opened.
         guard Primitives.x25519(scalar: [UInt8](repeating: 0x42, count: 32), point: data) != nil else {
-            throw Failure(.usage, "'\(trimmed)' is not a usable X25519 public key (a low-order point)")
+            throw Failure(.encryptionInvalidRecipient, "'\(trimmed)' is not a usable X25519 public key (a low-order point)")
         }
         point = data
     }
@@ -41,7 +41,7 @@ public struct AgeIdentity: Sendable {
     public init(parsing text: String) throws {
         guard let (hrp, data) = Bech32.decode(text), hrp == "age-secret-key-", data.count == 32, text == text.uppercased(),
               let point = Primitives.x25519Public(scalar: data) else {
-            throw Failure(.usage, "not an age X25519 identity (AGE-SECRET-KEY-1…)")
+            throw Failure(.encryptionInvalidIdentity, "not an age X25519 identity (AGE-SECRET-KEY-1…)")
         }
         scalar = data
         recipient = AgeRecipient(point: point)
@@ -49,7 +49,7 @@ public struct AgeIdentity: Sendable {
 
     private init(scalar: [UInt8]) throws {
         guard let point = Primitives.x25519Public(scalar: scalar) else {
-            throw Failure(.io, "libcrypto could not derive an X25519 public key")
+            throw Failure(.encryptionLibraryFailed, "libcrypto could not derive an X25519 public key")
         }
         self.scalar = scalar
         recipient = AgeRecipient(point: point)
@@ -87,12 +87,12 @@ public struct AgeIdentity: Sendable {
             do {
                 identities.append(try AgeIdentity(parsing: line))
             } catch {
-                throw Failure(.usage, "\(path):\(index + 1): not an age X25519 identity (AGE-SECRET-KEY-1…); plugin and passphrase identities are not supported",
+                throw Failure(.encryptionInvalidIdentity, "\(path):\(index + 1): not an age X25519 identity (AGE-SECRET-KEY-1…); plugin and passphrase identities are not supported",
                               hint: "make one with 'deployctl keygen --output FILE' or 'age-keygen -o FILE'")
             }
         }
         guard !identities.isEmpty else {
-            throw Failure(.usage, "\(path) holds no age identity (AGE-SECRET-KEY-1…)",
+            throw Failure(.encryptionInvalidIdentity, "\(path) holds no age identity (AGE-SECRET-KEY-1…)",
                           hint: "make one with 'deployctl keygen --output FILE' or 'age-keygen -o FILE'")
         }
         return identities
@@ -106,18 +106,18 @@ public struct AgeIdentity: Sendable {
         guard stat(path, &info) == 0 else {
             let code = errno
             if code == ENOENT {
-                throw Failure(.missingInput, "the identity file \(path) (\(setting)) does not exist",
+                throw Failure(.encryptionIdentityFileMissing, "the identity file \(path) (\(setting)) does not exist",
                               hint: "restore it from where the key is kept, or point \(setting) at it")
             }
-            throw Failure(.usage, "cannot read the identity file \(path) (\(setting)): \(String(cString: strerror(code)))")
+            throw Failure(.encryptionIdentityFileUnreadable, "cannot read the identity file \(path) (\(setting)): \(String(cString: strerror(code)))")
         }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else {
-            throw Failure(.usage, "the identity file \(path) (\(setting)) has mode \(String(mode, radix: 8)): group or others can read the private key, so it is not used",
+            throw Failure(.encryptionIdentityFileExposed, "the identity file \(path) (\(setting)) has mode \(String(mode, radix: 8)): group or others can read the private key, so it is not used",
                           hint: "chmod 600 \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Failure(.usage, "cannot read the identity file \(path) (\(setting))", hint: "check its owner and permissions")
+            throw Failure(.encryptionIdentityFileUnreadable, "cannot read the identity file \(path) (\(setting))", hint: "check its owner and permissions")
         }
         return try parseFile(text, path: path)
     }

@@ -17,8 +17,8 @@ enum AgeStream {
         return nonce
     }
 
-    static func payloadKey(fileKey: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        Primitives.hkdf(ikm: fileKey, salt: nonce, info: "payload")
+    static func payloadKey(fileKey: [UInt8], nonce: [UInt8]) throws(Failure) -> [UInt8] {
+        try Primitives.hkdf(ikm: fileKey, salt: nonce, info: "payload")
     }
 
     /// The size of the payload after the header for `plaintext` bytes.
@@ -46,7 +46,7 @@ public final class AgeEncryptor {
 
     /// - Throws: `Failure` `.usage` for no recipients; `.io` when libcrypto fails.
     public init(recipients: [AgeRecipient]) throws {
-        guard !recipients.isEmpty else { throw Failure(.usage, "no age recipient to encrypt to") }
+        guard !recipients.isEmpty else { throw Failure(.encryptionNoRecipient, "no age recipient to encrypt to") }
         let fileKey = try Primitives.random(16)
         let nonce = try Primitives.random(16)
         prologue = try AgeHeader.make(fileKey: fileKey, recipients: recipients) + nonce

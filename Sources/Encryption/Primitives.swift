@@ -2,7 +2,7 @@ import CCrypto
 import Foundation
 import Support
 
-/// The libcrypto calls the age format needs (X25519, HKDF-SHA-256, HMAC-SHA-256,
+/// The libcrypto calls the age format needs (X25519, HKDF-SHA-256 over Support's HMAC-SHA-256,
 /// ChaCha20-Poly1305, the system random generator): the one place this module calls them.
 enum Primitives {
     /// `count` bytes from the system's CSPRNG.
@@ -10,28 +10,18 @@ enum Primitives {
     static func random(_ count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         guard RAND_bytes(&bytes, Int32(count)) == 1 else {
-            throw Failure(.io, "the system random generator (libcrypto RAND_bytes) failed; nothing was encrypted")
+            throw Failure(.encryptionLibraryFailed, "the system random generator (libcrypto RAND_bytes) failed; nothing was encrypted")
         }
         return bytes
     }
 
-    /// HMAC-SHA-256 (RFC 2104).
-    static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 32
-        _ = key.withUnsafeBufferPointer { k in
-            data.withUnsafeBufferPointer { d in
-                HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), d.baseAddress, d.count, &out, &length)
-            }
-        }
-        return out
-    }
-
     /// HKDF-SHA-256 (RFC 5869): Extract with `salt` (an empty salt is 32 zero bytes, as the RFC
     /// says), then Expand with `info` to 32 bytes, the one length age uses.
-    static func hkdf(ikm: [UInt8], salt: [UInt8], info: String) -> [UInt8] {
-        let prk = hmacSHA256(key: salt.isEmpty ? [UInt8](repeating: 0, count: 32) : salt, ikm)
-        return hmacSHA256(key: prk, Array(info.utf8) + [1])
+    /// HMAC is `SHA256.hmac`, the project's one.
+    /// - Throws: `Failure` `crypto.library_failed` when libcrypto fails.
+    static func hkdf(ikm: [UInt8], salt: [UInt8], info: String) throws(Failure) -> [UInt8] {
+        let prk = try SHA256.hmac(key: salt.isEmpty ? [UInt8](repeating: 0, count: 32) : salt, ikm)
+        return try SHA256.hmac(key: prk, Array(info.utf8) + [1])
     }
 
     /// X25519 (RFC 7748) of `scalar` and `point`; nil when libcrypto refuses the key or the
@@ -78,13 +68,13 @@ final class ChaChaPoly {
     /// - Throws: `Failure` `.io` when libcrypto cannot set the cipher up.
     init(key: [UInt8], sealing: Bool) throws {
         guard key.count == 32, let context = EVP_CIPHER_CTX_new() else {
-            throw Failure(.io, "libcrypto could not allocate a ChaCha20-Poly1305 context")
+            throw Failure(.encryptionLibraryFailed, "libcrypto could not allocate a ChaCha20-Poly1305 context")
         }
         self.context = context
         self.sealing = sealing
         guard EVP_CipherInit_ex(context, EVP_chacha20_poly1305(), nil, key, nil, sealing ? 1 : 0) == 1 else {
             EVP_CIPHER_CTX_free(context)
-            throw Failure(.io, "libcrypto could not set up ChaCha20-Poly1305")
+            throw Failure(.encryptionLibraryFailed, "libcrypto could not set up ChaCha20-Poly1305")
         }
     }
 
@@ -101,7 +91,7 @@ final class ChaChaPoly {
               input.count == 0 || EVP_CipherUpdate(context, out, &length, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(input.count)) == 1,
               EVP_CipherFinal_ex(context, out + Int(length), &final) == 1,
               EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagSize), out + input.count) == 1 else {
-            throw Failure(.io, "libcrypto failed to encrypt with ChaCha20-Poly1305")
+            throw Failure(.encryptionLibraryFailed, "libcrypto failed to encrypt with ChaCha20-Poly1305")
         }
     }
 

@@ -98,7 +98,7 @@ public enum DatabaseHolders {
         }
     }
 
-    /// The `.temporary` failure for a database whose write lock is held, naming the holders.
+    /// The `lock.database_busy` (75) failure for a database whose write lock is held, naming the holders.
     public static func busy(path: String, timeout: Duration) -> Failure {
         let holders = find(path: path)
         let writers = holders.filter(\.writing)
@@ -106,7 +106,7 @@ public enum DatabaseHolders {
         var who = writers.isEmpty ? "another process" : writers.map { "PID \($0.pid) (\($0.command))" }.joined(separator: ", ")
         if writers.isEmpty && !others.isEmpty { who += " (open in \(others.map(\.description).joined(separator: ", ")))" }
         let also = !writers.isEmpty && !others.isEmpty ? "; also open in \(others.map(\.description).joined(separator: ", "))" : ""
-        return Failure(.temporary, "the database \(path) is locked for writing by \(who)\(also); waited \(timeout)",
+        return Failure(.lockDatabaseBusy, "the database \(path) is locked for writing by \(who)\(also); waited \(timeout)",
                        hint: "stop the application (or configure the instance's stop hook), then run again")
     }
 }

@@ -87,25 +87,9 @@ public struct HookRunner: Sendable {
             withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
         }
         guard rc == 0 else {
-            throw Failure(.failed, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
+            throw Failure(.hookCannotStart, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
         }
-        let deadline = start + timeout
-        var status: Int32 = 0
-        var timedOut = false
-        while true {
-            let done = waitpid(pid, &status, WNOHANG)
-            if done == pid { break }
-            if done < 0 && errno != EINTR { break }
-            if ContinuousClock.now >= deadline {
-                timedOut = true
-                kill(-pid, SIGTERM)
-                usleep(200_000)
-                kill(-pid, SIGKILL)
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                break
-            }
-            usleep(10_000)
-        }
+        let (status, timedOut) = Self.wait(for: pid, until: start + timeout)
         let elapsed = ContinuousClock.now - start
         let exited = (status & 0x7f) == 0
         let code: Int32? = (!timedOut && exited) ? (status >> 8) & 0xff : nil
@@ -113,6 +97,24 @@ public struct HookRunner: Sendable {
         return HookResult(name: name, command: command, exitCode: code, timedOut: timedOut,
                           seconds: elapsed.seconds,
                           outputPath: outputPath)
+    }
+
+    /// Waits for the hook's shell to end; past `deadline` its process group gets SIGTERM, then
+    /// SIGKILL 0.2 s later. Returns its wait status and whether it timed out.
+    private static func wait(for pid: pid_t, until deadline: ContinuousClock.Instant) -> (status: Int32, timedOut: Bool) {
+        var status: Int32 = 0
+        while true {
+            let done = waitpid(pid, &status, WNOHANG)
+            if done == pid || (done < 0 && errno != EINTR) { return (status, false) }
+            if ContinuousClock.now >= deadline {
+                kill(-pid, SIGTERM)
+                usleep(200_000)
+                kill(-pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                return (status, true)
+            }
+            usleep(10_000)
+        }
     }
 
     /// Runs the health check up to `attempts` times, a second apart, until it succeeds.

@@ -45,8 +45,10 @@ public final class InstanceLock {
 
     /// Takes the lock without waiting, recording this process as its holder (with what it
     /// does, when `operation` is given).
-    /// - Throws: `Failure` `.temporary` naming the PID and command of the holder when another
-    ///   process has it; `.cannotCreate` when the lock file cannot be opened.
+    /// - Throws: `Failure` `lock.held` (75) naming the PID and command of the holder when another
+    ///   process has it; `.cannotCreate` when the lock file cannot be opened; `lock.record_failed`
+    ///   (74) when the holder cannot be written and fsynced into it (the lock is then not taken:
+    ///   without the record a crash could not be told from a clean end).
     public init(path: String, command: String, now: Date = Date(), operation: String? = nil, stage: String? = nil) throws {
         self.path = path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -63,23 +65,39 @@ public final class InstanceLock {
             close(fd)
             let who = holder.map { "PID \($0.pid) (\($0.command)) on \($0.host) since \(ISO8601DateFormatter().string(from: $0.startedAt))" }
                 ?? "another deployctl"
-            throw Failure(.temporary, "instance is locked by \(who); lock file \(path)",
+            throw Failure(.lockHeld, "instance is locked by \(who); lock file \(path)",
                           hint: "wait for that command to finish, then run again")
         }
         crashedHolder = Self.readHolder(fd)
         let holder = LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: command, startedAt: now,
                                 operation: operation, stage: stage)
         let data = (try? JSON.encoder().encode(holder)) ?? Data()
-        ftruncate(fd, 0)
-        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        fsync(fd)
+        do {
+            errno = 0
+            try Self.check(ftruncate(fd, 0) == 0, "empty", path)
+            try Self.check(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == data.count, "write the holder into", path)
+            try Self.check(fsync(fd) == 0, "fsync", path)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Throws `lock.record_failed` for a failed call on the lock file (errno says why; a short
+    /// write is reported as ENOSPC).
+    private static func check(_ succeeded: Bool, _ what: String, _ path: String) throws(Failure) {
+        guard !succeeded else { return }
+        let code = errno == 0 ? ENOSPC : errno
+        throw Failure(.lockRecordFailed, "cannot \(what) the lock file \(path): \(String(cString: strerror(code))); the lock was not taken",
+                      hint: code == ENOSPC || code == EFBIG || code == EDQUOT ? "free disk space, then run the command again" : "check the disk and the file's permissions, then run again")
     }
 
     /// Records what this holder is doing in the lock file, for `status`. The new record is
     /// written over the old one padded with spaces (JSON allows them), then the file is cut to
-    /// it, so a reader sees the old record or the new one, never an empty file. Best effort: a
-    /// failed write leaves the old record and is not an error.
-    public func record(operation: String, stage: String) {
+    /// it, so a reader sees the old record or the new one, never an empty file.
+    /// - Throws: `lock.record_failed` when the record cannot be written and fsynced (the lock
+    ///   stays held; the file may hold the old record).
+    public func record(operation: String, stage: String) throws {
         guard fd >= 0 else { return }
         var holder = Self.readHolder(fd) ?? LockHolder(pid: getpid(), host: ProcessInfo.processInfo.hostName, command: "", startedAt: Date())
         holder.operation = operation
@@ -88,16 +106,20 @@ public final class InstanceLock {
         let length = data.count
         var info = stat()
         if fstat(fd, &info) == 0, Int(info.st_size) > length { data.append(contentsOf: [UInt8](repeating: 0x20, count: Int(info.st_size) - length)) }
-        let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        if written == data.count { ftruncate(fd, off_t(length)) }
-        fsync(fd)
+        errno = 0
+        try Self.check(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == data.count, "record the stage in", path)
+        try Self.check(ftruncate(fd, off_t(length)) == 0, "cut", path)
+        try Self.check(fsync(fd) == 0, "fsync", path)
     }
 
     /// Releases the lock, first emptying the file so the next holder knows this run finished.
+    /// The lock is released whatever happens; when the file cannot be emptied and fsynced, the
+    /// record stays and the next run reports this one as crashed: the safe mistake, since
+    /// `release` runs on every way out (a `defer`) and has nobody to throw to.
     public func release() {
         guard fd >= 0 else { return }
-        ftruncate(fd, 0)
-        fsync(fd)
+        // Emptied and fsynced, or the record stays (see above): either way the lock is released.
+        _ = ftruncate(fd, 0) == 0 && fsync(fd) == 0
         flock(fd, LOCK_UN)
         close(fd)
         fd = -1

@@ -69,6 +69,8 @@ public struct Applier: Sendable {
                                 appliedAt: String, rehearsal: Rehearsal?)
         throws -> (created: [String], already: [String], proven: Int, proof: String?, rehearsal: Rehearsal) {
         var before = try takeBefore(plan: plan, db: db)
+        // On a way out before they are used, still wait: no reader is left running behind us.
+        defer { _ = try? before.background?.wait(report: { _ in }) }
         // Only the touched existing tables need each row's old and new values; a table the
         // migration creates (a rebuild's new_x) needs only its count.
         let detailed = Set(before.touched.values.flatMap { ["main." + $0.table] + ($0.finalName.map { ["main." + $0] } ?? []) })
@@ -115,7 +117,8 @@ public struct Applier: Sendable {
         /// Untouched tables' fingerprints (without the hook) and rebuilt tables' kept columns'.
         var prints = [String: TableFingerprint]()
         var rebuiltPrints = [String: TableFingerprint]()
-        var background: BeforeFingerprints?
+        /// The fingerprints being taken on a second connection (WAL mode).
+        var background: Parallel.Background<[(FingerprintRequest, TableFingerprint)]>?
         /// Foreign-key violations before, when a table is rebuilt, renamed or dropped.
         var violations: [ForeignKeyViolation: Int]?
 
@@ -170,7 +173,8 @@ public struct Applier: Sendable {
         let requests = (fingerprinting ? untouched.map { FingerprintRequest(table: $0, columns: nil) } : [])
             + rebuilt.map { FingerprintRequest(table: $0, columns: before.kept[$0]!.map(\.old)) }
         if !requests.isEmpty, try db.journalMode() == "wal" {
-            before.background = try BeforeFingerprints(path: db.path, requests: requests, debug: debug)
+            let (path, debug) = (db.path, debug)
+            before.background = Parallel.Background { _ in try Self.fingerprints(requests, at: path, debug: debug) }
         } else {
             before.keep(try requests.map { request in
                 (request, try timed("fingerprint of \(request.table) before") { try db.fingerprint(table: request.table, columns: request.columns) })
@@ -231,7 +235,7 @@ public struct Applier: Sendable {
                 if shapesAfter[table] != before.shapes[table] { problems.append("existing table \(table) changed: its definition, root page or row count differs") }
             }
         }
-        if let background = before.background { before.keep(try timed("waiting for the fingerprints before", { try background.wait() })) }
+        if let background = before.background { before.keep(try timed("waiting for the fingerprints before", { try background.wait(report: { _ in }) })) }
         for table in before.untouched where before.fingerprinting {
             if try db.fingerprint(table: table) != before.prints[table] { problems.append("existing table \(table) changed") }
         }
@@ -252,44 +256,21 @@ struct FingerprintRequest: Sendable {
     let columns: [String]?
 }
 
-/// Fingerprints of tables taken on a second connection in the background, inside one read
-/// transaction begun before the call returns.
-private final class BeforeFingerprints: @unchecked Sendable {
-    // The connection is used by the background task only after `init` returns, and by nobody
-    // after `wait` returns: one thread at a time.
-    private let connection: Connection
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<[(FingerprintRequest, TableFingerprint)], Error> = .success([])
-    private var finished = false
-
-    init(path: String, requests: [FingerprintRequest], debug: @escaping @Sendable (String) -> Void) throws {
-        connection = try Connection(path: path, mode: .inspect)
+extension Applier {
+    /// The fingerprints `requests` ask for, on a connection of its own to `path` in one read
+    /// transaction. Run in the background in WAL mode: the migrating connection holds the write
+    /// lock and waits for these before it commits, so this sees exactly the state it started from.
+    static func fingerprints(_ requests: [FingerprintRequest], at path: String,
+                             debug: @Sendable (String) -> Void) throws -> [(FingerprintRequest, TableFingerprint)] {
+        let connection = try Connection(path: path, mode: .inspect)
         try connection.execute("BEGIN")
-        _ = try connection.scalar("SELECT count(*) FROM sqlite_schema")
-        DispatchQueue.global().async { [self] in
-            result = Result {
-                var prints = [(FingerprintRequest, TableFingerprint)]()
-                for request in requests {
-                    let started = ContinuousClock.now
-                    prints.append((request, try connection.fingerprint(table: request.table, columns: request.columns)))
-                    debug("check (fingerprint of \(request.table) before, on a second connection): \(String(format: "%.2f", (ContinuousClock.now - started).milliseconds)) ms")
-                }
-                try connection.execute("COMMIT")
-                return prints
-            }
-            done.signal()
+        defer { try? connection.execute("COMMIT") }
+        var prints = [(FingerprintRequest, TableFingerprint)]()
+        for request in requests {
+            let started = ContinuousClock.now
+            prints.append((request, try connection.fingerprint(table: request.table, columns: request.columns)))
+            debug("check (fingerprint of \(request.table) before, on a second connection): \(String(format: "%.2f", (ContinuousClock.now - started).milliseconds)) ms")
         }
+        return prints
     }
-
-    /// Waits for the fingerprints.
-    func wait() throws -> [(FingerprintRequest, TableFingerprint)] {
-        if !finished {
-            done.wait()
-            finished = true
-        }
-        return try result.get()
-    }
-
-    // Never free the connection under the background task (an error path drops us early).
-    deinit { if !finished { done.wait() } }
 }

@@ -61,7 +61,7 @@ public struct MigrationFile: Sendable, Equatable {
         if let downName = parsed.downFile, let downData = FileManager.default.contents(atPath: (path as NSString).deletingLastPathComponent + "/" + downName) {
             checked += Data("\0down\0".utf8) + downData
         }
-        self.sha256 = SHA256.hex(of: checked)
+        self.sha256 = try SHA256.hex(of: checked)
         var up = text
         var down: String?
         var format = parsed.format

@@ -78,8 +78,11 @@ public struct Rehearser: Sendable {
         let before = try original.tableRoots().filter { $0.key != History.table && !touched.contains($0.key) }
         let identical = try scratch.tablesWithIdenticalPages(as: snapshot, referenceRoots: before, timeout: busyTimeout)
         let suspects = before.keys.filter { !identical.contains($0) }.sorted()
-        let (old, new) = try bothAtOnce({ try suspects.map { try original.fingerprint(table: $0) } },
-                                        { try suspects.map { try scratch.fingerprint(table: $0) } })
+        // The snapshot's side on a connection of its own, on the other core.
+        let (new, old) = try Parallel.both({ try suspects.map { try scratch.fingerprint(table: $0) } }, elsewhere: {
+            let original = try Connection(path: snapshot, mode: .immutable)
+            return try suspects.map { try original.fingerprint(table: $0) }
+        }, reportingFirst: .elsewhere)
         let changed = zip(old, new).filter { $0 != $1 }.map(\.0.table)
         guard changed.isEmpty else {
             throw Failure(.rehearsalChangedTables, "the rehearsal changed existing tables on the copy: \(changed.joined(separator: ", "))",

@@ -16,11 +16,9 @@ public struct SigningKey: Sendable {
     public static let header = "x-amz-meta-deployctl-authenticator"
     static let fileTag = "deployctl-offsite-signing-key-v1"
 
-    init(secret: [UInt8]) {
+    init(secret: [UInt8]) throws(Failure) {
         self.secret = secret
-        var hash = SHA256()
-        hash.update(Array("deployctl key id\n".utf8) + secret)
-        id = String(hash.finalizeHex().prefix(16))
+        id = String(try SHA256.hex(of: Array("deployctl key id\n".utf8) + secret).prefix(16))
     }
 
     /// A new key from the system's CSPRNG.
@@ -30,7 +28,7 @@ public struct SigningKey: Sendable {
         guard RAND_bytes(&bytes, 32) == 1 else {
             throw Failure(.offsiteRandomFailed, "the system random generator (libcrypto RAND_bytes) failed; no signing key was made")
         }
-        return SigningKey(secret: bytes)
+        return try SigningKey(secret: bytes)
     }
 
     /// What the key file holds: a tag and 64 hex digits, one line.
@@ -51,12 +49,13 @@ public struct SigningKey: Sendable {
             bytes.append(UInt8(parts[1][index..<next], radix: 16)!)
             index = next
         }
-        self.init(secret: bytes)
+        try self.init(secret: bytes)
     }
 
     /// The authenticator of `manifest` stored under `key`: `v1:<key id>:<hex HMAC>`.
-    public func authenticator(key: String, manifest: [UInt8]) -> String {
-        "v1:\(id):" + SHA256.hex(SigV4.hmac(secret, Array("deployctl manifest v1\n\(key)\n".utf8) + manifest))
+    /// - Throws: `Failure` `crypto.library_failed` when libcrypto fails.
+    public func authenticator(key: String, manifest: [UInt8]) throws(Failure) -> String {
+        "v1:\(id):" + SHA256.hex(try SHA256.hmac(key: secret, Array("deployctl manifest v1\n\(key)\n".utf8) + manifest))
     }
 
     /// How an authenticator found on a manifest compares.
@@ -70,7 +69,8 @@ public struct SigningKey: Sendable {
         case wrong
     }
 
-    public func check(_ value: String?, key: String, manifest: [UInt8]) -> Verdict {
+    /// - Throws: `Failure` `crypto.library_failed` when libcrypto fails.
+    public func check(_ value: String?, key: String, manifest: [UInt8]) throws(Failure) -> Verdict {
         guard let value, !value.isEmpty else { return .missing }
         let parts = value.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "v1" else { return .wrong }
@@ -78,7 +78,7 @@ public struct SigningKey: Sendable {
             let other = String(parts[1])
             return other.count == 16 && other.allSatisfy(\.isHexDigit) ? .otherKey(other) : .wrong
         }
-        let expected = Array(authenticator(key: key, manifest: manifest).utf8)
+        let expected = Array(try authenticator(key: key, manifest: manifest).utf8)
         let given = Array(value.utf8)
         guard expected.count == given.count else { return .wrong }
         // Compared in constant time.

@@ -71,7 +71,7 @@ extension RemoteStore {
             return (nil, nil, .manifestVanished)
         }
         guard let manifest = try? JSON.decoder().decode(Manifest.self, from: Data(bytes)) else { return (nil, nil, .manifestUnreadable) }
-        let verdict = signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
+        let verdict = try signingKey?.check(headers[SigningKey.header], key: object.key + ".json", manifest: bytes)
         let problem = Authenticity.problem(verdict, keyPath: keyPath, allowUnsigned: allowUnsigned)
         return (manifest, verdict, problem.map { .unauthenticated($0) })
     }

@@ -78,7 +78,7 @@ extension RemoteStore {
         try hooks.beforeManifest()
         let manifestBytes = Array(try JSON.encoder().encode(manifest))
         try s3.put(key + ".json", bytes: manifestBytes,
-                   metadata: [(SigningKey.header, signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],
+                   metadata: [(SigningKey.header, try signingKey.authenticator(key: key + ".json", manifest: manifestBytes))],
                    what: "uploading the manifest of \(key)")
         return PushResult(name: name, remote: self.name, key: key, bytes: uploaded.bytes, uploaded: true, seconds: (ContinuousClock.now - started).seconds)
     }
@@ -94,7 +94,7 @@ extension RemoteStore {
                           hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
         }
         // Skipped only when its manifest is this instance's own, signed: else both go up again.
-        guard signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
+        guard try signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
               let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
               theirs.remote.map({ $0.etag == object.etag.lowercased() }) ?? false else {
             // The same backup, but the object is missing, damaged or replaced: upload it again.

@@ -128,9 +128,9 @@ public struct S3Client: Sendable {
         let target = host
         let client = HTTPClient(endpoint: target, deadlines: deadlines, caBundle: caBundle, proxy: proxy, checkpoint: checkpoint)
         let queryText = SigV4.canonicalQuery(query)
-        let hash = payloadSHA256 ?? {
-            if case .bytes(let bytes) = body { return SigV4.sha256Hex(bytes) }
-            return SigV4.sha256Hex([])
+        let hash = try payloadSHA256 ?? {
+            if case .bytes(let bytes) = body { return try SigV4.sha256Hex(bytes) }
+            return try SigV4.sha256Hex([])
         }()
         let place = "\(endpoint.secure ? "https" : "http")://\(endpoint.hostHeader)"
         var lastProblem = ""
@@ -142,7 +142,7 @@ public struct S3Client: Sendable {
             }
             if let operation, ContinuousClock.now >= operation.deadline { throw operationFailure(lastProblem) }
             let signer = try credentialProvider.map { SigV4(credentials: try $0.current(), region: self.signer.region) } ?? self.signer
-            let signed = signer.sign(method: method, host: target.hostHeader, path: path(key), query: query, headers: headers,
+            let signed = try signer.sign(method: method, host: target.hostHeader, path: path(key), query: query, headers: headers,
                                      payloadSHA256: hash, date: clock())
             let response: HTTPResponse
             do {

@@ -50,7 +50,7 @@ public struct SigV4: Sendable {
     /// token when there is one, and `Authorization`. `headers` are the request's other headers
     /// (all are signed), `path` is already URI-encoded, `query` is unencoded pairs.
     public func sign(method: String, host: String, path: String, query: [(String, String)], headers: [(String, String)],
-                     payloadSHA256: String, date: Date) -> [(String, String)] {
+                     payloadSHA256: String, date: Date) throws(Failure) -> [(String, String)] {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -61,8 +61,8 @@ public struct SigV4: Sendable {
         if let token = credentials.sessionToken { all.append(("x-amz-security-token", token)) }
         let (canonicalRequest, signedNames) = Self.canonicalRequest(method: method, path: path, query: query, headers: all, payloadSHA256: payloadSHA256)
         let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign = Self.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
-        let signature = Self.signature(secret: credentials.secretAccessKey, day: day, region: region, service: "s3", stringToSign: stringToSign)
+        let stringToSign = try Self.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
+        let signature = try Self.signature(secret: credentials.secretAccessKey, day: day, region: region, service: "s3", stringToSign: stringToSign)
         var result = [("x-amz-date", amzDate), ("x-amz-content-sha256", payloadSHA256)]
         if let token = credentials.sessionToken { result.append(("x-amz-security-token", token)) }
         result.append(("Authorization", "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyId)/\(scope), SignedHeaders=\(signedNames), Signature=\(signature)"))
@@ -79,16 +79,17 @@ public struct SigV4: Sendable {
         return (request, names)
     }
 
-    static func stringToSign(amzDate: String, scope: String, canonicalRequest: String) -> String {
-        "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(sha256Hex(Array(canonicalRequest.utf8)))"
+    static func stringToSign(amzDate: String, scope: String, canonicalRequest: String) throws(Failure) -> String {
+        "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(try sha256Hex(Array(canonicalRequest.utf8)))"
     }
 
     /// The hex signature: HMAC of the string to sign under the key derived from the secret,
     /// the day, the region and the service.
-    static func signature(secret: String, day: String, region: String, service: String, stringToSign: String) -> String {
-        var key = hmac(Array("AWS4\(secret)".utf8), Array(day.utf8))
-        for part in [region, service, "aws4_request"] { key = hmac(key, Array(part.utf8)) }
-        return SHA256.hex(hmac(key, Array(stringToSign.utf8)))
+    /// - Throws: `Failure` `crypto.library_failed` when libcrypto fails.
+    static func signature(secret: String, day: String, region: String, service: String, stringToSign: String) throws(Failure) -> String {
+        var key = try SHA256.hmac(key: Array("AWS4\(secret)".utf8), Array(day.utf8))
+        for part in [region, service, "aws4_request"] { key = try SHA256.hmac(key: key, Array(part.utf8)) }
+        return SHA256.hex(try SHA256.hmac(key: key, Array(stringToSign.utf8)))
     }
 
     /// Headers as SigV4 canonicalises them: names lower-cased and sorted; values with folded
@@ -127,23 +128,9 @@ public struct SigV4: Sendable {
         return out
     }
 
-    public static func sha256Hex(_ bytes: [UInt8]) -> String {
-        var hash = SHA256()
-        hash.update(bytes)
-        return hash.finalizeHex()
-    }
-
-    /// HMAC-SHA256 (RFC 2104) over the project's SHA-256.
-    static func hmac(_ key: [UInt8], _ message: [UInt8]) -> [UInt8] {
-        var block = key.count > 64 ? { var h = SHA256(); h.update(key); return h.finalize() }() : key
-        block += [UInt8](repeating: 0, count: 64 - block.count)
-        var inner = SHA256()
-        inner.update(block.map { $0 ^ 0x36 })
-        inner.update(message)
-        var outer = SHA256()
-        outer.update(block.map { $0 ^ 0x5c })
-        outer.update(inner.finalize())
-        return outer.finalize()
+    /// - Throws: `Failure` `crypto.library_failed` when libcrypto fails.
+    public static func sha256Hex(_ bytes: [UInt8]) throws(Failure) -> String {
+        try SHA256.hex(of: bytes)
     }
 }
 

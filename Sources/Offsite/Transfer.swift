@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import Synchronization
 
 /// What an upload left in the store, as checked after it completed.
 public struct UploadedObject: Sendable, Equatable {
@@ -54,27 +55,19 @@ extension S3Client {
             let count = Int((size + Self.partSize - 1) / Self.partSize)
             parts = count
             let uploadId = try createMultipartUpload(key, what: what)
-            let results = ResultBox(count: count)
+            let sent = Atomic<Int64>(0)
             do {
-                DispatchQueue.concurrentPerform(iterations: 2) { worker in
-                    var number = worker
-                    while number < count, !results.failed {
-                        do {
-                            try checkpoint()
-                            let offset = Int64(number) * Self.partSize
-                            let length = min(Self.partSize, size - offset)
-                            let (md5, sha256) = try pieceDigests(number, offset, length)
-                            let etag = try uploadPart(key, uploadId: uploadId, number: number + 1, fd: fd, offset: offset, length: length,
-                                                      md5: md5, sha256: sha256, what: "\(what) (part \(number + 1) of \(count))")
-                            progress(results.finish(number, md5: md5, etag: etag.isEmpty ? SHA256.hex(md5) : etag, bytes: length), size)
-                        } catch {
-                            results.fail(error)
-                        }
-                        number += 2
-                    }
+                let etags = try Parallel.map(count, width: 2) { number in
+                    try checkpoint()
+                    let offset = Int64(number) * Self.partSize
+                    let length = min(Self.partSize, size - offset)
+                    let (md5, sha256) = try pieceDigests(number, offset, length)
+                    let etag = try uploadPart(key, uploadId: uploadId, number: number + 1, fd: fd, offset: offset, length: length,
+                                              md5: md5, sha256: sha256, what: "\(what) (part \(number + 1) of \(count))")
+                    progress(sent.add(length, ordering: .relaxed).newValue, size)
+                    return etag.isEmpty ? SHA256.hex(md5) : etag
                 }
-                if let error = results.error { throw error }
-                _ = try completeMultipartUpload(key, uploadId: uploadId, parts: results.etags.enumerated().map { ($0.offset + 1, $0.element) },
+                _ = try completeMultipartUpload(key, uploadId: uploadId, parts: etags.enumerated().map { ($0.offset + 1, $0.element) },
                                                 what: what)
             } catch {
                 try? abortMultipartUpload(key, uploadId: uploadId, what: "aborting the failed upload of \(key)")
@@ -107,7 +100,8 @@ extension S3Client {
     /// or over-long body never fills the disk.
     public func download(_ key: String, into fd: Int32, path: String, limit: Int64? = nil,
                          progress: @escaping (Int64) -> Void = { _ in }) throws -> (bytes: Int64, sha256: String) {
-        var hash = SHA256()
+        // Optional so the escaping closures below can start it over and it can be taken at the end.
+        var hash: SHA256? = SHA256()
         var written: Int64 = 0
         _ = try download(key, what: "downloading \(key)", restart: {
             guard ftruncate(fd, 0) == 0 else { throw DurableFile.posixFailure("cannot truncate \(path)", errno) }
@@ -124,11 +118,11 @@ extension S3Client {
                 guard n > 0 else { throw DurableFile.posixFailure("cannot write \(path)", n < 0 ? errno : ENOSPC) }
                 done += n
             }
-            hash.update(chunk)
+            hash?.update(chunk)
             written += Int64(chunk.count)
             progress(written)
         })
-        return (written, hash.finalizeHex())
+        return (written, try hash.take()!.finalizeHex())
     }
 
     /// What one pass over a file gives: its size and SHA-256, and the MD5 and SHA-256 of each
@@ -165,15 +159,16 @@ extension S3Client {
                 inPiece += Int64(take)
                 at += take
                 if inPiece == piece {
-                    pieces.append((md5.finalize(), sha.finalizeHex()))
-                    md5 = MD5()
-                    sha = SHA256()
+                    var pieceMD5 = MD5(), pieceSHA = SHA256()
+                    swap(&pieceMD5, &md5)
+                    swap(&pieceSHA, &sha)
+                    pieces.append((pieceMD5.finalize(), try pieceSHA.finalizeHex()))
                     inPiece = 0
                 }
             }
         }
-        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), sha.finalizeHex())) }
-        return FileDigests(bytes: size, sha256: whole.finalizeHex(), pieces: pieces)
+        if inPiece > 0 || pieces.isEmpty { pieces.append((md5.finalize(), try sha.finalizeHex())) }
+        return FileDigests(bytes: size, sha256: try whole.finalizeHex(), pieces: pieces)
     }
 
     /// MD5 and SHA-256 of a range of a file, read in 1 MiB blocks.
@@ -184,41 +179,8 @@ extension S3Client {
             md5.update(chunk)
             sha.update(chunk)
         }
-        return (md5.finalize(), sha.finalizeHex())
+        return (md5.finalize(), try sha.finalizeHex())
     }
-}
-
-/// The parts of a multipart upload as the two workers finish them.
-private final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var partMD5s: [[UInt8]]
-    private var partETags: [String]
-    private var sent: Int64 = 0
-    private var firstError: Error?
-
-    init(count: Int) {
-        partMD5s = Array(repeating: [], count: count)
-        partETags = Array(repeating: "", count: count)
-    }
-
-    /// Records a part; returns the bytes sent so far.
-    func finish(_ index: Int, md5: [UInt8], etag: String, bytes: Int64) -> Int64 {
-        lock.lock(); defer { lock.unlock() }
-        partMD5s[index] = md5
-        partETags[index] = etag
-        sent += bytes
-        return sent
-    }
-
-    func fail(_ error: Error) {
-        lock.lock(); defer { lock.unlock() }
-        if firstError == nil { firstError = error }
-    }
-
-    var failed: Bool { lock.lock(); defer { lock.unlock() }; return firstError != nil }
-    var error: Error? { lock.lock(); defer { lock.unlock() }; return firstError }
-    var etags: [String] { lock.lock(); defer { lock.unlock() }; return partETags }
-    var md5s: [UInt8] { lock.lock(); defer { lock.unlock() }; return partMD5s.flatMap { $0 } }
 }
 
 /// Reading a range of a file in 1 MiB blocks.

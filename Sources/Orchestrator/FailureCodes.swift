@@ -44,7 +44,6 @@ extension FailureCode {
     public static let backupsChangedWhileAsked = FailureCode("backup.changed_while_asked", .usage)
     public static let backupRemoveRefused = FailureCode("backup.remove_refused", .usage)
 
-    public static let restoreTargetExists = FailureCode("restore.target_exists", .cannotCreate)
     public static let restoreTargetFolderMissing = FailureCode("restore.target_folder_missing", .cannotCreate)
     public static let restoreTargetIsDatabaseFile = FailureCode("restore.target_is_database_file", .usage)
     public static let restoreReplaceRefused = FailureCode("restore.replace_refused", .usage)

@@ -152,7 +152,7 @@ package final class PageFile {
         var header = [UInt8](repeating: 0, count: 100)
         guard pread(fd, &header, 100, 0) == 100 else {
             close(fd)
-            throw Failure(.io, "cannot read the header of \(path)")
+            throw Failure(.sqliteIOError, "cannot read the header of \(path)")
         }
         let size = Int(header[16]) << 8 | Int(header[17])
         pageSize = size == 1 ? 65536 : size

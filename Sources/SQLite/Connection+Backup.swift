@@ -337,7 +337,7 @@ extension Connection {
     func fileSize() throws -> Int64 {
         let (file, methods) = try mainFile()
         var size: sqlite3_int64 = 0
-        guard methods.xFileSize(file, &size) == SQLITE_OK else { throw Failure(.io, "cannot read the size of \(path)") }
+        guard methods.xFileSize(file, &size) == SQLITE_OK else { throw Failure(.sqliteIOError, "cannot read the size of \(path)") }
         return Int64(size)
     }
 
@@ -349,12 +349,12 @@ extension Connection {
     public func readFileBytes(at offset: Int64, count: Int) throws -> [UInt8] {
         let (file, methods) = try mainFile()
         let (bytes, rc) = Self.read(file, methods, count: count, at: offset)
-        guard rc == SQLITE_OK else { throw Failure(.io, "cannot read \(path) at offset \(offset) (SQLite error \(rc))") }
+        guard rc == SQLITE_OK else { throw Failure(.sqliteIOError, "cannot read \(path) at offset \(offset) (SQLite error \(rc))") }
         return bytes
     }
 
     private func mainFile() throws -> (UnsafeMutablePointer<sqlite3_file>, sqlite3_io_methods) {
-        guard let opened = openFile(SQLITE_FCNTL_FILE_POINTER) else { throw Failure(.io, "cannot reach the open file of \(path)") }
+        guard let opened = openFile(SQLITE_FCNTL_FILE_POINTER) else { throw Failure(.sqliteIOError, "cannot reach the open file of \(path)") }
         return opened
     }
 

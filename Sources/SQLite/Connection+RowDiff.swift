@@ -60,8 +60,8 @@ extension Connection {
         let b = try prepare("SELECT \(key), * FROM \(quoteIdentifier(second)).\(q) WHERE \(key) = ?")
         var count = 0
         for rowid in rowids {
-            sqlite3_reset(a.handle)
-            sqlite3_reset(b.handle)
+            try a.reset()
+            try b.reset()
             try a.bind([.integer(rowid)])
             try b.bind([.integer(rowid)])
             let (hasA, hasB) = (try a.step(), try b.step())

@@ -12,6 +12,14 @@ public struct SchemaObject: Sendable, Hashable, Codable {
     public let sql: String?
 }
 
+/// What `PRAGMA table_list` says a table is (https://sqlite.org/pragma.html#pragma_table_list);
+/// the raw values are its `type` column.
+public enum TableKind: String, Sendable {
+    case table, view, virtual
+    /// A table a virtual table keeps its rows in (FTS5's `x_data`, an R*Tree's `x_node`).
+    case shadow
+}
+
 /// A table's content fingerprint: row count and an order-independent hash of every row.
 public struct TableFingerprint: Sendable, Hashable, Codable {
     public let table: String
@@ -60,23 +68,23 @@ extension Connection {
         try scalar("SELECT wr FROM pragma_table_list(?) WHERE schema = ?", [.text(table), .text(database)]).int == 1
     }
 
-    /// The kind of every user table in `database`: `table`, `virtual` or `shadow` (a table a
+    /// The kind of every user table in `database`: a table, a virtual table or a shadow table (a table a
     /// virtual table keeps its rows in), from `PRAGMA table_list`
     /// (https://sqlite.org/pragma.html#pragma_table_list). Where that pragma fails (a module
     /// this libsqlite3 lacks), tables named `<virtual table>_…` count as shadow tables.
     /// - Throws: `SQLiteError`.
-    public func tableKinds(database: String = "main") throws -> [String: String] {
+    public func tableKinds(database: String = "main") throws -> [String: TableKind] {
         if let listed = try? rows("PRAGMA \(quoteIdentifier(database)).table_list") {
-            var kinds = [String: String]()
-            for row in listed where !(row[1].string ?? "").hasPrefix("sqlite_") { kinds[row[1].string ?? ""] = row[2].string ?? "table" }
+            var kinds = [String: TableKind]()
+            for row in listed where !(row[1].string ?? "").hasPrefix("sqlite_") { kinds[row[1].string ?? ""] = TableKind(rawValue: row[2].string ?? "") ?? .table }
             return kinds
         }
         let tables = try rows("SELECT name, sql FROM \(quoteIdentifier(database)).sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
         let virtual = Set(tables.filter { Self.normalizeSQL($0[1].string ?? "").uppercased().hasPrefix("CREATE VIRTUAL TABLE") }.compactMap { $0[0].string })
-        var kinds = [String: String]()
+        var kinds = [String: TableKind]()
         for row in tables {
             let name = row[0].string ?? ""
-            kinds[name] = virtual.contains(name) ? "virtual" : virtual.contains { name.hasPrefix($0 + "_") } ? "shadow" : "table"
+            kinds[name] = virtual.contains(name) ? .virtual : virtual.contains { name.hasPrefix($0 + "_") } ? .shadow : .table
         }
         return kinds
     }
@@ -134,7 +142,7 @@ extension Connection {
         var rows = 0
         var row = [UInt8]()
         row.reserveCapacity(512)
-        let hasher = SHA256.Repeated()
+        let hasher = try SHA256.Repeated()
         while try stmt.step() {
             rows += 1
             row.removeAll(keepingCapacity: true)
@@ -149,7 +157,7 @@ extension Connection {
                     row.append(contentsOf: bytes)
                 }
             }
-            let digest = row.withUnsafeBytes { hasher.digestWords(of: $0) }
+            let digest = try row.withUnsafeBytes { try hasher.digestWords(of: $0) }
             var carry: UInt64 = 0
             func add(_ lane: Int, _ word: UInt64) {
                 let (partial, o1) = sum[lane].addingReportingOverflow(word)

@@ -51,7 +51,7 @@ public final class Connection {
         let checked = mode != .create && path != ":memory:"
         if checked {
             guard FileManager.default.fileExists(atPath: path) else {
-                throw Failure(.missingInput, "database file \(path) does not exist",
+                throw Failure(.databaseNotFound, "database file \(path) does not exist",
                               hint: "check the instance config's database path; deployctl never creates a live database")
             }
         }
@@ -72,7 +72,7 @@ public final class Connection {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
             if checked && rc & 0xff == SQLITE_CANTOPEN {
-                throw Failure(.io, "cannot read \(path)", hint: "check the file's permissions")
+                throw Failure(.databaseCannotRead, "cannot read \(path)", hint: "check the file's permissions")
             }
             throw SQLiteError(code: rc, message: message, context: path)
         }
@@ -115,10 +115,10 @@ public final class Connection {
         var info = stat()
         if stat(path, &info) == 0 {
             if (info.st_mode & S_IFMT) == S_IFDIR {
-                throw Failure(.badData, "\(path) is a folder, not a SQLite database", hint: "point [database] path at the database file")
+                throw Failure(.sqliteNotADatabase, "\(path) is a folder, not a SQLite database", hint: "point [database] path at the database file")
             }
             if info.st_size == 0 {
-                throw Failure(.badData, "\(path) is empty (0 bytes): not an application's database",
+                throw Failure(.sqliteNotADatabase, "\(path) is empty (0 bytes): not an application's database",
                               hint: "point [database] path at the application's database, or put one back with restore --latest --replace")
             }
         }
@@ -132,11 +132,11 @@ public final class Connection {
         do {
             header = try fileSize() == 0 ? [] : readFileBytes(at: 0, count: 16)
         } catch {
-            throw Failure(.badData, "\(path) is not a SQLite database (it is shorter than a header)",
+            throw Failure(.sqliteNotADatabase, "\(path) is not a SQLite database (it is shorter than a header)",
                           hint: "check the path, or restore the file from a backup")
         }
         guard header.isEmpty || header == Array("SQLite format 3\0".utf8) else {
-            throw Failure(.badData, "\(path) is not a SQLite database (its header is wrong)",
+            throw Failure(.sqliteNotADatabase, "\(path) is not a SQLite database (its header is wrong)",
                           hint: "check the path, or restore the file from a backup")
         }
     }
@@ -274,3 +274,8 @@ public final class Connection {
     /// The SQLite library version, e.g. "3.40.1".
     public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
 }
+
+/// A connection is used by the thread that opened it: the compiler refuses to send one to
+/// another thread (`Parallel` work that needs a database opens its own).
+@available(*, unavailable)
+extension Connection: Sendable {}

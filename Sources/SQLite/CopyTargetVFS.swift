@@ -41,34 +41,34 @@ package final class CopyTargetVFS {
     private let vfs: UnsafeMutableRawPointer
     private let methods: UnsafeMutablePointer<sqlite3_io_methods>
     private let nameStorage: UnsafeMutablePointer<CChar>
-    fileprivate let base: UnsafeMutablePointer<sqlite3_vfs>
-    fileprivate let lock = NSLock()
-    fileprivate var firstError: (path: String, errno: Int32)?
-    fileprivate let reference: String?
-    fileprivate var differences = Set<Int>()
-    fileprivate var differingContent = [Int: BTreePage]()
-    fileprivate var differingRows = [Int: [RowDigest]]()
-    fileprivate var digestedRows = 0
-    fileprivate var rowsOverBudget = false
+    let base: UnsafeMutablePointer<sqlite3_vfs>
+    let lock = NSLock()
+    var firstError: (path: String, errno: Int32)?
+    let reference: String?
+    var differences = Set<Int>()
+    var differingContent = [Int: BTreePage]()
+    var differingRows = [Int: [RowDigest]]()
+    var digestedRows = 0
+    var rowsOverBudget = false
     /// The bytes of differing pages that are not b-tree pages (and of page 1), up to
     /// `rawPageBudget` pages: enough to walk the compared database's freelist.
-    fileprivate var differingRaw = [Int: [UInt8]]()
-    fileprivate var rawOverBudget = false
+    var differingRaw = [Int: [UInt8]]()
+    var rawOverBudget = false
     static let rawPageBudget = 4096
-    fileprivate var comparedSize: Int64 = 0
+    var comparedSize: Int64 = 0
     /// Writing mode: told the end offset of each gathered write (pages arrive in order, so it
     /// is how far the copy has got).
-    fileprivate let written: ((Int64) -> Void)?
+    let written: ((Int64) -> Void)?
     /// Writing mode: start the disk's writeback of each gathered write at once
     /// (`sync_file_range`), for a copy that will be fsynced: the caller's final `fsync` then
     /// waits for little more than the last writes, instead of the whole file.
-    fileprivate let startsWriteback: Bool
+    let startsWriteback: Bool
     /// Writing mode: follows (and maybe hashes) the copy as it is written, when its page 1 was predicted.
-    fileprivate let digest: WrittenFileDigest?
-    fileprivate var digestResult: WrittenDigest?
+    let digest: WrittenFileDigest?
+    var digestResult: WrittenDigest?
 
     /// The most row digests kept in comparing mode.
-    fileprivate let rowDigestBudget: Int
+    let rowDigestBudget: Int
 
     /// How many bytes are gathered before one write.
     static let bufferSize = 8 << 20
@@ -144,14 +144,14 @@ package final class CopyTargetVFS {
     private static let contextOffset = MemoryLayout<sqlite3_vfs>.stride
 
     /// The `CopyTargetVFS` that registered `vfs`.
-    fileprivate static func owner(of vfs: UnsafeMutablePointer<sqlite3_vfs>) -> CopyTargetVFS {
+    static func owner(of vfs: UnsafeMutablePointer<sqlite3_vfs>) -> CopyTargetVFS {
         let raw = UnsafeMutableRawPointer(vfs).load(fromByteOffset: contextOffset, as: UnsafeMutableRawPointer.self)
         return Unmanaged<CopyTargetVFS>.fromOpaque(raw).takeUnretainedValue()
     }
 
-    fileprivate var ioMethodsPointer: UnsafePointer<sqlite3_io_methods> { UnsafePointer(methods) }
+    var ioMethodsPointer: UnsafePointer<sqlite3_io_methods> { UnsafePointer(methods) }
 
-    fileprivate func recordDifference(page: Int, content: UnsafeRawPointer, count: Int, reservedBytes: Int) {
+    func recordDifference(page: Int, content: UnsafeRawPointer, count: Int, reservedBytes: Int) {
         let bytes = UnsafeRawBufferPointer(start: content, count: count)
         let parsed = BTreePage(bytes, number: page)
         lock.lock(); defer { lock.unlock() }
@@ -202,17 +202,17 @@ package final class CopyTargetVFS {
         return differingContent
     }
 
-    fileprivate func recordSize(_ size: Int64) {
+    func recordSize(_ size: Int64) {
         lock.lock(); defer { lock.unlock() }
         comparedSize = size
     }
 
-    fileprivate func recordDigest(_ result: WrittenDigest?) {
+    func recordDigest(_ result: WrittenDigest?) {
         lock.lock(); defer { lock.unlock() }
         digestResult = result
     }
 
-    fileprivate func record(path: String, errno code: Int32) {
+    func record(path: String, errno code: Int32) {
         lock.lock(); defer { lock.unlock() }
         if firstError == nil { firstError = (path, code) }
     }
@@ -248,7 +248,7 @@ package final class CopyTargetVFS {
 }
 
 /// What stands behind one open main-database file of the VFS. Results are SQLite result codes.
-private protocol TargetFile: AnyObject {
+protocol TargetFile: AnyObject {
     func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32
     func read(into destination: UnsafeMutableRawPointer, count: Int, at offset: Int64) -> Int32
     func truncate(to size: Int64) -> Int32
@@ -259,7 +259,7 @@ private protocol TargetFile: AnyObject {
 
 /// The `sqlite3_file` SQLite allocates for us (`szOsFile` bytes): the methods pointer, then a
 /// retained pointer to our `TargetFile` (boxed, as the protocol is not a class).
-private enum CopyTargetFile {
+enum CopyTargetFile {
     final class Box { let target: TargetFile; init(_ target: TargetFile) { self.target = target } }
     static let targetOffset = MemoryLayout<sqlite3_file>.stride
     static let size = targetOffset + MemoryLayout<UnsafeRawPointer>.size
@@ -306,230 +306,4 @@ private func copyTargetOpen(_ vfs: UnsafeMutablePointer<sqlite3_vfs>?, _ path: s
     CopyTargetFile.attach(target, methods: owner.ioMethodsPointer, to: file!)
     outFlags?.pointee = flags
     return SQLITE_OK
-}
-
-/// Gathers writes at consecutive offsets into one buffer and writes it out when it is full, when
-/// a write is not consecutive, or before any read, size query, truncate or sync.
-///
-/// With the owner's `digest`, each written buffer is also handed to the hashing thread and the
-/// next one is filled meanwhile: a ring of `digestRing` buffers (24 MiB), one otherwise.
-private final class BufferedPageWriter: TargetFile {
-    let fd: Int32
-    let path: String
-    unowned let owner: CopyTargetVFS
-    let buffers: [UnsafeMutableRawPointer]
-    var current = 0
-    var buffer: UnsafeMutableRawPointer { buffers[current] }
-    var bufferOffset: Int64 = 0
-    var buffered = 0
-    static let digestRing = 3
-
-    init(fd: Int32, path: String, owner: CopyTargetVFS) {
-        self.fd = fd
-        self.path = path
-        self.owner = owner
-        buffers = (0..<(owner.digest?.hashing == true ? Self.digestRing : 1)).map { _ in
-            UnsafeMutableRawPointer.allocate(byteCount: CopyTargetVFS.bufferSize, alignment: 4096)
-        }
-    }
-
-    deinit {
-        owner.digest?.drain()
-        for buffer in buffers { buffer.deallocate() }
-    }
-
-    func close() {
-        if let digest = owner.digest {
-            var info = stat()
-            owner.recordDigest(fstat(fd, &info) == 0 ? digest.result(fileSize: Int64(info.st_size)) : nil)
-        }
-        _ = Glibc.close(fd)
-    }
-
-    func sync() -> Int32 { flush() }
-
-    func size(into result: UnsafeMutablePointer<sqlite3_int64>) -> Int32 {
-        let rc = flush()
-        guard rc == SQLITE_OK else { return rc }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return IOError.fstat }
-        result.pointee = sqlite3_int64(info.st_size)
-        return SQLITE_OK
-    }
-
-    func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
-        if offset == 0 && count >= 20 {
-            // Stored in rollback-journal mode: see the type's documentation.
-            let page = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 16)
-            defer { page.deallocate() }
-            page.copyMemory(from: source, byteCount: count)
-            page.storeBytes(of: 1, toByteOffset: 18, as: UInt8.self)
-            page.storeBytes(of: 1, toByteOffset: 19, as: UInt8.self)
-            return append(page, count: count, at: offset)
-        }
-        return append(source, count: count, at: offset)
-    }
-
-    private func append(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
-        if buffered > 0 && (offset != bufferOffset + Int64(buffered) || buffered + count > CopyTargetVFS.bufferSize) {
-            let rc = flush()
-            guard rc == SQLITE_OK else { return rc }
-        }
-        if count > CopyTargetVFS.bufferSize {
-            owner.digest?.abandon()
-            return writeFully(source, count: count, at: offset)
-        }
-        if buffered == 0 { bufferOffset = offset }
-        (buffer + buffered).copyMemory(from: source, byteCount: count)
-        buffered += count
-        return SQLITE_OK
-    }
-
-    func flush() -> Int32 {
-        guard buffered > 0 else { return SQLITE_OK }
-        let rc = writeFully(buffer, count: buffered, at: bufferOffset)
-        if rc == SQLITE_OK {
-            // Advisory: a failure to start writeback shows in the caller's fsync.
-            if owner.startsWriteback { _ = sync_file_range(fd, Int(bufferOffset), buffered, UInt32(DEPLOYCTL_SYNC_FILE_RANGE_WRITE)) }
-            owner.written?(bufferOffset + Int64(buffered))
-            if let digest = owner.digest, digest.wrote(buffer, count: buffered, at: bufferOffset) {
-                // Fill the next buffer of the ring: the oldest handed one, once it is hashed.
-                current = (current + 1) % buffers.count
-                digest.waitForBuffers(below: buffers.count)
-            }
-        } else {
-            owner.digest?.abandon()
-        }
-        buffered = 0
-        return rc
-    }
-
-    private func writeFully(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
-        var done = 0
-        while done < count {
-            let n = pwrite(fd, source + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let code = n < 0 ? errno : ENOSPC
-                owner.record(path: path, errno: code)
-                return code == ENOSPC || code == EDQUOT ? SQLITE_FULL : IOError.write
-            }
-            done += n
-        }
-        return SQLITE_OK
-    }
-
-    func read(into destination: UnsafeMutableRawPointer, count: Int, at offset: Int64) -> Int32 {
-        let rc = flush()
-        guard rc == SQLITE_OK else { return rc }
-        var done = 0
-        while done < count {
-            let n = pread(fd, destination + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return IOError.read }
-            if n == 0 {
-                (destination + done).initializeMemory(as: UInt8.self, repeating: 0, count: count - done)
-                return IOError.shortRead
-            }
-            done += n
-        }
-        return SQLITE_OK
-    }
-
-    func truncate(to size: Int64) -> Int32 {
-        let rc = flush()
-        guard rc == SQLITE_OK else { return rc }
-        var info = stat()
-        if fstat(fd, &info) != 0 || Int64(info.st_size) != Int64(size) { owner.digest?.abandon() }
-        return ftruncate(fd, off_t(size)) == 0 ? SQLITE_OK : IOError.truncate
-    }
-}
-
-/// Compares every page SQLite writes with the same bytes of the reference file and keeps nothing.
-///
-/// Page 1's header fields that a backup rewrites or that name the journal mode are not compared:
-/// bytes 18–19 (WAL or rollback), 24–27 (change counter), 40–43 (schema cookie), 92–99
-/// (version-valid-for and SQLite version). Everything else, including the schema table on
-/// page 1, must be equal.
-private final class PageComparer: TargetFile {
-    let fd: Int32
-    let path: String
-    unowned let owner: CopyTargetVFS
-    var size: Int64 = 0
-    var scratch = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 16)
-    var scratchSize = 65536
-    static let ignoredHeaderBytes: [Range<Int>] = [18..<20, 24..<28, 40..<44, 92..<100]
-    /// Bytes reserved at the end of each page (header byte 20 of the compared database).
-    var reservedBytes = 0
-
-    init(fd: Int32, path: String, owner: CopyTargetVFS) {
-        self.fd = fd
-        self.path = path
-        self.owner = owner
-    }
-
-    deinit { scratch.deallocate() }
-
-    func write(_ source: UnsafeRawPointer, count: Int, at offset: Int64) -> Int32 {
-        if count > scratchSize {
-            scratch.deallocate()
-            scratch = .allocate(byteCount: count, alignment: 16)
-            scratchSize = count
-        }
-        let page = Int(offset / Int64(count)) + 1
-        if page == 1 && count > 20 { reservedBytes = Int(source.load(fromByteOffset: 20, as: UInt8.self)) }
-        var done = 0
-        while done < count {
-            let n = pread(fd, scratch + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { owner.record(path: path, errno: errno); return IOError.read }
-            if n == 0 { break }
-            done += n
-        }
-        if done < count {
-            owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes)
-        } else if offset == 0 {
-            var start = 0
-            for range in Self.ignoredHeaderBytes + [count..<count] {
-                if memcmp(source + start, scratch + start, range.lowerBound - start) != 0 { owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes) }
-                start = range.upperBound
-            }
-        } else if memcmp(source, scratch, count) != 0 {
-            owner.recordDifference(page: page, content: source, count: count, reservedBytes: reservedBytes)
-        }
-        size = max(size, offset + Int64(count))
-        return SQLITE_OK
-    }
-
-    func read(into destination: UnsafeMutableRawPointer, count: Int, at offset: Int64) -> Int32 {
-        guard offset >= size else { return IOError.read }
-        destination.initializeMemory(as: UInt8.self, repeating: 0, count: count)
-        return IOError.shortRead
-    }
-
-    func truncate(to newSize: Int64) -> Int32 {
-        size = newSize
-        return SQLITE_OK
-    }
-
-    func sync() -> Int32 { SQLITE_OK }
-
-    func size(into result: UnsafeMutablePointer<sqlite3_int64>) -> Int32 {
-        result.pointee = sqlite3_int64(size)
-        return SQLITE_OK
-    }
-
-    func close() {
-        owner.recordSize(size)
-        _ = Glibc.close(fd)
-    }
-}
-
-/// SQLite's extended I/O result codes (C macros Swift cannot see; https://sqlite.org/rescode.html).
-private enum IOError {
-    static let read = SQLITE_IOERR | (1 << 8)
-    static let shortRead = SQLITE_IOERR | (2 << 8)
-    static let write = SQLITE_IOERR | (3 << 8)
-    static let truncate = SQLITE_IOERR | (6 << 8)
-    static let fstat = SQLITE_IOERR | (7 << 8)
 }

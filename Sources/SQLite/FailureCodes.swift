@@ -11,4 +11,8 @@ extension FailureCode {
     public static let sqliteInterrupted = FailureCode("sqlite.interrupted", .failed)
     public static let sqliteReadOnly = FailureCode("sqlite.read_only", .failed)
     public static let sqliteError = FailureCode("sqlite.error", .failed)
+    /// The database file does not exist.
+    public static let databaseNotFound = FailureCode("database.not_found", .missingInput)
+    /// The database file exists but cannot be read.
+    public static let databaseCannotRead = FailureCode("database.cannot_read", .io)
 }

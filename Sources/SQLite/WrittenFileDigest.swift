@@ -36,8 +36,8 @@ package final class WrittenFileDigest: @unchecked Sendable {
     private var valid = true
     private var finished = false
 
-    // Touched only on `queue`.
-    private var hasher = SHA256()
+    // Touched only on `queue`; taken when the digest is finalized.
+    private var hasher: SHA256? = SHA256()
     private let queue = DispatchQueue(label: "deployctl.copy-digest")
     /// Guards the fields above; signalled when a buffer is hashed or the written end moves.
     private let state = NSCondition()
@@ -52,7 +52,7 @@ package final class WrittenFileDigest: @unchecked Sendable {
         pendingPageOffset = (0x4000_0000 / pageSize) * pageSize
         nextOffset = pageSize
         let first = expectedFirstPage
-        if hashing { queue.async { self.hasher.update(first) } }
+        if hashing { queue.async { self.hasher?.update(first) } }
     }
 
     /// The copy wrote `count` bytes of `buffer` at `offset`. Returns whether the buffer was
@@ -74,7 +74,7 @@ package final class WrittenFileDigest: @unchecked Sendable {
         if nextOffset == pendingPageOffset && bodyOffset == pendingPageOffset + pageSize {
             if hashing {
                 let zeros = [UInt8](repeating: 0, count: Int(pageSize))
-                queue.async { self.hasher.update(zeros) }
+                queue.async { self.hasher?.update(zeros) }
             }
             nextOffset += pageSize
         }
@@ -84,7 +84,7 @@ package final class WrittenFileDigest: @unchecked Sendable {
         outstanding += 1
         nonisolated(unsafe) let bytes = UnsafeRawBufferPointer(start: buffer + start, count: count - start)
         queue.async {
-            self.hasher.update(bytes)
+            self.hasher?.update(bytes)
             self.state.lock(); self.outstanding -= 1; self.state.broadcast(); self.state.unlock()
         }
         return true
@@ -120,7 +120,10 @@ package final class WrittenFileDigest: @unchecked Sendable {
         state.broadcast()
         state.unlock()
         guard followed, hashing else { return nil }
-        return WrittenDigest(bytes: fileSize, sha256: queue.sync { hasher.finalizeHex() })
+        // A libcrypto failure gives no digest: the caller then hashes the file itself, which
+        // reports it.
+        let sha256 = queue.sync { try? self.hasher.take()?.finalizeHex() }
+        return sha256.map { WrittenDigest(bytes: fileSize, sha256: $0) }
     }
 
     /// Ends following when the copy ended without its file being closed through the VFS (it

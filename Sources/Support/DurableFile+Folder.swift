@@ -24,7 +24,7 @@ extension DurableFile {
         var info = stat()
         if stat(path, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                throw Failure(.cannotCreate, "cannot create \(what) \(path): a file of that name is in the way",
+                throw Failure(.fileCannotCreate, "cannot create \(what) \(path): a file of that name is in the way",
                               hint: "move the file away, or choose another folder")
             }
             return

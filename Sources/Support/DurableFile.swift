@@ -38,11 +38,11 @@ public enum DurableFile {
 
     /// Moves a finished temp file to `path` without ever replacing an existing file, then
     /// removes the temp name. The caller fsyncs the file before and the folder after.
-    /// - Throws: `Failure` `.io`; the message says "exists" when `path` is taken.
+    /// - Throws: `Failure` `file.exists` when `path` is taken; else `.io`.
     public static func publish(_ temp: String, as path: String) throws {
         guard link(temp, path) == 0 else {
             let code = errno
-            if code == EEXIST { throw Failure(.io, "\(path) exists; refusing to replace it") }
+            if code == EEXIST { throw Failure(.fileExists, "\(path) exists; refusing to replace it") }
             throw posixFailure("cannot link \(temp) to \(path)", code)
         }
         unlink(temp)
@@ -133,17 +133,30 @@ public enum DurableFile {
         }
     }
 
-    /// A `Failure` for a failed system call: ENOSPC and EIO are `.io`; EACCES/EROFS are
-    /// `.cannotCreate` when creating.
+    /// Writes every byte of `bytes` to `fd` at `offset` (`pwrite`), retrying short writes.
+    /// - Throws: `Failure` `.io` naming `path` (disk full shows as ENOSPC).
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(Failure) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw posixFailure("cannot write \(path)", n < 0 ? errno : ENOSPC) }
+            done += n
+        }
+    }
+
+    /// A `Failure` for a failed system call: ENOSPC and EDQUOT are `file.no_space`; EACCES,
+    /// EROFS and EPERM are `file.cannot_create` when creating, else `file.permission_denied`;
+    /// anything else `file.io_error` (all 74 but `file.cannot_create`, 73).
     public static func posixFailure(_ what: String, _ code: Int32, creating: Bool = false) -> Failure {
         let reason = String(cString: strerror(code))
         switch code {
         case ENOSPC, EDQUOT:
-            return Failure(.io, "\(what): \(reason)", hint: "free disk space, then run the command again")
+            return Failure(.fileNoSpace, "\(what): \(reason)", hint: "free disk space, then run the command again")
         case EACCES, EROFS, EPERM:
-            return Failure(creating ? .cannotCreate : .io, "\(what): \(reason)", hint: "check the folder's owner and permissions")
+            return Failure(creating ? .fileCannotCreate : .filePermissionDenied, "\(what): \(reason)", hint: "check the folder's owner and permissions")
         default:
-            return Failure(.io, "\(what): \(reason)")
+            return Failure(.fileIOError, "\(what): \(reason)")
         }
     }
 }

@@ -71,7 +71,7 @@ public enum FileAccess {
             let name = getpwuid(info.st_uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "uid \(info.st_uid)"
             owner = " (owner \(name), mode \(String(info.st_mode & 0o7777, radix: 8)))"
         }
-        return Failure(kind, "permission denied: user \(user) lacks \(missing.words) permission on the \(what)\(owner), needed to \(purpose); nothing was done",
+        return Failure(kind == .cannotCreate ? .accessWriteDenied : .accessReadDenied, "permission denied: user \(user) lacks \(missing.words) permission on the \(what)\(owner), needed to \(purpose); nothing was done",
                        hint: "run the command as the user that owns it, or grant that user access (chown or chmod) to \(path)")
     }
 }

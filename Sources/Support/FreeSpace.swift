@@ -45,7 +45,7 @@ public struct SpaceNeeds: Sendable {
             let what = folders.map { folder in
                 list.filter { $0.folder == folder }.map { "\($0.what) (\(Self.format($0.bytes)))" }.joined(separator: " and ") + " in \(folder)"
             }.joined(separator: ", ")
-            throw Failure(.io, "not enough free space: \(what) need about \(Self.format(needed)) (\(needed) bytes, estimated), but that filesystem has \(Self.format(free)) free; nothing was written",
+            throw Failure(.spaceInsufficient, "not enough free space: \(what) need about \(Self.format(needed)) (\(needed) bytes, estimated), but that filesystem has \(Self.format(free)) free; nothing was written",
                           hint: "free \(Self.format(needed - free)) there (old backups: see what 'deployctl backups prune \(instance ?? "<instance>") --keep-last 7 --dry-run' would remove), or set another backups path in the instance config")
         }
     }

@@ -48,7 +48,7 @@ struct BadInputTests {
         let box = try Sandbox(rows: 5)
         try Data(repeating: 0x41, count: 5000).write(to: URL(fileURLWithPath: box.databasePath))
         let result = try box.deployctl(["snapshot", "prod"])
-        #expect(result.status == 65)
+        #expect(result.status == 65 && result.code == "sqlite.not_a_database")
         #expect(result.stderr.contains("not a SQLite database"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: box.databasePath)) == Data(repeating: 0x41, count: 5000))
     }
@@ -60,7 +60,7 @@ struct BadInputTests {
         // is what stops root too.
         try Data("in the way".utf8).write(to: URL(fileURLWithPath: box.backupsFolder))
         let result = try box.deployctl(["snapshot", "prod"])
-        #expect(result.status == 73, "\(result.stderr)")
+        #expect(result.status == 73 && result.code == "access.write_denied", "\(result.stderr)")
         #expect(result.stderr.contains(box.backupsFolder))
         try Data("x".utf8).write(to: URL(fileURLWithPath: box.path("blocker")))
         try box.write("instances/prod/instance.toml", "[database]\npath = \"database/lending_app_prod.db\"\n[backups]\npath = \"../../blocker/backups\"\n")
@@ -72,10 +72,13 @@ struct BadInputTests {
         let box = try Sandbox(rows: 5)
         #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
         for bad in ["../prod/database/lending_app_prod.db", "/etc/passwd", "x/../y.db", ".."] {
-            #expect(try box.deployctl(["restore", "prod", bad, "--yes"]).status == 64, "\(bad)")
-            #expect(try box.deployctl(["backups", "verify", "prod", bad]).status == 64, "\(bad)")
+            let restore = try box.deployctl(["restore", "prod", bad, "--yes"])
+            #expect(restore.status == 64 && restore.code == "backup.invalid_name", "\(bad)")
+            let verify = try box.deployctl(["backups", "verify", "prod", bad])
+            #expect(verify.status == 64 && verify.code == "backup.invalid_name", "\(bad)")
         }
-        #expect(try box.deployctl(["backups", "verify", "prod", "lending_app_prod_x_20200101_000000.db"]).status == 66)
+        let missing = try box.deployctl(["backups", "verify", "prod", "lending_app_prod_x_20200101_000000.db"])
+        #expect(missing.status == 66 && missing.code == "backup.not_found")
     }
 
     @Test("verifying a backup leaves no file beside it and records verified_at")

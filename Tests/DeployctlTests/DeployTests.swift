@@ -124,7 +124,7 @@ struct DeployTests {
         let holder = try box.holdWriteLock()
         defer { holder.terminate(); holder.waitUntilExit() }
         let result = try box.deployctl(["deploy", "prod"])
-        #expect(result.status == 75, "\(result.stderr)")
+        #expect(result.status == 75 && result.code == "lock.database_busy", "\(result.stderr)")
         #expect(result.stderr.contains("locked for writing by PID \(holder.processIdentifier) ("), "\(result.stderr)")
         #expect(result.stderr.contains("also open in") && result.stderr.contains("PID \(reader.processIdentifier) (") , "\(result.stderr)")
         holder.terminate()
@@ -142,7 +142,7 @@ struct DeployTests {
             Thread.sleep(forTimeInterval: 0.05)
         }
         let second = try box.deployctl(["deploy", "prod"])
-        #expect(second.status == 75, "\(second.stderr)")
+        #expect(second.status == 75 && second.code == "lock.held", "\(second.stderr)")
         #expect(second.stderr.contains("PID \(first.processIdentifier)"))
         first.waitUntilExit()
         #expect(first.terminationStatus == 0)

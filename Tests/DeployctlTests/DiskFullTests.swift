@@ -178,7 +178,7 @@ struct DiskFullTests {
         let before = try box.sha3(box.databasePath)
 
         let verify = try box.deployctl(["backups", "verify", "prod", name])
-        #expect(verify.status == 74, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.status == 74 && verify.code == "file.no_space", "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stderr.lowercased().contains("full") || verify.stderr.contains("No space"), "\(verify.stderr)")
         let restore = try box.deployctl(["restore", "prod", name, "--yes"], environment: Self.noPreflight)
         #expect(restore.status == 74, "\(restore.stderr)")
@@ -243,7 +243,7 @@ struct DiskFullTests {
         #expect(try Sandbox.exec("/bin/mount", ["-o", "remount,ro", small]).status == 0)
         let files = box.allBackupFiles()
         let result = try box.deployctl(["restore", "prod", "--latest", "--yes"])
-        #expect(result.status == 73, "\(result.stdout)\(result.stderr)")
+        #expect(result.status == 73 && result.code == "restore.live_read_only", "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("read-only") || result.stderr.contains("cannot be written"), "\(result.stderr)")
         #expect(!result.stderr.contains("failed too"))
         #expect(try box.sha3(database) == before)
@@ -258,7 +258,7 @@ struct DiskFullTests {
         defer { unmount(small) }
         #expect(try Sandbox.exec("/bin/mount", ["-o", "remount,ro", small]).status == 0)
         let result = try box.deployctl(["restore", "prod", name, "--to", small + "/copy.db"])
-        #expect(result.status == 73, "\(result.stderr)")
+        #expect(result.status == 73 && result.code == "file.cannot_create", "\(result.stderr)")
         #expect(box.allBackupFiles().allSatisfy { !$0.hasPrefix(".tmp-") })
     }
 }

@@ -202,7 +202,7 @@ struct EncryptedBackupTests {
         _ = try box.sqlite(box.databasePath, "DELETE FROM tracker")
         let live = try box.sha3(box.databasePath)
         let restore = try box.deployctl(["restore", "prod", "--latest", "--yes"])
-        #expect(restore.status == 65 && restore.stderr.contains("no identity matched") && restore.stderr.contains(publicKey) == false, "\(restore.stdout)\(restore.stderr)")
+        #expect(restore.status == 65 && restore.code == "encryption.no_identity_matched" && restore.stderr.contains("no identity matched") && restore.stderr.contains(publicKey) == false, "\(restore.stdout)\(restore.stderr)")
         // verify --all goes on past the backup it cannot open, records nothing about it, and says so.
         let all = try box.deployctl(["backups", "verify", "prod", "--all"])
         #expect(all.status == 65 && all.stderr.contains("could not be opened with the configured key"), "\(all.stdout)\(all.stderr)")
@@ -220,16 +220,16 @@ struct EncryptedBackupTests {
         let live = try box.sha3(box.databasePath)
         chmod(key, 0o644)
         let open = try box.deployctl(["restore", "prod", name, "--yes"])
-        #expect(open.status == 64 && open.stderr.contains("mode 644") && open.stderr.contains("chmod 600"), "\(open.stderr)")
+        #expect(open.status == 64 && open.code == "encryption.identity_file_exposed" && open.stderr.contains("mode 644") && open.stderr.contains("chmod 600"), "\(open.stderr)")
         let verify = try box.deployctl(["backups", "verify", "prod", name])
-        #expect(verify.status == 64, "\(verify.stderr)")
+        #expect(verify.status == 64 && verify.code == "encryption.identity_file_exposed", "\(verify.stderr)")
         chmod(key, 0o600)
         // No identity_file: restore names the setting and the backup's recipients.
         let config = try String(contentsOfFile: box.path("instances/prod/instance.toml"), encoding: .utf8)
         try config.replacingOccurrences(of: "identity_file = \"../../keys/prod.agekey\"", with: "")
             .write(toFile: box.path("instances/prod/instance.toml"), atomically: true, encoding: .utf8)
         let missing = try box.deployctl(["restore", "prod", name, "--yes"])
-        #expect(missing.status == 64 && missing.stderr.contains("identity_file") && missing.stderr.contains("is not set"), "\(missing.stderr)")
+        #expect(missing.status == 64 && missing.code == "backup.no_identity" && missing.stderr.contains("identity_file") && missing.stderr.contains("is not set"), "\(missing.stderr)")
         #expect(try box.sha3(box.databasePath) == live)
         Self.expectNoScratch(box)
         // A deploy that would encrypt its own snapshot without a key to read it back is refused before anything.

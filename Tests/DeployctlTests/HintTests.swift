@@ -66,8 +66,10 @@ struct HintTests {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: box.backupsFolder + "/" + name))
         bytes[bytes.count / 2] ^= 0x40
         try bytes.write(to: URL(fileURLWithPath: box.backupsFolder + "/" + name))
-        #expect(try box.deployctl(["restore", "prod", name, "--yes"]).status == 65)
-        #expect(try box.deployctl(["backups", "verify", "prod", name]).status == 65)
+        let restore = try box.deployctl(["restore", "prod", name, "--yes"])
+        #expect(restore.status == 65 && restore.code == "backup.checksum_mismatch", "\(restore.stderr)")
+        let verify = try box.deployctl(["backups", "verify", "prod", name])
+        #expect(verify.status == 65 && verify.code == "backup.checksum_mismatch", "\(verify.stderr)")
         #expect(try box.deployctl(["status", "prod", "--quiet"]).status == 65)
     }
 }

@@ -2,26 +2,43 @@ import Foundation
 import Offsite
 import SQLite
 import Support
+import Synchronization
 import Testing
 
 @Suite("building blocks")
 struct LayerTests {
     @Test("SHA-256 matches the FIPS test vectors")
-    func sha256Vectors() {
-        #expect(SHA256.hex(of: Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(SHA256.hex(of: Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    func sha256Vectors() throws {
+        #expect(try SHA256.hex(of: Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(try SHA256.hex(of: Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let million = Data(repeating: UInt8(ascii: "a"), count: 1_000_000)
-        #expect(SHA256.hex(of: million) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(try SHA256.hex(of: million) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         let text = Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
-        #expect(SHA256.hex(of: text) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(try SHA256.hex(of: text) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // Fed in pieces, the same digest as in one go.
+        var pieces = SHA256()
+        for chunk in stride(from: 0, to: million.count, by: 333_333) { pieces.update(million[chunk..<min(chunk + 333_333, million.count)]) }
+        #expect(try pieces.finalizeHex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test("the one HMAC-SHA-256 matches RFC 4231 (test cases 1, 2, 6: a key longer than a block), and an empty key and message")
+    func hmacVectors() throws {
+        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        #expect(hex(try SHA256.hmac(key: [UInt8](repeating: 0x0b, count: 20), Array("Hi There".utf8)))
+                == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        #expect(hex(try SHA256.hmac(key: Array("Jefe".utf8), Array("what do ya want for nothing?".utf8)))
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        #expect(hex(try SHA256.hmac(key: [UInt8](repeating: 0xaa, count: 131), Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        #expect(hex(try SHA256.hmac(key: [], [])) == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
     }
 
     @Test("SigV4 signs AWS's published example (GET /test.txt with a Range, examplebucket, 2013-05-24); MD5 matches RFC 1321")
-    func sigV4Vector() {
+    func sigV4Vector() throws {
         let signer = SigV4(credentials: Credentials(accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                                                     source: "test"), region: "us-east-1")
-        let headers = signer.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
-                                  headers: [("Range", "bytes=0-9")], payloadSHA256: SigV4.sha256Hex([]),
+        let headers = try signer.sign(method: "GET", host: "examplebucket.s3.amazonaws.com", path: "/test.txt", query: [],
+                                  headers: [("Range", "bytes=0-9")], payloadSHA256: try SigV4.sha256Hex([]),
                                   date: Date(timeIntervalSince1970: 1_369_353_600))
         let authorization = headers.first { $0.0 == "Authorization" }?.1
         #expect(authorization == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
@@ -203,5 +220,55 @@ struct ConnectionLockTests {
         try Connection.checkIsDatabase(box.databasePath)
         #expect(try myLocks(on: box.databasePath) == held, "checkIsDatabase dropped this process's locks")
         try live.execute("COMMIT")
+    }
+}
+
+extension LayerTests {
+    struct Numbered: Error, Equatable { let number: Int }
+
+    @Test("Parallel.map gives results in index order, throws the failure of the lowest index and starts no item after a failure; Parallel.both returns both sides and throws the side asked for; Background reports and returns its result on every wait; a Pool reuses what was given back")
+    func parallelHelper() throws {
+        #expect(Parallel.map(100, width: 3) { $0 * $0 } == (0..<100).map { $0 * $0 })
+        #expect(Parallel.map(0) { $0 }.isEmpty)
+        let started = Atomic<Int>(0)
+        #expect(throws: Numbered(number: 7)) {
+            _ = try Parallel.map(1000, width: 2) { (i: Int) throws(Numbered) -> Int in
+                started.add(1, ordering: .relaxed)
+                if i >= 7 { throw Numbered(number: i) }
+                return i
+            }
+        }
+        // Item 7 fails; at most the other worker's item in flight and one more start after it.
+        #expect(started.load(ordering: .relaxed) < 20)
+
+        let (here, elsewhere) = try Parallel.both({ "here" }, elsewhere: { 42 })
+        #expect(here == "here" && elsewhere == 42)
+        #expect(throws: Numbered(number: 1)) {
+            _ = try Parallel.both({ () throws -> Int in throw Numbered(number: 1) }, elsewhere: { () throws -> Int in throw Numbered(number: 2) })
+        }
+        #expect(throws: Numbered(number: 2)) {
+            _ = try Parallel.both({ () throws -> Int in throw Numbered(number: 1) }, elsewhere: { () throws -> Int in throw Numbered(number: 2) },
+                                  reportingFirst: .elsewhere)
+        }
+        #expect(throws: Numbered(number: 2)) {
+            _ = try Parallel.both({ 1 }, elsewhere: { () throws -> Int in throw Numbered(number: 2) })
+        }
+
+        let work = Parallel.Background { report in
+            report(5)
+            return "done"
+        }
+        var last: Int64 = -1
+        #expect(try work.wait { last = $0 } == "done")
+        #expect(last == 5)
+        #expect(try work.wait { _ in } == "done")
+
+        // A pool gives back what was put back (the buffer written is the one borrowed next),
+        // to one thread after another.
+        let pool = Parallel.Pool { [UInt8](repeating: 0, count: 1) }
+        pool.borrow { $0[0] = 7 }
+        #expect(pool.borrow { $0[0] } == 7)
+        let seen = Parallel.map(50, width: 2) { _ in pool.borrow { buffer -> UInt8 in buffer[0] = 7; return buffer[0] } }
+        #expect(seen.allSatisfy { $0 == 7 })
     }
 }

@@ -48,7 +48,7 @@ struct RestoreUnderWriterTests {
         let holder = try box.holdWriteLock()
         defer { holder.terminate(); holder.waitUntilExit() }
         let result = try box.deployctl(["restore", "prod", name, "--yes"])
-        #expect(result.status == 75, "\(result.stdout)\(result.stderr)")
+        #expect(result.status == 75 && result.code == "lock.database_busy", "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("PID \(holder.processIdentifier)"), "\(result.stderr)")
         #expect(!result.stderr.contains("failed too"))
         holder.terminate()
@@ -177,7 +177,7 @@ struct RestoreSelectionTests {
         try FileManager.default.copyItem(atPath: file, toPath: box.backupsFolder + "/" + renamed)
         try FileManager.default.copyItem(atPath: file + ".json", toPath: box.backupsFolder + "/" + renamed + ".json")
         let copied = try box.deployctl(["restore", "prod", renamed, "--yes", "--allow-foreign"])
-        #expect(copied.status == 65, "\(copied.stderr)")
+        #expect(copied.status == 65 && copied.code == "backup.foreign_file", "\(copied.stderr)")
         #expect(copied.stderr.contains("manifest describes another file"))
     }
 
@@ -208,7 +208,7 @@ struct RestoreSelectionTests {
         try Sandbox.rewriteManifestChecksum(of: link)
         let before = try box.sha3(box.databasePath)
         let named = try box.deployctl(["restore", "prod", URL(fileURLWithPath: link).lastPathComponent, "--yes"])
-        #expect(named.status == 65, "\(named.stderr)")
+        #expect(named.status == 65 && named.code == "backup.foreign_file", "\(named.stderr)")
         #expect(named.stderr.contains("symbolic link"))
         #expect(try box.sha3(box.databasePath) == before)
         let latest = try box.deployctl(["restore", "prod", "--latest", "--dry-run"])

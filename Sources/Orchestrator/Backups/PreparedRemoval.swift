@@ -60,6 +60,6 @@ public struct PreparedRemoval {
             return RemovedBackup(name: name, label: nil, status: nil, manifestOnly: true)
         }
         try store.remove([current])
-        return RemovedBackup(name: name, label: current.label, status: current.status, manifestOnly: false)
+        return RemovedBackup(name: name, label: current.label, status: current.status.rawValue, manifestOnly: false)
     }
 }

@@ -14,12 +14,6 @@ struct RestoreCopiesTidied {
     var problems = [String]()
 }
 
-extension BackupEntry {
-    /// A copy deployctl made for itself (`pre_*`: a deploy's snapshot, the state a restore
-    /// replaced): never the last backup, not what `max_backup_age` watches.
-    var isOwnCopy: Bool { label.hasPrefix("pre_") }
-}
-
 /// The copies restores make of the state they replace (`pre_restore`, `pre_putback`): kept as
 /// `keep_restore_copies` says, and stored compressed once they are not needed back at once.
 struct RestoreCopies: Sendable {
@@ -47,7 +41,7 @@ struct RestoreCopies: Sendable {
             var duplicates = [BackupEntry]()
             for (from, compressedCopies) in made {
                 let plain = copies.filter { $0.name == from && !$0.compressed }
-                if let good = compressedCopies.first(where: { $0.status == "verified" }) {
+                if let good = compressedCopies.first(where: { $0.status == .verified }) {
                     duplicates += compressedCopies.filter { $0.name != good.name } + plain
                 } else if !plain.isEmpty {
                     duplicates += compressedCopies  // not checked good: the plain one stays, to be compressed again
@@ -65,7 +59,7 @@ struct RestoreCopies: Sendable {
             try store.remove(doomed)
             tidied.removed += doomed
             guard compress, config.compression != .none else { return tidied }
-            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != "failed" {
+            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != .failed {
                 try instance.runtime.checkInterruption("the restore copies not yet compressed stay as they are")
                 do {
                     let made = try Snapshotter(store: store).recompress(decision.entry, as: config.compression, now: instance.runtime.clock())

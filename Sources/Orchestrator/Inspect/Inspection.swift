@@ -102,13 +102,13 @@ public struct Inspection: Sendable {
         let reports = instance.deployReports
         let now = runtime.clock()
         let backups = instance.store.entries()
-        for entry in backups where entry.status == "failed" {
+        for entry in backups where entry.status == .failed {
             problems.append(StatusProblem(.backupFailedCheck, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
         }
         for entry in backups where entry.isFutureDated(now: now) {
             problems.append(StatusProblem(.backupFutureDated, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
         }
-        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != "failed" && !$0.isOwnCopy }
+        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != .failed && !$0.isOwnCopy }
         let ownCopies = backups.filter(\.isOwnCopy).count
         let notCounted = ownCopies > 0 ? " (not counting \(counted(ownCopies, "pre_* copy", "pre_* copies")) made by deploys or restores)" : ""
         if let maxAge = config.maxBackupAge {
@@ -139,10 +139,10 @@ public struct Inspection: Sendable {
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
             // A checksum-only check of an encrypted backup (no key here) is not a verification.
             lastVerification: backups.compactMap { entry in
-                entry.manifest?.verification.flatMap { $0.check == "sha256" ? nil
-                    : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result, reason: $0.reason, check: $0.check) }
+                entry.manifest?.verification.flatMap { $0.check == .sha256 ? nil
+                    : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result.rawValue, reason: $0.reason, check: $0.check.rawValue) }
             }.max { $0.at < $1.at },
-            failedBackups: backups.filter { $0.status == "failed" }.map(\.name),
+            failedBackups: backups.filter { $0.status == .failed }.map(\.name),
             example: config.seedSQL != nil, warnings: warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {

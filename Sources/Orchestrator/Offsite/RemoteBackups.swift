@@ -44,7 +44,7 @@ public struct RemoteBackups: Sendable {
         if let backup {
             entries = [try store.entry(named: backup)]
         } else {
-            let usable = store.entries().filter { $0.manifest != nil && $0.status != "failed" && !$0.isFutureDated(now: runtime.clock()) }
+            let usable = store.entries().filter { $0.manifest != nil && $0.status != .failed && !$0.isFutureDated(now: runtime.clock()) }
             guard let newest = usable.first else {
                 throw Failure(.offsiteNoLocalBackup, "instance '\(name)' has no usable local backup to push in \(store.folder)",
                               hint: "take one with 'deployctl snapshot \(name)'")

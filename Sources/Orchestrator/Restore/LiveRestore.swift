@@ -29,7 +29,7 @@ struct LiveRestore {
         do {
             let result = try instance.restorer.restore(
                 opened, intoLive: live, previewVersion: previewVersion, rowKeys: rowKeys, saving: request, in: store, progress: runtime.progress,
-                stop: interruptible ? { runtime.interruption() != nil } : nil) {
+                stop: interruptible ? { @Sendable [interruption = runtime.interruption] in interruption() != nil } : nil) {
                     if let failpoint { try failpoints.hit(failpoint) }
                     if interruptible { try runtime.checkInterruption("the restore was not committed; the live database is as it was") }
                 }

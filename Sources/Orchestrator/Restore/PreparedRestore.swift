@@ -69,7 +69,7 @@ public final class PreparedRestore {
 
     private func performHeld() throws -> RestoreOutcome {
         guard let opened, !request.dryRun else { return .notPerformed(preview) }
-        lock?.record(operation: "restore", stage: "restore")
+        try lock?.record(operation: "restore", stage: "restore")
         let restorer = instance.restorer
         switch request.target {
         case .newFile(let path):

@@ -68,7 +68,7 @@ public struct RestorePlanner: Sendable {
                 passedOver.append("\(entry.name): dated \(Runtime.day(entry.createdAt)), in the future (written under a wrong clock?); name it to restore it")
                 continue
             }
-            guard entry.status != "failed" else {
+            guard entry.status != .failed else {
                 passedOver.append("\(entry.name): its last check failed (\(entry.manifest?.verification?.reason ?? "see backups list"))")
                 continue
             }
@@ -162,8 +162,9 @@ public struct RestorePlanner: Sendable {
                 // The comparison stops at a signal (its page copy steps ask); nothing after it may.
                 let interruption = runtime.interruption
                 live.stopWhen { interruption() != nil }
-                let ((), comparison) = try bothAtOnce({ if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
-                                                      { defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) })
+                let (comparison, ()) = try Parallel.both({ defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) },
+                                                         elsewhere: { if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
+                                                         reportingFirst: .elsewhere)
                 let version = live.dataVersion
                 runtime.progress(.ended(announce: true))
                 if !request.dryRun { try live.setQueryOnly(false) }

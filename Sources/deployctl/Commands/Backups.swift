@@ -78,7 +78,7 @@ struct BackupDocument: Encodable {
         encrypted = entry.encrypted
         label = entry.label
         sha256 = entry.manifest?.sha256
-        status = entry.status
+        status = entry.status.rawValue
         verified_at = entry.manifest?.verifiedAt
         verification = entry.manifest?.verification.flatMap { $0.sha256 == entry.manifest?.sha256 ? $0 : nil }
         future_dated = entry.isFutureDated(now: now)

@@ -103,10 +103,10 @@ struct BackupsList: ParsableCommand {
     /// `verified 2026-11-25 03:00`, `FAILED 2026-11-25 03:00: sha256 mismatch`, `never verified`;
     /// `checksum only …` for an encrypted backup checked without its key.
     static func status(_ entry: BackupEntry) -> String {
-        guard let manifest = entry.manifest else { return entry.status }
+        guard let manifest = entry.manifest else { return entry.status.rawValue }
         let minute = { (date: Date) in String(Console.time(date).dropLast(3)) }
         if let check = manifest.verification, check.sha256 == manifest.sha256 {
-            guard check.result != "ok" else { return check.check == "sha256" ? "checksum only \(minute(check.at))" : "verified \(minute(check.at))" }
+            guard check.result != .ok else { return check.check == .sha256 ? "checksum only \(minute(check.at))" : "verified \(minute(check.at))" }
             return "FAILED \(minute(check.at)): \(shortReason(check.reason ?? "see backups verify", name: entry.name))"
         }
         return manifest.verifiedAt.map { "verified \(minute($0))" } ?? "never verified"
