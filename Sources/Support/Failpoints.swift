@@ -18,10 +18,16 @@ public struct Failpoints: Sendable {
         case backupVerify = "backup-verify", restorePreview = "restore-preview"
         case onlineCopy = "online-copy", onlineProven = "online-proven"
         case pushPart = "push-part", beforeRemoteManifest = "before-remote-manifest"
+        /// After the operator answered a two-step command's question (prune, remove, accept),
+        /// before its work: a test's `delay` here is an operator who takes a while.
+        case confirm
         /// Checks `skip` turns off.
         case freeSpace = "free-space", rowDigests = "row-digests", rowRestore = "row-restore", rowRestoreSize = "row-restore-size"
         /// `clock=shift:<seconds>`.
         case clock
+
+        /// Whether this point is a check that `skip` turns off (and nothing else does anything to).
+        var isCheck: Bool { [.freeSpace, .rowDigests, .rowRestore, .rowRestoreSize].contains(self) }
     }
 
     /// What a failpoint does when reached.
@@ -75,6 +81,19 @@ public struct Failpoints: Sendable {
                 actions[point] = .delay(milliseconds: ms)
             default:
                 throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: unknown action '\(parts[1])' (error, crash, delay:<ms>, skip, shift:<seconds>)")
+            }
+        }
+        for (point, action) in actions {
+            // An action a point does not act on would make a test of a failure pass as a test of success.
+            let fits: Bool
+            switch action {
+            case .skip: fits = point.isCheck
+            case .shift: fits = point == .clock
+            case .error, .crash, .delay: fits = !point.isCheck && point != .clock
+            }
+            guard fits else {
+                throw Failure(.failpointInvalid, "DEPLOYCTL_FAILPOINTS: \(point.rawValue) does nothing with that action",
+                              hint: point == .clock ? "clock=shift:<seconds>" : point.isCheck ? "\(point.rawValue)=skip" : "\(point.rawValue)=error, crash or delay:<ms>")
             }
         }
         self.actions = actions

@@ -81,6 +81,25 @@ struct DeployTests {
         #expect(log.hasSuffix("started\n"), "app log: \(log)")
     }
 
+    @Test("a start hook that fails after the commit and again after the undo: the deploy is undone, the app stopped before the undo, and the error says the application is not running")
+    func applicationLeftDown() throws {
+        let box = try Sandbox()
+        try box.installCashbackMigration()
+        try box.configureHooks("""
+            stop = "echo stop >> app.log"
+            start = "echo start >> app.log; exit 3"
+            """)
+        let old = try box.oldTableHashes()
+        let result = try box.deployctl(["deploy", "prod", "--json"])
+        #expect(result.status == 1 && result.code == "deploy.undone", "\(result.stderr)")
+        #expect(result.stderr.contains("The application is not running: its start hook failed") && result.stderr.contains("start it by hand"), "\(result.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(document?["cause"] as? String == "hook.start_failed", "\(result.stdout)")
+        #expect(try box.oldTableHashes() == old)
+        let log = try String(contentsOfFile: box.path("instances/prod/app.log"), encoding: .utf8)
+        #expect(log == "stop\nstart\nstop\nstart\n", "app log: \(log)")
+    }
+
     @Test("a killed deploy is finished by the next one, nothing lost", arguments: ["after-snapshot", "migrate", "after-commit"])
     func crashRecovery(failpoint: String) throws {
         let box = try Sandbox()

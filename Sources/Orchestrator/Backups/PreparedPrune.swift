@@ -43,7 +43,9 @@ public struct PreparedPrune {
     }
 
     /// Takes the instance lock, decides again, and removes what the policy does not keep;
-    /// refused when the decision now empties a label the operator was not asked about.
+    /// refused when the decision now empties a label the operator was not asked about, or,
+    /// when the operator was asked (`emptied` is not empty), would remove a backup the question
+    /// did not count (a snapshot taken while the question waited).
     /// - Throws: `Failure` `backup.changed_while_asked`; what removing throws.
     public func perform() throws -> PruneOutcome {
         let lock = try instance.lock()
@@ -54,11 +56,21 @@ public struct PreparedPrune {
             throw Failure(.backupsChangedWhileAsked, "the backups changed while deployctl asked: pruning now leaves label \(label) without a usable backup; nothing was removed",
                           hint: "run the prune again")
         }
+        let asked = Set(Self.names(kept: false, in: self.decisions))
+        if !confirmed.isEmpty, let unseen = Self.names(kept: false, in: decisions).first(where: { !asked.contains($0) }) {
+            throw Failure(.backupsChangedWhileAsked, "the backups changed while deployctl asked: \(unseen) would be removed too, and it was not counted in the question; nothing was removed",
+                          hint: "run the prune again")
+        }
         let outcome = PruneOutcome(decisions: decisions, removed: true)
         let store = instance.store
         try store.remove(outcome.doomed)
         if label == nil { _ = RestoreCopies(instance).tidy(store: store, compress: true) }
         return outcome
+    }
+
+    /// The names of the backups `decisions` keep (or remove).
+    private static func names(kept: Bool, in decisions: [RetentionDecision]) -> [String] {
+        decisions.filter { $0.kept == kept }.map(\.entry.name)
     }
 
     /// Labels that would lose backups and keep none `restore --latest` could take, with how

@@ -46,8 +46,9 @@ public struct PreparedRemoval {
         let lock = try instance.lock()
         defer { lock.release() }
         let store = instance.store
-        let current = try Self.find(name, in: store)
-        guard current?.manifest?.sha256 == entry?.manifest?.sha256 else {
+        // Gone while the question waited (another remove) is a change too, not "no such backup".
+        let found = Result { try Self.find(name, in: store) }
+        guard case .success(let current) = found, current?.manifest?.sha256 == entry?.manifest?.sha256 else {
             throw Failure(.backupsChangedWhileAsked, "\(name) changed while deployctl asked; nothing was removed",
                           hint: "deployctl backups remove \(instance.name) \(name)")
         }

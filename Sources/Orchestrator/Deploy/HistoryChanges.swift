@@ -94,12 +94,14 @@ public struct PreparedAccept: Sendable {
     public func perform() throws -> HistoryChange {
         let lock = try instance.lock()
         defer { lock.release() }
-        let now = try MigrationFile(path: file.path)
-        guard try Self.appliedChecksum(of: now, in: instance) == applied, now.sha256 == file.sha256 else {
+        let live = try LiveHistory(databasePath: instance.config.databasePath, busyTimeout: instance.config.busyTimeout)
+        let row = try live.applied().first { $0.id == file.id }
+        let now = try? MigrationFile(path: file.path)
+        guard row?.sha256 == applied, now?.sha256 == file.sha256 else {
             throw Failure(.acceptChangedWhileAsked, "\(file.fileName) or its history changed while deployctl asked; nothing was recorded",
                           hint: "deployctl accept \(instance.name) \(file.key)")
         }
-        try LiveHistory(databasePath: instance.config.databasePath, busyTimeout: instance.config.busyTimeout).accept(file)
+        try live.accept(file)
         return HistoryChange(migrations: [file.key], checked: ["applied sha256 \(applied.prefix(12)), file now \(file.sha256.prefix(12))"])
     }
 }

@@ -39,6 +39,16 @@ final class AppHooks {
     /// Whether the last hook that stops or starts the application stopped it.
     var leftStopped: Bool { results.last { $0.name == Name.stop.rawValue || $0.name == Name.start.rawValue }?.name == Name.stop.rawValue }
 
+    /// What to tell the operator when the application is left down: the last hook that stops or
+    /// starts it stopped it, or was a start that failed; nil when it runs (or no hook ran).
+    var applicationDown: String? {
+        guard let last = results.last(where: { $0.name == Name.stop.rawValue || $0.name == Name.start.rawValue }) else { return nil }
+        if last.name == Name.start.rawValue {
+            return last.succeeded ? nil : "The application is not running: its start hook failed (output in \(last.outputPath)); start it by hand."
+        }
+        return "The application is not running: it was stopped and not started again\(config.hooks.start == nil ? " (no start hook is set)" : ""); start it by hand."
+    }
+
     /// Whether a stop hook ran.
     var stoppedOnce: Bool { results.contains { $0.name == Name.stop.rawValue } }
 

@@ -51,7 +51,10 @@ struct BackupsPrune: ParsableCommand {
             let policy = try retention.policy()
             let prepared = try PreparedPrune.prepare(runtime, instance: instance, policy: policy, label: label, dryRun: dryRun)
             if dryRun { return try show(console, dryRun: true, decisions: prepared.decisions, removed: prepared.decisions.filter { !$0.kept }.map(\.entry.name)) }
-            if !prepared.emptied.isEmpty { try confirm(prepared.emptied, console) }
+            if !prepared.emptied.isEmpty {
+                try confirm(prepared.emptied, console)
+                try runtime.failpoints.hit(.confirm)
+            }
             let outcome = try prepared.perform()
             try show(console, dryRun: false, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
         }

@@ -41,6 +41,7 @@ struct BackupsRemove: ParsableCommand {
                                                          hint: "deployctl backups remove \(instance) \(backup) --yes"),
                                     declined: Failure(.declined, "nothing was removed"))
             }
+            try runtime.failpoints.hit(.confirm)
             let removed = try prepared.perform()
             if global.json {
                 struct Document: Encodable { let removed: String; let label: String?; let last_check: String?; let manifest_only: Bool }

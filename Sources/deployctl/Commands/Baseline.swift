@@ -69,6 +69,7 @@ struct Accept: ParsableCommand {
                                                          hint: "review the file, then run again with --yes"),
                                     declined: Failure(.declined, "nothing was recorded"))
             }
+            try runtime.failpoints.hit(.confirm)
             let change = try prepared.perform()
             if global.json { return try console.json(change) }
             console.line("✓ Recorded the edited \(change.migrations[0]) (\(change.checked[0]))")
