@@ -8,6 +8,8 @@ extension FailureCode {
     public static let internalError = FailureCode("internal.error", .failed)
     /// The first word of the command line names no command.
     public static let usageUnknownCommand = FailureCode("usage.unknown_command", .usage)
+    /// The command line does not parse: an unknown option, a missing or bad value.
+    public static let usageInvalidArguments = FailureCode("usage.invalid_arguments", .usage)
     /// Not enough free space for what a command is about to write (checked before writing).
     public static let spaceInsufficient = FailureCode("space.insufficient", .io)
     /// A write ran out of space (ENOSPC, EDQUOT).

@@ -159,7 +159,9 @@ struct Console: Sendable {
         var text = red("error[\(code)]:") + " " + message + "\n"
         if let hint { text += "Try: \(hint)\n" }
         standardError.write(text)
-        if options.json {
+        // A command that printed its result document (verify, backups verify) has said what
+        // failed in it: a second document would make stdout no longer one JSON value.
+        if options.json && !standardOutput.hasWritten {
             struct ErrorDocument: Encodable { let error: String; let code: String; let cause: String?; let kind: String; let hint: String?; let exit_code: Int32 }
             try? json(ErrorDocument(error: message, code: code.rawValue, cause: cause?.rawValue, kind: kind.rawValue, hint: hint,
                                     exit_code: Self.exitCode(kind)))

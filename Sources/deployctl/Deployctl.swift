@@ -35,18 +35,43 @@ struct Deployctl: ParsableCommand {
         arguments = GlobalOptionsMover.reorder(arguments, subcommands: Set(configuration.subcommands.map { $0._commandName }))
         if let unknown = UnknownCommand.find(arguments, commands: configuration.subcommands.map { $0._commandName },
                                              groups: ["backups": Backups.configuration.subcommands.map { $0._commandName }]) {
-            StandardStream(descriptor: 2, name: "stderr").write("error[\(FailureCode.usageUnknownCommand)]: \(unknown.message)\n" + (unknown.hint.map { "Try: \($0)\n" } ?? ""))
             if let hint = unknown.hint { Console.logHint(hint) }
-            Foundation.exit(64)
+            usageError(.usageUnknownCommand, unknown.message, hint: unknown.hint, arguments: arguments)
         }
         do {
             var command = try parseAsRoot(arguments)
             // Tests check that every printed hint parses as a command line: parse, run nothing.
             if ProcessInfo.processInfo.environment["DEPLOYCTL_PARSE_ONLY"] != nil { return }
             try command.run()
-        } catch {
+        } catch let error as ExitCode {
             exit(withError: error)
+        } catch {
+            // The parser's own refusals (an unknown option, a bad value) are usage errors with a
+            // code like every other, in the form --json and --quiet promise.
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            var message = fullMessage(for: error)
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            usageError(.usageInvalidArguments, message.trimmingCharacters(in: .whitespacesAndNewlines), hint: nil, arguments: arguments)
         }
+    }
+
+    /// Prints a usage error (64) before any command ran: `error[code]:` and the text on stderr;
+    /// with `--quiet` one line ending in `[code]`; with `--json` also the error document on stdout.
+    static func usageError(_ code: FailureCode, _ message: String, hint: String?, arguments: [String]) -> Never {
+        let standardError = StandardStream(descriptor: 2, name: "stderr")
+        if arguments.contains("--quiet") {
+            let first = message.split(separator: "\n").first.map(String.init) ?? message
+            standardError.write("deployctl: \(first)\(hint.map { " (try: \($0))" } ?? "") [\(code)]\n")
+        } else {
+            standardError.write("error[\(code)]: \(message)\n" + (hint.map { "Try: \($0)\n" } ?? ""))
+        }
+        if arguments.contains("--json") {
+            struct ErrorDocument: Encodable { let error: String; let code: String; let kind: String; let hint: String?; let exit_code: Int32 }
+            if let data = try? JSON.encoder().encode(ErrorDocument(error: message, code: code.rawValue, kind: code.kind.rawValue, hint: hint, exit_code: 64)) {
+                StandardStream(descriptor: 1, name: "stdout").write(String(decoding: data, as: UTF8.self) + "\n")
+            }
+        }
+        Foundation.exit(64)
     }
 }
 

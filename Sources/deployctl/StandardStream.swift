@@ -18,6 +18,7 @@ final class StandardStream: @unchecked Sendable {
     private let name: String
     private let complaints: StandardStream?
     private var lost = false
+    private var wrote = false
 
     /// `complaints`: where to say, once, that this stream failed for a reason other than its
     /// reader leaving (EPIPE is expected and silent).
@@ -31,6 +32,7 @@ final class StandardStream: @unchecked Sendable {
     func write(_ text: String) {
         lock.lock()
         var failure: Int32?
+        wrote = wrote || !text.isEmpty
         if !lost {
             var text = text
             failure = text.withUTF8 { writeAll($0) }
@@ -40,6 +42,13 @@ final class StandardStream: @unchecked Sendable {
         if let failure, failure != EPIPE {
             complaints?.write("deployctl: writing to \(name) failed (\(String(cString: strerror(failure)))); the rest of its output is dropped\n")
         }
+    }
+
+    /// Whether anything was written (or tried) to this stream.
+    var hasWritten: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return wrote
     }
 
     /// The errno that stopped the write, or nil when every byte was written.

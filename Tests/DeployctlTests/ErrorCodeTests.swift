@@ -74,3 +74,31 @@ extension ErrorCodeTests {
         #expect(unknown.status == 64 && unknown.code == "usage.unknown_command", "\(unknown.stderr)")
     }
 }
+
+extension ErrorCodeTests {
+    @Test("a command line the parser refuses is usage.invalid_arguments in all three forms, exit 64")
+    func parserRefusals() throws {
+        let box = try Sandbox(rows: 5)
+        let plain = try box.deployctl(["snapshot", "prod", "--compress", "lz4"])
+        #expect(plain.status == 64 && plain.code == "usage.invalid_arguments" && plain.stderr.contains("--compress"), "\(plain.stderr)")
+        let quiet = try box.deployctl(["snapshot", "prod", "--keep-within", "3x", "--quiet"])
+        #expect(quiet.status == 64 && quiet.stderr.hasSuffix(" [usage.invalid_arguments]\n") && quiet.stderr.split(separator: "\n").count == 1, "\(quiet.stderr)")
+        let json = try box.deployctl(["status", "prod", "--bogus", "--json"])
+        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(json.status == 64 && document?["code"] as? String == "usage.invalid_arguments" && document?["exit_code"] as? Int == 64, "\(json.stdout)")
+        #expect(box.backupNames().isEmpty)
+    }
+
+    @Test("a command whose --json result names its failure prints that one document, not a second error document")
+    func oneDocument() throws {
+        let box = try Sandbox(rows: 10)
+        try box.installCashbackMigration()
+        try #require(try box.deployctl(["deploy", "prod", "--yes"]).status == 0)
+        let file = box.path("instances/migrations/0001_cashback_tables.sql")
+        try (try String(contentsOfFile: file, encoding: .utf8) + "\n-- later\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let verify = try box.deployctl(["verify", "prod", "--json"])
+        #expect(verify.status == 65 && verify.code == "migration.changed", "\(verify.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as? [String: Any]
+        #expect(document?["damaged"] as? Bool == false && (document?["problems"] as? [String])?.isEmpty == false, "\(verify.stdout)")
+    }
+}

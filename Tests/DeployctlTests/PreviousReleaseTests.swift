@@ -39,6 +39,11 @@ struct PreviousReleaseTests {
         #expect(stages.map { $0["name"] as? String } == ["preflight", "plan", "snapshot", "rehearse", "migrate and verify", "restart"]
                 && stages.allSatisfy { $0["status"] as? String == "ok" }, "\(stages)")
 
+        let one = try #require(try Self.document(try Self.run(root, ["history", "prod", "20261206T184117.497Z-408f", "--json"])) as? [String: Any])
+        #expect(one["outcome"] as? String == "success" && one["class"] as? String == "additive", "\(one)")
+        let unknown = try Self.run(root, ["history", "prod", "20260101T000000.000Z-0000"])
+        #expect(unknown.status == 66 && unknown.code == "deploy.not_found", "\(unknown.stderr)")
+
         let listed = try #require(try Self.document(try Self.run(root, ["backups", "list", "prod", "--json"])) as? [String: Any])
         let backups = try #require(listed["backups"] as? [[String: Any]])
         #expect(Set(backups.compactMap { $0["name"] as? String }) == ["app_pre_note_20261206_184117.db", "app_pre_cashback_20261206_184117.db",

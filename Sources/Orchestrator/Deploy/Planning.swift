@@ -90,7 +90,7 @@ extension InstanceContext {
         let scratch = FileManager.default.fileExists(atPath: config.backupsFolder, isDirectory: &isFolder) && isFolder.boolValue
             ? config.backupsFolder : (config.databasePath as NSString).deletingLastPathComponent
         if !runtime.failpoints.skips(.freeSpace) {
-            var needs = SpaceNeeds()
+            var needs = SpaceNeeds(instance: config.name)
             needs.add(liveBytes, in: scratch, for: "the plan's copy of the database")
             try needs.check()
         }

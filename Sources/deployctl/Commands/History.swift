@@ -1,5 +1,6 @@
 import ArgumentParser
 import Orchestrator
+import Support
 
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,10 +15,21 @@ struct History: ParsableCommand {
     @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
+    @Argument(help: "One deploy's id (the DEPLOY column): that deploy alone; with --json its report object.")
+    var deployId: String?
+
     func run() throws {
         let console = Console(global)
         try console.run { runtime in
-            let reports = try Inspection(runtime).history(instance: instance)
+            var reports = try Inspection(runtime).history(instance: instance)
+            if let deployId {
+                guard let report = reports.first(where: { $0.deployId == deployId }) else {
+                    throw Failure(.deployNotFound, "instance \(instance) has no deploy \(deployId)",
+                                  hint: reports.isEmpty ? nil : "deployctl history \(instance) \(reports[0].deployId)")
+                }
+                if global.json { try console.json(report); return }
+                reports = [report]
+            }
             if global.json { try console.json(reports); return }
             guard !reports.isEmpty else { console.line("No deploys of \(instance) yet."); return }
             console.line(Console.table(["DEPLOY", "STARTED (UTC)", "OUTCOME", "MIGRATIONS", "CLASS", "SNAPSHOT"], reports.map {
