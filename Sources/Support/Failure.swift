@@ -86,12 +86,6 @@ public struct Failure: DeployctlError, Sendable {
         self.hint = hint
         self.cause = cause
     }
-
-    /// A failure with only a kind: being replaced by codes, module by module (issue 24).
-    @available(*, deprecated, message: "give the failure a FailureCode")
-    public init(_ kind: FailureKind, _ message: String, hint: String? = nil) {
-        self.init(FailureCode("unclassified.\(kind.rawValue)", kind), message, hint: hint)
-    }
 }
 
 /// `1 row`, `2 rows`: a count with its noun in the right number (`plural` when not just `s`).

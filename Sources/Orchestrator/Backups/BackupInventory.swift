@@ -51,7 +51,7 @@ public struct BackupInventory: Sendable {
             defer { runtime.progress(.ended(announce: false)) }
             var reporting = store
             let progress = runtime.progress
-            reporting.checkProgress = { done, total in runtime.progress(.working(phase, done: done, total: total)) }
+            reporting.checkProgress = { done, total in progress(.working(phase, done: done, total: total)) }
             do {
                 return try reporting.verify(target, now: runtime.clock())
             } catch where runtime.interruption() != nil {

@@ -42,98 +42,25 @@ public struct Inspection: Sendable {
     public func status(instance name: String) throws -> InstanceStatus {
         let instance = try runtime.instance(name, for: .inspect)
         let config = instance.config
-        let exists = FileManager.default.fileExists(atPath: config.databasePath)
-        var problems = [StatusProblem]()
-        var warnings = [String]()
+        var reader = StatusReader(instance: instance)
         let lock = InstanceLock.inspect(path: config.lockPath)
-        var journal: DeployJournal?
-        do {
-            journal = try DeployJournal.read(path: config.journalPath)
-        } catch let failure as Failure {
-            problems.append(StatusProblem(failure.code, message: failure.message))
-        }
-        let work = Self.workInProgress(lock: lock, journal: journal)
-        var unfinished: String?
-        if let journal {
-            unfinished = journal.deployId
-            if work == nil {
-                problems.append(StatusProblem(.deployUnfinished, message: "deploy \(journal.deployId) is unfinished: the next deploy or restore finishes or undoes it (it stopped at stage \(journal.stage), and no live process holds the instance lock)"))
-            }
-        }
-        var bytes: Int64?
-        var mode: String?
-        var applied: [String]?
-        var pending: [String]?
-        if exists {
-            bytes = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value
-            do {
-                let facts = try LiveDatabaseFacts.read(path: config.databasePath, busyTimeout: config.busyTimeout)
-                mode = facts.journalMode
-                let rows = facts.applied
-                applied = rows.map(\.key)
-                let files = (try? MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)) ?? []
-                pending = files.filter { file in !rows.contains { $0.id == file.id } }.map(\.key)
-                if work == nil, let source = facts.onlineLeftover {
-                    warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(name)' removes them")
-                }
-                do {
-                    _ = try History.pending(files: files, applied: rows)
-                } catch var changed as MigrationFileChanged {
-                    changed.instance = name
-                    problems.append(StatusProblem(changed.code, message: "\(changed.message): \(changed.hint!)"))
-                } catch {
-                    // A missing file is reported by verify and deploy; status shows what it can.
-                }
-            } catch let failure as Failure {
-                problems.append(StatusProblem(failure.kind == .badData ? failure.code : .statusCheckFailed, message: failure.message))
-            } catch let error as SQLiteError where error.kind == .temporary {
-                if let work {
-                    // The deploy or restore in progress holds the write lock: expected, not a problem.
-                    warnings.append("\(config.databasePath) is busy with the \(work.operation) in progress; status could not read it")
-                } else {
-                    problems.append(StatusProblem(.sqliteBusy, message: "\(config.databasePath) is locked by another process for longer than the busy timeout; status could not read it"))
-                }
-            } catch let error as SQLiteError {
-                problems.append(StatusProblem(.databaseUnreadable, message: "\(config.databasePath) cannot be read as a SQLite database: \(error.sqliteMessage)"))
-            }
-        } else {
-            problems.append(StatusProblem(.databaseMissing, message: "database \(config.databasePath) does not exist"))
-        }
-        let reports = instance.deployReports
-        let now = runtime.clock()
+        let (work, unfinished) = reader.readJournal(lock: lock)
+        let database = reader.readDatabase(work: work)
         let backups = instance.store.entries()
-        for entry in backups where entry.status == .failed {
-            problems.append(StatusProblem(.backupFailedCheck, message: "backup \(entry.name) failed its last check: check it again with 'deployctl backups verify \(name) \(entry.name)', or retire it with 'deployctl backups remove \(name) \(entry.name)'"))
-        }
-        for entry in backups where entry.isFutureDated(now: now) {
-            problems.append(StatusProblem(.backupFutureDated, message: "backup \(entry.name) is dated in the future (\(entry.createdAt)): check the clock, then remove it"))
-        }
-        let usable = backups.first { !$0.isFutureDated(now: now) && $0.status != .failed && !$0.isOwnCopy }
-        let ownCopies = backups.filter(\.isOwnCopy).count
-        let notCounted = ownCopies > 0 ? " (not counting \(counted(ownCopies, "pre_* copy", "pre_* copies")) made by deploys or restores)" : ""
-        if let maxAge = config.maxBackupAge {
-            if let usable {
-                if usable.createdAt < maxAge.cutoff(before: now) {
-                    let hours = Int(now.timeIntervalSince(usable.createdAt) / 3600)
-                    problems.append(StatusProblem(.backupStale, message: "the newest backup, \(usable.name), is \(hours) h old: older than max_backup_age \(maxAge)"))
-                }
-            } else {
-                problems.append(StatusProblem(.backupStale, message: "no usable backup\(notCounted), and max_backup_age is \(maxAge): take one with 'deployctl snapshot \(name)'"))
-            }
-        } else if usable == nil {
-            warnings.append("no backup\(notCounted), and no max_backup_age to say how old one may be: set [backups] max_backup_age in \(config.file) (e.g. \"26h\" for nightly snapshots)")
-        }
+        let now = runtime.clock()
+        let usable = reader.checkBackups(backups, now: now)
         if config.seedSQL == nil, let order = try? runtime.workspace.deployConfig().order, !order.isEmpty, !order.contains(name) {
-            warnings.append("not in deploy.toml's order: 'deploy all' and promotion checks leave it out")
+            reader.warnings.append("not in deploy.toml's order: 'deploy all' and promotion checks leave it out")
         }
-        problems.sort { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
+        let problems = reader.problems.sorted { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
+        let reports = instance.deployReports
         return InstanceStatus(
-            instance: name, database: config.databasePath, exists: exists, bytes: bytes, journalMode: mode,
-            applied: applied, pending: pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
+            instance: name, database: config.databasePath, exists: database.exists, bytes: database.bytes, journalMode: database.mode,
+            applied: database.applied, pending: database.pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
             lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
             lastDeployWriteLockMilliseconds: reports.first?.writeLockMilliseconds,
-            lockHolder: lock.held ? lock.holder : nil, databaseHolders: exists ? DatabaseHolders.find(path: config.databasePath) : [],
+            lockHolder: lock.held ? lock.holder : nil, databaseHolders: database.exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
             leftoverBytes: InstanceContext.leftovers(config).reduce(0) { $0 + $1.bytes },
             futureDatedBackups: backups.filter { $0.isFutureDated(now: now) }.map(\.name),
@@ -143,7 +70,7 @@ public struct Inspection: Sendable {
                     : InstanceStatus.LastVerification(backup: entry.name, at: $0.at, result: $0.result.rawValue, reason: $0.reason, check: $0.check.rawValue) }
             }.max { $0.at < $1.at },
             failedBackups: backups.filter { $0.status == .failed }.map(\.name),
-            example: config.seedSQL != nil, warnings: warnings, problems: problems,
+            example: config.seedSQL != nil, warnings: reader.warnings, problems: problems,
             remotes: config.offsite.map { remote in
                 do {
                     let newest = try RemoteBackups(runtime).newestGood(instance, remote)

@@ -118,69 +118,90 @@ public struct RestorePlanner: Sendable {
             try runtime.checkInterruption("nothing was changed")
             switch request.target {
             case .newFile(let path):
-                let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
-                // attributesOfItem does not follow links: a dangling link exists too.
-                guard (try? FileManager.default.attributesOfItem(atPath: absolute)) == nil else {
-                    throw Failure(.restoreTargetExists, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
-                }
-                var isFolder: ObjCBool = false
-                let folder = (absolute as NSString).deletingLastPathComponent
-                guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
-                    throw Failure(.restoreTargetFolderMissing, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
-                }
-                let live = fileIdentity(config.databasePath).path.lowercased()
-                let target = (fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
-                guard !["-wal", "-shm", "-journal"].contains(where: { target == live + $0 }) else {
-                    throw Failure(.restoreTargetIsDatabaseFile, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
-                }
+                let absolute = try checkNewFile(path, beside: config)
                 var prepared = request
                 prepared.target = .newFile(absolute)
                 return PreparedRestore(preview: preview(entry, request.target, absolute, check, passedOver), instance: instance,
                                        store: store, request: prepared, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .replace:
-                // An empty file (0 bytes) is no application's database: it is replaced too.
-                let size = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
-                if FileManager.default.fileExists(atPath: config.databasePath), size > 0,
-                   Connection.isHealthy(path: config.databasePath, busyTimeout: config.busyTimeout) {
-                    throw Failure(.restoreReplaceRefused, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
-                                  hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
-                }
-                let holders = DatabaseHolders.find(path: config.databasePath)
-                guard holders.isEmpty else {
-                    throw Failure(.databaseHeld, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
-                                  hint: "stop the application, then run again")
-                }
+                try checkReplaceable(config, by: entry)
                 return PreparedRestore(preview: preview(entry, request.target, config.databasePath, check, passedOver), instance: instance,
                                        store: store, request: request, opened: opened, lock: lock, live: nil, previewVersion: nil)
             case .live:
-                if let mismatch = LiveRestore.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
-                // A dry run only reads (and leaves an application's -wal as it was).
-                let restorer = instance.restorer
-                let live = try restorer.openLive(config.databasePath, readOnly: request.dryRun)
-                try live.setQueryOnly(true)
-                runtime.progress(.working(.comparingWithLive))
-                // The comparison stops at a signal (its page copy steps ask); nothing after it may.
-                let interruption = runtime.interruption
-                live.stopWhen { interruption() != nil }
-                let (comparison, ()) = try Parallel.both({ defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) },
-                                                         elsewhere: { if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
-                                                         reportingFirst: .elsewhere)
-                let version = live.dataVersion
-                runtime.progress(.ended(announce: true))
-                if !request.dryRun { try live.setQueryOnly(false) }
-                let stops = request.runHooks && config.hooks.stop != nil
-                var preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
-                                             differences: comparison.differences, notCompared: comparison.notCompared,
-                                             holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops,
-                                             passedOver: passedOver)
-                preview.holdsBackup = comparison.holdsBackup
-                return PreparedRestore(preview: preview, instance: instance, store: store, request: request,
-                                       opened: opened, lock: lock, live: live, previewVersion: version, rowKeys: comparison.rowKeys)
+                return try previewLive(entry, opened: opened, request: request, instance: instance, store: store, lock: lock,
+                                       check: check, passedOver: passedOver, alreadyChecked: alreadyChecked)
             }
         } catch {
             opened.discard()
             throw error
         }
+    }
+
+    /// `--to PATH`: the absolute path, which must not exist, in a folder that does, and must not
+    /// be one of the files SQLite keeps beside the live database.
+    private func checkNewFile(_ path: String, beside config: InstanceConfig) throws -> String {
+        let absolute = resolve(path, against: FileManager.default.currentDirectoryPath)
+        // attributesOfItem does not follow links: a dangling link exists too.
+        guard (try? FileManager.default.attributesOfItem(atPath: absolute)) == nil else {
+            throw Failure(.restoreTargetExists, "\(absolute) exists; --to only writes a new file", hint: "choose a path that does not exist")
+        }
+        var isFolder: ObjCBool = false
+        let folder = (absolute as NSString).deletingLastPathComponent
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+            throw Failure(.restoreTargetFolderMissing, "\(folder) is not a folder; --to writes a new file into an existing folder", hint: "create the folder first")
+        }
+        let live = fileIdentity(config.databasePath).path.lowercased()
+        let target = (fileIdentity(folder).path + "/" + (absolute as NSString).lastPathComponent).lowercased()
+        guard !["-wal", "-shm", "-journal"].contains(where: { target == live + $0 }) else {
+            throw Failure(.restoreTargetIsDatabaseFile, "\(absolute) is a file SQLite keeps beside the live database; --to needs a path of its own")
+        }
+        return absolute
+    }
+
+    /// `--replace`: only a missing, empty or unreadable live database, which nobody holds.
+    private func checkReplaceable(_ config: InstanceConfig, by entry: BackupEntry) throws {
+        // An empty file (0 bytes) is no application's database: it is replaced too.
+        let size = ((try? FileManager.default.attributesOfItem(atPath: config.databasePath))?[.size] as? NSNumber)?.int64Value ?? 0
+        if FileManager.default.fileExists(atPath: config.databasePath), size > 0,
+           Connection.isHealthy(path: config.databasePath, busyTimeout: config.busyTimeout) {
+            throw Failure(.restoreReplaceRefused, "the live database \(config.databasePath) is readable and healthy; --replace is only for a missing or unreadable one",
+                          hint: "run 'deployctl restore \(config.name) \(entry.name)' without --replace")
+        }
+        let holders = DatabaseHolders.find(path: config.databasePath)
+        guard holders.isEmpty else {
+            throw Failure(.databaseHeld, "the live database \(config.databasePath) is held by \(holders.map(\.description).joined(separator: ", "))",
+                          hint: "stop the application, then run again")
+        }
+    }
+
+    /// Into the live database: the comparison with the live database (its connection held for
+    /// `perform()`), beside the backup's integrity_check on the other core.
+    private func previewLive(_ entry: BackupEntry, opened: OpenedBackup, request: RestoreRequest, instance: InstanceContext, store: BackupStore,
+                             lock: InstanceLock?, check: String, passedOver: [String], alreadyChecked: Bool) throws -> PreparedRestore {
+        let config = instance.config
+        if let mismatch = LiveRestore.pageSizeMismatch(opened, config.databasePath) { throw mismatch }
+        // A dry run only reads (and leaves an application's -wal as it was).
+        let restorer = instance.restorer
+        let live = try restorer.openLive(config.databasePath, readOnly: request.dryRun)
+        try live.setQueryOnly(true)
+        runtime.progress(.working(.comparingWithLive))
+        // The comparison stops at a signal (its page copy steps ask); nothing after it may.
+        let interruption = runtime.interruption
+        live.stopWhen { interruption() != nil }
+        let (comparison, ()) = try Parallel.both({ defer { live.stopWhen(nil) }; return try restorer.compare(live, backup: opened) },
+                                                 elsewhere: { if !alreadyChecked { try store.integrityCheck(opened, of: entry) } },
+                                                 reportingFirst: .elsewhere)
+        let version = live.dataVersion
+        runtime.progress(.ended(announce: true))
+        if !request.dryRun { try live.setQueryOnly(false) }
+        let stops = request.runHooks && config.hooks.stop != nil
+        var preview = RestorePreview(backup: entry, target: request.target, targetPath: config.databasePath, check: check,
+                                     differences: comparison.differences, notCompared: comparison.notCompared,
+                                     holders: stops ? [] : DatabaseHolders.find(path: config.databasePath), stopsApplication: stops,
+                                     passedOver: passedOver)
+        preview.holdsBackup = comparison.holdsBackup
+        return PreparedRestore(preview: preview, instance: instance, store: store, request: request,
+                               opened: opened, lock: lock, live: live, previewVersion: version, rowKeys: comparison.rowKeys)
     }
 
     /// Free-space preflight of a restore: an `.age` backup decrypted and a `.gz` inflated for its check; into the live
