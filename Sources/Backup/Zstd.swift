@@ -66,9 +66,8 @@ enum Zstd {
         guard size > 0 else { throw bad("it is empty") }
         // A window of whole frames at a time (ours are at most a little over 4 MiB each), read
         // with pread: a file that shrinks meanwhile is a short read, never a fault.
-        let frameBound = ZSTD_compressBound(Gzip.memberSize) + 64
         // Shared read-only with the workers, written again only after they end (no copy on write).
-        var window = [UInt8](repeating: 0, count: frameBound * Gzip.workers)
+        var window = [UInt8](repeating: 0, count: (ZSTD_compressBound(Gzip.memberSize) + 64) * Gzip.workers)
         let buffers = Parallel.Pool { [UInt8](repeating: 0, count: Gzip.memberSize) }
         var offset: Int64 = 0
         var inflated: Int64 = 0

@@ -69,7 +69,7 @@ struct HintTests {
         let restore = try box.deployctl(["restore", "prod", name, "--yes"])
         #expect(restore.status == 65 && restore.code == "backup.checksum_mismatch", "\(restore.stderr)")
         let verify = try box.deployctl(["backups", "verify", "prod", name])
-        #expect(verify.status == 65 && verify.code == "backup.checksum_mismatch", "\(verify.stderr)")
+        #expect(verify.status == 65 && verify.code == "backup.verification_failed", "\(verify.stderr)")
         #expect(try box.deployctl(["status", "prod", "--quiet"]).status == 65)
     }
 }
