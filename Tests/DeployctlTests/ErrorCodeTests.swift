@@ -92,10 +92,7 @@ extension ErrorCodeTests {
     @Test("a command whose --json result names its failure prints that one document, not a second error document")
     func oneDocument() throws {
         let box = try Sandbox(rows: 10)
-        try box.installCashbackMigration()
-        try #require(try box.deployctl(["deploy", "prod", "--yes"]).status == 0)
-        let file = box.path("instances/migrations/0001_cashback_tables.sql")
-        try (try String(contentsOfFile: file, encoding: .utf8) + "\n-- later\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try box.deployThenEditCashbackMigration()
         let verify = try box.deployctl(["verify", "prod", "--json"])
         #expect(verify.status == 65 && verify.code == "migration.changed", "\(verify.stderr)")
         let document = try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as? [String: Any]

@@ -49,10 +49,7 @@ struct TwoStepTests {
     @Test("an accept recorded by another run while the question waits: changed_while_asked, the row as the other run left it")
     func acceptSeesOtherAccept() throws {
         let box = try Sandbox(rows: 10)
-        try box.installCashbackMigration()
-        try #require(try box.deployctl(["deploy", "prod", "--yes"]).status == 0)
-        let file = box.path("instances/migrations/0001_cashback_tables.sql")
-        try (try String(contentsOfFile: file, encoding: .utf8) + "\n-- a comment added later\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try box.deployThenEditCashbackMigration()
         let (status, stderr) = try Self.whileAsking(box, ["accept", "prod", "0001_cashback_tables"]) {
             let accepted = try box.deployctl(["accept", "prod", "0001_cashback_tables", "--yes"])
             #expect(accepted.status == 0)

@@ -230,6 +230,18 @@ extension Sandbox {
         return holder
     }
 
+    /// Deploys the shipped cashback migration, then edits its file (a comment added): an
+    /// applied migration changed afterwards, for `accept` and the checksum checks. Returns the file.
+    @discardableResult
+    func deployThenEditCashbackMigration() throws -> String {
+        try installCashbackMigration()
+        let deployed = try deployctl(["deploy", "prod", "--yes"])
+        try #require(deployed.status == 0, "\(deployed.stderr)")
+        let file = path("instances/migrations/0001_cashback_tables.sql")
+        try (try String(contentsOfFile: file, encoding: .utf8) + "\n-- a comment added later\n").write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
     /// Copies the shipped cashback migration into this sandbox's migrations folder.
     func installCashbackMigration() throws {
         try FileManager.default.createDirectory(atPath: path("instances/migrations"), withIntermediateDirectories: true)
