@@ -1,6 +1,3 @@
-import Backup
-import Locking
-import Migration
 import Foundation
 import SQLite
 import Support
