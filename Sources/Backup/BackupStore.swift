@@ -63,12 +63,15 @@ public struct BackupEntry: Sendable, Equatable {
 }
 
 /// The last check of a backup's bytes, as `backups list` and `--json` print it (the raw values).
-public enum BackupStatus: String, Sendable, Codable {
+public enum BackupStatus: String, Sendable, Codable, CustomStringConvertible {
     case verified
     case checksumOnly = "checksum only"
     case failed
     case neverVerified = "never verified"
     case noManifest = "no manifest"
+
+    /// As `backups list` and the questions print it (`never verified`).
+    public var description: String { rawValue }
 }
 
 /// The backups folder of one instance: names, listing, lookup, retention.

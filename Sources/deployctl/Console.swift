@@ -151,6 +151,7 @@ struct Console: Sendable {
             for line in message.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) where !line.isEmpty {
                 // Joined with "; ", each later line starting in lower case.
                 let next = whole.isEmpty ? line : line.prefix(1).lowercased() + line.dropFirst()
+                if whole.hasSuffix(".") { whole.removeLast() }  // "kept.; the" reads as "kept; the"
                 whole += whole.isEmpty ? next : (whole.hasSuffix(":") ? " " : "; ") + next
             }
             standardError.write("deployctl: \(whole)\(hint.map { " (try: \($0))" } ?? "") [\(code)]\n")

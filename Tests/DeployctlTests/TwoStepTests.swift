@@ -66,3 +66,27 @@ struct TwoStepTests {
         #expect(box.backupNames().isEmpty)
     }
 }
+
+extension TwoStepTests {
+    @Test("a live file that is no database is the live database's problem: restore --latest is 65 database.unreadable naming --replace, not 'no good backup'; --replace restores it")
+    func liveNotADatabase() throws {
+        let box = try Sandbox(rows: 10)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let backups = box.allBackupFiles()
+        try Data("garbage\n".utf8).write(to: URL(fileURLWithPath: box.databasePath))
+        let refused = try box.deployctl(["restore", "prod", "--latest", "--yes"])
+        #expect(refused.status == 65 && refused.code == "database.unreadable" && refused.stderr.contains("--replace"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("passed over") && box.allBackupFiles() == backups)
+        #expect(try box.deployctl(["restore", "prod", "--latest", "--replace", "--yes"]).status == 0)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM user") != "")
+    }
+
+    @Test("the remove question names the backup's last check as backups list does (never verified), not an internal name")
+    func removeQuestionWords() throws {
+        let box = try Sandbox(rows: 10)
+        #expect(try box.deployctl(["snapshot", "prod"]).status == 0)
+        let name = try #require(box.backupNames().first { !$0.hasSuffix(".json") })
+        let refused = try box.deployctl(["backups", "remove", "prod", name])
+        #expect(refused.status == 64 && refused.stderr.contains("never verified)"), "\(refused.stderr)")
+    }
+}

@@ -34,6 +34,10 @@ struct DeployRecovery {
         let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
         if journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
+            if let down = hooks.applicationDown {
+                // Seen under --quiet and --json too: the command itself may well succeed.
+                instance.runtime.events(.notice("recovering deploy \(journal.deployId): \(down)"))
+            }
         }
         var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
                                   outcome: committed && healthy ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))

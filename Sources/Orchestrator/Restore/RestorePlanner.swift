@@ -57,6 +57,7 @@ public struct RestorePlanner: Sendable {
             lock = try instance.lock(operation: "restore", stage: "check and preview")
             _ = try DeployRecovery(instance).recoverUnfinished()
         }
+        if request.target.changesLiveDatabase { try checkLiveIsDatabase(instance, request: request) }
         guard case .latest(let label) = request.selection else {
             guard case .named(let name) = request.selection else { preconditionFailure() }
             return try prepare(store.entry(named: name), request: request, instance: instance, store: store, lock: lock, passedOver: [])
@@ -134,6 +135,19 @@ public struct RestorePlanner: Sendable {
         } catch {
             opened.discard()
             throw error
+        }
+    }
+
+    /// A restore into the live database needs a live SQLite database to restore into: a file
+    /// that is not one is the live database's problem, never the backups' (which `--latest`
+    /// would otherwise pass over one by one), and `--replace` is what repairs it.
+    private func checkLiveIsDatabase(_ instance: InstanceContext, request: RestoreRequest) throws {
+        do {
+            try Connection.checkIsDatabase(instance.config.databasePath)
+        } catch let error as DeployctlError where error.kind == .badData {
+            let which = if case .named(let name) = request.selection { name } else { "--latest" }
+            throw Failure(.databaseUnreadable, "the live database cannot be restored into: \(error.message); nothing was changed (--replace restores over a damaged database, moving it aside)",
+                          hint: "deployctl restore \(instance.name) \(which) --replace")
         }
     }
 
