@@ -1,19 +1,25 @@
 import Foundation
 import Testing
 
-/// Files the previous release (0.4.0) wrote read unchanged (issue 24, item 8): the fixture under
-/// Fixtures/release-0.4.0 is a deployment root that release made — a deploy and its report, a
+/// Files the previous release (0.4.0) wrote read unchanged (issue 24, item 8): the fixture
+/// Fixtures/release-0.4.0.tgz.base64 (a gzip tar as base64 text, so that no database or backup
+/// file is tracked in the tree) is a deployment root that release made — a deploy and its report, a
 /// plain and a gzip backup with their manifests, and a deploy killed after its commit
 /// (`after-commit=crash`), which left its journal (stage `restart`, committed) and its lock file.
 @Suite("files of the previous release")
 struct PreviousReleaseTests {
-    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/release-0.4.0").path
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/release-0.4.0.tgz.base64").path
 
-    /// A copy of the fixture root in a temp folder.
+    /// The fixture root unpacked in a temp folder (with the real `tar`).
     static func copy() throws -> String {
-        let root = NSTemporaryDirectory() + "deployctl-previous-" + UUID().uuidString
-        try FileManager.default.copyItem(atPath: fixture, toPath: root)
-        return root
+        let folder = NSTemporaryDirectory() + "deployctl-previous-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let text = try String(contentsOfFile: fixture, encoding: .utf8)
+        let archive = try #require(Data(base64Encoded: text, options: .ignoreUnknownCharacters))
+        try archive.write(to: URL(fileURLWithPath: folder + "/fixture.tgz"))
+        let unpacked = try Sandbox.exec("/usr/bin/tar", ["-xzf", folder + "/fixture.tgz", "-C", folder])
+        try #require(unpacked.status == 0, "tar: \(unpacked.stderr)")
+        return folder + "/release-0.4.0"
     }
 
     static func run(_ root: String, _ arguments: [String]) throws -> Sandbox.Result {
@@ -27,7 +33,7 @@ struct PreviousReleaseTests {
     @Test("its journal, manifests and deploy report are read: status, history, backups list and verify, and the next deploy recovers the journal")
     func readsPreviousRelease() throws {
         let root = try Self.copy()
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        defer { try? FileManager.default.removeItem(atPath: (root as NSString).deletingLastPathComponent) }
         let status = try Self.run(root, ["status", "prod", "--json"])
         let state = try #require(try Self.document(status) as? [String: Any])
         #expect(status.status == 2 && state["unfinished_deploy"] as? String == "20261206T184117.640Z-dd0c", "\(status.stdout)")
