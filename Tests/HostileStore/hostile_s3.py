@@ -13,8 +13,8 @@ Every request line and the headers' names are appended to LOG_FILE (one line eac
 """
 import base64
 import hashlib
+import lifeline
 import os
-import signal
 import socket
 import sys
 import threading
@@ -395,21 +395,8 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
-def watchdog(server):
-    start = time.time()
-    while time.time() - start < 900:
-        try:
-            os.kill(PARENT, 0)
-        except OSError:
-            break
-        time.sleep(1)
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    lifeline.hold(PARENT)
     host = OPTIONS[OPTIONS.index("--host") + 1] if "--host" in OPTIONS else "127.0.0.1"
     if ":" in host:
         ThreadingHTTPServer.address_family = socket.AF_INET6
@@ -422,6 +409,5 @@ if __name__ == "__main__":
         context.load_cert_chain(OPTIONS[at + 1], OPTIONS[at + 2])
         # The handshake happens in the handler's thread, so a client that gives up does not block the server.
         server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=watchdog, args=(server,), daemon=True).start()
     print(server.server_port, flush=True)
     server.serve_forever()

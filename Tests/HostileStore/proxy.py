@@ -7,9 +7,8 @@ Prints its port; logs each request line (and whether Proxy-Authorization matched
 stops when PARENT_PID is gone (or after 15 minutes).
 """
 import base64
-import os
+import lifeline
 import select
-import signal
 import socket
 import socketserver
 import sys
@@ -77,22 +76,9 @@ class Handler(socketserver.BaseRequestHandler):
         upstream.close()
 
 
-def watchdog():
-    start = time.time()
-    while time.time() - start < 900:
-        try:
-            os.kill(PARENT, 0)
-        except OSError:
-            break
-        time.sleep(1)
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    lifeline.hold(PARENT)
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=watchdog, daemon=True).start()
     print(server.server_address[1], flush=True)
     server.serve_forever()
