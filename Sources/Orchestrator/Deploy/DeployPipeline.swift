@@ -203,10 +203,7 @@ struct DeployPipeline {
         // Start the app again when the last thing done to it was a stop.
         hooks.startIfStopped(tag: "after-failure")
         report.hooks = hooks.results
-        if let down = hooks.applicationDown {
-            // The operator must hear that the application is down, not only the report.
-            final = Failure(final.code, final.message + "\n" + down, hint: final.hint, cause: (final as? Failure)?.cause)
-        }
+        final = hooks.sayingIfDown(final)
         if !options.dryRun && lock != nil {
             try? writeReport()
             if wroteJournal && report.outcome != .unproven { try? DeployJournal.remove(path: config.journalPath) }

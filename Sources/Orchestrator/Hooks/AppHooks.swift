@@ -49,6 +49,13 @@ final class AppHooks {
         return "The application is not running: it was stopped and not started again\(config.hooks.start == nil ? " (no start hook is set)" : ""); start it by hand."
     }
 
+    /// `error` with a last line saying the application is left down, when it is: the operator
+    /// must hear it from the error, not only from the report's hook list.
+    func sayingIfDown(_ error: DeployctlError) -> DeployctlError {
+        guard let down = applicationDown else { return error }
+        return Failure(error.code, error.message + "\n" + down, hint: error.hint, cause: (error as? Failure)?.cause)
+    }
+
     /// Whether a stop hook ran.
     var stoppedOnce: Bool { results.contains { $0.name == Name.stop.rawValue } }
 

@@ -148,9 +148,7 @@ public final class PreparedRestore {
                                   interruptedTooLate: interruptedTooLate)
         } catch {
             hooks.startIfStopped(tag: "after-failure")
-            if let down = hooks.applicationDown, let failure = error as? DeployctlError {
-                throw Failure(failure.code, failure.message + "\n" + down, hint: failure.hint, cause: (failure as? Failure)?.cause)
-            }
+            if let failure = error as? DeployctlError { throw hooks.sayingIfDown(failure) }
             throw error
         }
     }
