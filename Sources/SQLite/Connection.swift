@@ -52,7 +52,7 @@ public final class Connection {
         if checked {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw Failure(.databaseNotFound, "database file \(path) does not exist",
-                              hint: "check the instance config's database path; deployctl never creates a live database")
+                              hint: "check the instance config's database path; a live database is never created by deployctl")
             }
         }
         var flags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
