@@ -19,6 +19,8 @@ public struct Runtime: Sendable {
     public let interruption: @Sendable () -> Int32?
     /// The process environment (object store credentials are read from it, nothing else).
     public let environment: [String: String]
+    /// `--database NAME`: with an instance of several `[[database]]` tables, only that database.
+    public var database: String?
 
     public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
                 clock: @escaping @Sendable () -> Date = { Date() },

@@ -112,10 +112,12 @@ struct Console: Sendable {
         let signals = SignalWatcher(acknowledge: isatty(2) == 1 && !options.quiet && !options.json)
         let failpoints = try Failpoints(environment: environment)
         let shift = failpoints.clockShift
-        return Runtime(workspace: workspace, failpoints: failpoints,
-                       commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
-                       events: { printer.render($0) },
-                       interruption: { signals.received }, environment: environment)
+        var runtime = Runtime(workspace: workspace, failpoints: failpoints,
+                              commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
+                              events: { printer.render($0) },
+                              interruption: { signals.received }, environment: environment)
+        runtime.database = options.database
+        return runtime
     }
 
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):

@@ -5,6 +5,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "The deployment root holding instances/ (default: $DEPLOYCTL_ROOT, else the current directory when it holds instances/, else /var/lib/deployctl).")
     var root: String?
 
+    @Option(help: ArgumentHelp("With an instance of several databases ([[database]] tables): work on this one only.", valueName: "name"))
+    var database: String?
+
     @Option(help: "How much to log to stderr: error, warning, info or debug.")
     var logLevel: LogLevel = .info
 

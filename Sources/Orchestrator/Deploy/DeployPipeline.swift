@@ -24,6 +24,11 @@ struct DeployPipeline {
     var online: OnlineRebuildPlan?
     /// The application's hooks; their results go into the report.
     let hooks: AppHooks
+    /// One database of a set (`SetDeployPipeline`), which takes the lock, recovers, stops and
+    /// starts the application and writes the report for all of them.
+    var inSet = false
+    /// The set the pre-deploy snapshot belongs to (recorded in its manifest).
+    var set: Manifest.SetMembership?
 
     init(instance: InstanceContext, options: DeployOptions, report: DeployReport) {
         self.instance = instance

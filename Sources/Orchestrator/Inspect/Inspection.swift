@@ -19,7 +19,7 @@ public struct Inspection: Sendable {
         let config = instance.config
         var (problems, applied) = try LiveDatabaseFacts.health(path: config.databasePath, busyTimeout: config.busyTimeout)
         let damaged = !problems.isEmpty
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
+        let files = try MigrationFile.loadAll(folder: try instance.migrationsFolder)
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)

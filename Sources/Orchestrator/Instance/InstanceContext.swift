@@ -171,12 +171,58 @@ public struct InstanceContext: Sendable {
 }
 
 extension Runtime {
-    /// The instance `name`: its config loaded and checked, and, before any work, the check that
-    /// this user may do `access` with its files (nil: no check, for commands that check later).
-    /// - Throws: `Failure` for an unknown or invalid instance, a broken config, missing permissions.
+    /// The instance `name` with one database: its config loaded and checked, and, before any
+    /// work, the check that this user may do `access` with its files (nil: no check, for
+    /// commands that check later). With several databases, the one `--database` names; a
+    /// command that works on one database refuses an instance of several without it.
+    /// - Throws: `Failure` for an unknown or invalid instance, a broken config, missing
+    ///   permissions; `config.database_not_named` (64).
     func instance(_ name: String, for access: InstanceAccess?) throws -> InstanceContext {
-        let context = InstanceContext(runtime: self, config: try workspace.instance(name))
-        if let access { try context.checkAccess(access) }
-        return context
+        let instance = try instanceSet(name, for: nil)
+        let selected = try instance.selectedDatabases
+        guard selected.count == 1 else {
+            throw Failure(.databaseNotNamed, "instance '\(name)' has \(selected.count) databases (\(selected.compactMap(\.config.databaseName).joined(separator: ", "))) and this command works on one",
+                          hint: "name one with --database, e.g. the same command with --database \(selected[0].config.databaseName ?? "NAME")")
+        }
+        if let access { try selected[0].checkAccess(access) }
+        return selected[0]
+    }
+
+    /// The instance `name` as a whole, for a command that works on each of its databases
+    /// (`selectedDatabases`); `access` is checked for each of them.
+    func instanceSet(_ name: String, for access: InstanceAccess?) throws -> InstanceContext {
+        let instance = InstanceContext(runtime: self, config: try workspace.instance(name))
+        if let database, instance.config.databases.isEmpty { _ = try instance.config.database(database) }
+        if let access { for database in try instance.selectedDatabases { try database.checkAccess(access) } }
+        return instance
+    }
+}
+
+extension InstanceContext {
+    /// The databases a command works on: the instance itself when it has one; else each
+    /// `[[database]]` in the config's order, or the one `--database` names.
+    /// - Throws: `config.database_unknown` (64) for a `--database` the instance lacks.
+    var selectedDatabases: [InstanceContext] {
+        get throws {
+            if config.databases.isEmpty {
+                if let name = runtime.database { _ = try config.database(name) }
+                return [self]
+            }
+            if let name = runtime.database { return [InstanceContext(runtime: runtime, config: try config.database(name))] }
+            return config.databases.map { InstanceContext(runtime: runtime, config: $0) }
+        }
+    }
+
+    /// Whether the instance declares several databases (`[[database]]` tables).
+    var hasDatabaseSet: Bool { !config.databases.isEmpty }
+
+    /// The database's migrations folder: its `[[database]] migrations`, else deploy.toml's
+    /// folder (`/<name>` for a database of an instance with several).
+    var migrationsFolder: String {
+        get throws {
+            if let folder = config.migrationsFolder { return folder }
+            let base = try runtime.workspace.deployConfig().migrationsFolder
+            return config.databaseName.map { base + "/" + $0 } ?? base
+        }
     }
 }

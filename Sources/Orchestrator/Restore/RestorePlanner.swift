@@ -292,7 +292,7 @@ public struct RestorePlanner: Sendable {
         // --replace is for), the migrations alone may name none of the application's own tables;
         // a manifest naming this instance and database is then the evidence.
         if ours.isEmpty, entry.manifest?.instance == config.name, entry.manifest?.database == instance.relativeDatabasePath { return }
-        if let files = try? MigrationFile.loadAll(folder: runtime.workspace.deployConfig().migrationsFolder) {
+        if let files = try? MigrationFile.loadAll(folder: instance.migrationsFolder) {
             for file in files { ours.formUnion(MigrationFile.createdTables(in: file.sql)) }
         }
         ours.subtract(ignored)
