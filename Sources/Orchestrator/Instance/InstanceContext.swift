@@ -59,7 +59,7 @@ public struct InstanceContext: Sendable {
             _ = failure  // another run built it first; theirs stands
         }
         try DurableFile.syncDirectory(containing: config.databasePath)
-        runtime.events(.stepDone("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
+        runtime.events(.stepDone("Built the \(config.label) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
     }
 
     /// The live database's size as SQLite sees it (page count × page size, the WAL's last
@@ -141,9 +141,11 @@ public struct InstanceContext: Sendable {
     /// and `stage` are recorded in the lock file: `status` reports that work as in progress.
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
     func lock(operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
-        if let (other, otherConfig) = runtime.workspace.instance(naming: config.databasePath, except: config.name) {
-            throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
-                          hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+        for database in config.databases.isEmpty ? [config] : config.databases {
+            if let (other, otherConfig) = runtime.workspace.instance(naming: database.databasePath, except: config.name) {
+                throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(database.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+                              hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+            }
         }
         for other in (try? runtime.workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? runtime.workspace.instance(other) else { continue }

@@ -46,8 +46,15 @@ extension Runtime {
 extension InstanceContext {
     /// The instance's copies in `remote`, checked with `signingKey` (nil: this host has none).
     func remoteStore(_ remote: OffsiteConfig, signingKey: SigningKey?) throws -> RemoteStore {
-        RemoteStore(s3: try runtime.client(remote), prefix: remote.prefix, hostId: remote.hostId, instance: config.name,
+        // A database of an instance of several keeps its copies in a folder of its own: `<host>/<database>/`.
+        RemoteStore(s3: try runtime.client(remote), prefix: remote.prefix, hostId: remoteHost(remote.hostId), instance: config.name,
                     signingKey: signingKey, keyPath: signingKeyPath)
+    }
+
+    /// A host's folder name in a remote as this database's copies use it: `<host>/<database>`
+    /// for a database of an instance of several, else the host's.
+    func remoteHost(_ host: String) -> String {
+        config.databaseName.map { "\(host)/\($0)" } ?? host
     }
 
     /// The remotes a command acts on: the one named, or all of the instance's.

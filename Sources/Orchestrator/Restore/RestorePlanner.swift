@@ -86,7 +86,7 @@ public struct RestorePlanner: Sendable {
 
     /// Checks `entry` and computes the preview for `request` (see `begin`); a signal
     /// that stopped the check or preview is reported as the interrupt it is.
-    private func prepare(_ entry: BackupEntry, request: RestoreRequest, instance: InstanceContext, store: BackupStore,
+    func prepare(_ entry: BackupEntry, request: RestoreRequest, instance: InstanceContext, store: BackupStore,
                          lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         do {
             return try prepareChecked(entry, request: request, instance: instance, store: store, lock: lock, passedOver: passedOver)
@@ -141,7 +141,7 @@ public struct RestorePlanner: Sendable {
     /// A restore into the live database needs a live SQLite database to restore into: a file
     /// that is not one is the live database's problem, never the backups' (which `--latest`
     /// would otherwise pass over one by one), and `--replace` is what repairs it.
-    private func checkLiveIsDatabase(_ instance: InstanceContext, request: RestoreRequest) throws {
+    func checkLiveIsDatabase(_ instance: InstanceContext, request: RestoreRequest) throws {
         do {
             try Connection.checkIsDatabase(instance.config.databasePath)
         } catch let error as DeployctlError where error.kind == .badData {
