@@ -200,6 +200,24 @@ extension Runtime {
     }
 }
 
+extension Runtime {
+    /// One runtime per database a command goes over: itself for an instance of one database or
+    /// with `--database`; else one per `[[database]]`, each with `database` set.
+    /// - Throws: `Failure` for an unknown or invalid instance, or a broken config.
+    /// With `backup`, only the database whose backups folder holds a backup of that name.
+    public func eachDatabase(of instance: String, naming backup: String? = nil) throws -> [Runtime] {
+        let config = try workspace.instance(instance)
+        guard database == nil, !config.databases.isEmpty else { return [self] }
+        let holding = config.databases.filter { view in backup.map { FileManager.default.fileExists(atPath: view.backupsFolder + "/" + $0) || FileManager.default.fileExists(atPath: view.backupsFolder + "/" + $0 + ".json") } ?? true }
+        guard !holding.isEmpty else { return [self] }
+        return holding.map { view in
+            var runtime = self
+            runtime.database = view.databaseName
+            return runtime
+        }
+    }
+}
+
 extension InstanceContext {
     /// The databases a command works on: the instance itself when it has one; else each
     /// `[[database]]` in the config's order, or the one `--database` names.

@@ -78,6 +78,8 @@ struct Snapshot: ParsableCommand {
                     var pushed = [PushResult]()
                     if offsite {
                         do {
+                            var runtime = runtime
+                            if let database = outcome.database { runtime.database = database }
                             pushed = try RemoteBackups(runtime).push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
                         } catch let error as DeployctlError {
                             // The local backup stands; the copy is what failed.
