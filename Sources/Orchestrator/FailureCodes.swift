@@ -11,6 +11,7 @@ extension FailureCode {
     public static let sharedDatabase = FailureCode("config.shared_database", .usage)
     public static let databaseUnknown = FailureCode("config.database_unknown", .usage)
     public static let databaseNotNamed = FailureCode("config.database_not_named", .usage)
+    public static let migrationsFolderMissing = FailureCode("config.migrations_missing", .missingInput)
     public static let sharedBackupsFolder = FailureCode("config.shared_backups_folder", .usage)
     public static let backupsFolderConflict = FailureCode("config.backups_folder_conflict", .usage)
     public static let remoteUnknown = FailureCode("config.remote_unknown", .usage)

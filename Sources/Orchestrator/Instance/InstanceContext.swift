@@ -238,11 +238,19 @@ extension InstanceContext {
 
     /// The database's migrations folder: its `[[database]] migrations`, else deploy.toml's
     /// folder (`/<name>` for a database of an instance with several).
+    /// - Throws: `config.migrations_missing` (66) when a database of a set has no such folder
+    ///   (one with nothing to migrate yet has an empty one).
     var migrationsFolder: String {
         get throws {
-            if let folder = config.migrationsFolder { return folder }
             let base = try runtime.workspace.deployConfig().migrationsFolder
-            return config.databaseName.map { base + "/" + $0 } ?? base
+            let folder = config.migrationsFolder ?? config.databaseName.map { base + "/" + $0 } ?? base
+            guard let database = config.databaseName else { return folder }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+                throw Failure(.migrationsFolderMissing, "the migrations folder \(folder) of database '\(database)' of instance '\(config.name)' does not exist",
+                              hint: "create it (empty when the database has no migrations yet), or point migrations = \"…\" of its [[database]] table in \(config.file) at it")
+            }
+            return folder
         }
     }
 }
