@@ -19,8 +19,12 @@ struct Console: Sendable {
     /// Inside `eachDatabase` with `--json`: where `json(_:)` keeps the run's document.
     var collected: Collected?
 
-    init(_ options: GlobalOptions) {
+    /// `--database`, for the commands that have it.
+    let database: String?
+
+    init(_ options: GlobalOptions, _ selection: DatabaseOption? = nil) {
         self.options = options
+        database = selection?.database
         isTerminal = isatty(1) == 1
         colors = isTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         standardError = StandardStream(descriptor: 2, name: "stderr")
@@ -159,7 +163,7 @@ struct Console: Sendable {
                               commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
                               events: { printer.render($0) },
                               interruption: { signals.received }, environment: environment)
-        runtime.database = options.database
+        runtime.database = database
         return runtime
     }
 

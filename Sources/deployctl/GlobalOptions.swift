@@ -5,9 +5,6 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "The deployment root holding instances/ (default: $DEPLOYCTL_ROOT, else the current directory when it holds instances/, else /var/lib/deployctl).")
     var root: String?
 
-    @Option(help: ArgumentHelp("With an instance of several databases ([[database]] tables): work on this one only.", valueName: "name"))
-    var database: String?
-
     @Option(help: "How much to log to stderr: error, warning, info or debug.")
     var logLevel: LogLevel = .info
 
@@ -20,4 +17,12 @@ struct GlobalOptions: ParsableArguments {
     enum LogLevel: String, ExpressibleByArgument, CaseIterable {
         case error, warning, info, debug
     }
+}
+
+/// `--database NAME`: with an instance of several databases (`[[database]]` tables), work on
+/// that one only (docs/databases.md). Every command that names an instance has it but `init`,
+/// whose `--database` is the path of the database it adopts.
+struct DatabaseOption: ParsableArguments {
+    @Option(help: ArgumentHelp("With an instance of several databases ([[database]] tables): work on this one only.", valueName: "name"))
+    var database: String?
 }

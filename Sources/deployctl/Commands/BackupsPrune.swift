@@ -21,6 +21,8 @@ struct BackupsPrune: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose backups to prune.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -45,7 +47,7 @@ struct BackupsPrune: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         if remote != nil { return try pruneRemote(console) }
         try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let policy = try retention.policy()

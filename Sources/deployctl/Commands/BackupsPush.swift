@@ -29,6 +29,8 @@ struct BackupsPush: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose backups to push.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -46,7 +48,7 @@ struct BackupsPush: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in try console.eachDatabase(instance, runtime, naming: backup) { console, runtime in
             let results = try RemoteBackups(runtime).push(instance: instance, backup: backup, all: all, remote: remote)
             if global.json {

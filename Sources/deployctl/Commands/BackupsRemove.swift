@@ -20,6 +20,8 @@ struct BackupsRemove: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance the backup belongs to.")
     var instance: String
 
@@ -30,7 +32,7 @@ struct BackupsRemove: ParsableCommand {
     var yes = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             // Named without --database: the database whose backups hold it.
             let holding = try runtime.eachDatabase(of: instance, naming: backup)

@@ -14,6 +14,8 @@ struct BackupsVerify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance whose backups to check.", completion: InstanceCompletion.instances)
@@ -61,7 +63,7 @@ struct BackupsVerify: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         if remote.remote != nil || remote.host != nil { return try verifyRemote(console) }
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "backups verify") {
             try console.run { runtime in try console.eachDatabase(instance, runtime, naming: backup) { console, runtime in

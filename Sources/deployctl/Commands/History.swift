@@ -12,6 +12,8 @@ struct History: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -19,7 +21,7 @@ struct History: ParsableCommand {
     var deployId: String?
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             var reports = try Inspection(runtime).history(instance: instance)
             if let deployId {

@@ -23,6 +23,8 @@ struct Plan: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to plan for.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -30,7 +32,7 @@ struct Plan: ParsableCommand {
     var allowDestructive = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             let plans = try Planning(runtime).plans(instance: instance, allowDestructive: allowDestructive)
             let refusal = plans.lazy.compactMap(\.refusal).first

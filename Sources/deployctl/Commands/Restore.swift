@@ -34,6 +34,8 @@ struct Restore: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to restore.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -76,7 +78,7 @@ struct Restore: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             // A backup named without --database: the database whose backups hold it.
             let holding = try runtime.eachDatabase(of: instance, naming: backup)

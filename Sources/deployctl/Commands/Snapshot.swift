@@ -17,6 +17,8 @@ struct Snapshot: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance to snapshot.", completion: InstanceCompletion.instances)
@@ -59,7 +61,7 @@ struct Snapshot: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
                 let outcomes = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)

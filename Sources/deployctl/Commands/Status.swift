@@ -26,13 +26,15 @@ struct Status: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance, or 'all'.", completion: InstanceCompletion.instancesOrAll)
     var instance: String
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try Metrics.around(metrics, console: console, instance: instance, every: { try $0.everyInstance() }, command: "status") {
             try console.run { runtime in
                 let names = instance == "all" ? try runtime.workspace.everyInstance() : [instance]

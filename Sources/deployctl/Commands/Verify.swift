@@ -13,11 +13,13 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to check.", completion: InstanceCompletion.instances)
     var instance: String
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let result = try Inspection(runtime).verify(instance: instance)
             if global.json {
