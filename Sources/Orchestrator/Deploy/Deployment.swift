@@ -52,27 +52,13 @@ public struct Deployment: Sendable {
         if set.hasDatabaseSet && runtime.database == nil {
             var pipeline = SetDeployPipeline(instance: set, databases: databases, options: options,
                                              report: DeployReport(deployId: id, instance: name, startedAt: runtime.clock(), outcome: .failed))
-            do {
-                try pipeline.run()
-                return pipeline.report
-            } catch let error as DeployctlError {
-                throw pipeline.fail(error)
-            } catch {
-                throw pipeline.fail(Failure(.internalError, "\(error)"))
-            }
+            return try pipeline.runToEnd()
         }
         let instance = databases[0]
         var pipeline = DeployPipeline(instance: instance, options: options,
                                       report: DeployReport(deployId: id, instance: name, startedAt: runtime.clock(), outcome: .failed))
         pipeline.report.database = instance.config.databaseName
-        do {
-            try pipeline.run()
-            return pipeline.report
-        } catch let error as DeployctlError {
-            throw pipeline.fail(error)
-        } catch {
-            throw pipeline.fail(Failure(.internalError, "\(error)"))
-        }
+        return try pipeline.runToEnd()
     }
 
     /// `deployctl deploy all`: every instance in deploy.toml's order; stops at the first failure.

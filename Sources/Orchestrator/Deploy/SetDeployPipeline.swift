@@ -11,7 +11,7 @@ import Support
 /// the config's order, each journal saying when its database committed. When any stage fails
 /// for any database, every database that committed is undone by its class (last first) and the
 /// others were never touched.
-struct SetDeployPipeline {
+struct SetDeployPipeline: DeployRun {
     let instance: InstanceContext
     var runtime: Runtime { instance.runtime }
     let options: DeployOptions
@@ -21,6 +21,8 @@ struct SetDeployPipeline {
     var lock: InstanceLock?
     /// Indexes of the databases with pending migrations, once planned.
     var active = [Int]()
+    /// Whether an interrupt after the last commit was reported (once).
+    var interruptNoted = false
 
     init(instance: InstanceContext, databases: [InstanceContext], options: DeployOptions, report: DeployReport) {
         self.instance = instance
@@ -42,27 +44,31 @@ struct SetDeployPipeline {
             databases[index].journal?.stage = stage
             try databases[index].journal?.write(path: databases[index].config.journalPath)
         }
-        let start = ContinuousClock.now
-        runtime.events(.stageStarted(stage))
+        let timer = StageTimer(stage, runtime)
         do {
             try checkInterruption()
             let value = try body(&self)
             try checkInterruption()
-            let seconds = DeployPipeline.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: .ok, seconds: seconds, detail: nil))
-            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: true))
+            report.stages.append(timer.finished(nil))
             return value
         } catch {
-            let seconds = DeployPipeline.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: .failed, seconds: seconds, detail: "\(error)"))
-            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: false))
+            report.stages.append(timer.finished(error))
             throw error
         }
     }
 
-    /// Before any database committed, an interrupt fails the deploy; after, it is finished.
+    /// Before every database of the deploy committed, an interrupt fails the deploy (the ones
+    /// that committed are undone); after, it is finished.
     mutating func checkInterruption() throws {
-        for index in databases.indices { try databases[index].checkInterruption() }
+        let committed = active.filter { databases[$0].journal?.committed == true }
+        if !active.isEmpty && committed.count == active.count {
+            if runtime.interruption() != nil && !interruptNoted {
+                runtime.events(.warning("the interrupt came after every database's migration committed: finishing the deploy"))
+                interruptNoted = true
+            }
+            return
+        }
+        try runtime.checkInterruption(committed.isEmpty ? "no database was changed" : "the databases already migrated are undone")
     }
 
     /// Each database in turn, announced.
@@ -76,14 +82,7 @@ struct SetDeployPipeline {
     mutating func run() throws {
         let prepared = try stage(.preflight) { s in try s.preflight() }
         active = prepared.indices.filter { !prepared[$0].plan.pending.isEmpty }
-        report.pending = active.flatMap { index in prepared[index].plan.pending.map { "\(databases[index].config.databaseName ?? "")/\($0)" } }
-        if let strictest = active.map({ prepared[$0].plan.classification }).max() { report.classification = strictest.rawValue }
-        report.changes = active.flatMap { index in prepared[index].plan.evidence.flatMap(\.facts).map { "\(databases[index].config.databaseName ?? ""): \($0)" } }
-        for index in active {
-            databases[index].report.pending = prepared[index].plan.pending
-            databases[index].report.classification = prepared[index].plan.classification.rawValue
-            databases[index].report.changes = prepared[index].plan.evidence.flatMap(\.facts)
-        }
+        record(prepared)
         try stage(.plan) { s in
             for index in s.databases.indices {
                 s.runtime.events(.plan(prepared[index].plan, database: s.databases[index].config.databasePath))
@@ -99,19 +98,8 @@ struct SetDeployPipeline {
             try finishWithNothingToDo(prepared)
             return
         }
+        try beginJournals(prepared)
         let label = "pre_" + DeployPipeline.snapshotName(active.flatMap { prepared[$0].pending })
-        let members = active.compactMap { databases[$0].config.databaseName }
-        for index in active {
-            let plan = prepared[index].plan
-            databases[index].journal = DeployJournal(
-                deployId: report.deployId, instance: instance.config.name, startedAt: report.startedAt, stage: .snapshot,
-                snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce, committed: false, additive: plan.additive,
-                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) },
-                addedColumns: DeployPipeline.addedColumnsOnly(plan))
-            try databases[index].journal?.write(path: databases[index].config.journalPath)
-            databases[index].wroteJournal = true
-            databases[index].set = Manifest.SetMembership(id: report.deployId, database: databases[index].config.databaseName ?? "", databases: members)
-        }
         let backups = try stage(.snapshot) { s in
             try s.each(s.active) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
         }
@@ -122,22 +110,7 @@ struct SetDeployPipeline {
                 }[0]
             }
         }
-        try stage(.migrateAndVerify) { s in
-            for (step, index) in s.active.enumerated() {
-                if step > 0 { try s.runtime.failpoints.hit(.betweenDatabases) }
-                let entry = prepared[index]
-                let rehearsal = rehearsals[step]
-                let result = try s.each([index]) { p in
-                    if let online = p.online { return try p.migrateOnline(online, pending: entry.pending, rehearsal: rehearsal) }
-                    return try p.migrate(entry.pending, plan: entry.plan, rehearsal: rehearsal)
-                }[0]
-                s.databases[index].report.tablesCreated = result.tablesCreated
-                s.databases[index].report.tablesAlreadyExisted = result.tablesAlreadyExisted
-                s.databases[index].report.writeLockMilliseconds = result.writeLockMilliseconds
-                s.runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
-                                       + (result.unchangedProof.map { "; \($0)" } ?? "")))
-            }
-        }
+        try stage(.migrateAndVerify) { s in try s.migrateEach(prepared, rehearsals: rehearsals) }
         report.tablesCreated = active.flatMap { databases[$0].report.tablesCreated }
         report.tablesAlreadyExisted = active.flatMap { databases[$0].report.tablesAlreadyExisted }
         report.writeLockMilliseconds = active.map { databases[$0].report.writeLockMilliseconds ?? 0 }.max()
@@ -152,5 +125,56 @@ struct SetDeployPipeline {
         try stage(.report) { s in try s.writeReport() }
         for index in active { try DeployJournal.remove(path: databases[index].config.journalPath) }
         runtime.events(.deployed(report))
+    }
+
+    /// The plans in the reports: the set's (`database/migration`, the strictest class, each
+    /// change named by its database) and each database's own.
+    mutating func record(_ prepared: [PreparedDatabase]) {
+        let names = databases.map { $0.config.databaseName ?? "" }
+        let name = { (index: Int) in names[index] }
+        report.pending = active.flatMap { index in prepared[index].plan.pending.map { "\(name(index))/\($0)" } }
+        if let strictest = active.map({ prepared[$0].plan.classification }).max() { report.classification = strictest.rawValue }
+        report.changes = active.flatMap { index in prepared[index].plan.evidence.flatMap(\.facts).map { "\(name(index)): \($0)" } }
+        for index in active {
+            databases[index].report.pending = prepared[index].plan.pending
+            databases[index].report.classification = prepared[index].plan.classification.rawValue
+            databases[index].report.changes = prepared[index].plan.evidence.flatMap(\.facts)
+        }
+    }
+
+    /// Each database of the deploy gets its journal (before its snapshot) and the set its
+    /// snapshot belongs to.
+    mutating func beginJournals(_ prepared: [PreparedDatabase]) throws {
+        let members = active.compactMap { databases[$0].config.databaseName }
+        for index in active {
+            let plan = prepared[index].plan
+            databases[index].journal = DeployJournal(
+                deployId: report.deployId, instance: instance.config.name, startedAt: report.startedAt, stage: .snapshot,
+                snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce, committed: false, additive: plan.additive,
+                created: plan.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) },
+                addedColumns: DeployPipeline.addedColumnsOnly(plan))
+            try databases[index].journal?.write(path: databases[index].config.journalPath)
+            databases[index].wroteJournal = true
+            databases[index].set = Manifest.SetMembership(id: report.deployId, database: databases[index].config.databaseName ?? "", databases: members)
+        }
+    }
+
+    /// The migrate stage: each database in its own transaction, in order, its journal saying
+    /// committed the moment it commits (the failpoint `between-databases` between two).
+    mutating func migrateEach(_ prepared: [PreparedDatabase], rehearsals: [Rehearsal]) throws {
+        for (step, index) in active.enumerated() {
+            if step > 0 { try runtime.failpoints.hit(.betweenDatabases) }
+            let entry = prepared[index]
+            let rehearsal = rehearsals[step]
+            let result = try each([index]) { p in
+                if let online = p.online { return try p.migrateOnline(online, pending: entry.pending, rehearsal: rehearsal) }
+                return try p.migrate(entry.pending, plan: entry.plan, rehearsal: rehearsal)
+            }[0]
+            databases[index].report.tablesCreated = result.tablesCreated
+            databases[index].report.tablesAlreadyExisted = result.tablesAlreadyExisted
+            databases[index].report.writeLockMilliseconds = result.writeLockMilliseconds
+            runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
+                                 + (result.unchangedProof.map { "; \($0)" } ?? "")))
+        }
     }
 }
