@@ -224,4 +224,31 @@ struct DatabaseSetTests {
         let single = try box.deployctl(["status", "prod", "--database", "primary"])
         #expect(single.status == 64 && single.code == "config.database_unknown", "\(single.stderr)")
     }
+
+    @Test("offsite: snapshot --offsite pushes each database's backup under <prefix>/<database>/<host>/ (aws s3 ls shows them), backups push goes over the set, and restore --remote --database brings one database back", .enabled(if: ObjectStore.available))
+    func offsiteSet() throws {
+        let store = try ObjectStore.get(.seaweedfs)
+        let bucket = try store.makeBucket()
+        let box = try Self.railsBox()
+        let config = box.path("instances/rails/instance.toml")
+        try (String(contentsOfFile: config, encoding: .utf8) + store.offsiteTable(bucket: bucket, prefix: "app")).write(toFile: config, atomically: true, encoding: .utf8)
+        let snapshot = try box.deployctl(["snapshot", "rails", "--offsite"], environment: store.environment)
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        for name in Self.order {
+            let backup = try #require(Self.backups(box, name).first)
+            let listed = try store.aws(["s3", "ls", "s3://\(bucket)/app/\(name)/hosta/"])
+            #expect(listed.stdout.contains(backup) && listed.stdout.contains(backup + ".json"), "\(name): \(listed.stdout)")
+        }
+        let again = try box.deployctl(["backups", "push", "rails", "--json"], environment: store.environment)
+        let pushed = try #require(JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any])
+        #expect((pushed["databases"] as? [[String: Any]])?.count == 4, "\(again.stdout)\(again.stderr)")
+        let unnamed = try box.deployctl(["backups", "list", "rails", "--remote", "primary"], environment: store.environment)
+        #expect(unnamed.status == 64 && unnamed.code == "config.database_not_named", "\(unnamed.stderr)")
+        let before = try box.sha3(Self.database(box, "queue"))
+        _ = try box.sqlite(Self.database(box, "queue"), "DELETE FROM solid_queue_jobs")
+        try FileManager.default.removeItem(atPath: box.path("instances/rails/backups/queue"))
+        let restore = try box.deployctl(["restore", "rails", "--remote", "primary", "--latest", "--database", "queue", "--yes"], environment: store.environment)
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(try box.sha3(Self.database(box, "queue")) == before)
+    }
 }

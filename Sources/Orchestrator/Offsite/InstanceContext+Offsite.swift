@@ -46,15 +46,16 @@ extension Runtime {
 extension InstanceContext {
     /// The instance's copies in `remote`, checked with `signingKey` (nil: this host has none).
     func remoteStore(_ remote: OffsiteConfig, signingKey: SigningKey?) throws -> RemoteStore {
-        // A database of an instance of several keeps its copies in a folder of its own: `<host>/<database>/`.
-        RemoteStore(s3: try runtime.client(remote), prefix: remote.prefix, hostId: remoteHost(remote.hostId), instance: config.name,
+        // A database of an instance of several keeps its copies under a prefix of its own: `<prefix>/<database>/<host>/`.
+        RemoteStore(s3: try runtime.client(remote), prefix: remotePrefix(remote.prefix), hostId: remote.hostId, instance: config.name,
                     signingKey: signingKey, keyPath: signingKeyPath)
     }
 
-    /// A host's folder name in a remote as this database's copies use it: `<host>/<database>`
-    /// for a database of an instance of several, else the host's.
-    func remoteHost(_ host: String) -> String {
-        config.databaseName.map { "\(host)/\($0)" } ?? host
+    /// The key prefix of this database's copies in a remote: `<prefix>/<database>` for a
+    /// database of an instance of several, else the remote's prefix.
+    func remotePrefix(_ prefix: String) -> String {
+        guard let database = config.databaseName else { return prefix }
+        return prefix.isEmpty ? database : prefix + "/" + database
     }
 
     /// The remotes a command acts on: the one named, or all of the instance's.

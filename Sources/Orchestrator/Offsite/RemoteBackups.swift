@@ -95,7 +95,7 @@ public struct RemoteBackups: Sendable {
     func listing(_ instance: InstanceContext, _ remote: RemoteStore, host: String?, allowUnsigned: Bool) throws -> RemoteListing {
         // A local backup counts for its encrypted copy too.
         let localNames = Set(instance.store.entries().flatMap { [$0.name, $0.name + BackupStore.encryptedSuffix] })
-        return try remote.copies(host: host.map(instance.remoteHost), allowUnsigned: allowUnsigned, localNames: localNames)
+        return try remote.copies(host: host, allowUnsigned: allowUnsigned, localNames: localNames)
     }
 
     /// `deployctl backups verify --remote`: each chosen copy's size and ETag against its
