@@ -54,6 +54,7 @@ struct DeployRecovery {
         report.recovered = note
         report.hooks = reports.flatMap(\.hooks)
         report.databases = reports
+        report.pending = reports.flatMap { database in database.pending.map { "\(database.database ?? "")/\($0)" } }
         try write(report, config: first.0.config)
         for (database, _) in journals { try DeployJournal.remove(path: database.config.journalPath) }
         first.0.runtime.events(.fact("recovered: \(note)"))
