@@ -71,6 +71,10 @@ extension InstanceContext {
         let path = signingKeyPath
         var info = stat()
         if stat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFREG else {
+                throw Failure(.offsiteSigningKeyInvalid, "\(path) is not a file, so it is not a deployctl offsite signing key",
+                              hint: "move it away and put the key file back from your backup of it (docs/offsite.md, 'Signing key')")
+            }
             let mode = info.st_mode & 0o777
             guard mode & 0o077 == 0 else {
                 throw Failure(.offsiteSigningKeyExposed, "the offsite signing key \(path) has mode \(String(mode, radix: 8)): group or others can read it (and sign copies a restore would accept), so it is not used",
