@@ -24,6 +24,7 @@ extension FailureCode {
     public static let databaseDamaged = FailureCode("database.damaged", .badData)
     public static let databaseUnreadable = FailureCode("database.unreadable", .badData)
     public static let deployUnfinished = FailureCode("deploy.unfinished", .unproven)
+    public static let restoreUnfinished = FailureCode("restore.unfinished", .unproven)
     public static let deployNotFound = FailureCode("deploy.not_found", .missingInput)
     public static let statusCheckFailed = FailureCode("status.check_failed", .failed)
     public static let backupFailedCheck = FailureCode("backup.failed_check", .badData)

@@ -117,10 +117,7 @@ struct DatabaseSetTests {
     func crashBetweenCommits() throws {
         let box = try Self.railsBox()
         #expect(try box.deployctl(["plan", "rails", "--quiet"]).status == 0)
-        // Built from seed SQL; without seed_sql it is an application's instance, whose problems fail status.
-        let config = box.path("instances/rails/instance.toml")
-        try String(contentsOfFile: config, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
-            .filter { !$0.hasPrefix("seed_sql") }.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
+        try Self.withoutSeeds(box)
         let crashed = try box.deployctl(["deploy", "rails", "--quiet"], environment: ["DEPLOYCTL_FAILPOINTS": "between-databases=crash"])
         #expect(crashed.status == 9, "SIGKILL")
         #expect(try Self.applied(box, "primary") == "add_products_sku,create_reviews", "primary committed before the crash")
@@ -250,5 +247,59 @@ struct DatabaseSetTests {
         let restore = try box.deployctl(["restore", "rails", "--remote", "primary", "--latest", "--database", "queue", "--yes"], environment: store.environment)
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(try box.sha3(Self.database(box, "queue")) == before)
+    }
+
+    /// Removes the seed_sql lines once the databases are built: an application's instance, whose problems fail status.
+    static func withoutSeeds(_ box: Sandbox) throws {
+        let config = box.path("instances/rails/instance.toml")
+        try String(contentsOfFile: config, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("seed_sql") }.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    @Test("a deploy with migrations for one database still snapshots every database, so restore --latest goes back one deploy, not two")
+    func partialDeployKeepsSetsComplete() throws {
+        let box = try Self.railsBox()
+        #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
+        _ = try box.sqlite(Self.database(box, "cache"), "INSERT INTO solid_cache_entries (key, value, created_at, key_hash) VALUES (x'00', x'00', 't', -1)")
+        try box.write("instances/rails/db/migrate/0003_create_tags.sql", "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n")
+        let deploy = try box.deployctl(["deploy", "rails", "--json"])
+        #expect(deploy.status == 0, "\(deploy.stderr)")
+        for name in Self.order { #expect(Self.backups(box, name).count == 2, "\(name): \(Self.backups(box, name))") }
+        let state = try Self.state(box)
+        _ = try box.sqlite(Self.database(box, "primary"), "DROP TABLE tags")
+        let restore = try box.deployctl(["restore", "rails", "--latest", "--yes"])
+        #expect(restore.status == 0 && !restore.stderr.contains("passed over"), "\(restore.stderr)")
+        #expect(try box.sqlite(Self.database(box, "primary"), "SELECT count(*) FROM sqlite_master WHERE name = 'tags'") == "0",
+                "the snapshot before the second deploy has no tags table")
+        #expect(try box.sha3(Self.database(box, "cache")) == state["cache"], "cache keeps the row written between the deploys")
+    }
+
+    @Test("a set restore killed between two databases: status says restore.unfinished (2), the next deploy puts the restored database back; SIGTERM instead puts it back at once (exit 1)")
+    func interruptedSetRestore() throws {
+        let box = try Self.railsBox()
+        #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
+        #expect(try box.deployctl(["snapshot", "rails", "--quiet"]).status == 0)
+        try Self.withoutSeeds(box)
+        _ = try box.sqlite(Self.database(box, "primary"), "DELETE FROM orders WHERE id <= 10")
+        _ = try box.sqlite(Self.database(box, "cable"), "DELETE FROM solid_cable_messages WHERE id <= 10")
+        let before = try Self.state(box)
+        let killed = try box.deployctl(["restore", "rails", "--latest", "--yes", "--quiet"], environment: ["DEPLOYCTL_FAILPOINTS": "between-databases=crash"])
+        #expect(killed.status == 9)
+        #expect(try box.sha3(Self.database(box, "primary")) != before["primary"], "primary was restored before the kill")
+        let status = try box.deployctl(["status", "rails", "--quiet"])
+        #expect(status.status == 2 && status.code == "restore.unfinished", "\(status.stderr)")
+        let next = try box.deployctl(["deploy", "rails"])
+        #expect(next.status == 0 && next.stdout.contains("put back as they were: primary"), "\(next.stdout)\(next.stderr)")
+        #expect(try Self.state(box) == before)
+        #expect(try box.deployctl(["status", "rails", "--quiet"]).status == 0)
+
+        let restore = try box.spawnDeployctl(["restore", "rails", "--latest", "--yes"], environment: ["DEPLOYCTL_FAILPOINTS": "between-databases=delay:4000"], stderr: Pipe())
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, try box.sha3(Self.database(box, "primary")) == before["primary"] { usleep(50_000) }
+        kill(restore.processIdentifier, SIGTERM)
+        restore.waitUntilExit()
+        #expect(restore.terminationStatus == 1)
+        #expect(try Self.state(box) == before, "every database as it was")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/rails/.deployctl.restore.journal")))
     }
 }

@@ -33,6 +33,14 @@ struct DeployRecovery {
     /// so that the set is as it was before that deploy; when all committed, all are kept.
     /// Writes one report for the set.
     static func recoverUnfinishedSet(_ databases: [InstanceContext]) throws -> String? {
+        // A set restore killed between two databases: put back the ones it had restored.
+        let restore = try databases.first.flatMap { try SetRestoreJournal.recover($0, databases: databases) }
+        let deploy = try recoverUnfinishedDeploys(databases)
+        return [restore, deploy].compactMap { $0 }.joined(separator: "; ").nilIfEmpty
+    }
+
+    /// The set's deploy journals (see `recoverUnfinishedSet`).
+    private static func recoverUnfinishedDeploys(_ databases: [InstanceContext]) throws -> String? {
         let journals = try databases.compactMap { database in try DeployJournal.read(path: database.config.journalPath).map { (database, $0) } }
         guard let first = journals.first else { return nil }
         let committed = try journals.map { database, journal in
@@ -71,8 +79,8 @@ struct DeployRecovery {
         if kept {
             note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
         } else if committed {
-            try undo(journal: journal)
-            note = "deploy \(journal.deployId) was interrupted after its commit and " + (healthy ? "another database of its set had not committed" : "failed quick_check") + "; it was undone"
+            let how = try undo(journal: journal)
+            note = "deploy \(journal.deployId) was interrupted after its commit and " + (healthy ? "another database of its set had not committed" : "failed quick_check") + "; it was undone: \(how)"
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
@@ -155,4 +163,9 @@ struct DeployRecovery {
             return CreatedObject(type: type, name: object.name)
         }
     }
+}
+
+extension String {
+    /// nil for the empty string.
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

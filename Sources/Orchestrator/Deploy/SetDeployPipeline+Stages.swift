@@ -33,6 +33,10 @@ extension SetDeployPipeline {
         }
         let pending = prepared.indices.filter { !prepared[$0].plan.pending.isEmpty }
         guard !options.dryRun, !pending.isEmpty else { return prepared }
+        // The databases with nothing pending are snapshotted too (the set stays complete).
+        for index in databases.indices where !pending.contains(index) {
+            try databases[index].instance.checkSpaceForSnapshot(compression: databases[index].compression, rehearsal: false)
+        }
         if instance.config.hooks.stop != nil {
             // Every database's journal says the application may be stopped before it is.
             for index in pending {
@@ -101,8 +105,8 @@ extension SetDeployPipeline {
             }
         } else if !report.stages.contains(where: { $0.name == .migrateAndVerify }) {
             // No database was touched: the snapshots are not needed (kept, every retry would add a set).
-            for index in active {
-                guard let name = databases[index].journal?.snapshot else { continue }
+            for index in databases.indices {
+                guard let name = databases[index].report.snapshot else { continue }
                 let store = databases[index].instance.store
                 if let entry = try? store.entry(named: name), (try? store.remove([entry])) != nil { databases[index].report.snapshot = nil }
             }

@@ -100,13 +100,14 @@ struct SetDeployPipeline: DeployRun {
         }
         try beginJournals(prepared)
         let label = "pre_" + DeployPipeline.snapshotName(active.flatMap { prepared[$0].pending })
+        // Every database, changed or not, so that each deploy leaves a complete set to restore.
         let backups = try stage(.snapshot) { s in
-            try s.each(s.active) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
+            try s.each(Array(s.databases.indices)) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
         }
         let rehearsals = try stage(.rehearse) { s in
-            try s.active.enumerated().map { step, index in
+            try s.active.map { index in
                 try s.each([index]) { p in
-                    try p.rehearse(backup: backups[step], pending: prepared[index].pending, plan: prepared[index].plan, store: p.instance.store)
+                    try p.rehearse(backup: backups[index], pending: prepared[index].pending, plan: prepared[index].plan, store: p.instance.store)
                 }[0]
             }
         }
@@ -142,10 +143,13 @@ struct SetDeployPipeline: DeployRun {
         }
     }
 
-    /// Each database of the deploy gets its journal (before its snapshot) and the set its
-    /// snapshot belongs to.
+    /// Each database of the deploy gets its journal (before its snapshot), and every database
+    /// the set its snapshot belongs to.
     mutating func beginJournals(_ prepared: [PreparedDatabase]) throws {
-        let members = active.compactMap { databases[$0].config.databaseName }
+        let members = databases.compactMap(\.config.databaseName)
+        for index in databases.indices {
+            databases[index].set = Manifest.SetMembership(id: report.deployId, database: databases[index].config.databaseName ?? "", databases: members)
+        }
         for index in active {
             let plan = prepared[index].plan
             databases[index].journal = DeployJournal(
@@ -155,7 +159,6 @@ struct SetDeployPipeline: DeployRun {
                 addedColumns: DeployPipeline.addedColumnsOnly(plan))
             try databases[index].journal?.write(path: databases[index].config.journalPath)
             databases[index].wroteJournal = true
-            databases[index].set = Manifest.SetMembership(id: report.deployId, database: databases[index].config.databaseName ?? "", databases: members)
         }
     }
 

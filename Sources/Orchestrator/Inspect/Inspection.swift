@@ -69,7 +69,9 @@ public struct Inspection: Sendable {
             applied: database.applied, pending: database.pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
             lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
-            lastDeployWriteLockMilliseconds: reports.first?.writeLockMilliseconds,
+            // A set deploy's report holds each database's own.
+            lastDeployWriteLockMilliseconds: config.databaseName.map { name in reports.first?.databases?.first { $0.database == name }?.writeLockMilliseconds }
+                ?? reports.first?.writeLockMilliseconds,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: database.exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
             leftoverBytes: InstanceContext.leftovers(config).reduce(0) { $0 + $1.bytes },

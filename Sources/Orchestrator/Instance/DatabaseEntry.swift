@@ -25,8 +25,11 @@ struct DatabaseEntry: Sendable {
         for index in 0..<count {
             let key = { (name: String) in "database.\(index).\(name)" }
             let line = { (name: String) in toml.line(of: key(name)) ?? toml.line(of: key("path")) ?? toml.line(of: key("name")) ?? 1 }
-            guard let name = try toml.string(key("name")), Workspace.isValidName(name) else {
+            guard let name = try toml.string(key("name")) else {
                 throw TOMLSubset.error(file, line("name"), "[[database]] number \(index + 1) needs name = \"…\" (a-z, 0-9, - and _; e.g. \"primary\")")
+            }
+            guard Workspace.isValidName(name) else {
+                throw TOMLSubset.error(file, line("name"), "[[database]] number \(index + 1): name '\(name)' is not valid: names match [a-z0-9][a-z0-9_-]* (e.g. \"primary\"), never a path")
             }
             guard let path = try toml.string(key("path")), !path.isEmpty else {
                 throw TOMLSubset.error(file, line("path"), "[[database]] '\(name)' needs path = \"…\" (the live database file)")

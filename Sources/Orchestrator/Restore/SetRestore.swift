@@ -105,44 +105,45 @@ public final class PreparedSetRestore {
                              after: " after the restore", notDone: "nothing was restored; ")
         try hooks.stop(tag: "restore", hint: "check the hook's command in \(instance.config.file), or run with --no-hooks after stopping the application yourself")
         var outcomes = [RestoreOutcome]()
+        // Killed between two databases, the journal lets the next deploy or restore put back
+        // the ones already restored (and status report it).
+        var journal = SetRestoreJournal(set: setId, startedAt: runtime.clock(), restored: [:])
         do {
+            try journal.write(instance.config)
             for (index, member) in members.enumerated() {
                 if index > 0 { try runtime.failpoints.hit(.betweenDatabases) }
                 runtime.events(.databaseStarted(member.config.databaseName ?? "", path: member.config.databasePath))
-                outcomes.append(try member.perform())
+                let outcome = try member.perform()
+                outcomes.append(outcome)
+                if let saved = outcome.preRestoreBackup, let name = member.config.databaseName {
+                    journal.restored[name] = saved.name
+                    try journal.write(instance.config)
+                }
             }
             try hooks.start(tag: "restore")
         } catch let error as DeployctlError {
             throw hooks.sayingIfDown(putBack(outcomes, after: error, hooks: hooks))
         }
+        try SetRestoreJournal.remove(instance.config)
         return outcomes
     }
 
-    /// Puts the databases already restored back from their `pre_restore` copies (last first).
+    /// Puts the databases already restored back from their `pre_restore` copies (last first),
+    /// whatever signal stopped the restore; removes the journal when all are back.
     private func putBack(_ done: [RestoreOutcome], after error: DeployctlError, hooks: AppHooks) -> DeployctlError {
-        var putBack = [String]()
-        var failed = [String]()
-        for (index, outcome) in done.enumerated().reversed() {
-            guard let saved = outcome.preRestoreBackup else { continue }
-            let member = members[index]
-            do {
-                var request = member.request
-                request.selection = .named(saved.name)
-                request.runHooks = false
-                try RestorePlanner(instance.runtime).prepare(saved, request: request, instance: member.instance, store: member.store, lock: nil, passedOver: []).perform()
-                putBack.append(member.config.databaseName ?? "")
-            } catch {
-                failed.append("\(member.config.databaseName ?? ""): \(error) (its state before the restore is saved as \(saved.name))")
-            }
-        }
+        let restored = zip(members, done).compactMap { member, outcome in outcome.preRestoreBackup.map { (database: member.instance, copy: $0.name) } }
+        let (putBack, failed) = SetRestoreJournal.putBack(restored)
+        if failed.isEmpty { try? SetRestoreJournal.remove(instance.config) }
         hooks.startIfStopped(tag: "after-failure")
+        let failing = members.count > done.count ? members[done.count].config.databaseName ?? "" : ""
         let untouched = members.dropFirst(done.count + 1).compactMap(\.config.databaseName)
-        let rest = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) had not been touched"
+        let rest = (failing.isEmpty ? "" : "; \(failing), where it stopped, is as it was") + (untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) had not been touched")
+        let cause = failing.isEmpty ? error.message : "\(failing): \(error.message)"
         if failed.isEmpty {
-            return Failure(.restorePutBack, "\(error.message)\nThe set restore stopped; " + (putBack.isEmpty ? "no other database had been restored" : "put back as they were: \(putBack.joined(separator: ", "))") + rest + ".",
+            return Failure(.restorePutBack, "\(cause)\nThe set restore stopped; " + (putBack.isEmpty ? "no other database had been restored" : "put back as they were: \(putBack.joined(separator: ", "))") + rest + ".",
                            hint: error.hint, cause: error.code)
         }
-        return Failure(.restorePutBackFailed, "\(error.message)\nPutting back the databases already restored failed: \(failed.joined(separator: "; "))" + rest,
+        return Failure(.restorePutBackFailed, "\(cause)\nPutting back the databases already restored failed: \(failed.joined(separator: "; "))" + rest,
                        hint: "restore each named database's saved copy with 'deployctl restore \(instance.config.name) NAME --database DB --yes'", cause: error.code)
     }
 }

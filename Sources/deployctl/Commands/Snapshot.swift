@@ -101,7 +101,7 @@ struct Snapshot: ParsableCommand {
                     // One database: the snapshot's document as before; several: one each under `databases`.
                     if documents.count == 1, documents[0].database == nil { try console.json(documents[0]) } else { try console.json(["databases": documents]) }
                 } else if outcomes.count > 1 && outcomes.first?.backup.manifest?.set != nil {
-                    console.line("  one set: \(outcomes.count) databases; without a stop hook each is consistent on its own, not with the others")
+                    console.line("  one set: \(outcomes.count) databases, each consistent on its own; snapshot does not stop the application, so writes between them are not consistent across the set")
                 }
             }
         }
