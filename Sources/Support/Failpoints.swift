@@ -17,6 +17,8 @@ public struct Failpoints: Sendable {
         case afterSnapshot = "after-snapshot", afterCommit = "after-commit", afterRestore = "after-restore"
         case backupVerify = "backup-verify", restorePreview = "restore-preview"
         case onlineCopy = "online-copy", onlineProven = "online-proven"
+        /// A framework's migrate command has run on the live database, before the proof.
+        case migrateCommand = "migrate-command"
         case pushPart = "push-part", beforeRemoteManifest = "before-remote-manifest"
         /// After the operator answered a two-step command's question (prune, remove, accept),
         /// before its work: a test's `delay` here is an operator who takes a while.

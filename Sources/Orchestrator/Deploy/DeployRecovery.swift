@@ -21,7 +21,9 @@ struct DeployRecovery {
     ///   cannot be undone.
     func recoverUnfinished() throws -> String? {
         guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
-        let (committed, healthy) = try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        // A framework command's deploy: its journal alone says whether the live run began and was proven.
+        let (committed, healthy) = journal.command == true ? Self.commandState(journal)
+            : try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         var note: String
         if committed && healthy {
             note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
@@ -31,6 +33,7 @@ struct DeployRecovery {
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
+        if journal.command == true { note = Self.commandNote(journal) }
         let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
         if journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"

@@ -33,6 +33,9 @@ public struct DeployReport: Codable, Sendable {
     public var hooks: [HookResult] = []
     /// What recovery of an earlier unfinished deploy did first, if anything.
     public var recovered: String?
+    /// A `migrate_command` deploy's runs of the framework's commands (rehearsal, live, pending
+    /// checks), with their exit codes and output files; nil for `.sql` deploys.
+    public var commands: [ShellCommandResult]?
 
     enum CodingKeys: String, CodingKey {
         case instance, outcome, error, stages, pending, snapshot, hooks, recovered
@@ -45,5 +48,6 @@ public struct DeployReport: Codable, Sendable {
         case changes
         case writeLockMilliseconds = "write_lock_ms"
         case errorCode = "error_code"
+        case commands
     }
 }

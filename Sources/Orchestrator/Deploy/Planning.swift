@@ -63,7 +63,8 @@ public struct Planning: Sendable {
     static func checkAllowed(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
         let bad = plan.migrations.filter { $0.classification == .destructive }
         guard !bad.isEmpty else { return }
-        let filesAllow = bad.allSatisfy { summary in files.contains { $0.key == summary.migration && $0.allowDestructive } }
+        // A framework command's migrations have no file of deployctl's to say so: the flag alone allows them.
+        let filesAllow = bad.allSatisfy { summary in summary.format == MigrationSummary.commandFormat || files.contains { $0.key == summary.migration && $0.allowDestructive } }
         if filesAllow && allowDestructive { return }
         var lines = [String]()
         for summary in bad {
@@ -82,7 +83,11 @@ public struct Planning: Sendable {
 extension InstanceContext {
     /// The migrations folder's files and the plan for the instance's database. Reads only.
     /// `forDeploy` leaves claim 5 to the deploy's own in-transaction proof.
-    func makePlan(forDeploy: Bool = false) throws -> (files: [MigrationFile], plan: MigrationPlan) {
+    /// A database with a `migrate_command` gets its pending list from `pending_command` (its
+    /// output in `outputFolder`, else a temp folder) and, unless `forDeploy`, its class from the
+    /// command run on a copy (`commandPlan`).
+    func makePlan(forDeploy: Bool = false, outputFolder: String? = nil) throws -> (files: [MigrationFile], plan: MigrationPlan) {
+        if let command = config.command { return ([], try commandPlan(command, rehearse: !forDeploy, outputFolder: outputFolder)) }
         let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         // The copy goes into the instance's backups folder (beside the database before the first
         // backup), where the free-space preflight looks and `status` finds a dead run's leftover.
