@@ -86,8 +86,8 @@ extension InstanceContext {
         let (left, check) = try pendingByCommand(command, database: scratch, outputFolder: outputFolder, tag: "rehearsal-pending")
         runs.append(check)
         guard left.isEmpty else {
-            throw Failure(.commandCopyNotMigrated, "after migrate_command '\(command.migrate)' ran on the rehearsal copy, pending_command still lists \(left.joined(separator: ", ")) there: the command did not migrate the database it was given",
-                          hint: "make the application take its database from DATABASE_URL or DEPLOYCTL_DATABASE (or put {database} in the command) instead of a path in its settings")
+            throw Failure(.commandCopyNotMigrated, "after migrate_command '\(command.migrate)' ran on the rehearsal copy, pending_command still lists \(left.joined(separator: ", ")) there: the command did not migrate the database it was given, or does not apply all that pending_command lists",
+                          hint: "make the application take its database from DATABASE_URL or DEPLOYCTL_DATABASE (or put {database} in the command) instead of a path in its settings, and make migrate_command apply everything (e.g. 'alembic upgrade head')")
         }
         let effect = try observation.finish(snapshot: snapshot, busyTimeout: config.busyTimeout)
         return (effect.plan(pending: pending, command: command.migrate, commandMilliseconds: run.seconds * 1000), effect)
