@@ -16,6 +16,4 @@ extension FailureCode {
     public static let commandCopyNotMigrated = FailureCode("command.copy_not_migrated", .failed)
     /// The live database after the command differs from the rehearsal copy after it.
     public static let commandResultDiffers = FailureCode("command.result_differs", .failed)
-    /// `.sql` migrations are pending for a database that names a `migrate_command`.
-    public static let commandSQLConflict = FailureCode("command.sql_conflict", .usage)
 }

@@ -31,6 +31,7 @@ public struct Planning: Sendable {
         let config = instance.config
         let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         guard !plan.pending.isEmpty else { return .nothingPending }
+        if let command = config.command { return .command(command.migrate) }
         guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: false) else {
             return .oneTransaction(budgetMilliseconds: config.hooks.stop == nil ? config.maxWriteLock.milliseconds : nil)
         }
@@ -154,4 +155,7 @@ public enum DeployMode: Sendable, Equatable {
     case online(table: String, asked: Bool)
     /// Refused before the snapshot: why.
     case refused(String)
+    /// By the framework's own `migrate_command` on the live database, proven equal to its
+    /// rehearsal on a copy of the snapshot (docs/framework-commands.md).
+    case command(String)
 }
