@@ -178,7 +178,7 @@ extension FrameworkCommandTests {
         """
     static let migrateScript = """
         set -e
-        db="$DEPLOYCTL_DATABASE"
+        db="${1:-$DEPLOYCTL_DATABASE}"
         [ -e app/wrong-file ] && db=database/lending_app_prod.db
         live=no
         case "$db" in *database/*) live=yes ;; esac
@@ -210,9 +210,9 @@ extension FrameworkCommandTests {
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/prod/.deployctl.journal")))
     }
 
-    @Test("the shell framework deploys: preserving, its output in the deploy's folder, the report lists the command runs")
+    @Test("the shell framework deploys, given its database by {database}: preserving, its output in the deploy's folder, the report lists the command runs")
     func shellDeploys() throws {
-        let box = try Self.shellBox()
+        let box = try Self.shellBox(migrate: "sh app/migrate.sh {database}")
         let deploy = try box.deployctl(["deploy", "prod"])
         #expect(deploy.status == 0 && deploy.stdout.contains("Class: preserving") && deploy.stdout.contains("loan: gains column tier"), "\(deploy.stdout)\(deploy.stderr)")
         #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM loan WHERE tier = 'basic'") == "80")
@@ -245,6 +245,24 @@ extension FrameworkCommandTests {
         let result = try box.deployctl(["deploy", "prod"])
         #expect(result.status == 1 && result.code == "deploy.undone" && result.stderr.contains("timed out after"), "\(result.stdout)\(result.stderr)")
         try Self.assertUndone(box, before: before, result)
+    }
+
+    @Test("SIGINT while the command runs on the live database: its process group is killed, the deploy undone from the snapshot, exit 1")
+    func interruptUndone() throws {
+        let box = try Self.shellBox()
+        try box.write("instances/prod/app/live-hangs", "")
+        let before = try box.sha3(box.databasePath)
+        let stderr = Pipe()
+        let deploy = try box.spawnDeployctl(["deploy", "prod"], environment: [:], stderr: stderr)
+        box.waitForJournal("\"command_group\"")
+        usleep(300_000)
+        deploy.interrupt()
+        deploy.waitUntilExit()
+        let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(deploy.terminationStatus == 1 && text.contains("was stopped by an interrupt on the live database") && text.contains("was restored"), "\(text)")
+        try Self.assertUndone(box, before: before, Sandbox.Result(status: deploy.terminationStatus, stdout: "", stderr: text))
+        let left = try Sandbox.exec("/usr/bin/pgrep", ["-f", box.path("instances/prod")])
+        #expect(left.stdout.isEmpty, "the command's processes are gone: \(left.stdout)")
     }
 
     @Test("a command that changes another table on the live database than on the copy: the proof finds it, undone, exit 1")

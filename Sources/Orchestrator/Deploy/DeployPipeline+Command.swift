@@ -65,8 +65,9 @@ extension InstanceContext {
     /// The failure of `migrate_command` on `target` ("the rehearsal copy", "the live database").
     func commandFailure(_ run: ShellCommandResult, command: MigrationCommand, on target: String) -> Failure {
         Failure(.commandFailed, "migrate_command '\(command.migrate)' \(run.ending) on \(target)\(Self.tail(run))(all its output: \(run.stdoutPath), \(run.stderrPath))",
-                hint: run.timedOut ? "raise database.command_timeout_seconds in \(config.file) if the migration needs longer, or fix what it waits for"
-                                   : "fix the migration (run the command by hand on a copy of the database to see it fail), then deploy again")
+                hint: run.interrupted ? "deploy again when the command may run to its end"
+                    : run.timedOut ? "raise database.command_timeout_seconds in \(config.file) if the migration needs longer, or fix what it waits for"
+                    : "fix the migration (run the command by hand on a copy of the database to see it fail), then deploy again")
     }
 
     /// `migrate_command` on a scratch copy of `snapshot` (a plain database file, the state

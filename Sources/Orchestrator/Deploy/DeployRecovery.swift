@@ -78,7 +78,10 @@ struct DeployRecovery {
             }
         }
         guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
-        let store = instance.store
+        var store = instance.store
+        // An undo finishes whatever arrives meanwhile: a framework command's deploy is undone
+        // because an interrupt stopped its command.
+        store.stopped = { false }
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
         let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
