@@ -223,6 +223,14 @@ extension FrameworkCommandTests {
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(deploys)/\(id).json"))) as! [String: Any]
         let commands = try #require(report["commands"] as? [[String: Any]])
         #expect(commands.contains { ($0["stdout_path"] as? String)?.hasSuffix("/migrate.stdout") == true && $0["exit_code"] as? Int == 0 }, "\(commands)")
+        // The root's .sql folder is other instances' business: not pending here.
+        try box.write("instances/migrations/0001_other.sql", "CREATE TABLE other (x);\n")
+        for command in [["status", "prod", "--json"], ["verify", "prod", "--json"]] {
+            let shown = try box.deployctl(command)
+            #expect(shown.stdout.contains("\"pending\"") && !shown.stdout.contains("0001_other"), "\(command): \(shown.stdout)\(shown.stderr)")
+        }
+        let again = try box.deployctl(["deploy", "prod"])
+        #expect(again.status == 0 && again.stdout.contains("Nothing to do"), "\(again.stdout)\(again.stderr)")
     }
 
     @Test("a command that fails on the live database after committing one of its migrations: undone from the snapshot, exit 1, its stderr tail in the message")

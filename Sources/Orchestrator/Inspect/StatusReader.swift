@@ -56,7 +56,8 @@ struct StatusReader {
             let facts = try LiveDatabaseFacts.read(path: config.databasePath, busyTimeout: config.busyTimeout)
             database.mode = facts.journalMode
             database.applied = facts.applied.map(\.key)
-            let files = (try? MigrationFile.loadAll(folder: try instance.runtime.workspace.deployConfig().migrationsFolder)) ?? []
+            // A framework command's database is not migrated from the .sql folder; status runs no framework command.
+            let files = config.command != nil ? [] : (try? MigrationFile.loadAll(folder: try instance.runtime.workspace.deployConfig().migrationsFolder)) ?? []
             database.pending = files.filter { file in !facts.applied.contains { $0.id == file.id } }.map(\.key)
             if work == nil, let source = facts.onlineLeftover {
                 warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(config.name)' removes them")
