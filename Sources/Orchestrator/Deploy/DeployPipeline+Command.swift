@@ -130,6 +130,9 @@ extension DeployPipeline {
                                 created: [], addedColumns: nil)
         journal?.command = true
         report.commands = report.commands ?? []
+        if config.hooks.stop == nil {
+            runtime.events(.warning("no stop hook: the application's writes while migrate_command runs on the live database cannot be told from the command's, so any of them makes the proof fail and the deploy undone (they are kept in the pre_restore copy); set hooks.stop and hooks.start in \(config.file)"))
+        }
         let store = instance.store
         let backup = try stage(.snapshot) { p in try p.takeSnapshot(label: "pre_\(Self.commandSnapshotName(pending))", store: store) }
         // The snapshot as a plain file, kept open until the live run is proven: the state before.

@@ -29,9 +29,9 @@ public struct Planning: Sendable {
     public func deployMode(instance name: String, plan: MigrationPlan) throws -> DeployMode {
         let instance = try runtime.instance(name, for: nil)
         let config = instance.config
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         guard !plan.pending.isEmpty else { return .nothingPending }
         if let command = config.command { return .command(command.migrate) }
+        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: false) else {
             return .oneTransaction(budgetMilliseconds: config.hooks.stop == nil ? config.maxWriteLock.milliseconds : nil)
         }
