@@ -85,33 +85,11 @@ public struct ShellCommand: Sendable {
     /// - Throws: `Failure` `hook.cannot_start` only when the shell cannot be started.
     public func run(stdoutPath: String, stderrPath: String, timeout: Duration, stop: @Sendable () -> Bool = { false },
                     started: (pid_t) -> Void = { _ in }) throws -> ShellCommandResult {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         let argv = ["/bin/sh", "-c", "cd -- \"$1\" || exit 126; eval \"$2\"", "deployctl-command", workingDirectory, command]
-        let envp = env.map { "\($0.key)=\($0.value)" }
-        var pid: pid_t = 0
         let start = ContinuousClock.now
-        let rc = withCStrings(argv) { cArgv in
-            withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
-        }
+        let (pid, rc) = Self.spawnShell(argv, environment: env, stdoutPath: stdoutPath, stderrPath: stderrPath)
         guard rc == 0 else {
             throw Failure(.hookCannotStart, "cannot start '\(command)': \(String(cString: strerror(rc)))")
         }
@@ -138,6 +116,41 @@ public struct ShellCommand: Sendable {
         return ShellCommandResult(command: command, exitCode: (!timedOut && !interrupted && exited) ? (status >> 8) & 0xff : nil,
                                   timedOut: timedOut, interrupted: interrupted, seconds: (ContinuousClock.now - start).seconds,
                                   stdoutPath: stdoutPath, stderrPath: stderrPath)
+    }
+
+    /// Starts `/bin/sh` with `argv` in a process group of its own, stdin from /dev/null, stdout
+    /// to `stdoutPath` and stderr to `stderrPath` (nil: to stdout's file), created 0600 and
+    /// appended; the signals deployctl handles back to their defaults. Returns the pid and
+    /// posix_spawn's result (0 when started).
+    static func spawnShell(_ argv: [String], environment: [String: String], stdoutPath: String, stderrPath: String?) -> (pid: pid_t, rc: Int32) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        if let stderrPath {
+            posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        let envp = environment.map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        let rc = withCStrings(argv) { cArgv in
+            withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
+        }
+        return (pid, rc)
     }
 
     /// SIGTERM to a process group, then SIGKILL 0.2 s later when any of it is left.
