@@ -69,8 +69,17 @@ struct FrameworkCommandTests {
 
         // Additive.
         try Self.add("shop/migrations/0002_category.py", of: "django", to: box)
+        let untouched = try box.sha3(box.databasePath)
+        let modified = try FileManager.default.attributesOfItem(atPath: box.databasePath)[.modificationDate] as? Date
         let plan = try Sandbox.document(try box.deployctl(["plan", "prod", "--json"]))
         #expect(plan["class"] as? String == "additive" && (plan["pending"] as? [String]) == ["shop.0002_category"], "\(plan)")
+        #expect((plan["deploy"] as? [String: Any])?["mode"] as? String == "command", "\(plan)")
+        let dryRun = try box.deployctl(["deploy", "prod", "--dry-run"])
+        #expect(dryRun.status == 0 && dryRun.stdout.contains("Class: additive") && dryRun.stdout.contains("Dry run"), "\(dryRun.stdout)\(dryRun.stderr)")
+        // plan and the dry run ran the command on copies only.
+        #expect(try box.sha3(box.databasePath) == untouched && box.backupNames().isEmpty)
+        #expect(try FileManager.default.attributesOfItem(atPath: box.databasePath)[.modificationDate] as? Date == modified)
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'shop_category'") == "0")
         let additiveSQL = try sqlmigrate("0002")
         #expect(try Self.sqlRouteClass(box, sql: additiveSQL) == "additive")
         var deploy = try box.deployctl(["deploy", "prod"])
