@@ -326,6 +326,18 @@ extension FrameworkCommandTests {
         #expect(config.status == 64 && config.stderr.contains("needs 'database.pending_command'"), "\(config.stderr)")
     }
 
+    @Test("a config the commands cannot run from is refused with 64 naming the key, before anything is done", arguments: [
+        ("pending_format = \"yaml\"", "'yaml' is not one of plain, django, rails, alembic"),
+        ("command_timeout_seconds = 0", "command_timeout_seconds"),
+        ("seed_sql = \"seed.sql\"", "cannot be used together"),
+    ])
+    func configRefused(extra: String, words: String) throws {
+        let box = try Self.shellBox(extra: extra)
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 64 && result.code == "config.invalid" && result.stderr.contains(words), "\(result.stderr)")
+        #expect(box.backupNames().isEmpty)
+    }
+
     @Test("a deploy killed after the command changed the live database (failpoint migrate-command): the next run's recovery restores the snapshot")
     func crashRecovered() throws {
         let box = try Self.shellBox()
