@@ -326,6 +326,31 @@ extension FrameworkCommandTests {
         #expect(config.status == 64 && config.stderr.contains("needs 'database.pending_command'"), "\(config.stderr)")
     }
 
+    @Test("an additive command deploy whose health check fails after its proof: what it created is dropped, the framework's records put back from the snapshot, the application's writes kept")
+    func additiveUndoneInPlace() throws {
+        let box = try Self.shellBox()
+        try FileManager.default.removeItem(atPath: box.path("instances/prod/app/m/0002_note.sql"))
+        let first = try box.deployctl(["deploy", "prod"])
+        try #require(first.status == 0, "\(first.stdout)\(first.stderr)")
+        // The application writes when it starts; its health check then fails.
+        try box.write("instances/prod/app/start.sh", "sqlite3 database/lending_app_prod.db \"UPDATE loan SET status = 'closed' WHERE id = 1\"\n")
+        try box.write("instances/prod/instance.toml", Self.config(migrate: "sh app/migrate.sh", pending: "sh app/pending.sh")
+                      + "\n[hooks]\nstart = \"sh app/start.sh\"\nhealth = \"exit 1\"\nhealth_attempts = 1\n")
+        try box.write("instances/prod/app/m/0002_note.sql", "CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT);\nINSERT INTO note (body) VALUES ('hello');\n")
+        let backups = box.backupNames().count
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 1 && result.code == "deploy.undone", "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("the objects the framework's command created were dropped and its records (schema_migrations) put back"), "\(result.stderr)")
+        #expect(try box.sqlite(box.databasePath, "SELECT count(*) FROM sqlite_schema WHERE name = 'note'") == "0")
+        #expect(try box.sqlite(box.databasePath, "SELECT group_concat(version) FROM schema_migrations") == "0001_tier")
+        #expect(try box.sqlite(box.databasePath, "SELECT status FROM loan WHERE id = 1") == "closed")
+        #expect(try box.sqlite(box.databasePath, "PRAGMA integrity_check") == "ok")
+        // In place: the new snapshot, and no pre_restore copy.
+        #expect(box.backupNames().count == backups + 1 && !box.backupNames().contains { $0.contains("pre_restore") }, "\(box.backupNames())")
+        let pending = try Sandbox.exec("/bin/sh", ["-c", "cd \(box.path("instances/prod")) && DEPLOYCTL_DATABASE=\(box.databasePath) sh app/pending.sh"])
+        #expect(pending.stdout == "0002_note\n", "the framework counts it pending again: \(pending.stdout)")
+    }
+
     @Test("a config the commands cannot run from is refused with 64 naming the key, before anything is done", arguments: [
         ("pending_format = \"yaml\"", "'yaml' is not one of plain, django, rails, alembic"),
         ("command_timeout_seconds = 0", "command_timeout_seconds"),

@@ -45,6 +45,9 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     /// The process group of the command running on the live database: recovery ends what is
     /// left of it before restoring the snapshot.
     public var commandGroup: Int32?
+    /// The proven live run was additive: an undo drops what it created (`created`) and puts the
+    /// framework's bookkeeping tables back from the snapshot, keeping the application's writes.
+    public var commandAdditive: Bool?
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -64,6 +67,7 @@ public struct DeployJournal: Codable, Sendable, Equatable {
         case command
         case commandProven = "command_proven"
         case commandGroup = "command_group"
+        case commandAdditive = "command_additive"
     }
 
     /// Reads the journal at `path`; nil when there is none.

@@ -207,6 +207,10 @@ extension DeployPipeline {
         }
         let proven = try proof.prove(live: config.databasePath)
         self.journal?.commandProven = true
+        // Proven equal to an additive rehearsal: a later undo (a failed start or health check)
+        // can drop what it created and keep the application's writes.
+        self.journal?.commandAdditive = effect.classification == .additive
+        self.journal?.created = effect.created.map { DeployJournal.CreatedObject(type: $0.type.rawValue, name: $0.name) }
         try self.journal?.write(path: config.journalPath)
         return proven
     }
@@ -233,6 +237,15 @@ extension DeployRecovery {
             ShellCommand.killGroup(group)
         }
         return (journal.committed, journal.commandProven == true)
+    }
+
+    /// The in-place undo of a command deploy: only one proven additive, by dropping what it
+    /// created and putting the bookkeeping tables back from `snapshot` (a plain file); nil
+    /// otherwise (the snapshot is restored).
+    static func commandUndo(_ journal: DeployJournal, snapshot: String, config: InstanceConfig) -> Undo.Strategy? {
+        guard journal.command == true, journal.commandProven == true, journal.commandAdditive == true,
+              let created = try? createdObjects(journal, config: config) else { return nil }
+        return .dropAddedByCommand(created: created, snapshot: snapshot, bookkeeping: MigrationCommand.bookkeepingTables.sorted())
     }
 
     /// What recovery did with a command deploy, for the operator.

@@ -84,6 +84,13 @@ struct DeployRecovery {
         store.stopped = { false }
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
+        if let strategy = Self.commandUndo(journal, snapshot: opened.databasePath, config: config) {
+            do {
+                return try Undo(deployId: journal.deployId, strategy: strategy).run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+            } catch {
+                fallback += "\(strategy.attempt) failed (\(error)), so "
+            }
+        }
         let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
         let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
