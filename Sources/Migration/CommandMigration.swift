@@ -143,13 +143,16 @@ public struct CommandEffect: Sendable {
         max(evidence.map(\.classification).max() ?? .additive, otherChanges.isEmpty ? .additive : .preserving)
     }
 
-    /// The tables whose content the live run must reproduce, or leave alone.
-    public var changedTables: Set<String> { Set(fingerprints.map(\.table)) }
+    /// The tables it created, the frameworks' bookkeeping tables aside (as `deployctl_migrations`
+    /// is aside for `.sql` deploys).
+    public var createdTables: [String] {
+        created.filter { $0.type == .table && !MigrationCommand.bookkeepingTables.contains($0.name) }.map(\.name)
+    }
 
     /// The plan of a command's pending migrations: one summary for the set (the command runs
     /// them together), with this effect as its class and evidence.
     public func plan(pending: [String], command: String, commandMilliseconds: Double) -> MigrationPlan {
-        let tables = created.filter { $0.type == .table }.map(\.name)
+        let tables = createdTables
         var claims = Planner.claims(statements: [], evidence: evidence, createTables: tables.count, originalTables: rowCountsBefore.keys.sorted(),
                                     untouched: untouched, unchanged: true, fingerprintCopy: true, rerunClean: true)
         // The `.sql` route's words name SQLite's authorizer, which sees no statement of a command.
@@ -215,12 +218,10 @@ public final class CommandObservation {
     let recorder: EvidenceRecorder
     let rowCounts: [String: Int]
     let journalMode: String
-    public let copyPath: String
 
     /// `copy`: a scratch copy of the snapshot, which the command is about to migrate. Holds no
     /// lock while the command runs.
     public init(copy: String, stop: (@Sendable () -> Bool)? = nil) throws {
-        copyPath = copy
         db = try Connection(path: copy, mode: .readWrite)
         if let stop { db.stopWhen(stop) }
         let bookkeeping = Set(try db.tableNames().filter { MigrationCommand.bookkeepingTables.contains($0) })

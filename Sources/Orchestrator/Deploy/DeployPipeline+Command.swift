@@ -140,8 +140,8 @@ extension DeployPipeline {
         defer { opened.discard() }
         let snapshot = opened.databasePath
         let effect = try stage(.rehearse) { p in try p.rehearseByCommand(command, snapshot: snapshot, pending: pending) }
-        let proven = try stage(.migrateAndVerify) { p in try p.migrateByCommand(command, effect: effect, snapshot: snapshot, pending: pending) }
-        report.tablesCreated = effect.created.filter { $0.type == .table }.map(\.name)
+        let proven = try stage(.migrateAndVerify) { p in try p.migrateByCommand(command, effect: effect, snapshot: snapshot) }
+        report.tablesCreated = effect.createdTables
         runtime.events(.fact("proven after the command: \(proven)"))
         try stage(.restart) { p in try p.restart(committed: true) }
         report.outcome = .success
@@ -183,7 +183,7 @@ extension DeployPipeline {
     /// list nothing, and the live result must equal the rehearsal's (`CommandLiveProof`).
     /// - Throws: `command.failed`, `command.result_differs`; the caller's failure path then
     ///   restores the snapshot.
-    mutating func migrateByCommand(_ command: MigrationCommand, effect: CommandEffect, snapshot: String, pending: [String]) throws -> String {
+    mutating func migrateByCommand(_ command: MigrationCommand, effect: CommandEffect, snapshot: String) throws -> String {
         let proof = try CommandLiveProof(effect: effect, snapshot: snapshot, live: config.databasePath, busyTimeout: config.busyTimeout)
         journal?.committed = true
         try journal?.write(path: config.journalPath)
