@@ -34,11 +34,11 @@ run() { # name migration-file sql extra-flags
       if [ "$file" = 0004_remove_price.py ]; then DEPLOYCTL_DATABASE=$R/instances/shop/database/shop.db python3 $R/instances/shop/app/manage.py migrate -v0; fi
       if [ $route = command ]; then
         cp $W/$file $R/instances/shop/app/shop/migrations/
-        printf '[database]\npath = "database/shop.db"\nmigrate_command = "python3 app/manage.py migrate --noinput"\npending_command = "python3 app/manage.py showmigrations --plan"\n[backups]\npath = "backups"\n' > $R/instances/shop/instance.toml
+        printf '[database]\npath = "database/shop.db"\nmax_write_lock_ms = 600000\nmigrate_command = "python3 app/manage.py migrate --noinput"\npending_command = "python3 app/manage.py showmigrations --plan"\n[backups]\npath = "backups"\n' > $R/instances/shop/instance.toml
       else
         mkdir -p $R/instances/migrations; printf '%s\n' "$sql" > $R/instances/migrations/0001_m.sql
         [ -n "$flags" ] && sed -i '1i -- allow-destructive' $R/instances/migrations/0001_m.sql
-        printf '[database]\npath = "database/shop.db"\n[backups]\npath = "backups"\n' > $R/instances/shop/instance.toml
+        printf '[database]\npath = "database/shop.db"\nmax_write_lock_ms = 600000\n[backups]\npath = "backups"\n' > $R/instances/shop/instance.toml
       fi
       s=$(date +%s.%N); $D deploy shop --root $R --quiet $flags >/dev/null; e=$(date +%s.%N)
       echo "$name $route run$r $(echo "$e - $s" | bc) s class=$(python3 -c "import json,glob; print(json.load(open(sorted(glob.glob('$R/instances/shop/deploys/*.json'))[-1]))['class'])")"

@@ -13,11 +13,14 @@ struct FrameworkCommandTests {
         return url.appendingPathComponent("Fixtures").path
     }()
 
+    /// An instance config with the commands; `max_write_lock_ms` large unless `extra` sets it, so
+    /// that no test depends on how fast a framework starts on a loaded machine.
     static func config(migrate: String, pending: String, extra: String = "") -> String {
         """
         [database]
         path = "database/lending_app_prod.db"
         busy_timeout_ms = 2000
+        \(extra.contains("max_write_lock_ms") ? "" : "max_write_lock_ms = 600000")
         migrate_command = "\(migrate)"
         pending_command = "\(pending)"
         \(extra)
@@ -349,6 +352,16 @@ extension FrameworkCommandTests {
         #expect(box.backupNames().count == backups + 1 && !box.backupNames().contains { $0.contains("pre_restore") }, "\(box.backupNames())")
         let pending = try Sandbox.exec("/bin/sh", ["-c", "cd \(box.path("instances/prod")) && DEPLOYCTL_DATABASE=\(box.databasePath) sh app/pending.sh"])
         #expect(pending.stdout == "0002_note\n", "the framework counts it pending again: \(pending.stdout)")
+    }
+
+    @Test("a command slower on the rehearsal copy than max_write_lock, with no stop hook: refused with 64 before the live run, nothing changed, no snapshot left")
+    func writeLockBudget() throws {
+        let box = try Self.shellBox(extra: "max_write_lock_ms = 1")
+        let before = try box.sha3(box.databasePath)
+        let result = try box.deployctl(["deploy", "prod"])
+        #expect(result.status == 64 && result.code == "migration.write_lock_over_budget" && result.stderr.contains("on the rehearsal copy (its start-up included)"),
+                "\(result.stdout)\(result.stderr)")
+        #expect(try box.sha3(box.databasePath) == before && box.backupNames().isEmpty)
     }
 
     @Test("a config the commands cannot run from is refused with 64 naming the key, before anything is done", arguments: [

@@ -175,7 +175,19 @@ extension DeployPipeline {
         report.changes = plan.migrations.flatMap(\.evidence)
         runtime.events(.plan(plan, database: config.databasePath))
         try Planning.checkAllowed(plan, files: [], allowDestructive: options.allowDestructive)
+        try checkCommandWriteLock(runs.first { $0.stdoutPath.hasSuffix("/rehearsal-migrate.stdout") })
         return effect
+    }
+
+    /// As for `.sql` deploys, `max_write_lock` bounds how long the application's writes may
+    /// wait, unless the stop hook stops it: the command's time on the rehearsal copy (its
+    /// start-up included) is the estimate; over budget, the deploy is refused before the live
+    /// run (64).
+    func checkCommandWriteLock(_ rehearsal: ShellCommandResult?) throws {
+        guard config.hooks.stop == nil, let rehearsal, rehearsal.seconds * 1000 > config.maxWriteLock.milliseconds else { return }
+        throw Failure(.migrationWriteLockOverBudget, "refused: migrate_command took \(String(format: "%.0f", rehearsal.seconds * 1000)) ms on the rehearsal copy (its start-up included), "
+                      + "more than max_write_lock allows (\(String(format: "%.0f", config.maxWriteLock.milliseconds)) ms) for a run that blocks the application's writes; the live database was not changed",
+                      hint: "stop the application during the deploy (hooks.stop and hooks.start in \(config.file)), or deploy at a quiet time with a larger database.max_write_lock_ms there")
     }
 
     /// The migrate stage of a command database: the journal says the live database may change,
