@@ -55,37 +55,14 @@ public struct HookRunner: Sendable {
         try DurableFile.createFolder(outputFolder)
         let outputPath = outputFolder + "/\(tag)-\(name).log"
         trace("hook \(name): /bin/sh -c \(command)  (in \(workingDirectory), output to \(outputPath))")
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
         env["DEPLOYCTL_HOOK"] = name
         // The shell changes to the instance folder itself: posix_spawn's chdir action is a GNU
         // extension that Swift's Glibc module does not expose.
         let argv = ["/bin/sh", "-c", "cd -- \"$1\" || exit 126; eval \"$2\"", "deployctl-hook", workingDirectory, command]
-        let envp = env.map { "\($0.key)=\($0.value)" }
-        var pid: pid_t = 0
         let start = ContinuousClock.now
-        let rc = withCStrings(argv) { cArgv in
-            withCStrings(envp) { cEnv in posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArgv, cEnv) }
-        }
+        let (pid, rc) = ShellCommand.spawnShell(argv, environment: env, stdoutPath: outputPath, stderrPath: nil)
         guard rc == 0 else {
             throw Failure(.hookCannotStart, "cannot start the \(name) hook '\(command)': \(String(cString: strerror(rc)))")
         }
@@ -132,7 +109,7 @@ public struct HookRunner: Sendable {
     }
 }
 
-private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
     var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
     pointers.append(nil)
     defer { for p in pointers { free(p) } }

@@ -169,13 +169,14 @@ final class EvidenceRecorder {
     /// The existing tables and their columns.
     var existingColumns: [String: [String]] { original }
 
-    /// Saves `table`'s rows if it is an existing table not saved yet.
-    func save(_ table: String) throws {
+    /// Saves `table`'s rows if it is an existing table not saved yet. `database`: the attached
+    /// database holding the state before (a framework command's snapshot), else `main`.
+    func save(_ table: String, from database: String = "main") throws {
         guard let columns = original[table], saved[table] == nil else { return }
         counter += 1
         let copy = prefix + String(counter)
-        let key = try hasRowid(table) ? "rowid AS deployctl_rowid, " : ""
-        try db.execute("CREATE TEMP TABLE \(copy) AS SELECT \(key)\(columns.map(quoteIdentifier).joined(separator: ", ")) FROM main.\(quoteIdentifier(table))")
+        let key = try !db.isWithoutRowid(table, database: database) ? "rowid AS deployctl_rowid, " : ""
+        try db.execute("CREATE TEMP TABLE \(copy) AS SELECT \(key)\(columns.map(quoteIdentifier).joined(separator: ", ")) FROM \(quoteIdentifier(database)).\(quoteIdentifier(table))")
         saved[table] = copy
     }
 

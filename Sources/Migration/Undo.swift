@@ -16,12 +16,17 @@ public struct Undo: Sendable {
         /// Run the down parts the rehearsal proved (`downSQL`, one per migration, oldest first),
         /// newest first, and prove the schema is `schemaBefore` (`Undo.schemaLines`).
         case runDown(migrations: [String], downSQL: [String], schemaBefore: [String])
+        /// A framework command's additive deploy, proven: drop the objects it created and put the
+        /// framework's bookkeeping tables (`bookkeeping`) back as the snapshot (`snapshot`, a
+        /// plain database file) holds them.
+        case dropAddedByCommand(created: [CreatedObject], snapshot: String, bookkeeping: [String])
 
         /// What it does, as a failure of it is reported (`… failed (why), so …`).
         public var attempt: String {
             switch self {
             case .dropAdded: "dropping the added columns"
             case .runDown: "running the down parts"
+            case .dropAddedByCommand: "dropping what the framework's command created"
             }
         }
     }
@@ -41,12 +46,15 @@ public struct Undo: Sendable {
     ///   `undo.unproven` when what is left is not what it must be; rolled back either way.
     public func run(databasePath: String, busyTimeout: Duration) throws -> String {
         let live = try Connection(path: databasePath, mode: .readWrite, busyTimeout: busyTimeout)
+        // SQLite attaches outside a transaction only.
+        if case .dropAddedByCommand(_, let snapshot, _) = strategy { try Self.attachSnapshot(snapshot, to: live) }
         try live.execute("BEGIN IMMEDIATE")
         do {
             let done: String
             switch strategy {
             case .dropAdded(let created, let columns): done = try dropAdded(created, columns: columns, on: live)
             case .runDown(let migrations, let downs, let schemaBefore): done = try runDown(migrations, downs, schemaBefore: schemaBefore, on: live)
+            case .dropAddedByCommand(let created, _, let bookkeeping): done = try dropAddedByCommand(created, bookkeeping: bookkeeping, on: live)
             }
             try live.execute("COMMIT")
             return done
@@ -59,6 +67,16 @@ public struct Undo: Sendable {
     /// Drops the objects the deploy created, then the columns it added, and its history rows;
     /// proves none is left. The application's writes to existing columns are kept.
     private func dropAdded(_ created: [CreatedObject], columns: [String: [String]], on live: Connection) throws -> String {
+        try dropAddedObjects(created, columns: columns, on: live)
+        if columns.isEmpty { return "the objects it created were dropped; application writes to existing tables were kept" }
+        let list = columns.sorted { $0.key < $1.key }.flatMap { table, added in added.map { "\(table).\($0)" } }
+        return "the columns it added (\(list.joined(separator: ", "))) and the objects it created were dropped; application writes to existing columns were kept"
+    }
+
+    /// Drops `created` and the `columns`, removes the deploy's history rows, and proves none of
+    /// them is left and the database passes quick_check.
+    @discardableResult
+    func dropAddedObjects(_ created: [CreatedObject], columns: [String: [String]] = [:], on live: Connection) throws -> Bool {
         for object in created where object.type != .table {
             try live.execute("DROP \(object.type.rawValue.uppercased()) IF EXISTS \(quoteIdentifier(object.name))")
         }
@@ -80,9 +98,7 @@ public struct Undo: Sendable {
         guard left.isEmpty, try live.integrityProblems().isEmpty else {
             throw Failure(.undoUnproven, "undo left \(left.joined(separator: ", ")) behind")
         }
-        if columns.isEmpty { return "the objects it created were dropped; application writes to existing tables were kept" }
-        let list = columns.sorted { $0.key < $1.key }.flatMap { table, added in added.map { "\(table).\($0)" } }
-        return "the columns it added (\(list.joined(separator: ", "))) and the objects it created were dropped; application writes to existing columns were kept"
+        return true
     }
 
     /// Runs the proven down parts, newest migration first, and removes the history rows;

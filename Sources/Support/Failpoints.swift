@@ -19,6 +19,8 @@ public struct Failpoints: Sendable {
         case onlineCopy = "online-copy", onlineProven = "online-proven"
         /// In a deploy of several databases: after one database's migration committed, before the next one's.
         case betweenDatabases = "between-databases"
+        /// A framework's migrate command has run on the live database, before the proof.
+        case migrateCommand = "migrate-command"
         case pushPart = "push-part", beforeRemoteManifest = "before-remote-manifest"
         /// After the operator answered a two-step command's question (prune, remove, accept),
         /// before its work: a test's `delay` here is an operator who takes a while.

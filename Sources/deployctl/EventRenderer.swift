@@ -75,7 +75,7 @@ extension Console {
             "Pending migrations: \(plan.pending.isEmpty ? "none" : plan.pending.joined(separator: ", "))",
         ]
         for migration in plan.migrations {
-            let origin = migration.format == "deployctl" ? "" : ", \(migration.format) file"
+            let origin = migration.format == "deployctl" ? "" : migration.format == MigrationSummary.commandFormat ? ", by migrate_command" : ", \(migration.format) file"
             lines.append("  \(migration.migration): \(migration.classification.rawValue)\(origin)\(migration.hasDown ? ", has a down part" : "")")
             for note in migration.notes { lines.append("    note: \(note)") }
             for statement in plan.statements where statement.migration == migration.migration {

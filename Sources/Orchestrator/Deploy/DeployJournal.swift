@@ -36,6 +36,18 @@ public struct DeployJournal: Codable, Sendable, Equatable {
     /// The process running the deploy: while it holds the instance lock, `status` reports the
     /// deploy as in progress rather than unfinished (nil in journals of older versions).
     public var pid: Int32? = getpid()
+    /// A deploy by the framework's own command (`migrate_command`): `committed` is set when the
+    /// command starts on the live database (it commits in several transactions of its own), and
+    /// an unproven one is undone from the snapshot by recovery. Nil for `.sql` deploys.
+    public var command: Bool?
+    /// The live run was proven equal to the rehearsal: recovery keeps it.
+    public var commandProven: Bool?
+    /// The process group of the command running on the live database: recovery ends what is
+    /// left of it before restoring the snapshot.
+    public var commandGroup: Int32?
+    /// The proven live run was additive: an undo drops what it created (`created`) and puts the
+    /// framework's bookkeeping tables back from the snapshot, keeping the application's writes.
+    public var commandAdditive: Bool?
 
     /// One schema object a migration created.
     public struct CreatedObject: Codable, Sendable, Equatable {
@@ -52,6 +64,10 @@ public struct DeployJournal: Codable, Sendable, Equatable {
         case deployId = "deploy_id"
         case startedAt = "started_at"
         case appStopped = "app_stopped"
+        case command
+        case commandProven = "command_proven"
+        case commandGroup = "command_group"
+        case commandAdditive = "command_additive"
     }
 
     /// Reads the journal at `path`; nil when there is none.

@@ -30,8 +30,9 @@ extension DeployPipeline {
             }
         }
         try runtime.failpoints.hit(.preflight)
-        let (files, plan) = try instance.makePlan(forDeploy: !options.dryRun)
-        if !options.skipPromotionCheck && !plan.pending.isEmpty { try checkPromotion(plan.pending) }
+        let (files, plan) = try instance.makePlan(forDeploy: !options.dryRun, outputFolder: options.dryRun ? nil : config.deploysFolder + "/" + report.deployId)
+        // A framework's migrations are not in deployctl_migrations: promotion is not checked for them.
+        if !options.skipPromotionCheck && !plan.pending.isEmpty && config.command == nil { try checkPromotion(plan.pending) }
         do {
             try Planning.checkAllowed(plan, files: files, allowDestructive: options.allowDestructive)
         } catch {

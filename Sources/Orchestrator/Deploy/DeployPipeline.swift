@@ -154,6 +154,11 @@ struct DeployPipeline: DeployRun {
             report.changes = plan.evidence.flatMap(\.facts)
         }
         try stage(.plan) { p in
+            if p.config.command != nil && !p.options.dryRun && !plan.pending.isEmpty {
+                // The class comes from the rehearsal, which shows the plan then.
+                p.runtime.events(.fact("pending (pending_command): \(plan.pending.joined(separator: ", ")); the class comes from the rehearsal on a copy of the snapshot"))
+                return
+            }
             p.runtime.events(.plan(plan, database: p.config.databasePath))
             // A false verify query fails here, dry run or not: before any snapshot is taken.
             if let refusal = Planning.verifyQueryRefusal(plan, instance: p.config.name) { throw refusal }
@@ -165,6 +170,10 @@ struct DeployPipeline: DeployRun {
         }
         if plan.pending.isEmpty {
             try finishWithNothingToDo(files: files)
+            return
+        }
+        if let command = config.command {
+            try runByCommand(command, pending: plan.pending)
             return
         }
         // One migration names the snapshot; several name their range (pre_<first>-<last>).

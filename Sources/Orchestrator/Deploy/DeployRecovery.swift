@@ -73,7 +73,9 @@ struct DeployRecovery {
     /// migration even when it checks good (another database of its set did not commit). Returns
     /// the report of that deploy; the journal is left for the caller to remove.
     private func recover(_ journal: DeployJournal, undoCommitted: Bool, startsApplication: Bool) throws -> DeployReport {
-        let (committed, healthy) = try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+        // A framework command's deploy: its journal alone says whether the live run began and was proven.
+        let (committed, healthy) = journal.command == true ? Self.commandState(journal)
+            : try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         var note: String
         let kept = committed && healthy && !undoCommitted
         if kept {
@@ -84,6 +86,7 @@ struct DeployRecovery {
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
+        if journal.command == true { note = Self.commandNote(journal) }
         let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
         if startsApplication, journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
@@ -130,9 +133,19 @@ struct DeployRecovery {
             }
         }
         guard let name = journal.snapshot else { throw Failure(.undoNoSnapshot, "no snapshot recorded to restore from") }
-        let store = instance.store
+        var store = instance.store
+        // An undo finishes whatever arrives meanwhile: a framework command's deploy is undone
+        // because an interrupt stopped its command.
+        store.stopped = { false }
         let opened = try store.check(try store.entry(named: name), keep: true)!
         defer { opened.discard() }
+        if let strategy = Self.commandUndo(journal, snapshot: opened.databasePath, config: config) {
+            do {
+                return try Undo(deployId: journal.deployId, strategy: strategy).run(databasePath: config.databasePath, busyTimeout: config.busyTimeout)
+            } catch {
+                fallback += "\(strategy.attempt) failed (\(error)), so "
+            }
+        }
         let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
         let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }

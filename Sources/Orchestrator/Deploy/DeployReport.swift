@@ -38,6 +38,9 @@ public struct DeployReport: Codable, Sendable {
     /// In a deploy of several databases: one report per database (pending, class, snapshot,
     /// stages of its own), in the order they were migrated.
     public var databases: [DeployReport]?
+    /// A `migrate_command` deploy's runs of the framework's commands (rehearsal, live, pending
+    /// checks), with their exit codes and output files; nil for `.sql` deploys.
+    public var commands: [ShellCommandResult]?
 
     enum CodingKeys: String, CodingKey {
         case instance, outcome, error, stages, pending, snapshot, hooks, recovered, database, databases
@@ -50,5 +53,6 @@ public struct DeployReport: Codable, Sendable {
         case changes
         case writeLockMilliseconds = "write_lock_ms"
         case errorCode = "error_code"
+        case commands
     }
 }

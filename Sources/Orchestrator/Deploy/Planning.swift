@@ -41,6 +41,7 @@ public struct Planning: Sendable {
     static func deployMode(_ instance: InstanceContext, files: [MigrationFile], plan: MigrationPlan) throws -> DeployMode {
         let config = instance.config
         guard !plan.pending.isEmpty else { return .nothingPending }
+        if let command = config.command { return .command(command.migrate) }
         guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: false) else {
             return .oneTransaction(budgetMilliseconds: config.hooks.stop == nil ? config.maxWriteLock.milliseconds : nil)
         }
@@ -67,7 +68,8 @@ public struct Planning: Sendable {
     static func checkAllowed(_ plan: MigrationPlan, files: [MigrationFile], allowDestructive: Bool) throws {
         let bad = plan.migrations.filter { $0.classification == .destructive }
         guard !bad.isEmpty else { return }
-        let filesAllow = bad.allSatisfy { summary in files.contains { $0.key == summary.migration && $0.allowDestructive } }
+        // A framework command's migrations have no file of deployctl's to say so: the flag alone allows them.
+        let filesAllow = bad.allSatisfy { summary in summary.format == MigrationSummary.commandFormat || files.contains { $0.key == summary.migration && $0.allowDestructive } }
         if filesAllow && allowDestructive { return }
         var lines = [String]()
         for summary in bad {
@@ -86,7 +88,11 @@ public struct Planning: Sendable {
 extension InstanceContext {
     /// The migrations folder's files and the plan for the instance's database. Reads only.
     /// `forDeploy` leaves claim 5 to the deploy's own in-transaction proof.
-    func makePlan(forDeploy: Bool = false) throws -> (files: [MigrationFile], plan: MigrationPlan) {
+    /// A database with a `migrate_command` gets its pending list from `pending_command` (its
+    /// output in `outputFolder`, else a temp folder) and, unless `forDeploy`, its class from the
+    /// command run on a copy (`commandPlan`).
+    func makePlan(forDeploy: Bool = false, outputFolder: String? = nil) throws -> (files: [MigrationFile], plan: MigrationPlan) {
+        if let command = config.command { return ([], try commandPlan(command, rehearse: !forDeploy, outputFolder: outputFolder)) }
         let files = try MigrationFile.loadAll(folder: try migrationsFolder)
         // The copy goes into the instance's backups folder (beside the database before the first
         // backup), where the free-space preflight looks and `status` finds a dead run's leftover.
@@ -164,4 +170,7 @@ public enum DeployMode: Sendable, Equatable {
     case online(table: String, asked: Bool)
     /// Refused before the snapshot: why.
     case refused(String)
+    /// By the framework's own `migrate_command` on the live database, proven equal to its
+    /// rehearsal on a copy of the snapshot (docs/framework-commands.md).
+    case command(String)
 }

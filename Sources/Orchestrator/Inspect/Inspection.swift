@@ -19,7 +19,8 @@ public struct Inspection: Sendable {
         let config = instance.config
         var (problems, applied) = try LiveDatabaseFacts.health(path: config.databasePath, busyTimeout: config.busyTimeout)
         let damaged = !problems.isEmpty
-        let files = try MigrationFile.loadAll(folder: try instance.migrationsFolder)
+        // A framework command's database is not migrated from the .sql folder (its pending list is the framework's).
+        let files = config.command != nil ? [] : try MigrationFile.loadAll(folder: try instance.migrationsFolder)
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)

@@ -70,9 +70,10 @@ struct StatusReader {
             let facts = try LiveDatabaseFacts.read(path: config.databasePath, busyTimeout: config.busyTimeout)
             database.mode = facts.journalMode
             database.applied = facts.applied.map(\.key)
+            // A framework command's database is not migrated from the .sql folder; status runs no framework command.
             var files = [MigrationFile]()
             do {
-                files = try MigrationFile.loadAll(folder: try instance.migrationsFolder)
+                if config.command == nil { files = try MigrationFile.loadAll(folder: try instance.migrationsFolder) }
             } catch let failure as Failure where failure.code == .migrationsFolderMissing {
                 problems.append(StatusProblem(failure.code, message: failure.message))
             } catch {

@@ -1,6 +1,7 @@
 import Backup
 import Encryption
 import Foundation
+import Migration
 import Offsite
 import Support
 
@@ -152,6 +153,9 @@ public struct InstanceConfig: Sendable {
     public var databases: [InstanceConfig] = []
     /// `instance` or `instance/database`, for messages.
     public var label: String { databaseName.map { "\(name)/\($0)" } ?? name }
+    /// `migrate_command` and `pending_command`: the framework's own migrations instead of
+    /// `.sql` files (docs/framework-commands.md); nil for `.sql` migrations.
+    public internal(set) var command: MigrationCommand?
 
     /// The remote called `name`, or the only one when `name` is nil.
     /// - Throws: `Failure` `.usage` naming the remotes there are.
@@ -175,6 +179,7 @@ public struct InstanceConfig: Sendable {
 
     static let keys: Set<String> = Set([
         "database.path", "database.busy_timeout_ms", "database.max_write_lock_ms", "database.online_lock_wait_seconds", "database.seed_sql",
+        "database.migrate_command", "database.pending_command", "database.pending_format", "database.command_timeout_seconds",
         "backups.path", "backups.gzip", "backups.compress", "backups.keep_last", "backups.keep_within",
         "backups.keep_daily", "backups.keep_weekly", "backups.keep_monthly", "backups.max_backup_age", "backups.keep_restore_copies",
         "deploys.path",
@@ -242,8 +247,42 @@ public struct InstanceConfig: Sendable {
                 healthAttempts: try toml.int("hooks.health_attempts", range: 1...600) ?? 5),
             offsite: try offsiteRemotes(toml, count: remotes, file: file),
             encryption: try encryption(toml, folder: folder, file: file))
+        config.command = try migrationCommand(toml, file: file)
         config.databases = entries.map { config.view(of: $0) }
         return config
+    }
+
+    /// `[database] migrate_command`, `pending_command`, `pending_format`, `command_timeout_seconds`:
+    /// both commands or neither (a deploy with nothing pending must not snapshot).
+    private static func migrationCommand(_ toml: TOMLSubset, file: String) throws -> MigrationCommand? {
+        let migrate = try toml.string("database.migrate_command")
+        let pending = try toml.string("database.pending_command")
+        let line = toml.line(of: "database.migrate_command") ?? toml.line(of: "database.pending_command") ?? toml.line(of: "database.pending_format") ?? 1
+        guard let migrate else {
+            if pending != nil || toml.line(of: "database.pending_format") != nil || toml.line(of: "database.command_timeout_seconds") != nil {
+                throw TOMLSubset.error(file, line, "keys 'database.pending_command', 'pending_format' and 'command_timeout_seconds' need 'database.migrate_command' (the framework's migrate command)")
+            }
+            return nil
+        }
+        guard !migrate.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw TOMLSubset.error(file, line, "key 'database.migrate_command' is empty")
+        }
+        guard let pending, !pending.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw TOMLSubset.error(file, line, "key 'database.migrate_command' needs 'database.pending_command' too (e.g. \"python manage.py showmigrations --plan\"): it tells a deploy with nothing to do, which takes no snapshot")
+        }
+        var format = PendingFormat.detect(pending)
+        if let text = try toml.string("database.pending_format") {
+            guard let named = PendingFormat(rawValue: text) else {
+                throw TOMLSubset.error(file, toml.line(of: "database.pending_format") ?? line,
+                                       "key 'database.pending_format': '\(text)' is not one of \(PendingFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            format = named
+        }
+        if try toml.string("database.seed_sql") != nil {
+            throw TOMLSubset.error(file, toml.line(of: "database.seed_sql") ?? line, "keys 'database.seed_sql' and 'database.migrate_command' cannot be used together: the framework builds its own database")
+        }
+        return MigrationCommand(migrate: migrate, pending: pending, format: format,
+                                timeout: .seconds(try toml.int("database.command_timeout_seconds", range: 1...86_400) ?? 600))
     }
 
     /// `[encryption]`: recipients parsed (each must be an X25519 `age1…` key), the identity

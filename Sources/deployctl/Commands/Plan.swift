@@ -110,6 +110,7 @@ struct PlanDocument: Encodable {
         case .online(let table, let asked):
             return "Deploy: online — \(table) is rebuilt while the application writes, then a brief cut-over (" + (asked ? "asked by '-- online'" : "the one-transaction deploy would block writes past max_write_lock") + ")"
         case .refused(let why): return "Deploy: refused — \(why)"
+        case .command(let command): return "Deploy: by migrate_command '\(command)' on the live database, proven equal to its rehearsal on a copy of the snapshot, else undone from the snapshot"
         }
     }
 
@@ -123,6 +124,7 @@ struct PlanDocument: Encodable {
         case .oneTransaction: try container.encode(ModeDocument(mode: "transaction", table: nil, reason: nil), forKey: .deploy)
         case .online(let table, _): try container.encode(ModeDocument(mode: "online", table: table, reason: nil), forKey: .deploy)
         case .refused(let why): try container.encode(ModeDocument(mode: "refused", table: nil, reason: why), forKey: .deploy)
+        case .command: try container.encode(ModeDocument(mode: "command", table: nil, reason: nil), forKey: .deploy)
         }
         if let refusal {
             try container.encode(ErrorDocument(message: refusal.message, code: refusal.code.rawValue, kind: refusal.kind.rawValue, hint: refusal.hint,
