@@ -302,4 +302,54 @@ struct DatabaseSetTests {
         #expect(try Self.state(box) == before, "every database as it was")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/rails/.deployctl.restore.journal")))
     }
+
+    @Test("a fifth database migrated by Django's own command deploys with the four .sql ones as one set; when its migration fails (it goes last), the four already migrated are undone: exit 1, every database as before")
+    func frameworkCommandInASet() throws {
+        let box = try Self.railsBox()
+        let fixtures = Self.repository + "/Tests/DeployctlTests/Fixtures/django"
+        let app = box.path("instances/rails/app")
+        try FileManager.default.copyItem(atPath: fixtures, toPath: app)
+        for later in ["0002_category.py", "0003_product_sku.py", "0004_remove_price.py", "0005_broken.py"] {
+            try FileManager.default.removeItem(atPath: app + "/shop/migrations/" + later)
+        }
+        let django = box.path("instances/rails/storage/django.sqlite3")
+        try FileManager.default.createDirectory(atPath: box.path("instances/rails/storage"), withIntermediateDirectories: true)
+        var env = ProcessInfo.processInfo.environment
+        env["DEPLOYCTL_DATABASE"] = django
+        let made = try Sandbox.exec("/usr/bin/env", ["python3", app + "/manage.py", "migrate", "-v0"], environment: env)
+        try #require(made.status == 0, "Django is installed by .ci/run: \(made.stderr)")
+        let config = box.path("instances/rails/instance.toml")
+        let table = """
+
+            [[database]]
+            name = "django"
+            path = "storage/django.sqlite3"
+            migrate_command = "python3 app/manage.py migrate --noinput"
+            pending_command = "python3 app/manage.py showmigrations --plan"
+            max_write_lock_ms = 600000
+
+            """
+        // After the four [[database]] tables, before [backups].
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: fixtures + "/shop/migrations/0002_category.py", toPath: app + "/shop/migrations/0002_category.py")
+        let plan = try box.deployctl(["plan", "rails", "--json"])
+        let members = try #require((try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])?["databases"] as? [[String: Any]], "\(plan.stdout)\(plan.stderr)")
+        #expect(members.last?["database"] as? String == "django" && members.last?["class"] as? String == "additive", "\(members.last ?? [:])")
+        let deploy = try box.deployctl(["deploy", "rails"])
+        #expect(deploy.status == 0, "\(deploy.stdout)\(deploy.stderr)")
+        #expect(try box.sqlite(django, "SELECT count(*) FROM django_migrations WHERE app = 'shop'") == "2")
+        for name in Self.order { #expect(try !Self.applied(box, name).isEmpty, "\(name)") }
+        #expect(Self.backups(box, "django").count == 1)
+
+        // A broken Django migration with new .sql migrations for primary: primary is undone.
+        try FileManager.default.copyItem(atPath: fixtures + "/shop/migrations/0003_product_sku.py", toPath: app + "/shop/migrations/0003_product_sku.py")
+        try FileManager.default.copyItem(atPath: fixtures + "/shop/migrations/0004_remove_price.py", toPath: app + "/shop/migrations/0004_remove_price.py")
+        try FileManager.default.copyItem(atPath: fixtures + "/shop/migrations/0005_broken.py", toPath: app + "/shop/migrations/0005_broken.py")
+        try box.write("instances/rails/db/migrate/0003_create_tags.sql", "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n")
+        let before = try Self.state(box).merging(["django": try box.sha3(django)]) { $1 }
+        let failed = try box.deployctl(["deploy", "rails", "--allow-destructive"])
+        #expect(failed.status == 1 || failed.status == 64, "\(failed.stderr)")
+        #expect(try Self.state(box).merging(["django": try box.sha3(django)]) { $1 } == before, "every database as before")
+        #expect(!FileManager.default.fileExists(atPath: box.path("instances/rails/.deployctl.django.journal")))
+    }
 }

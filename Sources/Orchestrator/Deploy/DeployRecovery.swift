@@ -44,7 +44,8 @@ struct DeployRecovery {
         let journals = try databases.compactMap { database in try DeployJournal.read(path: database.config.journalPath).map { (database, $0) } }
         guard let first = journals.first else { return nil }
         let committed = try journals.map { database, journal in
-            try History.state(ofDeploy: journal.deployId, databasePath: database.config.databasePath, busyTimeout: database.config.busyTimeout).committed
+            journal.command == true ? commandState(journal).committed
+                : try History.state(ofDeploy: journal.deployId, databasePath: database.config.databasePath, busyTimeout: database.config.busyTimeout).committed
         }
         let partial = committed.contains(true) && committed.contains(false)
         var reports = [DeployReport]()

@@ -85,6 +85,11 @@ struct SetDeployPipeline: DeployRun {
         record(prepared)
         try stage(.plan) { s in
             for index in s.databases.indices {
+                if s.databases[index].config.command != nil && !s.options.dryRun && s.active.contains(index) {
+                    // The class comes from the rehearsal, which shows the plan then.
+                    s.runtime.events(.fact("\(s.databases[index].config.databaseName ?? ""): pending (pending_command): \(prepared[index].plan.pending.joined(separator: ", ")); the class comes from the rehearsal on a copy of the snapshot"))
+                    continue
+                }
                 s.runtime.events(.plan(prepared[index].plan, database: s.databases[index].config.databasePath))
                 if let refusal = Planning.verifyQueryRefusal(prepared[index].plan, instance: s.instance.config.name) { throw refusal }
             }
@@ -104,11 +109,12 @@ struct SetDeployPipeline: DeployRun {
         let backups = try stage(.snapshot) { s in
             try s.each(Array(s.databases.indices)) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
         }
-        let rehearsals = try stage(.rehearse) { s in
-            try s.active.map { index in
-                try s.each([index]) { p in
-                    try p.rehearse(backup: backups[index], pending: prepared[index].pending, plan: prepared[index].plan, store: p.instance.store)
-                }[0]
+        var rehearsals = [Rehearsed]()
+        // A command database's snapshot stays open as a plain file until its live run is proven.
+        defer { for case .command(_, let opened) in rehearsals { opened.discard() } }
+        try stage(.rehearse) { s in
+            for index in s.active {
+                rehearsals.append(try s.each([index]) { p in try p.rehearseInSet(backup: backups[index], prepared: prepared[index]) }[0])
             }
         }
         try stage(.migrateAndVerify) { s in try s.migrateEach(prepared, rehearsals: rehearsals) }
@@ -152,6 +158,17 @@ struct SetDeployPipeline: DeployRun {
         }
         for index in active {
             let plan = prepared[index].plan
+            if databases[index].config.command != nil {
+                // A framework command: its journal says so, and its undo is the snapshot's (or, proven additive, what it created).
+                databases[index].journal = DeployJournal(deployId: report.deployId, instance: instance.config.name, startedAt: report.startedAt, stage: .snapshot,
+                                                         snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce, committed: false,
+                                                         additive: false, created: [], addedColumns: nil)
+                databases[index].journal?.command = true
+                databases[index].report.commands = []
+                try databases[index].journal?.write(path: databases[index].config.journalPath)
+                databases[index].wroteJournal = true
+                continue
+            }
             databases[index].journal = DeployJournal(
                 deployId: report.deployId, instance: instance.config.name, startedAt: report.startedAt, stage: .snapshot,
                 snapshot: nil, migrations: plan.pending, appStopped: hooks.stoppedOnce, committed: false, additive: plan.additive,
@@ -164,20 +181,54 @@ struct SetDeployPipeline: DeployRun {
 
     /// The migrate stage: each database in its own transaction, in order, its journal saying
     /// committed the moment it commits (the failpoint `between-databases` between two).
-    mutating func migrateEach(_ prepared: [PreparedDatabase], rehearsals: [Rehearsal]) throws {
+    mutating func migrateEach(_ prepared: [PreparedDatabase], rehearsals: [Rehearsed]) throws {
         for (step, index) in active.enumerated() {
             if step > 0 { try runtime.failpoints.hit(.betweenDatabases) }
             let entry = prepared[index]
             let rehearsal = rehearsals[step]
-            let result = try each([index]) { p in
-                if let online = p.online { return try p.migrateOnline(online, pending: entry.pending, rehearsal: rehearsal) }
-                return try p.migrate(entry.pending, plan: entry.plan, rehearsal: rehearsal)
-            }[0]
-            databases[index].report.tablesCreated = result.tablesCreated
-            databases[index].report.tablesAlreadyExisted = result.tablesAlreadyExisted
-            databases[index].report.writeLockMilliseconds = result.writeLockMilliseconds
-            runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
-                                 + (result.unchangedProof.map { "; \($0)" } ?? "")))
+            try each([index]) { p in
+                switch rehearsal {
+                case .command(let effect, let opened):
+                    let proven = try p.migrateByCommand(p.config.command!, effect: effect, snapshot: opened.databasePath)
+                    p.report.tablesCreated = effect.createdTables
+                    p.runtime.events(.fact("proven after the command: \(proven)"))
+                case .sql(let rehearsal):
+                    let result = try p.online.map { try p.migrateOnline($0, pending: entry.pending, rehearsal: rehearsal) }
+                        ?? p.migrate(entry.pending, plan: entry.plan, rehearsal: rehearsal)
+                    p.report.tablesCreated = result.tablesCreated
+                    p.report.tablesAlreadyExisted = result.tablesAlreadyExisted
+                    p.report.writeLockMilliseconds = result.writeLockMilliseconds
+                    p.runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
+                                           + (result.unchangedProof.map { "; \($0)" } ?? "")))
+                }
+            }
+        }
+    }
+}
+
+/// What a database's rehearsal gave the migrate stage.
+enum Rehearsed {
+    /// `.sql` migrations: the rehearsal the live run is checked against.
+    case sql(Rehearsal)
+    /// A framework command: its effect on the copy, and the snapshot as a plain file (the state
+    /// before, which the live run's proof compares against).
+    case command(CommandEffect, OpenedBackup)
+}
+
+extension DeployPipeline {
+    /// The rehearse stage of one database of a set: its `.sql` migrations, or its framework
+    /// command, on a copy of its snapshot.
+    mutating func rehearseInSet(backup: BackupEntry, prepared: PreparedDatabase) throws -> Rehearsed {
+        let store = instance.store
+        guard let command = config.command else {
+            return .sql(try rehearse(backup: backup, pending: prepared.pending, plan: prepared.plan, store: store))
+        }
+        let opened = try store.check(backup, keep: true)!
+        do {
+            return .command(try rehearseByCommand(command, snapshot: opened.databasePath, pending: prepared.plan.pending), opened)
+        } catch {
+            opened.discard()
+            throw error
         }
     }
 }

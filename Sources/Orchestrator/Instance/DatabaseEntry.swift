@@ -1,4 +1,5 @@
 import Foundation
+import Migration
 import Support
 
 /// One `[[database]]` table of `instance.toml`: a database of an instance with several (a Rails
@@ -14,8 +15,12 @@ struct DatabaseEntry: Sendable {
     let busyTimeout: Duration?
     let maxWriteLock: Duration?
     let onlineLockWait: Duration?
+    /// `migrate_command` and `pending_command` (docs/framework-commands.md): the framework's own
+    /// migrations instead of `.sql` files.
+    let command: MigrationCommand?
 
-    static let keys: Set<String> = ["name", "path", "migrations", "seed_sql", "busy_timeout_ms", "max_write_lock_ms", "online_lock_wait_seconds"]
+    static let keys: Set<String> = ["name", "path", "migrations", "seed_sql", "busy_timeout_ms", "max_write_lock_ms", "online_lock_wait_seconds",
+                                    "migrate_command", "pending_command", "pending_format", "command_timeout_seconds"]
 
     /// Every `[[database]]` table, checked: names valid and distinct, paths given, no two naming
     /// one file, no two files of one name (backups are named after the database's file).
@@ -39,7 +44,8 @@ struct DatabaseEntry: Sendable {
                 name: name, path: resolve(path, against: folder), migrations: try toml.string(key("migrations")).map { resolve($0, against: folder) },
                 seedSQL: try toml.string(key("seed_sql")).map { resolve($0, against: folder) },
                 busyTimeout: try milliseconds("busy_timeout_ms", 0...600_000), maxWriteLock: try milliseconds("max_write_lock_ms", 1...3_600_000),
-                onlineLockWait: try toml.int(key("online_lock_wait_seconds"), range: 1...86_400).map { .seconds($0) })
+                onlineLockWait: try toml.int(key("online_lock_wait_seconds"), range: 1...86_400).map { .seconds($0) },
+                command: try InstanceConfig.migrationCommand(toml, file: file, table: "database.\(index)"))
             if let other = entries.first(where: { $0.name == name }) {
                 throw TOMLSubset.error(file, line("name"), "two [[database]] tables are named '\(name)' (the other is at \(other.path)); give each its own name")
             }
@@ -70,6 +76,7 @@ extension InstanceConfig {
             restoreCopies: restoreCopies, maxBackupAge: maxBackupAge, seedSQL: entry.seedSQL, hooks: hooks, offsite: offsite, encryption: encryption)
         view.databaseName = entry.name
         view.migrationsFolder = entry.migrations
+        view.command = entry.command
         return view
     }
 

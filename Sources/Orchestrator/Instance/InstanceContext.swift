@@ -244,7 +244,8 @@ extension InstanceContext {
         get throws {
             let base = try runtime.workspace.deployConfig().migrationsFolder
             let folder = config.migrationsFolder ?? config.databaseName.map { base + "/" + $0 } ?? base
-            guard let database = config.databaseName else { return folder }
+            // A framework command's database needs no .sql folder.
+            guard let database = config.databaseName, config.command == nil else { return folder }
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
                 throw Failure(.migrationsFolderMissing, "the migrations folder \(folder) of database '\(database)' of instance '\(config.name)' does not exist",
