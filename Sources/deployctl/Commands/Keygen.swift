@@ -56,7 +56,7 @@ struct Keygen: ParsableCommand {
                 let made = try RemoteBackups(runtime).makeSigningKey(instance: signing)
                 if global.json { return try console.json(SigningResult(signingKey: made.path, keyId: made.id)) }
                 console.line(made.path)
-                console.note("Made instance '\(signing)''s offsite signing key (mode 0600, key id \(made.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket, and copy it to every host that restores this instance's copies (docs/offsite.md, 'Signing key').")
+                console.note("Made the offsite signing key of instance '\(signing)' (mode 0600, key id \(made.id)): every copy pushed offsite is signed with it, and restore --remote accepts only copies it signed. Back the file up now, away from the bucket, and copy it to every host that restores this instance's copies (docs/offsite.md, 'Signing key').")
             }
             return
         }
