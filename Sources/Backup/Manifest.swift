@@ -60,6 +60,26 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var remote: RemoteCopy?
     /// For an encrypted backup (`….age`): how, to whom, and what the decrypted file must be.
     public var encryption: Encryption?
+    /// For a backup of one database of an instance with several (`[[database]]`): the set it
+    /// was taken in (nil for an instance with one database, and in older manifests).
+    public var set: SetMembership?
+
+    /// The backups one deploy or one `snapshot` run took of every database of an instance:
+    /// restoring the newest complete set gives every database back from one moment.
+    public struct SetMembership: Codable, Sendable, Equatable {
+        /// The deploy id, or the snapshot run's id: the same in every member.
+        public var id: String
+        /// This backup's database (`[[database]] name`).
+        public var database: String
+        /// Every database of the set, in the instance's order.
+        public var databases: [String]
+
+        public init(id: String, database: String, databases: [String]) {
+            self.id = id
+            self.database = database
+            self.databases = databases
+        }
+    }
 
     /// The checksum of the backup's content before any encryption: the same for a local backup
     /// and its encrypted remote copy, so the two are known to be one backup.
@@ -161,7 +181,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         case sourcePath = "source_path"
         case createdAt = "created_at"
         case verifiedAt = "verified_at"
-        case instance, database, note, verification, compression, remote, encryption
+        case instance, database, note, verification, compression, remote, encryption, set
         case compressedFrom = "compressed_from"
     }
 }

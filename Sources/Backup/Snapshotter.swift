@@ -27,6 +27,8 @@ public struct SnapshotRequest: Sendable {
     public var database: String?
     /// Why the backup is stored as it is, recorded in the manifest (the `pre_restore` copy).
     public var note: String?
+    /// The set this snapshot belongs to (an instance with several databases).
+    public var set: Manifest.SetMembership?
     /// Called between phases (after the copy, after compressing, before publishing): throws to
     /// stop (an interrupt), and every partial file is removed.
     public var checkpoint: @Sendable () throws -> Void = {}
@@ -194,6 +196,7 @@ public struct Snapshotter: Sendable {
             label: request.label, verifiedAt: verified ? request.now : nil,
             instance: request.instance, database: request.database, note: request.note,
             verification: verified ? Manifest.Verification(at: request.now, check: .quickCheck, result: .ok, reason: nil, sha256: digests.sha256) : nil)
+        manifest.set = request.set
         manifest.encryption = digests.content.map {
             Manifest.Encryption(recipients: request.recipients.map(\.description), plaintextSha256: $0.sha256, plaintextBytes: $0.bytes)
         }

@@ -224,10 +224,21 @@ public struct CredentialChain: Sendable {
             let fractional = ISO8601DateFormatter()
             fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             expires = plain.date(from: expiration) ?? fractional.date(from: expiration)
-            guard expires != nil else { throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': \(source) gave an expiration that is not a date: \(Sanitized.text(expiration, limit: 40))") }
+            guard let expires else { throw Failure(.offsiteCredentialsSourceFailed, "remote '\(remote)': \(source) gave an expiration that is not a date: \(Sanitized.text(expiration, limit: 40))") }
+            // Temporary credentials already past their expiration would be refused by the store
+            // (or, with a clock that is behind, used after they should have stopped): never used.
+            let now = Date()
+            guard expires > now else {
+                throw Failure(.offsiteCredentialsExpired,
+                              "remote '\(remote)': \(source) gave temporary credentials that expired at \(Self.stamp(expires)) (this host's clock says \(Self.stamp(now))); they are not used",
+                              hint: "check what that source hands out (for credential_process, run the command by hand) and this host's clock (timedatectl); then run the command again")
+            }
         }
         return Credentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token.flatMap { $0.isEmpty ? nil : $0 }, source: source, expiration: expires)
     }
+
+    /// A time as the SDKs print one: `2026-12-06T21:00:00Z`.
+    static func stamp(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
 
     /// One request to a credentials endpoint (`http(s)://host[:port]/path`).
     /// - Throws: `Failure` `offsite.credentials_unreachable` when it cannot be reached, a TLS

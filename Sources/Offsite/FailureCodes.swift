@@ -28,6 +28,7 @@ extension FailureCode {
     // Credentials
     public static let offsiteCredentialsMissing = FailureCode("offsite.credentials_missing", .permission)
     public static let offsiteCredentialsSourceFailed = FailureCode("offsite.credentials_source_failed", .permission)
+    public static let offsiteCredentialsExpired = FailureCode("offsite.credentials_expired", .permission)
     public static let offsiteCredentialsUnreachable = FailureCode("offsite.credentials_unreachable", .unavailable)
     public static let offsiteProfileMissing = FailureCode("offsite.profile_missing", .permission)
     public static let offsiteWebIdentityRefused = FailureCode("offsite.web_identity_refused", .permission)

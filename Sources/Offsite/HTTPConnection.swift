@@ -137,7 +137,7 @@ final class HTTPConnection {
         while try !readLine(budget: &budget).isEmpty {}
         let parts = status.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1] == "200" else {
-            throw TransportError(.connection, "the proxy \(proxy.endpoint.hostHeader) refused a tunnel to \(endpoint.hostHeader): '\(Sanitized.text(status, limit: 80))'")
+            throw TransportError(.connection, "the proxy \(proxy.endpoint.hostHeader) refused a tunnel to \(endpoint.hostHeader): '\(Sanitized.text(status, limit: 80, secrets: proxy.secrets))'")
         }
         guard pendingStart >= pending.count else {
             throw TransportError(.protocolViolation, "the proxy \(proxy.endpoint.hostHeader) sent data before the TLS handshake")

@@ -85,17 +85,29 @@ extension RemoteStore {
 
     /// The size of the copy already under `key` when it is this exact backup, intact, with this
     /// instance's signed manifest (nothing to upload); nil when it must go up (again).
+    ///
+    /// What a manifest says is trusted only when this instance's key signed it. One that is
+    /// unsigned (pushed before manifests were signed), signed with another key, or altered is
+    /// replaced when it describes this backup's bytes, whatever instance it claims (the same
+    /// bytes go up again, signed); when it describes other bytes it is left alone (it may be
+    /// the only copy of something), and the failure says so rather than blaming a shared host_id.
     /// - Throws: `Failure` `offsite.copy_foreign` when a different backup has the name.
     private func alreadyThere(_ key: String, local: Manifest, s3: S3Client, signingKey: SigningKey) throws -> Int64? {
         guard let existing = try s3.getWithHeaders(key + ".json", what: "reading the manifest of \(key)"),
               let theirs = try? JSON.decoder().decode(Manifest.self, from: Data(existing.bytes)) else { return nil }
-        guard theirs.contentSha256 == local.contentSha256, theirs.instance == nil || theirs.instance == local.instance else {
+        let verdict = try signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes)
+        let sameBytes = theirs.contentSha256 == local.contentSha256
+        if let problem = Authenticity.problem(verdict, keyPath: keyPath, allowUnsigned: false) {
+            if sameBytes { return nil }
+            let backup = String(key.split(separator: "/").last ?? Substring(key))
+            throw Failure(.offsiteCopyForeign, "remote '\(name)' already holds a copy named \(key) that is not this backup (sha256 \(theirs.contentSha256.prefix(12))…, this backup's \(local.contentSha256.prefix(12))…) and whose manifest this instance's key did not sign (\(problem)): it is not overwritten",
+                          hint: "see what it is with 'deployctl backups verify \(instance) --remote \(name) \(backup) --download --allow-unsigned'; if nobody needs it, remove it and \(backup).json from the store, then push again")
+        }
+        guard sameBytes, theirs.instance == nil || theirs.instance == local.instance else {
             throw Failure(.offsiteCopyForeign, "remote '\(name)' already holds a different backup named \(key) (instance \(theirs.instance ?? "?"), sha256 \(theirs.contentSha256.prefix(12))…): it is not overwritten",
                           hint: "another host or instance writes under the same prefix and host_id; give each its own host_id (or url) in [[offsite]]")
         }
-        // Skipped only when its manifest is this instance's own, signed: else both go up again.
-        guard try signingKey.check(existing.headers[SigningKey.header], key: key + ".json", manifest: existing.bytes) == .valid,
-              let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
+        guard let object = try s3.head(key, what: "checking \(key)"), object.size == theirs.bytes,
               theirs.remote.map({ $0.etag == object.etag.lowercased() }) ?? false else {
             // The same backup, but the object is missing, damaged or replaced: upload it again.
             return nil

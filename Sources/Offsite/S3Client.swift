@@ -84,7 +84,7 @@ public struct S3Client: Sendable {
 
     /// Server text made printable: no control characters, none of this client's secrets, cut.
     func clean(_ text: String, limit: Int = 200) -> String {
-        Sanitized.text(text, limit: limit, secrets: signer.credentials.secrets + (credentialProvider?.initial.secrets ?? []))
+        Sanitized.text(text, limit: limit, secrets: signer.credentials.secrets + (credentialProvider?.initial.secrets ?? []) + (proxy?.secrets ?? []))
     }
 
     func operationFailure(_ lastProblem: String) -> Failure {

@@ -45,6 +45,9 @@ public enum Event: Sendable {
     case progress(WorkProgress)
     /// `deploy all`: the next instance's deploy begins.
     case instanceStarted(String)
+    /// A command working on each database of an instance of several: the next database
+    /// (its name and path) begins.
+    case databaseStarted(String, path: String)
     case stageStarted(Stage)
     case stageFinished(Stage, seconds: Double, succeeded: Bool)
     /// The deploy's plan, shown in its plan stage (and as the whole of a dry run).

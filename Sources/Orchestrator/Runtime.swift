@@ -16,9 +16,11 @@ public struct Runtime: Sendable {
     public let events: @Sendable (Event) -> Void
     /// Returns the signal (SIGINT, SIGTERM) received since the command started, if any; a
     /// deploy treats it as an error at the current stage.
-    public let interruption: @Sendable () -> Int32?
+    public internal(set) var interruption: @Sendable () -> Int32?
     /// The process environment (object store credentials are read from it, nothing else).
     public let environment: [String: String]
+    /// `--database NAME`: with an instance of several `[[database]]` tables, only that database.
+    public var database: String?
 
     public init(workspace: Workspace, failpoints: Failpoints, commandLine: String,
                 clock: @escaping @Sendable () -> Date = { Date() },
@@ -32,6 +34,14 @@ public struct Runtime: Sendable {
         self.clock = clock
         self.events = events
         self.interruption = interruption
+    }
+
+    /// The same environment with signals ignored: for work that must finish once begun (putting
+    /// back what a set restore had already restored, when a signal stopped it).
+    var uninterruptible: Runtime {
+        var runtime = self
+        runtime.interruption = { nil }
+        return runtime
     }
 
     /// The events sink as a `ProgressHandler`, for the modules below.

@@ -17,6 +17,8 @@ public struct Failpoints: Sendable {
         case afterSnapshot = "after-snapshot", afterCommit = "after-commit", afterRestore = "after-restore"
         case backupVerify = "backup-verify", restorePreview = "restore-preview"
         case onlineCopy = "online-copy", onlineProven = "online-proven"
+        /// In a deploy of several databases: after one database's migration committed, before the next one's.
+        case betweenDatabases = "between-databases"
         /// A framework's migrate command has run on the live database, before the proof.
         case migrateCommand = "migrate-command"
         case pushPart = "push-part", beforeRemoteManifest = "before-remote-manifest"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Orchestrator
 import Support
 
@@ -15,9 +16,15 @@ struct Console: Sendable {
     /// the rest of the output; the command carries on).
     let standardOutput: StandardStream
     let standardError: StandardStream
+    /// Inside `eachDatabase` with `--json`: where `json(_:)` keeps the run's document.
+    var collected: Collected?
 
-    init(_ options: GlobalOptions) {
+    /// `--database`, for the commands that have it.
+    let database: String?
+
+    init(_ options: GlobalOptions, _ selection: DatabaseOption? = nil) {
         self.options = options
+        database = selection?.database
         isTerminal = isatty(1) == 1
         colors = isTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         standardError = StandardStream(descriptor: 2, name: "stderr")
@@ -95,10 +102,50 @@ struct Console: Sendable {
         guard readLine()?.lowercased().hasPrefix("y") == true else { throw declined() }
     }
 
-    /// Prints `value` as the one JSON document of the command.
+    /// Prints `value` as the one JSON document of the command (kept for the set's document
+    /// inside `eachDatabase`).
     func json<T: Encodable>(_ value: T) throws {
         let data = try JSON.encoder().encode(value)
+        if let collected { return collected.value.withLock { $0 = data } }
         standardOutput.write(String(decoding: data, as: UTF8.self) + "\n")
+    }
+
+    /// Runs `body` for each database of an instance of several (no `--database`), with a
+    /// `Database NAME:` line before each; with `--json`, one document
+    /// `{"databases": [{"database": NAME, "result": …}]}` holding each run's document. A
+    /// database that fails does not stop the others; the first failure is thrown at the end.
+    /// One database: `body` once, as it is.
+    /// With `backup`, only the database holding a backup of that name.
+    func eachDatabase(_ instance: String, _ runtime: Runtime, naming backup: String? = nil, _ body: (Console, Runtime) throws -> Void) throws {
+        let runtimes = try runtime.eachDatabase(of: instance, naming: backup)
+        guard runtimes.count > 1 else { return try body(self, runtimes[0]) }
+        var documents = [[String: Any]]()
+        var failure: Error?
+        for each in runtimes {
+            let name = each.database ?? ""
+            if human { line("Database \(name):") }
+            var console = self
+            console.collected = Collected()
+            do {
+                try body(console, each)
+            } catch {
+                // The first is thrown at the end; the others are said now.
+                if failure == nil { failure = error } else if !options.json { try? guarded { throw error } }
+            }
+            if options.json, let data = console.collected?.value.withLock({ $0 }), let document = try? JSONSerialization.jsonObject(with: data) {
+                documents.append(["database": name, "result": document])
+            }
+        }
+        if options.json {
+            let data = try JSONSerialization.data(withJSONObject: ["databases": documents], options: [.sortedKeys])
+            standardOutput.write(String(decoding: data, as: UTF8.self) + "\n")
+        }
+        if let failure { throw failure }
+    }
+
+    /// The JSON document of one database's run, inside `eachDatabase`.
+    final class Collected: Sendable {
+        let value = Mutex<Data?>(nil)
     }
 
     func green(_ s: String) -> String { colors ? "\u{1b}[32m\(s)\u{1b}[0m" : s }
@@ -112,10 +159,12 @@ struct Console: Sendable {
         let signals = SignalWatcher(acknowledge: isatty(2) == 1 && !options.quiet && !options.json)
         let failpoints = try Failpoints(environment: environment)
         let shift = failpoints.clockShift
-        return Runtime(workspace: workspace, failpoints: failpoints,
-                       commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
-                       events: { printer.render($0) },
-                       interruption: { signals.received }, environment: environment)
+        var runtime = Runtime(workspace: workspace, failpoints: failpoints,
+                              commandLine: CommandLine.arguments.joined(separator: " "), clock: { Date().addingTimeInterval(shift) },
+                              events: { printer.render($0) },
+                              interruption: { signals.received }, environment: environment)
+        runtime.database = database
+        return runtime
     }
 
     /// Runs a command body, turning every error into its message and exit code (SPEC.md):

@@ -14,6 +14,8 @@ extension Console {
             info(String(repeating: "=", count: 60))
             info("Deploying instance: \(name)")
             info(String(repeating: "=", count: 60))
+        case .databaseStarted(let name, let path):
+            info("  Database \(name) (\(path)):")
         case .stageStarted(let stage):
             info("→ \(stage.rawValue)…")
             progress?.update(ProgressLine.words(stage), 0, 0)
@@ -54,6 +56,9 @@ extension Console {
             if let classification = report.classification { info("  Class: \(classification)") }
             for change in report.changes ?? [] { info(fit("  Changed: \(change)")) }
             if let snapshot = report.snapshot { info("  Backup: \(snapshot)") }
+            for database in report.databases ?? [] {
+                if let snapshot = database.snapshot { info("  Backup of \(database.database ?? ""): \(snapshot)") }
+            }
         case .debug(let text):
             debug(text)
         }

@@ -18,3 +18,11 @@ struct GlobalOptions: ParsableArguments {
         case error, warning, info, debug
     }
 }
+
+/// `--database NAME`: with an instance of several databases (`[[database]]` tables), work on
+/// that one only (docs/databases.md). Every command that names an instance has it but `init`,
+/// whose `--database` is the path of the database it adopts.
+struct DatabaseOption: ParsableArguments {
+    @Option(help: ArgumentHelp("With an instance of several databases ([[database]] tables): work on this one only.", valueName: "name"))
+    var database: String?
+}

@@ -73,7 +73,9 @@ enum Metrics {
         for name in instances {
             let label = "instance=\"\(escape(name))\""
             // Kept as it was when the config (or the root) cannot be read: last known values.
-            if let runtime, let s = try? Inspection(runtime).status(instance: name) {
+            // An instance of several databases has each one's series, labelled database="…".
+            for (runtime, s) in runtime.map({ runtime in ((try? Inspection(runtime).statuses(instance: name)) ?? []).map { (runtime, $0) } }) ?? [] {
+                let label = label + (s.databaseName.map { ",database=\"\(escape($0))\"" } ?? "")
                 func set(_ family: String, _ value: Double?) {
                     if let value { samples[family, default: [:]][label] = format(value) }
                 }

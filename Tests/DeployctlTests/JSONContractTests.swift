@@ -59,6 +59,7 @@ struct JSONContractTests {
         try Self.check(box, ["restore", "prod", "--latest", "--yes"], section: "`deployctl restore`")
         try Self.check(box, ["verify", "prod"], section: "`deployctl verify`")
         try Self.check(box, ["keygen", "--output", box.path("key.age")], section: "`deployctl keygen`")
+        try Self.check(box, ["keygen", "--signing", "prod"], section: "`deployctl keygen`")
         try FileManager.default.createDirectory(atPath: box.path("app"), withIntermediateDirectories: true)
         try box.makeLendingDatabase(path: box.path("app/app.db"), journalMode: "wal", rows: 5)
         try Self.check(box, ["init", "app", "--database", box.path("app/app.db"), "--backups", box.path("app-backups")], section: "`deployctl init`")

@@ -20,6 +20,7 @@ struct OffsiteSigningTests {
         _ = try box.takeSnapshot(gzip: true)
         let keyPath = box.path("instances/prod/offsite-signing.key")
         try "deployctl-offsite-signing-key-v1 not-hex\n".write(toFile: keyPath, atomically: true, encoding: .utf8)
+        #expect(chmod(keyPath, 0o600) == 0, "a key file others can read is refused before it is read (OffsiteLeftoverTests)")
         let push = try OffsiteTests.run(box, store, ["backups", "push", "prod"])
         #expect(push.status == 64 && push.code == "offsite.signing_key_invalid" && push.stderr.contains(keyPath), "\(push.status) \(push.stderr)")
         #expect(try store.aws(["s3", "ls", "s3://\(bucket)/", "--recursive"]).stdout.isEmpty)

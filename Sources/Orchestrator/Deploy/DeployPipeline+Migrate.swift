@@ -84,6 +84,7 @@ extension DeployPipeline {
     /// anything else happens.
     mutating func takeSnapshot(label: String, store: BackupStore) throws -> BackupEntry {
         var request = instance.snapshotRequest(label: label, compression: compression)
+        request.set = set
         let runtime = self.runtime
         // Between the copy and compressing it, and before publishing: an interrupt leaves no snapshot.
         request.checkpoint = { try runtime.checkInterruption("no snapshot was kept (its temp files were removed); the live database was not changed") }

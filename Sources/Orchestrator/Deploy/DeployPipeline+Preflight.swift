@@ -11,11 +11,19 @@ extension DeployPipeline {
         try Connection.checkIsDatabase(config.databasePath)
         if !options.dryRun {
             try instance.store.prepareForWriting()
-            lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
-            if let crashed = lock?.crashedHolder {
-                runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
+            if !inSet {
+                lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
+                if let crashed = lock?.crashedHolder {
+                    runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
+                }
+                if config.databaseName != nil {
+                    // One database of a set (--database): an unfinished deploy is recovered for the whole set.
+                    let all = try runtime.workspace.instance(config.name).databases.map { InstanceContext(runtime: runtime, config: $0) }
+                    if let note = try DeployRecovery.recoverUnfinishedSet(all) { report.recovered = note }
+                } else if let note = try DeployRecovery(instance).recoverUnfinished() {
+                    report.recovered = note
+                }
             }
-            if let note = try DeployRecovery(instance).recoverUnfinished() { report.recovered = note }
             if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
                 runtime.events(.warning(note))
                 report.recovered = [report.recovered, note].compactMap { $0 }.joined(separator: "; ")
@@ -42,6 +50,14 @@ extension DeployPipeline {
         if !plan.pending.isEmpty { try instance.checkOwnSnapshotsDecrypt() }
         guard !options.dryRun, !plan.pending.isEmpty else { return (files, plan) }
         try instance.checkSpaceForSnapshot(compression: compression, rehearsal: true, onlineTable: online?.table)
+        // A set stops the application once, after every database's preflight.
+        if !inSet { try stopApplication(plan) }
+        return (files, plan)
+    }
+
+    /// The stop hook (the journal first says the application may be stopped), then the check
+    /// that the write lock is free.
+    mutating func stopApplication(_ plan: MigrationPlan) throws {
         if config.hooks.stop != nil {
             try DeployJournal(deployId: report.deployId, instance: config.name, startedAt: report.startedAt, stage: .preflight,
                               snapshot: nil, migrations: plan.pending, appStopped: true, committed: false, additive: plan.additive,
@@ -50,12 +66,16 @@ extension DeployPipeline {
             defer { report.hooks = hooks.results }
             try hooks.stop(tag: "preflight")
         }
+        try probeWriteLock()
+    }
+
+    /// Waits (up to the busy timeout) for the write lock, and says who has the database open.
+    func probeWriteLock() throws {
         try DatabaseHolders.probeWriteLock(path: config.databasePath, timeout: config.busyTimeout)
         let holders = DatabaseHolders.find(path: config.databasePath)
         if !holders.isEmpty {
             runtime.events(.fact("the write lock is free; the database is open in \(holders.map(\.description).joined(separator: ", "))"))
         }
-        return (files, plan)
     }
     /// Decides whether the migration runs online: when asked (`--online`, `-- online`), or when
     /// the plan's write-lock estimate exceeds `max_write_lock` and no stop hook stops the
@@ -81,7 +101,15 @@ extension DeployPipeline {
         let order = try runtime.workspace.deployConfig().order
         guard let position = order.firstIndex(of: config.name) else { return }
         for earlier in order[..<position] {
-            let other = try runtime.workspace.instance(earlier)
+            var other = try runtime.workspace.instance(earlier)
+            if let database = config.databaseName {
+                // The same database of the earlier instance.
+                guard let view = other.databases.first(where: { $0.databaseName == database }) else {
+                    runtime.events(.warning("\(earlier) has no database '\(database)'; promotion not checked there"))
+                    continue
+                }
+                other = view
+            }
             guard FileManager.default.fileExists(atPath: other.databasePath) else {
                 runtime.events(.warning("\(earlier) has no database on this host (\(other.databasePath)); promotion not checked there"))
                 continue

@@ -5,8 +5,50 @@ import Migration
 import SQLite
 import Support
 
+/// A stage's start and end as events, and its record for the report.
+struct StageTimer {
+    let stage: Stage
+    let runtime: Runtime
+    let start = ContinuousClock.now
+
+    /// Reports the stage's start.
+    init(_ stage: Stage, _ runtime: Runtime) {
+        self.stage = stage
+        self.runtime = runtime
+        runtime.events(.stageStarted(stage))
+    }
+
+    /// Reports the stage's end (failed when `error` is given) and returns its record.
+    func finished(_ error: Error?) -> StageRecord {
+        let seconds = DeployPipeline.seconds(since: start)
+        runtime.events(.stageFinished(stage, seconds: seconds, succeeded: error == nil))
+        return StageRecord(name: stage, status: error == nil ? .ok : .failed, seconds: seconds, detail: error.map { "\($0)" })
+    }
+}
+
+/// A deploy that `Deployment` runs: one database's, or a set's.
+protocol DeployRun {
+    var report: DeployReport { get }
+    mutating func run() throws
+    mutating func fail(_ error: DeployctlError) -> DeployFailure
+}
+
+extension DeployRun {
+    /// Runs the deploy; on failure, its final form (undone, reported) is thrown.
+    mutating func runToEnd() throws -> DeployReport {
+        do {
+            try run()
+            return report
+        } catch let error as DeployctlError {
+            throw fail(error)
+        } catch {
+            throw fail(Failure(.internalError, "\(error)"))
+        }
+    }
+}
+
 /// One deploy run: its stages, journal and report.
-struct DeployPipeline {
+struct DeployPipeline: DeployRun {
     let instance: InstanceContext
     var runtime: Runtime { instance.runtime }
     var config: InstanceConfig { instance.config }
@@ -24,6 +66,11 @@ struct DeployPipeline {
     var online: OnlineRebuildPlan?
     /// The application's hooks; their results go into the report.
     let hooks: AppHooks
+    /// One database of a set (`SetDeployPipeline`), which takes the lock, recovers, stops and
+    /// starts the application and writes the report for all of them.
+    var inSet = false
+    /// The set the pre-deploy snapshot belongs to (recorded in its manifest).
+    var set: Manifest.SetMembership?
 
     init(instance: InstanceContext, options: DeployOptions, report: DeployReport) {
         self.instance = instance
@@ -40,20 +87,15 @@ struct DeployPipeline {
             wroteJournal = true
             self.journal = journal
         }
-        let start = ContinuousClock.now
-        runtime.events(.stageStarted(stage))
+        let timer = StageTimer(stage, runtime)
         do {
             try checkInterruption()
             let value = try body(&self)
             try checkInterruption()
-            let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: .ok, seconds: seconds, detail: nil))
-            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: true))
+            report.stages.append(timer.finished(nil))
             return value
         } catch {
-            let seconds = Self.seconds(since: start)
-            report.stages.append(StageRecord(name: stage, status: .failed, seconds: seconds, detail: "\(error)"))
-            runtime.events(.stageFinished(stage, seconds: seconds, succeeded: false))
+            report.stages.append(timer.finished(error))
             throw error
         }
     }

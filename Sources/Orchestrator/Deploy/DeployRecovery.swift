@@ -21,21 +21,74 @@ struct DeployRecovery {
     ///   cannot be undone.
     func recoverUnfinished() throws -> String? {
         guard let journal = try DeployJournal.read(path: config.journalPath) else { return nil }
+        let report = try recover(journal, undoCommitted: false, startsApplication: true)
+        try Self.write(report, config: config)
+        try DeployJournal.remove(path: config.journalPath)
+        instance.runtime.events(.fact("recovered: \(report.recovered ?? "")"))
+        return report.recovered
+    }
+
+    /// The same for each database of a set (the caller holds the instance lock): when a deploy
+    /// was killed between two databases' commits, the databases that committed are undone too,
+    /// so that the set is as it was before that deploy; when all committed, all are kept.
+    /// Writes one report for the set.
+    static func recoverUnfinishedSet(_ databases: [InstanceContext]) throws -> String? {
+        // A set restore killed between two databases: put back the ones it had restored.
+        let restore = try databases.first.flatMap { try SetRestoreJournal.recover($0, databases: databases) }
+        let deploy = try recoverUnfinishedDeploys(databases)
+        return [restore, deploy].compactMap { $0 }.joined(separator: "; ").nilIfEmpty
+    }
+
+    /// The set's deploy journals (see `recoverUnfinishedSet`).
+    private static func recoverUnfinishedDeploys(_ databases: [InstanceContext]) throws -> String? {
+        let journals = try databases.compactMap { database in try DeployJournal.read(path: database.config.journalPath).map { (database, $0) } }
+        guard let first = journals.first else { return nil }
+        let committed = try journals.map { database, journal in
+            try History.state(ofDeploy: journal.deployId, databasePath: database.config.databasePath, busyTimeout: database.config.busyTimeout).committed
+        }
+        let partial = committed.contains(true) && committed.contains(false)
+        var reports = [DeployReport]()
+        for (index, (database, journal)) in journals.enumerated() {
+            var report = try DeployRecovery(database).recover(journal, undoCommitted: partial, startsApplication: index == journals.count - 1)
+            report.database = database.config.databaseName
+            reports.append(report)
+        }
+        let note = (partial ? "deploy \(first.1.deployId) was interrupted between its databases' commits, so the databases that committed were undone: " : "")
+            + zip(journals, reports).map { "\($0.0.config.databaseName ?? ""): \($1.recovered ?? "")" }.joined(separator: "; ")
+        var report = DeployReport(deployId: first.1.deployId, instance: first.0.config.name, startedAt: first.1.startedAt,
+                                  outcome: reports.map(\.outcome).contains(.recoveredUndone) ? .recoveredUndone
+                                      : reports.map(\.outcome).contains(.recoveredKept) ? .recoveredKept : .recoveredRolledBack)
+        report.finishedAt = first.0.runtime.clock()
+        report.recovered = note
+        report.hooks = reports.flatMap(\.hooks)
+        report.databases = reports
+        report.pending = reports.flatMap { database in database.pending.map { "\(database.database ?? "")/\($0)" } }
+        try write(report, config: first.0.config)
+        for (database, _) in journals { try DeployJournal.remove(path: database.config.journalPath) }
+        first.0.runtime.events(.fact("recovered: \(note)"))
+        return note
+    }
+
+    /// Recovers one database's deploy from its journal; `undoCommitted` undoes a committed
+    /// migration even when it checks good (another database of its set did not commit). Returns
+    /// the report of that deploy; the journal is left for the caller to remove.
+    private func recover(_ journal: DeployJournal, undoCommitted: Bool, startsApplication: Bool) throws -> DeployReport {
         // A framework command's deploy: its journal alone says whether the live run began and was proven.
         let (committed, healthy) = journal.command == true ? Self.commandState(journal)
             : try History.state(ofDeploy: journal.deployId, databasePath: config.databasePath, busyTimeout: config.busyTimeout)
         var note: String
-        if committed && healthy {
+        let kept = committed && healthy && !undoCommitted
+        if kept {
             note = "deploy \(journal.deployId) was interrupted after its commit at stage \(journal.stage); its migration passed quick_check again and is kept"
         } else if committed {
-            try undo(journal: journal)
-            note = "deploy \(journal.deployId) was interrupted after its commit and failed quick_check; it was undone"
+            let how = try undo(journal: journal)
+            note = "deploy \(journal.deployId) was interrupted after its commit and " + (healthy ? "another database of its set had not committed" : "failed quick_check") + "; it was undone: \(how)"
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
         if journal.command == true { note = Self.commandNote(journal) }
         let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
-        if journal.appStopped, let result = try hooks.startAfterRecovery() {
+        if startsApplication, journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"
             if let down = hooks.applicationDown {
                 // Seen under --quiet and --json too: the command itself may well succeed.
@@ -43,17 +96,19 @@ struct DeployRecovery {
             }
         }
         var report = DeployReport(deployId: journal.deployId, instance: config.name, startedAt: journal.startedAt,
-                                  outcome: committed && healthy ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))
+                                  outcome: kept ? .recoveredKept : (committed ? .recoveredUndone : .recoveredRolledBack))
         report.finishedAt = instance.runtime.clock()
         report.snapshot = journal.snapshot
         report.pending = journal.migrations
         report.hooks = hooks.results
         report.recovered = note
+        return report
+    }
+
+    /// Writes a deploy's report durably into the deploys folder.
+    static func write(_ report: DeployReport, config: InstanceConfig) throws {
         try DurableFile.createFolder(config.deploysFolder)
-        try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(journal.deployId).json")
-        try DeployJournal.remove(path: config.journalPath)
-        instance.runtime.events(.fact("recovered: \(note)"))
-        return note
+        try DurableFile.write(try JSON.encoder().encode(report), to: config.deploysFolder + "/\(report.deployId).json")
     }
 
     /// Undoes a committed deploy (SPEC.md stage 6). Additive: drops exactly the objects it
@@ -121,4 +176,9 @@ struct DeployRecovery {
             return CreatedObject(type: type, name: object.name)
         }
     }
+}
+
+extension String {
+    /// nil for the empty string.
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

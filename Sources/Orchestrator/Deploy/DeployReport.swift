@@ -33,12 +33,17 @@ public struct DeployReport: Codable, Sendable {
     public var hooks: [HookResult] = []
     /// What recovery of an earlier unfinished deploy did first, if anything.
     public var recovered: String?
+    /// In a deploy of several databases: the database this part of the report is about.
+    public var database: String?
+    /// In a deploy of several databases: one report per database (pending, class, snapshot,
+    /// stages of its own), in the order they were migrated.
+    public var databases: [DeployReport]?
     /// A `migrate_command` deploy's runs of the framework's commands (rehearsal, live, pending
     /// checks), with their exit codes and output files; nil for `.sql` deploys.
     public var commands: [ShellCommandResult]?
 
     enum CodingKeys: String, CodingKey {
-        case instance, outcome, error, stages, pending, snapshot, hooks, recovered
+        case instance, outcome, error, stages, pending, snapshot, hooks, recovered, database, databases
         case deployId = "deploy_id"
         case startedAt = "started_at"
         case finishedAt = "finished_at"

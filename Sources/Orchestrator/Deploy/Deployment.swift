@@ -45,19 +45,20 @@ public struct Deployment: Sendable {
     /// a dry run or nothing to do); on failure throws `DeployFailure` after undoing what must
     /// be undone, starting the app again and writing the report.
     public func deploy(instance name: String, options: DeployOptions) throws -> DeployReport {
-        let instance = try runtime.instance(name, for: options.dryRun ? .readDatabase : .changeLive)
-        try instance.ensureDatabase()
+        let set = try runtime.instanceSet(name, for: options.dryRun ? .readDatabase : .changeLive)
+        let databases = try set.selectedDatabases
+        for database in databases { try database.ensureDatabase() }
         let id = Runtime.deployId(runtime.clock())
+        if set.hasDatabaseSet && runtime.database == nil {
+            var pipeline = SetDeployPipeline(instance: set, databases: databases, options: options,
+                                             report: DeployReport(deployId: id, instance: name, startedAt: runtime.clock(), outcome: .failed))
+            return try pipeline.runToEnd()
+        }
+        let instance = databases[0]
         var pipeline = DeployPipeline(instance: instance, options: options,
                                       report: DeployReport(deployId: id, instance: name, startedAt: runtime.clock(), outcome: .failed))
-        do {
-            try pipeline.run()
-            return pipeline.report
-        } catch let error as DeployctlError {
-            throw pipeline.fail(error)
-        } catch {
-            throw pipeline.fail(Failure(.internalError, "\(error)"))
-        }
+        pipeline.report.database = instance.config.databaseName
+        return try pipeline.runToEnd()
     }
 
     /// `deployctl deploy all`: every instance in deploy.toml's order; stops at the first failure.

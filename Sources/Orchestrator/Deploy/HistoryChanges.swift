@@ -28,9 +28,9 @@ public struct HistoryChanges: Sendable {
         let instance = try runtime.instance(name, for: nil)
         let config = instance.config
         try Connection.checkIsDatabase(config.databasePath)
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
+        let files = try MigrationFile.loadAll(folder: try instance.migrationsFolder)
         guard files.contains(where: { $0.id == through }) else {
-            throw Failure(.migrationNotFound, "no migration numbered \(through) in \(try runtime.workspace.deployConfig().migrationsFolder)",
+            throw Failure(.migrationNotFound, "no migration numbered \(through) in \(try instance.migrationsFolder)",
                           hint: "give the number of the last migration the other tool applied")
         }
         let lock = try instance.lock()
@@ -55,7 +55,7 @@ public struct HistoryChanges: Sendable {
     /// - Throws: `Failure` `migration.not_found`, `accept.not_applied` or `accept.unchanged`.
     public func prepareAccept(instance name: String, migration: String) throws -> PreparedAccept {
         let instance = try runtime.instance(name, for: nil)
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
+        let files = try MigrationFile.loadAll(folder: try instance.migrationsFolder)
         // As status and verify name it (0001_cashback_tables), its file name (….sql), its name or number.
         guard let file = files.first(where: { $0.key == migration || $0.name == migration || String($0.id) == migration || $0.fileName == migration }) else {
             let known = files.map(\.key)

@@ -10,28 +10,38 @@ public struct Planning: Sendable {
 
     public init(_ runtime: Runtime) { self.runtime = runtime }
 
-    /// `deployctl plan`: state, pending migrations, classification and safety claims; changes
-    /// nothing (the database's bytes and mtime stay the same). Refusal of a destructive plan is
-    /// reported in the result, not thrown.
+    /// `deployctl plan`: per database (the instance's one, or each `[[database]]`, or the one
+    /// `--database` names): state, pending migrations, classification and safety claims, how a
+    /// deploy would run it, and the refusal it would meet (reported, not thrown). Changes
+    /// nothing (the databases' bytes and mtimes stay the same).
     /// - Throws: `Failure` for config, missing database, bad migrations.
-    public func plan(instance name: String) throws -> MigrationPlan {
-        let instance = try runtime.instance(name, for: .readDatabase)
-        let config = instance.config
-        try instance.ensureDatabase()
-        try SQLite.Connection.checkIsDatabase(config.databasePath)
-        runtime.progress(.working(.planning))
-        defer { runtime.progress(.ended(announce: false)) }
-        return try instance.makePlan().plan
+    public func plans(instance name: String, allowDestructive: Bool) throws -> [DatabasePlan] {
+        try runtime.instanceSet(name, for: .readDatabase).selectedDatabases.map { instance in
+            try instance.ensureDatabase()
+            try SQLite.Connection.checkIsDatabase(instance.config.databasePath)
+            let (files, plan) = try {
+                runtime.progress(.working(.planning))
+                defer { runtime.progress(.ended(announce: false)) }
+                return try instance.makePlan()
+            }()
+            var refusal: Failure?
+            do {
+                try Self.checkAllowed(plan, files: files, allowDestructive: allowDestructive)
+            } catch let failure as Failure {
+                refusal = failure
+            }
+            return DatabasePlan(database: instance.config.databaseName, path: instance.config.databasePath, plan: plan,
+                                mode: try Self.deployMode(instance, files: files, plan: plan),
+                                refusal: refusal ?? Self.verifyQueryRefusal(plan, instance: name))
+        }
     }
 
     /// How `deployctl deploy` would run `plan` (shown by `plan`): in one transaction, online,
     /// or refused, with the reason.
-    public func deployMode(instance name: String, plan: MigrationPlan) throws -> DeployMode {
-        let instance = try runtime.instance(name, for: nil)
+    static func deployMode(_ instance: InstanceContext, files: [MigrationFile], plan: MigrationPlan) throws -> DeployMode {
         let config = instance.config
         guard !plan.pending.isEmpty else { return .nothingPending }
         if let command = config.command { return .command(command.migrate) }
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
         guard let (verdict, asked) = try instance.onlineDecision(files: files, plan: plan, askedByFlag: false) else {
             return .oneTransaction(budgetMilliseconds: config.hooks.stop == nil ? config.maxWriteLock.milliseconds : nil)
         }
@@ -40,12 +50,6 @@ public struct Planning: Sendable {
         case .offline(let why):
             return .refused(asked ? "an online rebuild is asked for ('-- online'), but \(why)" : instance.writeLockRefusal(plan, offlineBecause: why).message)
         }
-    }
-
-    /// `plan`'s refusal: throws (64) when the plan is destructive and not allowed.
-    public func refuseUnlessAllowed(plan: MigrationPlan, allowDestructive: Bool) throws {
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
-        try Self.checkAllowed(plan, files: files, allowDestructive: allowDestructive)
     }
 
     /// A migration's `-- verify:` query that was false on the plan's copy fails the deploy at
@@ -89,7 +93,7 @@ extension InstanceContext {
     /// command run on a copy (`commandPlan`).
     func makePlan(forDeploy: Bool = false, outputFolder: String? = nil) throws -> (files: [MigrationFile], plan: MigrationPlan) {
         if let command = config.command { return ([], try commandPlan(command, rehearse: !forDeploy, outputFolder: outputFolder)) }
-        let files = try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
+        let files = try MigrationFile.loadAll(folder: try migrationsFolder)
         // The copy goes into the instance's backups folder (beside the database before the first
         // backup), where the free-space preflight looks and `status` finds a dead run's leftover.
         var isFolder: ObjCBool = false
@@ -144,6 +148,17 @@ extension InstanceContext {
                       hint: "stop the application during the deploy (hooks.stop and hooks.start in \(config.file)), deploy at a quiet time with a larger "
                       + "database.max_write_lock_ms there (keep it under the application's own busy timeout), or split the migration")
     }
+}
+
+/// One database's plan, as `deployctl plan` shows it.
+public struct DatabasePlan: Sendable {
+    /// The database's name in an instance of several (`[[database]]`); nil for one.
+    public let database: String?
+    public let path: String
+    public let plan: MigrationPlan
+    public let mode: DeployMode
+    /// The refusal a deploy would meet (destructive without the flags, a false verify query).
+    public let refusal: Failure?
 }
 
 /// How a deploy would run a plan (`Planning.deployMode`).

@@ -33,7 +33,10 @@ final class AppHooks {
         self.notDone = notDone
         self.results = results
         runner = HookRunner(outputFolder: outputFolder, workingDirectory: config.folder,
-                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath], trace: runtime.trace)
+                            environment: ["DEPLOYCTL_INSTANCE": config.name, "DEPLOYCTL_DATABASE": config.databasePath,
+                                          // With several databases: every path, ':' between them (the first is DEPLOYCTL_DATABASE).
+                                          "DEPLOYCTL_DATABASES": (config.databases.isEmpty ? [config.databasePath] : config.databases.map(\.databasePath)).joined(separator: ":")],
+                            trace: runtime.trace)
     }
 
     /// Whether the last hook that stops or starts the application stopped it.

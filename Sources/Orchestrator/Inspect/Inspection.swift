@@ -20,7 +20,7 @@ public struct Inspection: Sendable {
         var (problems, applied) = try LiveDatabaseFacts.health(path: config.databasePath, busyTimeout: config.busyTimeout)
         let damaged = !problems.isEmpty
         // A framework command's database is not migrated from the .sql folder (its pending list is the framework's).
-        let files = config.command != nil ? [] : try MigrationFile.loadAll(folder: try runtime.workspace.deployConfig().migrationsFolder)
+        let files = config.command != nil ? [] : try MigrationFile.loadAll(folder: try instance.migrationsFolder)
         var pending = [String]()
         do {
             pending = try History.pending(files: files, applied: applied).map(\.key)
@@ -41,7 +41,17 @@ public struct Inspection: Sendable {
     /// backup: they are not the backups `max_backup_age` watches.
     /// - Throws: `Failure` for config.
     public func status(instance name: String) throws -> InstanceStatus {
-        let instance = try runtime.instance(name, for: .inspect)
+        try status(try runtime.instance(name, for: .inspect))
+    }
+
+    /// `deployctl status` of each database of an instance (one for an instance with one
+    /// database, or with `--database`).
+    public func statuses(instance name: String) throws -> [InstanceStatus] {
+        try runtime.instanceSet(name, for: .inspect).selectedDatabases.map(status)
+    }
+
+    private func status(_ instance: InstanceContext) throws -> InstanceStatus {
+        let name = instance.config.name
         let config = instance.config
         var reader = StatusReader(instance: instance)
         let lock = InstanceLock.inspect(path: config.lockPath)
@@ -55,12 +65,14 @@ public struct Inspection: Sendable {
         }
         let problems = reader.problems.sorted { (StatusProblem.severity.firstIndex(of: $0.kind) ?? 9) < (StatusProblem.severity.firstIndex(of: $1.kind) ?? 9) }
         let reports = instance.deployReports
-        return InstanceStatus(
+        var status = InstanceStatus(
             instance: name, database: config.databasePath, exists: database.exists, bytes: database.bytes, journalMode: database.mode,
             applied: database.applied, pending: database.pending, lastBackup: usable?.name, lastBackupAt: usable?.createdAt, lastBackupBytes: usable?.bytes,
             lastDeployAt: reports.first.map { $0.finishedAt ?? $0.startedAt },
             lastDeploy: reports.first?.deployId, lastDeployOutcome: reports.first?.outcome,
-            lastDeployWriteLockMilliseconds: reports.first?.writeLockMilliseconds,
+            // A set deploy's report holds each database's own.
+            lastDeployWriteLockMilliseconds: config.databaseName.map { name in reports.first?.databases?.first { $0.database == name }?.writeLockMilliseconds }
+                ?? reports.first?.writeLockMilliseconds,
             lockHolder: lock.held ? lock.holder : nil, databaseHolders: database.exists ? DatabaseHolders.find(path: config.databasePath) : [],
             unfinishedDeploy: work == nil ? unfinished : nil, inProgress: work,
             leftoverBytes: InstanceContext.leftovers(config).reduce(0) { $0 + $1.bytes },
@@ -82,6 +94,8 @@ public struct Inspection: Sendable {
                     return InstanceStatus.RemoteStatus(name: remote.name, newest: nil, newestAt: nil, error: "\(error)")
                 }
             })
+        status.databaseName = config.databaseName
+        return status
     }
 
     /// The deploy or restore running now, if any: a live process holds the instance lock (the
@@ -102,7 +116,8 @@ public struct Inspection: Sendable {
 
     /// `deployctl history`: past deploys, newest first.
     public func history(instance name: String) throws -> [DeployReport] {
-        try runtime.instance(name, for: nil).deployReports
+        // One deploys folder for every database of an instance.
+        try runtime.instanceSet(name, for: nil).deployReports
     }
 }
 

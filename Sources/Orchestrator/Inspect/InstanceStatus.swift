@@ -68,6 +68,10 @@ public struct InstanceStatus: Codable, Sendable {
     /// Each `[[offsite]]` remote: this host's newest good copy there, or why it could not be
     /// listed (shown, not a problem: a store being down does not make the instance unhealthy).
     public let remotes: [RemoteStatus]
+    /// The database's name, in an instance of several (`[[database]]`).
+    public var databaseName: String? = nil
+    /// `instance` or `instance/database`.
+    public var label: String { databaseName.map { "\(instance)/\($0)" } ?? instance }
 
     public struct RemoteStatus: Codable, Sendable {
         public let name: String
@@ -92,6 +96,7 @@ public struct InstanceStatus: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case instance, database, exists, bytes, applied, pending
+        case databaseName = "database_name"
         case journalMode = "journal_mode"
         case lastBackup = "last_backup"
         case lastBackupAt = "last_backup_at"

@@ -27,6 +27,20 @@ struct StatusReader {
             problems.append(StatusProblem(.journalUnreadable, message: "\(error)"))
         }
         let work = Inspection.workInProgress(lock: lock, journal: journal)
+        if config.databaseName != nil, work == nil {
+            do {
+                if let restore = try SetRestoreJournal.read(config) {
+                    let restored = restore.restored.keys.sorted()
+                    problems.append(StatusProblem(.restoreUnfinished, message: "the restore of set \(restore.set) was interrupted"
+                        + (restored.isEmpty ? "" : " after restoring \(restored.joined(separator: ", "))")
+                        + ": the databases are not from one set; the next deploy or restore of \(config.name) puts them back (or 'deployctl restore \(config.name) --latest --yes' restores the set again)"))
+                }
+            } catch let failure as Failure {
+                problems.append(StatusProblem(failure.code, message: failure.message))
+            } catch {
+                problems.append(StatusProblem(.journalUnreadable, message: "\(error)"))
+            }
+        }
         guard let journal else { return (work, nil) }
         if work == nil {
             problems.append(StatusProblem(.deployUnfinished, message: "deploy \(journal.deployId) is unfinished: the next deploy or restore finishes or undoes it (it stopped at stage \(journal.stage), and no live process holds the instance lock)"))
@@ -57,7 +71,14 @@ struct StatusReader {
             database.mode = facts.journalMode
             database.applied = facts.applied.map(\.key)
             // A framework command's database is not migrated from the .sql folder; status runs no framework command.
-            let files = config.command != nil ? [] : (try? MigrationFile.loadAll(folder: try instance.runtime.workspace.deployConfig().migrationsFolder)) ?? []
+            var files = [MigrationFile]()
+            do {
+                if config.command == nil { files = try MigrationFile.loadAll(folder: try instance.migrationsFolder) }
+            } catch let failure as Failure where failure.code == .migrationsFolderMissing {
+                problems.append(StatusProblem(failure.code, message: failure.message))
+            } catch {
+                // A bad migration file is reported by verify and deploy; status shows what it can.
+            }
             database.pending = files.filter { file in !facts.applied.contains { $0.id == file.id } }.map(\.key)
             if work == nil, let source = facts.onlineLeftover {
                 warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(config.name)' removes them")

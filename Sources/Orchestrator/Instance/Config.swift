@@ -141,6 +141,18 @@ public struct InstanceConfig: Sendable {
     public let offsite: [OffsiteConfig]
     /// `[encryption]`.
     public let encryption: EncryptionConfig
+    /// The database's name within its instance (`[[database]] name`); nil for an instance with
+    /// one `[database]` table.
+    public var databaseName: String? = nil
+    /// The database's migrations folder when the instance names databases (`[[database]]
+    /// migrations`, else deploy.toml's folder + `/<name>`); nil: deploy.toml's folder.
+    public var migrationsFolder: String? = nil
+    /// Each `[[database]]` as a config of its own: its database, seed, migrations, journal and
+    /// the backups sub-folder `<backups>/<name>`; hooks, offsite and encryption the instance's.
+    /// Empty for an instance with one `[database]`.
+    public var databases: [InstanceConfig] = []
+    /// `instance` or `instance/database`, for messages.
+    public var label: String { databaseName.map { "\(name)/\($0)" } ?? name }
     /// `migrate_command` and `pending_command`: the framework's own migrations instead of
     /// `.sql` files (docs/framework-commands.md); nil for `.sql` migrations.
     public internal(set) var command: MigrationCommand?
@@ -199,8 +211,14 @@ public struct InstanceConfig: Sendable {
         }
         let toml = try TOMLSubset(text: text, file: file)
         let remotes = toml.arrayCount("offsite")
-        try toml.rejectUnknownKeys(allowed: keys.union((0..<max(remotes, 1)).flatMap { n in OffsiteConfig.keys.map { "offsite.\(n).\($0)" } }))
-        guard let database = try toml.string("database.path"), !database.isEmpty else {
+        let databaseTables = toml.arrayCount("database")
+        try toml.rejectUnknownKeys(allowed: keys.union((0..<max(remotes, 1)).flatMap { n in OffsiteConfig.keys.map { "offsite.\(n).\($0)" } })
+            .union((0..<databaseTables).flatMap { n in DatabaseEntry.keys.map { "database.\(n).\($0)" } }))
+        if databaseTables > 0, let single = toml.values.keys.filter({ $0.hasPrefix("database.") && !($0.dropFirst(9).first?.isNumber ?? false) }).min() {
+            throw TOMLSubset.error(file, toml.line(of: single) ?? 1, "key '\(single)': a [database] table and [[database]] tables cannot both be given; with several databases, each [[database]] has its own path, name and settings")
+        }
+        let entries = try DatabaseEntry.all(toml, count: databaseTables, folder: folder, file: file)
+        guard let database = try entries.first.map({ $0.path }) ?? toml.string("database.path"), !database.isEmpty else {
             throw TOMLSubset.error(file, 1, "key 'database.path' is required (the live database file)")
         }
         let timeoutMS = try toml.int("database.busy_timeout_ms", range: 0...600_000) ?? 5000
@@ -230,6 +248,7 @@ public struct InstanceConfig: Sendable {
             offsite: try offsiteRemotes(toml, count: remotes, file: file),
             encryption: try encryption(toml, folder: folder, file: file))
         config.command = try migrationCommand(toml, file: file)
+        config.databases = entries.map { config.view(of: $0) }
         return config
     }
 
@@ -382,8 +401,9 @@ public struct InstanceConfig: Sendable {
 
     /// The instance lock file.
     public var lockPath: String { folder + "/.deployctl.lock" }
-    /// The deploy journal (present only while a deploy is unfinished).
-    public var journalPath: String { folder + "/.deployctl.journal" }
+    /// The deploy journal (present only while a deploy is unfinished); one per database of an
+    /// instance with several.
+    public var journalPath: String { folder + "/.deployctl" + (databaseName.map { ".\($0)" } ?? "") + ".journal" }
 }
 
 /// Resolves a config path against the config's folder (never the current directory).

@@ -59,7 +59,7 @@ public struct InstanceContext: Sendable {
             _ = failure  // another run built it first; theirs stands
         }
         try DurableFile.syncDirectory(containing: config.databasePath)
-        runtime.events(.stepDone("Built the \(config.name) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
+        runtime.events(.stepDone("Built the \(config.label) database from \(URL(fileURLWithPath: seed).lastPathComponent): \(config.databasePath)"))
     }
 
     /// The live database's size as SQLite sees it (page count × page size, the WAL's last
@@ -141,9 +141,11 @@ public struct InstanceContext: Sendable {
     /// and `stage` are recorded in the lock file: `status` reports that work as in progress.
     /// - Throws: `Failure` `.usage` naming both instances; `.temporary` when the lock is held.
     func lock(operation: String? = nil, stage: String? = nil) throws -> InstanceLock {
-        if let (other, otherConfig) = runtime.workspace.instance(naming: config.databasePath, except: config.name) {
-            throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(config.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
-                          hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+        for database in config.databases.isEmpty ? [config] : config.databases {
+            if let (other, otherConfig) = runtime.workspace.instance(naming: database.databasePath, except: config.name) {
+                throw Failure(.sharedDatabase, "instances '\(config.name)' and '\(other)' name the same database file (\(database.databasePath) and \(otherConfig.databasePath)); their locks would not keep deploys and restores apart",
+                              hint: "point one of \(config.file) and \(otherConfig.file) at its own database")
+            }
         }
         for other in (try? runtime.workspace.allInstanceFolders()) ?? [] where other != config.name {
             guard let otherConfig = try? runtime.workspace.instance(other) else { continue }
@@ -171,12 +173,84 @@ public struct InstanceContext: Sendable {
 }
 
 extension Runtime {
-    /// The instance `name`: its config loaded and checked, and, before any work, the check that
-    /// this user may do `access` with its files (nil: no check, for commands that check later).
-    /// - Throws: `Failure` for an unknown or invalid instance, a broken config, missing permissions.
+    /// The instance `name` with one database: its config loaded and checked, and, before any
+    /// work, the check that this user may do `access` with its files (nil: no check, for
+    /// commands that check later). With several databases, the one `--database` names; a
+    /// command that works on one database refuses an instance of several without it.
+    /// - Throws: `Failure` for an unknown or invalid instance, a broken config, missing
+    ///   permissions; `config.database_not_named` (64).
     func instance(_ name: String, for access: InstanceAccess?) throws -> InstanceContext {
-        let context = InstanceContext(runtime: self, config: try workspace.instance(name))
-        if let access { try context.checkAccess(access) }
-        return context
+        let instance = try instanceSet(name, for: nil)
+        let selected = try instance.selectedDatabases
+        guard selected.count == 1 else {
+            throw Failure(.databaseNotNamed, "instance '\(name)' has \(selected.count) databases (\(selected.compactMap(\.config.databaseName).joined(separator: ", "))) and this command works on one",
+                          hint: "name one with --database, e.g. the same command with --database \(selected[0].config.databaseName ?? "NAME")")
+        }
+        if let access { try selected[0].checkAccess(access) }
+        return selected[0]
+    }
+
+    /// The instance `name` as a whole, for a command that works on each of its databases
+    /// (`selectedDatabases`); `access` is checked for each of them.
+    func instanceSet(_ name: String, for access: InstanceAccess?) throws -> InstanceContext {
+        let instance = InstanceContext(runtime: self, config: try workspace.instance(name))
+        if let database, instance.config.databases.isEmpty { _ = try instance.config.database(database) }
+        if let access { for database in try instance.selectedDatabases { try database.checkAccess(access) } }
+        return instance
+    }
+}
+
+extension Runtime {
+    /// One runtime per database a command goes over: itself for an instance of one database or
+    /// with `--database`; else one per `[[database]]`, each with `database` set.
+    /// - Throws: `Failure` for an unknown or invalid instance, or a broken config.
+    /// With `backup`, only the database whose backups folder holds a backup of that name.
+    public func eachDatabase(of instance: String, naming backup: String? = nil) throws -> [Runtime] {
+        let config = try workspace.instance(instance)
+        guard database == nil, !config.databases.isEmpty else { return [self] }
+        let holding = config.databases.filter { view in backup.map { FileManager.default.fileExists(atPath: view.backupsFolder + "/" + $0) || FileManager.default.fileExists(atPath: view.backupsFolder + "/" + $0 + ".json") } ?? true }
+        guard !holding.isEmpty else { return [self] }
+        return holding.map { view in
+            var runtime = self
+            runtime.database = view.databaseName
+            return runtime
+        }
+    }
+}
+
+extension InstanceContext {
+    /// The databases a command works on: the instance itself when it has one; else each
+    /// `[[database]]` in the config's order, or the one `--database` names.
+    /// - Throws: `config.database_unknown` (64) for a `--database` the instance lacks.
+    var selectedDatabases: [InstanceContext] {
+        get throws {
+            if config.databases.isEmpty {
+                if let name = runtime.database { _ = try config.database(name) }
+                return [self]
+            }
+            if let name = runtime.database { return [InstanceContext(runtime: runtime, config: try config.database(name))] }
+            return config.databases.map { InstanceContext(runtime: runtime, config: $0) }
+        }
+    }
+
+    /// Whether the instance declares several databases (`[[database]]` tables).
+    var hasDatabaseSet: Bool { !config.databases.isEmpty }
+
+    /// The database's migrations folder: its `[[database]] migrations`, else deploy.toml's
+    /// folder (`/<name>` for a database of an instance with several).
+    /// - Throws: `config.migrations_missing` (66) when a database of a set has no such folder
+    ///   (one with nothing to migrate yet has an empty one).
+    var migrationsFolder: String {
+        get throws {
+            let base = try runtime.workspace.deployConfig().migrationsFolder
+            let folder = config.migrationsFolder ?? config.databaseName.map { base + "/" + $0 } ?? base
+            guard let database = config.databaseName else { return folder }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+                throw Failure(.migrationsFolderMissing, "the migrations folder \(folder) of database '\(database)' of instance '\(config.name)' does not exist",
+                              hint: "create it (empty when the database has no migrations yet), or point migrations = \"…\" of its [[database]] table in \(config.file) at it")
+            }
+            return folder
+        }
     }
 }

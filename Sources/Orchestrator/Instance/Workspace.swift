@@ -96,8 +96,10 @@ public struct Workspace: Sendable {
         let mine = fileIdentity(path)
         for other in (try? allInstanceFolders()) ?? [] where other != name {
             guard let otherConfig = try? instance(other) else { continue }
-            let theirs = fileIdentity(otherConfig.databasePath)
-            if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) { return (other, otherConfig) }
+            for database in otherConfig.databases.isEmpty ? [otherConfig] : otherConfig.databases {
+                let theirs = fileIdentity(database.databasePath)
+                if mine.path == theirs.path || (mine.inode != nil && mine.inode == theirs.inode) { return (other, database) }
+            }
         }
         return nil
     }

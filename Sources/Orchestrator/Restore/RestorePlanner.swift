@@ -55,7 +55,12 @@ public struct RestorePlanner: Sendable {
         var lock: InstanceLock?
         if !request.dryRun {
             lock = try instance.lock(operation: "restore", stage: "check and preview")
-            _ = try DeployRecovery(instance).recoverUnfinished()
+            if config.databaseName != nil {
+                // One database of a set: an unfinished deploy or set restore is recovered for the whole set.
+                _ = try DeployRecovery.recoverUnfinishedSet(try runtime.workspace.instance(config.name).databases.map { InstanceContext(runtime: runtime, config: $0) })
+            } else {
+                _ = try DeployRecovery(instance).recoverUnfinished()
+            }
         }
         if request.target.changesLiveDatabase { try checkLiveIsDatabase(instance, request: request) }
         guard case .latest(let label) = request.selection else {
@@ -86,7 +91,7 @@ public struct RestorePlanner: Sendable {
 
     /// Checks `entry` and computes the preview for `request` (see `begin`); a signal
     /// that stopped the check or preview is reported as the interrupt it is.
-    private func prepare(_ entry: BackupEntry, request: RestoreRequest, instance: InstanceContext, store: BackupStore,
+    func prepare(_ entry: BackupEntry, request: RestoreRequest, instance: InstanceContext, store: BackupStore,
                          lock: InstanceLock?, passedOver: [String]) throws -> PreparedRestore {
         do {
             return try prepareChecked(entry, request: request, instance: instance, store: store, lock: lock, passedOver: passedOver)
@@ -141,7 +146,7 @@ public struct RestorePlanner: Sendable {
     /// A restore into the live database needs a live SQLite database to restore into: a file
     /// that is not one is the live database's problem, never the backups' (which `--latest`
     /// would otherwise pass over one by one), and `--replace` is what repairs it.
-    private func checkLiveIsDatabase(_ instance: InstanceContext, request: RestoreRequest) throws {
+    func checkLiveIsDatabase(_ instance: InstanceContext, request: RestoreRequest) throws {
         do {
             try Connection.checkIsDatabase(instance.config.databasePath)
         } catch let error as DeployctlError where error.kind == .badData {
@@ -292,7 +297,7 @@ public struct RestorePlanner: Sendable {
         // --replace is for), the migrations alone may name none of the application's own tables;
         // a manifest naming this instance and database is then the evidence.
         if ours.isEmpty, entry.manifest?.instance == config.name, entry.manifest?.database == instance.relativeDatabasePath { return }
-        if let files = try? MigrationFile.loadAll(folder: runtime.workspace.deployConfig().migrationsFolder) {
+        if let files = try? MigrationFile.loadAll(folder: instance.migrationsFolder) {
             for file in files { ours.formUnion(MigrationFile.createdTables(in: file.sql)) }
         }
         ours.subtract(ignored)

@@ -21,6 +21,8 @@ struct BackupsList: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose backups to list.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -33,9 +35,9 @@ struct BackupsList: ParsableCommand {
     @OptionGroup var remote: RemoteOptions
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         if offsite || remote.remote != nil || remote.host != nil { return try listRemote(console) }
-        try console.run { runtime in
+        try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let entries = try BackupInventory(runtime).list(instance: instance, label: label)
             let others = try BackupInventory(runtime).otherFiles(instance: instance)
             let now = runtime.clock()
@@ -63,7 +65,7 @@ struct BackupsList: ParsableCommand {
                 console.line("\nNot deployctl backups (left alone: never restored, verified or removed):")
                 for other in others { console.line("  \(other.name): \(other.reason)") }
             }
-        }
+        } }
     }
 
     /// The copies in a remote, with whether each is good and whether this host has it locally.

@@ -21,6 +21,8 @@ struct BackupsPrune: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose backups to prune.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -45,9 +47,9 @@ struct BackupsPrune: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         if remote != nil { return try pruneRemote(console) }
-        try console.run { runtime in
+        try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let policy = try retention.policy()
             let prepared = try PreparedPrune.prepare(runtime, instance: instance, policy: policy, label: label, dryRun: dryRun)
             if dryRun { return try show(console, dryRun: true, decisions: prepared.decisions, removed: prepared.decisions.filter { !$0.kept }.map(\.entry.name)) }
@@ -57,19 +59,19 @@ struct BackupsPrune: ParsableCommand {
             }
             let outcome = try prepared.perform()
             try show(console, dryRun: false, decisions: outcome.decisions, removed: outcome.doomed.map(\.name))
-        }
+        } }
     }
 
     /// `--remote`: the same rules on this host's copies in the store.
     func pruneRemote(_ console: Console) throws {
-        try console.run { runtime in
+        try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let prepared = try PreparedRemotePrune.prepare(runtime, instance: instance, remote: remote, policy: try retention.policy(), label: label,
                                                            dryRun: dryRun)
             defer { prepared.release() }
             if !dryRun && !prepared.emptied.isEmpty { try confirm(prepared.emptied, console) }
             let decisions = dryRun ? prepared.decisions : try prepared.perform()
             try show(console, dryRun: dryRun, decisions: decisions, removed: decisions.filter { !$0.kept }.map(\.entry.name))
-        }
+        } }
     }
 
     /// Asks before a label loses every backup: on a terminal, or `--yes`.

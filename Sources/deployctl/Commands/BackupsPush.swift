@@ -29,6 +29,8 @@ struct BackupsPush: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose backups to push.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -46,8 +48,8 @@ struct BackupsPush: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
-        try console.run { runtime in
+        let console = Console(global, selection)
+        try console.run { runtime in try console.eachDatabase(instance, runtime, naming: backup) { console, runtime in
             let results = try RemoteBackups(runtime).push(instance: instance, backup: backup, all: all, remote: remote)
             if global.json {
                 struct Item: Encodable { let name: String; let remote: String; let key: String; let bytes: Int64; let uploaded: Bool; let seconds: Double }
@@ -58,6 +60,6 @@ struct BackupsPush: ParsableCommand {
                     ? console.green("✓") + " \(result.name) → \(result.remote) (\(Console.size(result.bytes)) in \(String(format: "%.1f", result.seconds)) s): \(result.key)"
                     : "= \(result.name): already in \(result.remote) with the same checksum")
             }
-        }
+        } }
     }
 }

@@ -20,6 +20,8 @@ struct BackupsRemove: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance the backup belongs to.")
     var instance: String
 
@@ -30,8 +32,11 @@ struct BackupsRemove: ParsableCommand {
     var yes = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
+            // Named without --database: the database whose backups hold it.
+            let holding = try runtime.eachDatabase(of: instance, naming: backup)
+            let runtime = holding.count == 1 ? holding[0] : runtime
             let prepared = try PreparedRemoval.prepare(runtime, instance: instance, backup: backup)
             do {
                 let what = prepared.entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }

@@ -14,6 +14,8 @@ struct BackupsVerify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance whose backups to check.", completion: InstanceCompletion.instances)
@@ -61,10 +63,10 @@ struct BackupsVerify: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         if remote.remote != nil || remote.host != nil { return try verifyRemote(console) }
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "backups verify") {
-            try console.run { runtime in
+            try console.run { runtime in try console.eachDatabase(instance, runtime, naming: backup) { console, runtime in
                 let results = try BackupInventory(runtime).verify(instance: instance, backup: backup, all: all)
                 if global.json {
                     struct Item: Encodable { let name: String; let ok: Bool; let problems: [String]; let vanished: Bool; let check: String? }
@@ -94,7 +96,7 @@ struct BackupsVerify: ParsableCommand {
                     throw Failure(.encryptionNoIdentityMatched, "\(unopened.count) of \(counted(results.count, "backup")) could not be opened with the configured key (no identity matched): \(unopened.map(\.entry.name).joined(separator: ", ")); nothing was recorded about \(unopened.count == 1 ? "it" : "them")",
                                   hint: "point identity_file at a key of their recipients (their manifests list them)")
                 }
-            }
+            } }
         }
     }
 }

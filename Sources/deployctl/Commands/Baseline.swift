@@ -14,6 +14,8 @@ struct Baseline: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance whose database to adopt.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -21,7 +23,7 @@ struct Baseline: ParsableCommand {
     var through: Int
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             let change = try HistoryChanges(runtime).baseline(instance: instance, through: through)
             if global.json { return try console.json(change) }
@@ -43,6 +45,8 @@ struct Accept: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -53,7 +57,7 @@ struct Accept: ParsableCommand {
     var yes = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             let prepared = try HistoryChanges(runtime).prepareAccept(instance: instance, migration: migration)
             let (applied, file) = (prepared.applied, prepared.file)

@@ -16,6 +16,8 @@ struct Deploy: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance to deploy, or 'all' for deploy.toml's order.", completion: InstanceCompletion.instancesOrAll)
@@ -40,7 +42,7 @@ struct Deploy: ParsableCommand {
     var online = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try Metrics.around(metrics, console: console, instance: instance, every: { try $0.allInstances() }, command: "deploy") {
             try console.run { runtime in
                 let options = DeployOptions(dryRun: dryRun, gzip: gzip, allowDestructive: allowDestructive, skipPromotionCheck: skipPromotionCheck,

@@ -12,14 +12,22 @@ struct History: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance.", completion: InstanceCompletion.instances)
     var instance: String
 
     @Argument(help: "One deploy's id (the DEPLOY column): that deploy alone; with --json its report object.")
     var deployId: String?
 
+    /// A set deploy's snapshots, one per database: `primary: <name>, cache: <name>, …`.
+    static func setSnapshots(_ report: DeployReport) -> String? {
+        let taken = (report.databases ?? []).compactMap { database in database.snapshot.map { "\(database.database ?? ""): \($0)" } }
+        return taken.isEmpty ? nil : taken.joined(separator: ", ")
+    }
+
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
             var reports = try Inspection(runtime).history(instance: instance)
             if let deployId {
@@ -34,7 +42,7 @@ struct History: ParsableCommand {
             guard !reports.isEmpty else { console.line("No deploys of \(instance) yet."); return }
             console.line(Console.table(["DEPLOY", "STARTED (UTC)", "OUTCOME", "MIGRATIONS", "CLASS", "SNAPSHOT"], reports.map {
                 [$0.deployId, Console.time($0.startedAt), $0.outcome.rawValue, $0.pending.isEmpty ? "-" : $0.pending.joined(separator: ", "),
-                 $0.classification ?? "-", $0.snapshot ?? "-"]
+                 $0.classification ?? "-", $0.snapshot ?? Self.setSnapshots($0) ?? "-"]
             }))
             // Why each failure failed, in full, under the table.
             for report in reports where report.error != nil {

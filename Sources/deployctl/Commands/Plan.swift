@@ -23,6 +23,8 @@ struct Plan: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to plan for.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -30,28 +32,60 @@ struct Plan: ParsableCommand {
     var allowDestructive = false
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
-            let plan = try Planning(runtime).plan(instance: instance)
-            let mode = try Planning(runtime).deployMode(instance: instance, plan: plan)
-            var refusal: Failure?
-            do {
-                try Planning(runtime).refuseUnlessAllowed(plan: plan, allowDestructive: allowDestructive)
-            } catch let failure as Failure {
-                refusal = failure
-            }
-            refusal = refusal ?? Planning.verifyQueryRefusal(plan, instance: instance)
+            let plans = try Planning(runtime).plans(instance: instance, allowDestructive: allowDestructive)
+            let refusal = plans.lazy.compactMap(\.refusal).first
             if global.json {
-                // One document: the plan, with an error member when it is refused.
-                try console.json(PlanDocument(plan: plan, mode: mode, refusal: refusal))
+                // One document: the plan, with an error member when it is refused; for an
+                // instance of several databases, one such document per database.
+                if plans.count == 1, plans[0].database == nil {
+                    try console.json(PlanDocument(plan: plans[0].plan, mode: plans[0].mode, refusal: plans[0].refusal))
+                } else {
+                    try console.json(PlanSetDocument(plans: plans))
+                }
                 if let refusal { throw ExitCode(Console.exitCode(refusal.kind)) }
                 return
             }
-            for line in Console.planLines(plan) { console.line(console.fit(line)) }
-            if let line = PlanDocument.modeLine(mode, plan: plan) { console.line(line) }
+            for (index, plan) in plans.enumerated() {
+                if let name = plan.database {
+                    console.line((index == 0 ? "" : "\n") + "Database \(name) (\(plan.path)):")
+                }
+                for line in Console.planLines(plan.plan) { console.line(console.fit(line)) }
+                if let line = PlanDocument.modeLine(plan.mode, plan: plan.plan) { console.line(line) }
+                if plan.database != nil, let refusal = plan.refusal { console.line(console.fit("Refused: " + refusal.message.replacingOccurrences(of: "\n", with: " "))) }
+            }
             console.line("Nothing was changed.")
             if let refusal { throw refusal }
         }
+    }
+}
+
+/// `plan --json` for an instance of several databases: `databases`, one plan document each
+/// (with `database` and `path`), and the set's `class` (the strictest) and `pending`
+/// (`database/migration`).
+struct PlanSetDocument: Encodable {
+    let plans: [DatabasePlan]
+
+    struct Member: Encodable {
+        let plan: DatabasePlan
+        enum CodingKeys: String, CodingKey { case database, path }
+        func encode(to encoder: Encoder) throws {
+            try PlanDocument(plan: plan.plan, mode: plan.mode, refusal: plan.refusal).encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(plan.database, forKey: .database)
+            try container.encode(plan.path, forKey: .path)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case databases, pending, classification = "class" }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(plans.map(Member.init), forKey: .databases)
+        try container.encode(plans.flatMap { plan in plan.plan.pending.map { "\(plan.database ?? "")/\($0)" } }, forKey: .pending)
+        let pending = plans.filter { !$0.plan.pending.isEmpty }
+        if let strictest = pending.map(\.plan.classification).max() { try container.encode(strictest.rawValue, forKey: .classification) }
     }
 }
 

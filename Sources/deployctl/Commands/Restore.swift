@@ -34,6 +34,8 @@ struct Restore: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to restore.", completion: InstanceCompletion.instances)
     var instance: String
 
@@ -76,13 +78,20 @@ struct Restore: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try console.run { runtime in
+            // A backup named without --database: the database whose backups hold it.
+            let holding = try runtime.eachDatabase(of: instance, naming: backup)
+            let runtime = holding.count == 1 ? holding[0] : runtime
             let request = RestoreRequest(
                 instance: instance, selection: latest ? .latest(label: label) : .named(backup!),
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
                 runHooks: !noHooks, allowForeign: allowForeign,
                 source: remote.remote != nil || remote.host != nil ? .remote(name: remote.remote, host: remote.host, allowUnsigned: allowUnsigned) : .local)
+            if let set = try RestorePlanner(runtime).beginSet(request) {
+                defer { set.release() }
+                return try restoreSet(set, console)
+            }
             let prepared = try RestorePlanner(runtime).begin(request)
             defer { prepared.release() }
             if let fetched = prepared.fetched {
@@ -131,6 +140,49 @@ struct Restore: ParsableCommand {
         }
     }
 
+    /// `restore --latest` of an instance of several databases: each preview, one question,
+    /// then every database from the one set.
+    private func restoreSet(_ set: PreparedSetRestore, _ console: Console) throws {
+        for skipped in set.passedOver { console.note("warning: --latest passed over the newer \(skipped)") }
+        if !global.json {
+            console.line("Set \(set.setId): \(set.members.count) databases, the newest complete good set"
+                         + (set.stopsApplication ? "; the stop hook runs first, start and health after" : ""))
+            for member in set.members {
+                console.line("Database \(member.preview.targetPath):")
+                show(member.preview, console)
+            }
+        }
+        if dryRun {
+            let outcomes = try set.perform()
+            if global.json { return try console.json(RestoreSetDocument(set: set.setId, databases: outcomes.map(RestoreDocument.init))) }
+            console.line("Dry run: every backup of set \(set.setId) is good; nothing was changed.")
+            return
+        }
+        try console.confirm("Restore set \(set.setId) into the \(set.members.count) live databases?", yes: yes,
+                            notTerminal: Failure(.confirmationNeeded, "restore needs --yes when stdin is not a terminal; nothing was changed",
+                                                 hint: "review the lines above, then run again with --yes"),
+                            declined: Failure(.declined, "restore cancelled; nothing was changed"))
+        let outcomes = try set.perform()
+        if global.json { return try console.json(RestoreSetDocument(set: set.setId, databases: outcomes.map(RestoreDocument.init))) }
+        for outcome in outcomes {
+            let preview = outcome.preview
+            if outcome.alreadyHeld {
+                console.line(console.green("✓") + " \(preview.targetPath) already holds \(preview.backup.name); nothing was changed")
+                continue
+            }
+            console.line(console.green("✓") + " Restored \(preview.backup.name) into \(preview.targetPath)")
+            if let pages = outcome.provenPages { console.line("  proven: all \(pages) pages are identical to the backup's") }
+            if let proven = outcome.provenRows { console.line("  restored by rows: \(counted(proven.rows, "row")) rewritten and proven equal to the backup's") }
+            if let reason = outcome.unproven { console.line("  not proven page by page: \(reason)") }
+            if let safety = outcome.preRestoreBackup {
+                console.line("  \(counted(outcome.discardedRows, "row")) of the replaced database \(outcome.discardedRows == 1 ? "was" : "were") discarded; it is saved as \(safety.name)")
+            }
+        }
+        if !set.stopsApplication {
+            console.line("  no stop hook ran: each database is restored on its own; writes the application made between them are not consistent across the set")
+        }
+    }
+
     private func show(_ preview: RestorePreview, _ console: Console) {
         var chosen = "Backup \(preview.backup.name) (label \(preview.backup.label), taken \(Console.time(preview.backup.createdAt)) UTC)"
         if latest { chosen += ", the newest good one" + (label == nil ? " not labelled pre_restore" : " labelled \(label!)") }
@@ -151,6 +203,12 @@ struct Restore: ParsableCommand {
         for table in preview.notCompared { console.line("  \(table.table): not compared (\(table.reason))") }
         console.line("  \(counted(preview.discardedRows, "row")) of the live database \(preview.discardedRows == 1 ? "is" : "are") discarded (kept in the pre_restore snapshot).")
     }
+}
+
+/// `restore --latest --json` of an instance of several databases.
+struct RestoreSetDocument: Encodable {
+    let set: String
+    let databases: [RestoreDocument]
 }
 
 struct RestoreDocument: Encodable {

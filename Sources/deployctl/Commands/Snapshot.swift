@@ -17,6 +17,8 @@ struct Snapshot: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance to snapshot.", completion: InstanceCompletion.instances)
@@ -59,38 +61,48 @@ struct Snapshot: ParsableCommand {
     }
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try Metrics.around(metrics, console: console, instance: instance, every: { _ in [] }, command: "snapshot") {
             try console.run { runtime in
-                let outcome = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
-                if let crashed = outcome.crashedHolder {
+                let outcomes = try Snapshots(runtime).take(instance: instance, compression: try compression(), label: label, retention: try retention.policy(), verify: verify)
+                if let crashed = outcomes.first?.crashedHolder {
                     console.note("warning: a previous run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock; it crashed or was killed")
                 }
-                if let skipped = outcome.retentionSkipped {
-                    console.note("warning: retention did not run: \(skipped)")
-                }
-                for entry in outcome.futureDated {
-                    console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
-                }
-                var pushed = [PushResult]()
-                if offsite {
-                    do {
-                        pushed = try RemoteBackups(runtime).push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
-                    } catch let error as DeployctlError {
-                        // The local backup stands; the copy is what failed.
-                        throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
-                                      hint: error.hint.map { $0 + "; then 'deployctl backups push \(instance)'" } ?? "run 'deployctl backups push \(instance)' once the store is reachable")
+                var documents = [SnapshotDocument]()
+                for outcome in outcomes {
+                    let within = outcome.database.map { " (database \($0))" } ?? ""
+                    if let skipped = outcome.retentionSkipped {
+                        console.note("warning: retention did not run\(within): \(skipped)")
                     }
+                    for entry in outcome.futureDated {
+                        console.note("warning: \(entry.name) is dated \(Console.time(entry.createdAt)), in the future: written under a wrong clock? Retention keeps it and never counts it as the newest; remove it by hand once checked.")
+                    }
+                    var pushed = [PushResult]()
+                    if offsite {
+                        do {
+                            var runtime = runtime
+                            if let database = outcome.database { runtime.database = database }
+                            pushed = try RemoteBackups(runtime).push(instance: instance, backup: outcome.backup.name, all: false, remote: remote)
+                        } catch let error as DeployctlError {
+                            // The local backup stands; the copy is what failed.
+                            throw Failure(error.code, "the snapshot \(outcome.backup.name) was written locally, but copying it offsite failed: \(error.message)",
+                                          hint: error.hint.map { $0 + "; then 'deployctl backups push \(instance)'" } ?? "run 'deployctl backups push \(instance)' once the store is reachable")
+                        }
+                    }
+                    documents.append(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
+                                                      future_dated: outcome.futureDated.map(\.name), offsite: pushed.map(\.key), database: outcome.database))
+                    if global.json { continue }
+                    console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))\(within)")
+                    console.line("  \(outcome.backup.path)")
+                    for entry in outcome.pruned { console.line("  pruned \(entry.name)") }
+                    for copy in pushed { console.line("  copied to remote \(copy.remote): \(copy.key)") }
                 }
                 if global.json {
-                    try console.json(SnapshotDocument(backup: BackupDocument(outcome.backup, now: runtime.clock()), pruned: outcome.pruned.map(\.name),
-                                                      future_dated: outcome.futureDated.map(\.name), offsite: pushed.map(\.key)))
-                    return
+                    // One database: the snapshot's document as before; several: one each under `databases`.
+                    if documents.count == 1, documents[0].database == nil { try console.json(documents[0]) } else { try console.json(["databases": documents]) }
+                } else if outcomes.count > 1 && outcomes.first?.backup.manifest?.set != nil {
+                    console.line("  one set: \(outcomes.count) databases, each consistent on its own; snapshot does not stop the application, so writes between them are not consistent across the set")
                 }
-                console.line("✓ Snapshot \(outcome.backup.name) (\(Console.size(outcome.backup.bytes)))")
-                console.line("  \(outcome.backup.path)")
-                for entry in outcome.pruned { console.line("  pruned \(entry.name)") }
-                for copy in pushed { console.line("  copied to remote \(copy.remote): \(copy.key)") }
             }
         }
     }
@@ -102,4 +114,6 @@ struct SnapshotDocument: Encodable {
     let future_dated: [String]
     /// With --offsite: the object keys the snapshot was copied to.
     let offsite: [String]
+    /// The database, in an instance of several.
+    let database: String?
 }

@@ -26,13 +26,15 @@ struct Status: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @OptionGroup var metrics: MetricsOption
 
     @Argument(help: "The instance, or 'all'.", completion: InstanceCompletion.instancesOrAll)
     var instance: String
 
     func run() throws {
-        let console = Console(global)
+        let console = Console(global, selection)
         try Metrics.around(metrics, console: console, instance: instance, every: { try $0.everyInstance() }, command: "status") {
             try console.run { runtime in
                 let names = instance == "all" ? try runtime.workspace.everyInstance() : [instance]
@@ -40,18 +42,19 @@ struct Status: ParsableCommand {
                 for name in names {
                     try runtime.checkInterruption("nothing was changed")
                     do {
-                        rows.append(.status(try Inspection(runtime).status(instance: name)))
+                        rows += try Inspection(runtime).statuses(instance: name).map(Row.status)
                     } catch let failure as Failure where instance == "all" {
                         // One broken instance must not hide the others.
                         rows.append(.broken(name, StatusProblem(failure.code, message: failure.message)))
                     }
                 }
                 // With 'all', each problem names its instance, and the bundled example's never count.
-                let problems = instance == "all"
+                let problems = instance == "all" || rows.count > 1
                     ? rows.filter(\.counts).flatMap { row in row.problems.map { StatusProblem($0.code, message: "\(row.name): \($0.message)") } }
                     : rows.flatMap(\.problems)
                 if global.json {
-                    try console.json(instance == "all" ? AnyEncodable(rows) : AnyEncodable(rows[0]))
+                    // One instance with one database: its document; else one per database.
+                    try console.json(instance == "all" || rows.count > 1 ? AnyEncodable(rows) : AnyEncodable(rows[0]))
                 } else {
                     for row in rows { show(row, console, now: runtime.clock()) }
                 }
@@ -87,7 +90,7 @@ struct Status: ParsableCommand {
         /// The instance the row is about.
         var name: String {
             switch self {
-            case .status(let s): return s.instance
+            case .status(let s): return s.label
             case .broken(let name, _): return name
             }
         }
@@ -114,7 +117,7 @@ struct Status: ParsableCommand {
             if case .broken(let name, let problem) = row { console.line("\(name): ✗ \(problem.message)") }
             return
         }
-        console.line("\(s.instance): \(s.database)\(s.exists ? "" : " (missing)")\(s.example ? " (the bundled example: 'status all' lists it, its problems never fail it)" : "")")
+        console.line("\(s.label): \(s.database)\(s.exists ? "" : " (missing)")\(s.example ? " (the bundled example: 'status all' lists it, its problems never fail it)" : "")")
         if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
         let unknown = "unknown (the database could not be read)"
         console.line("  applied: \(s.applied.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")

@@ -13,12 +13,14 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var selection: DatabaseOption
+
     @Argument(help: "The instance to check.", completion: InstanceCompletion.instances)
     var instance: String
 
     func run() throws {
-        let console = Console(global)
-        try console.run { runtime in
+        let console = Console(global, selection)
+        try console.run { runtime in try console.eachDatabase(instance, runtime) { console, runtime in
             let result = try Inspection(runtime).verify(instance: instance)
             if global.json {
                 try console.json(result)
@@ -37,6 +39,6 @@ struct Verify: ParsableCommand {
                               hint: damaged ? "see the lines above; restore from a backup if the database is damaged"
                                             : "the database needs nothing: put the applied version of the file back and make the change a new migration, or record a deliberate edit with the accept command named above")
             }
-        }
+        } }
     }
 }
