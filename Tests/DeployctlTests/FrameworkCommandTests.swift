@@ -305,6 +305,9 @@ extension FrameworkCommandTests {
         #expect(result.status == 1 && result.code == "deploy.undone", "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("the command did not migrate the database it was given") && result.stderr.contains("wrote the live database instead of its copy"), "\(result.stderr)")
         try Self.assertUndone(box, before: before, result)
+        // A plan cannot undo it (no snapshot): it says so, exit 1.
+        let plan = try box.deployctl(["plan", "prod"])
+        #expect(plan.status == 1 && plan.stderr.contains("a plan has no snapshot to undo that with"), "\(plan.stdout)\(plan.stderr)")
     }
 
     @Test("a migrate command that is not found: 66 before any snapshot, nothing changed")

@@ -113,7 +113,15 @@ extension InstanceContext {
         let before = try commandScratchCopy(of: config.databasePath, live: true, in: scratch, name: "plan.db", busyTimeout: config.busyTimeout)
         defer { removeCommandScratch(before) }
         var runs = [ShellCommandResult]()
-        return try rehearseCommand(command, snapshot: before, scratchFolder: scratch, outputFolder: folder, pending: pending, runs: &runs).plan
+        do {
+            return try rehearseCommand(command, snapshot: before, scratchFolder: scratch, outputFolder: folder, pending: pending, runs: &runs).plan
+        } catch let failure as Failure where failure.code == .commandCopyNotMigrated || failure.code == .commandFailed {
+            // A plan has no snapshot to undo with: say loudly that the live database was written.
+            guard let (now, _) = try? pendingByCommand(command, database: config.databasePath, outputFolder: folder, tag: "live-pending-after-plan"),
+                  now != pending else { throw failure }
+            throw Failure(failure.code, failure.message + "\nThe live database's pending migrations changed while the plan ran the command on a copy (\(pending.joined(separator: ", ")) → \(now.isEmpty ? "none" : now.joined(separator: ", "))): the command wrote the live database instead of its copy, and a plan has no snapshot to undo that with.",
+                          hint: "restore the newest backup from before this plan with 'deployctl restore \(name) --latest', then make the command take its database from DATABASE_URL, DEPLOYCTL_DATABASE or {database}")
+        }
     }
 }
 
