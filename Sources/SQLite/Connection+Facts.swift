@@ -41,6 +41,19 @@ extension Connection {
         try Connection(path: path, mode: live ? .inspect : .immutable, busyTimeout: busyTimeout).tableNames()
     }
 
+    /// The schema (every object's SQL) and every table's content fingerprint of the live
+    /// database at `path`, read in one read transaction: what a command that should not touch
+    /// it must leave as it was. Linear in its rows.
+    public static func contentFingerprint(path: String, busyTimeout: Duration) throws -> DatabaseFingerprint {
+        let db = try Connection(path: path, mode: .inspect, busyTimeout: busyTimeout)
+        try db.execute("BEGIN")
+        defer { try? db.execute("COMMIT") }
+        let schema = try db.rows("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name").map { row in
+            row.map { $0.string ?? "" }.joined(separator: " ")
+        }
+        return DatabaseFingerprint(schema: schema, tables: try db.tableNames().map { try db.fingerprint(table: $0) })
+    }
+
     /// The page size of the database at `path`.
     public static func pageSize(path: String, live: Bool) throws -> Int64 {
         try Connection(path: path, mode: live ? .inspect : .immutable).scalar("PRAGMA page_size").int ?? 0
@@ -66,5 +79,23 @@ extension Connection {
     /// check that found it, foreign key problems cut at `foreignKeyLimit`.
     public func healthProblems(foreignKeyLimit: Int = 10) throws -> [String] {
         try integrityProblems().map { "quick_check: \($0)" } + foreignKeyProblems().prefix(foreignKeyLimit).map { "foreign_key_check: \($0)" }
+    }
+}
+
+/// A database's schema and content, as `Connection.contentFingerprint` reads them.
+public struct DatabaseFingerprint: Sendable, Equatable {
+    public let schema: [String]
+    public let tables: [TableFingerprint]
+
+    /// What differs from `other`, in words (tables whose rows differ, objects added or gone).
+    public func differences(from other: DatabaseFingerprint) -> [String] {
+        var found = [String]()
+        let mine = Dictionary(tables.map { ($0.table, $0) }, uniquingKeysWith: { a, _ in a })
+        for table in other.tables where mine[table.table] != table {
+            found.append(mine[table.table].map { "\(table.table): rows changed (\(table.rows) → \($0.rows) rows)" } ?? "\(table.table): gone")
+        }
+        for table in tables where !other.tables.contains(where: { $0.table == table.table }) { found.append("\(table.table): new") }
+        if found.isEmpty && schema != other.schema { found.append("its schema changed") }
+        return found
     }
 }

@@ -352,4 +352,51 @@ struct DatabaseSetTests {
         #expect(try Self.state(box).merging(["django": try box.sha3(django)]) { $1 } == before, "every database as before")
         #expect(!FileManager.default.fileExists(atPath: box.path("instances/rails/.deployctl.django.journal")))
     }
+
+    @Test("a framework command that also changes another database of the set (not the one it was pointed at) is caught by that database's fingerprints: exit 1, the other database restored from its snapshot, every database as before")
+    func commandTouchingAnotherDatabase() throws {
+        let box = try Self.railsBox()
+        #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
+        let jobs = box.path("instances/rails/storage/jobs.sqlite3")
+        _ = try box.sqlite(jobs, "CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO job (name) VALUES ('a'), ('b')")
+        // A tiny framework: one migration, listed until it is applied; it also deletes rows of cache.
+        try box.write("instances/rails/app/migrate.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
+            sqlite3 storage/production_cache.sqlite3 "DELETE FROM solid_cache_entries WHERE id <= 10"
+
+            """)
+        try box.write("instances/rails/app/pending.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "SELECT '0001_tag' WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'applied')"
+
+            """)
+        let config = box.path("instances/rails/instance.toml")
+        let table = """
+
+            [[database]]
+            name = "jobs"
+            path = "storage/jobs.sqlite3"
+            migrate_command = "sh app/migrate.sh"
+            pending_command = "sh app/pending.sh"
+            max_write_lock_ms = 600000
+
+            """
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+        let before = try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 }
+        let deploy = try box.deployctl(["deploy", "rails"])
+        // Caught at the rehearsal already (the command reached the live cache while pointed at a copy): nothing committed.
+        #expect(deploy.status == 1 && deploy.code == "command.result_differs", "\(deploy.stdout)\(deploy.stderr)")
+        #expect(deploy.stderr.contains("changed database cache") && deploy.stderr.contains("which it was not pointed at")
+                && deploy.stderr.contains("Restored from their snapshots"), "\(deploy.stderr)")
+        #expect(try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 } == before, "every database as before")
+
+        // Only when pointed at the live file: caught after the live run, which is undone too.
+        try box.write("instances/rails/app/migrate.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
+            case "$DEPLOYCTL_DATABASE" in */storage/jobs.sqlite3) sqlite3 storage/production_cache.sqlite3 "DELETE FROM solid_cache_entries WHERE id <= 10";; esac
+
+            """)
+        let live = try box.deployctl(["deploy", "rails"])
+        #expect(live.status == 1 && live.code == "deploy.undone" && live.stderr.contains("changed database cache"), "\(live.stdout)\(live.stderr)")
+        #expect(try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 } == before, "every database as before")
+    }
 }

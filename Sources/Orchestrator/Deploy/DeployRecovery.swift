@@ -147,10 +147,24 @@ struct DeployRecovery {
                 fallback += "\(strategy.attempt) failed (\(error)), so "
             }
         }
+        return fallback + (try restore(opened, named: name, store: store))
+    }
+
+    /// Restores the snapshot `name` into the live database, not stopped by signals (an undo);
+    /// says what it did.
+    func restoreSnapshot(named name: String) throws -> String {
+        var store = instance.store
+        store.stopped = { false }
+        let opened = try store.check(try store.entry(named: name), keep: true)!
+        defer { opened.discard() }
+        return try restore(opened, named: name, store: store)
+    }
+
+    private func restore(_ opened: OpenedBackup, named name: String, store: BackupStore) throws -> String {
         let live = try instance.restorer.openLive(config.databasePath, readOnly: false)
         let result = try LiveRestore(instance).restore(opened, into: live, previewVersion: nil, store: store, failpoint: nil, interruptible: false)
         if case .differs = result.proof { throw Failure(.undoUnproven, "after restoring \(name), the live database does not hold its pages") }
-        return fallback + "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
+        return "the snapshot \(name) was restored; the state it replaced, with any application writes since the deploy, is saved as \(result.saved.name)"
     }
 
     /// The ways a non-additive deploy's journal says it can be undone in place, in the order

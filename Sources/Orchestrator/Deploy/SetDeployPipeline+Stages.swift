@@ -75,6 +75,18 @@ extension SetDeployPipeline {
         report.error = error.message
         report.errorCode = error.code.rawValue
         let committed = active.filter { databases[$0].journal?.committed == true }
+        // Databases a framework command changed without being pointed at them: their snapshots back.
+        var restored = [String]()
+        for index in tampered where !committed.contains(index) {
+            guard let name = databases[index].report.snapshot else { continue }
+            let database = databases[index].config.databaseName ?? ""
+            do {
+                restored.append("\(database): \(try DeployRecovery(databases[index].instance).restoreSnapshot(named: name))")
+            } catch {
+                restored.append("\(database): restoring \(name) failed (\(error)); restore it with 'deployctl restore \(instance.config.name) \(name) --database \(database) --yes'")
+            }
+        }
+        if !restored.isEmpty { runtime.events(.fact("restored from their snapshots: \(restored.joined(separator: "; "))")) }
         if !committed.isEmpty {
             hooks.stopBeforeUndo(tag: "undo")
             var done = [String]()
@@ -110,6 +122,10 @@ extension SetDeployPipeline {
                 let store = databases[index].instance.store
                 if let entry = try? store.entry(named: name), (try? store.remove([entry])) != nil { databases[index].report.snapshot = nil }
             }
+        }
+        if !restored.isEmpty, let failure = final as? Failure {
+            final = Failure(failure.code, failure.message + "\nRestored from their snapshots, as the command changed them: \(restored.joined(separator: "; ")).",
+                            hint: failure.hint, cause: failure.cause)
         }
         hooks.startIfStopped(tag: "after-failure")
         report.hooks = hooks.results

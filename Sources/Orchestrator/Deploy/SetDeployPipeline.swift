@@ -2,6 +2,7 @@ import Backup
 import Foundation
 import Locking
 import Migration
+import SQLite
 import Support
 
 /// A deploy of an instance of several databases (`[[database]]`, docs/databases.md): one
@@ -23,6 +24,9 @@ struct SetDeployPipeline: DeployRun {
     var active = [Int]()
     /// Whether an interrupt after the last commit was reported (once).
     var interruptNoted = false
+    /// Databases a framework command changed though it was not pointed at them: the failure
+    /// path restores them from their snapshots.
+    var tampered = [Int]()
 
     init(instance: InstanceContext, databases: [InstanceContext], options: DeployOptions, report: DeployReport) {
         self.instance = instance
@@ -71,6 +75,22 @@ struct SetDeployPipeline: DeployRun {
         try runtime.checkInterruption(committed.isEmpty ? "no database was changed" : "the databases already migrated are undone")
     }
 
+    /// Runs `body` (database `index`'s rehearsal or migration); when that database's migrations
+    /// are a framework command, the set's other databases must be as they were afterwards
+    /// (their content fingerprints), else the deploy fails and the failure path restores the
+    /// changed ones from their snapshots.
+    /// - Throws: `command.result_differs` naming the database changed and how.
+    mutating func guardingOthers<T>(of index: Int, _ body: (inout SetDeployPipeline) throws -> T) throws -> T {
+        let others = try OtherDatabases(databases.indices.filter { $0 != index }, of: databases.map(\.config), before: databases[index].config.command != nil)
+        let value = try body(&self)
+        let changed = others.changed()
+        guard let (other, changes) = changed.first else { return value }
+        tampered += changed.map(\.0)
+        let config = databases[other].config
+        throw Failure(.commandResultDiffers, "migrate_command of database \(databases[index].config.databaseName ?? "") changed database \(config.databaseName ?? "") (\(config.databasePath)), which it was not pointed at: \(changes.prefix(5).joined(separator: "; "))",
+                      hint: "point the command at its database only (DATABASE_URL, DEPLOYCTL_DATABASE or {database}; docs/framework-commands.md), and stop the application during the deploy (hooks.stop)")
+    }
+
     /// Each database in turn, announced.
     mutating func each<T>(_ indexes: [Int], _ body: (inout DeployPipeline) throws -> T) throws -> [T] {
         try indexes.map { index in
@@ -104,7 +124,9 @@ struct SetDeployPipeline: DeployRun {
             return
         }
         try beginJournals(prepared)
-        let label = "pre_" + DeployPipeline.snapshotName(active.flatMap { prepared[$0].pending })
+        // Named by the .sql migrations, else by the framework commands' pending ones.
+        let files = active.flatMap { prepared[$0].pending }
+        let label = "pre_" + (files.isEmpty ? DeployPipeline.commandSnapshotName(active.flatMap { prepared[$0].plan.pending }) : DeployPipeline.snapshotName(files))
         // Every database, changed or not, so that each deploy leaves a complete set to restore.
         let backups = try stage(.snapshot) { s in
             try s.each(Array(s.databases.indices)) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
@@ -114,7 +136,9 @@ struct SetDeployPipeline: DeployRun {
         defer { for case .command(_, let opened) in rehearsals { opened.discard() } }
         try stage(.rehearse) { s in
             for index in s.active {
-                rehearsals.append(try s.each([index]) { p in try p.rehearseInSet(backup: backups[index], prepared: prepared[index]) }[0])
+                rehearsals.append(try s.guardingOthers(of: index) { s in
+                    try s.each([index]) { p in try p.rehearseInSet(backup: backups[index], prepared: prepared[index]) }[0]
+                })
             }
         }
         try stage(.migrateAndVerify) { s in try s.migrateEach(prepared, rehearsals: rehearsals) }
@@ -186,7 +210,7 @@ struct SetDeployPipeline: DeployRun {
             if step > 0 { try runtime.failpoints.hit(.betweenDatabases) }
             let entry = prepared[index]
             let rehearsal = rehearsals[step]
-            try each([index]) { p in
+            try guardingOthers(of: index) { s in try s.each([index]) { p in
                 switch rehearsal {
                 case .command(let effect, let opened):
                     let proven = try p.migrateByCommand(p.config.command!, effect: effect, snapshot: opened.databasePath)
@@ -201,7 +225,7 @@ struct SetDeployPipeline: DeployRun {
                     p.runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
                                            + (result.unchangedProof.map { "; \($0)" } ?? "")))
                 }
-            }
+            } }
         }
     }
 }
@@ -229,6 +253,27 @@ extension DeployPipeline {
         } catch {
             opened.discard()
             throw error
+        }
+    }
+}
+
+/// The other databases of a set, fingerprinted before a framework command runs on one of them
+/// (docs/databases.md): a command that changes a database it was not pointed at fails the
+/// deploy, and that database is restored from its snapshot (1).
+struct OtherDatabases {
+    let before: [(index: Int, config: InstanceConfig, fingerprint: DatabaseFingerprint)]
+
+    /// Fingerprints the databases at `indexes` of `configs` when `needed` (a command is about to run).
+    init(_ indexes: [Int], of configs: [InstanceConfig], before needed: Bool) throws {
+        before = needed ? try indexes.map { ($0, configs[$0], try Connection.contentFingerprint(path: configs[$0].databasePath, busyTimeout: configs[$0].busyTimeout)) } : []
+    }
+
+    /// The databases that changed since, each with what changed.
+    func changed() -> [(Int, [String])] {
+        before.compactMap { index, config, fingerprint in
+            guard let now = try? Connection.contentFingerprint(path: config.databasePath, busyTimeout: config.busyTimeout) else { return (index, ["it could not be read"]) }
+            let changes = now.differences(from: fingerprint)
+            return changes.isEmpty ? nil : (index, changes)
         }
     }
 }
