@@ -399,4 +399,30 @@ struct DatabaseSetTests {
         #expect(live.status == 1 && live.code == "deploy.undone" && live.stderr.contains("changed database cache"), "\(live.stdout)\(live.stderr)")
         #expect(try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 } == before, "every database as before")
     }
+
+    @Test("a set restore killed just after a database's live file was replaced: recovery still puts it back; meanwhile snapshot refuses (2) and prune keeps the copy the recovery needs; retention per database keeps the newest complete set")
+    func killedAfterReplaceAndRetention() throws {
+        let box = try Self.railsBox()
+        #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
+        #expect(try box.deployctl(["snapshot", "rails", "--quiet"]).status == 0)
+        try Self.withoutSeeds(box)
+        _ = try box.sqlite(Self.database(box, "primary"), "DELETE FROM orders WHERE id <= 10")
+        let before = try Self.state(box)
+        // after-restore: the first database is replaced and proven, its restore not yet returned.
+        let killed = try box.deployctl(["restore", "rails", "--latest", "--yes", "--quiet"], environment: ["DEPLOYCTL_FAILPOINTS": "after-restore=crash"])
+        #expect(killed.status == 9)
+        #expect(try box.sha3(Self.database(box, "primary")) != before["primary"])
+        let snapshot = try box.deployctl(["snapshot", "rails"])
+        #expect(snapshot.status == 2 && snapshot.code == "restore.unfinished", "\(snapshot.stderr)")
+        #expect(try box.deployctl(["backups", "prune", "rails", "--keep-last", "1", "--yes", "--quiet"]).status == 0)
+        let next = try box.deployctl(["deploy", "rails"])
+        #expect(next.status == 0 && next.stdout.contains("put back as they were: primary"), "\(next.stdout)\(next.stderr)")
+        #expect(try Self.state(box) == before)
+
+        // One-database snapshots and a prune to one backup per label leave a complete set to restore.
+        for _ in 0..<3 { #expect(try box.deployctl(["snapshot", "rails", "--database", "primary", "--quiet"]).status == 0) }
+        #expect(try box.deployctl(["backups", "prune", "rails", "--keep-last", "1", "--yes", "--quiet"]).status == 0)
+        let dry = try box.deployctl(["restore", "rails", "--latest", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+    }
 }

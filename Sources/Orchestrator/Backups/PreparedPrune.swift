@@ -89,8 +89,40 @@ extension InstanceContext {
     /// Backups an unfinished deploy journal refers to, with why: retention never removes them.
     /// - Throws: `Failure` `journal.unreadable` when a journal exists but cannot be read: which
     ///   backup it needs is then unknown, so nothing may be pruned.
-    func protectedBackups() throws -> [String: String] {
-        guard let journal = try DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot else { return [:] }
-        return [snapshot: "an unfinished deploy refers to it"]
+    /// `retention`: also the newest complete set of each label (kept from automatic pruning;
+    /// an operator may still remove one by name).
+    func protectedBackups(retention: Bool = true) throws -> [String: String] {
+        var protected = [String: String]()
+        if let journal = try DeployJournal.read(path: config.journalPath), let snapshot = journal.snapshot {
+            protected[snapshot] = "an unfinished deploy refers to it"
+        }
+        guard let database = config.databaseName else { return protected }
+        // A database of a set: the copies an unfinished set restore needs, and this database's
+        // member of the newest complete set of each label (retention per database must not
+        // leave the instance without a set to restore).
+        let store = self.store
+        if let restore = try SetRestoreJournal.read(config) { protected.merge(restore.needs(database, in: store)) { a, _ in a } }
+        if retention {
+            for (name, reason) in newestCompleteSets(of: database) where protected[name] == nil { protected[name] = reason }
+        }
+        return protected
+    }
+
+    /// Per label, this database's member of the newest set that has a good member in every
+    /// database of the instance.
+    private func newestCompleteSets(of database: String) -> [String: String] {
+        guard let all = try? runtime.workspace.instance(config.name).databases, !all.isEmpty else { return [:] }
+        let entries = all.map { view in InstanceContext(runtime: runtime, config: view).store.entries().filter { $0.status != .failed } }
+        let names = all.compactMap(\.databaseName)
+        guard let mine = names.firstIndex(of: database) else { return [:] }
+        var chosen = [String: String]()
+        var labels = Set<String>()
+        for entry in entries[mine] {  // newest first
+            guard let id = entry.manifest?.set?.id, !labels.contains(entry.label),
+                  entries.allSatisfy({ backups in backups.contains { $0.manifest?.set?.id == id } }) else { continue }
+            labels.insert(entry.label)
+            chosen[entry.name] = "the newest complete set of label \(entry.label) (\(names.count) databases)"
+        }
+        return chosen
     }
 }

@@ -52,7 +52,7 @@ public struct PreparedRemoval {
             throw Failure(.backupsChangedWhileAsked, "\(name) changed while deployctl asked; nothing was removed",
                           hint: "deployctl backups remove \(instance.name) \(name)")
         }
-        if let why = try instance.protectedBackups()[name] {
+        if let why = try instance.protectedBackups(retention: false)[name] {
             throw Failure(.backupRemoveRefused, "\(name) is not removed: \(why)",
                           hint: "let the next deploy finish or undo that deploy first: deployctl deploy \(instance.name)")
         }

@@ -59,7 +59,9 @@ struct RestoreCopies: Sendable {
             try store.remove(doomed)
             tidied.removed += doomed
             guard compress, config.compression != .none else { return tidied }
-            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != .failed {
+            // A copy something still needs by name (an unfinished set restore) keeps its name.
+            for decision in decisions where decision.kept && !decision.entry.compressed && !decision.entry.encrypted && decision.entry.status != .failed
+                && guarded[decision.entry.name] == nil {
                 try instance.runtime.checkInterruption("the restore copies not yet compressed stay as they are")
                 do {
                     let made = try Snapshotter(store: store).recompress(decision.entry, as: config.compression, now: instance.runtime.clock())

@@ -44,6 +44,12 @@ public struct Snapshots: Sendable {
         for database in databases { try database.ensureDatabase() }
         let lock = try instance.lock()
         defer { lock.release() }
+        // The databases are not from one set until an interrupted set restore is put back:
+        // a snapshot now would store that mix as a set.
+        if instance.hasDatabaseSet, let restore = try SetRestoreJournal.read(instance.config) {
+            throw Failure(.restoreUnfinished, "the restore of set \(restore.set) was interrupted, so \(instance.config.name)'s databases are not from one set; no snapshot was taken",
+                          hint: "restore the set again with 'deployctl restore \(instance.config.name) --latest --yes' (it puts the interrupted restore back first), or put it back with 'deployctl deploy \(instance.config.name)'")
+        }
         let id = Runtime.deployId(runtime.clock())
         let members = databases.compactMap(\.config.databaseName)
         return try databases.map { database in

@@ -72,14 +72,17 @@ struct StatusReader {
             database.applied = facts.applied.map(\.key)
             // A framework command's database is not migrated from the .sql folder; status runs no framework command.
             var files = [MigrationFile]()
+            var folderMissing = false
             do {
                 if config.command == nil { files = try MigrationFile.loadAll(folder: try instance.migrationsFolder) }
             } catch let failure as Failure where failure.code == .migrationsFolderMissing {
                 problems.append(StatusProblem(failure.code, message: failure.message))
+                folderMissing = true
             } catch {
                 // A bad migration file is reported by verify and deploy; status shows what it can.
             }
-            database.pending = files.filter { file in !facts.applied.contains { $0.id == file.id } }.map(\.key)
+            // Unknown, not none, when the folder is missing.
+            database.pending = folderMissing ? nil : files.filter { file in !facts.applied.contains { $0.id == file.id } }.map(\.key)
             if work == nil, let source = facts.onlineLeftover {
                 warnings.append("an online rebuild of \(source) left its shadow table and triggers in the database (a run that could not remove them, e.g. on a full disk): the application's writes to \(source) are copied into them until 'deployctl deploy \(config.name)' removes them")
             }

@@ -166,7 +166,9 @@ public struct InstanceContext: Sendable {
 
     /// Temp files of dead runs beside an instance's database and in its backups folder.
     static func leftovers(_ config: InstanceConfig) -> [(path: String, bytes: Int64)] {
-        DurableFile.leftovers(in: config.backupsFolder)
+        // A journal being written when its run died.
+        DurableFile.leftovers(in: config.folder, naming: ".deployctl.")
+            + DurableFile.leftovers(in: config.backupsFolder)
             + DurableFile.leftovers(in: (config.databasePath as NSString).deletingLastPathComponent,
                                     naming: (config.databasePath as NSString).lastPathComponent)
     }
@@ -248,7 +250,8 @@ extension InstanceContext {
             guard let database = config.databaseName, config.command == nil else { return folder }
             var isFolder: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
-                throw Failure(.migrationsFolderMissing, "the migrations folder \(folder) of database '\(database)' of instance '\(config.name)' does not exist",
+                let what = FileManager.default.fileExists(atPath: folder) ? "is not a folder" : "does not exist"
+                throw Failure(.migrationsFolderMissing, "the migrations folder \(folder) of database '\(database)' of instance '\(config.name)' \(what)",
                               hint: "create it (empty when the database has no migrations yet), or point migrations = \"…\" of its [[database]] table in \(config.file) at it")
             }
             return folder

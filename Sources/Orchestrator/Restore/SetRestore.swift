@@ -113,12 +113,18 @@ public final class PreparedSetRestore {
             for (index, member) in members.enumerated() {
                 if index > 0 { try runtime.failpoints.hit(.betweenDatabases) }
                 runtime.events(.databaseStarted(member.config.databaseName ?? "", path: member.config.databasePath))
+                // Before its live file can change: which database, and the copies it had.
+                journal.restoring = member.config.databaseName
+                journal.copiesBefore = member.store.entries().filter { $0.label == "pre_restore" }.map(\.name)
+                try journal.write(instance.config)
                 let outcome = try member.perform()
                 outcomes.append(outcome)
                 if let saved = outcome.preRestoreBackup, let name = member.config.databaseName {
                     journal.restored[name] = saved.name
-                    try journal.write(instance.config)
                 }
+                journal.restoring = nil
+                journal.copiesBefore = nil
+                try journal.write(instance.config)
             }
             try hooks.start(tag: "restore")
         } catch let error as DeployctlError {

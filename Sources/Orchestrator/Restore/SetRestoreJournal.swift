@@ -13,12 +13,18 @@ struct SetRestoreJournal: Codable, Sendable {
     var startedAt: Date
     /// Per database already restored: the `pre_restore` copy holding its state before.
     var restored: [String: String]
+    /// The database being restored now, and the restore copies it had before: a copy not among
+    /// them is the one this restore saved (written before its live file is replaced, so a kill
+    /// at any moment is recovered).
+    var restoring: String?
+    var copiesBefore: [String]?
     /// The process restoring (its lock on the instance says whether it still runs).
     var pid: Int32 = getpid()
 
     enum CodingKeys: String, CodingKey {
-        case set, restored, pid
+        case set, restored, pid, restoring
         case startedAt = "started_at"
+        case copiesBefore = "copies_before"
     }
 
     static func path(_ config: InstanceConfig) -> String { config.folder + "/.deployctl.restore.journal" }
@@ -69,8 +75,14 @@ struct SetRestoreJournal: Codable, Sendable {
     /// - Throws: `restore.put_back_failed` (2) when a database cannot be put back (the journal stays).
     static func recover(_ instance: InstanceContext, databases: [InstanceContext]) throws -> String? {
         guard let journal = try read(instance.config) else { return nil }
-        let restored = databases.compactMap { database in
-            database.config.databaseName.flatMap { journal.restored[$0] }.map { (database: database, copy: $0) }
+        let restored = databases.compactMap { database -> (database: InstanceContext, copy: String)? in
+            guard let name = database.config.databaseName else { return nil }
+            if let copy = journal.restored[name] { return (database, copy) }
+            // Killed while this one was restored: the copy it saved, if it got that far (putting
+            // back a database that was not yet replaced changes nothing).
+            guard name == journal.restoring, let before = journal.copiesBefore else { return nil }
+            let saved = database.store.entries().first { $0.label == "pre_restore" && !before.contains($0.name) }
+            return saved.map { (database, $0.name) }
         }
         let (done, failed) = putBack(restored)
         guard failed.isEmpty else {
@@ -81,5 +93,18 @@ struct SetRestoreJournal: Codable, Sendable {
         let note = "the restore of set \(journal.set) was interrupted" + (done.isEmpty ? " before it changed a database" : "; put back as they were: \(done.joined(separator: ", "))")
         instance.runtime.events(.fact("recovered: \(note)"))
         return note
+    }
+}
+
+extension SetRestoreJournal {
+    /// The restore copies the journal may need: a database's copy named in `restored`, and, for
+    /// the database being restored, every restore copy (its own is not known by name yet).
+    func needs(_ database: String, in store: BackupStore) -> [String: String] {
+        var needed = [String: String]()
+        if let copy = restored[database] { needed[copy] = "an unfinished set restore puts it back" }
+        if database == restoring {
+            for entry in store.entries() where entry.label == "pre_restore" { needed[entry.name] = "an unfinished set restore may put it back" }
+        }
+        return needed
     }
 }

@@ -85,7 +85,9 @@ struct BackupsList: ParsableCommand {
                          sha256: $0.manifest?.sha256, good: $0.problem == nil, problem: $0.problem, local: $0.local)
                 }, not_backups: others.map { Other(name: $0.name, reason: $0.reason) }))
             }
-            let folder = "s3://\(target.bucket)/\(target.prefix.isEmpty ? "" : target.prefix + "/")\(remote.host ?? target.hostId)/"
+            // A database of a set keeps its copies under <prefix>/<database>/.
+            let prefix = [target.prefix, runtime.database ?? ""].filter { !$0.isEmpty }.joined(separator: "/")
+            let folder = "s3://\(target.bucket)/\(prefix.isEmpty ? "" : prefix + "/")\(remote.host ?? target.hostId)/"
             if shown.isEmpty {
                 console.line("No copies of \(instance) in remote \(target.name) (\(folder)).")
             } else {
