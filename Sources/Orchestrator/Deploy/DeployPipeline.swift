@@ -28,12 +28,31 @@ struct StageTimer {
 
 /// A deploy that `Deployment` runs: one database's, or a set's.
 protocol DeployRun {
-    var report: DeployReport { get }
+    var runtime: Runtime { get }
+    var report: DeployReport { get set }
     mutating func run() throws
     mutating func fail(_ error: DeployctlError) -> DeployFailure
+    /// Throws when a signal arrived and the deploy can still stop (see each).
+    mutating func checkInterruption() throws
 }
 
 extension DeployRun {
+    /// Runs a stage's body between interruption checks, its start and end reported and its
+    /// record in the report.
+    mutating func timed<T>(_ stage: Stage, _ body: (inout Self) throws -> T) throws -> T {
+        let timer = StageTimer(stage, runtime)
+        do {
+            try checkInterruption()
+            let value = try body(&self)
+            try checkInterruption()
+            report.stages.append(timer.finished(nil))
+            return value
+        } catch {
+            report.stages.append(timer.finished(error))
+            throw error
+        }
+    }
+
     /// Runs the deploy; on failure, its final form (undone, reported) is thrown.
     mutating func runToEnd() throws -> DeployReport {
         do {
@@ -87,17 +106,7 @@ struct DeployPipeline: DeployRun {
             wroteJournal = true
             self.journal = journal
         }
-        let timer = StageTimer(stage, runtime)
-        do {
-            try checkInterruption()
-            let value = try body(&self)
-            try checkInterruption()
-            report.stages.append(timer.finished(nil))
-            return value
-        } catch {
-            report.stages.append(timer.finished(error))
-            throw error
-        }
+        return try timed(stage, body)
     }
 
     /// Throws when SIGINT or SIGTERM arrived: the deploy then fails at the current stage and

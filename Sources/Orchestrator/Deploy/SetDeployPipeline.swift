@@ -48,17 +48,7 @@ struct SetDeployPipeline: DeployRun {
             databases[index].journal?.stage = stage
             try databases[index].journal?.write(path: databases[index].config.journalPath)
         }
-        let timer = StageTimer(stage, runtime)
-        do {
-            try checkInterruption()
-            let value = try body(&self)
-            try checkInterruption()
-            report.stages.append(timer.finished(nil))
-            return value
-        } catch {
-            report.stages.append(timer.finished(error))
-            throw error
-        }
+        return try timed(stage, body)
     }
 
     /// Before every database of the deploy committed, an interrupt fails the deploy (the ones
