@@ -16,6 +16,9 @@ extension S3Client {
     public static let multipartThreshold: Int64 = 64 << 20
     /// The size of each part but the last.
     public static let partSize: Int64 = 16 << 20
+    /// Parts uploaded at once: each streams from the file (memory stays small), and four keep
+    /// the store busy while a part's checksums are read (bench/RESULTS.md, push against aws s3 cp).
+    static let partsAtOnce = 4
 
     /// Uploads the file at `path` under `key`, streamed from the file (memory flat), each request
     /// with `Content-MD5` (checked by the store) and a signed SHA-256 of its body. Up to `multipartThreshold` it is one
@@ -57,7 +60,7 @@ extension S3Client {
             let uploadId = try createMultipartUpload(key, what: what)
             let sent = Atomic<Int64>(0)
             do {
-                let etags = try Parallel.map(count, width: 2) { number in
+                let etags = try Parallel.map(count, width: Self.partsAtOnce) { number in
                     try checkpoint()
                     let offset = Int64(number) * Self.partSize
                     let length = min(Self.partSize, size - offset)

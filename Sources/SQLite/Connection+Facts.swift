@@ -48,8 +48,12 @@ extension Connection {
         let db = try Connection(path: path, mode: .inspect, busyTimeout: busyTimeout)
         try db.execute("BEGIN")
         defer { try? db.execute("COMMIT") }
-        let schema = try db.rows("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name").map { row in
+        var schema = try db.rows("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name").map { row in
             row.map { $0.string ?? "" }.joined(separator: " ")
+        }
+        // The header's own fields a command could change: user_version, application_id, the journal mode.
+        for pragma in ["user_version", "application_id", "journal_mode"] {
+            schema.append("\(pragma)=\(try db.scalar("PRAGMA \(pragma)").string ?? "")")
         }
         return DatabaseFingerprint(schema: schema, tables: try db.tableNames().map { try db.fingerprint(table: $0) })
     }
@@ -95,7 +99,9 @@ public struct DatabaseFingerprint: Sendable, Equatable {
             found.append(mine[table.table].map { "\(table.table): rows changed (\(table.rows) → \($0.rows) rows)" } ?? "\(table.table): gone")
         }
         for table in tables where !other.tables.contains(where: { $0.table == table.table }) { found.append("\(table.table): new") }
-        if found.isEmpty && schema != other.schema { found.append("its schema changed") }
+        if found.isEmpty && schema != other.schema {
+            found.append("its schema or header changed (" + zip(other.schema, schema).filter { $0 != $1 }.prefix(2).map { "\($0) → \($1)" }.joined(separator: "; ") + ")")
+        }
         return found
     }
 }

@@ -126,7 +126,7 @@ struct DatabaseSetTests {
         #expect(status.status == 2 && status.code == "deploy.unfinished", "\(status.stderr)")
         let recovered = try box.deployctl(["deploy", "rails", "--json"])
         #expect(recovered.status == 0, "\(recovered.stderr)")
-        #expect(recovered.stdout.contains("interrupted between its databases' commits"), "\(recovered.stdout)")
+        #expect(recovered.stdout.contains("interrupted before every database of its set was migrated and proven"), "\(recovered.stdout)")
         for name in Self.order { #expect(try !Self.applied(box, name).isEmpty, "\(name)") }
         let history = try box.deployctl(["history", "rails"])
         #expect(history.stdout.contains("recovered: undone"), "\(history.stdout)")
@@ -424,5 +424,42 @@ struct DatabaseSetTests {
         #expect(try box.deployctl(["backups", "prune", "rails", "--keep-last", "1", "--yes", "--quiet"]).status == 0)
         let dry = try box.deployctl(["restore", "rails", "--latest", "--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
+    }
+
+    @Test("killed while a framework command ran on its live database, after another database of the set committed: the next deploy undoes both (none was proven for the whole set), then deploys the set")
+    func killedDuringCommandInASet() throws {
+        let box = try Self.railsBox()
+        #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
+        try Self.withoutSeeds(box)
+        let jobs = box.path("instances/rails/storage/jobs.sqlite3")
+        _ = try box.sqlite(jobs, "CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO job (name) VALUES ('a')")
+        try box.write("instances/rails/app/migrate.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
+
+            """)
+        try box.write("instances/rails/app/pending.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "SELECT '0001_tag' WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'applied')"
+
+            """)
+        let config = box.path("instances/rails/instance.toml")
+        let table = "\n[[database]]\nname = \"jobs\"\npath = \"storage/jobs.sqlite3\"\nmigrate_command = \"sh app/migrate.sh\"\npending_command = \"sh app/pending.sh\"\nmax_write_lock_ms = 600000\n"
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+        try box.write("instances/rails/db/cable_migrate/0002_add_kind.sql", "ALTER TABLE solid_cable_messages ADD COLUMN kind TEXT;\n")
+        let killed = try box.deployctl(["deploy", "rails", "--quiet"], environment: ["DEPLOYCTL_FAILPOINTS": "migrate-command=crash"])
+        #expect(killed.status == 9)
+        #expect(try Self.applied(box, "cable").contains("add_kind"), "cable committed before the command ran")
+        let status = try box.deployctl(["status", "rails", "--quiet"])
+        #expect(status.status == 2 && status.code == "deploy.unfinished", "\(status.stderr)")
+        let deploy = try box.deployctl(["deploy", "rails", "--json"])
+        #expect(deploy.status == 0, "\(deploy.stderr)")
+        let reports = box.path("instances/rails/deploys")
+        let crashed = try #require(try FileManager.default.contentsOfDirectory(atPath: reports).filter { $0.hasSuffix(".json") }.compactMap { name -> [String: Any]? in
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reports + "/" + name))) as? [String: Any]
+            return report?["outcome"] as? String == "recovered: undone" ? report : nil
+        }.first, "the crashed deploy's report says it was undone")
+        let members = try #require(crashed["databases"] as? [[String: Any]])
+        #expect(members.map { $0["outcome"] as? String } == ["recovered: undone", "recovered: undone"], "cable and jobs both undone: \(members)")
+        #expect(try Self.applied(box, "cable").contains("add_kind"), "then deployed again")
+        #expect(try box.sqlite(jobs, "SELECT count(*) FROM applied") == "1")
     }
 }

@@ -75,12 +75,13 @@ extension InstanceContext {
     /// file it was given), then the copy compared with the snapshot.
     /// - Throws: `command.failed`, `command.copy_not_migrated`, what comparing throws.
     func rehearseCommand(_ command: MigrationCommand, snapshot: String, scratchFolder: String, outputFolder: String,
-                         pending: [String], runs: inout [ShellCommandResult]) throws -> (plan: MigrationPlan, effect: CommandEffect) {
+                         pending: [String], runs: inout [ShellCommandResult], started: (pid_t) -> Void = { _ in }) throws -> (plan: MigrationPlan, effect: CommandEffect) {
         let scratch = try commandScratchCopy(of: snapshot, live: false, in: scratchFolder, name: "rehearsal.db", busyTimeout: config.busyTimeout)
         defer { removeCommandScratch(scratch) }
         let interruption = runtime.interruption
         let observation = try CommandObservation(copy: scratch, stop: { interruption() != nil })
-        let run = try runFrameworkCommand(command.migrate, database: scratch, outputFolder: outputFolder, tag: "rehearsal-migrate", timeout: command.timeout)
+        let run = try runFrameworkCommand(command.migrate, database: scratch, outputFolder: outputFolder, tag: "rehearsal-migrate", timeout: command.timeout,
+                                          started: started)
         runs.append(run)
         if run.interrupted { try runtime.checkInterruption("the rehearsal on a copy was stopped; the live database was not changed") }
         guard run.succeeded else { throw commandFailure(run, command: command, on: "the rehearsal copy (the live database was not changed)") }
@@ -167,8 +168,16 @@ extension DeployPipeline {
         defer { report.commands?.append(contentsOf: runs) }
         let plan: MigrationPlan, effect: CommandEffect
         do {
+            // The rehearsal's process group in the journal too: a deploy killed meanwhile leaves
+            // a command the next run's recovery ends.
+            var journal = self.journal
+            defer { self.journal = journal }
+            let path = config.journalPath
             (plan, effect) = try instance.rehearseCommand(command, snapshot: snapshot, scratchFolder: instance.store.folder, outputFolder: outputFolder,
-                                                          pending: pending, runs: &runs)
+                                                          pending: pending, runs: &runs, started: { group in
+                                                              journal?.commandGroup = group
+                                                              try? journal?.write(path: path)
+                                                          })
         } catch let failure as Failure where failure.code == .commandCopyNotMigrated || failure.code == .commandFailed {
             // Typed: the live database's own pending list, against the one this deploy began with.
             guard let (now, check) = try? instance.pendingByCommand(command, database: config.databasePath, outputFolder: outputFolder, tag: "live-pending-after-rehearsal") else { throw failure }

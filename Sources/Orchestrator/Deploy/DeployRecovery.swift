@@ -43,18 +43,20 @@ struct DeployRecovery {
     private static func recoverUnfinishedDeploys(_ databases: [InstanceContext]) throws -> String? {
         let journals = try databases.compactMap { database in try DeployJournal.read(path: database.config.journalPath).map { (database, $0) } }
         guard let first = journals.first else { return nil }
-        let committed = try journals.map { database, journal in
-            journal.command == true ? commandState(journal).committed
-                : try History.state(ofDeploy: journal.deployId, databasePath: database.config.databasePath, busyTimeout: database.config.busyTimeout).committed
+        let states = try journals.map { database, journal in
+            journal.command == true ? commandState(journal)
+                : try History.state(ofDeploy: journal.deployId, databasePath: database.config.databasePath, busyTimeout: database.config.busyTimeout)
         }
-        let partial = committed.contains(true) && committed.contains(false)
+        // One database that is not kept (not committed, or committed but not proven healthy)
+        // means none is: the ones that committed are undone with it.
+        let partial = states.contains { $0.committed } && states.contains { !($0.committed && $0.healthy) }
         var reports = [DeployReport]()
         for (index, (database, journal)) in journals.enumerated() {
             var report = try DeployRecovery(database).recover(journal, undoCommitted: partial, startsApplication: index == journals.count - 1)
             report.database = database.config.databaseName
             reports.append(report)
         }
-        let note = (partial ? "deploy \(first.1.deployId) was interrupted between its databases' commits, so the databases that committed were undone: " : "")
+        let note = (partial ? "deploy \(first.1.deployId) was interrupted before every database of its set was migrated and proven, so the databases that committed were undone: " : "")
             + zip(journals, reports).map { "\($0.0.config.databaseName ?? ""): \($1.recovered ?? "")" }.joined(separator: "; ")
         var report = DeployReport(deployId: first.1.deployId, instance: first.0.config.name, startedAt: first.1.startedAt,
                                   outcome: reports.map(\.outcome).contains(.recoveredUndone) ? .recoveredUndone
@@ -87,7 +89,8 @@ struct DeployRecovery {
         } else {
             note = "deploy \(journal.deployId) was interrupted at stage \(journal.stage) before its commit; SQLite rolled it back, the database is as it was"
         }
-        if journal.command == true { note = Self.commandNote(journal) }
+        // A command database's own words, unless it is undone because another database was.
+        if journal.command == true && !(kept == false && committed && healthy) { note = Self.commandNote(journal) }
         let hooks = AppHooks(instance, outputFolder: config.deploysFolder + "/" + journal.deployId)
         if startsApplication, journal.appStopped, let result = try hooks.startAfterRecovery() {
             note += result.succeeded ? "; the application, left stopped, was started" : "; starting the application failed (see \(result.outputPath))"

@@ -65,19 +65,22 @@ struct SetDeployPipeline: DeployRun {
         try runtime.checkInterruption(committed.isEmpty ? "no database was changed" : "the databases already migrated are undone")
     }
 
-    /// Runs `body` (database `index`'s rehearsal or migration); when that database's migrations
-    /// are a framework command, the set's other databases must be as they were afterwards
-    /// (their content fingerprints), else the deploy fails and the failure path restores the
-    /// changed ones from their snapshots.
+    /// When database `index`'s migrations are a framework command, the set's other databases'
+    /// fingerprints before its rehearsal or migration (see `checkOthers`).
+    func fingerprintOthers(of index: Int) throws -> OtherDatabases {
+        try OtherDatabases(databases.indices.filter { $0 != index }, of: databases.map(\.config), before: databases[index].config.command != nil)
+    }
+
+    /// The other databases must be as they were before database `index`'s command ran, else
+    /// the deploy fails and the failure path restores the changed ones from their snapshots.
     /// - Throws: `command.result_differs` naming the database changed and how.
-    mutating func guardingOthers<T>(of index: Int, _ body: (inout SetDeployPipeline) throws -> T) throws -> T {
-        let others = try OtherDatabases(databases.indices.filter { $0 != index }, of: databases.map(\.config), before: databases[index].config.command != nil)
-        let value = try body(&self)
+    mutating func checkOthers(_ others: OtherDatabases, after index: Int) throws {
         let changed = others.changed()
-        guard let (other, changes) = changed.first else { return value }
+        guard let (other, changes) = changed.first else { return }
         tampered += changed.map(\.0)
         let config = databases[other].config
-        throw Failure(.commandResultDiffers, "migrate_command of database \(databases[index].config.databaseName ?? "") changed database \(config.databaseName ?? "") (\(config.databasePath)), which it was not pointed at: \(changes.prefix(5).joined(separator: "; "))",
+        throw Failure(.commandResultDiffers, "migrate_command of database \(databases[index].config.databaseName ?? "") changed database \(config.databaseName ?? "") (\(config.databasePath)), which it was not pointed at: \(changes.prefix(5).joined(separator: "; "))"
+                      + (instance.config.hooks.stop == nil ? " (with no stop hook, the application's own writes to it count too)" : ""),
                       hint: "point the command at its database only (DATABASE_URL, DEPLOYCTL_DATABASE or {database}; docs/framework-commands.md), and stop the application during the deploy (hooks.stop)")
     }
 
@@ -116,7 +119,8 @@ struct SetDeployPipeline: DeployRun {
         try beginJournals(prepared)
         // Named by the .sql migrations, else by the framework commands' pending ones.
         let files = active.flatMap { prepared[$0].pending }
-        let label = "pre_" + (files.isEmpty ? DeployPipeline.commandSnapshotName(active.flatMap { prepared[$0].plan.pending }) : DeployPipeline.snapshotName(files))
+        let commands = active.contains { databases[$0].config.command != nil }
+        let label = "pre_" + (commands ? DeployPipeline.commandSnapshotName(active.flatMap { prepared[$0].plan.pending }) : DeployPipeline.snapshotName(files))
         // Every database, changed or not, so that each deploy leaves a complete set to restore.
         let backups = try stage(.snapshot) { s in
             try s.each(Array(s.databases.indices)) { p in try p.takeSnapshot(label: label, store: p.instance.store) }
@@ -126,9 +130,9 @@ struct SetDeployPipeline: DeployRun {
         defer { for case .command(_, let opened) in rehearsals { opened.discard() } }
         try stage(.rehearse) { s in
             for index in s.active {
-                rehearsals.append(try s.guardingOthers(of: index) { s in
-                    try s.each([index]) { p in try p.rehearseInSet(backup: backups[index], prepared: prepared[index]) }[0]
-                })
+                let others = try s.fingerprintOthers(of: index)
+                rehearsals.append(try s.each([index]) { p in try p.rehearseInSet(backup: backups[index], prepared: prepared[index]) }[0])
+                try s.checkOthers(others, after: index)
             }
         }
         try stage(.migrateAndVerify) { s in try s.migrateEach(prepared, rehearsals: rehearsals) }
@@ -200,7 +204,8 @@ struct SetDeployPipeline: DeployRun {
             if step > 0 { try runtime.failpoints.hit(.betweenDatabases) }
             let entry = prepared[index]
             let rehearsal = rehearsals[step]
-            try guardingOthers(of: index) { s in try s.each([index]) { p in
+            let others = try fingerprintOthers(of: index)
+            try each([index]) { p in
                 switch rehearsal {
                 case .command(let effect, let opened):
                     let proven = try p.migrateByCommand(p.config.command!, effect: effect, snapshot: opened.databasePath)
@@ -215,7 +220,8 @@ struct SetDeployPipeline: DeployRun {
                     p.runtime.events(.fact("writes were blocked for \(String(format: "%.1f", result.writeLockMilliseconds)) ms"
                                            + (result.unchangedProof.map { "; \($0)" } ?? "")))
                 }
-            } }
+            }
+            try checkOthers(others, after: index)
         }
     }
 }

@@ -166,6 +166,12 @@ public struct InstanceContext: Sendable {
 
     /// Temp files of dead runs beside an instance's database and in its backups folder.
     static func leftovers(_ config: InstanceConfig) -> [(path: String, bytes: Int64)] {
+        // Each database's of a set (once each: they share the instance folder).
+        var seen = Set<String>()
+        return (own(config) + config.databases.flatMap(own)).filter { seen.insert($0.path).inserted }
+    }
+
+    private static func own(_ config: InstanceConfig) -> [(path: String, bytes: Int64)] {
         // A journal being written when its run died.
         DurableFile.leftovers(in: config.folder, naming: ".deployctl.")
             + DurableFile.leftovers(in: config.backupsFolder)

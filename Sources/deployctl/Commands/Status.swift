@@ -121,7 +121,8 @@ struct Status: ParsableCommand {
         if let bytes = s.bytes { console.line("  size: \(Console.size(bytes)), journal mode: \(s.journalMode ?? "unreadable")") }
         let unknown = "unknown (the database could not be read)"
         console.line("  applied: \(s.applied.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")
-        console.line("  pending: \(s.pending.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? unknown)")
+        let pendingUnknown = s.problems.contains { $0.code == .migrationsFolderMissing } ? "unknown (the migrations folder is missing)" : unknown
+        console.line("  pending: \(s.pending.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? pendingUnknown)")
         console.line("  last backup: \(s.lastBackup ?? "none")")
         if let check = s.lastVerification {
             console.line("  last verification: \(check.backup) at \(Console.time(check.at)): \(check.result == "ok" ? "good" : "FAILED: \(check.reason ?? "")")")
