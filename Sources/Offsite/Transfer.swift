@@ -16,9 +16,10 @@ extension S3Client {
     public static let multipartThreshold: Int64 = 64 << 20
     /// The size of each part but the last.
     public static let partSize: Int64 = 16 << 20
-    /// Parts uploaded at once: each streams from the file (memory stays small), and four keep
-    /// the store busy while a part's checksums are read (bench/RESULTS.md, push against aws s3 cp).
-    static let partsAtOnce = 4
+    /// Parts uploaded at once, each streamed from the file (memory stays small). Four were
+    /// measured no faster on this 2-core machine (push 1.13× `aws s3 cp` against 1.14× with two
+    /// at 1 GiB; bench/RESULTS.md), so two.
+    static let partsAtOnce = 2
 
     /// Uploads the file at `path` under `key`, streamed from the file (memory flat), each request
     /// with `Content-MD5` (checked by the store) and a signed SHA-256 of its body. Up to `multipartThreshold` it is one
