@@ -75,46 +75,9 @@ extension SetDeployPipeline {
         report.error = error.message
         report.errorCode = error.code.rawValue
         let committed = active.filter { databases[$0].journal?.committed == true }
-        // Databases a framework command changed without being pointed at them: their snapshots back.
-        var restored = [String]()
-        for index in tampered where !committed.contains(index) {
-            guard let name = databases[index].report.snapshot else { continue }
-            let database = databases[index].config.databaseName ?? ""
-            do {
-                restored.append("\(database): \(try DeployRecovery(databases[index].instance).restoreSnapshot(named: name))")
-            } catch {
-                restored.append("\(database): restoring \(name) failed (\(error)); restore it with 'deployctl restore \(instance.config.name) \(name) --database \(database) --yes'")
-            }
-        }
-        if !restored.isEmpty { runtime.events(.fact("restored from their snapshots: \(restored.joined(separator: "; "))")) }
+        let restored = restoreTampered(except: committed)
         if !committed.isEmpty {
-            hooks.stopBeforeUndo(tag: "undo")
-            var done = [String]()
-            var failed = [String]()
-            for index in committed.reversed() {
-                let name = databases[index].config.databaseName ?? ""
-                do {
-                    let how = try DeployRecovery(databases[index].instance).undo(journal: databases[index].journal!)
-                    databases[index].report.outcome = .undone
-                    done.append("\(name): \(how)")
-                } catch let undoError {
-                    databases[index].report.outcome = .unproven
-                    failed.append("\(name): \(undoError)")
-                }
-            }
-            let untouched = active.filter { !committed.contains($0) }.compactMap { databases[$0].config.databaseName }
-            let others = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) had not been changed"
-            if failed.isEmpty {
-                report.outcome = .undone
-                runtime.events(.stepDone("undone: every database the deploy had changed was put back and proven"))
-                final = Failure(.deployUndone, "\(error.message)\nThe deploy was undone in every database it had changed (\(done.joined(separator: "; ")))\(others).",
-                                hint: error.hint, cause: error.code)
-            } else {
-                report.outcome = .unproven
-                final = Failure(.deployUndoFailed, "\(error.message)\nUndoing the deploy failed in \(failed.joined(separator: "; "))"
-                                + (done.isEmpty ? "" : "; undone in \(done.joined(separator: "; "))") + others,
-                                hint: "restore the set from before the deploy with 'deployctl restore \(instance.config.name) --latest --yes'", cause: error.code)
-            }
+            final = undo(committed, after: error)
         } else if !report.stages.contains(where: { $0.name == .migrateAndVerify }) {
             // No database was touched: the snapshots are not needed (kept, every retry would add a set).
             for index in databases.indices {
@@ -138,6 +101,54 @@ extension SetDeployPipeline {
         }
         lock?.release()
         return DeployFailure(report: report, underlying: final)
+    }
+
+    /// The databases a framework command changed without being pointed at them (and that this
+    /// deploy did not commit to), restored from their snapshots; says what was done for each.
+    mutating func restoreTampered(except committed: [Int]) -> [String] {
+        var restored = [String]()
+        for index in tampered where !committed.contains(index) {
+            guard let name = databases[index].report.snapshot else { continue }
+            let database = databases[index].config.databaseName ?? ""
+            do {
+                restored.append("\(database): \(try DeployRecovery(databases[index].instance).restoreSnapshot(named: name))")
+            } catch {
+                restored.append("\(database): restoring \(name) failed (\(error)); restore it with 'deployctl restore \(instance.config.name) \(name) --database \(database) --yes'")
+            }
+        }
+        if !restored.isEmpty { runtime.events(.fact("restored from their snapshots: \(restored.joined(separator: "; "))")) }
+        return restored
+    }
+
+    /// Undoes every database that committed, the last first, by its class; the error the
+    /// deploy ends with (`deploy.undone`, or `deploy.undo_failed` naming what could not be).
+    mutating func undo(_ committed: [Int], after error: DeployctlError) -> DeployctlError {
+        hooks.stopBeforeUndo(tag: "undo")
+        var done = [String]()
+        var failed = [String]()
+        for index in committed.reversed() {
+            let name = databases[index].config.databaseName ?? ""
+            do {
+                let how = try DeployRecovery(databases[index].instance).undo(journal: databases[index].journal!)
+                databases[index].report.outcome = .undone
+                done.append("\(name): \(how)")
+            } catch let undoError {
+                databases[index].report.outcome = .unproven
+                failed.append("\(name): \(undoError)")
+            }
+        }
+        let untouched = active.filter { !committed.contains($0) }.compactMap { databases[$0].config.databaseName }
+        let others = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) had not been changed"
+        guard failed.isEmpty else {
+            report.outcome = .unproven
+            return Failure(.deployUndoFailed, "\(error.message)\nUndoing the deploy failed in \(failed.joined(separator: "; "))"
+                           + (done.isEmpty ? "" : "; undone in \(done.joined(separator: "; "))") + others,
+                           hint: "restore the set from before the deploy with 'deployctl restore \(instance.config.name) --latest --yes'", cause: error.code)
+        }
+        report.outcome = .undone
+        runtime.events(.stepDone("undone: every database the deploy had changed was put back and proven"))
+        return Failure(.deployUndone, "\(error.message)\nThe deploy was undone in every database it had changed (\(done.joined(separator: "; ")))\(others).",
+                       hint: error.hint, cause: error.code)
     }
 
     mutating func writeReport() throws {
