@@ -54,7 +54,7 @@ public struct PreparedRemoval {
         }
         if let why = try instance.protectedBackups(retention: false)[name] {
             throw Failure(.backupRemoveRefused, "\(name) is not removed: \(why)",
-                          hint: "let the next deploy finish or undo that deploy first: deployctl deploy \(instance.name)")
+                          hint: "let the next deploy or restore finish or undo the unfinished one first (e.g. deployctl deploy \(instance.name))")
         }
         guard let current else {
             try store.removeOrphanManifest(of: name)
