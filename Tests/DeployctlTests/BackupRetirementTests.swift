@@ -70,7 +70,7 @@ struct BackupRetirementTests {
         let needed = try #require(box.backupNames().first { $0.contains("_pre_cashback_tables_") })
         let refused = try box.deployctl(["backups", "remove", "prod", needed, "--yes"])
         #expect(refused.status == 64 && refused.stderr.contains("\(needed) is not removed: an unfinished deploy refers to it"), "\(refused.stderr)")
-        #expect(refused.stderr.contains("finish or undo that deploy first: deployctl deploy prod"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("finish or undo the unfinished one first (e.g. deployctl deploy prod)"), "\(refused.stderr)")
         #expect(box.backupNames().contains(needed))
     }
 
