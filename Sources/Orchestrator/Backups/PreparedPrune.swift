@@ -111,9 +111,9 @@ extension InstanceContext {
     /// Per label, this database's member of the newest set that has a good member in every
     /// database of the instance.
     private func newestCompleteSets(of database: String) -> [String: String] {
-        guard let all = try? runtime.workspace.instance(config.name).databases, !all.isEmpty else { return [:] }
-        let entries = all.map { view in InstanceContext(runtime: runtime, config: view).store.entries().filter { $0.status != .failed } }
-        let names = all.compactMap(\.databaseName)
+        guard let all = try? setMembers, !all.isEmpty else { return [:] }
+        let entries = all.map { member in member.store.entries().filter { $0.status != .failed } }
+        let names = all.compactMap(\.config.databaseName)
         guard let mine = names.firstIndex(of: database) else { return [:] }
         var chosen = [String: String]()
         var labels = Set<String>()

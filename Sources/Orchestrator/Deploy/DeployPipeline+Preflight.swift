@@ -12,17 +12,9 @@ extension DeployPipeline {
         if !options.dryRun {
             try instance.store.prepareForWriting()
             if !inSet {
-                lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
-                if let crashed = lock?.crashedHolder {
-                    runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
-                }
-                if config.databaseName != nil {
-                    // One database of a set (--database): an unfinished deploy is recovered for the whole set.
-                    let all = try runtime.workspace.instance(config.name).databases.map { InstanceContext(runtime: runtime, config: $0) }
-                    if let note = try DeployRecovery.recoverUnfinishedSet(all) { report.recovered = note }
-                } else if let note = try DeployRecovery(instance).recoverUnfinished() {
-                    report.recovered = note
-                }
+                lock = try DeployRecovery.lockForDeploy(instance)
+                // One database of a set (--database): an unfinished deploy is recovered for the whole set.
+                if let note = try DeployRecovery.recoverUnfinished(for: instance) { report.recovered = note }
             }
             if let note = try OnlineRebuild.cleanUp(path: config.databasePath, busyTimeout: config.busyTimeout, debug: runtime.trace) {
                 runtime.events(.warning(note))

@@ -28,6 +28,23 @@ struct DeployRecovery {
         return report.recovered
     }
 
+    /// Recovers what an earlier run left unfinished for `instance`: its journal, or, for a set
+    /// or one database of a set, every journal of the set (`recoverUnfinishedSet`). The caller
+    /// holds the instance lock.
+    static func recoverUnfinished(for instance: InstanceContext) throws -> String? {
+        let members = try instance.setMembers
+        return members.isEmpty ? try DeployRecovery(instance).recoverUnfinished() : try recoverUnfinishedSet(members)
+    }
+
+    /// Takes the instance lock for a deploy, saying when an earlier run died holding it.
+    static func lockForDeploy(_ instance: InstanceContext) throws -> InstanceLock {
+        let lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
+        if let crashed = lock.crashedHolder {
+            instance.runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
+        }
+        return lock
+    }
+
     /// The same for each database of a set (the caller holds the instance lock): when a deploy
     /// was killed between two databases' commits, the databases that committed are undone too,
     /// so that the set is as it was before that deploy; when all committed, all are kept.

@@ -19,13 +19,8 @@ extension SetDeployPipeline {
     /// each database's write lock.
     mutating func preflight() throws -> [PreparedDatabase] {
         if !options.dryRun {
-            lock = try instance.lock(operation: "deploy", stage: Stage.preflight.rawValue)
-            if let crashed = lock?.crashedHolder {
-                runtime.events(.warning("an earlier run (PID \(crashed.pid), \(crashed.command)) ended without releasing the instance lock: it crashed or was killed"))
-            }
-            if let note = try DeployRecovery.recoverUnfinishedSet(instance.config.databases.map { InstanceContext(runtime: runtime, config: $0) }) {
-                report.recovered = note
-            }
+            lock = try DeployRecovery.lockForDeploy(instance)
+            if let note = try DeployRecovery.recoverUnfinished(for: instance) { report.recovered = note }
         }
         let prepared = try databases.indices.map { index in
             let (files, plan) = try databases[index].preflight()

@@ -224,6 +224,13 @@ extension Runtime {
             return runtime
         }
     }
+
+    /// For a command naming one backup: the runtime of the one database whose backups hold it
+    /// (an instance of several, no `--database`), else this one.
+    public func holding(_ backup: String?, of instance: String) throws -> Runtime {
+        let holding = try eachDatabase(of: instance, naming: backup)
+        return holding.count == 1 ? holding[0] : self
+    }
 }
 
 extension InstanceContext {
@@ -238,6 +245,16 @@ extension InstanceContext {
             }
             if let name = runtime.database { return [InstanceContext(runtime: runtime, config: try config.database(name))] }
             return config.databases.map { InstanceContext(runtime: runtime, config: $0) }
+        }
+    }
+
+    /// Every database of the set this context belongs to, as contexts: the instance's
+    /// `[[database]]` views, whether this is the instance or one of its databases; empty for an
+    /// instance with one database.
+    var setMembers: [InstanceContext] {
+        get throws {
+            let views = config.databaseName == nil ? config.databases : try runtime.workspace.instance(config.name).databases
+            return views.map { InstanceContext(runtime: runtime, config: $0) }
         }
     }
 

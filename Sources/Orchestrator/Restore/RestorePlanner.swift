@@ -55,12 +55,8 @@ public struct RestorePlanner: Sendable {
         var lock: InstanceLock?
         if !request.dryRun {
             lock = try instance.lock(operation: "restore", stage: "check and preview")
-            if config.databaseName != nil {
-                // One database of a set: an unfinished deploy or set restore is recovered for the whole set.
-                _ = try DeployRecovery.recoverUnfinishedSet(try runtime.workspace.instance(config.name).databases.map { InstanceContext(runtime: runtime, config: $0) })
-            } else {
-                _ = try DeployRecovery(instance).recoverUnfinished()
-            }
+            // One database of a set: an unfinished deploy or set restore is recovered for the whole set.
+            _ = try DeployRecovery.recoverUnfinished(for: instance)
         }
         if request.target.changesLiveDatabase { try checkLiveIsDatabase(instance, request: request) }
         guard case .latest(let label) = request.selection else {

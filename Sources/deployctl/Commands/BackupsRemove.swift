@@ -35,8 +35,7 @@ struct BackupsRemove: ParsableCommand {
         let console = Console(global, selection)
         try console.run { runtime in
             // Named without --database: the database whose backups hold it.
-            let holding = try runtime.eachDatabase(of: instance, naming: backup)
-            let runtime = holding.count == 1 ? holding[0] : runtime
+            let runtime = try runtime.holding(backup, of: instance)
             let prepared = try PreparedRemoval.prepare(runtime, instance: instance, backup: backup)
             do {
                 let what = prepared.entry.map { "backup \($0.name) (label \($0.label), created \(Console.time($0.createdAt)) UTC, \(Console.size($0.bytes)), \($0.status))" }

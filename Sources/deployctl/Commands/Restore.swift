@@ -81,8 +81,7 @@ struct Restore: ParsableCommand {
         let console = Console(global, selection)
         try console.run { runtime in
             // A backup named without --database: the database whose backups hold it.
-            let holding = try runtime.eachDatabase(of: instance, naming: backup)
-            let runtime = holding.count == 1 ? holding[0] : runtime
+            let runtime = try runtime.holding(backup, of: instance)
             let request = RestoreRequest(
                 instance: instance, selection: latest ? .latest(label: label) : .named(backup!),
                 target: to.map { .newFile($0) } ?? (replace ? .replace : .live), dryRun: dryRun,
