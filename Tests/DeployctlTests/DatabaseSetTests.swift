@@ -256,6 +256,36 @@ struct DatabaseSetTests {
             .filter { !$0.hasPrefix("seed_sql") }.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
     }
 
+    /// Adds a `[[database]]` table (its keys as TOML lines) after the four, before `[backups]`.
+    static func addDatabase(_ box: Sandbox, _ keys: String) throws {
+        let config = box.path("instances/rails/instance.toml")
+        let table = "\n[[database]]\n" + keys + "\nmax_write_lock_ms = 600000\n"
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    /// A fifth database, `jobs`, migrated by a tiny shell framework: one migration (`0001_tag`),
+    /// listed by `app/pending.sh` until `app/migrate.sh` applied it; `also` is shell run after
+    /// it (what the command does besides). Returns the database's path.
+    static func addJobsDatabase(_ box: Sandbox, also: String = "") throws -> String {
+        let jobs = box.path("instances/rails/storage/jobs.sqlite3")
+        _ = try box.sqlite(jobs, "CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO job (name) VALUES ('a'), ('b')")
+        try writeJobsMigration(box, also: also)
+        try box.write("instances/rails/app/pending.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "SELECT '0001_tag' WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'applied')"
+
+            """)
+        try addDatabase(box, "name = \"jobs\"\npath = \"storage/jobs.sqlite3\"\nmigrate_command = \"sh app/migrate.sh\"\npending_command = \"sh app/pending.sh\"")
+        return jobs
+    }
+
+    static func writeJobsMigration(_ box: Sandbox, also: String) throws {
+        try box.write("instances/rails/app/migrate.sh", """
+            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
+            \(also)
+
+            """)
+    }
+
     @Test("a deploy with migrations for one database still snapshots every database, so restore --latest goes back one deploy, not two")
     func partialDeployKeepsSetsComplete() throws {
         let box = try Self.railsBox()
@@ -318,19 +348,12 @@ struct DatabaseSetTests {
         env["DEPLOYCTL_DATABASE"] = django
         let made = try Sandbox.exec("/usr/bin/env", ["python3", app + "/manage.py", "migrate", "-v0"], environment: env)
         try #require(made.status == 0, "Django is installed by .ci/run: \(made.stderr)")
-        let config = box.path("instances/rails/instance.toml")
-        let table = """
-
-            [[database]]
+        try Self.addDatabase(box, """
             name = "django"
             path = "storage/django.sqlite3"
             migrate_command = "python3 app/manage.py migrate --noinput"
             pending_command = "python3 app/manage.py showmigrations --plan"
-            max_write_lock_ms = 600000
-
-            """
-        // After the four [[database]] tables, before [backups].
-        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+            """)
         try FileManager.default.copyItem(atPath: fixtures + "/shop/migrations/0002_category.py", toPath: app + "/shop/migrations/0002_category.py")
         let plan = try box.deployctl(["plan", "rails", "--json"])
         let members = try #require((try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])?["databases"] as? [[String: Any]], "\(plan.stdout)\(plan.stderr)")
@@ -357,30 +380,8 @@ struct DatabaseSetTests {
     func commandTouchingAnotherDatabase() throws {
         let box = try Self.railsBox()
         #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
-        let jobs = box.path("instances/rails/storage/jobs.sqlite3")
-        _ = try box.sqlite(jobs, "CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO job (name) VALUES ('a'), ('b')")
-        // A tiny framework: one migration, listed until it is applied; it also deletes rows of cache.
-        try box.write("instances/rails/app/migrate.sh", """
-            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
-            sqlite3 storage/production_cache.sqlite3 "DELETE FROM solid_cache_entries WHERE id <= 10"
-
-            """)
-        try box.write("instances/rails/app/pending.sh", """
-            sqlite3 "$DEPLOYCTL_DATABASE" "SELECT '0001_tag' WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'applied')"
-
-            """)
-        let config = box.path("instances/rails/instance.toml")
-        let table = """
-
-            [[database]]
-            name = "jobs"
-            path = "storage/jobs.sqlite3"
-            migrate_command = "sh app/migrate.sh"
-            pending_command = "sh app/pending.sh"
-            max_write_lock_ms = 600000
-
-            """
-        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+        // A tiny framework that also deletes rows of cache.
+        let jobs = try Self.addJobsDatabase(box, also: "sqlite3 storage/production_cache.sqlite3 \"DELETE FROM solid_cache_entries WHERE id <= 10\"")
         let before = try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 }
         let deploy = try box.deployctl(["deploy", "rails"])
         // Caught at the rehearsal already (the command reached the live cache while pointed at a copy): nothing committed.
@@ -390,10 +391,8 @@ struct DatabaseSetTests {
         #expect(try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 } == before, "every database as before")
 
         // Only when pointed at the live file: caught after the live run, which is undone too.
-        try box.write("instances/rails/app/migrate.sh", """
-            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
+        try Self.writeJobsMigration(box, also: """
             case "$DEPLOYCTL_DATABASE" in */storage/jobs.sqlite3) sqlite3 storage/production_cache.sqlite3 "DELETE FROM solid_cache_entries WHERE id <= 10";; esac
-
             """)
         let live = try box.deployctl(["deploy", "rails"])
         #expect(live.status == 1 && live.code == "deploy.undone" && live.stderr.contains("changed database cache"), "\(live.stdout)\(live.stderr)")
@@ -431,19 +430,7 @@ struct DatabaseSetTests {
         let box = try Self.railsBox()
         #expect(try box.deployctl(["deploy", "rails", "--quiet"]).status == 0)
         try Self.withoutSeeds(box)
-        let jobs = box.path("instances/rails/storage/jobs.sqlite3")
-        _ = try box.sqlite(jobs, "CREATE TABLE job (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO job (name) VALUES ('a')")
-        try box.write("instances/rails/app/migrate.sh", """
-            sqlite3 "$DEPLOYCTL_DATABASE" "CREATE TABLE IF NOT EXISTS applied (name TEXT); CREATE TABLE tag (id INTEGER PRIMARY KEY); INSERT INTO applied VALUES ('0001_tag');"
-
-            """)
-        try box.write("instances/rails/app/pending.sh", """
-            sqlite3 "$DEPLOYCTL_DATABASE" "SELECT '0001_tag' WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'applied')"
-
-            """)
-        let config = box.path("instances/rails/instance.toml")
-        let table = "\n[[database]]\nname = \"jobs\"\npath = \"storage/jobs.sqlite3\"\nmigrate_command = \"sh app/migrate.sh\"\npending_command = \"sh app/pending.sh\"\nmax_write_lock_ms = 600000\n"
-        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\n[backups]", with: table + "\n[backups]").write(toFile: config, atomically: true, encoding: .utf8)
+        let jobs = try Self.addJobsDatabase(box)
         try box.write("instances/rails/db/cable_migrate/0002_add_kind.sql", "ALTER TABLE solid_cable_messages ADD COLUMN kind TEXT;\n")
         let killed = try box.deployctl(["deploy", "rails", "--quiet"], environment: ["DEPLOYCTL_FAILPOINTS": "migrate-command=crash"])
         #expect(killed.status == 9)
