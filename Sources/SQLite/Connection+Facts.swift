@@ -53,7 +53,8 @@ extension Connection {
         }
         // The header's own fields a command could change: user_version, application_id, the journal mode.
         for pragma in ["user_version", "application_id", "journal_mode"] {
-            schema.append("\(pragma)=\(try db.scalar("PRAGMA \(pragma)").string ?? "")")
+            let value = try db.scalar("PRAGMA \(pragma)")
+            schema.append("\(pragma)=\(value.int.map(String.init) ?? value.string ?? "")")
         }
         return DatabaseFingerprint(schema: schema, tables: try db.tableNames().map { try db.fingerprint(table: $0) })
     }

@@ -397,6 +397,12 @@ struct DatabaseSetTests {
         let live = try box.deployctl(["deploy", "rails"])
         #expect(live.status == 1 && live.code == "deploy.undone" && live.stderr.contains("changed database cache"), "\(live.stdout)\(live.stderr)")
         #expect(try Self.state(box).merging(["jobs": try box.sha3(jobs)]) { $1 } == before, "every database as before")
+
+        // Only the header of another database (no row, no schema): caught too, and put back.
+        try Self.writeJobsMigration(box, also: "sqlite3 storage/production_cache.sqlite3 \"PRAGMA user_version = 42\"")
+        let header = try box.deployctl(["deploy", "rails"])
+        #expect(header.status == 1 && header.stderr.contains("changed database cache") && header.stderr.contains("user_version"), "\(header.stdout)\(header.stderr)")
+        #expect(try box.sqlite(Self.database(box, "cache"), "PRAGMA user_version") == "0")
     }
 
     @Test("a set restore killed just after a database's live file was replaced: recovery still puts it back; meanwhile snapshot refuses (2) and prune keeps the copy the recovery needs; retention per database keeps the newest complete set")
